@@ -1,0 +1,129 @@
+//! The command line: global options and the subcommand enum. Each subcommand's own flags live
+//! in its module under `commands/`, so adding a command touches this file in one place.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+
+/// rbuild builds container images from Dockerfiles, without a daemon.
+///
+/// `rbuild -t NAME .` is the same as `rbuild build -t NAME .`.
+#[derive(Debug, Parser)]
+#[command(name = "rbuild", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted by every command.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Directory of the image store and build cache.
+    ///
+    /// Defaults to /var/lib/rbuild for root and $XDG_DATA_HOME/rbuild otherwise.
+    #[arg(long, global = true, env = "RBUILD_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// When to colour output.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build an image from a Dockerfile and a context directory.
+    Build(commands::build::BuildArgs),
+    /// Parse a Dockerfile and print its instructions (or BuildKit's AST dump with --dump).
+    Parse(commands::parse::ParseArgs),
+    /// Report every problem in a Dockerfile at once: errors and lint warnings.
+    Check(commands::check::CheckArgs),
+}
+
+/// Global options that take a value, so the bare-form detection can skip over them.
+const GLOBAL_OPTS_WITH_VALUE: &[&str] = &["--root", "--color"];
+
+/// `rbuild -t x .` means `rbuild build -t x .`: if the first word after the global options is
+/// not a subcommand (or help/version), insert `build` there.
+pub fn with_implicit_build(mut argv: Vec<OsString>) -> Vec<OsString> {
+    let cmd = Cli::command();
+    let is_subcommand = |word: &str| {
+        word == "help"
+            || cmd
+                .get_subcommands()
+                .any(|s| s.get_name() == word || s.get_all_aliases().any(|a| a == word))
+    };
+    let mut i = 1;
+    while i < argv.len() {
+        let word = argv[i].to_string_lossy().into_owned();
+        if GLOBAL_OPTS_WITH_VALUE.contains(&word.as_str()) {
+            i += 2;
+            continue;
+        }
+        if GLOBAL_OPTS_WITH_VALUE
+            .iter()
+            .any(|opt| word.starts_with(&format!("{opt}=")))
+        {
+            i += 1;
+            continue;
+        }
+        if matches!(word.as_str(), "-h" | "--help" | "-V" | "--version") || is_subcommand(&word)
+        {
+            return argv;
+        }
+        argv.insert(i, OsString::from("build"));
+        return argv;
+    }
+    argv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(argv: &[&str]) -> Vec<String> {
+        with_implicit_build(argv.iter().map(OsString::from).collect())
+            .into_iter()
+            .map(|w| w.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn bare_form_means_build() {
+        assert_eq!(
+            words(&["rbuild", "-t", "x", "."]),
+            ["rbuild", "build", "-t", "x", "."]
+        );
+        assert_eq!(
+            words(&["rbuild", "--root", "/s", "."]),
+            ["rbuild", "--root", "/s", "build", "."]
+        );
+        assert_eq!(
+            words(&["rbuild", "--root=/s", "."]),
+            ["rbuild", "--root=/s", "build", "."]
+        );
+    }
+
+    #[test]
+    fn subcommands_and_help_are_left_alone() {
+        assert_eq!(words(&["rbuild", "check", "F"]), ["rbuild", "check", "F"]);
+        assert_eq!(words(&["rbuild", "--help"]), ["rbuild", "--help"]);
+        assert_eq!(words(&["rbuild"]), ["rbuild"]);
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

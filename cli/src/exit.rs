@@ -1,0 +1,45 @@
+//! Exit codes and the miette report hook: how a failed command looks to its user and to CI.
+
+use crate::args::GlobalArgs;
+
+/// A Dockerfile, build or user-input error.
+pub const USER: u8 = 1;
+/// Bad command-line usage (clap's own errors).
+pub const USAGE: u8 = 2;
+
+/// Pick the exit code for a failed command. Errors carry their class as a miette code prefix
+/// (`rbuild::registry::...`, `rbuild::store::...`); anything else is a user error.
+pub fn code_for(report: &miette::Report) -> u8 {
+    let code = report.code().map(|c| c.to_string()).unwrap_or_default();
+    if code.starts_with("rbuild::registry") {
+        3
+    } else if code.starts_with("rbuild::store") {
+        4
+    } else if code.starts_with("rbuild::interrupted") {
+        130
+    } else {
+        USER
+    }
+}
+
+/// Configure miette's graphical renderer once: colours only on a terminal and without
+/// `NO_COLOR`, unicode box drawing only on a terminal.
+pub fn install_report_hook(global: &GlobalArgs) {
+    use std::io::IsTerminal;
+    let tty = std::io::stderr().is_terminal();
+    let color = match global.color {
+        crate::args::ColorChoice::Always => true,
+        crate::args::ColorChoice::Never => false,
+        crate::args::ColorChoice::Auto => tty && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(
+            miette::MietteHandlerOpts::new()
+                .color(color)
+                .unicode(tty)
+                .terminal_links(false)
+                .context_lines(2)
+                .build(),
+        )
+    }));
+}

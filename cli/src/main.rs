@@ -1,0 +1,32 @@
+//! The `rbuild` binary: parse the command line, run one command, turn the outcome into an
+//! exit code. Everything else lives in the library crates; this crate only wires them together
+//! and is the only place that prints.
+
+mod args;
+mod commands;
+mod exit;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let argv = args::with_implicit_build(std::env::args_os().collect());
+    let cli = match args::Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap prints help/version to stdout and usage errors to stderr itself.
+            let code = if err.use_stderr() { exit::USAGE } else { 0 };
+            let _ = err.print();
+            return ExitCode::from(code);
+        }
+    };
+    exit::install_report_hook(&cli.global);
+    match commands::run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::from(exit::code_for(&report))
+        }
+    }
+}

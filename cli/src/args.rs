@@ -78,8 +78,7 @@ pub fn with_implicit_build(mut argv: Vec<OsString>) -> Vec<OsString> {
             i += 1;
             continue;
         }
-        if matches!(word.as_str(), "-h" | "--help" | "-V" | "--version") || is_subcommand(&word)
-        {
+        if matches!(word.as_str(), "-h" | "--help" | "-V" | "--version") || is_subcommand(&word) {
             return argv;
         }
         argv.insert(i, OsString::from("build"));

@@ -45,6 +45,10 @@ impl CheckSettings {
 pub struct Dockerfile {
     pub directives: Directives,
     pub instructions: Vec<Instruction>,
+    /// Raw nodes that are syntactically valid but were refused as instructions (unknown
+    /// instruction, bad flag, ...): kept so the AST dump shows what BuildKit's parser sees.
+    #[serde(skip)]
+    pub rejected: Vec<Node>,
 }
 
 /// One build stage: its `FROM` and the instructions up to the next `FROM`.
@@ -111,10 +115,18 @@ impl Dockerfile {
 
     /// BuildKit's AST dump of the whole file (one line per instruction, newline-terminated).
     pub fn dump(&self) -> String {
+        let mut nodes: Vec<&Node> = self
+            .instructions
+            .iter()
+            .map(|i| &i.meta().node)
+            .chain(self.rejected.iter())
+            .collect();
+        nodes.sort_by_key(|n| n.span.start);
         let mut out = String::new();
-        for ins in &self.instructions {
-            out.push_str(&ins.dump());
-            out.push('\n');
+        for n in nodes {
+            out.push('(');
+            out.push_str(&n.dump());
+            out.push_str(")\n");
         }
         out
     }

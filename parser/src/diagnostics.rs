@@ -33,6 +33,9 @@ pub struct ParseDiagnostic {
     pub line: usize,
     pub column: usize,
     pub url: Option<String>,
+    /// A syntax error BuildKit's parser itself would refuse (as opposed to an instruction-level
+    /// error or a lint): the AST dump is impossible only when one of these exists.
+    pub syntax: bool,
 }
 
 impl ParseDiagnostic {
@@ -80,6 +83,7 @@ fn error(name: &str, span: Span, message: String, label: &str) -> ParseDiagnosti
         line: 0,
         column: 0,
         url: None,
+        syntax: false,
     }
 }
 
@@ -626,6 +630,7 @@ pub(crate) fn lint(rule: &'static str, span: Span, message: String) -> ParseDiag
         url: Some(format!(
             "https://docs.docker.com/go/dockerfile/rule/{kebab}/"
         )),
+        syntax: false,
     }
 }
 

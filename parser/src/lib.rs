@@ -59,6 +59,11 @@ impl Parsed {
         self.diagnostics.iter().any(|d| d.is_error())
     }
 
+    /// Whether any error is a syntax error (no AST dump is possible).
+    pub fn has_syntax_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.syntax)
+    }
+
     pub fn errors(&self) -> impl Iterator<Item = &ParseDiagnostic> {
         self.diagnostics.iter().filter(|d| d.is_error())
     }
@@ -115,6 +120,7 @@ pub fn parse_bytes(bytes: &[u8]) -> ParsedBytes<'_> {
             d.line = line;
             d.column = column;
             d.span = Span::new(d.span.start, (d.span.start + 1).min(text.len()));
+            d.syntax = true;
             parsed.diagnostics.insert(0, d);
         }
     }

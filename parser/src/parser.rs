@@ -108,6 +108,7 @@ pub(crate) fn run(src: &str) -> Output {
         seen: Vec::new(),
     };
     let mut instructions = Vec::new();
+    let mut rejected = Vec::new();
     let mut saw_comment = false;
     let mut saw_instruction_line = false;
 
@@ -124,17 +125,18 @@ pub(crate) fn run(src: &str) -> Output {
                     match key.as_str() {
                         "escape" | "syntax" | "check" => {
                             if dstate.seen.contains(&key) {
-                                diags.push(diagnostics::duplicate_directive(
+                                diags.push(syn(diagnostics::duplicate_directive(
                                     Span::new(lt_off, pl.end),
                                     &key,
-                                ));
+                                )));
                             } else {
                                 dstate.seen.push(key.clone());
                                 match key.as_str() {
                                     "escape" => match value {
                                         "\\" => directives.escape = '\\',
                                         "`" => directives.escape = '`',
-                                        _ => diags.push(diagnostics::invalid_escape(vspan, value)),
+                                        _ => diags
+                                            .push(syn(diagnostics::invalid_escape(vspan, value))),
                                     },
                                     "syntax" => {
                                         directives.syntax = Some(crate::Word::new(value, vspan))
@@ -199,7 +201,7 @@ pub(crate) fn run(src: &str) -> Output {
         let mut nd = match built {
             Ok(n) => n,
             Err(d) => {
-                diags.push(d);
+                diags.push(syn(d));
                 continue;
             }
         };
@@ -228,10 +230,10 @@ pub(crate) fn run(src: &str) -> Output {
                 }
                 end = end.max(body_end);
                 if !terminated {
-                    diags.push(diagnostics::unterminated_heredoc(
+                    diags.push(syn(diagnostics::unterminated_heredoc(
                         Span::new(lt_off, pl.end),
                         &m.name,
-                    ));
+                    )));
                     break;
                 }
                 nd.heredocs.push(Heredoc {
@@ -248,18 +250,28 @@ pub(crate) fn run(src: &str) -> Output {
         let span = Span::new(lt_off, end);
         match instructions::build(nd, (start_line, end_line), span, escape) {
             Ok(ins) => instructions.push(ins),
-            Err(d) => diags.push(d),
+            Err(d) => {
+                diags.push(d);
+                // Keep the raw node for the AST dump (rebuilt: only on this error path).
+                if let Ok(n) = node::build(&logical, 0, logical.text.len(), escape, 0) {
+                    rejected.push(n);
+                }
+            }
         }
     }
 
     if !saw_instruction_line && diags.iter().all(|d| !d.is_error()) {
         let end = src.len();
-        diags.push(diagnostics::empty_file(Span::at(end.min(bom)), saw_comment));
+        diags.push(syn(diagnostics::empty_file(
+            Span::at(end.min(bom)),
+            saw_comment,
+        )));
     }
 
     let dockerfile = Dockerfile {
         directives,
         instructions,
+        rejected,
     };
     check_stages(&dockerfile, &mut diags);
     Output {
@@ -267,6 +279,12 @@ pub(crate) fn run(src: &str) -> Output {
         diagnostics: diags,
         extras,
     }
+}
+
+/// Mark a diagnostic as a syntax error (BuildKit's parser refuses it too).
+fn syn(mut d: ParseDiagnostic) -> ParseDiagnostic {
+    d.syntax = true;
+    d
 }
 
 /// The cursor's current byte offset (where the next line starts).

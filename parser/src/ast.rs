@@ -118,7 +118,7 @@ impl Dockerfile {
         let mut nodes: Vec<&Node> = self
             .instructions
             .iter()
-            .map(|i| &i.meta().node)
+            .map(|i| i.meta().node.as_ref())
             .chain(self.rejected.iter())
             .collect();
         nodes.sort_by_key(|n| n.span.start);
@@ -145,7 +145,7 @@ pub struct Meta {
     pub end_line: usize,
     /// The raw BuildKit-style node, for the AST dump.
     #[serde(skip)]
-    pub node: Node,
+    pub node: Box<Node>,
 }
 
 /// A flag value: the raw text as written, and the typed value when it is static (no `$`).

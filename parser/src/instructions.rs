@@ -43,11 +43,11 @@ pub(crate) fn build(node: Node, lines: (usize, usize), span: Span, escape: char)
         span,
         start_line: lines.0,
         end_line: lines.1,
-        node,
+        node: Box::new(node),
     };
-    let cmd = meta.node.command();
+    let kind = meta.node.kind;
     let b = Builder { meta, escape };
-    match cmd.as_str() {
+    match kind {
         "from" => b.from(),
         "run" => b.run(),
         "cmd" => b.cmd(),
@@ -475,7 +475,7 @@ impl Builder {
                 "ONBUILD",
             ));
         };
-        match child.command().as_str() {
+        match child.kind {
             "onbuild" => return Err(diagnostics::onbuild_chain(child.keyword.span)),
             "from" | "maintainer" => return Err(diagnostics::onbuild_trigger(&child.keyword)),
             _ => {}

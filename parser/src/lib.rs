@@ -23,6 +23,10 @@
 //! Module map: `lines` (physical/logical lines) → `node` (BuildKit's raw node, dump) →
 //! `instructions` (typing, flags, mounts) → `parser` (driver, stage checks) → `lint`.
 
+// Diagnostics are the (rare) error path of every internal step; boxing them would add an
+// allocation to each without making the happy path faster.
+#![allow(clippy::result_large_err)]
+
 mod ast;
 pub mod diagnostics;
 mod duration;
@@ -80,6 +84,12 @@ pub fn parse(src: &str) -> Parsed {
     if !diagnostics.iter().any(|d| d.is_error()) || !out.dockerfile.instructions.is_empty() {
         diagnostics.extend(lint::run(&out.dockerfile, &out.extras));
     }
+    if diagnostics.is_empty() {
+        return Parsed {
+            dockerfile: out.dockerfile,
+            diagnostics,
+        };
+    }
     let index = LineIndex::new(src);
     for d in &mut diagnostics {
         let (line, column) = index.line_col(src, d.span.start);
@@ -119,7 +129,11 @@ pub fn parse_bytes(bytes: &[u8]) -> ParsedBytes<'_> {
             let (line, column) = index.line_col(&text, d.span.start);
             d.line = line;
             d.column = column;
-            d.span = Span::new(d.span.start, (d.span.start + 1).min(text.len()));
+            let width = text[d.span.start.min(text.len())..]
+                .chars()
+                .next()
+                .map_or(0, char::len_utf8);
+            d.span = Span::new(d.span.start, d.span.start + width);
             d.syntax = true;
             parsed.diagnostics.insert(0, d);
         }

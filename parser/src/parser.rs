@@ -107,7 +107,7 @@ pub(crate) fn run(src: &str) -> Output {
         done: false,
         seen: Vec::new(),
     };
-    let mut instructions = Vec::new();
+    let mut instructions = Vec::with_capacity(src.len() / 48);
     let mut rejected = Vec::new();
     let mut saw_comment = false;
     let mut saw_instruction_line = false;
@@ -170,8 +170,7 @@ pub(crate) fn run(src: &str) -> Output {
             continue;
         }
         saw_instruction_line = true;
-        let mut logical = Logical::default();
-        logical.push(piece, lt_off);
+        let mut logical = Logical::new(piece, lt_off);
         let start_line = pl.number;
         let mut end_line = pl.number;
         let mut end = pl.end;
@@ -294,12 +293,12 @@ fn cur_pos(cur: &Cursor<'_>, src: &str) -> usize {
 
 /// Instructions before the first FROM, and references to stages by name or index.
 fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
-    let names: Vec<(usize, String)> = df
-        .stages()
-        .stages
-        .iter()
-        .filter_map(|s| s.name().map(|n| (s.index, n)))
-        .collect();
+    let mut names: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for s in df.stages().stages {
+        if let Some(n) = s.name() {
+            names.entry(n).or_insert(s.index);
+        }
+    }
     let mut stage: Option<usize> = None;
     let mut count = 0usize;
     let check_ref = |value: &str, span: Span, current: usize, diags: &mut Vec<ParseDiagnostic>| {
@@ -313,7 +312,7 @@ fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
             return;
         }
         let lower = value.to_ascii_lowercase();
-        match names.iter().find(|(_, n)| *n == lower) {
+        match names.get(&lower).map(|i| (i, ())) {
             Some((i, _)) if *i == current => {
                 diags.push(diagnostics::stage_self_reference(span, value))
             }
@@ -324,8 +323,8 @@ fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
             None => {
                 let earlier: Vec<&str> = names
                     .iter()
-                    .filter(|(i, _)| *i < current)
-                    .map(|(_, n)| n.as_str())
+                    .filter(|(_, i)| **i < current)
+                    .map(|(n, _)| n.as_str())
                     .collect();
                 if !value.contains([':', '/', '@'])
                     && let Some(d) = diagnostics::unknown_stage_hint(span, value, &earlier)
@@ -342,7 +341,7 @@ fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
                 count += 1;
                 stage = Some(current);
                 let image = &f.image.value;
-                if let Some((i, _)) = names.iter().find(|(_, n)| n.eq_ignore_ascii_case(image)) {
+                if let Some(i) = names.get(&image.to_ascii_lowercase()) {
                     if *i == current {
                         diags.push(diagnostics::stage_self_reference(f.image.span, image));
                     } else if *i > current {

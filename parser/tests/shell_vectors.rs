@@ -30,14 +30,12 @@ fn vectors(name: &str) -> Vec<(usize, String, String)> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty() && !l.starts_with('#'))
         .map(|(i, l)| {
+            // The first ` | ` separates input and expected (which may itself contain `|`).
             let (input, expected) = l
-                .rsplit_once(" |")
-                .unwrap_or_else(|| panic!("{name}:{}: no ` |`", i + 1));
-            (
-                i + 1,
-                input.trim().to_string(),
-                expected.trim_start_matches(' ').to_string(),
-            )
+                .split_once(" | ")
+                .or_else(|| l.strip_suffix(" |").map(|x| (x, "")))
+                .unwrap_or_else(|| panic!("{name}:{}: no ` | `", i + 1));
+            (i + 1, input.trim().to_string(), expected.to_string())
         })
         .collect()
 }

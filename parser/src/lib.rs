@@ -92,6 +92,16 @@ pub fn parse(src: &str) -> Parsed {
     }
     let index = LineIndex::new(src);
     for d in &mut diagnostics {
+        // Labels must sit on character boundaries inside the text.
+        let mut start = d.span.start.min(src.len());
+        while !src.is_char_boundary(start) {
+            start -= 1;
+        }
+        let mut end = d.span.end.clamp(start, src.len());
+        while !src.is_char_boundary(end) {
+            end += 1;
+        }
+        d.span = Span::new(start, end);
         let (line, column) = index.line_col(src, d.span.start);
         d.line = line;
         d.column = column;

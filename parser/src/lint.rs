@@ -64,6 +64,7 @@ pub const RULES: &[&str] = &[
     "ExposeProtoCasing",
     "ExposeInvalidFormat",
     "ContinuationAtEof",
+    "UnknownStageReference",
 ];
 
 fn is_upper(s: &str) -> bool {

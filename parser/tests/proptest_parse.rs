@@ -65,6 +65,11 @@ fn check(src: &str) {
             d.span,
             src.len()
         );
+        assert!(
+            src.is_char_boundary(d.span.start) && src.is_char_boundary(d.span.end),
+            "span {:?} splits a character in {src:?}",
+            d.span
+        );
     }
     assert!(start.elapsed() < Duration::from_secs(2), "slow on {src:?}");
 }

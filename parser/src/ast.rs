@@ -94,9 +94,9 @@ impl Dockerfile {
                             instructions: &self.instructions[start..i],
                         });
                     }
-                    current = Some((i + 1, f));
+                    current = Some((i + 1, f.as_ref()));
                 }
-                Instruction::Arg(a) if current.is_none() => global_args.push(a),
+                Instruction::Arg(a) if current.is_none() => global_args.push(a.as_ref()),
                 _ => {}
             }
         }
@@ -401,28 +401,28 @@ pub struct Shell {
     pub shell: Vec<Word>,
 }
 
-/// One Dockerfile instruction.
+/// One Dockerfile instruction (each payload boxed, so a `Vec<Instruction>` stays small).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "instruction", rename_all = "UPPERCASE")]
 pub enum Instruction {
-    From(From),
-    Run(Run),
-    Cmd(Cmd),
-    Label(Label),
-    Maintainer(Maintainer),
-    Expose(Expose),
-    Env(Env),
-    Add(Add),
-    Copy(Copy),
-    Entrypoint(Entrypoint),
-    Volume(Volume),
-    User(User),
-    Workdir(Workdir),
-    Arg(Arg),
-    Onbuild(Onbuild),
-    Stopsignal(Stopsignal),
-    Healthcheck(Healthcheck),
-    Shell(Shell),
+    From(Box<From>),
+    Run(Box<Run>),
+    Cmd(Box<Cmd>),
+    Label(Box<Label>),
+    Maintainer(Box<Maintainer>),
+    Expose(Box<Expose>),
+    Env(Box<Env>),
+    Add(Box<Add>),
+    Copy(Box<Copy>),
+    Entrypoint(Box<Entrypoint>),
+    Volume(Box<Volume>),
+    User(Box<User>),
+    Workdir(Box<Workdir>),
+    Arg(Box<Arg>),
+    Onbuild(Box<Onbuild>),
+    Stopsignal(Box<Stopsignal>),
+    Healthcheck(Box<Healthcheck>),
+    Shell(Box<Shell>),
 }
 
 impl Instruction {

@@ -68,10 +68,12 @@ pub const RULES: &[&str] = &[
 ];
 
 fn is_upper(s: &str) -> bool {
-    s.chars().all(|c| !c.is_lowercase())
+    !s.bytes().any(|b| b.is_ascii_lowercase())
+        && (s.is_ascii() || s.chars().all(|c| !c.is_lowercase()))
 }
 fn is_lower(s: &str) -> bool {
-    s.chars().all(|c| !c.is_uppercase())
+    !s.bytes().any(|b| b.is_ascii_uppercase())
+        && (s.is_ascii() || s.chars().all(|c| !c.is_uppercase()))
 }
 
 /// Names referenced by `word` that `defined` does not contain.

@@ -122,7 +122,8 @@ impl StatCache {
             && c.size == entry.size
             && c.mtime_ns == entry.mtime.as_nanos()
             && c.ctime_ns == entry.ctime.as_nanos();
-        let racy = c.mtime_ns >= self.written_ns || c.ctime_ns >= self.written_ns;
+        // Git's rule: only the mtime decides raciness (ctime is compared for freshness).
+        let racy = c.mtime_ns >= self.written_ns;
         (fresh && !racy).then_some(c.hash)
     }
 
@@ -154,10 +155,7 @@ impl StatCache {
         if self.path.as_os_str().is_empty() {
             return Ok(());
         }
-        let racy = self
-            .entries
-            .values()
-            .any(|c| c.mtime_ns >= self.written_ns || c.ctime_ns >= self.written_ns);
+        let racy = self.entries.values().any(|c| c.mtime_ns >= self.written_ns);
         if !self.dirty && !racy {
             return Ok(());
         }

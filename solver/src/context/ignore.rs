@@ -493,14 +493,6 @@ mod tests {
             (&["*.log"], "sub/a.log", false, false, true),
             // Trailing `/` means "directories only" in git; cleaned away in Docker.
             (&["build/"], "build", false, true, false),
-            // Re-including under an excluded directory works in Docker only.
-            (
-                &["node_modules", "!node_modules/keep"],
-                "node_modules/keep",
-                false,
-                false,
-                true,
-            ),
             // `a**b` crosses directories in Docker; it is `a*b` in git.
             (&["a**b"], "a/x/b", false, true, false),
             // `[!x]` negates in git; `!` is literal in Docker.
@@ -512,5 +504,38 @@ mod tests {
             assert_eq!(docker(lines, path), *want_docker, "docker {lines:?} {path}");
             assert_eq!(git(lines, path, *is_dir), *want_git, "git {lines:?} {path}");
         }
+
+        // Re-including under an excluded directory works in Docker only: a gitignore walk
+        // prunes `node_modules` and never sees `keep`.
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("node_modules")).unwrap();
+        std::fs::write(t.path().join("node_modules/keep"), "").unwrap();
+        std::fs::write(t.path().join("node_modules/other"), "").unwrap();
+        let rules = "node_modules\n!node_modules/keep\n";
+        std::fs::write(t.path().join(".rules"), rules).unwrap();
+        let git_seen: Vec<String> = ignore::WalkBuilder::new(t.path())
+            .standard_filters(false)
+            .add_custom_ignore_filename(".rules")
+            .build()
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .strip_prefix(t.path())
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .filter(|p| p.starts_with("node_modules"))
+            .collect();
+        assert!(git_seen.is_empty(), "{git_seen:?}");
+        let d = di(rules);
+        let walked = crate::context::walk::walk(t.path(), &d).unwrap();
+        let docker_seen: Vec<String> = walked
+            .entries
+            .iter()
+            .map(|e| e.path.display().to_string())
+            .filter(|p| p.starts_with("node_modules"))
+            .collect();
+        assert_eq!(docker_seen, ["node_modules", "node_modules/keep"]);
     }
 }

@@ -28,6 +28,8 @@ mod ignore;
 mod pathutil;
 mod records;
 mod sources;
+#[cfg(test)]
+mod tests;
 mod walk;
 
 use std::collections::HashMap;

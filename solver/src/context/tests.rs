@@ -177,7 +177,9 @@ fn cleaning_and_directory_contents() {
     }
     let r = resolve(&ctx, &["app/main.rs", "docs"]).unwrap();
     assert_eq!(dests(&r), ["main.rs", "", "readme.md"]);
-    assert!(r.is_multiple());
+    assert!(r.multiple);
+    assert!(!resolve(&ctx, &["app"]).unwrap().multiple);
+    assert!(resolve(&ctx, &["app/m*.rs"]).unwrap().multiple);
 }
 
 /// A symlink named as a source is followed inside the context; symlinks inside a copied
@@ -237,6 +239,10 @@ fn wildcards_exclude_and_parents() {
     assert_eq!(dests(&r), ["app", "app/main.rs", "docs", "docs/readme.md"]);
     let r = resolve_with(&ctx, &["app/./main.rs"], &[], true).unwrap();
     assert_eq!(dests(&r), ["main.rs"]);
+    let r = resolve_with(&ctx, &["./app/./main.rs"], &[], true).unwrap();
+    assert_eq!(dests(&r), ["main.rs"]);
+    let r = resolve_with(&ctx, &["./app/main.rs"], &[], true).unwrap();
+    assert_eq!(dests(&r), ["app", "app/main.rs"]);
 }
 
 /// Records from the fixture: hashed contents, context-default owner, and a digest that is

@@ -420,7 +420,8 @@ mod tests {
     fn digest_covers_every_field() {
         let base = rec("a", 1, 0o644);
         let d = digest(std::slice::from_ref(&base));
-        let variants: Vec<Box<dyn Fn(&mut FileRecord)>> = vec![
+        type Edit = Box<dyn Fn(&mut FileRecord)>;
+        let variants: Vec<Edit> = vec![
             Box::new(|r| r.path = "b".into()),
             Box::new(|r| r.kind = RecordKind::Dir),
             Box::new(|r| r.mode = 0o600),

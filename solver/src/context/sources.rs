@@ -528,9 +528,7 @@ impl BuildContext {
         };
         Some(SourceError::Excluded {
             source_text: arg.text.clone(),
-            rule_file: ig.name().to_string(),
-            rule_line: rule.line,
-            pattern: rule.written.clone(),
+            rule_ref: format!("`{}:{}` (`{}`)", ig.name(), rule.line, rule.written),
             help,
             src: req.dockerfile.clone(),
             span: arg.span,

@@ -460,3 +460,23 @@ fn conformance_copy_basic_sources() {
         ["a.txt", "top.txt"]
     );
 }
+
+/// The rendered report shows the COPY line, the `.dockerignore` line and both labels.
+#[test]
+fn excluded_report_renders_both_snippets() {
+    let ctx = BuildContext::load(&fixture("basic"), None).unwrap();
+    let e = resolve(&ctx, &["secret.env"]).unwrap_err();
+    let mut out = String::new();
+    miette::NarratableReportHandler::new()
+        .render_report(&mut out, &e)
+        .unwrap();
+    for want in [
+        "is excluded by `.dockerignore:5` (`secret.env`)",
+        "COPY secret.env /dst/",
+        "excluded from the build context",
+        "this rule excludes it",
+        "rbuild::context::source_excluded",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}

@@ -408,6 +408,11 @@ mod tests {
             23 + 4 + 8 + 2 * (4 + 1 + 1 + 12 + 8 + 1 + 1 + 32)
         );
         let d1 = digest(&rs);
+        // Changing this value means changing the encoding: bump RECORDS_VERSION too.
+        assert_eq!(
+            d1.to_string(),
+            "blake3:ec3c87e6571a3f797d1fe2312ce8ffefb2bec934d0c4cbf8898728b42e6844c0"
+        );
         assert_eq!(d1, digest(&rs.clone()));
         assert_eq!(
             d1.to_string(),

@@ -292,6 +292,15 @@ pub enum Chmod {
     Symbolic(String),
 }
 
+impl std::fmt::Display for Chmod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Chmod::Octal(m) => write!(f, "{m:04o}"),
+            Chmod::Symbolic(s) => f.write_str(s),
+        }
+    }
+}
+
 /// Flags COPY and ADD share.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CopyFlags {

@@ -129,12 +129,26 @@ fn form(c: &CommandForm) -> String {
 }
 
 fn flag<T: std::fmt::Debug>(name: &str, f: &Option<Flag<T>>, out: &mut Vec<String>) {
+    flag_with(name, f, out, |v| format!("{v:?}"));
+}
+
+/// `--name=value` with the typed value shown by `show`, or the raw text when it has variables.
+fn flag_with<T>(
+    name: &str,
+    f: &Option<Flag<T>>,
+    out: &mut Vec<String>,
+    show: impl Fn(&T) -> String,
+) {
     if let Some(f) = f {
         match &f.value {
-            Some(v) => out.push(format!("--{name}={v:?}")),
+            Some(v) => out.push(format!("--{name}={}", show(v))),
             None => out.push(format!("--{name}={} (expanded at build time)", f.raw)),
         }
     }
+}
+
+fn lower_debug<T: std::fmt::Debug>(v: &T) -> String {
+    format!("{v:?}").to_lowercase()
 }
 
 /// The readable typed listing: `line:col  [start..end]  NAME  details`.
@@ -194,8 +208,8 @@ fn details(ins: &Instruction) -> String {
                     }
                 ));
             }
-            flag("network", &r.network, &mut parts);
-            flag("security", &r.security, &mut parts);
+            flag_with("network", &r.network, &mut parts, lower_debug);
+            flag_with("security", &r.security, &mut parts, lower_debug);
             parts.push(form(&r.command));
             for h in &r.heredocs {
                 parts.push(format!(
@@ -222,7 +236,7 @@ fn details(ins: &Instruction) -> String {
         Instruction::Expose(e) => parts.extend(e.ports.iter().map(quote)),
         Instruction::Add(a) => {
             flag("chown", &a.flags.chown, &mut parts);
-            flag("chmod", &a.flags.chmod, &mut parts);
+            flag_with("chmod", &a.flags.chmod, &mut parts, ToString::to_string);
             flag("link", &a.flags.link, &mut parts);
             flag("keep-git-dir", &a.keep_git_dir, &mut parts);
             flag("checksum", &a.checksum, &mut parts);
@@ -240,7 +254,7 @@ fn details(ins: &Instruction) -> String {
         Instruction::Copy(c) => {
             flag("from", &c.from, &mut parts);
             flag("chown", &c.flags.chown, &mut parts);
-            flag("chmod", &c.flags.chmod, &mut parts);
+            flag_with("chmod", &c.flags.chmod, &mut parts, ToString::to_string);
             flag("link", &c.flags.link, &mut parts);
             flag("parents", &c.parents, &mut parts);
             parts.extend(

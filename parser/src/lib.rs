@@ -15,10 +15,15 @@
 //! - Arguments are unexpanded [`Word`]s (text as written, with spans). Flags are
 //!   [`Flag<T>`]: the raw text plus the typed value when static (no `$`). RUN mounts are typed
 //!   [`Mount`]s; re-parse after expansion with [`parse_mount_with`].
-//! - [`shell::expand_word`] / [`shell::expand_words`] expand with BuildKit's lexer rules and
-//!   report which variable names were used and which were unset; [`Instruction::expands_variables`]
-//!   says which instructions the builder expands (ADD COPY ENV EXPOSE FROM LABEL STOPSIGNAL USER
-//!   VOLUME WORKDIR, ARG defaults, ONBUILD of those).
+//! - [`shell::expand_word`]`(word, &dyn shell::Env, escape)` (one word) and
+//!   [`shell::expand_words`] (split like EXPOSE/VOLUME) expand with BuildKit's lexer rules; the
+//!   [`shell::Expanded`] result lists the variable names that were `used` (set) and `unset` —
+//!   every reference, including those inside an unused `${A:-$B}` default. `Env` is implemented
+//!   for closures `Fn(&str) -> Option<String>` and string maps.
+//!   [`Instruction::expands_variables`] says which instructions the builder expands (ADD COPY
+//!   ENV EXPOSE FROM LABEL STOPSIGNAL USER VOLUME WORKDIR, ARG defaults, ONBUILD of those).
+//! - [`Parsed::has_syntax_errors`]: errors BuildKit's own parser would refuse; only these make
+//!   the AST dump impossible (instruction-level errors still dump, as in BuildKit).
 //!
 //! Module map: `lines` (physical/logical lines) → `node` (BuildKit's raw node, dump) →
 //! `instructions` (typing, flags, mounts) → `parser` (driver, stage checks) → `lint`.

@@ -313,7 +313,9 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                     {
                         continue;
                     }
-                    let known: Vec<&str> = defined.iter().copied().collect();
+                    // Sorted, so the suggestion does not depend on hash order.
+                    let mut known: Vec<&str> = defined.iter().copied().collect();
+                    known.sort_unstable();
                     let hint = suggest(&name, &known);
                     let msg = match hint {
                         Some(h) => {

@@ -321,11 +321,14 @@ fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
             }
             Some(_) => {}
             None => {
-                let earlier: Vec<&str> = names
+                // In stage order, so the suggestion does not depend on hash order.
+                let mut earlier: Vec<(&str, usize)> = names
                     .iter()
                     .filter(|(_, i)| **i < current)
-                    .map(|(n, _)| n.as_str())
+                    .map(|(n, i)| (n.as_str(), *i))
                     .collect();
+                earlier.sort_unstable_by_key(|(_, i)| *i);
+                let earlier: Vec<&str> = earlier.into_iter().map(|(n, _)| n).collect();
                 if !value.contains([':', '/', '@'])
                     && let Some(d) = diagnostics::unknown_stage_hint(span, value, &earlier)
                 {

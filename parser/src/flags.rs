@@ -2,8 +2,6 @@
 //! instruction, bool/string/repeatable kinds, duplicates, missing values, and "did you mean"
 //! help for unknown names. Each flag keeps the span of its `--name=value` text.
 
-use std::collections::HashMap;
-
 use crate::ast::Flag;
 use crate::diagnostics::{self, ParseDiagnostic};
 use crate::span::{Span, Word};
@@ -15,18 +13,23 @@ pub(crate) enum Kind {
     Strings,
 }
 
+/// The accepted flags in source order: name, value (borrowed from the flag word; bools are
+/// normalised to `true`/`false`) and the span of `--name=value`. Instructions take at most a
+/// handful of flags, so a list beats a map.
 #[derive(Debug, Default)]
-pub(crate) struct Flags {
-    values: HashMap<&'static str, Vec<(String, Span)>>,
+pub(crate) struct Flags<'a> {
+    values: Vec<(&'static str, &'a str, Span)>,
 }
 
 /// Parse `words` against the flags `spec` allows for `instr`.
-pub(crate) fn parse(
-    words: &[Word],
+pub(crate) fn parse<'a>(
+    words: &'a [Word],
     instr: &str,
     spec: &[(&'static str, Kind)],
-) -> Result<Flags, ParseDiagnostic> {
-    let mut out = Flags::default();
+) -> Result<Flags<'a>, ParseDiagnostic> {
+    let mut out = Flags {
+        values: Vec::with_capacity(words.len()),
+    };
     for w in words {
         let Some(arg) = w.value.strip_prefix("--") else {
             return Err(diagnostics::flag_not_dashed(w.span, &w.value));
@@ -39,60 +42,63 @@ pub(crate) fn parse(
             let known: Vec<&str> = spec.iter().map(|(n, _)| *n).collect();
             return Err(diagnostics::unknown_flag(w.span, instr, name, &known));
         };
-        let seen = out.values.entry(key).or_default();
-        if !seen.is_empty() && kind != Kind::Strings {
+        if kind != Kind::Strings && out.values.iter().any(|(k, _, _)| *k == key) {
             return Err(diagnostics::flag_duplicate(w.span, name));
         }
-        let value = match kind {
+        let value: &'a str = match kind {
             Kind::Bool => match value {
                 Some("") => return Err(diagnostics::flag_missing_value(w.span, name)),
-                None => "true".to_string(),
-                Some(v) => match v.to_ascii_lowercase().as_str() {
-                    "true" | "false" => v.to_ascii_lowercase(),
-                    _ => return Err(diagnostics::flag_bool(w.span, name, v)),
-                },
+                None => "true",
+                Some(v) if v.eq_ignore_ascii_case("true") => "true",
+                Some(v) if v.eq_ignore_ascii_case("false") => "false",
+                Some(v) => return Err(diagnostics::flag_bool(w.span, name, v)),
             },
             Kind::Str | Kind::Strings => match value {
-                Some(v) => v.to_string(),
+                Some(v) => v,
                 None => return Err(diagnostics::flag_missing_value(w.span, name)),
             },
         };
-        seen.push((value, w.span));
+        out.values.push((key, value, w.span));
     }
     Ok(out)
 }
 
-impl Flags {
+impl Flags<'_> {
+    /// The first value given for `name`.
+    fn first(&self, name: &str) -> Option<(&str, Span)> {
+        self.values
+            .iter()
+            .find(|(k, _, _)| *k == name)
+            .map(|(_, v, span)| (*v, *span))
+    }
+
     pub fn string(&self, name: &str) -> Option<Flag<String>> {
-        let (v, span) = self.values.get(name)?.first()?;
+        let (v, span) = self.first(name)?;
         Some(Flag {
-            raw: v.clone(),
-            value: Some(v.clone()),
-            span: *span,
+            raw: v.to_string(),
+            value: Some(v.to_string()),
+            span,
         })
     }
 
     pub fn strings(&self, name: &str) -> Vec<Flag<String>> {
         self.values
-            .get(name)
-            .map(|v| {
-                v.iter()
-                    .map(|(v, span)| Flag {
-                        raw: v.clone(),
-                        value: Some(v.clone()),
-                        span: *span,
-                    })
-                    .collect()
+            .iter()
+            .filter(|(k, _, _)| *k == name)
+            .map(|(_, v, span)| Flag {
+                raw: v.to_string(),
+                value: Some(v.to_string()),
+                span: *span,
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     pub fn bool(&self, name: &str) -> Option<Flag<bool>> {
-        let (v, span) = self.values.get(name)?.first()?;
+        let (v, span) = self.first(name)?;
         Some(Flag {
-            raw: v.clone(),
+            raw: v.to_string(),
             value: Some(v == "true"),
-            span: *span,
+            span,
         })
     }
 
@@ -103,18 +109,18 @@ impl Flags {
         name: &str,
         f: impl FnOnce(&str, Span) -> Result<T, ParseDiagnostic>,
     ) -> Result<Option<Flag<T>>, ParseDiagnostic> {
-        let Some(flag) = self.string(name) else {
+        let Some((raw, span)) = self.first(name) else {
             return Ok(None);
         };
-        let value = if flag.raw.contains('$') {
+        let value = if raw.contains('$') {
             None
         } else {
-            Some(f(&flag.raw, flag.span)?)
+            Some(f(raw, span)?)
         };
         Ok(Some(Flag {
-            raw: flag.raw,
+            raw: raw.to_string(),
             value,
-            span: flag.span,
+            span,
         }))
     }
 }

@@ -80,11 +80,16 @@ impl Builder {
         &self.meta.node.args
     }
 
-    fn name(&self) -> String {
-        self.meta.node.command().to_uppercase()
+    /// The instruction name in capitals, for messages (`RUN`, `COPY`, ...).
+    fn name(&self) -> std::borrow::Cow<'static, str> {
+        let kind = self.meta.node.kind;
+        match KEYWORDS.iter().find(|k| k.eq_ignore_ascii_case(kind)) {
+            Some(k) if !kind.is_empty() => (*k).into(),
+            _ => self.meta.node.command().to_uppercase().into(),
+        }
     }
 
-    fn flags(&self, spec: &[(&'static str, Kind)]) -> R<flags::Flags> {
+    fn flags(&self, spec: &[(&'static str, Kind)]) -> R<flags::Flags<'_>> {
         flags::parse(&self.meta.node.flags, &self.name(), spec)
     }
 

@@ -82,11 +82,28 @@ impl Builder {
 
     /// The instruction name in capitals, for messages (`RUN`, `COPY`, ...).
     fn name(&self) -> std::borrow::Cow<'static, str> {
-        let kind = self.meta.node.kind;
-        match KEYWORDS.iter().find(|k| k.eq_ignore_ascii_case(kind)) {
-            Some(k) if !kind.is_empty() => (*k).into(),
-            _ => self.meta.node.command().to_uppercase().into(),
-        }
+        let upper = match self.meta.node.kind {
+            "add" => "ADD",
+            "arg" => "ARG",
+            "cmd" => "CMD",
+            "copy" => "COPY",
+            "entrypoint" => "ENTRYPOINT",
+            "env" => "ENV",
+            "expose" => "EXPOSE",
+            "from" => "FROM",
+            "healthcheck" => "HEALTHCHECK",
+            "label" => "LABEL",
+            "maintainer" => "MAINTAINER",
+            "onbuild" => "ONBUILD",
+            "run" => "RUN",
+            "shell" => "SHELL",
+            "stopsignal" => "STOPSIGNAL",
+            "user" => "USER",
+            "volume" => "VOLUME",
+            "workdir" => "WORKDIR",
+            _ => return self.meta.node.command().to_uppercase().into(),
+        };
+        upper.into()
     }
 
     fn flags(&self, spec: &[(&'static str, Kind)]) -> R<flags::Flags<'_>> {

@@ -6,8 +6,7 @@ use nom::branch::alt;
 use nom::bytes::complete::{tag, take_while, take_while1};
 use nom::character::complete::{char, satisfy};
 use nom::combinator::{opt, recognize};
-use nom::multi::separated_list0;
-use nom::sequence::{delimited, preceded};
+use nom::sequence::preceded;
 use nom::{IResult, Parser};
 
 /// Go's `encoding/json` nesting limit.
@@ -49,6 +48,12 @@ fn hex4(i: &str) -> IResult<&str, u32> {
 /// A JSON string literal, decoded with Go's replacement of invalid surrogates by U+FFFD.
 fn string(i: &str) -> IResult<&str, String> {
     let (mut i, _) = char('"').parse(i)?;
+    // Fast path: no escapes and no control characters, the literal is its own text.
+    if let Some(end) = i.find(|c: char| c == '"' || c == '\\' || c < ' ')
+        && i[end..].starts_with('"')
+    {
+        return Ok((&i[end + 1..], i[..end].to_string()));
+    }
     let mut out = String::new();
     loop {
         let (rest, chunk) = take_while(|c: char| c != '"' && c != '\\' && c >= ' ').parse(i)?;
@@ -225,34 +230,48 @@ fn element(i: &str, total: usize) -> IResult<&str, Element> {
     Ok((rest, Element { value, start, end }))
 }
 
-/// Parse `text` (already left-trimmed) as a JSON array.
+/// Parse `text` (already left-trimmed) as a JSON array: `[` elements separated by `,` `]`,
+/// then only whitespace.
 pub(crate) fn parse_array(text: &str) -> JsonArray {
-    if !text.starts_with('[') {
+    let Some(inner) = text.strip_prefix('[') else {
         return JsonArray::NotJson;
-    }
-    let total = text.len();
-    let element = move |i| element(i, total);
-    let parsed = delimited(
-        char('['),
-        preceded(ws, separated_list0(char(','), element)),
-        char(']'),
-    )
-    .parse(text);
-    let (rest, elements) = match parsed {
-        Ok(v) => v,
-        Err(_) => return JsonArray::NotJson,
     };
-    if !ws(rest).map(|(r, _)| r.is_empty()).unwrap_or(false) {
+    let total = text.len();
+    let Ok((mut i, _)) = ws(inner) else {
         return JsonArray::NotJson;
-    }
-    let mut out = Vec::with_capacity(elements.len());
-    for e in elements {
-        match e.value {
-            Some(v) => out.push((v, e.start, e.end)),
-            None => return JsonArray::NotStrings(e.start, e.end),
+    };
+    let mut out = Vec::new();
+    let mut not_string = None;
+    if let Some(rest) = i.strip_prefix(']') {
+        i = rest;
+    } else {
+        loop {
+            let Ok((rest, e)) = element(i, total) else {
+                return JsonArray::NotJson;
+            };
+            match e.value {
+                Some(v) => out.push((v, e.start, e.end)),
+                None => {
+                    not_string.get_or_insert((e.start, e.end));
+                }
+            }
+            if let Some(rest) = rest.strip_prefix(',') {
+                i = rest;
+            } else if let Some(rest) = rest.strip_prefix(']') {
+                i = rest;
+                break;
+            } else {
+                return JsonArray::NotJson;
+            }
         }
     }
-    JsonArray::Strings(out)
+    if !ws(i).map(|(r, _)| r.is_empty()).unwrap_or(false) {
+        return JsonArray::NotJson;
+    }
+    match not_string {
+        Some((start, end)) => JsonArray::NotStrings(start, end),
+        None => JsonArray::Strings(out),
+    }
 }
 
 #[cfg(test)]

@@ -78,7 +78,9 @@ fn is_lower(s: &str) -> bool {
 
 /// Names referenced by `word` that `defined` does not contain.
 fn undefined_in(word: &str, escape: char, defined: &dyn Fn(&str) -> bool) -> Vec<String> {
-    if !word.contains('$') {
+    // Every name the lexer can look up is among the candidates; when all are defined, no
+    // reference can be unset and the expansion is not needed.
+    if !word.contains('$') || shell::candidate_names(word).all(defined) {
         return Vec::new();
     }
     let env = |name: &str| defined(name).then(String::new);
@@ -89,28 +91,23 @@ fn undefined_in(word: &str, escape: char, defined: &dyn Fn(&str) -> bool) -> Vec
 }
 
 fn is_secret_name(name: &str) -> bool {
-    let parts: Vec<String> = name
-        .split(['_', '-', '.'])
-        .map(|p| p.to_ascii_lowercase())
-        .collect();
-    if parts.iter().any(|p| p == "public") {
+    const SECRET: &[&str] = &[
+        "apikey",
+        "auth",
+        "credential",
+        "credentials",
+        "key",
+        "password",
+        "pword",
+        "passwd",
+        "secret",
+        "token",
+    ];
+    let mut parts = name.split(['_', '-', '.']);
+    if parts.clone().any(|p| p.eq_ignore_ascii_case("public")) {
         return false;
     }
-    parts.iter().any(|p| {
-        matches!(
-            p.as_str(),
-            "apikey"
-                | "auth"
-                | "credential"
-                | "credentials"
-                | "key"
-                | "password"
-                | "pword"
-                | "passwd"
-                | "secret"
-                | "token"
-        )
-    })
+    parts.any(|p| SECRET.iter().any(|s| p.eq_ignore_ascii_case(s)))
 }
 
 /// Run every rule; drop the ones `# check=skip=` switches off.
@@ -137,16 +134,20 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
     }
 
     // ConsistentInstructionCasing: compare with the majority.
-    let keywords: Vec<&Word> = df.instructions.iter().map(|i| &i.meta().keyword).collect();
-    let upper = keywords.iter().filter(|k| is_upper(&k.value)).count();
-    let lower = keywords.iter().filter(|k| is_lower(&k.value)).count();
+    // Each keyword with whether it is all upper and all lower case.
+    let keywords: Vec<(&Word, bool, bool)> = df
+        .instructions
+        .iter()
+        .map(|i| {
+            let k = &i.meta().keyword;
+            (k, is_upper(&k.value), is_lower(&k.value))
+        })
+        .collect();
+    let upper = keywords.iter().filter(|k| k.1).count();
+    let lower = keywords.iter().filter(|k| k.2).count();
     let majority_upper = upper >= lower;
-    for k in &keywords {
-        let ok = if majority_upper {
-            is_upper(&k.value)
-        } else {
-            is_lower(&k.value)
-        };
+    for &(k, is_up, is_low) in &keywords {
+        let ok = if majority_upper { is_up } else { is_low };
         if !ok {
             out.push(lint(
                 "ConsistentInstructionCasing",

@@ -245,7 +245,7 @@ pub(crate) fn build(
         "arg" => {
             node.args = parse_words(text, a0, a1, escape)
                 .into_iter()
-                .map(|(v, s, e)| Word::new(v, line.span(s, e)))
+                .map(|(s, t, e)| Word::new(&text[s..t], line.span(s, e)))
                 .collect();
         }
         "env" | "label" => parse_name_val(&mut node, line, a0, a1, escape, &cmd)?,
@@ -349,6 +349,39 @@ fn split_ws(text: &str, a: usize, b: usize) -> Vec<(usize, usize)> {
 /// character) up to the first word not starting with `--`, or a bare `--`. Returns the flags
 /// with their text ranges and where the arguments start.
 fn extract_flags(text: &str, a: usize, b: usize) -> (Vec<(String, usize, usize)>, usize) {
+    let mut flags = Vec::new();
+    let mut pos = a;
+    // Fast path: flags without quotes or escapes are their own text.
+    loop {
+        let rest = &text[pos..b];
+        let word = rest.trim_start_matches(is_space);
+        let start = b - word.len();
+        if !word.starts_with("--") {
+            return (flags, start);
+        }
+        let len = word
+            .find(|c: char| is_space(c) || c == '\'' || c == '"' || c == '\\')
+            .unwrap_or(word.len());
+        if word[len..].starts_with(|c: char| !is_space(c)) {
+            // A quote or escape: the general reader takes over from this word.
+            let (more, args_from) = extract_flags_general(text, start, b);
+            flags.extend(more);
+            return (flags, args_from);
+        }
+        let end = start + len;
+        if &word[..len] == "--" {
+            return (flags, end);
+        }
+        flags.push((word[..len].to_string(), start, end));
+        if end == b {
+            return (flags, b);
+        }
+        pos = end;
+    }
+}
+
+/// [`extract_flags`] for words with quotes and escapes, character by character.
+fn extract_flags_general(text: &str, a: usize, b: usize) -> (Vec<(String, usize, usize)>, usize) {
     #[derive(PartialEq)]
     enum Phase {
         Spaces,
@@ -429,19 +462,20 @@ fn extract_flags(text: &str, a: usize, b: usize) -> (Vec<(String, usize, usize)>
 }
 
 /// BuildKit's `parseWords`: split on whitespace, keeping quotes and escapes in the words.
-/// Returns each word with its text range.
-fn parse_words(text: &str, a: usize, b: usize, escape: char) -> Vec<(String, usize, usize)> {
+/// A word's text is the source text of its range, except that an escape character ending
+/// the input is dropped: each word is `(start, end of text, end of range)`.
+fn parse_words(text: &str, a: usize, b: usize, escape: char) -> Vec<(usize, usize, usize)> {
     let mut words = Vec::new();
     let s = &text[a..b];
-    let mut word = String::new();
     let mut start = a;
     let mut in_word = false;
     let mut quote: Option<char> = None;
     let mut blank_ok = false;
+    // The escape that ends the input (not kept in the word), if any.
+    let mut dropped = 0;
     let mut it = s.char_indices().peekable();
     while let Some((i, ch)) = it.next() {
         let pos = a + i;
-        let at_end = |it: &mut std::iter::Peekable<std::str::CharIndices<'_>>| it.peek().is_none();
         if !in_word {
             if is_space(ch) {
                 continue;
@@ -454,21 +488,18 @@ fn parse_words(text: &str, a: usize, b: usize, escape: char) -> Vec<(String, usi
                 quote = None;
             }
             if ch == escape && q != '\'' {
-                if at_end(&mut it) {
+                if it.peek().is_none() {
                     quote = None;
+                    dropped = ch.len_utf8();
                     continue;
                 }
-                word.push(ch);
-                let (_, c) = it.next().unwrap_or((0, ch));
-                word.push(c);
-                continue;
+                it.next();
             }
-            word.push(ch);
             continue;
         }
         if is_space(ch) {
-            if blank_ok || !word.is_empty() {
-                words.push((std::mem::take(&mut word), start, pos));
+            if blank_ok || pos > start {
+                words.push((start, pos, pos));
             }
             in_word = false;
             blank_ok = false;
@@ -479,18 +510,16 @@ fn parse_words(text: &str, a: usize, b: usize, escape: char) -> Vec<(String, usi
             blank_ok = true;
         }
         if ch == escape {
-            if at_end(&mut it) {
+            if it.peek().is_none() {
+                dropped = ch.len_utf8();
                 continue;
             }
-            word.push(ch);
-            let (_, c) = it.next().unwrap_or((0, ch));
-            word.push(c);
-            continue;
+            it.next();
         }
-        word.push(ch);
     }
-    if in_word && (blank_ok || !word.is_empty()) {
-        words.push((word, start, b));
+    let text_end = b - dropped;
+    if in_word && (blank_ok || text_end > start) {
+        words.push((start, text_end, b));
     }
     words
 }
@@ -510,7 +539,7 @@ fn parse_name_val(
         return Ok(());
     }
     let upper = cmd.to_uppercase();
-    if !words[0].0.contains('=') {
+    if !text[words[0].0..words[0].1].contains('=') {
         let rest = &text[a..b];
         let Some(sep) = rest.find(is_sep) else {
             return Err(diagnostics::key_value_two_args(line.span(a, b), &upper));
@@ -525,9 +554,10 @@ fn parse_name_val(
             .push(Word::new("", Span::at(line.source(a + sep))));
         return Ok(());
     }
-    for (w, s, e) in words {
+    for (s, t, e) in words {
+        let w = &text[s..t];
         let Some(eq) = w.find('=') else {
-            return Err(diagnostics::key_value_missing_equals(line.span(s, e), &w));
+            return Err(diagnostics::key_value_missing_equals(line.span(s, e), w));
         };
         let key_end = (s + eq).min(e);
         node.args.push(Word::new(&w[..eq], line.span(s, key_end)));
@@ -579,7 +609,7 @@ mod tests {
         let t = r#"a="b c" d=e\ f 'g'"#;
         let w: Vec<_> = parse_words(t, 0, t.len(), '\\')
             .into_iter()
-            .map(|w| w.0)
+            .map(|(s, e, _)| &t[s..e])
             .collect();
         assert_eq!(w, [r#"a="b c""#, r"d=e\ f", "'g'"]);
     }

@@ -7,6 +7,7 @@
 
 mod pattern;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// How deep `${a:-${b:-...}}` may nest before expansion fails (instead of exhausting the stack).
@@ -101,8 +102,37 @@ pub fn check_syntax(word: &str, escape: char) -> Result<(), ExpandError> {
     if !word.contains(['$', '\'', '"', escape]) {
         return Ok(());
     }
-    let env = |_: &str| Some("x".to_string());
-    Lexer::new(escape).run(word, &env, false).map(|_| ())
+    let lx = Lexer::new(escape);
+    let mut st = State::new(&lx, word, Source::Placeholder, false);
+    // The value is not needed: only errors matter, so the top-level text is not kept.
+    st.discard_top = true;
+    st.process_until(None, lx.raw_escapes, 0).map(|_| ())
+}
+
+/// The length of the variable name at the start of `s`, as the lexer reads it after `$` or
+/// `${`: a run of digits, one special character (`@ * # ? - $ !`), or letters, digits and `_`.
+pub(crate) fn name_len(s: &str) -> usize {
+    match s.chars().next() {
+        None => 0,
+        Some(c) if c.is_ascii_digit() => s.bytes().take_while(u8::is_ascii_digit).count(),
+        Some('@' | '*' | '#' | '?' | '-' | '$' | '!') => 1,
+        Some(_) => s
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(s.len()),
+    }
+}
+
+/// Every name the lexer could look up in `word`: the name after each `$` or `${`, wherever it
+/// stands (quotes and escapes are ignored, so this is a superset of the real references;
+/// `${` always contributes its name, even an empty one).
+pub(crate) fn candidate_names(word: &str) -> impl Iterator<Item = &str> {
+    word.match_indices('$').filter_map(move |(i, _)| {
+        let rest = &word[i + 1..];
+        match rest.strip_prefix('{') {
+            Some(inner) => Some(&inner[..name_len(inner)]),
+            None => Some(&rest[..name_len(rest)]).filter(|n| !n.is_empty()),
+        }
+    })
 }
 
 /// The lexer with BuildKit's switches. The defaults are what instructions use.
@@ -136,15 +166,7 @@ impl Lexer {
     }
 
     fn run(&self, word: &str, env: &dyn Env, split: bool) -> Result<Expanded, ExpandError> {
-        let mut st = State {
-            lx: self,
-            split,
-            src: word,
-            pos: 0,
-            env,
-            used: BTreeSet::new(),
-            unset: BTreeSet::new(),
-        };
+        let mut st = State::new(self, word, Source::Env(env), split);
         let (value, words) = st.process_until(None, self.raw_escapes, 0)?;
         Ok(Expanded {
             value,
@@ -155,13 +177,24 @@ impl Lexer {
     }
 }
 
+/// Where a [`State`] takes variable values from.
+#[derive(Clone, Copy)]
+enum Source<'a> {
+    /// The caller's environment; every reference is recorded as used or unset.
+    Env(&'a dyn Env),
+    /// Every variable is set to `x` and nothing is recorded (the syntax check).
+    Placeholder,
+}
+
 struct State<'a> {
     lx: &'a Lexer,
     /// Collect split words (top level only).
     split: bool,
+    /// Drop the top-level text as it is produced (only errors are wanted).
+    discard_top: bool,
     src: &'a str,
     pos: usize,
-    env: &'a dyn Env,
+    source: Source<'a>,
     used: BTreeSet<String>,
     unset: BTreeSet<String>,
 }
@@ -221,15 +254,56 @@ impl Words {
     }
 }
 
-impl State<'_> {
+/// A `${name<modifier>word}` modifier as written, for messages: `-`, `:-`, `#`, ...
+struct Modifier {
+    colon: bool,
+    ch: char,
+}
+
+impl std::fmt::Display for Modifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.colon {
+            f.write_str(":")?;
+        }
+        write!(f, "{}", self.ch)
+    }
+}
+
+impl<'a> State<'a> {
+    fn new(lx: &'a Lexer, src: &'a str, source: Source<'a>, split: bool) -> Self {
+        State {
+            lx,
+            split,
+            discard_top: false,
+            src,
+            pos: 0,
+            source,
+            used: BTreeSet::new(),
+            unset: BTreeSet::new(),
+        }
+    }
+
     fn peek(&self) -> Option<char> {
-        self.src[self.pos..].chars().next()
+        let b = *self.src.as_bytes().get(self.pos)?;
+        if b.is_ascii() {
+            Some(char::from(b))
+        } else {
+            self.src[self.pos..].chars().next()
+        }
     }
 
     fn next(&mut self) -> Option<char> {
         let ch = self.peek()?;
         self.pos += ch.len_utf8();
         Some(ch)
+    }
+
+    /// Consume the text up to the first character `special` accepts (or the end).
+    fn take_plain(&mut self, special: impl Fn(char) -> bool) -> &'a str {
+        let rest = &self.src[self.pos..];
+        let len = rest.find(special).unwrap_or(rest.len());
+        self.pos += len;
+        &rest[..len]
     }
 
     fn err(&self, message: impl Into<String>) -> ExpandError {
@@ -239,17 +313,21 @@ impl State<'_> {
         }
     }
 
-    fn lookup(&mut self, name: &str) -> Option<String> {
-        match self.env.lookup(name) {
-            Some(v) => {
-                self.used.insert(name.to_string());
-                Some(v)
-            }
-            None => {
-                self.unset.insert(name.to_string());
-                None
-            }
+    fn lookup(&mut self, name: &str) -> Option<Cow<'static, str>> {
+        let env = match self.source {
+            Source::Placeholder => return Some(Cow::Borrowed("x")),
+            Source::Env(env) => env,
+        };
+        let value = env.lookup(name);
+        let set = if value.is_some() {
+            &mut self.used
+        } else {
+            &mut self.unset
+        };
+        if !set.contains(name) {
+            set.insert(name.to_string());
         }
+        value.map(Cow::Owned)
     }
 
     /// Process until `stop` (consumed) or the end of input.
@@ -259,49 +337,60 @@ impl State<'_> {
         raw_escapes: bool,
         depth: usize,
     ) -> Result<(String, Vec<String>), ExpandError> {
+        let discard = self.discard_top && stop.is_none();
         let mut result = String::new();
         let mut words = Words {
             enabled: self.split && stop.is_none(),
             ..Words::default()
         };
         let quotes = !self.lx.skip_process_quotes;
+        let escape = self.lx.escape;
         while let Some(ch) = self.peek() {
             if Some(ch) == stop {
                 self.next();
                 return Ok((result, words.finish()));
             }
+            let start = result.len();
             match ch {
                 '$' => {
-                    let tmp = self.dollar(depth)?;
-                    result.push_str(&tmp);
-                    words.add_string(&tmp);
+                    self.dollar(depth, &mut result)?;
+                    words.add_string(&result[start..]);
                 }
                 '\'' if quotes => {
-                    let tmp = self.single_quote()?;
-                    result.push_str(&tmp);
-                    words.add_raw_string(&tmp);
+                    self.single_quote(&mut result)?;
+                    words.add_raw_string(&result[start..]);
                 }
                 '"' if quotes => {
-                    let tmp = self.double_quote(raw_escapes, depth)?;
-                    result.push_str(&tmp);
-                    words.add_raw_string(&tmp);
+                    self.double_quote(raw_escapes, depth, &mut result)?;
+                    words.add_raw_string(&result[start..]);
                 }
-                _ => {
+                _ if ch == escape => {
                     self.next();
-                    if ch == self.lx.escape {
-                        if raw_escapes {
-                            words.add_raw_char(ch);
-                            result.push(ch);
-                        }
-                        // An escape at the very end is dropped.
-                        let Some(escaped) = self.next() else { break };
-                        words.add_raw_char(escaped);
-                        result.push(escaped);
-                    } else {
-                        words.add_char(ch);
+                    if raw_escapes {
+                        words.add_raw_char(ch);
                         result.push(ch);
                     }
+                    // An escape at the very end is dropped.
+                    let Some(escaped) = self.next() else { break };
+                    words.add_raw_char(escaped);
+                    result.push(escaped);
                 }
+                _ => {
+                    // A run of ordinary characters, up to the next one with a meaning.
+                    let plain = self.take_plain(|c| {
+                        c == '$'
+                            || (quotes && (c == '\'' || c == '"'))
+                            || c == escape
+                            || Some(c) == stop
+                    });
+                    words.add_string(plain);
+                    if !discard {
+                        result.push_str(plain);
+                    }
+                }
+            }
+            if discard {
+                result.clear();
             }
         }
         if let Some(stop) = stop {
@@ -312,36 +401,35 @@ impl State<'_> {
         Ok((result, words.finish()))
     }
 
-    fn single_quote(&mut self) -> Result<String, ExpandError> {
-        let mut out = String::new();
-        let open = self.next();
+    fn single_quote(&mut self, out: &mut String) -> Result<(), ExpandError> {
+        self.next(); // '\''
         if self.lx.raw_quotes {
-            out.extend(open);
+            out.push('\'');
         }
-        loop {
-            match self.next() {
-                None => {
-                    return Err(self.err(
-                        "unexpected end of statement while looking for matching single-quote",
-                    ));
-                }
-                Some('\'') => {
-                    if self.lx.raw_quotes {
-                        out.push('\'');
-                    }
-                    return Ok(out);
-                }
-                Some(ch) => out.push(ch),
-            }
+        let text = self.take_plain(|c| c == '\'');
+        out.push_str(text);
+        if self.next().is_none() {
+            return Err(
+                self.err("unexpected end of statement while looking for matching single-quote")
+            );
         }
+        if self.lx.raw_quotes {
+            out.push('\'');
+        }
+        Ok(())
     }
 
-    fn double_quote(&mut self, raw_escapes: bool, depth: usize) -> Result<String, ExpandError> {
-        let mut out = String::new();
-        let open = self.next();
+    fn double_quote(
+        &mut self,
+        raw_escapes: bool,
+        depth: usize,
+        out: &mut String,
+    ) -> Result<(), ExpandError> {
+        self.next(); // '"'
         if self.lx.raw_quotes {
-            out.extend(open);
+            out.push('"');
         }
+        let escape = self.lx.escape;
         loop {
             match self.peek() {
                 None => {
@@ -354,57 +442,39 @@ impl State<'_> {
                     if self.lx.raw_quotes {
                         out.push('"');
                     }
-                    return Ok(out);
+                    return Ok(());
                 }
-                Some('$') => {
-                    let v = self.dollar(depth)?;
-                    out.push_str(&v);
+                Some('$') => self.dollar(depth, out)?,
+                Some(ch) if ch == escape => {
+                    self.next();
+                    if raw_escapes {
+                        out.push(ch);
+                    }
+                    match self.peek() {
+                        None => continue,
+                        Some(c) if c == '"' || c == '$' || c == escape => {
+                            self.next();
+                            out.push(c);
+                        }
+                        Some(_) => out.push(ch),
+                    }
                 }
                 Some(_) => {
-                    let mut ch = self.next().unwrap_or_default();
-                    if ch == self.lx.escape {
-                        if raw_escapes {
-                            out.push(ch);
-                        }
-                        match self.peek() {
-                            None => continue,
-                            Some(c) if c == '"' || c == '$' || c == self.lx.escape => {
-                                ch = c;
-                                self.next();
-                            }
-                            Some(_) => {}
-                        }
-                    }
-                    out.push(ch);
+                    let plain = self.take_plain(|c| c == '"' || c == '$' || c == escape);
+                    out.push_str(plain);
                 }
             }
         }
     }
 
-    fn name(&mut self) -> String {
-        let mut name = String::new();
-        while let Some(ch) = self.peek() {
-            if name.is_empty() && ch.is_ascii_digit() {
-                while let Some(d) = self.peek().filter(char::is_ascii_digit) {
-                    self.next();
-                    name.push(d);
-                }
-                return name;
-            }
-            if name.is_empty() && matches!(ch, '@' | '*' | '#' | '?' | '-' | '$' | '!' | '0') {
-                self.next();
-                return ch.to_string();
-            }
-            if !(ch.is_alphanumeric() || ch == '_') {
-                break;
-            }
-            self.next();
-            name.push(ch);
-        }
-        name
+    fn name(&mut self) -> &'a str {
+        let rest = &self.src[self.pos..];
+        let len = name_len(rest);
+        self.pos += len;
+        &rest[..len]
     }
 
-    fn dollar(&mut self, depth: usize) -> Result<String, ExpandError> {
+    fn dollar(&mut self, depth: usize, out: &mut String) -> Result<(), ExpandError> {
         if depth >= MAX_NESTING {
             return Err(self.err(format!(
                 "variable substitutions nest deeper than {MAX_NESTING} levels"
@@ -414,13 +484,18 @@ impl State<'_> {
         if self.peek() != Some('{') {
             let name = self.name();
             if name.is_empty() {
-                return Ok("$".into());
+                out.push('$');
+                return Ok(());
             }
-            return Ok(match self.lookup(&name) {
-                Some(v) => v,
-                None if self.lx.skip_unset => format!("${name}"),
-                None => String::new(),
-            });
+            match self.lookup(name) {
+                Some(v) => out.push_str(&v),
+                None if self.lx.skip_unset => {
+                    out.push('$');
+                    out.push_str(name);
+                }
+                None => {}
+            }
+            return Ok(());
         }
         self.next(); // '{'
         match self.peek() {
@@ -429,34 +504,45 @@ impl State<'_> {
             Some(_) => {}
         }
         let name = self.name();
-        let Some(mut ch) = self.next() else {
+        let Some(ch) = self.next() else {
             return Err(self.err("syntax error: missing '}'"));
         };
-        let mut chs = ch.to_string();
-        let mut null_is_unset = false;
+        let mut modifier = Modifier { colon: false, ch };
         match ch {
             '}' => {
-                return Ok(match self.lookup(&name) {
-                    Some(v) => v,
-                    None if self.lx.skip_unset => format!("${{{name}}}"),
-                    None => String::new(),
-                });
+                match self.lookup(name) {
+                    Some(v) => out.push_str(&v),
+                    None if self.lx.skip_unset => {
+                        out.push_str("${");
+                        out.push_str(name);
+                        out.push('}');
+                    }
+                    None => {}
+                }
+                return Ok(());
             }
-            '/' => return self.replace(&name, depth),
+            '/' => return self.replace(name, depth, out),
             ':' => {
-                null_is_unset = true;
                 let Some(next) = self.next() else {
                     return Err(self.err("syntax error: missing '}'"));
                 };
-                ch = next;
-                chs.push(ch);
+                modifier = Modifier {
+                    colon: true,
+                    ch: next,
+                };
             }
             '+' | '-' | '?' | '#' | '%' => {}
-            _ => return Err(self.err(format!("unsupported modifier ({chs}) in substitution"))),
+            _ => {
+                return Err(self.err(format!("unsupported modifier ({modifier}) in substitution")));
+            }
         }
+        let Modifier {
+            colon: null_is_unset,
+            ch,
+        } = modifier;
         let raw = ch == '#' || ch == '%';
         if null_is_unset && raw {
-            return Err(self.err(format!("unsupported modifier ({chs}) in substitution")));
+            return Err(self.err(format!("unsupported modifier ({modifier}) in substitution")));
         }
         let (mut word, _) = self.process_until(Some('}'), raw, depth + 1).map_err(|e| {
             if self.peek().is_none() {
@@ -465,18 +551,30 @@ impl State<'_> {
                 e
             }
         })?;
-        let value = self.lookup(&name);
+        let value = self.lookup(name);
         if self.lx.skip_unset && value.is_none() {
-            return Ok(format!("${{{name}{chs}{word}}}"));
+            use std::fmt::Write;
+            let _ = write!(out, "${{{name}{modifier}{word}}}");
+            return Ok(());
         }
-        let empty = |v: &Option<String>| v.as_deref().is_none_or(|s| null_is_unset && s.is_empty());
+        let empty = value
+            .as_deref()
+            .is_none_or(|s| null_is_unset && s.is_empty());
         match ch {
-            '-' => Ok(if empty(&value) {
-                word
-            } else {
-                value.unwrap_or_default()
-            }),
-            '+' => Ok(if empty(&value) { String::new() } else { word }),
+            '-' => {
+                if empty {
+                    out.push_str(&word);
+                } else if let Some(v) = value {
+                    out.push_str(&v);
+                }
+                Ok(())
+            }
+            '+' => {
+                if !empty {
+                    out.push_str(&word);
+                }
+                Ok(())
+            }
             '?' => match value {
                 None => Err(self.err(format!(
                     "{name}: {}",
@@ -494,7 +592,10 @@ impl State<'_> {
                         &word
                     }
                 ))),
-                Some(v) => Ok(v),
+                Some(v) => {
+                    out.push_str(&v);
+                    Ok(())
+                }
             },
             '%' | '#' => {
                 let greedy = word.starts_with(ch);
@@ -507,14 +608,15 @@ impl State<'_> {
                 } else {
                     pattern::trim_prefix(&word, &value, greedy)
                 };
-                trimmed.map_err(|m| self.err(m))
+                out.push_str(&trimmed.map_err(|m| self.err(m))?);
+                Ok(())
             }
-            _ => Err(self.err(format!("unsupported modifier ({chs}) in substitution"))),
+            _ => Err(self.err(format!("unsupported modifier ({modifier}) in substitution"))),
         }
     }
 
     /// `${name/pattern/replacement}` and `${name//pattern/replacement}`.
-    fn replace(&mut self, name: &str, depth: usize) -> Result<String, ExpandError> {
+    fn replace(&mut self, name: &str, depth: usize, out: &mut String) -> Result<(), ExpandError> {
         let all = self.peek() == Some('/');
         if all {
             self.next();
@@ -538,13 +640,15 @@ impl State<'_> {
                 }
             })?;
         let value = self.lookup(name);
-        let Some(value) = value else {
-            if self.lx.skip_unset {
-                return Ok(format!("${{{name}/{pat}/{replacement}}}"));
+        let replaced = match value {
+            None if self.lx.skip_unset => format!("${{{name}/{pat}/{replacement}}}"),
+            None => pattern::replace("", &pat, &replacement, all).map_err(|m| self.err(m))?,
+            Some(value) => {
+                pattern::replace(&value, &pat, &replacement, all).map_err(|m| self.err(m))?
             }
-            return pattern::replace("", &pat, &replacement, all).map_err(|m| self.err(m));
         };
-        pattern::replace(&value, &pat, &replacement, all).map_err(|m| self.err(m))
+        out.push_str(&replaced);
+        Ok(())
     }
 }
 

@@ -34,6 +34,15 @@ pub(crate) fn parse_marker(word: &str) -> Option<Marker> {
     } else {
         None
     };
+    if !rest.contains(|c: char| matches!(c, '$' | '\'' | '"' | '\\') || c.is_whitespace()) {
+        // Nothing the lexer would change: the name is the text, unquoted.
+        return Some(Marker {
+            name: rest.to_string(),
+            expand: true,
+            strip_tabs,
+            fd,
+        });
+    }
     let mut lx = Lexer::new('\\');
     lx.skip_unset = true;
     let words = lx.expand(rest, &no_env).ok()?.words;
@@ -58,6 +67,13 @@ pub(crate) fn parse_marker(word: &str) -> Option<Marker> {
 pub(crate) fn markers(line: &str) -> Vec<Marker> {
     if !line.contains("<<") {
         return Vec::new();
+    }
+    if !line.contains(['$', '\'', '"', '\\']) {
+        // Nothing to expand or unquote: the lexer would only split on whitespace.
+        return line
+            .split(char::is_whitespace)
+            .filter_map(parse_marker)
+            .collect();
     }
     let mut lx = Lexer::new('\\');
     lx.raw_quotes = true;

@@ -231,10 +231,7 @@ pub(crate) fn build(
     match cmd.as_ref() {
         c if MAYBE_JSON_TO_LIST.contains(&c) => {
             if !json_args(&mut node, line, a0, a1)? {
-                node.args = split_ws(text, a0, a1)
-                    .into_iter()
-                    .map(|(s, e)| word(s, e))
-                    .collect();
+                node.args = split_ws(text, a0, a1, word);
             }
         }
         c if MAYBE_JSON.contains(&c) => {
@@ -243,17 +240,13 @@ pub(crate) fn build(
             }
         }
         "arg" => {
-            node.args = parse_words(text, a0, a1, escape)
-                .into_iter()
-                .map(|(s, t, e)| Word::new(&text[s..t], line.span(s, e)))
-                .collect();
+            node.args = parse_words(text, a0, a1, escape, |s, t, e| {
+                Word::new(&text[s..t], line.span(s, e))
+            });
         }
         "env" | "label" => parse_name_val(&mut node, line, a0, a1, escape, &cmd)?,
         "expose" | "from" => {
-            node.args = split_ws(text, a0, a1)
-                .into_iter()
-                .map(|(s, e)| word(s, e))
-                .collect();
+            node.args = split_ws(text, a0, a1, word);
         }
         "healthcheck" => {
             let sep = rest
@@ -308,28 +301,35 @@ fn json_args(
         )),
         JsonArray::Strings(v) => {
             node.json = true;
-            node.args.extend(
-                v.into_iter()
-                    .map(|(s, x, y)| Word::new(s, line.span(off + x, off + y))),
-            );
+            let words = v
+                .into_iter()
+                .map(|(s, x, y)| Word::new(s, line.span(off + x, off + y)));
+            if node.args.is_empty() {
+                // Collected in place: the decoded strings become the words' values.
+                node.args = words.collect();
+            } else {
+                node.args.extend(words);
+            }
             Ok(true)
         }
     }
 }
 
-/// Split on runs of `[\t\v\f\r ]` (the text is already trimmed).
-fn split_ws(text: &str, a: usize, b: usize) -> Vec<(usize, usize)> {
+/// Split on runs of `[\t\v\f\r ]` (the text is already trimmed), mapping each word's range
+/// with `f`.
+fn split_ws<T>(text: &str, a: usize, b: usize, mut f: impl FnMut(usize, usize) -> T) -> Vec<T> {
     let mut out = Vec::new();
     if a >= b {
         return out;
     }
     let mut start = a;
     let mut in_sep = false;
-    for (i, c) in text[a..b].char_indices() {
+    // The separators are ASCII, so bytes give the same boundaries as characters.
+    for (i, &c) in text.as_bytes()[a..b].iter().enumerate() {
         let i = a + i;
-        if is_sep(c) {
+        if is_sep(char::from(c)) {
             if !in_sep {
-                out.push((start, i));
+                out.push(f(start, i));
                 in_sep = true;
             }
         } else if in_sep {
@@ -338,9 +338,9 @@ fn split_ws(text: &str, a: usize, b: usize) -> Vec<(usize, usize)> {
         }
     }
     if in_sep {
-        out.push((b, b));
+        out.push(f(b, b));
     } else {
-        out.push((start, b));
+        out.push(f(start, b));
     }
     out
 }
@@ -464,7 +464,13 @@ fn extract_flags_general(text: &str, a: usize, b: usize) -> (Vec<(String, usize,
 /// BuildKit's `parseWords`: split on whitespace, keeping quotes and escapes in the words.
 /// A word's text is the source text of its range, except that an escape character ending
 /// the input is dropped: each word is `(start, end of text, end of range)`.
-fn parse_words(text: &str, a: usize, b: usize, escape: char) -> Vec<(usize, usize, usize)> {
+fn parse_words<T>(
+    text: &str,
+    a: usize,
+    b: usize,
+    escape: char,
+    mut f: impl FnMut(usize, usize, usize) -> T,
+) -> Vec<T> {
     let mut words = Vec::new();
     let s = &text[a..b];
     let mut start = a;
@@ -499,7 +505,7 @@ fn parse_words(text: &str, a: usize, b: usize, escape: char) -> Vec<(usize, usiz
         }
         if is_space(ch) {
             if blank_ok || pos > start {
-                words.push((start, pos, pos));
+                words.push(f(start, pos, pos));
             }
             in_word = false;
             blank_ok = false;
@@ -519,7 +525,7 @@ fn parse_words(text: &str, a: usize, b: usize, escape: char) -> Vec<(usize, usiz
     }
     let text_end = b - dropped;
     if in_word && (blank_ok || text_end > start) {
-        words.push((start, text_end, b));
+        words.push(f(start, text_end, b));
     }
     words
 }
@@ -534,18 +540,21 @@ fn parse_name_val(
     cmd: &str,
 ) -> Result<(), ParseDiagnostic> {
     let text = &line.text;
-    let words = parse_words(text, a, b, escape);
+    let words = parse_words(text, a, b, escape, |s, t, e| (s, t, e));
     if words.is_empty() {
         return Ok(());
     }
-    let upper = cmd.to_uppercase();
     if !text[words[0].0..words[0].1].contains('=') {
         let rest = &text[a..b];
         let Some(sep) = rest.find(is_sep) else {
-            return Err(diagnostics::key_value_two_args(line.span(a, b), &upper));
+            return Err(diagnostics::key_value_two_args(
+                line.span(a, b),
+                &cmd.to_uppercase(),
+            ));
         };
         let value_start =
             a + sep + (rest[sep..].len() - rest[sep..].trim_start_matches(is_sep).len());
+        node.args.reserve_exact(3);
         node.args
             .push(Word::new(&rest[..sep], line.span(a, a + sep)));
         node.args
@@ -554,6 +563,7 @@ fn parse_name_val(
             .push(Word::new("", Span::at(line.source(a + sep))));
         return Ok(());
     }
+    node.args.reserve_exact(words.len() * 3);
     for (s, t, e) in words {
         let w = &text[s..t];
         let Some(eq) = w.find('=') else {
@@ -607,10 +617,7 @@ mod tests {
     #[test]
     fn words_keep_quotes_and_escapes() {
         let t = r#"a="b c" d=e\ f 'g'"#;
-        let w: Vec<_> = parse_words(t, 0, t.len(), '\\')
-            .into_iter()
-            .map(|(s, e, _)| &t[s..e])
-            .collect();
+        let w: Vec<_> = parse_words(t, 0, t.len(), '\\', |s, e, _| &t[s..e]);
         assert_eq!(w, [r#"a="b c""#, r"d=e\ f", "'g'"]);
     }
 }

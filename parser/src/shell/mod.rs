@@ -102,11 +102,94 @@ pub fn check_syntax(word: &str, escape: char) -> Result<(), ExpandError> {
     if !word.contains(['$', '\'', '"', escape]) {
         return Ok(());
     }
+    if plainly_valid(word, escape) {
+        return Ok(());
+    }
     let lx = Lexer::new(escape);
     let mut st = State::new(&lx, word, Source::Placeholder, false);
     // The value is not needed: only errors matter, so the top-level text is not kept.
     st.discard_top = true;
     st.process_until(None, lx.raw_escapes, 0).map(|_| ())
+}
+
+/// A quick scan for the common forms that cannot fail: plain text, escapes, quoted strings,
+/// `$NAME`, `${NAME}` and `${NAME:-text}` (also `-`, `+`, `?`, `:+`, `:?`) whose text has no
+/// quotes, escapes or variables. `false` means "not sure": the lexer decides.
+fn plainly_valid(word: &str, escape: char) -> bool {
+    if matches!(escape, '$' | '\'' | '"' | '{' | '}' | ':') {
+        return false;
+    }
+    let mut pos = 0;
+    let next = |pos: &mut usize| {
+        let c = word[*pos..].chars().next()?;
+        *pos += c.len_utf8();
+        Some(c)
+    };
+    while let Some(c) = next(&mut pos) {
+        match c {
+            '$' => {
+                if !plain_reference(word, &mut pos, escape) {
+                    return false;
+                }
+            }
+            '\'' => match word[pos..].find('\'') {
+                Some(i) => pos += i + 1,
+                None => return false,
+            },
+            '"' => loop {
+                match next(&mut pos) {
+                    None => return false,
+                    Some('"') => break,
+                    Some('$') => {
+                        if !plain_reference(word, &mut pos, escape) {
+                            return false;
+                        }
+                    }
+                    Some(c) if c == escape => {
+                        if next(&mut pos).is_none() {
+                            return false;
+                        }
+                    }
+                    Some(_) => {}
+                }
+            },
+            c if c == escape => {
+                next(&mut pos);
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
+/// After a `$` at `pos`: consume a reference [`plainly_valid`] accepts, or return false.
+fn plain_reference(word: &str, pos: &mut usize, escape: char) -> bool {
+    let rest = &word[*pos..];
+    let Some(inner) = rest.strip_prefix('{') else {
+        *pos += name_len(rest);
+        return true;
+    };
+    let name = name_len(inner);
+    if name == 0 {
+        return false;
+    }
+    let after = &inner[name..];
+    let text = match after.as_bytes() {
+        [b'}', ..] => {
+            *pos += 1 + name + 1;
+            return true;
+        }
+        [b':', b'-' | b'+' | b'?', ..] => &after[2..],
+        [b'-' | b'+' | b'?', ..] => &after[1..],
+        _ => return false,
+    };
+    match text.find(|c: char| matches!(c, '}' | '$' | '\'' | '"') || c == escape) {
+        Some(i) if text[i..].starts_with('}') => {
+            *pos = word.len() - text.len() + i + 1;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The length of the variable name at the start of `s`, as the lexer reads it after `$` or

@@ -44,7 +44,8 @@ impl<'a> Cursor<'a> {
             return None;
         }
         let bytes = self.src.as_bytes();
-        let (end, next) = match self.src[self.pos..].find('\n') {
+        let rest = &bytes[self.pos..];
+        let (end, next) = match rest.iter().position(|b| *b == b'\n') {
             Some(i) => (self.pos + i, self.pos + i + 1),
             None => (self.src.len(), self.src.len()),
         };

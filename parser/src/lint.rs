@@ -3,7 +3,7 @@
 //! more. Runs on the parsed tree without the base image, so variables a base image may set are
 //! only assumed for a few universal names (see [`BASE_ENV`]).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::ast::*;
 use crate::diagnostics::{self, ParseDiagnostic, lint, lint_help, suggest};
@@ -180,7 +180,8 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
     }
 
     let mut seen_names: HashSet<String> = HashSet::new();
-    let mut stage_env: Vec<(String, HashSet<&str>)> = Vec::new();
+    // The variables each named stage ends with (the first stage of a name wins).
+    let mut stage_env: HashMap<String, HashSet<&str>> = HashMap::new();
     for st in &stages.stages {
         let f = st.from;
         // FROM checks.
@@ -293,11 +294,7 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
 
         // Variables known in this stage: inherited from a parent stage, or assumed base env.
         let base = f.image.value.to_ascii_lowercase();
-        let mut defined: HashSet<&str> = stage_env
-            .iter()
-            .find(|(n, _)| *n == base)
-            .map(|(_, e)| e.clone())
-            .unwrap_or_default();
+        let mut defined: HashSet<&str> = stage_env.get(&base).cloned().unwrap_or_default();
 
         let mut absolute_workdir = false;
         let mut has_shell = false;
@@ -473,7 +470,7 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
             }
         }
         if let Some(name) = st.name() {
-            stage_env.push((name, defined));
+            stage_env.entry(name).or_insert(defined);
         }
     }
 

@@ -169,12 +169,22 @@ const KNOWN: &[&str] = &[
     "workdir",
 ];
 
-/// Instructions whose arguments are a JSON array or a whitespace-separated list.
-const MAYBE_JSON_TO_LIST: &[&str] = &["add", "copy", "volume"];
-/// Instructions whose argument is a JSON array or one shell-form string.
-const MAYBE_JSON: &[&str] = &["cmd", "entrypoint", "run", "shell"];
-/// Instructions taking the rest of the line as one string.
-const WHOLE_STRING: &[&str] = &["maintainer", "stopsignal", "user", "workdir"];
+/// The lowercased instruction name if `keyword` is one (in any case), else "".
+fn known_kind(keyword: &str) -> &'static str {
+    let mut buf = [0u8; 11];
+    let Some(lower) = buf.get_mut(..keyword.len()) else {
+        return "";
+    };
+    lower.copy_from_slice(keyword.as_bytes());
+    lower.make_ascii_lowercase();
+    // Non-ASCII keywords fall through: every name is ASCII.
+    KNOWN
+        .iter()
+        .find(|k| k.as_bytes() == lower)
+        .copied()
+        .unwrap_or("")
+}
+
 /// Instructions that may carry heredocs.
 const HEREDOC_COMMANDS: &[&str] = &["add", "copy", "run"];
 
@@ -194,11 +204,7 @@ pub(crate) fn build(
     let body = &text[start..end];
     let kw_len = body.find(is_sep).unwrap_or(body.len());
     let keyword = Word::new(&body[..kw_len], line.span(start, start + kw_len));
-    let kind = KNOWN
-        .iter()
-        .find(|k| k.eq_ignore_ascii_case(&keyword.value))
-        .copied()
-        .unwrap_or("");
+    let kind = known_kind(&keyword.value);
     let cmd: std::borrow::Cow<'_, str> = if kind.is_empty() {
         keyword.value.to_lowercase().into()
     } else {
@@ -229,12 +235,14 @@ pub(crate) fn build(
     let word = |s: usize, e: usize| Word::new(&text[s..e], line.span(s, e));
 
     match cmd.as_ref() {
-        c if MAYBE_JSON_TO_LIST.contains(&c) => {
+        // A JSON array or a whitespace-separated list.
+        "add" | "copy" | "volume" => {
             if !json_args(&mut node, line, a0, a1)? {
                 node.args = split_ws(text, a0, a1, word);
             }
         }
-        c if MAYBE_JSON.contains(&c) => {
+        // A JSON array or one shell-form string.
+        "cmd" | "entrypoint" | "run" | "shell" => {
             if !rest.is_empty() && !json_args(&mut node, line, a0, a1)? {
                 node.args = vec![word(a0, a1)];
             }
@@ -265,7 +273,8 @@ pub(crate) fn build(
                 }
             }
         }
-        c if WHOLE_STRING.contains(&c) => {
+        // The rest of the line as one string.
+        "maintainer" | "stopsignal" | "user" | "workdir" => {
             if !rest.is_empty() {
                 node.args = vec![word(a0, a1)];
             }

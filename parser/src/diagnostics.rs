@@ -604,19 +604,26 @@ pub(crate) fn unknown_stage_hint(
 
 /// A BuildKit build-check warning.
 pub(crate) fn lint(rule: &'static str, span: Span, message: String) -> ParseDiagnostic {
-    let kebab = rule
-        .chars()
-        .enumerate()
-        .fold(String::new(), |mut acc, (i, c)| {
-            if c.is_ascii_uppercase() && i > 0 {
-                acc.push('-');
-            }
-            acc.push(c.to_ascii_lowercase());
-            acc
-        })
-        .replace("j-s-o-n", "json");
+    // The docs page is the rule name in kebab case (`JSONArgsRecommended` →
+    // `json-args-recommended`).
+    const DOCS: &str = "https://docs.docker.com/go/dockerfile/rule/";
+    let mut url = String::with_capacity(DOCS.len() + 2 * rule.len() + 1);
+    url.push_str(DOCS);
+    for (i, c) in rule.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            url.push('-');
+        }
+        url.push(c.to_ascii_lowercase());
+    }
+    url.push('/');
+    if url.contains("j-s-o-n") {
+        url = url.replace("j-s-o-n", "json");
+    }
+    let mut code = String::with_capacity("rbuild::lint::".len() + rule.len());
+    code.push_str("rbuild::lint::");
+    code.push_str(rule);
     ParseDiagnostic {
-        code: format!("rbuild::lint::{rule}"),
+        code,
         severity: Severity::Warning,
         message,
         span,
@@ -625,9 +632,7 @@ pub(crate) fn lint(rule: &'static str, span: Span, message: String) -> ParseDiag
         rule: Some(rule),
         line: 0,
         column: 0,
-        url: Some(format!(
-            "https://docs.docker.com/go/dockerfile/rule/{kebab}/"
-        )),
+        url: Some(url),
         syntax: false,
     }
 }

@@ -95,7 +95,6 @@ pub fn parse(src: &str) -> Parsed {
             diagnostics,
         };
     }
-    let index = LineIndex::new(src);
     for d in &mut diagnostics {
         // Labels must sit on character boundaries inside the text.
         let mut start = d.span.start.min(src.len());
@@ -107,11 +106,22 @@ pub fn parse(src: &str) -> Parsed {
             end += 1;
         }
         d.span = Span::new(start, end);
-        let (line, column) = index.line_col(src, d.span.start);
-        d.line = line;
-        d.column = column;
     }
     diagnostics.sort_by_key(|d| (d.span.start, !d.is_error()));
+    // In source order, one pass over the text finds every line and column.
+    let (mut pos, mut line, mut line_start) = (0, 1, 0);
+    for d in &mut diagnostics {
+        let offset = d.span.start;
+        for (i, b) in src.as_bytes()[pos..offset].iter().enumerate() {
+            if *b == b'\n' {
+                line += 1;
+                line_start = pos + i + 1;
+            }
+        }
+        pos = offset;
+        d.line = line;
+        d.column = src[line_start..offset].chars().count() + 1;
+    }
     Parsed {
         dockerfile: out.dockerfile,
         diagnostics,

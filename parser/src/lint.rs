@@ -3,7 +3,7 @@
 //! more. Runs on the parsed tree without the base image, so variables a base image may set are
 //! only assumed for a few universal names (see [`BASE_ENV`]).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use crate::ast::*;
 use crate::diagnostics::{self, ParseDiagnostic, lint, lint_help, suggest};
@@ -477,9 +477,8 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
     let check = &df.directives.check;
     out.retain(|d| d.rule.is_none_or(|r| !check.skips(r)));
     // Report unknown rule names in `check=skip=` once.
-    let known: BTreeSet<&str> = RULES.iter().copied().collect();
     for s in &check.skip {
-        if !s.eq_ignore_ascii_case("all") && !known.iter().any(|k| k.eq_ignore_ascii_case(s)) {
+        if !s.eq_ignore_ascii_case("all") && !RULES.iter().any(|k| k.eq_ignore_ascii_case(s)) {
             let help = suggest(s, RULES).map(|h| format!("did you mean {h}?"));
             let mut d = diagnostics::invalid_check_directive(
                 check.span.unwrap_or_default(),

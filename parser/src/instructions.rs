@@ -37,13 +37,18 @@ pub(crate) const KEYWORDS: &[&str] = &[
 type R<T> = Result<T, ParseDiagnostic>;
 
 /// Build the typed instruction for `node`.
-pub(crate) fn build(node: Node, lines: (usize, usize), span: Span, escape: char) -> R<Instruction> {
+pub(crate) fn build(
+    node: Box<Node>,
+    lines: (usize, usize),
+    span: Span,
+    escape: char,
+) -> R<Instruction> {
     let meta = Meta {
         keyword: node.keyword.clone(),
         span,
         start_line: lines.0,
         end_line: lines.1,
-        node: Box::new(node),
+        node,
     };
     let kind = meta.node.kind;
     let b = Builder { meta, escape };
@@ -502,7 +507,7 @@ impl Builder {
             "from" | "maintainer" => return Err(diagnostics::onbuild_trigger(&child.keyword)),
             _ => {}
         }
-        let mut child = *child;
+        let mut child = child;
         child.heredocs = self.meta.node.heredocs.clone();
         let span = child.span;
         let mut expression = child.original.trim().to_string();

@@ -134,20 +134,19 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
     }
 
     // ConsistentInstructionCasing: compare with the majority.
-    // Each keyword with whether it is all upper and all lower case.
-    let keywords: Vec<(&Word, bool, bool)> = df
-        .instructions
-        .iter()
-        .map(|i| {
-            let k = &i.meta().keyword;
-            (k, is_upper(&k.value), is_lower(&k.value))
-        })
-        .collect();
-    let upper = keywords.iter().filter(|k| k.1).count();
-    let lower = keywords.iter().filter(|k| k.2).count();
+    let keywords = || df.instructions.iter().map(|i| &i.meta().keyword);
+    let (mut upper, mut lower) = (0, 0);
+    for k in keywords() {
+        upper += usize::from(is_upper(&k.value));
+        lower += usize::from(is_lower(&k.value));
+    }
     let majority_upper = upper >= lower;
-    for &(k, is_up, is_low) in &keywords {
-        let ok = if majority_upper { is_up } else { is_low };
+    for k in keywords() {
+        let ok = if majority_upper {
+            is_upper(&k.value)
+        } else {
+            is_lower(&k.value)
+        };
         if !ok {
             out.push(lint(
                 "ConsistentInstructionCasing",

@@ -198,7 +198,7 @@ pub(crate) fn build(
     b: usize,
     escape: char,
     depth: usize,
-) -> Result<Node, ParseDiagnostic> {
+) -> Result<Box<Node>, ParseDiagnostic> {
     let text = &line.text;
     let (start, end) = trim_range(text, a, b);
     let body = &text[start..end];
@@ -210,7 +210,8 @@ pub(crate) fn build(
     } else {
         kind.into()
     };
-    let mut node = Node {
+    // Boxed from the start: the node moves into the instruction without being copied.
+    let mut node = Box::new(Node {
         keyword,
         kind,
         original: if depth > 0 {
@@ -220,7 +221,7 @@ pub(crate) fn build(
         },
         span: line.span(start, end),
         ..Node::default()
-    };
+    });
     let after_kw = start + kw_len;
     let rest_start = after_kw
         + (text[after_kw..end].len() - text[after_kw..end].trim_start_matches(is_sep).len());
@@ -284,7 +285,7 @@ pub(crate) fn build(
                 if depth > 0 {
                     return Err(diagnostics::onbuild_chain(node.span));
                 }
-                node.child = Some(Box::new(build(line, a0, a1, escape, depth + 1)?));
+                node.child = Some(build(line, a0, a1, escape, depth + 1)?);
             }
         }
         _ => {}

@@ -253,7 +253,7 @@ pub(crate) fn run(src: &str) -> Output {
                 diags.push(d);
                 // Keep the raw node for the AST dump (rebuilt: only on this error path).
                 if let Ok(n) = node::build(&logical, 0, logical.text.len(), escape, 0) {
-                    rejected.push(n);
+                    rejected.push(*n);
                 }
             }
         }

@@ -112,11 +112,9 @@ pub fn parse(src: &str) -> Parsed {
     let (mut pos, mut line, mut line_start) = (0, 1, 0);
     for d in &mut diagnostics {
         let offset = d.span.start;
-        for (i, b) in src.as_bytes()[pos..offset].iter().enumerate() {
-            if *b == b'\n' {
-                line += 1;
-                line_start = pos + i + 1;
-            }
+        for i in memchr::memchr_iter(b'\n', &src.as_bytes()[pos..offset]) {
+            line += 1;
+            line_start = pos + i + 1;
         }
         pos = offset;
         d.line = line;

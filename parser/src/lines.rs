@@ -44,8 +44,7 @@ impl<'a> Cursor<'a> {
             return None;
         }
         let bytes = self.src.as_bytes();
-        let rest = &bytes[self.pos..];
-        let (end, next) = match rest.iter().position(|b| *b == b'\n') {
+        let (end, next) = match memchr::memchr(b'\n', &bytes[self.pos..]) {
             Some(i) => (self.pos + i, self.pos + i + 1),
             None => (self.src.len(), self.src.len()),
         };

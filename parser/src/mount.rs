@@ -2,6 +2,8 @@
 //! validation (types, keys per type, sharing modes, octal modes, ids) and "did you mean" help.
 //! Values holding `$` are left for the solver, which re-parses with [`parse_mount_with`].
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::diagnostics::suggest;
@@ -97,14 +99,14 @@ const TYPES: &[&str] = &["bind", "cache", "tmpfs", "secret", "ssh"];
 const SHARING: &[&str] = &["shared", "private", "locked"];
 
 /// Split a CSV record like Go's `encoding/csv` (one line, `"` quoting with `""` escapes).
-fn split_csv(value: &str) -> Result<Vec<(String, usize, usize)>, MountError> {
+fn split_csv(value: &str) -> Result<Vec<(Cow<'_, str>, usize, usize)>, MountError> {
     let mut fields = Vec::new();
     let bytes = value.as_bytes();
     let mut i = 0;
     loop {
         let start = i;
-        let mut field = String::new();
-        if bytes.get(i) == Some(&b'"') {
+        let field: Cow<'_, str> = if bytes.get(i) == Some(&b'"') {
+            let mut field = String::new();
             i += 1;
             loop {
                 match value[i..].find('"') {
@@ -136,9 +138,10 @@ fn split_csv(value: &str) -> Result<Vec<(String, usize, usize)>, MountError> {
                     end: i,
                 });
             }
+            field.into()
         } else {
             let end = value[i..].find(',').map(|p| i + p).unwrap_or(value.len());
-            field.push_str(&value[i..end]);
+            let field = &value[i..end];
             if field.contains('"') {
                 return Err(MountError {
                     message: "bare \" in non-quoted field".into(),
@@ -148,7 +151,8 @@ fn split_csv(value: &str) -> Result<Vec<(String, usize, usize)>, MountError> {
                 });
             }
             i = end;
-        }
+            field.into()
+        };
         fields.push((field, start, i));
         if i >= bytes.len() {
             return Ok(fields);
@@ -188,7 +192,7 @@ fn parse_size(v: &str) -> Option<u64> {
 /// Parse a mount without expanding anything: values holding `$` are kept raw, unvalidated,
 /// and the result is marked `deferred`.
 pub fn parse_mount(value: &str) -> Result<Mount, MountError> {
-    parse_inner(value, &mut |v| Ok(v.to_string()), true)
+    parse_inner(value, None)
 }
 
 /// Parse a mount, passing every value through `expand` first (the solver's second pass).
@@ -196,14 +200,15 @@ pub fn parse_mount_with(
     value: &str,
     expand: &mut dyn FnMut(&str) -> Result<String, String>,
 ) -> Result<Mount, MountError> {
-    parse_inner(value, expand, false)
+    parse_inner(value, Some(expand))
 }
 
+/// Parse with `expand` (the solver's pass), or without it: values holding `$` are deferred.
 fn parse_inner(
     value: &str,
-    expand: &mut dyn FnMut(&str) -> Result<String, String>,
-    defer_vars: bool,
+    mut expand: Option<&mut dyn FnMut(&str) -> Result<String, String>>,
 ) -> Result<Mount, MountError> {
+    let defer_vars = expand.is_none();
     let mut m = Mount {
         raw: value.to_string(),
         span: crate::Span::default(),
@@ -232,11 +237,15 @@ fn parse_inner(
         };
         let (key_raw, val) = match field.split_once('=') {
             Some((k, v)) => (k, Some(v)),
-            None => (field.as_str(), None),
+            None => (field.as_ref(), None),
         };
-        let key = key_raw.to_ascii_lowercase();
+        let key: Cow<'_, str> = if key_raw.bytes().any(|b| b.is_ascii_uppercase()) {
+            key_raw.to_ascii_lowercase().into()
+        } else {
+            key_raw.into()
+        };
         let Some(val) = val else {
-            match key.as_str() {
+            match key.as_ref() {
                 "readonly" | "ro" => {
                     m.readonly = true;
                     ro_auto = false;
@@ -266,7 +275,7 @@ fn parse_inner(
             }
             continue;
         };
-        if !KEYS.contains(&key.as_str()) {
+        if !KEYS.contains(&key.as_ref()) {
             return Err(err(
                 format!("unexpected key `{key}` in `{field}`"),
                 suggest(&key, KEYS).map(|s| format!("did you mean {s}?")),
@@ -282,17 +291,23 @@ fn parse_inner(
             m.deferred = true;
             continue;
         }
-        let val = expand(val).map_err(|e| err(e, None))?;
+        let val: Cow<'_, str> = match expand.as_mut() {
+            Some(expand) => expand(val).map_err(|e| err(e, None))?.into(),
+            None => val.into(),
+        };
         let bad = |what: &str| err(format!("invalid value `{val}` for `{what}`"), None);
-        match key.as_str() {
+        match key.as_ref() {
             "type" => {
-                m.kind = match val.to_ascii_lowercase().as_str() {
-                    "bind" => MountType::Bind,
-                    "cache" => MountType::Cache,
-                    "tmpfs" => MountType::Tmpfs,
-                    "secret" => MountType::Secret,
-                    "ssh" => MountType::Ssh,
-                    _ => {
+                let kinds = [
+                    ("bind", MountType::Bind),
+                    ("cache", MountType::Cache),
+                    ("tmpfs", MountType::Tmpfs),
+                    ("secret", MountType::Secret),
+                    ("ssh", MountType::Ssh),
+                ];
+                m.kind = match kinds.iter().find(|(n, _)| n.eq_ignore_ascii_case(&val)) {
+                    Some((_, kind)) => *kind,
+                    None => {
                         return Err(err(
                             format!("unsupported mount type `{val}`"),
                             Some(match suggest(&val, TYPES) {
@@ -303,9 +318,9 @@ fn parse_inner(
                     }
                 }
             }
-            "from" => m.from = Some(val),
-            "source" | "src" => m.source = Some(val),
-            "target" | "dst" | "destination" => m.target = Some(val),
+            "from" => m.from = Some(val.into_owned()),
+            "source" | "src" => m.source = Some(val.into_owned()),
+            "target" | "dst" | "destination" => m.target = Some(val.into_owned()),
             "readonly" | "ro" => {
                 m.readonly = parse_bool(&val).ok_or_else(|| bad(&key))?;
                 ro_auto = false;
@@ -326,22 +341,27 @@ fn parse_inner(
                 }
                 m.required = parse_bool(&val).ok_or_else(|| bad(&key))?;
             }
-            "id" => m.id = Some(val),
+            "id" => m.id = Some(val.into_owned()),
             "sharing" => {
-                m.sharing = Some(match val.to_ascii_lowercase().as_str() {
-                    "shared" => MountSharing::Shared,
-                    "private" => MountSharing::Private,
-                    "locked" => MountSharing::Locked,
-                    _ => {
-                        return Err(err(
-                            format!("unsupported sharing value `{val}`"),
-                            Some(match suggest(&val, SHARING) {
-                                Some(s) => format!("did you mean {s}?"),
-                                None => "use shared, private or locked".into(),
-                            }),
-                        ));
-                    }
-                })
+                let modes = [
+                    ("shared", MountSharing::Shared),
+                    ("private", MountSharing::Private),
+                    ("locked", MountSharing::Locked),
+                ];
+                m.sharing = Some(
+                    match modes.iter().find(|(n, _)| n.eq_ignore_ascii_case(&val)) {
+                        Some((_, mode)) => *mode,
+                        None => {
+                            return Err(err(
+                                format!("unsupported sharing value `{val}`"),
+                                Some(match suggest(&val, SHARING) {
+                                    Some(s) => format!("did you mean {s}?"),
+                                    None => "use shared, private or locked".into(),
+                                }),
+                            ));
+                        }
+                    },
+                )
             }
             "mode" => {
                 m.mode = Some(u32::from_str_radix(&val, 8).map_err(|_| {
@@ -353,7 +373,7 @@ fn parse_inner(
             }
             "uid" => m.uid = Some(val.parse().map_err(|_| bad("uid"))?),
             "gid" => m.gid = Some(val.parse().map_err(|_| bad("gid"))?),
-            "env" => m.env = Some(val),
+            "env" => m.env = Some(val.into_owned()),
             "size" => {
                 if m.kind != MountType::Tmpfs {
                     return Err(err(

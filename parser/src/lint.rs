@@ -3,7 +3,9 @@
 //! more. Runs on the parsed tree without the base image, so variables a base image may set are
 //! only assumed for a few universal names (see [`BASE_ENV`]).
 
-use std::collections::{HashMap, HashSet};
+// Sets of short names, hashed often: foldhash (randomly seeded, like std's) is several times
+// cheaper than SipHash here; no output depends on iteration order.
+use foldhash::{HashMap, HashSet};
 
 use crate::ast::*;
 use crate::diagnostics::{self, ParseDiagnostic, lint, lint_help, suggest};
@@ -178,9 +180,9 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
         secrets_in_arg(a, &mut out);
     }
 
-    let mut seen_names: HashSet<String> = HashSet::new();
+    let mut seen_names: HashSet<String> = HashSet::default();
     // The variables each named stage ends with (the first stage of a name wins).
-    let mut stage_env: HashMap<String, HashSet<&str>> = HashMap::new();
+    let mut stage_env: HashMap<String, HashSet<&str>> = HashMap::default();
     for st in &stages.stages {
         let f = st.from;
         // FROM checks.

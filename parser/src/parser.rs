@@ -293,7 +293,7 @@ fn cur_pos(cur: &Cursor<'_>, src: &str) -> usize {
 
 /// Instructions before the first FROM, and references to stages by name or index.
 fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
-    let mut names: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut names: foldhash::HashMap<String, usize> = foldhash::HashMap::default();
     for s in df.stages().stages {
         if let Some(n) = s.name() {
             names.entry(n).or_insert(s.index);

@@ -139,11 +139,56 @@ fn is_sep(c: char) -> bool {
     matches!(c, '\t' | '\u{b}' | '\u{c}' | '\r' | ' ')
 }
 
+/// The length of the leading run of [`is_space`] characters (ASCII bytes without decoding).
+fn leading_space(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b.is_ascii() {
+            if !b.is_ascii_whitespace() && b != 0x0b {
+                return i;
+            }
+            i += 1;
+        } else {
+            match s[i..].chars().next() {
+                Some(c) if is_space(c) => i += c.len_utf8(),
+                _ => return i,
+            }
+        }
+    }
+    i
+}
+
+/// The length of `s` without its trailing run of [`is_space`] characters.
+fn trim_space_end(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    let mut end = s.len();
+    while let Some(&b) = end.checked_sub(1).and_then(|i| bytes.get(i)) {
+        if b.is_ascii() {
+            if !b.is_ascii_whitespace() && b != 0x0b {
+                break;
+            }
+            end -= 1;
+        } else {
+            match s[..end].chars().next_back() {
+                Some(c) if is_space(c) => end -= c.len_utf8(),
+                _ => break,
+            }
+        }
+    }
+    end
+}
+
+/// The length of the leading run of [`is_sep`] characters (all ASCII).
+fn leading_sep(s: &str) -> usize {
+    s.bytes().take_while(|b| is_sep(char::from(*b))).count()
+}
+
 /// The range of `text[a..b]` with Go-style `TrimSpace` applied.
 fn trim_range(text: &str, a: usize, b: usize) -> (usize, usize) {
     let s = &text[a..b];
-    let start = a + (s.len() - s.trim_start_matches(is_space).len());
-    let end = a + s.trim_end_matches(is_space).len();
+    let start = a + leading_space(s);
+    let end = a + trim_space_end(s);
     (start, end.max(start))
 }
 
@@ -202,7 +247,10 @@ pub(crate) fn build(
     let text = &line.text;
     let (start, end) = trim_range(text, a, b);
     let body = &text[start..end];
-    let kw_len = body.find(is_sep).unwrap_or(body.len());
+    let kw_len = body
+        .bytes()
+        .position(|b| is_sep(char::from(b)))
+        .unwrap_or(body.len());
     let keyword = Word::new(&body[..kw_len], line.span(start, start + kw_len));
     let kind = known_kind(&keyword.value);
     let cmd: std::borrow::Cow<'_, str> = if kind.is_empty() {
@@ -223,8 +271,7 @@ pub(crate) fn build(
         ..Node::default()
     });
     let after_kw = start + kw_len;
-    let rest_start = after_kw
-        + (text[after_kw..end].len() - text[after_kw..end].trim_start_matches(is_sep).len());
+    let rest_start = after_kw + leading_sep(&text[after_kw..end]);
     let (flags, args_from) = extract_flags(text, rest_start, end);
     node.flags = flags
         .into_iter()
@@ -301,7 +348,7 @@ fn json_args(
     b: usize,
 ) -> Result<bool, ParseDiagnostic> {
     let text = &line.text[a..b];
-    let trimmed = text.trim_start_matches(is_space);
+    let trimmed = &text[leading_space(text)..];
     let off = a + (text.len() - trimmed.len());
     match json::parse_array(trimmed) {
         JsonArray::NotJson => Ok(false),
@@ -364,14 +411,12 @@ fn extract_flags(text: &str, a: usize, b: usize) -> (Vec<(String, usize, usize)>
     // Fast path: flags without quotes or escapes are their own text.
     loop {
         let rest = &text[pos..b];
-        let word = rest.trim_start_matches(is_space);
+        let word = &rest[leading_space(rest)..];
         let start = b - word.len();
         if !word.starts_with("--") {
             return (flags, start);
         }
-        let len = word
-            .find(|c: char| is_space(c) || c == '\'' || c == '"' || c == '\\')
-            .unwrap_or(word.len());
+        let len = plain_flag_len(word);
         if word[len..].starts_with(|c: char| !is_space(c)) {
             // A quote or escape: the general reader takes over from this word.
             let (more, args_from) = extract_flags_general(text, start, b);
@@ -388,6 +433,26 @@ fn extract_flags(text: &str, a: usize, b: usize) -> (Vec<(String, usize, usize)>
         }
         pos = end;
     }
+}
+
+/// The length of the leading text of `s` up to a space, a quote or a backslash.
+fn plain_flag_len(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b.is_ascii() {
+            if b.is_ascii_whitespace() || matches!(b, 0x0b | b'\'' | b'"' | b'\\') {
+                return i;
+            }
+            i += 1;
+        } else {
+            match s[i..].chars().next() {
+                Some(c) if !is_space(c) => i += c.len_utf8(),
+                _ => return i,
+            }
+        }
+    }
+    i
 }
 
 /// [`extract_flags`] for words with quotes and escapes, character by character.

@@ -230,12 +230,63 @@ fn element(i: &str, total: usize) -> IResult<&str, Element> {
     Ok((rest, Element { value, start, end }))
 }
 
+/// The common case read directly: an array of strings without escapes or control
+/// characters, whose values are their own text. `None` means "not this simple": the full
+/// parser decides.
+fn plain_strings(text: &str) -> Option<Vec<(String, usize, usize)>> {
+    let bytes = text.as_bytes();
+    let ws = |i: &mut usize| {
+        while matches!(bytes.get(*i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            *i += 1;
+        }
+    };
+    let mut out = Vec::new();
+    let mut i = 1; // after `[`
+    ws(&mut i);
+    if bytes.get(i) == Some(&b']') {
+        i += 1;
+    } else {
+        loop {
+            if bytes.get(i) != Some(&b'"') {
+                return None;
+            }
+            let start = i;
+            let len = bytes[i + 1..]
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < b' ')?;
+            let end = i + 1 + len;
+            if bytes[end] != b'"' {
+                return None;
+            }
+            out.push((text[start + 1..end].to_string(), start, end + 1));
+            i = end + 1;
+            ws(&mut i);
+            match bytes.get(i) {
+                Some(b',') => {
+                    i += 1;
+                    ws(&mut i);
+                }
+                Some(b']') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    ws(&mut i);
+    (i == bytes.len()).then_some(out)
+}
+
 /// Parse `text` (already left-trimmed) as a JSON array: `[` elements separated by `,` `]`,
 /// then only whitespace.
 pub(crate) fn parse_array(text: &str) -> JsonArray {
     let Some(inner) = text.strip_prefix('[') else {
         return JsonArray::NotJson;
     };
+    if let Some(strings) = plain_strings(text) {
+        return JsonArray::Strings(strings);
+    }
     let total = text.len();
     let Ok((mut i, _)) = ws(inner) else {
         return JsonArray::NotJson;

@@ -86,11 +86,20 @@ impl<'a> Logical<'a> {
 
     pub fn push(&mut self, piece: &str, source_offset: usize) {
         self.segments.push((self.text.len(), source_offset));
+        if let std::borrow::Cow::Borrowed(first) = self.text {
+            // Room for a few more pieces like these without reallocating.
+            let mut owned = String::with_capacity(2 * (first.len() + piece.len()));
+            owned.push_str(first);
+            self.text = owned.into();
+        }
         self.text.to_mut().push_str(piece);
     }
 
     /// The source offset of a text offset.
     pub fn source(&self, offset: usize) -> usize {
+        if self.segments.is_empty() {
+            return self.first + offset;
+        }
         let i = self.segments.partition_point(|(l, _)| *l <= offset);
         match i.checked_sub(1).and_then(|i| self.segments.get(i)) {
             Some((l, s)) => s + (offset - l),

@@ -69,13 +69,30 @@ pub const RULES: &[&str] = &[
     "UnknownStageReference",
 ];
 
+/// Whether `s` has no lowercase letter (keywords are short: one plain pass over the bytes).
 fn is_upper(s: &str) -> bool {
-    !s.bytes().any(|b| b.is_ascii_lowercase())
-        && (s.is_ascii() || s.chars().all(|c| !c.is_lowercase()))
+    for b in s.bytes() {
+        if !b.is_ascii() {
+            return s.chars().all(|c| !c.is_lowercase());
+        }
+        if b.is_ascii_lowercase() {
+            return false;
+        }
+    }
+    true
 }
+
+/// Whether `s` has no uppercase letter.
 fn is_lower(s: &str) -> bool {
-    !s.bytes().any(|b| b.is_ascii_uppercase())
-        && (s.is_ascii() || s.chars().all(|c| !c.is_uppercase()))
+    for b in s.bytes() {
+        if !b.is_ascii() {
+            return s.chars().all(|c| !c.is_uppercase());
+        }
+        if b.is_ascii_uppercase() {
+            return false;
+        }
+    }
+    true
 }
 
 /// Names referenced by `word` that `defined` does not contain.

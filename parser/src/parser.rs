@@ -209,7 +209,8 @@ pub(crate) fn run(src: &str) -> Output {
         if node::can_contain_heredoc(&nd) {
             for m in heredoc::markers(&logical.text) {
                 let body_start = cur_pos(&cur, src);
-                let mut body = String::new();
+                // The body is the lines up to the terminator, newlines included: one slice.
+                let mut body_next = body_start;
                 let mut terminated = false;
                 let mut body_end = body_start;
                 while let Some(hl) = cur.next_line() {
@@ -225,7 +226,7 @@ pub(crate) fn run(src: &str) -> Output {
                         terminated = true;
                         break;
                     }
-                    body.push_str(&src[hl.start..hl.next]);
+                    body_next = hl.next;
                 }
                 end = end.max(body_end);
                 if !terminated {
@@ -237,7 +238,7 @@ pub(crate) fn run(src: &str) -> Output {
                 }
                 nd.heredocs.push(Heredoc {
                     name: m.name,
-                    body,
+                    body: src[body_start..body_next].to_string(),
                     expand: m.expand,
                     strip_tabs: m.strip_tabs,
                     fd: m.fd,

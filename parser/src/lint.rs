@@ -197,22 +197,23 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
         secrets_in_arg(a, &mut out);
     }
 
-    let mut seen_names: HashSet<String> = HashSet::default();
-    // The variables each named stage ends with (the first stage of a name wins).
+    // The variables each named stage ends with (the first stage of a name wins); its keys
+    // are the stage names seen so far.
     let mut stage_env: HashMap<String, HashSet<&str>> = HashMap::default();
+    let mut last_of: Vec<(&'static str, Span)> = Vec::new();
     for st in &stages.stages {
         let f = st.from;
+        let lower_name = st.name();
         // FROM checks.
-        if let Some(name) = &f.stage_name {
-            let lower = name.value.to_ascii_lowercase();
-            if name.value != lower {
+        if let (Some(name), Some(lower)) = (&f.stage_name, &lower_name) {
+            if name.value != *lower {
                 out.push(lint(
                     "StageNameCasing",
                     name.span,
                     format!("Stage name '{}' should be lowercase", name.value),
                 ));
             }
-            if seen_names.contains(&lower) {
+            if stage_env.contains_key(lower) {
                 out.push(lint(
                     "DuplicateStageName",
                     name.span,
@@ -228,7 +229,6 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                     ),
                 ));
             }
-            seen_names.insert(lower);
         }
         if let Some(kw) = &f.as_keyword {
             let from_kw = &f.meta.keyword.value;
@@ -266,8 +266,7 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                     .find(|a| a.name.value == n)
                     .and_then(|a| a.default.as_ref().map(|d| d.value.clone()))
             };
-            if let Ok(r) = shell::expand_word(&f.image.value, &env, escape) {
-                let v = r.value;
+            if let Ok(v) = shell::expand_value(&f.image.value, &env, escape) {
                 if v.is_empty() || v.ends_with(':') || v.ends_with('@') || v.starts_with(':') {
                     out.push(lint(
                         "InvalidDefaultArgInFrom",
@@ -316,33 +315,7 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
 
         let mut absolute_workdir = false;
         let mut has_shell = false;
-        let mut last_of: Vec<(&'static str, Span)> = Vec::new();
-        let check_words = |words: &[&Word],
-                           defined: &HashSet<&str>,
-                           out: &mut Vec<ParseDiagnostic>| {
-            let is_def =
-                |n: &str| defined.contains(n) || BASE_ENV.contains(&n) || PROXY_ARGS.contains(&n);
-            for w in words {
-                for name in undefined_in(&w.value, escape, &is_def) {
-                    if name.chars().next().is_some_and(|c| c.is_ascii_digit())
-                        || name.len() == 1 && !name.chars().all(char::is_alphanumeric)
-                    {
-                        continue;
-                    }
-                    // Sorted, so the suggestion does not depend on hash order.
-                    let mut known: Vec<&str> = defined.iter().copied().collect();
-                    known.sort_unstable();
-                    let hint = suggest(&name, &known);
-                    let msg = match hint {
-                        Some(h) => {
-                            format!("Usage of undefined variable '${name}' (did you mean ${h}?)")
-                        }
-                        None => format!("Usage of undefined variable '${name}'"),
-                    };
-                    out.push(lint("UndefinedVar", w.span, msg));
-                }
-            }
-        };
+        last_of.clear();
 
         for ins in st.instructions {
             match ins {
@@ -350,7 +323,7 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                     secrets_in_arg(a, &mut out);
                     for d in &a.args {
                         if let Some(def) = &d.default {
-                            check_words(&[def], &defined, &mut out);
+                            check_words([def], &defined, escape, &mut out);
                         }
                         defined.insert(d.name.value.as_str());
                     }
@@ -363,8 +336,12 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                             "\"ENV key=value\" should be used instead of legacy \"ENV key value\" format".into(),
                         ));
                     }
-                    let words: Vec<&Word> = e.vars.iter().map(|kv| &kv.value).collect();
-                    check_words(&words, &defined, &mut out);
+                    check_words(
+                        e.vars.iter().map(|kv| &kv.value),
+                        &defined,
+                        escape,
+                        &mut out,
+                    );
                     for kv in &e.vars {
                         if is_secret_name(&kv.key.value) {
                             out.push(lint(
@@ -387,12 +364,8 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                             "\"LABEL key=value\" should be used instead of legacy \"LABEL key value\" format".into(),
                         ));
                     }
-                    let words: Vec<&Word> = l
-                        .labels
-                        .iter()
-                        .flat_map(|kv| [&kv.key, &kv.value])
-                        .collect();
-                    check_words(&words, &defined, &mut out);
+                    let words = l.labels.iter().flat_map(|kv| [&kv.key, &kv.value]);
+                    check_words(words, &defined, escape, &mut out);
                 }
                 Instruction::Maintainer(m) => out.push(lint(
                     "MaintainerDeprecated",
@@ -410,7 +383,7 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                 Instruction::Healthcheck(h) => last_of.push(("HEALTHCHECK", h.meta.span)),
                 Instruction::Shell(_) => has_shell = true,
                 Instruction::Workdir(w) => {
-                    check_words(&[&w.path], &defined, &mut out);
+                    check_words([&w.path], &defined, escape, &mut out);
                     let p = &w.path.value;
                     if p.starts_with('/') || p.starts_with('$') {
                         absolute_workdir = true;
@@ -425,7 +398,7 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                     }
                 }
                 Instruction::Expose(e) => {
-                    check_words(&e.ports.iter().collect::<Vec<_>>(), &defined, &mut out);
+                    check_words(&e.ports, &defined, escape, &mut out);
                     for p in &e.ports {
                         if p.value.contains('$') {
                             continue;
@@ -452,20 +425,16 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                     }
                 }
                 Instruction::Copy(c) => {
-                    let mut words: Vec<&Word> = c.sources.iter().collect();
-                    words.push(&c.dest);
-                    check_words(&words, &defined, &mut out);
+                    let words = c.sources.iter().chain([&c.dest]);
+                    check_words(words, &defined, escape, &mut out);
                 }
                 Instruction::Add(a) => {
-                    let mut words: Vec<&Word> = a.sources.iter().collect();
-                    words.push(&a.dest);
-                    check_words(&words, &defined, &mut out);
+                    let words = a.sources.iter().chain([&a.dest]);
+                    check_words(words, &defined, escape, &mut out);
                 }
-                Instruction::User(u) => check_words(&[&u.user], &defined, &mut out),
-                Instruction::Volume(v) => {
-                    check_words(&v.paths.iter().collect::<Vec<_>>(), &defined, &mut out)
-                }
-                Instruction::Stopsignal(s) => check_words(&[&s.signal], &defined, &mut out),
+                Instruction::User(u) => check_words([&u.user], &defined, escape, &mut out),
+                Instruction::Volume(v) => check_words(&v.paths, &defined, escape, &mut out),
+                Instruction::Stopsignal(s) => check_words([&s.signal], &defined, escape, &mut out),
                 _ => {}
             }
         }
@@ -487,7 +456,7 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                 }
             }
         }
-        if let Some(name) = st.name() {
+        if let Some(name) = lower_name {
             stage_env.entry(name).or_insert(defined);
         }
     }
@@ -508,6 +477,34 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
         }
     }
     out
+}
+
+/// UndefinedVar: the variables `words` use that are neither defined in the stage nor assumed.
+fn check_words<'w>(
+    words: impl IntoIterator<Item = &'w Word>,
+    defined: &HashSet<&str>,
+    escape: char,
+    out: &mut Vec<ParseDiagnostic>,
+) {
+    let is_def = |n: &str| defined.contains(n) || BASE_ENV.contains(&n) || PROXY_ARGS.contains(&n);
+    for w in words {
+        for name in undefined_in(&w.value, escape, &is_def) {
+            if name.chars().next().is_some_and(|c| c.is_ascii_digit())
+                || name.len() == 1 && !name.chars().all(char::is_alphanumeric)
+            {
+                continue;
+            }
+            // Sorted, so the suggestion does not depend on hash order.
+            let mut known: Vec<&str> = defined.iter().copied().collect();
+            known.sort_unstable();
+            let hint = suggest(&name, &known);
+            let msg = match hint {
+                Some(h) => format!("Usage of undefined variable '${name}' (did you mean ${h}?)"),
+                None => format!("Usage of undefined variable '${name}'"),
+            };
+            out.push(lint("UndefinedVar", w.span, msg));
+        }
+    }
 }
 
 fn json_args(

@@ -89,6 +89,15 @@ pub fn expand_word(word: &str, env: &dyn Env, escape: char) -> Result<Expanded, 
     Lexer::new(escape).run(word, env, false)
 }
 
+/// [`expand_word`]'s value alone: the referenced names are not collected.
+pub(crate) fn expand_value(word: &str, env: &dyn Env, escape: char) -> Result<String, ExpandError> {
+    let lx = Lexer::new(escape);
+    let mut st = State::new(&lx, word, Source::Env(env), false);
+    st.record = false;
+    st.process_until(None, lx.raw_escapes, 0)
+        .map(|(value, _)| value)
+}
+
 /// Expand and split into words (BuildKit's `ProcessWords`, used for EXPOSE, VOLUME, ...):
 /// unquoted whitespace, including whitespace produced by a variable's value, separates words.
 pub fn expand_words(word: &str, env: &dyn Env, escape: char) -> Result<Expanded, ExpandError> {
@@ -275,6 +284,8 @@ struct State<'a> {
     split: bool,
     /// Drop the top-level text as it is produced (only errors are wanted).
     discard_top: bool,
+    /// Collect the referenced names into `used` and `unset`.
+    record: bool,
     src: &'a str,
     pos: usize,
     source: Source<'a>,
@@ -358,6 +369,7 @@ impl<'a> State<'a> {
             lx,
             split,
             discard_top: false,
+            record: true,
             src,
             pos: 0,
             source,
@@ -402,6 +414,9 @@ impl<'a> State<'a> {
             Source::Env(env) => env,
         };
         let value = env.lookup(name);
+        if !self.record {
+            return value.map(Cow::Owned);
+        }
         let set = if value.is_some() {
             &mut self.used
         } else {

@@ -108,7 +108,8 @@ pub fn expand_words(word: &str, env: &dyn Env, escape: char) -> Result<Expanded,
 /// variable as set and non-empty.
 pub fn check_syntax(word: &str, escape: char) -> Result<(), ExpandError> {
     // Only `$`, quotes and the escape character can make a word invalid.
-    if !word.contains(['$', '\'', '"', escape]) {
+    let special = |b: u8| matches!(b, b'$' | b'\'' | b'"') || u32::from(b) == u32::from(escape);
+    if escape.is_ascii() && !word.bytes().any(special) {
         return Ok(());
     }
     if plainly_valid(word, escape) {
@@ -125,46 +126,47 @@ pub fn check_syntax(word: &str, escape: char) -> Result<(), ExpandError> {
 /// `$NAME`, `${NAME}` and `${NAME:-text}` (also `-`, `+`, `?`, `:+`, `:?`) whose text has no
 /// quotes, escapes or variables. `false` means "not sure": the lexer decides.
 fn plainly_valid(word: &str, escape: char) -> bool {
-    if matches!(escape, '$' | '\'' | '"' | '{' | '}' | ':') {
+    // Every character with a meaning here is ASCII: scan bytes (the escape must be ASCII too).
+    let Some(esc) = u8::try_from(escape).ok().filter(u8::is_ascii) else {
+        return false;
+    };
+    if matches!(esc, b'$' | b'\'' | b'"' | b'{' | b'}' | b':') {
         return false;
     }
+    let bytes = word.as_bytes();
     let mut pos = 0;
-    let next = |pos: &mut usize| {
-        let c = word[*pos..].chars().next()?;
-        *pos += c.len_utf8();
-        Some(c)
-    };
-    while let Some(c) = next(&mut pos) {
+    while let Some(&c) = bytes.get(pos) {
+        pos += 1;
         match c {
-            '$' => {
+            b'$' => {
                 if !plain_reference(word, &mut pos, escape) {
                     return false;
                 }
             }
-            '\'' => match word[pos..].find('\'') {
+            b'\'' => match memchr::memchr(b'\'', &bytes[pos..]) {
                 Some(i) => pos += i + 1,
                 None => return false,
             },
-            '"' => loop {
-                match next(&mut pos) {
-                    None => return false,
-                    Some('"') => break,
-                    Some('$') => {
-                        if !plain_reference(word, &mut pos, escape) {
-                            return false;
-                        }
+            b'"' => loop {
+                let Some(&c) = bytes.get(pos) else {
+                    return false;
+                };
+                pos += 1;
+                if c == b'"' {
+                    break;
+                } else if c == b'$' {
+                    if !plain_reference(word, &mut pos, escape) {
+                        return false;
                     }
-                    Some(c) if c == escape => {
-                        if next(&mut pos).is_none() {
-                            return false;
-                        }
+                } else if c == esc {
+                    if pos >= bytes.len() {
+                        return false;
                     }
-                    Some(_) => {}
+                    // The escaped character's first byte; the rest of it is plain.
+                    pos += 1;
                 }
             },
-            c if c == escape => {
-                next(&mut pos);
-            }
+            c if c == esc => pos += 1,
             _ => {}
         }
     }

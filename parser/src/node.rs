@@ -546,61 +546,101 @@ fn parse_words<T>(
     escape: char,
     mut f: impl FnMut(usize, usize, usize) -> T,
 ) -> Vec<T> {
-    let mut words = Vec::new();
+    // The escape is `\` or `` ` `` (all the directive accepts), so every character that
+    // matters here is one ASCII byte except Unicode spaces; runs of other bytes are skipped
+    // at once and only non-ASCII characters are decoded.
+    let esc = u8::try_from(escape).ok().filter(u8::is_ascii);
     let s = &text[a..b];
-    let mut start = a;
+    let bytes = s.as_bytes();
+    let n = bytes.len();
+    // The length of the character at `i`.
+    let char_len = |i: usize| s[i..].chars().next().map_or(1, char::len_utf8);
+    let mut words = Vec::new();
+    let mut start = 0;
     let mut in_word = false;
-    let mut quote: Option<char> = None;
     let mut blank_ok = false;
     // The escape that ends the input (not kept in the word), if any.
     let mut dropped = 0;
-    let mut it = s.char_indices().peekable();
-    while let Some((i, ch)) = it.next() {
-        let pos = a + i;
+    let mut i = 0;
+    while i < n {
+        let c = bytes[i];
+        // The character's length, and whether it is a space (ASCII or Unicode).
+        let (len, is_sp) = if c.is_ascii() {
+            (1, c == b' ' || (b'\t'..=b'\r').contains(&c))
+        } else {
+            match s[i..].chars().next() {
+                Some(ch) => (ch.len_utf8(), is_space(ch)),
+                None => break,
+            }
+        };
+        let space = if is_sp { len } else { 0 };
         if !in_word {
-            if is_space(ch) {
+            if space > 0 {
+                i += space;
                 continue;
             }
             in_word = true;
-            start = pos;
+            start = i;
         }
-        if let Some(q) = quote {
-            if ch == q {
-                quote = None;
-            }
-            if ch == escape && q != '\'' {
-                if it.peek().is_none() {
-                    quote = None;
-                    dropped = ch.len_utf8();
-                    continue;
-                }
-                it.next();
-            }
-            continue;
-        }
-        if is_space(ch) {
-            if blank_ok || pos > start {
-                words.push(f(start, pos, pos));
+        if space > 0 {
+            if blank_ok || i > start {
+                words.push(f(a + start, a + i, a + i));
             }
             in_word = false;
             blank_ok = false;
+            i += space;
             continue;
         }
-        if ch == '\'' || ch == '"' {
-            quote = Some(ch);
+        if c == b'\'' || c == b'"' {
             blank_ok = true;
+            // Inside quotes only the closing quote and (in double quotes) the escape count.
+            i += 1;
+            loop {
+                let Some(&d) = bytes.get(i) else { break };
+                if d == c {
+                    i += 1;
+                    break;
+                }
+                if Some(d) == esc && c != b'\'' {
+                    if i + 1 == n {
+                        dropped = 1;
+                        i += 1;
+                        break;
+                    }
+                    i += 1 + char_len(i + 1);
+                    continue;
+                }
+                i += 1;
+            }
+            continue;
         }
-        if ch == escape {
-            if it.peek().is_none() {
-                dropped = ch.len_utf8();
+        if Some(c) == esc {
+            if i + 1 == n {
+                dropped = 1;
+                i += 1;
                 continue;
             }
-            it.next();
+            i += 1 + char_len(i + 1);
+            continue;
+        }
+        // An ordinary character: skip to the next byte that may matter.
+        i += len;
+        while let Some(&d) = bytes.get(i) {
+            if !d.is_ascii()
+                || d == b' '
+                || (b'\t'..=b'\r').contains(&d)
+                || d == b'\''
+                || d == b'"'
+                || Some(d) == esc
+            {
+                break;
+            }
+            i += 1;
         }
     }
     let text_end = b - dropped;
-    if in_word && (blank_ok || text_end > start) {
-        words.push(f(start, text_end, b));
+    if in_word && (blank_ok || text_end > a + start) {
+        words.push(f(a + start, text_end, b));
     }
     words
 }

@@ -281,12 +281,20 @@ fn plain_strings(text: &str) -> Option<Vec<(String, usize, usize)>> {
 /// Parse `text` (already left-trimmed) as a JSON array: `[` elements separated by `,` `]`,
 /// then only whitespace.
 pub(crate) fn parse_array(text: &str) -> JsonArray {
+    if !text.starts_with('[') {
+        return JsonArray::NotJson;
+    }
+    match plain_strings(text) {
+        Some(strings) => JsonArray::Strings(strings),
+        None => parse_array_full(text),
+    }
+}
+
+/// [`parse_array`] for any input, with Go's escapes, surrogates and nesting rules.
+fn parse_array_full(text: &str) -> JsonArray {
     let Some(inner) = text.strip_prefix('[') else {
         return JsonArray::NotJson;
     };
-    if let Some(strings) = plain_strings(text) {
-        return JsonArray::Strings(strings);
-    }
     let total = text.len();
     let Ok((mut i, _)) = ws(inner) else {
         return JsonArray::NotJson;
@@ -374,5 +382,26 @@ mod tests {
         ));
         let deep = "[".repeat(20_000) + &"]".repeat(20_000);
         assert_eq!(parse_array(&deep), JsonArray::NotJson);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The direct reading of plain string arrays gives exactly what the full parser gives.
+        #[test]
+        fn plain_arrays_match_the_full_parser(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "\"a b\"", "\"\\u00e9\"", "\"x\\\"y\"", "\"é\"", "\"\u{1}\"", "\"\"", ",",
+                    ", ", " ", "\t", "\n", "]", "] ", "1", "[", "\"", "\\", "x",
+                ]),
+                0..10,
+            )
+        ) {
+            let text = format!("[{}", parts.concat());
+            if let Some(plain) = plain_strings(&text) {
+                proptest::prop_assert_eq!(JsonArray::Strings(plain), parse_array_full(&text));
+            }
+        }
     }
 }

@@ -735,4 +735,94 @@ mod tests {
         let w: Vec<_> = parse_words(t, 0, t.len(), '\\', |s, e, _| &t[s..e]);
         assert_eq!(w, [r#"a="b c""#, r"d=e\ f", "'g'"]);
     }
+
+    /// BuildKit's `parseWords` transcribed character by character: the reference the
+    /// byte-wise [`parse_words`] is checked against.
+    fn reference_words(s: &str, escape: char) -> Vec<(String, usize, usize)> {
+        let mut words = Vec::new();
+        let mut word = String::new();
+        let (mut start, mut in_word, mut blank_ok) = (0, false, false);
+        let mut quote: Option<char> = None;
+        let mut it = s.char_indices().peekable();
+        while let Some((pos, ch)) = it.next() {
+            if !in_word {
+                if is_space(ch) {
+                    continue;
+                }
+                in_word = true;
+                start = pos;
+            }
+            if let Some(q) = quote {
+                if ch == q {
+                    quote = None;
+                }
+                if ch == escape && q != '\'' {
+                    if it.peek().is_none() {
+                        quote = None;
+                        continue;
+                    }
+                    word.push(ch);
+                    word.extend(it.next().map(|(_, c)| c));
+                    continue;
+                }
+                word.push(ch);
+                continue;
+            }
+            if is_space(ch) {
+                if blank_ok || !word.is_empty() {
+                    words.push((std::mem::take(&mut word), start, pos));
+                }
+                in_word = false;
+                blank_ok = false;
+                continue;
+            }
+            if ch == '\'' || ch == '"' {
+                quote = Some(ch);
+                blank_ok = true;
+            }
+            if ch == escape {
+                if it.peek().is_none() {
+                    continue;
+                }
+                word.push(ch);
+                word.extend(it.next().map(|(_, c)| c));
+                continue;
+            }
+            word.push(ch);
+        }
+        if in_word && (blank_ok || !word.is_empty()) {
+            words.push((word, start, s.len()));
+        }
+        words
+    }
+
+    fn tricky_text() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop::sample::select(vec![
+            " ", "\t", "\u{b}", "\u{a0}", "\u{2003}", "a", "é", "--", "-", "=", "'", "\"", "\\",
+            "`", "$", "x=y", "--f=v",
+        ]);
+        prop::collection::vec(piece, 0..16).prop_map(|p| p.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The byte-wise word splitter agrees with the character-by-character reference.
+        #[test]
+        fn word_split_matches_the_reference(t in tricky_text()) {
+            for escape in ['\\', '`'] {
+                let got = parse_words(&t, 0, t.len(), escape, |s, e, end| {
+                    (t[s..e].to_string(), s, end)
+                });
+                proptest::prop_assert_eq!(got, reference_words(&t, escape));
+            }
+        }
+
+        /// The flag reader's fast path gives what the general reader gives.
+        #[test]
+        fn flag_fast_path_matches_the_general_reader(t in tricky_text()) {
+            proptest::prop_assert_eq!(extract_flags(&t, 0, t.len()), extract_flags_general(&t, 0, t.len()));
+        }
+    }
 }

@@ -811,4 +811,45 @@ mod tests {
         let err = expand_word("${E:?}", &e, '\\').unwrap_err();
         assert_eq!(err.message, "E: is not allowed to be empty");
     }
+
+    /// Words built from the characters the lexer cares about, plus plain and non-ASCII ones.
+    fn tricky_word() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop::sample::select(vec![
+            "$", "{", "}", ":", "-", "+", "?", "#", "%", "/", "\"", "'", "\\", "`", "a", "B_1",
+            " ", "é", "${", "$A", "${A:-x}", "${B}", "}}",
+        ]);
+        prop::collection::vec(piece, 0..16).prop_map(|p| p.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// The syntax check's fast path never accepts what the lexer refuses (nor refuses
+        /// what it accepts): both give the same answer.
+        #[test]
+        fn fast_syntax_check_agrees_with_the_lexer(w in tricky_word()) {
+            for escape in ['\\', '`'] {
+                let lx = Lexer::new(escape);
+                let mut st = State::new(&lx, &w, Source::Placeholder, false);
+                let full = st.process_until(None, false, 0).map(|_| ());
+                proptest::prop_assert_eq!(check_syntax(&w, escape), full);
+            }
+        }
+
+        /// Every name an expansion looks up is among the candidate names, so the linter may
+        /// skip the expansion when all candidates are defined.
+        #[test]
+        fn candidate_names_cover_every_reference(w in tricky_word()) {
+            let candidates: Vec<&str> = candidate_names(&w).collect();
+            let none = |_: &str| None;
+            for escape in ['\\', '`'] {
+                if let Ok(r) = expand_word(&w, &none, escape) {
+                    for name in r.referenced() {
+                        proptest::prop_assert!(candidates.contains(&name), "{name} in {w:?}");
+                    }
+                }
+            }
+        }
+    }
 }

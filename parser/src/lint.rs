@@ -266,17 +266,17 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                     .find(|a| a.name.value == n)
                     .and_then(|a| a.default.as_ref().map(|d| d.value.clone()))
             };
-            if let Ok(v) = shell::expand_value(&f.image.value, &env, escape) {
-                if v.is_empty() || v.ends_with(':') || v.ends_with('@') || v.starts_with(':') {
-                    out.push(lint(
-                        "InvalidDefaultArgInFrom",
-                        f.image.span,
-                        format!(
-                            "Default value for ARG {} results in empty or invalid base image name",
-                            f.image.value
-                        ),
-                    ));
-                }
+            if let Ok(v) = shell::expand_value(&f.image.value, &env, escape)
+                && (v.is_empty() || v.ends_with(':') || v.ends_with('@') || v.starts_with(':'))
+            {
+                out.push(lint(
+                    "InvalidDefaultArgInFrom",
+                    f.image.span,
+                    format!(
+                        "Default value for ARG {} results in empty or invalid base image name",
+                        f.image.value
+                    ),
+                ));
             }
         }
         if let Some(p) = &f.platform {

@@ -203,11 +203,11 @@ pub fn parse_mount_with(
     parse_inner(value, Some(expand))
 }
 
+/// The solver's expansion of one mount value.
+type Expand<'a> = &'a mut dyn FnMut(&str) -> Result<String, String>;
+
 /// Parse with `expand` (the solver's pass), or without it: values holding `$` are deferred.
-fn parse_inner(
-    value: &str,
-    mut expand: Option<&mut dyn FnMut(&str) -> Result<String, String>>,
-) -> Result<Mount, MountError> {
+fn parse_inner(value: &str, mut expand: Option<Expand<'_>>) -> Result<Mount, MountError> {
     let defer_vars = expand.is_none();
     let mut m = Mount {
         raw: value.to_string(),

@@ -595,8 +595,7 @@ fn parse_words<T>(
             blank_ok = true;
             // Inside quotes only the closing quote and (in double quotes) the escape count.
             i += 1;
-            loop {
-                let Some(&d) = bytes.get(i) else { break };
+            while let Some(&d) = bytes.get(i) {
                 if d == c {
                     i += 1;
                     break;

@@ -138,11 +138,8 @@ fn plainly_valid(word: &str, escape: char) -> bool {
     while let Some(&c) = bytes.get(pos) {
         pos += 1;
         match c {
-            b'$' => {
-                if !plain_reference(word, &mut pos, escape) {
-                    return false;
-                }
-            }
+            b'$' if !plain_reference(word, &mut pos, escape) => return false,
+            b'$' => {}
             b'\'' => match memchr::memchr(b'\'', &bytes[pos..]) {
                 Some(i) => pos += i + 1,
                 None => return false,
@@ -194,7 +191,7 @@ fn plain_reference(word: &str, pos: &mut usize, escape: char) -> bool {
         [b'-' | b'+' | b'?', ..] => &after[1..],
         _ => return false,
     };
-    match text.find(|c: char| matches!(c, '}' | '$' | '\'' | '"') || c == escape) {
+    match text.find(['}', '$', '\'', '"', escape]) {
         Some(i) if text[i..].starts_with('}') => {
             *pos = word.len() - text.len() + i + 1;
             true

@@ -137,9 +137,13 @@ fn plainly_valid(word: &str, escape: char) -> bool {
     let mut pos = 0;
     while let Some(&c) = bytes.get(pos) {
         pos += 1;
+        if c == b'$' {
+            if !plain_reference(word, &mut pos, escape) {
+                return false;
+            }
+            continue;
+        }
         match c {
-            b'$' if !plain_reference(word, &mut pos, escape) => return false,
-            b'$' => {}
             b'\'' => match memchr::memchr(b'\'', &bytes[pos..]) {
                 Some(i) => pos += i + 1,
                 None => return false,

@@ -61,13 +61,30 @@ pub struct Stage<'a> {
     pub instructions: &'a [Instruction],
 }
 
-impl Stage<'_> {
+impl<'a> Stage<'a> {
     /// The stage name from `AS name`, lowercased as BuildKit compares it.
     pub fn name(&self) -> Option<String> {
         self.from
             .stage_name
             .as_ref()
             .map(|n| n.value.to_ascii_lowercase())
+    }
+
+    /// [`Stage::name`], borrowed when it is lowercase already.
+    pub(crate) fn name_lowercase(&self) -> Option<std::borrow::Cow<'a, str>> {
+        self.from
+            .stage_name
+            .as_ref()
+            .map(|n| ascii_lowercase(&n.value))
+    }
+}
+
+/// `s` with ASCII letters lowercased (as stage names compare), borrowed when it has none.
+pub(crate) fn ascii_lowercase(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        s.to_ascii_lowercase().into()
+    } else {
+        s.into()
     }
 }
 

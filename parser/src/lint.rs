@@ -6,6 +6,7 @@
 // Sets of short names, hashed often: foldhash (randomly seeded, like std's) is several times
 // cheaper than SipHash here; no output depends on iteration order.
 use foldhash::{HashMap, HashSet};
+use std::borrow::Cow;
 
 use crate::ast::*;
 use crate::diagnostics::{self, ParseDiagnostic, lint, lint_help, suggest};
@@ -199,11 +200,11 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
 
     // The variables each named stage ends with (the first stage of a name wins); its keys
     // are the stage names seen so far.
-    let mut stage_env: HashMap<String, HashSet<&str>> = HashMap::default();
+    let mut stage_env: HashMap<Cow<'_, str>, HashSet<&str>> = HashMap::default();
     let mut last_of: Vec<(&'static str, Span)> = Vec::new();
     for st in &stages.stages {
         let f = st.from;
-        let lower_name = st.name();
+        let lower_name = st.name_lowercase();
         // FROM checks.
         if let (Some(name), Some(lower)) = (&f.stage_name, &lower_name) {
             if name.value != *lower {
@@ -213,7 +214,7 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                     format!("Stage name '{}' should be lowercase", name.value),
                 ));
             }
-            if stage_env.contains_key(lower) {
+            if stage_env.contains_key(lower.as_ref()) {
                 out.push(lint(
                     "DuplicateStageName",
                     name.span,
@@ -290,7 +291,7 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                     ),
                 ));
             } else if !raw.contains('$') {
-                let stage = st.name().unwrap_or_default();
+                let stage = lower_name.as_deref().unwrap_or_default();
                 let arch = raw.rsplit('/').next().unwrap_or(raw);
                 if stage.is_empty() || !stage.contains(arch) {
                     out.push(lint(
@@ -310,8 +311,8 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
         }
 
         // Variables known in this stage: inherited from a parent stage, or assumed base env.
-        let base = f.image.value.to_ascii_lowercase();
-        let mut defined: HashSet<&str> = stage_env.get(&base).cloned().unwrap_or_default();
+        let base = ascii_lowercase(&f.image.value);
+        let mut defined: HashSet<&str> = stage_env.get(base.as_ref()).cloned().unwrap_or_default();
 
         let mut absolute_workdir = false;
         let mut has_shell = false;

@@ -294,9 +294,10 @@ fn cur_pos(cur: &Cursor<'_>, src: &str) -> usize {
 
 /// Instructions before the first FROM, and references to stages by name or index.
 fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
-    let mut names: foldhash::HashMap<String, usize> = foldhash::HashMap::default();
+    let mut names: foldhash::HashMap<std::borrow::Cow<'_, str>, usize> =
+        foldhash::HashMap::default();
     for s in df.stages().stages {
-        if let Some(n) = s.name() {
+        if let Some(n) = s.name_lowercase() {
             names.entry(n).or_insert(s.index);
         }
     }
@@ -312,8 +313,7 @@ fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
             }
             return;
         }
-        let lower = value.to_ascii_lowercase();
-        match names.get(&lower).map(|i| (i, ())) {
+        match names.get(ascii_lowercase(value).as_ref()).map(|i| (i, ())) {
             Some((i, _)) if *i == current => {
                 diags.push(diagnostics::stage_self_reference(span, value))
             }
@@ -326,7 +326,7 @@ fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
                 let mut earlier: Vec<(&str, usize)> = names
                     .iter()
                     .filter(|(_, i)| **i < current)
-                    .map(|(n, i)| (n.as_str(), *i))
+                    .map(|(n, i)| (n.as_ref(), *i))
                     .collect();
                 earlier.sort_unstable_by_key(|(_, i)| *i);
                 let earlier: Vec<&str> = earlier.into_iter().map(|(n, _)| n).collect();
@@ -345,7 +345,7 @@ fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
                 count += 1;
                 stage = Some(current);
                 let image = &f.image.value;
-                if let Some(i) = names.get(&image.to_ascii_lowercase()) {
+                if let Some(i) = names.get(ascii_lowercase(image).as_ref()) {
                     if *i == current {
                         diags.push(diagnostics::stage_self_reference(f.image.span, image));
                     } else if *i > current {

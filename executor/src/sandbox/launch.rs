@@ -221,10 +221,21 @@ fn supervise(
     let _ = watchdog.join();
     result?;
 
+    // A failure record (setup, start) wins over the init's report of the exit that followed.
     let mut last = None;
     for line in statuses.lines() {
         if let Ok(s) = serde_json::from_str::<Status>(line) {
-            last = Some(s);
+            let failure = matches!(s, Status::SetupFailed { .. } | Status::StartFailed { .. });
+            let have_failure = matches!(
+                last,
+                Some(Status::SetupFailed { .. } | Status::StartFailed { .. })
+            );
+            if failure || !have_failure {
+                last = Some(s);
+            }
+            if failure {
+                break;
+            }
         }
     }
     let ended = if timed_out.load(Ordering::SeqCst) {

@@ -77,19 +77,20 @@ impl Baseline {
 /// left out of the changeset as long as the step did not touch them.
 #[derive(Clone, Debug, Default)]
 pub struct StubSet {
-    pub(crate) entries: HashMap<PathBuf, u64>,
+    pub(crate) entries: HashMap<PathBuf, (u64, i64, u32)>,
 }
 
 impl StubSet {
-    /// Record a stub at `rel` (relative to the rootfs) with inode `ino`.
-    pub fn insert(&mut self, rel: PathBuf, ino: u64) {
-        self.entries.insert(rel, ino);
+    /// Record a stub at `rel` (relative to the rootfs) as it is now (`meta`).
+    pub fn insert(&mut self, rel: PathBuf, meta: &Meta) {
+        self.entries
+            .insert(rel, (meta.ino, meta.mtime, meta.mtime_nsec));
     }
 
-    /// Whether `rel` is still exactly the stub the executor made: same inode, and empty (a
-    /// zero-length file, or a directory holding only pristine stubs).
+    /// Whether `rel` is still exactly the stub the executor made: same inode and mtime, and
+    /// empty (a zero-length file, or a directory holding only pristine stubs).
     fn is_pristine(&self, root: &Path, rel: &Path, meta: &Meta) -> Result<bool> {
-        if self.entries.get(rel) != Some(&meta.ino) {
+        if self.entries.get(rel) != Some(&(meta.ino, meta.mtime, meta.mtime_nsec)) {
             return Ok(false);
         }
         match meta.kind {

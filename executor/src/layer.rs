@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::mpsc;
 
 use sha2::{Digest, Sha256};
 
@@ -45,23 +46,85 @@ pub fn write_layer<W: Write>(
     out: W,
     options: &LayerOptions,
 ) -> Result<LayerInfo> {
-    let mut w = TarWriter {
-        out: io::BufWriter::with_capacity(1 << 20, HashingWriter::new(out)),
-        options,
-        links: HashMap::new(),
-    };
-    for change in &changeset.changes {
-        w.change(changeset, change)?;
-    }
-    let end = [0u8; 2 * BLOCK];
-    w.out.write_all(&end).map_err(write_err)?;
-    let hashing = w.out.into_inner().map_err(|e| write_err(e.into_error()))?;
-    let (mut inner, hasher, size) = hashing.finish();
-    inner.flush().map_err(write_err)?;
-    Ok(LayerInfo {
-        diff_id: format!("sha256:{}", hex::encode(hasher.finalize())),
-        size,
+    let links = plan_links(changeset);
+    // Contents of small files are read ahead, in order, by a second thread, so opening and
+    // reading thousands of files overlaps with hashing and writing the stream.
+    let data: Vec<usize> = (0..changeset.changes.len())
+        .filter(|&i| links[i].is_none() && data_size(&changeset.changes[i]) > 0)
+        .collect();
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<(usize, Option<io::Result<Vec<u8>>>)>(PREFETCH_DEPTH);
+        let data = &data;
+        scope.spawn(move || {
+            for &i in data {
+                let change = &changeset.changes[i];
+                let size = data_size(change);
+                let read = (size <= PREFETCH_MAX).then(|| {
+                    let mut buf = Vec::with_capacity(size as usize + 1);
+                    std::fs::File::open(changeset.source(change))
+                        .and_then(|f| f.take(size + 1).read_to_end(&mut buf))
+                        .map(|_| buf)
+                });
+                if tx.send((i, read)).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut w = TarWriter {
+            out: io::BufWriter::with_capacity(1 << 20, HashingWriter::new(out)),
+            options,
+            links: &links,
+            prefetched: rx,
+        };
+        for (i, change) in changeset.changes.iter().enumerate() {
+            w.change(changeset, i, change)?;
+        }
+        let end = [0u8; 2 * BLOCK];
+        w.out.write_all(&end).map_err(write_err)?;
+        let hashing = w.out.into_inner().map_err(|e| write_err(e.into_error()))?;
+        let (mut inner, hasher, size) = hashing.finish();
+        inner.flush().map_err(write_err)?;
+        Ok(LayerInfo {
+            diff_id: format!("sha256:{}", hex::encode(hasher.finalize())),
+            size,
+        })
     })
+}
+
+/// Files up to this size are read ahead whole; bigger ones are streamed.
+const PREFETCH_MAX: u64 = 1 << 20;
+/// How many files may wait read ahead.
+const PREFETCH_DEPTH: usize = 64;
+
+/// The number of content bytes an entry carries (regular files only).
+fn data_size(change: &crate::diff::Change) -> u64 {
+    match &change.kind {
+        ChangeKind::Entry(e) if e.meta.kind == Kind::File => e.meta.size,
+        _ => 0,
+    }
+}
+
+/// For each change, the index of the earlier entry it is a hard link to (same device and
+/// inode, both in this layer), if any.
+fn plan_links(cs: &Changeset) -> Vec<Option<usize>> {
+    let mut first: HashMap<(u64, u64), usize> = HashMap::new();
+    cs.changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match &c.kind {
+            ChangeKind::Entry(e) if e.meta.kind != Kind::Dir && e.meta.nlink > 1 => {
+                let key = (e.meta.dev, e.meta.ino);
+                match first.get(&key) {
+                    Some(&f) => Some(f),
+                    None => {
+                        first.insert(key, i);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn write_err(e: io::Error) -> ExecError {
@@ -75,12 +138,14 @@ fn write_err(e: io::Error) -> ExecError {
 struct TarWriter<'a, W: Write> {
     out: io::BufWriter<HashingWriter<W>>,
     options: &'a LayerOptions,
-    /// (dev, ino) of multiply-linked files already written → their path in the layer.
-    links: HashMap<(u64, u64), Vec<u8>>,
+    /// For each change, the earlier entry it is a hard link to.
+    links: &'a [Option<usize>],
+    /// Contents read ahead, in the order of the data-carrying entries.
+    prefetched: mpsc::Receiver<(usize, Option<io::Result<Vec<u8>>>)>,
 }
 
 impl<W: Write> TarWriter<'_, W> {
-    fn change(&mut self, cs: &Changeset, change: &crate::diff::Change) -> Result<()> {
+    fn change(&mut self, cs: &Changeset, index: usize, change: &crate::diff::Change) -> Result<()> {
         let path = change.path.as_os_str().as_bytes();
         let marker_time = self.options.source_date_epoch.unwrap_or(0).max(0) as u64;
         match &change.kind {
@@ -127,17 +192,10 @@ impl<W: Write> TarWriter<'_, W> {
                 } else {
                     0
                 };
-                if meta.kind != Kind::Dir && meta.nlink > 1 {
-                    match self.links.get(&(meta.dev, meta.ino)) {
-                        Some(first) => {
-                            typeflag = b'1';
-                            link = Some(first.clone());
-                            size = 0;
-                        }
-                        None => {
-                            self.links.insert((meta.dev, meta.ino), path.clone());
-                        }
-                    }
+                if let Some(first) = self.links[index] {
+                    typeflag = b'1';
+                    link = Some(cs.changes[first].path.as_os_str().as_bytes().to_vec());
+                    size = 0;
                 }
                 let mut mtime = meta.mtime.max(0) as u64;
                 if let Some(epoch) = self.options.source_date_epoch {
@@ -167,7 +225,23 @@ impl<W: Write> TarWriter<'_, W> {
                 self.header(&h, &pax_xattrs).map_err(write_err)?;
                 if typeflag == b'0' && size > 0 {
                     let src = cs.source(change);
-                    self.data(&src, meta, change)?;
+                    match self.prefetched.recv() {
+                        Ok((i, Some(read))) if i == index => {
+                            let buf = read.ctx("cannot read", &src)?;
+                            if buf.len() as u64 != meta.size {
+                                return Err(changed_size(change, meta));
+                            }
+                            self.out.write_all(&buf).map_err(write_err)?;
+                            pad(&mut self.out, meta.size).map_err(write_err)?;
+                        }
+                        Ok((i, None)) if i == index => self.data(&src, meta, change)?,
+                        _ => {
+                            return Err(ExecError::Layer {
+                                path: change.path.display().to_string(),
+                                message: "internal error: the read-ahead got out of step".into(),
+                            });
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -188,13 +262,7 @@ impl<W: Write> TarWriter<'_, W> {
         let mut probe = [0u8; 1];
         let grew = rest.read(&mut probe).ctx("cannot read", src)? > 0;
         if copied != meta.size || grew {
-            return Err(ExecError::Layer {
-                path: change.path.display().to_string(),
-                message: format!(
-                    "the file changed size while it was written ({} bytes expected)",
-                    meta.size
-                ),
-            });
+            return Err(changed_size(change, meta));
         }
         pad(&mut self.out, copied).map_err(write_err)
     }
@@ -307,6 +375,16 @@ impl<W: Write> TarWriter<'_, W> {
     }
 }
 
+fn changed_size(change: &crate::diff::Change, meta: &Meta) -> ExecError {
+    ExecError::Layer {
+        path: change.path.display().to_string(),
+        message: format!(
+            "the file changed size while it was written ({} bytes expected)",
+            meta.size
+        ),
+    }
+}
+
 /// The header fields of one entry before encoding.
 struct Fields {
     path: Vec<u8>,
@@ -405,10 +483,12 @@ mod tests {
 
     #[test]
     fn pax_record_lengths_count_themselves() {
+        let (_tx, rx) = mpsc::sync_channel(1);
         let mut w = TarWriter {
             out: io::BufWriter::new(HashingWriter::new(Vec::new())),
             options: &LayerOptions::default(),
-            links: HashMap::new(),
+            links: &[],
+            prefetched: rx,
         };
         let value = vec![b'v'; 93]; // "103 path=" + 93 bytes + "\n" is 103 bytes long
         w.pax_block(&[(b"path".to_vec(), value)]).unwrap();

@@ -39,10 +39,6 @@ fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
     (t.elapsed(), r)
 }
 
-fn drop_caches_hint() {
-    // Not dropping page caches: both sides read warm data, like a step that just wrote it.
-}
-
 fn capture(tmp: &Path) {
     let upper = tmp.join("upper");
     let lower = tmp.join("lower");
@@ -61,8 +57,8 @@ fn capture(tmp: &Path) {
             std::fs::write(dir.join(format!("f{f:03}.bin")), &buf).unwrap();
         }
     }
+    // Page caches stay warm for both sides, like an upper directory a step just wrote.
     Command::new("sync").status().unwrap();
-    drop_caches_hint();
     let view = LowerView::new(&[lower]);
     let blob = tmp.join("blob");
     let runs = 3;
@@ -77,8 +73,7 @@ fn capture(tmp: &Path) {
         let (d, info) = time(|| {
             let cs = diff_upper(&upper, &view).unwrap();
             let out = std::fs::File::create(&blob).unwrap();
-            let info = write_layer(&cs, out, &LayerOptions::default()).unwrap();
-            info
+            write_layer(&cs, out, &LayerOptions::default()).unwrap()
         });
         ours.push(d);
         last = Some(info);

@@ -350,3 +350,20 @@ fn the_copy_backend_runs_steps() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].starts_with("f File 644 0:0"));
 }
+
+/// Step directories left by a killed rbuild (their lock is free) are removed by the next
+/// executor; live ones are kept.
+#[test]
+fn stale_step_directories_are_removed_on_start() {
+    let fx = Fixture::new(Backend::Overlay);
+    let stale = fx.root.join("exec/step-stale");
+    std::fs::create_dir_all(stale.join("work/work")).unwrap();
+    std::fs::write(stale.join("lock"), "").unwrap();
+    let live = fx.root.join("exec/step-live");
+    std::fs::create_dir_all(&live).unwrap();
+    let lock = std::fs::File::create(live.join("lock")).unwrap();
+    lock.lock().unwrap();
+    let _again = rbuild_executor::Executor::new(&fx.root, ExecutorOptions::default()).unwrap();
+    assert!(!stale.exists());
+    assert!(live.exists());
+}

@@ -481,6 +481,154 @@ mod tests {
         assert_eq!(name, &[b"e".repeat(20), b"/".to_vec()].concat()[..]);
     }
 
+    use crate::diff::walk::{StubSet, diff_trees};
+    use crate::lower::LowerView;
+    use std::os::unix::fs::symlink;
+
+    /// A tree exercising every header feature, diffed against an empty base.
+    fn odd_tree() -> (tempfile::TempDir, crate::diff::Changeset) {
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().join("base");
+        let after = t.path().join("after");
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::create_dir_all(&after).unwrap();
+        let long_dir = "d".repeat(150);
+        std::fs::create_dir(after.join(&long_dir)).unwrap();
+        std::fs::write(after.join(&long_dir).join("f".repeat(140)), "long").unwrap();
+        symlink("t".repeat(200), after.join("link")).unwrap();
+        std::fs::write(after.join("caps"), "x").unwrap();
+        xattr::set(after.join("caps"), "user.note", b"\x00binary\xff").unwrap();
+        std::fs::write(after.join("hl-a"), "same").unwrap();
+        std::fs::hard_link(after.join("hl-a"), after.join("hl-b")).unwrap();
+        std::fs::write(after.join("big-owner"), "o").unwrap();
+        std::os::unix::fs::chown(after.join("big-owner"), Some(3_000_000), Some(3_000_001))
+            .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &after.join("null"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 3),
+        )
+        .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &after.join("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        std::fs::write(after.join("naïve €"), "utf8").unwrap();
+        filetime::set_file_mtime(
+            after.join("caps"),
+            filetime::FileTime::from_unix_time(5_000, 0),
+        )
+        .unwrap();
+        let cs = diff_trees(&LowerView::new(&[base]), &after, None, &StubSet::default()).unwrap();
+        (t, cs)
+    }
+
+    #[test]
+    fn headers_round_trip_through_a_tar_reader() {
+        let (_t, cs) = odd_tree();
+        let mut out = Vec::new();
+        let info = write_layer(&cs, &mut out, &LayerOptions::default()).unwrap();
+        assert_eq!(info.size, out.len() as u64);
+        assert_eq!(
+            info.diff_id,
+            format!("sha256:{}", hex::encode(Sha256::digest(&out)))
+        );
+        let mut archive = tar::Archive::new(&out[..]);
+        let mut seen = std::collections::BTreeMap::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            let h = e.header().clone();
+            assert!(
+                h.username_bytes().is_none_or(|u| u.is_empty()),
+                "empty uname"
+            );
+            let mut xattrs = Vec::new();
+            if let Some(pax) = e.pax_extensions().unwrap() {
+                for ext in pax {
+                    let ext = ext.unwrap();
+                    if let Some(k) = ext.key().unwrap().strip_prefix("SCHILY.xattr.") {
+                        xattrs.push((k.to_string(), ext.value_bytes().to_vec()));
+                    }
+                }
+            }
+            let link = e.link_name().unwrap().map(|l| l.display().to_string());
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            seen.insert(path, (h, link, xattrs, data));
+        }
+        let long = format!("{}/{}", "d".repeat(150), "f".repeat(140));
+        assert_eq!(seen[&long].3, b"long");
+        assert_eq!(seen["link"].1.as_deref(), Some("t".repeat(200).as_str()));
+        assert_eq!(
+            seen["caps"].2,
+            [("user.note".to_string(), b"\x00binary\xff".to_vec())]
+        );
+        assert_eq!(seen["caps"].0.mtime().unwrap(), 5_000);
+        assert_eq!(seen["hl-a"].0.entry_type(), tar::EntryType::Regular);
+        assert_eq!(seen["hl-b"].0.entry_type(), tar::EntryType::Link);
+        assert_eq!(seen["hl-b"].1.as_deref(), Some("hl-a"));
+        assert_eq!(seen["big-owner"].0.uid().unwrap(), 3_000_000);
+        assert_eq!(seen["big-owner"].0.gid().unwrap(), 3_000_001);
+        let null = &seen["null"].0;
+        assert_eq!(null.entry_type(), tar::EntryType::Char);
+        assert_eq!(
+            (null.device_major().unwrap(), null.device_minor().unwrap()),
+            (Some(1), Some(3))
+        );
+        assert_eq!(seen["fifo"].0.entry_type(), tar::EntryType::Fifo);
+        assert_eq!(seen["naïve €"].3, b"utf8");
+        let dir = &seen[&format!("{}/", "d".repeat(150))].0;
+        assert_eq!(dir.entry_type(), tar::EntryType::Directory);
+    }
+
+    #[test]
+    fn the_same_change_gives_the_same_bytes_and_epoch_clamps_mtimes() {
+        let (_t, cs) = odd_tree();
+        let write = |epoch| {
+            let mut out = Vec::new();
+            write_layer(
+                &cs,
+                &mut out,
+                &LayerOptions {
+                    source_date_epoch: epoch,
+                },
+            )
+            .unwrap();
+            out
+        };
+        assert_eq!(write(None), write(None));
+        let clamped = write(Some(100));
+        let mut archive = tar::Archive::new(&clamped[..]);
+        for e in archive.entries().unwrap() {
+            assert!(e.unwrap().header().mtime().unwrap() <= 100);
+        }
+    }
+
+    #[test]
+    fn sockets_are_skipped_with_a_warning() {
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().join("base");
+        let after = t.path().join("after");
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::create_dir_all(&after).unwrap();
+        let _listener = std::os::unix::net::UnixListener::bind(after.join("sock")).unwrap();
+        std::fs::write(after.join("file"), "f").unwrap();
+        let cs = diff_trees(&LowerView::new(&[base]), &after, None, &StubSet::default()).unwrap();
+        assert_eq!(cs.changes.len(), 1);
+        assert!(
+            cs.warnings[0].contains("skipped socket `/sock`"),
+            "{:?}",
+            cs.warnings
+        );
+    }
+
     #[test]
     fn pax_record_lengths_count_themselves() {
         let (_tx, rx) = mpsc::sync_channel(1);

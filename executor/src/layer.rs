@@ -505,7 +505,7 @@ mod tests {
             .unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &after.join("null"),
+            after.join("null"),
             rustix::fs::FileType::CharacterDevice,
             rustix::fs::Mode::from_raw_mode(0o666),
             rustix::fs::makedev(1, 3),
@@ -513,7 +513,7 @@ mod tests {
         .unwrap();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &after.join("fifo"),
+            after.join("fifo"),
             rustix::fs::FileType::Fifo,
             rustix::fs::Mode::from_raw_mode(0o600),
             0,

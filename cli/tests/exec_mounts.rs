@@ -365,3 +365,33 @@ fn shared_cache_mounts_are_used_concurrently() {
         started.elapsed()
     );
 }
+
+/// A mount target behind an absolute symlink in the image is resolved inside the rootfs, never
+/// on the host.
+#[test]
+fn mount_targets_behind_image_symlinks_stay_inside_the_rootfs() {
+    let fx = Fixture::new(Backend::Overlay);
+    let host_dir = fx.tmp.path().join("host-side");
+    std::fs::create_dir(&host_dir).unwrap();
+    let linked = fx.layer(901, |d| {
+        std::os::unix::fs::symlink(&host_dir, d.join("mnt")).unwrap();
+    });
+    let ran = run_sh(
+        &fx.exec,
+        &[fx.base.clone(), linked],
+        "echo inside > /mnt/x/file && cat /mnt/x/file",
+        |s| {
+            s.mounts = vec![RunMount::Tmpfs(TmpfsMount {
+                target: "/mnt/x".into(),
+                size: None,
+            })]
+        },
+    );
+    assert_eq!(ran.stdout, ["inside"], "{:?}", ran.stderr);
+    assert_eq!(
+        std::fs::read_dir(&host_dir).unwrap().count(),
+        0,
+        "nothing on the host"
+    );
+    assert_eq!(changes(&ran), Vec::<String>::new());
+}

@@ -104,6 +104,35 @@ fn only_the_standard_descriptors_reach_the_step() {
     assert_eq!(ran.stdout[0].trim(), "0 1 2 3");
 }
 
+/// The step cannot reach its init (which runs rbuild's binary): no /proc/1/exe, fds or
+/// environment, no ptrace; and a working directory through /proc/self/fd cannot start.
+#[test]
+fn the_init_process_and_proc_fd_tricks_are_out_of_reach() {
+    let fx = Fixture::new(Backend::Overlay);
+    let ran = run_sh(
+        &fx.exec,
+        &fx.lowers(),
+        "readlink /proc/1/exe 2>/dev/null || echo no-exe; readlink /proc/1/fd/4 2>/dev/null || echo no-fd; \
+         cat /proc/1/environ >/dev/null 2>&1 || echo no-environ; grep CapEff /proc/1/status",
+        |_| {},
+    );
+    assert!(ran.outcome().status.success(), "{:?}", ran.stderr);
+    assert_eq!(
+        ran.stdout,
+        ["no-exe", "no-fd", "no-environ", "CapEff:\t0000000000000000"]
+    );
+    for n in 3..8 {
+        let ran = run_sh(&fx.exec, &fx.lowers(), "pwd", |s| {
+            s.cwd = format!("/proc/self/fd/{n}")
+        });
+        assert!(
+            matches!(ran.result, Err(ExecError::Start { .. })),
+            "cwd /proc/self/fd/{n} started: {:?}",
+            ran.stdout
+        );
+    }
+}
+
 /// After a step, no mount of it is visible on the host, its directory is gone once the handle
 /// is dropped, and host files next to the store were neither visible nor touched.
 #[test]

@@ -332,7 +332,7 @@ mod tests {
         assert!(b.record.name.starts_with("rbuild-"));
         assert_eq!(cs.list().unwrap().len(), 2);
         cs.remove(&a.record.id).unwrap();
-        assert_eq!(cs.list().unwrap(), [b.record.clone()]);
+        assert_eq!(cs.list().unwrap(), std::slice::from_ref(&b.record));
         assert!(cs.remove("../..").is_err());
     }
 }

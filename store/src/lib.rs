@@ -1,6 +1,7 @@
 //! rbuild-store is the local, content-addressed image store: an OCI image layout on disk plus
 //! the references, layer unpacking and archive formats around it.
 
+pub mod archive;
 pub mod blob;
 pub mod config;
 pub mod digest;
@@ -23,7 +24,7 @@ pub mod refs;
 pub mod store;
 pub mod testing;
 
-pub use blob::{BlobInfo, BlobWriter};
+pub use blob::{BlobInfo, BlobWriter, PendingBlob};
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use digest::Digest;
 pub use error::{Error, Result};

@@ -83,6 +83,8 @@ pub struct TarReader<R> {
     max_header: u64,
     max_entries: u64,
     max_path: usize,
+    /// Refuse a stream that ends without the end-of-archive zero block.
+    require_end: bool,
     /// Names the layer/archive in errors.
     name: String,
 }
@@ -112,8 +114,16 @@ impl<R: Read> TarReader<R> {
             max_header: limits.max_tar_header_bytes,
             max_entries: limits.max_layer_entries,
             max_path: limits.max_path_bytes,
+            require_end: false,
             name: name.into(),
         }
+    }
+
+    /// Require the end-of-archive marker, so a stream cut at a block boundary is reported as
+    /// truncated (used for image archives; layers are covered by their digests).
+    pub fn require_end_marker(mut self) -> Self {
+        self.require_end = true;
+        self
     }
 
     /// The underlying reader (positioned after whatever was consumed).
@@ -199,6 +209,12 @@ impl<R: Read> TarReader<R> {
             if !self.read_block_or_eof(&mut block)? {
                 if pending.any {
                     return Err(self.err(offset, "extension header not followed by an entry"));
+                }
+                if self.require_end {
+                    return Err(self.err(
+                        offset,
+                        "the archive is truncated (no end-of-archive marker)",
+                    ));
                 }
                 // A stream ending without the two zero blocks: accepted, as Go's reader does.
                 self.done = true;

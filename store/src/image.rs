@@ -280,12 +280,15 @@ impl Store {
             index
                 .manifests
                 .retain(|d| !(d.digest == desc.digest && index::entry_name(d).is_none()));
-            index.manifests.push(index::make_entry(
-                &desc.media_type,
-                &desc.digest,
-                desc.size,
-                Some(reference),
-            ));
+            let mut entry =
+                index::make_entry(&desc.media_type, &desc.digest, desc.size, Some(reference));
+            if let Some(a) = entry.annotations.as_mut() {
+                a.insert(
+                    index::ANNOTATION_TAG_TIME.to_string(),
+                    jiff::Timestamp::now().to_string(),
+                );
+            }
+            index.manifests.push(entry);
             if let Some(prev) = &previous
                 && !index.manifests.iter().any(|d| &d.digest == prev)
             {
@@ -351,6 +354,20 @@ impl Store {
             });
             Ok((index.manifests.len() != before, removed))
         })
+    }
+
+    /// When a name was last given to this image (RFC 3339), if rbuild tagged it.
+    pub fn last_tag_time(&self, manifest_digest: &Digest) -> Result<Option<String>> {
+        Ok(self
+            .index_entries()?
+            .into_iter()
+            .filter(|e| &e.descriptor.digest == manifest_digest)
+            .filter_map(|e| {
+                e.descriptor
+                    .annotation(index::ANNOTATION_TAG_TIME)
+                    .map(str::to_string)
+            })
+            .max())
     }
 
     /// The names (tags and digest pins) of a manifest.

@@ -314,15 +314,24 @@ impl Store {
     pub fn prune(&self, opts: &PruneOptions) -> Result<PruneReport> {
         let mut report = PruneReport::default();
         let in_use = self.images_in_use()?;
+        // Images another process is still producing (load, build) are held by its lease.
+        let in_flight = lease::read_leases(&self.layout.leases())?.blobs;
         for summary in self.list_images()? {
             let dangling = summary.names.is_empty();
             if !(dangling || opts.all_images) {
                 continue;
             }
-            if !self.users_of(&summary.record, &in_use).is_empty() {
+            if !self.users_of(&summary.record, &in_use).is_empty()
+                || in_flight.contains(&summary.record.manifest_digest)
+            {
                 continue;
             }
-            let untagged = self.remove_image(&summary.record.manifest_digest)?;
+            // Re-checked under the index lock: a name given since the listing keeps it.
+            let Some(untagged) =
+                self.remove_image_if(&summary.record.manifest_digest, !opts.all_images)?
+            else {
+                continue;
+            };
             report.images.push(RemovedImage {
                 id: Some(summary.record.config_digest.clone()),
                 untagged,

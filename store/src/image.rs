@@ -338,7 +338,27 @@ impl Store {
     /// Drop every index.json entry (names and untagged) of a manifest. Its blobs become
     /// garbage unless something else references them; `collect_garbage` removes them.
     pub fn remove_image(&self, manifest_digest: &Digest) -> Result<Vec<Reference>> {
+        Ok(self
+            .remove_image_if(manifest_digest, false)?
+            .unwrap_or_default())
+    }
+
+    /// `remove_image`, but with `only_if_dangling` it does nothing (returns `None`) when the
+    /// image has a name at the time of the update.
+    pub fn remove_image_if(
+        &self,
+        manifest_digest: &Digest,
+        only_if_dangling: bool,
+    ) -> Result<Option<Vec<Reference>>> {
         self.update_index(|index| {
+            if only_if_dangling
+                && index
+                    .manifests
+                    .iter()
+                    .any(|d| &d.digest == manifest_digest && index::entry_name(d).is_some())
+            {
+                return Ok((false, None));
+            }
             let mut removed = Vec::new();
             let before = index.manifests.len();
             index.manifests.retain(|d| {
@@ -352,7 +372,7 @@ impl Store {
                 }
                 false
             });
-            Ok((index.manifests.len() != before, removed))
+            Ok((index.manifests.len() != before, Some(removed)))
         })
     }
 

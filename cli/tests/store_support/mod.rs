@@ -80,7 +80,8 @@ impl Parts {
         }
     }
 
-    pub fn build(&self) -> Vec<u8> {
+    /// The archive members (name, bytes) and the index.json entry of this image.
+    pub fn members(&self) -> (Vec<(String, Vec<u8>)>, serde_json::Value) {
         let config = serde_json::to_vec(&self.config).unwrap();
         let layer_descs: Vec<serde_json::Value> = self
             .layers
@@ -96,38 +97,57 @@ impl Parts {
             }))
             .unwrap()
         });
-        let index = serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [{
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "digest": Digest::of(&manifest).to_string(), "size": manifest.len(),
-                "annotations": {"io.containerd.image.name": self.name}
-            }]
-        }))
-        .unwrap();
+        let entry = serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": Digest::of(&manifest).to_string(), "size": manifest.len(),
+            "annotations": {"io.containerd.image.name": self.name}
+        });
         let mut blobs = self.layers.clone();
         blobs.push(config);
         blobs.push(manifest);
-        let mut t = TarBuilder::new();
-        t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+        let mut out = Vec::new();
         for (i, b) in blobs.iter().enumerate() {
             if self.drop_blob == Some(i) {
                 continue;
             }
             let name = format!("blobs/sha256/{}", Digest::of(b).hex());
+            let mut data = b.clone();
             if self.corrupt_blob == Some(i) {
-                let mut bad = b.clone();
-                let last = bad.len() - 1;
-                bad[last] ^= 0xff;
-                t.file(name, &bad);
-            } else {
-                t.file(name, b);
+                let last = data.len() - 1;
+                data[last] ^= 0xff;
             }
+            out.push((name, data));
         }
-        t.file("index.json", &index);
-        t.finish()
+        (out, entry)
     }
+
+    pub fn build(&self) -> Vec<u8> {
+        merge(std::slice::from_ref(self))
+    }
+}
+
+/// One OCI archive holding several images (their index entries in order).
+pub fn merge(parts: &[Parts]) -> Vec<u8> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut entries = Vec::new();
+    for p in parts {
+        let (members, entry) = p.members();
+        files.extend(members);
+        entries.push(entry);
+    }
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))
+    .unwrap();
+    let mut t = TarBuilder::new();
+    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    for (n, d) in &files {
+        t.file(n, d);
+    }
+    t.file("index.json", &index);
+    t.finish()
 }
 
 /// A layer of `n` files of `size` pseudo-random bytes (deterministic per `seed`).

@@ -124,6 +124,35 @@ impl Store {
             ));
         }
 
+        // One name, one image: an archive that names two images the same is ambiguous.
+        let mut named: BTreeMap<Reference, String> = BTreeMap::new();
+        for p in &mut prepared {
+            let key = match &p.manifest_desc {
+                Some(d) => d.digest.to_string(),
+                None => p.members.last().cloned().unwrap_or_default(),
+            };
+            let mut unique = Vec::new();
+            for n in p.names.drain(..) {
+                match named.get(&n) {
+                    Some(k) if *k != key => {
+                        return Err(Error::archive(
+                            format!(
+                                "the archive gives the name `{}` to two different images",
+                                n.familiar()
+                            ),
+                            "an archive must name each image at most once; fix or re-save it",
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        named.insert(n.clone(), key.clone());
+                        unique.push(n);
+                    }
+                }
+            }
+            p.names = unique;
+        }
+
         // Validate every layer of every image before publishing anything.
         let jobs: Vec<(usize, usize)> = prepared
             .iter()
@@ -298,14 +327,9 @@ impl Store {
                     } else {
                         RelPath::root()
                     };
-                    let mut target = base.0.clone();
-                    if entry.link.first() != Some(&b'/') {
-                        target.push(b'/');
-                    }
-                    target.extend_from_slice(&entry.link);
-                    let t = path::clean(&target, AbsolutePaths::Strip).map_err(|why| {
+                    let t = resolve_link(&base, &entry.link).ok_or_else(|| {
                         Error::archive(
-                            format!("archive link `{name}` target {why}"),
+                            format!("archive link `{name}` points outside the archive"),
                             "the archive is malformed or hostile",
                         )
                     })?;
@@ -600,6 +624,26 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Resolve a link target (relative to `base`, or absolute from the archive root) lexically;
+/// `None` if `..` would climb above the archive root.
+fn resolve_link(base: &RelPath, target: &[u8]) -> Option<RelPath> {
+    let mut parts: Vec<&[u8]> = if target.first() == Some(&b'/') {
+        Vec::new()
+    } else {
+        base.components().collect()
+    };
+    for c in target.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(RelPath(parts.join(&b'/')))
 }
 
 fn clean_member(name: &str, what: &str) -> Result<String> {

@@ -444,8 +444,10 @@ fn verify_checksum(block: &[u8; BLOCK]) -> std::result::Result<(), String> {
         .skip_while(|b| *b == b' ')
         .take_while(|b| (b'0'..=b'7').contains(b))
         .collect();
-    let stored = u32::from_str_radix(std::str::from_utf8(&text).unwrap_or(""), 8)
-        .map_err(|_| "the header checksum field is not octal".to_string())?;
+    let stored =
+        u32::from_str_radix(std::str::from_utf8(&text).unwrap_or(""), 8).map_err(|_| {
+            "the header checksum field is not octal (corrupt or not a tar archive)".to_string()
+        })?;
     let mut unsigned: u32 = 0;
     let mut signed: i32 = 0;
     for (i, &b) in block.iter().enumerate() {

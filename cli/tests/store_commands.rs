@@ -361,3 +361,19 @@ fn import_with_changes() {
     );
     assert_eq!(store_state(env.root()), before);
 }
+
+/// `load` reads an archive from stdin (streamed) as well as from `-i FILE` (parallel).
+#[test]
+fn load_reads_stdin() {
+    let env = TestEnv::new();
+    let archive = std::fs::read(busybox_archive()).unwrap();
+    let out = env
+        .rbuild()
+        .arg("load")
+        .write_stdin(archive)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_eq!(text(&out).0, "Loaded image: busybox:1.35\n");
+    assert_fsck_ok(&env);
+}

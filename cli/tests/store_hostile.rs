@@ -183,6 +183,9 @@ fn broken_archives_are_refused() {
     p.manifest_override = Some(br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","config":{"mediaType":"a/b","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#.to_vec());
     c.refused(&p.build(), "mediaType", &[]);
     let mut p = Parts::new("docker.io/library/x:1", vec![small_layer("ok")]);
+    p.config["rootfs"]["diff_ids"] = serde_json::json!([Digest::of(b"other").to_string()]);
+    c.refused(&p.build(), "diff_id", &[]);
+    let mut p = Parts::new("docker.io/library/x:1", vec![small_layer("ok")]);
     p.layer_media = "text/plain".into();
     c.refused(&p.build(), "not a layer type", &[]);
     c.refused(

@@ -1,7 +1,6 @@
 //! `rbuild load [-i FILE]`: load images from an OCI layout or docker-archive tar (optionally
 //! compressed), from FILE or stdin, and print the names loaded.
 
-use std::fs::File;
 use std::io::{BufReader, IsTerminal};
 use std::path::PathBuf;
 
@@ -24,10 +23,7 @@ pub struct LoadArgs {
 pub fn run(global: &GlobalArgs, args: LoadArgs) -> miette::Result<u8> {
     let store = open_store(global)?;
     let report = match &args.input {
-        Some(path) => {
-            let f = File::open(path).map_err(|e| rbuild_store::Error::io("open", path, e))?;
-            store.load(BufReader::with_capacity(1 << 20, f))?
-        }
+        Some(path) => store.load_file(path)?,
         None => {
             if std::io::stdin().is_terminal() {
                 return Err(miette::miette!(

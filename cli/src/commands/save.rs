@@ -65,15 +65,13 @@ pub fn run(global: &GlobalArgs, args: SaveArgs) -> miette::Result<u8> {
                 .prefix(".rbuild-save-")
                 .tempfile_in(dir)
                 .map_err(|e| rbuild_store::Error::io("create a temporary file in", dir, e))?;
-            let file = store.save(
-                &items,
-                format,
-                tmp.as_file()
-                    .try_clone()
-                    .map_err(|e| rbuild_store::Error::io("open", tmp.path(), e))?,
-            )?;
-            file.sync_all()
-                .map_err(|e| rbuild_store::Error::io("fsync", tmp.path(), e))?;
+            // Like `docker save` and `cp`, no fsync: the rename only makes a complete file
+            // appear under the name at once.
+            let file = tmp
+                .as_file()
+                .try_clone()
+                .map_err(|e| rbuild_store::Error::io("open", tmp.path(), e))?;
+            store.save(&items, format, file)?;
             tmp.persist(path)
                 .map_err(|e| rbuild_store::Error::io("rename into place", path, e.error))?;
         }

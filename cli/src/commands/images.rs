@@ -16,6 +16,11 @@ pub struct ImagesArgs {
     #[arg(value_name = "REPOSITORY[:TAG]")]
     pub pattern: Option<String>,
 
+    /// Show all images. rbuild keeps no intermediate images, so this is the default list;
+    /// accepted for docker compatibility.
+    #[arg(short, long)]
+    pub all: bool,
+
     /// Only print image IDs.
     #[arg(short, long)]
     pub quiet: bool,

@@ -54,9 +54,9 @@
 //! expired), walking manifests/indexes to configs and layers. A snapshot `snapshots/<hex>` is
 //! live when `sha256:<hex>` is a live layer digest, a live config's diff_id, listed in a ref, or
 //! leased; `snapshots/tmp-<pid>-<start>.*` staging dirs of dead processes are removed. A
-//! `cache/<name>[.<suffix>]` entry is live while `refs/cache/<name>` exists; names starting
-//! with `_` or `.` are the solver's own and never touched. GC runs under the exclusive `LOCK`;
-//! every step that makes content reachable holds it shared.
+//! `cache/keys/<name>[.<suffix>]` entry is live while `refs/cache/<name>` exists; the rest of
+//! `cache/` is the solver's own and never touched. GC runs under the exclusive `LOCK`; every
+//! step that makes content reachable holds it shared.
 
 pub mod archive;
 pub mod blob;

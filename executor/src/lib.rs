@@ -42,4 +42,6 @@ pub use mounts::{
 };
 pub use sandbox::{CancelToken, Network, Stdio3, Stream};
 pub use snapshot::Snapshots;
-pub use step::{Backend, Executor, ExecutorOptions, ExitStatus, RunOutcome, RunStep, StepRootfs};
+pub use step::{
+    Backend, CapturedLayer, Executor, ExecutorOptions, ExitStatus, RunOutcome, RunStep, StepRootfs,
+};

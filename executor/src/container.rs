@@ -343,16 +343,25 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let cs = Containers::open(root.path()).unwrap();
         let a = cs
-            .create(Some("web"), "busybox:1.35", "sha256:x", &["sh".into()])
+            .create(
+                Some("web"),
+                "busybox:1.35",
+                "sha256:x",
+                &["sh".into()],
+                false,
+            )
             .unwrap();
         assert!(a.dir.join("container.json").exists());
         let err = cs
-            .create(Some("web"), "busybox", "sha256:x", &[])
+            .create(Some("web"), "busybox", "sha256:x", &[], false)
             .err()
             .unwrap();
         assert!(err.to_string().contains("already in use"), "{err}");
-        assert!(cs.create(Some("../x"), "busybox", "sha256:x", &[]).is_err());
-        let b = cs.create(None, "busybox", "sha256:x", &[]).unwrap();
+        assert!(
+            cs.create(Some("../x"), "busybox", "sha256:x", &[], false)
+                .is_err()
+        );
+        let b = cs.create(None, "busybox", "sha256:x", &[], false).unwrap();
         assert!(b.record.name.starts_with("rbuild-"));
         assert_eq!(cs.list().unwrap().len(), 2);
         cs.remove(&a.record.id).unwrap();

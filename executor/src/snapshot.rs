@@ -1,8 +1,9 @@
 //! Layer snapshots: each layer kept unpacked once, in overlay lower-dir form (whiteouts as 0:0
 //! character devices, opaque directories marked by xattr), at `$ROOT/snapshots/<diff_id hex>/`.
 //! A snapshot appears atomically: it is filled in a temporary directory beside the final one and
-//! renamed into place, so a crash leaves only a `.tmp-*` directory that [`Snapshots::open`]
-//! removes.
+//! renamed into place. Stored layers go through the store's staging, in-root unpacker and
+//! commit ([`Snapshots::ensure_layer`], leased against GC); [`Snapshots::ensure`] fills one from
+//! a closure (a crash leaves a `.tmp-*` directory that [`Snapshots::open`] removes later).
 
 use std::path::{Path, PathBuf};
 

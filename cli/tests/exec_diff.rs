@@ -52,7 +52,12 @@ fn scenario_layers(fx: &Fixture) -> Vec<PathBuf> {
 /// A command that sets an xattr using the host's perl (busybox has no setfattr); needs the
 /// host's root bind-mounted at /host.
 fn setxattr(path: &str, name: &str, value: &str) -> String {
-    let ld = std::fs::canonicalize("/lib64/ld-linux-x86-64.so.2").unwrap();
+    let loader = if cfg!(target_arch = "aarch64") {
+        "/lib/ld-linux-aarch64.so.1"
+    } else {
+        "/lib64/ld-linux-x86-64.so.2"
+    };
+    let ld = std::fs::canonicalize(loader).unwrap();
     let libdir = ld.parent().unwrap().display().to_string();
     let perl = std::fs::canonicalize("/usr/bin/perl").unwrap();
     let nr = if cfg!(target_arch = "aarch64") {

@@ -31,7 +31,8 @@ pub enum Stream {
 /// Where the command's stdio goes.
 pub enum Stdio3<'a> {
     /// stdin is /dev/null; stdout and stderr are captured: each complete line (without its
-    /// newline; a final partial line too) is passed to the callback and appended to the log.
+    /// newline; a final partial line too; lines over 64 KiB in pieces) is passed to the
+    /// callback and appended to the log.
     Capture(&'a mut dyn FnMut(Stream, &[u8])),
     /// stdin, stdout and stderr are the caller's own (for `rbuild run`).
     Inherit,

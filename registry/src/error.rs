@@ -155,7 +155,7 @@ fn registry_message(message: &str) -> String {
 }
 
 impl RegistryError {
-    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         RegistryError::Io {
             what: what.into(),
             source,

@@ -105,6 +105,6 @@ mod tests {
         let d = format!("sha256:{}", "a".repeat(64));
         let r = RemoteRef::parse(&format!("localhost:5000/x@{d}")).unwrap();
         assert_eq!(r.reference(), d);
-        assert!(RemoteRef::parse("UPPER/case").is_err());
+        assert!(RemoteRef::parse("library/UPPER").is_err() && RemoteRef::parse("a b").is_err());
     }
 }

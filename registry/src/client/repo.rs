@@ -319,7 +319,8 @@ impl<'c> Repo<'c> {
                     last_problem = format!("the body ended after {} of {size} bytes", hasher.len());
                 }
                 Err(reason) => {
-                    truncated = false;
+                    // A dropped connection mid-body is a truncation; a stall is a timeout.
+                    truncated = !reason.contains("timed out");
                     last_problem = reason;
                 }
             }

@@ -49,6 +49,10 @@ pub enum Command {
     Parse(commands::parse::ParseArgs),
     /// Report every problem in a Dockerfile at once: errors and lint warnings.
     Check(commands::check::CheckArgs),
+    /// Log in to a registry (credentials go to docker's config.json).
+    Login(commands::login::LoginArgs),
+    /// Log out from a registry.
+    Logout(commands::logout::LogoutArgs),
 }
 
 /// Global options that take a value, so the bare-form detection can skip over them.

@@ -103,7 +103,7 @@ pub struct ImageIndex {
 /// A parsed manifest document.
 #[derive(Debug, Clone)]
 pub enum Manifest {
-    Image(ImageManifest),
+    Image(Box<ImageManifest>),
     Index(ImageIndex),
 }
 
@@ -174,15 +174,13 @@ pub fn parse_manifest(
     let header_type = content_type
         .map(essence)
         .filter(|ct| is_index_type(ct) || is_manifest_type(ct));
-    if let (Some(b), Some(h)) = (&body_type, &header_type) {
-        if b != h {
-            return Err(invalid(
-                reference,
-                format!(
-                    "`mediaType` `{b}` differs from the `Content-Type` `{h}` the registry sent"
-                ),
-            ));
-        }
+    if let (Some(b), Some(h)) = (&body_type, &header_type)
+        && b != h
+    {
+        return Err(invalid(
+            reference,
+            format!("`mediaType` `{b}` differs from the `Content-Type` `{h}` the registry sent"),
+        ));
     }
     let media_type = body_type.or(header_type).unwrap_or_else(|| {
         if has_manifests {

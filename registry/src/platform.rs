@@ -128,10 +128,10 @@ impl PlatformSpec {
         // An arm vN host runs older arm variants: v7 > v6 > v5.
         if arch == "arm" {
             let num = |v: &str| v.trim_start_matches('v').parse::<u32>().ok();
-            if let (Some(w), Some(h)) = (num(&want), num(&have)) {
-                if h < w {
-                    return Some(h);
-                }
+            if let (Some(w), Some(h)) = (num(&want), num(&have))
+                && h < w
+            {
+                return Some(h);
             }
         }
         None
@@ -142,10 +142,10 @@ impl PlatformSpec {
         let mut best: Option<(&Descriptor, u32)> = None;
         for d in entries {
             let Some(p) = &d.platform else { continue };
-            if let Some(score) = self.score(p) {
-                if best.is_none_or(|(_, s)| score > s) {
-                    best = Some((d, score));
-                }
+            if let Some(score) = self.score(p)
+                && best.is_none_or(|(_, s)| score > s)
+            {
+                best = Some((d, score));
             }
         }
         best.map(|(d, _)| d)

@@ -149,12 +149,12 @@ fn check_image(display: &str, m: &crate::manifest::ImageManifest) -> Result<()> 
 
 /// Download `blobs` (skipping those already stored) in parallel into ingests; return the
 /// ingests, uncommitted, only if every blob verified. On failure every ingest is dropped.
-pub(crate) fn download_blobs(
+pub(crate) fn download_blobs<'s>(
     repo: &Repo<'_>,
-    store: &dyn PullTarget,
+    store: &'s dyn PullTarget,
     blobs: &[Descriptor],
     progress: &dyn Progress,
-) -> Result<Vec<Box<dyn Ingest>>> {
+) -> Result<Vec<Box<dyn Ingest + 's>>> {
     let mut todo: Vec<&Descriptor> = Vec::new();
     for d in blobs {
         if todo.iter().any(|t| t.digest == d.digest) {
@@ -168,7 +168,7 @@ pub(crate) fn download_blobs(
     }
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let done: Mutex<Vec<Box<dyn Ingest>>> = Mutex::new(Vec::new());
+    let done: Mutex<Vec<Box<dyn Ingest + 's>>> = Mutex::new(Vec::new());
     let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
     let workers = repo
         .client
@@ -209,12 +209,12 @@ pub(crate) fn download_blobs(
 
 /// One blob, with one fresh retry after a digest mismatch (a corrupt cache node may serve
 /// different bytes the second time).
-fn fetch_one(
+fn fetch_one<'s>(
     repo: &Repo<'_>,
-    store: &dyn PullTarget,
+    store: &'s dyn PullTarget,
     d: &Descriptor,
     progress: &dyn Progress,
-) -> Result<Box<dyn Ingest>> {
+) -> Result<Box<dyn Ingest + 's>> {
     let mut tries = 0;
     loop {
         tries += 1;
@@ -244,7 +244,10 @@ pub fn pull_image(
     let (repo, top) = resolve(client, reference)?;
     let (manifest, index) = select_platform(&repo, &top, platform, &display)?;
     let Manifest::Image(image) = &manifest.manifest else {
-        unreachable!("select_platform returns an image manifest")
+        return Err(RegistryError::Manifest {
+            reference: display,
+            reason: "the platform entry is not an image manifest".into(),
+        });
     };
     check_image(&display, image)?;
     if image.config.size > 64 << 20 {

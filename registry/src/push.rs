@@ -92,17 +92,16 @@ fn push_layer(
         return Ok((layer.digest.clone(), layer.size, layer.media_type.clone()));
     }
     let comp = opts.compression;
-    if let Some((digest, size)) = source.compressed_digest(&layer.diff_id, comp.name()) {
-        if repo
+    if let Some((digest, size)) = source.compressed_digest(&layer.diff_id, comp.name())
+        && repo
             .blob_exists(
                 &digest,
                 Some(&format!("repository:{}:pull,push", repo.name)),
             )?
             .is_some()
-        {
-            progress.blob_done(&digest, tally.count(BlobPush::Skipped));
-            return Ok((digest, size, comp.media_type().to_string()));
-        }
+    {
+        progress.blob_done(&digest, tally.count(BlobPush::Skipped));
+        return Ok((digest, size, comp.media_type().to_string()));
     }
     progress.note(&format!(
         "compressing layer {} with {}",

@@ -18,7 +18,7 @@ pub trait PullTarget: Sync {
     /// Is this blob already stored (and so need not be downloaded)?
     fn has_blob(&self, digest: &str) -> bool;
     /// Start writing a blob of known digest and size.
-    fn begin_blob(&self, digest: &str, size: u64) -> Result<Box<dyn Ingest>>;
+    fn begin_blob(&self, digest: &str, size: u64) -> Result<Box<dyn Ingest + '_>>;
     /// Record a pulled image once all its blobs are committed: the platform manifest, the
     /// index it was selected from (if any), and the name to tag it with (`None` when the
     /// reference was a bare digest).

@@ -3,6 +3,8 @@
 
 pub mod build;
 pub mod check;
+pub mod login;
+pub mod logout;
 pub mod parse;
 
 use crate::args::{Cli, Command};
@@ -13,5 +15,7 @@ pub fn run(cli: Cli) -> miette::Result<u8> {
         Command::Build(args) => build::run(global, args),
         Command::Parse(args) => parse::run(global, args),
         Command::Check(args) => check::run(global, args),
+        Command::Login(args) => login::run(global, args),
+        Command::Logout(args) => logout::run(global, args),
     }
 }

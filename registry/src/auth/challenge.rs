@@ -24,17 +24,15 @@ pub fn parse_challenges(header: &str) -> Vec<Challenge> {
     let mut rest = header.trim();
     while !rest.is_empty() {
         rest = rest.trim_start_matches([',', ' ', '\t']);
-        let token_end = rest
-            .find(|c: char| c == ' ' || c == ',' || c == '=')
-            .unwrap_or(rest.len());
+        let token_end = rest.find([' ', ',', '=']).unwrap_or(rest.len());
         let token = &rest[..token_end];
         let after = &rest[token_end..];
         if token.is_empty() {
             break;
         }
-        if after.starts_with('=') {
+        if let Some(raw) = after.strip_prefix('=') {
             // An auth-param belonging to the current challenge.
-            let (value, remaining) = parse_value(&after[1..]);
+            let (value, remaining) = parse_value(raw);
             if let Some(current) = out.last_mut() {
                 current.params.insert(token.to_ascii_lowercase(), value);
             }

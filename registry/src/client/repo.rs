@@ -98,14 +98,14 @@ impl<'c> Repo<'c> {
                 actual: digest,
             });
         }
-        if let Some(h) = header_digest.filter(|h| h.starts_with("sha256:")) {
-            if h != digest {
-                return Err(RegistryError::DigestMismatch {
-                    registry: self.ep.host.clone(),
-                    expected: h,
-                    actual: digest,
-                });
-            }
+        if let Some(h) = header_digest.filter(|h| h.starts_with("sha256:"))
+            && h != digest
+        {
+            return Err(RegistryError::DigestMismatch {
+                registry: self.ep.host.clone(),
+                expected: h,
+                actual: digest,
+            });
         }
         let (manifest, media_type) = parse_manifest(display, &bytes, content_type.as_deref())?;
         Ok(FetchedManifest {
@@ -163,14 +163,13 @@ impl<'c> Repo<'c> {
             return Err(status_error(&self.ep, &what, resp));
         }
         if let Some(h) = header(&resp, "docker-content-digest").filter(|h| h.starts_with("sha256:"))
+            && h != digest
         {
-            if h != digest {
-                return Err(RegistryError::DigestMismatch {
-                    registry: self.ep.host.clone(),
-                    expected: digest,
-                    actual: h,
-                });
-            }
+            return Err(RegistryError::DigestMismatch {
+                registry: self.ep.host.clone(),
+                expected: digest,
+                actual: h,
+            });
         }
         Ok(digest)
     }
@@ -264,14 +263,13 @@ impl<'c> Repo<'c> {
             };
             if let Some(h) =
                 header(&resp, "docker-content-digest").filter(|h| h.starts_with("sha256:"))
+                && h != digest
             {
-                if h != digest {
-                    return Err(RegistryError::DigestMismatch {
-                        registry: self.ep.host.clone(),
-                        expected: digest.to_string(),
-                        actual: h,
-                    });
-                }
+                return Err(RegistryError::DigestMismatch {
+                    registry: self.ep.host.clone(),
+                    expected: digest.to_string(),
+                    actual: h,
+                });
             }
             let mut reader = resp.into_body().into_reader();
             let outcome: std::result::Result<(), String> = loop {
@@ -504,14 +502,13 @@ impl<'c> Repo<'c> {
 
     fn check_created_digest(&self, resp: &http::Response<ureq::Body>, digest: &str) -> Result<()> {
         if let Some(h) = header(resp, "docker-content-digest").filter(|h| h.starts_with("sha256:"))
+            && h != digest
         {
-            if h != digest {
-                return Err(RegistryError::DigestMismatch {
-                    registry: self.ep.host.clone(),
-                    expected: digest.to_string(),
-                    actual: h,
-                });
-            }
+            return Err(RegistryError::DigestMismatch {
+                registry: self.ep.host.clone(),
+                expected: digest.to_string(),
+                actual: h,
+            });
         }
         Ok(())
     }

@@ -36,6 +36,11 @@ pub(crate) struct Req<'a> {
     pub what: &'a str,
 }
 
+/// `(endpoint host, token scope)`.
+type AuthKey = (String, String);
+/// An `Authorization` value and when it expires (`None` for Basic).
+type CachedAuth = (String, Option<Instant>);
+
 /// A registry client: configuration, credentials and authentication state. Cheap to share
 /// between threads (`&Client` is `Sync`).
 pub struct Client {
@@ -43,7 +48,7 @@ pub struct Client {
     pub(crate) config: RegistriesConfig,
     creds: Arc<dyn CredentialProvider>,
     /// `(host, scope)` → Authorization value and its expiry.
-    auth_cache: Mutex<HashMap<(String, String), (String, Option<Instant>)>>,
+    auth_cache: Mutex<HashMap<AuthKey, CachedAuth>>,
 }
 
 impl std::fmt::Debug for Client {

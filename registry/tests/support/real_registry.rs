@@ -1,5 +1,6 @@
 //! Starts Debian's `docker-registry` (distribution 2.8) on 127.0.0.1 with a temporary storage
 //! directory and optional htpasswd auth; stops it on drop.
+#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

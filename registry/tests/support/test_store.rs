@@ -98,7 +98,7 @@ impl PullTarget for TestStore {
         self.blob_path(digest).exists()
     }
 
-    fn begin_blob(&self, digest: &str, size: u64) -> Result<Box<dyn Ingest>> {
+    fn begin_blob(&self, digest: &str, size: u64) -> Result<Box<dyn Ingest + '_>> {
         let f = tempfile::NamedTempFile::new_in(self.tmp()).unwrap();
         Ok(Box::new(TestIngest {
             w: HashingWriter::new(f),

@@ -310,3 +310,31 @@ pub fn fetch_blob(
     }
     Err(last_err.expect("there is always at least the registry endpoint"))
 }
+
+/// The digest a reference currently resolves to, by HEAD (cheaper than GET under Docker Hub
+/// rate limits), trying mirrors first: `build --pull` compares it with the local image.
+pub fn resolve_digest(client: &Client, reference: &RemoteRef) -> Result<String> {
+    if let Some(d) = &reference.digest {
+        return Ok(d.clone());
+    }
+    let endpoints = client.config().pull_endpoints(&reference.registry);
+    let mut last_err = None;
+    for ep in endpoints {
+        let mirror = ep.mirror;
+        let repo = Repo::new(client, ep, &reference.repository);
+        let outcome = match repo.head_manifest(reference.reference()) {
+            // A registry that omits Docker-Content-Digest on HEAD: hash the GET body instead.
+            Ok(Some(d)) if d.starts_with("sha256:") => Ok(d),
+            Ok(_) => repo
+                .get_manifest(reference.reference(), &reference.to_string())
+                .map(|m| m.digest),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(d) => return Ok(d),
+            Err(e) if mirror && e.is_endpoint_failure() => last_err = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.expect("there is always at least the registry endpoint"))
+}

@@ -252,11 +252,24 @@ fn malformed_manifest_json() {
 #[test]
 fn redirect_to_another_host_drops_credentials() {
     let img = Arc::new(Image::new());
-    let i_storage = img.clone();
-    let storage = FakeHttp::start(move |_, _| reply(200, &[], i_storage.layer.clone()));
+    // The storage host sends the client back to the registry host: credentials must stay
+    // off for that hop too (Go CVE-2024-45336).
+    let back_to_registry = Arc::new(std::sync::Mutex::new(String::new()));
+    let back = back_to_registry.clone();
+    let storage = FakeHttp::start(move |_, _| {
+        let loc = back.lock().unwrap().clone();
+        reply(302, &[("Location", loc.as_str())], "")
+    });
     let storage_host = storage.host().replace("127.0.0.1", "localhost");
     let i2 = img.clone();
     let server = FakeHttp::start(move |req, _| {
+        if req.path == "/final/blob" {
+            return if req.header("authorization").is_some() {
+                reply(400, &[], "credentials leaked back")
+            } else {
+                reply(200, &[], i2.layer.clone())
+            };
+        }
         if req.header("authorization") != Some("Basic dTpzZWNyZXQ=") {
             return reply(401, &[("WWW-Authenticate", r#"Basic realm="test""#)], "");
         }
@@ -273,8 +286,16 @@ fn redirect_to_another_host_drops_credentials() {
             password: "secret".into(),
         },
     )];
+    *back_to_registry.lock().unwrap() = format!("http://{}/final/blob", server.host());
     let store = TestStore::new();
     pull(&client(1, 5.0, creds), &server.host(), &store).unwrap();
+    let finals: Vec<Seen> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/final/blob")
+        .collect();
+    assert_eq!(finals.len(), 1);
+    assert!(finals[0].header("authorization").is_none());
     let seen = storage.requests();
     assert_eq!(seen.len(), 1, "the storage host was asked once");
     assert!(
@@ -430,5 +451,48 @@ fn bearer_token_flow() {
         err.contains("bad credentials") && !err.contains("wrong"),
         "{err}"
     );
+    assert_store_empty(&store);
+}
+
+/// A redirect to a non-HTTP scheme is refused with a clear error.
+#[test]
+fn redirect_to_unsupported_scheme_is_refused() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.path == i2.layer_path() {
+            return reply(302, &[("Location", "file:///etc/passwd")], "");
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    let err = pull(&client(1, 5.0, vec![]), &server.host(), &store)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unsupported scheme `file`"), "{err}");
+    assert_store_empty(&store);
+}
+
+/// A manifest whose `mediaType` contradicts the `Content-Type`, or that is both an index and
+/// a manifest, is refused (CVE-2021-41190).
+#[test]
+fn ambiguous_manifest_is_refused() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.path.contains("/manifests/") {
+            return reply(
+                200,
+                &[("Content-Type", "application/vnd.oci.image.index.v1+json")],
+                i2.manifest.clone(),
+            );
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    let err = pull(&client(1, 5.0, vec![]), &server.host(), &store)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("differs from the `Content-Type`"), "{err}");
     assert_store_empty(&store);
 }

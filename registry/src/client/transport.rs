@@ -36,6 +36,8 @@ pub(crate) struct Req<'a> {
     pub what: &'a str,
 }
 
+/// The auth-cache scope under which a host's Basic credentials are kept.
+const BASIC_SCOPE: &str = "*basic*";
 /// `(endpoint host, token scope)`.
 type AuthKey = (String, String);
 /// An `Authorization` value and when it expires (`None` for Basic).
@@ -152,10 +154,9 @@ impl Client {
                     .collect::<Vec<_>>();
                 if had_auth {
                     // The cached token expired or lacks scope: drop it and authenticate anew.
-                    self.auth_cache
-                        .lock()
-                        .expect("auth cache lock")
-                        .remove(&(ep.host.clone(), scope.to_string()));
+                    let mut cache = self.auth_cache.lock().expect("auth cache lock");
+                    cache.remove(&(ep.host.clone(), scope.to_string()));
+                    cache.remove(&(ep.host.clone(), BASIC_SCOPE.to_string()));
                 }
                 if !challenges.is_empty() {
                     drop(resp);
@@ -224,6 +225,10 @@ impl Client {
 
     fn cached_auth(&self, host: &str, scope: &str) -> Option<String> {
         let mut cache = self.auth_cache.lock().expect("auth cache lock");
+        // A host that answered with a Basic challenge takes the same header for every scope.
+        if let Some((basic, _)) = cache.get(&(host.to_string(), BASIC_SCOPE.to_string())) {
+            return Some(basic.clone());
+        }
         let key = (host.to_string(), scope.to_string());
         match cache.get(&key) {
             Some((_, Some(expiry))) if *expiry <= Instant::now() => {
@@ -268,10 +273,9 @@ impl Client {
                             .into(),
                 });
             };
-            self.auth_cache
-                .lock()
-                .expect("auth cache lock")
-                .insert(key, (header, None));
+            let mut cache = self.auth_cache.lock().expect("auth cache lock");
+            cache.remove(&key);
+            cache.insert((ep.host.clone(), BASIC_SCOPE.to_string()), (header, None));
             return Ok(());
         }
         Err(RegistryError::Unauthorized {

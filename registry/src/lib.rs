@@ -8,7 +8,10 @@
 //! - [`pull::pull_image`]`(&client, &store, &RemoteRef, &PlatformSpec, &progress) ->
 //!   Result<PulledImage>` — `rbuild pull`, `FROM` auto-pull and `build --pull`.
 //! - [`push::push_image`]`(&client, &store, &LocalImage, &RemoteRef, &PushOptions,
-//!   &progress) -> Result<PushedImage>` — `rbuild push` and `build --push`.
+//!   &progress) -> Result<PushedImage>` — `rbuild push` and `build --push`;
+//!   [`push::push_index`] for multi-platform images (children first, then the index).
+//! - [`pull::resolve_digest`]`(&client, &RemoteRef) -> Result<String>` — `build --pull`
+//!   checks whether a tag moved (HEAD, mirrors first).
 //! - [`cache::export_cache`]`(&client, &store, &RemoteRef, index_bytes, &[LocalLayer],
 //!   &PushOptions, &progress) -> Result<ExportedCache>` and
 //!   [`cache::import_cache`]`(&client, &RemoteRef) -> Result<ImportedCache>`, then
@@ -46,6 +49,6 @@ pub use manifest::{Descriptor, FetchedManifest};
 pub use platform::PlatformSpec;
 pub use progress::{BlobOutcome, NoProgress, Progress};
 pub use pull::{PulledImage, pull_image};
-pub use push::{PushOptions, PushedImage, push_image};
+pub use push::{PushOptions, PushedImage, push_image, push_index};
 pub use remote::RemoteRef;
-pub use store_api::{Ingest, LocalImage, LocalLayer, PullTarget, PushSource};
+pub use store_api::{Ingest, LocalImage, LocalIndex, LocalLayer, PullTarget, PushSource};

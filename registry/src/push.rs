@@ -14,7 +14,7 @@ use crate::error::{RegistryError, Result};
 use crate::manifest::{Descriptor, media};
 use crate::progress::{BlobOutcome, Progress};
 use crate::remote::RemoteRef;
-use crate::store_api::{LocalImage, LocalLayer, PushSource};
+use crate::store_api::{LocalImage, LocalIndex, LocalLayer, PushSource};
 
 /// How to push.
 #[derive(Debug, Clone)]
@@ -202,6 +202,19 @@ pub fn push_image(
     opts: &PushOptions,
     progress: &dyn Progress,
 ) -> Result<PushedImage> {
+    push_one(client, source, image, target, opts, progress, false)
+}
+
+/// Push one image; with `by_digest` its manifest is PUT under its own digest (an index child).
+fn push_one(
+    client: &Client,
+    source: &dyn PushSource,
+    image: &LocalImage,
+    target: &RemoteRef,
+    opts: &PushOptions,
+    progress: &dyn Progress,
+    by_digest: bool,
+) -> Result<PushedImage> {
     let display = target.to_string();
     let ep = client.config().push_endpoint(&target.registry);
     let repo = Repo::new(client, ep, &target.repository);
@@ -262,7 +275,12 @@ pub fn push_image(
     } else {
         (image.manifest.clone(), image.manifest_media_type.clone())
     };
-    let digest = repo.put_manifest(target.reference(), &bytes, &media_type)?;
+    let reference = if by_digest {
+        crate::digest::sha256_digest(&bytes)
+    } else {
+        target.reference().to_string()
+    };
+    let digest = repo.put_manifest(&reference, &bytes, &media_type)?;
     Ok(PushedImage {
         digest,
         size: bytes.len() as u64,
@@ -271,5 +289,65 @@ pub fn push_image(
         uploaded: counts.0,
         skipped: counts.1,
         mounted: counts.2,
+    })
+}
+
+/// Push a multi-platform image: every child image first (by digest, compressed as needed),
+/// then the index with its entries rewritten to the pushed children, under `target`'s tag.
+pub fn push_index(
+    client: &Client,
+    source: &dyn PushSource,
+    local: &LocalIndex,
+    target: &RemoteRef,
+    opts: &PushOptions,
+    progress: &dyn Progress,
+) -> Result<PushedImage> {
+    let display = target.to_string();
+    let bad = |reason: String| RegistryError::Manifest {
+        reference: display.clone(),
+        reason,
+    };
+    let mut doc: Value = serde_json::from_slice(index)
+        .map_err(|e| bad(format!("the local index is not JSON: {e}")))?;
+    let entries = doc
+        .get_mut("manifests")
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| bad("the local index has no `manifests`".into()))?;
+    if entries.len() != children.len() {
+        return Err(bad(format!(
+            "the index lists {} manifests but {} images were given",
+            entries.len(),
+            children.len()
+        )));
+    }
+    let (mut uploaded, mut skipped, mut mounted) = (0, 0, 0);
+    for (entry, child) in entries.iter_mut().zip(children) {
+        let pushed = push_one(client, source, child, target, opts, progress, true)?;
+        uploaded += pushed.uploaded;
+        skipped += pushed.skipped;
+        mounted += pushed.mounted;
+        entry["digest"] = Value::from(pushed.digest);
+        entry["size"] = Value::from(pushed.size);
+        entry["mediaType"] = Value::from(pushed.media_type);
+    }
+    let bytes = if serde_json::from_slice::<Value>(index).ok().as_ref() == Some(&doc) {
+        index.to_vec()
+    } else {
+        serde_json::to_vec(&doc).expect("json value serializes")
+    };
+    let repo = Repo::new(
+        client,
+        client.config().push_endpoint(&target.registry),
+        &target.repository,
+    );
+    let digest = repo.put_manifest(target.reference(), &bytes, index_media_type)?;
+    Ok(PushedImage {
+        digest,
+        size: bytes.len() as u64,
+        media_type: index_media_type.to_string(),
+        manifest: bytes,
+        uploaded,
+        skipped,
+        mounted,
     })
 }

@@ -51,6 +51,14 @@ pub struct LocalImage {
     pub layers: Vec<LocalLayer>,
 }
 
+/// A local multi-platform image: the index bytes and, in entry order, its images.
+#[derive(Debug, Clone)]
+pub struct LocalIndex {
+    pub index: Vec<u8>,
+    pub media_type: String,
+    pub children: Vec<LocalImage>,
+}
+
 /// The store side of a push.
 pub trait PushSource: Sync {
     /// Open a stored blob for reading.

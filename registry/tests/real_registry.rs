@@ -443,3 +443,73 @@ fn chunked_upload_matches_monolithic() {
     let back = pull_image(&client(), &b, &target, &amd64(), &NoProgress).unwrap();
     assert_eq!(back.manifest.digest, pulled.manifest.digest);
 }
+
+/// A multi-platform push: children are pushed by digest before the index, and the pushed
+/// index serves each platform.
+#[test]
+fn index_push_children_first() {
+    let reg = RealRegistry::start();
+    reg.seed_busybox("src/busybox:1", None);
+    let c = client();
+    let a = TestStore::new();
+    let pulled = pull_image(
+        &c,
+        &a,
+        &r(&format!("{}/src/busybox:1", reg.host())),
+        &amd64(),
+        &NoProgress,
+    )
+    .unwrap();
+    let amd = local_image(&a, &pulled);
+    // A second "platform": same config, no layers.
+    let Manifest::Image(m) = &pulled.manifest.manifest else {
+        panic!()
+    };
+    let arm_bytes = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST, "config": m.config, "layers": [],
+    }))
+    .unwrap();
+    let arm = LocalImage {
+        manifest: arm_bytes.clone(),
+        manifest_media_type: media::OCI_MANIFEST.into(),
+        layers: vec![],
+    };
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": media::OCI_INDEX,
+        "manifests": [
+            {"mediaType": media::OCI_MANIFEST, "digest": pulled.manifest.digest, "size": pulled.manifest.bytes.len(),
+             "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": media::OCI_MANIFEST, "digest": sha256_digest(&arm_bytes), "size": arm_bytes.len(),
+             "platform": {"architecture": "arm64", "os": "linux"}},
+        ],
+    }))
+    .unwrap();
+    let target = r(&format!("{}/multi/pushed:1", reg.host()));
+    let pushed = rbuild_registry::push_index(
+        &c,
+        &a,
+        &index,
+        media::OCI_INDEX,
+        &[amd, arm],
+        &target,
+        &opts(&a, &["src/busybox"]),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(
+        pushed.digest,
+        sha256_digest(&index),
+        "unchanged children keep the index bytes"
+    );
+    let b = TestStore::new();
+    let got = pull_image(
+        &c,
+        &b,
+        &target,
+        &"linux/arm64".parse().unwrap(),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(got.manifest.digest, sha256_digest(&arm_bytes));
+    assert_eq!(got.digest, pushed.digest);
+}

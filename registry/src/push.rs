@@ -302,6 +302,8 @@ pub fn push_index(
     opts: &PushOptions,
     progress: &dyn Progress,
 ) -> Result<PushedImage> {
+    let (index, index_media_type, children) =
+        (&local.index[..], local.media_type.as_str(), &local.children);
     let display = target.to_string();
     let bad = |reason: String| RegistryError::Manifest {
         reference: display.clone(),

@@ -488,9 +488,11 @@ fn index_push_children_first() {
     let pushed = rbuild_registry::push_index(
         &c,
         &a,
-        &index,
-        media::OCI_INDEX,
-        &[amd, arm],
+        &rbuild_registry::LocalIndex {
+            index: index.clone(),
+            media_type: media::OCI_INDEX.into(),
+            children: vec![amd, arm],
+        },
         &target,
         &opts(&a, &["src/busybox"]),
         &NoProgress,

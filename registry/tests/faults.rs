@@ -496,3 +496,90 @@ fn ambiguous_manifest_is_refused() {
     assert!(err.contains("differs from the `Content-Type`"), "{err}");
     assert_store_empty(&store);
 }
+
+/// An identity token (docker's `identitytoken`) is exchanged with the OAuth2 refresh-token
+/// POST, never sent as a password.
+#[test]
+fn identity_token_uses_refresh_token_post() {
+    let token_server = FakeHttp::start(|req, _| {
+        let body = String::from_utf8_lossy(&req.body);
+        if req.method == "POST"
+            && body.contains("grant_type=refresh_token")
+            && body.contains("refresh_token=rt-42")
+        {
+            reply(
+                200,
+                &[("Content-Type", "application/json")],
+                r#"{"access_token":"acc-1","expires_in":120}"#,
+            )
+        } else {
+            reply(
+                400,
+                &[],
+                r#"{"errors":[{"code":"DENIED","message":"bad grant"}]}"#,
+            )
+        }
+    });
+    let realm = format!("http://{}/oauth", token_server.host());
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.header("authorization") != Some("Bearer acc-1") {
+            let challenge = format!(r#"Bearer realm="{realm}",service="fake""#);
+            return reply(401, &[("WWW-Authenticate", challenge.as_str())], "");
+        }
+        i2.serve(req)
+    });
+    let creds = vec![(server.host(), Credential::IdentityToken("rt-42".into()))];
+    let store = TestStore::new();
+    pull(&client(1, 5.0, creds), &server.host(), &store).unwrap();
+    let calls = token_server.requests();
+    assert_eq!(calls.len(), 1);
+    assert!(String::from_utf8_lossy(&calls[0].body).contains("scope=repository%3At%2Fimg%3Apull"));
+}
+
+/// 429 with `Retry-After` waits as told and then succeeds.
+#[test]
+fn rate_limit_honours_retry_after() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, n| {
+        if n == 0 {
+            return reply(
+                429,
+                &[("Retry-After", "1")],
+                r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
+            );
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    let start = Instant::now();
+    pull(&client(3, 5.0, vec![]), &server.host(), &store).unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "Retry-After was not honoured"
+    );
+}
+
+/// A mirror that is down is skipped and the registry itself serves the pull.
+#[test]
+fn dead_mirror_falls_through_to_the_registry() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| i2.serve(req));
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let mut cfg = RegistriesConfig::parse(&format!(
+        "[registries.\"{}\"]\nmirrors = [\"127.0.0.1:{dead_port}\"]\n",
+        server.host()
+    ))
+    .unwrap();
+    cfg.network.retries = 1;
+    cfg.network.backoff_ms = 10;
+    let c = Client::with_credentials(cfg, Arc::new(StaticCredentials(vec![])));
+    let store = TestStore::new();
+    let pulled = pull(&c, &server.host(), &store).unwrap();
+    assert_eq!(pulled.served_by, server.host());
+}

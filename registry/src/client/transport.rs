@@ -337,11 +337,11 @@ impl Client {
                 for s in &scopes {
                     form.append_pair("scope", s);
                 }
+                let form = form.finish().into_bytes();
                 http::Request::post(url.as_str())
                     .header("content-type", "application/x-www-form-urlencoded")
-                    .body(SendBody::from_owned_reader(std::io::Cursor::new(
-                        form.finish().into_bytes(),
-                    )))
+                    .header("content-length", form.len())
+                    .body(SendBody::from_owned_reader(std::io::Cursor::new(form)))
             }
             other => {
                 {

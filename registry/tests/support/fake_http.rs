@@ -13,6 +13,7 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Seen {
@@ -118,16 +119,19 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Seen>>, handler: &Handler, stop: &A
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let req = Seen {
+    let mut req = Seen {
         method,
         path,
         headers,
+        body: Vec::new(),
     };
     if let Some(len) = req
         .header("content-length")
         .and_then(|v| v.parse::<u64>().ok())
     {
-        let _ = std::io::copy(&mut (&mut reader).take(len), &mut std::io::sink());
+        let mut body = Vec::new();
+        let _ = (&mut reader).take(len).read_to_end(&mut body);
+        req.body = body;
     }
     let index = {
         let mut s = seen.lock().unwrap();

@@ -583,3 +583,57 @@ fn dead_mirror_falls_through_to_the_registry() {
     let pulled = pull(&c, &server.host(), &store).unwrap();
     assert_eq!(pulled.served_by, server.host());
 }
+
+/// A blob longer than its descriptor stops at size+1 bytes with a size mismatch.
+#[test]
+fn overlong_blob_is_a_size_mismatch() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.path == i2.layer_path() {
+            let mut long = i2.layer.clone();
+            long.push(b'!');
+            return reply(200, &[], long);
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    let err = pull(&client(1, 5.0, vec![]), &server.host(), &store).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::SizeMismatch {
+                expected: 200_000,
+                actual: 200_001,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_store_empty(&store);
+}
+
+/// A tag whose `Docker-Content-Digest` header lies about the manifest bytes is refused.
+#[test]
+fn lying_manifest_digest_header_is_refused() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.path.contains("/manifests/") {
+            let lie = format!("sha256:{}", "1".repeat(64));
+            return reply(
+                200,
+                &[
+                    ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+                    ("Docker-Content-Digest", lie.as_str()),
+                ],
+                i2.manifest.clone(),
+            );
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    let err = pull(&client(1, 5.0, vec![]), &server.host(), &store).unwrap_err();
+    assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
+    assert_store_empty(&store);
+}

@@ -240,13 +240,24 @@ fn push_one(
     let mut counts = (0, 0, 0);
     let pushed = push_layers(&repo, source, &image.layers, opts, progress, &mut counts)?;
     let open_config = || source.open_blob(&config.digest);
+    progress.blob_start(&config.digest, config.size);
     let config_outcome =
         repo.push_blob(&config.digest, config.size, &open_config, &opts.mount_from)?;
-    match config_outcome {
-        BlobPush::Uploaded => counts.0 += 1,
-        BlobPush::Skipped => counts.1 += 1,
-        BlobPush::Mounted => counts.2 += 1,
-    }
+    let outcome = match config_outcome {
+        BlobPush::Uploaded => {
+            counts.0 += 1;
+            BlobOutcome::Uploaded
+        }
+        BlobPush::Skipped => {
+            counts.1 += 1;
+            BlobOutcome::AlreadyPresent
+        }
+        BlobPush::Mounted => {
+            counts.2 += 1;
+            BlobOutcome::Mounted
+        }
+    };
+    progress.blob_done(&config.digest, outcome);
     let changed = pushed
         .iter()
         .zip(&image.layers)

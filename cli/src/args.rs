@@ -53,6 +53,37 @@ pub enum Command {
     Login(commands::login::LoginArgs),
     /// Log out from a registry.
     Logout(commands::logout::LogoutArgs),
+    /// Download an image from a registry.
+    Pull(commands::pull::PullArgs),
+    /// Upload an image to a registry.
+    Push(commands::push::PushArgs),
+    /// List images.
+    Images(commands::images::ImagesArgs),
+    /// Manage images: ls, rm, history, inspect, tag, save, load, import, prune.
+    #[command(subcommand)]
+    Image(commands::images::ImageCommand),
+    /// Show an image's layers and the instructions that made them.
+    History(commands::history::HistoryArgs),
+    /// Show low-level information about images as JSON.
+    Inspect(commands::inspect::InspectArgs),
+    /// Give an image another name.
+    Tag(commands::tag::TagArgs),
+    /// Remove images.
+    Rmi(commands::rmi::RmiArgs),
+    /// Remove dangling images, unused build cache and unreferenced blobs.
+    Prune(commands::prune::PruneArgs),
+    /// Write images to a tar archive (OCI layout, or docker-archive).
+    Save(commands::save::SaveArgs),
+    /// Load images from a tar archive.
+    Load(commands::load::LoadArgs),
+    /// Create an image from a root filesystem tarball.
+    Import(commands::import::ImportArgs),
+    /// System-wide information and maintenance: df, prune, fsck.
+    #[command(subcommand)]
+    System(commands::system::SystemCommand),
+    /// Store maintenance: fsck.
+    #[command(subcommand)]
+    Store(commands::system::StoreCommand),
 }
 
 /// Global options that take a value, so the bare-form detection can skip over them.

@@ -36,6 +36,7 @@ pub mod pull;
 pub mod push;
 pub mod remote;
 pub mod store_api;
+pub mod store_impl;
 
 pub use auth::credentials::{
     Credential, CredentialProvider, DockerConfigCredentials, StaticCredentials,

@@ -126,10 +126,10 @@ impl rbuild_registry::Progress for TransferProgress {
     }
 
     fn blob_bytes(&self, digest: &str, bytes: u64) {
-        if let Some((_, bars)) = &self.bars {
-            if let Some(bar) = bars.lock().expect("bars lock").get(digest) {
-                bar.inc(bytes);
-            }
+        if let Some((_, bars)) = &self.bars
+            && let Some(bar) = bars.lock().expect("bars lock").get(digest)
+        {
+            bar.inc(bytes);
         }
     }
 

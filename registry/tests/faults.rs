@@ -23,10 +23,12 @@ struct Image {
 
 impl Image {
     fn new() -> Self {
-        let config =
-            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
-                .to_vec();
         let layer: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+            sha256_digest(&layer)
+        )
+        .into_bytes();
         let manifest = serde_json::to_vec(&serde_json::json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -97,7 +99,7 @@ fn assert_store_empty(store: &TestStore) {
         "nothing may be stored after a failure"
     );
     assert!(
-        store.tags.lock().unwrap().is_empty(),
+        store.names().is_empty(),
         "no image may be recorded after a failure"
     );
 }

@@ -1,189 +1,123 @@
-//! A minimal directory-backed implementation of the registry crate's store traits, for the
-//! crate's own integration tests (the real store is `rbuild-store`).
+//! A real `rbuild_store::Store` in a temporary directory, with the few inspection helpers the
+//! registry tests need (blob counts, names, raw blob access).
 
-use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
-use rbuild_registry::digest::HashingWriter;
-use rbuild_registry::{FetchedManifest, Ingest, PullTarget, PushSource, RegistryError, Result};
+use rbuild_store::{Digest, Store};
 
 pub struct TestStore {
     pub dir: tempfile::TempDir,
-    pub tags: Mutex<BTreeMap<String, String>>,
-    pub compressed: Mutex<BTreeMap<(String, String), (String, u64)>>,
-    pub compressions: Mutex<usize>,
+    pub store: Store,
+}
+
+impl std::ops::Deref for TestStore {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
 }
 
 impl TestStore {
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("blobs")).unwrap();
-        TestStore {
-            dir,
-            tags: Mutex::new(BTreeMap::new()),
-            compressed: Mutex::new(BTreeMap::new()),
-            compressions: Mutex::new(0),
-        }
+        let dir = tempfile::Builder::new()
+            .prefix("rbuild-registry-store-")
+            .tempdir()
+            .unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        TestStore { dir, store }
     }
 
-    pub fn blob_path(&self, digest: &str) -> PathBuf {
-        self.dir.path().join("blobs").join(digest.replace(':', "-"))
-    }
-
+    /// Blobs in the store.
     pub fn blob_count(&self) -> usize {
-        std::fs::read_dir(self.dir.path().join("blobs"))
+        files(&self.dir.path().join("blobs")).len()
+    }
+
+    /// Every name (tag) in the store.
+    pub fn names(&self) -> Vec<String> {
+        self.store
+            .list_images()
             .unwrap()
-            .count()
+            .iter()
+            .flat_map(|s| s.names.iter().map(|n| n.to_string()))
+            .collect()
     }
 
     pub fn put_blob(&self, bytes: &[u8]) -> String {
-        let d = rbuild_registry::digest::sha256_digest(bytes);
-        std::fs::write(self.blob_path(&d), bytes).unwrap();
-        d
+        self.store.put_blob(bytes).unwrap().digest.to_string()
     }
 
     pub fn read_blob(&self, digest: &str) -> Vec<u8> {
-        std::fs::read(self.blob_path(digest)).unwrap()
+        self.store
+            .read_blob(&Digest::parse(digest).unwrap())
+            .unwrap()
+    }
+
+    pub fn has(&self, digest: &str) -> bool {
+        self.store.has_blob(&Digest::parse(digest).unwrap())
     }
 
     pub fn tmp(&self) -> PathBuf {
-        let p = self.dir.path().join("tmp");
+        let p = self.store.layout().tmp();
         std::fs::create_dir_all(&p).unwrap();
         p
     }
 }
 
-struct TestIngest {
-    w: HashingWriter<tempfile::NamedTempFile>,
-    digest: String,
-    size: u64,
-    dest: PathBuf,
-}
-
-impl Write for TestIngest {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.w.write(buf)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.w.flush()
-    }
-}
-
-impl Ingest for TestIngest {
-    fn commit(self: Box<Self>) -> Result<()> {
-        let TestIngest {
-            w,
-            digest,
-            size,
-            dest,
-        } = *self;
-        let (file, actual, len) = w.finish();
-        if actual != digest || len != size {
-            return Err(RegistryError::DigestMismatch {
-                registry: "test-store".into(),
-                expected: digest,
-                actual,
-            });
+/// The files under a directory, sorted, for "store unchanged" checks.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                v.extend(files(&p));
+            } else {
+                v.push(p);
+            }
         }
-        file.persist(dest)
-            .map_err(|e| RegistryError::io("persist", e.error))?;
-        Ok(())
     }
+    v.sort();
+    v
 }
 
-impl PullTarget for TestStore {
+// Forward the store traits so tests can pass `&TestStore` where the library wants a store.
+impl rbuild_registry::PullTarget for TestStore {
     fn has_blob(&self, digest: &str) -> bool {
-        self.blob_path(digest).exists()
+        rbuild_registry::PullTarget::has_blob(&self.store, digest)
     }
-
-    fn begin_blob(&self, digest: &str, size: u64) -> Result<Box<dyn Ingest + '_>> {
-        let f = tempfile::NamedTempFile::new_in(self.tmp()).unwrap();
-        Ok(Box::new(TestIngest {
-            w: HashingWriter::new(f),
-            digest: digest.into(),
-            size,
-            dest: self.blob_path(digest),
-        }))
+    fn begin_blob(
+        &self,
+        digest: &str,
+        size: u64,
+    ) -> rbuild_registry::Result<Box<dyn rbuild_registry::Ingest + '_>> {
+        self.store.begin_blob(digest, size)
     }
-
     fn record_image(
         &self,
         name: &str,
         tag: Option<&str>,
-        manifest: &FetchedManifest,
-        index: Option<&FetchedManifest>,
-    ) -> Result<()> {
-        self.put_blob(&manifest.bytes);
-        if let Some(i) = index {
-            self.put_blob(&i.bytes);
-        }
-        let key = format!("{name}:{}", tag.unwrap_or("<none>"));
-        self.tags
-            .lock()
-            .unwrap()
-            .insert(key, manifest.digest.clone());
-        Ok(())
+        manifest: &rbuild_registry::FetchedManifest,
+        index: Option<&rbuild_registry::FetchedManifest>,
+    ) -> rbuild_registry::Result<()> {
+        self.store.record_image(name, tag, manifest, index)
     }
 }
 
-impl PushSource for TestStore {
-    fn open_blob(&self, digest: &str) -> Result<Box<dyn std::io::Read + Send>> {
-        Ok(Box::new(
-            std::fs::File::open(self.blob_path(digest))
-                .map_err(|e| RegistryError::io("open", e))?,
-        ))
+impl rbuild_registry::PushSource for TestStore {
+    fn open_blob(&self, digest: &str) -> rbuild_registry::Result<Box<dyn std::io::Read + Send>> {
+        rbuild_registry::PushSource::open_blob(&self.store, digest)
     }
-
     fn compressed_digest(&self, diff_id: &str, compression: &str) -> Option<(String, u64)> {
-        self.compressed
-            .lock()
-            .unwrap()
-            .get(&(diff_id.to_string(), compression.to_string()))
-            .cloned()
+        self.store.compressed_digest(diff_id, compression)
     }
-
     fn remember_compressed(
         &self,
         diff_id: &str,
         compression: &str,
         digest: &str,
         size: u64,
-    ) -> Result<()> {
-        *self.compressions.lock().unwrap() += 1;
-        self.compressed
-            .lock()
-            .unwrap()
-            .insert((diff_id.into(), compression.into()), (digest.into(), size));
-        Ok(())
-    }
-}
-
-/// The files under a directory, for "store unchanged" checks.
-pub fn snapshot(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = walk(dir);
-    out.sort();
-    out
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                v.extend(walk(&p));
-            } else {
-                v.push(p);
-            }
-        }
-    }
-    v
-}
-
-impl TestStore {
-    pub fn has(&self, digest: &str) -> bool {
-        self.blob_path(digest).exists()
+    ) -> rbuild_registry::Result<()> {
+        self.store
+            .remember_compressed(diff_id, compression, digest, size)
     }
 }

@@ -1,2 +1,12 @@
 //! rbuild-solver plans a build: the stage/step DAG, the build context, content-hash cache keys,
-//! the cache index and the explanations of cache misses. It never executes a step itself.
+//! the cache index and the explanations of cache misses. It never executes a step itself: it
+//! calls a [`worker::Worker`] for every step that misses.
+
+pub mod cache;
+pub mod cache_key;
+pub mod explain;
+pub mod graph;
+pub mod op;
+pub mod reporter;
+pub mod scheduler;
+pub mod worker;

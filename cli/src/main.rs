@@ -5,6 +5,8 @@
 mod args;
 mod commands;
 mod exit;
+#[allow(dead_code)]
+mod progress;
 
 use std::process::ExitCode;
 

@@ -4,9 +4,12 @@
 
 pub mod cache;
 pub mod cache_key;
+pub mod chmod;
 pub mod explain;
 pub mod graph;
+pub mod image;
 pub mod op;
+pub mod plan;
 pub mod reporter;
 pub mod scheduler;
 pub mod worker;

@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod cache_key;
 pub mod chmod;
+pub mod context;
 pub mod explain;
 pub mod graph;
 pub mod image;

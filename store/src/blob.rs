@@ -89,8 +89,15 @@ impl<'s> BlobWriter<'s> {
 
     /// Verify, fsync and move the blob into place. Returns its digest and size.
     pub fn commit(self) -> Result<BlobInfo> {
+        let store = self.store;
+        self.finish()?.commit(store)
+    }
+
+    /// Verify and fsync the content but do not publish it yet: the caller decides later
+    /// (e.g. `load` keeps only the archive members an image references). Dropping the
+    /// `PendingBlob` deletes it.
+    pub fn finish(self) -> Result<PendingBlob> {
         let BlobWriter {
-            store,
             file,
             hasher,
             expect,
@@ -121,8 +128,35 @@ impl<'s> BlobWriter<'s> {
                 });
             }
         }
-        store.install(tmp, &digest)?;
-        Ok(BlobInfo { digest, size })
+        let path = tmp.path().to_path_buf();
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o444))
+            .ctx("chmod", &path)?;
+        tmp.as_file().sync_all().ctx("fsync", &path)?;
+        Ok(PendingBlob {
+            tmp: tmp.into_temp_path(),
+            info: BlobInfo { digest, size },
+        })
+    }
+}
+
+/// Verified, durable content in `ingest/`, not yet under `blobs/`.
+#[derive(Debug)]
+pub struct PendingBlob {
+    tmp: tempfile::TempPath,
+    pub info: BlobInfo,
+}
+
+impl PendingBlob {
+    /// The temp file holding the content (to re-read it before committing).
+    pub fn path(&self) -> &std::path::Path {
+        &self.tmp
+    }
+
+    /// Move the blob into `blobs/sha256/` (an existing blob counts as success).
+    pub fn commit(self, store: &Store) -> Result<BlobInfo> {
+        store.install(self.tmp, &self.info.digest)?;
+        Ok(self.info)
     }
 }
 
@@ -198,15 +232,11 @@ impl Store {
         w.commit()
     }
 
-    /// Move a complete, verified ingest file to `blobs/sha256/<hex>` durably. Under the shared
-    /// lock the digest goes into this handle's lease first, so GC cannot collect it between
-    /// the rename and the reference that will point at it.
-    fn install(&self, tmp: tempfile::NamedTempFile, digest: &Digest) -> Result<()> {
-        let path = tmp.path().to_path_buf();
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(0o444))
-            .ctx("chmod", &path)?;
-        tmp.as_file().sync_all().ctx("fsync", &path)?;
+    /// Move a complete, verified, fsynced ingest file to `blobs/sha256/<hex>` durably. Under
+    /// the shared lock the digest goes into this handle's lease first, so GC cannot collect
+    /// it between the rename and the reference that will point at it.
+    fn install(&self, tmp: tempfile::TempPath, digest: &Digest) -> Result<()> {
+        let path = tmp.to_path_buf();
         let target = self.blob_path(digest);
         let _g = self.lock_shared()?;
         self.record_in_lease(Held::Blob, digest)?;
@@ -222,8 +252,8 @@ impl Store {
         }
         match result {
             Ok(()) => {
-                // The temp file was renamed; do not let NamedTempFile delete the blob.
-                let _ = tmp.into_temp_path().keep();
+                // The temp file was renamed; do not let TempPath delete the blob.
+                let _ = tmp.keep();
             }
             Err(rustix::io::Errno::EXIST) => return Ok(()),
             Err(e) => return Err(Error::io("rename blob into", &target, e.into())),

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
@@ -178,9 +178,4 @@ impl Layout {
             Err(e) => Err(e).ctx("read", &path),
         }
     }
-}
-
-/// Is `dir` an existing directory (not a symlink to one)?
-pub(crate) fn is_real_dir(dir: &Path) -> bool {
-    fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir())
 }

@@ -186,8 +186,8 @@ impl Index {
 /// What a parsed manifest-like document turned out to be.
 #[derive(Debug, Clone)]
 pub enum Document {
-    Manifest(Manifest),
-    Index(Index),
+    Manifest(Box<Manifest>),
+    Index(Box<Index>),
 }
 
 /// Parse untrusted manifest or index bytes. `declared` is the media type the referrer claimed
@@ -255,14 +255,14 @@ pub fn parse_document(
         }
         let index: Index =
             serde_json::from_value(value).map_err(|e| Error::json(what, e.to_string()))?;
-        Ok(Document::Index(index))
+        Ok(Document::Index(Box::new(index)))
     } else {
         if has_manifests {
             return Err(Error::json(what, "a manifest cannot have `manifests`"));
         }
         let manifest: Manifest =
             serde_json::from_value(value).map_err(|e| Error::json(what, e.to_string()))?;
-        Ok(Document::Manifest(manifest))
+        Ok(Document::Manifest(Box::new(manifest)))
     }
 }
 
@@ -274,7 +274,7 @@ pub fn parse_manifest(
     what: &str,
 ) -> Result<Manifest> {
     match parse_document(bytes, declared, max, what)? {
-        Document::Manifest(m) => Ok(m),
+        Document::Manifest(m) => Ok(*m),
         Document::Index(_) => Err(Error::json(
             what,
             "expected an image manifest, found an index",

@@ -49,6 +49,10 @@ pub enum Command {
     Parse(commands::parse::ParseArgs),
     /// Report every problem in a Dockerfile at once: errors and lint warnings.
     Check(commands::check::CheckArgs),
+    /// Say which build steps would hit the cache and why the others would miss; builds nothing.
+    Explain(commands::explain::ExplainArgs),
+    /// Print the build graph (stages, steps, dependencies) as Graphviz dot or JSON.
+    Plan(commands::plan::PlanArgs),
 }
 
 /// Global options that take a value, so the bare-form detection can skip over them.

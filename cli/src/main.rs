@@ -3,6 +3,7 @@
 //! and is the only place that prints.
 
 mod args;
+mod build;
 mod commands;
 mod exit;
 #[allow(dead_code)]

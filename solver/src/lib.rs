@@ -9,6 +9,7 @@ pub mod context;
 pub mod explain;
 pub mod graph;
 pub mod image;
+pub mod inputs;
 pub mod op;
 pub mod plan;
 pub mod reporter;

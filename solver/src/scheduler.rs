@@ -18,7 +18,7 @@ use crate::worker::{CancelToken, ExecRequest, Layer, Worker};
 
 /// Computes the per-file differences of a named file set between two record digests, for
 /// explanations; `None` when the records are unknown.
-pub type FilesDiff = dyn Fn(&str, &str, &str) -> Option<FileDiff> + Sync;
+pub type FilesDiff<'a> = dyn Fn(&str, &str, &str) -> Option<FileDiff> + Sync + 'a;
 
 pub struct SolveOptions<'a> {
     pub no_cache: bool,
@@ -31,7 +31,7 @@ pub struct SolveOptions<'a> {
     pub site_prefix: String,
     /// The build-context files each step reads, by set name, resolved before solving.
     pub files: &'a BTreeMap<StepId, BTreeMap<String, FilesInput>>,
-    pub files_diff: &'a FilesDiff,
+    pub files_diff: &'a FilesDiff<'a>,
     /// Unix seconds, for cache-entry timestamps.
     pub now: i64,
     pub cancel: CancelToken,

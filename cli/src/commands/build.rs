@@ -34,6 +34,18 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = Progress::Auto, value_name = "MODE")]
     pub progress: Progress,
 
+    /// Target platform (`linux/amd64`); defaults to this machine's.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+
+    /// How many stages may build at the same time (default: the number of CPUs).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Fail instead of building when any step would miss the cache (a CI guard).
+    #[arg(long)]
+    pub fail_on_cache_miss: bool,
+
     /// The build context: the directory whose files COPY and ADD can use.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,

@@ -3,7 +3,9 @@
 
 pub mod build;
 pub mod check;
+pub mod explain;
 pub mod parse;
+pub mod plan;
 
 use crate::args::{Cli, Command};
 
@@ -13,5 +15,7 @@ pub fn run(cli: Cli) -> miette::Result<u8> {
         Command::Build(args) => build::run(global, args),
         Command::Parse(args) => parse::run(global, args),
         Command::Check(args) => check::run(global, args),
+        Command::Explain(args) => explain::run(global, args),
+        Command::Plan(args) => plan::run(global, args),
     }
 }

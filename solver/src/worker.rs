@@ -2,7 +2,7 @@
 //! in tests): the solver says which step to run on which layers; the worker returns the layer.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::op::{Plan, Step};
@@ -37,21 +37,52 @@ pub trait Worker: Sync {
     fn has_layer(&self, diff_id: &str) -> bool;
 }
 
-/// Shared cancellation flag: set on the first failure or on Ctrl-C; workers poll it and stop
-/// their step cleanly.
-#[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
+/// Shared cancellation flag: set on the first failure or on Ctrl-C. Workers poll it, or
+/// register a hook that stops their running step at once (killing a sandbox).
+#[derive(Clone, Default)]
+pub struct CancelToken(Arc<CancelInner>);
+
+#[derive(Default)]
+struct CancelInner {
+    cancelled: AtomicBool,
+    hooks: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for CancelToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CancelToken({})", self.is_cancelled())
+    }
+}
 
 impl CancelToken {
     pub fn new() -> CancelToken {
         CancelToken::default()
     }
 
+    /// Set the flag and run every hook (once).
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        if self.0.cancelled.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let hooks = self.0.hooks.lock().unwrap_or_else(|e| e.into_inner());
+        for hook in hooks.iter() {
+            hook();
+        }
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Run `hook` when the token is cancelled (immediately if it already is).
+    pub fn on_cancel(&self, hook: impl Fn() + Send + Sync + 'static) {
+        // Checked under the lock `cancel` takes, so a hook is never missed nor run twice.
+        let mut hooks = self.0.hooks.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_cancelled() {
+            drop(hooks);
+            hook();
+        } else {
+            hooks.push(Box::new(hook));
+        }
     }
 }

@@ -6,7 +6,7 @@ mod args;
 mod build;
 mod commands;
 mod exit;
-#[allow(dead_code)]
+mod interrupt;
 mod progress;
 
 use std::process::ExitCode;

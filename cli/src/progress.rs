@@ -24,6 +24,8 @@ pub struct ProgressReporter {
 }
 
 enum Mode {
+    /// `--quiet`: nothing but errors.
+    Quiet,
     Plain,
     Json,
     Tty(MultiProgress),
@@ -55,12 +57,13 @@ pub struct Counts {
 }
 
 impl ProgressReporter {
-    pub fn new(progress: Progress) -> ProgressReporter {
+    pub fn new(progress: Progress, quiet: bool) -> ProgressReporter {
         use std::io::IsTerminal;
         let tty = std::io::stderr().is_terminal()
             && std::env::var("TERM").map_or(true, |t| t != "dumb")
             && std::env::var_os("CI").is_none();
         let mode = match progress {
+            _ if quiet => Mode::Quiet,
             Progress::Plain => Mode::Plain,
             Progress::Json => Mode::Json,
             Progress::Tty => Mode::Tty(MultiProgress::with_draw_target(
@@ -95,6 +98,7 @@ impl ProgressReporter {
             }
             Mode::Plain => eprintln!("{text}"),
             Mode::Json => emit_json(json!({ "event": "message", "text": text })),
+            Mode::Quiet => {}
         }
     }
 
@@ -138,6 +142,9 @@ fn secs(d: Duration) -> String {
 
 impl Reporter for ProgressReporter {
     fn event(&self, event: Event<'_>) {
+        if matches!(self.mode, Mode::Quiet) {
+            return;
+        }
         let mut state = self.state.lock().expect("progress lock");
         let at = self.started.elapsed().as_secs_f64();
         match event {

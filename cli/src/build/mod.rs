@@ -5,6 +5,7 @@
 
 pub mod dockerfile;
 pub mod explain;
+pub mod finish;
 pub mod images;
 
 use std::collections::BTreeMap;

@@ -196,6 +196,7 @@ impl Reporter for ProgressReporter {
                         "step": step.display, "line": step.site.line, "key": key,
                         "reasons": reasons, "time": at,
                     })),
+                    Mode::Quiet => {}
                     Mode::Plain => {
                         eprintln!("#{n} {}", Self::title(stage, step));
                         if !why.is_empty() {
@@ -246,6 +247,7 @@ impl Reporter for ProgressReporter {
                             "event": "log", "vertex": n, "text": text, "time": at,
                         })),
                         Mode::Plain => eprintln!("#{n} {at:.3} {text}"),
+                        Mode::Quiet => {}
                         Mode::Tty(_) => {
                             if let Some(live) = state.bars.get_mut(&step) {
                                 live.tail.push_back(text);
@@ -280,6 +282,7 @@ impl Reporter for ProgressReporter {
                         "seconds": elapsed.as_secs_f64(), "time": at,
                     })),
                     Mode::Plain => eprintln!("#{n} DONE {}", secs(elapsed)),
+                    Mode::Quiet => {}
                     Mode::Tty(mp) => {
                         if let Some(live) = state.bars.remove(&step.id) {
                             live.bar.finish_and_clear();
@@ -298,6 +301,7 @@ impl Reporter for ProgressReporter {
                         "step": step.display, "line": step.site.line, "time": at,
                     })),
                     Mode::Plain => eprintln!("#{n} ERROR"),
+                    Mode::Quiet => {}
                     Mode::Tty(mp) => {
                         if let Some(live) = state.bars.remove(&step.id) {
                             live.bar.finish_and_clear();

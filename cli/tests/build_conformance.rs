@@ -48,6 +48,44 @@ fn case_args(dir: &Path, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Copy a case into `dest` as its authors had it. The shared data is a read-only copy of a git
+/// checkout made without symlink support: every file lost its write bit, and each symlink
+/// became a small file holding its target. Restore both (`u+w`, and a file without a trailing
+/// newline that names an existing sibling becomes that symlink again) so the context matches
+/// the one BuildKit built from.
+fn prepare_context(src: &Path, dest: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dest).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let from = entry.path();
+        let to = dest.join(entry.file_name());
+        let meta = std::fs::symlink_metadata(&from).unwrap();
+        if meta.is_dir() {
+            prepare_context(&from, &to);
+        } else if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from).unwrap(), &to).unwrap();
+            continue;
+        } else {
+            let bytes = std::fs::read(&from).unwrap();
+            let target = String::from_utf8(bytes.clone()).ok().filter(|t| {
+                bytes.len() < 256
+                    && !t.is_empty()
+                    && !t.ends_with('\n')
+                    && !t.contains('\0')
+                    && src.join(t).exists()
+            });
+            if let Some(target) = target {
+                std::os::unix::fs::symlink(target, &to).unwrap();
+                continue;
+            }
+            std::fs::write(&to, bytes).unwrap();
+        }
+        let mode = meta.permissions().mode() & 0o7777 | 0o200;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
 /// Differences between two flattened trees, one line each (bounded).
 fn diff_files(got: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> Vec<String> {
     let mut out = Vec::new();
@@ -89,14 +127,17 @@ fn conformance_cases_match_buildkit() {
     cases.sort();
     assert!(cases.len() >= 10, "too few cases: {cases:?}");
 
+    let contexts = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     for name in &cases {
+        let context = contexts.path().join(name);
+        prepare_context(&cases_dir.join(name), &context);
         let tag = format!("conformance/{name}:test");
         let out = env
             .rbuild()
             .args(["build", "--progress", "plain", "-t", &tag])
             .args(case_args(&cases_dir, name))
-            .arg(cases_dir.join(name))
+            .arg(&context)
             .output()
             .unwrap();
         if !out.status.success() {

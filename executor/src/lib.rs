@@ -43,4 +43,5 @@ pub use sandbox::{CancelToken, Network, Stdio3, Stream};
 pub use snapshot::Snapshots;
 pub use step::{Backend, Executor, ExecutorOptions, ExitStatus, RunOutcome, RunStep, StepRootfs};
 
+pub mod build;
 pub mod fetch;

@@ -2,8 +2,8 @@
 //! in tests): the solver says which step to run on which layers; the worker returns the layer.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::op::{Plan, Step};
 

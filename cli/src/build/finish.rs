@@ -82,9 +82,8 @@ pub fn tag_all(prepared: &Prepared, image: &ImageRecord, tags: &[Reference]) -> 
 }
 
 pub fn write_iidfile(path: &Path, image: &ImageRecord) -> miette::Result<()> {
-    fs_err::write(path, image.id().as_str()).map_err(|e| {
-        miette::miette!(code = "rbuild::io", "cannot write --iidfile: {e}")
-    })
+    fs_err::write(path, image.id().as_str())
+        .map_err(|e| miette::miette!(code = "rbuild::io", "cannot write --iidfile: {e}"))
 }
 
 pub fn write_metadata(path: &Path, image: &ImageRecord, tags: &[Reference]) -> miette::Result<()> {
@@ -98,9 +97,8 @@ pub fn write_metadata(path: &Path, image: &ImageRecord, tags: &[Reference]) -> m
             "size": image.manifest_size,
         },
     });
-    fs_err::write(path, serde_json::to_vec_pretty(&value).expect("json")).map_err(|e| {
-        miette::miette!(code = "rbuild::io", "cannot write --metadata-file: {e}")
-    })
+    fs_err::write(path, serde_json::to_vec_pretty(&value).expect("json"))
+        .map_err(|e| miette::miette!(code = "rbuild::io", "cannot write --metadata-file: {e}"))
 }
 
 /// Docker-style human size (`1.98MB`, decimal units).

@@ -47,6 +47,9 @@ pub struct StepRecord {
     pub layer: Option<Layer>,
     pub reasons: Vec<MissReason>,
     pub preimage: Option<Preimage>,
+    /// When the step's result was built (unix seconds): now, or the cache entry's time; `None`
+    /// for metadata steps and unknown (dry-run) results.
+    pub built_at: Option<i64>,
 }
 
 /// The result of one stage.
@@ -231,6 +234,7 @@ fn run_stage(
                 layer: None,
                 reasons: Vec::new(),
                 preimage: None,
+                built_at: None,
             });
             continue;
         }
@@ -268,6 +272,7 @@ fn run_stage(
                 layer: None,
                 reasons,
                 preimage: None,
+                built_at: None,
             });
             layers = None;
             tip = ParentNote::Step {
@@ -324,6 +329,7 @@ fn run_stage(
                 layer: layer.clone(),
                 reasons: Vec::new(),
                 preimage: Some(preimage),
+                built_at: Some(entry.created),
             });
             layer
         } else {
@@ -344,6 +350,7 @@ fn run_stage(
                     layer: None,
                     reasons,
                     preimage: Some(preimage),
+                    built_at: None,
                 });
                 layers = None;
                 tip = ParentNote::Step {
@@ -398,6 +405,7 @@ fn run_stage(
                 layer: layer.clone(),
                 reasons,
                 preimage: Some(preimage),
+                built_at: Some(opts.now),
             });
             layer
         };

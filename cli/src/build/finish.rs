@@ -27,19 +27,15 @@ pub fn parse_tags(tags: &[String]) -> miette::Result<Vec<Reference>> {
         .collect()
 }
 
-/// RFC 3339 creation time: `SOURCE_DATE_EPOCH` when given (reproducible builds), else now.
-pub fn created_time(source_date_epoch: Option<i64>) -> String {
-    let ts = match source_date_epoch {
-        Some(secs) => jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
-        None => jiff::Timestamp::now(),
-    };
-    ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// Commit the target stage's image (not tagged yet).
-pub fn commit(prepared: &Prepared, solved: &Solved, created: &str) -> miette::Result<ImageRecord> {
+/// Commit the target stage's image (not tagged yet); `epoch` is `SOURCE_DATE_EPOCH`.
+pub fn commit(
+    prepared: &Prepared,
+    solved: &Solved,
+    epoch: Option<i64>,
+) -> miette::Result<ImageRecord> {
     let plan = &prepared.planned.plan;
-    let config = image::assemble(&prepared.planned, solved, plan.target, created);
+    let now = jiff::Timestamp::now().as_second();
+    let config = image::assemble(&prepared.planned, solved, plan.target, epoch, now);
     // Base layers keep their stored descriptors (possibly compressed); built layers are stored
     // uncompressed, so their blob digest is their diff_id.
     let mut known: BTreeMap<&Digest, &Layer> = BTreeMap::new();
@@ -131,11 +127,5 @@ mod tests {
         assert_eq!(human_size(999), "999B");
         assert_eq!(human_size(1_982_256), "1.982MB");
         assert_eq!(human_size(1_500_000_000), "1.5GB");
-    }
-
-    #[test]
-    fn created() {
-        assert_eq!(created_time(Some(0)), "1970-01-01T00:00:00Z");
-        assert_eq!(created_time(Some(1_700_000_000)), "2023-11-14T22:13:20Z");
     }
 }

@@ -216,8 +216,7 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
         }
         Err(err) => return Err(err),
     };
-    let created = finish::created_time(epoch);
-    let image = finish::commit(&prepared, &solved, &created)?;
+    let image = finish::commit(&prepared, &solved, epoch)?;
     finish::tag_all(&prepared, &image, &tags)?;
     if let Some(path) = &args.iidfile {
         finish::write_iidfile(path, &image)?;

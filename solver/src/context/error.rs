@@ -8,12 +8,13 @@ use std::sync::Arc;
 use miette::{Diagnostic, NamedSource, SourceSpan};
 use thiserror::Error;
 
-/// Source text for diagnostics (a Dockerfile or a `.dockerignore`).
-pub type Source = NamedSource<Arc<str>>;
+/// Source text for diagnostics (a Dockerfile or a `.dockerignore`), cheap to clone into
+/// every error that labels it.
+pub type Source = Arc<NamedSource<Arc<str>>>;
 
 /// Makes a [`Source`] from a display name and text.
 pub fn source(name: impl AsRef<str>, text: impl Into<Arc<str>>) -> Source {
-    NamedSource::new(name, text.into())
+    Arc::new(NamedSource::new(name, text.into()))
 }
 
 /// Failure to read the build context, parse its `.dockerignore`, or hash its files.
@@ -152,17 +153,13 @@ pub enum SourceError {
     },
 
     /// The path exists but `.dockerignore` excludes it.
-    #[error("COPY source `{source_text}` is excluded by `{rule_file}:{rule_line}` (`{pattern}`)")]
+    #[error("COPY source `{source_text}` is excluded by {rule_ref}")]
     #[diagnostic(code(rbuild::context::source_excluded), help("{help}"))]
     Excluded {
         /// The source as written.
         source_text: String,
-        /// Ignore file name.
-        rule_file: String,
-        /// Rule line.
-        rule_line: usize,
-        /// The rule's pattern as written.
-        pattern: String,
+        /// The rule, as "`.dockerignore:3` (`*.txt`)".
+        rule_ref: String,
         /// What to change.
         help: String,
         /// The Dockerfile.

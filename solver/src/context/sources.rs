@@ -96,14 +96,9 @@ pub struct ResolvedSources {
     pub roots: Vec<SourceRoot>,
     /// Everything to copy.
     pub items: Vec<CopyItem>,
-}
-
-impl ResolvedSources {
-    /// True when more than one thing was matched or a wildcard was used, which requires a
-    /// destination ending in `/` (the caller checks the destination).
-    pub fn is_multiple(&self) -> bool {
-        self.roots.len() > 1
-    }
+    /// More than one source, or a wildcard: Docker then requires a destination ending in `/`
+    /// (the caller checks the destination).
+    pub multiple: bool,
 }
 
 /// True for names OCI layers reserve for whiteouts (`.wh.` prefix), which can never be copied.
@@ -208,6 +203,7 @@ impl BuildContext {
         let excludes = self.compile_excludes(req)?;
         let mut out = ResolvedSources::default();
         let mut empty_wildcard: Option<usize> = None;
+        out.multiple = req.sources.len() > 1;
         for (si, arg) in req.sources.iter().enumerate() {
             let raw = arg.text.as_bytes();
             let (pivot, cleaned) = if req.parents {
@@ -223,6 +219,7 @@ impl BuildContext {
                 (Vec::new(), clean_in_root(raw))
             };
             let named: Vec<Vec<u8>> = if glob::has_meta(&cleaned) {
+                out.multiple = true;
                 let found = self.expand(&cleaned).map_err(|(m, ge)| match ge {
                     Some(e) => SourceError::BadWildcard {
                         source_text: arg.text.clone(),
@@ -531,9 +528,7 @@ impl BuildContext {
         };
         Some(SourceError::Excluded {
             source_text: arg.text.clone(),
-            rule_file: ig.name().to_string(),
-            rule_line: rule.line,
-            pattern: rule.written.clone(),
+            rule_ref: format!("`{}:{}` (`{}`)", ig.name(), rule.line, rule.written),
             help,
             src: req.dockerfile.clone(),
             span: arg.span,
@@ -577,10 +572,7 @@ fn split(p: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
         .filter(|c| !c.is_empty() && *c != b".")
 }
 
-/// The position of the `--parents` pivot `/./` (or a leading `./`).
+/// The position of the `--parents` pivot `/./` (BuildKit's `strings.Cut(src, "/./")`).
 fn find_pivot(raw: &[u8]) -> Option<usize> {
-    if raw.starts_with(b"./") {
-        return None;
-    }
     raw.windows(3).position(|w| w == b"/./")
 }

@@ -177,7 +177,9 @@ fn cleaning_and_directory_contents() {
     }
     let r = resolve(&ctx, &["app/main.rs", "docs"]).unwrap();
     assert_eq!(dests(&r), ["main.rs", "", "readme.md"]);
-    assert!(r.is_multiple());
+    assert!(r.multiple);
+    assert!(!resolve(&ctx, &["app"]).unwrap().multiple);
+    assert!(resolve(&ctx, &["app/m*.rs"]).unwrap().multiple);
 }
 
 /// A symlink named as a source is followed inside the context; symlinks inside a copied
@@ -237,6 +239,10 @@ fn wildcards_exclude_and_parents() {
     assert_eq!(dests(&r), ["app", "app/main.rs", "docs", "docs/readme.md"]);
     let r = resolve_with(&ctx, &["app/./main.rs"], &[], true).unwrap();
     assert_eq!(dests(&r), ["main.rs"]);
+    let r = resolve_with(&ctx, &["./app/./main.rs"], &[], true).unwrap();
+    assert_eq!(dests(&r), ["main.rs"]);
+    let r = resolve_with(&ctx, &["./app/main.rs"], &[], true).unwrap();
+    assert_eq!(dests(&r), ["app", "app/main.rs"]);
 }
 
 /// Records from the fixture: hashed contents, context-default owner, and a digest that is
@@ -453,4 +459,24 @@ fn conformance_copy_basic_sources() {
         dests(&resolve(&ctx, &["a.txt", "dir/top.txt"]).unwrap()),
         ["a.txt", "top.txt"]
     );
+}
+
+/// The rendered report shows the COPY line, the `.dockerignore` line and both labels.
+#[test]
+fn excluded_report_renders_both_snippets() {
+    let ctx = BuildContext::load(&fixture("basic"), None).unwrap();
+    let e = resolve(&ctx, &["secret.env"]).unwrap_err();
+    let mut out = String::new();
+    miette::NarratableReportHandler::new()
+        .render_report(&mut out, &e)
+        .unwrap();
+    for want in [
+        "is excluded by `.dockerignore:5` (`secret.env`)",
+        "COPY secret.env /dst/",
+        "excluded from the build context",
+        "this rule excludes it",
+        "rbuild::context::source_excluded",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
 }

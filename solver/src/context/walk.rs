@@ -7,6 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use walkdir::WalkDir;
 
 use super::error::ContextError;
@@ -195,8 +196,11 @@ pub(crate) fn entry_from_metadata(
 /// fsutil does for parents of included paths). Symlinks are never followed.
 pub fn walk(root: &Path, ignore: &DockerIgnore) -> Result<Walked, ContextError> {
     let mut out = Walked::default();
-    // Excluded directories we descended into, waiting for an included descendant: (depth, entry).
-    let mut pending: Vec<(usize, Entry)> = Vec::new();
+    // Pass 1 (sequential): decide what is included from names and `d_type` alone.
+    // Pass 2 (parallel): `lstat` the included paths on all cores, keeping the order.
+    let mut included: Vec<(PathBuf, PathBuf)> = Vec::new();
+    // Excluded directories we descended into, waiting for an included descendant.
+    let mut pending: Vec<(usize, PathBuf, PathBuf)> = Vec::new();
     let mut it = WalkDir::new(root)
         .follow_links(false)
         .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
@@ -213,50 +217,59 @@ pub fn walk(root: &Path, ignore: &DockerIgnore) -> Result<Walked, ContextError> 
             ContextError::io(path, io)
         })?;
         let depth = dent.depth();
+        let ft = dent.file_type();
+        if depth == 0 && !ft.is_dir() {
+            return Err(ContextError::NotADirectory {
+                path: root.to_path_buf(),
+            });
+        }
         let rel = dent
             .path()
             .strip_prefix(root)
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        if depth == 0 && !dent.file_type().is_dir() {
-            return Err(ContextError::NotADirectory {
-                path: root.to_path_buf(),
-            });
-        }
-        while pending.last().is_some_and(|(d, _)| *d >= depth) {
+        while pending.last().is_some_and(|(d, _, _)| *d >= depth) {
             pending.pop();
         }
         let rel_bytes = pathutil::bytes(&rel);
         let excluded = depth > 0 && ignore.is_excluded(rel_bytes);
-        let is_dir = dent.file_type().is_dir();
+        let is_dir = ft.is_dir();
         if excluded && !(is_dir && ignore.must_descend(rel_bytes)) {
             if is_dir {
                 it.skip_current_dir();
             }
             continue;
         }
-        let meta = dent
-            .metadata()
-            .map_err(|e| ContextError::io(dent.path().display(), e.into()))?;
-        let Some(entry) = entry_from_metadata(dent.path(), rel.clone(), &meta)? else {
-            let what = if meta.file_type().is_fifo() {
-                "fifo"
-            } else {
-                "socket"
-            };
+        if ft.is_fifo() || ft.is_socket() {
+            let what = if ft.is_fifo() { "fifo" } else { "socket" };
             tracing::warn!(path = %rel.display(), "skipping {what} in the build context");
             out.warnings.push(WalkWarning {
                 path: rel,
                 message: format!("skipped {what}: special files are not part of the build context"),
             });
             continue;
-        };
+        }
+        let abs = dent.into_path();
         if excluded {
-            pending.push((depth, entry));
+            pending.push((depth, abs, rel));
             continue;
         }
-        out.entries.extend(pending.drain(..).map(|(_, e)| e));
-        out.entries.push(entry);
+        included.extend(pending.drain(..).map(|(_, a, r)| (a, r)));
+        included.push((abs, rel));
+    }
+    let stated: Vec<Result<Option<Entry>, ContextError>> = included
+        .into_par_iter()
+        .map(|(abs, rel)| {
+            let meta =
+                std::fs::symlink_metadata(&abs).map_err(|e| ContextError::io(abs.display(), e))?;
+            entry_from_metadata(&abs, rel, &meta)
+        })
+        .collect();
+    for e in stated {
+        // `None`: replaced by a FIFO or socket since the directory was read; skip it too.
+        if let Some(e) = e? {
+            out.entries.push(e);
+        }
     }
     Ok(out)
 }

@@ -111,7 +111,14 @@ pub fn copy(root: &Dest, op: &CopyOp, inputs: &CopyInputs<'_>) -> Result<(), Ste
     // 1. Build-context sources, resolved before the build.
     if let (Some(ctx), Some(resolved)) = (inputs.context, inputs.step.and_then(|s| s.copy.as_ref()))
     {
-        let many = resolved.is_multiple() || op.parents;
+        let many = resolved.multiple || op.parents;
+        if resolved.multiple && !into {
+            return Err(StepError::Invalid {
+                message: format!(
+                    "when copying several files (or a wildcard) the destination `{dest_text}` must be a directory and end with a /"
+                ),
+            });
+        }
         for root_src in &resolved.roots {
             for it in &resolved.items[root_src.items.clone()] {
                 let entry = &ctx.entries()[it.entry];

@@ -127,6 +127,22 @@ impl Op {
     pub fn changes_files(&self) -> bool {
         !matches!(self, Op::Meta)
     }
+
+    /// `COPY --link`: the layer is built on an empty tree, so it does not depend on the layers
+    /// below and stays cached when they change (BuildKit's "rebase without rebuild"). A
+    /// `--chown` by name needs the image's /etc/passwd, so it keeps the parent.
+    pub fn is_independent(&self) -> bool {
+        match self {
+            Op::Copy(c) => {
+                c.link
+                    && c.chown.as_deref().is_none_or(|spec| {
+                        spec.split(':')
+                            .all(|p| p.bytes().all(|b| b.is_ascii_digit()))
+                    })
+            }
+            _ => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -246,7 +246,13 @@ fn run_stage(
             .iter()
             .map(|(s, l)| l.clone().map(|l| (*s, l)))
             .collect();
-        let (Some(parent_layers), Some(stage_layers)) = (layers.clone(), known_sources) else {
+        // A `COPY --link` layer is built on nothing, whatever is below it.
+        let parent_for_step = if step.op.is_independent() {
+            Some(Vec::new())
+        } else {
+            layers.clone()
+        };
+        let (Some(parent_layers), Some(stage_layers)) = (parent_for_step, known_sources) else {
             // Dry run after a step that would be rebuilt: the inputs are unknown until then.
             let reasons = vec![match &tip {
                 ParentNote::Step { display, line } => MissReason::ParentChanged {
@@ -315,6 +321,7 @@ fn run_stage(
                 key: &key.0,
             });
             if !opts.dry_run {
+                shared.worker.touch_layer(&key.0);
                 shared.cache.touch(&key, opts.now)?;
                 shared.cache.record_site(&site, &key)?;
             }
@@ -390,6 +397,9 @@ fn run_stage(
                 last_used: opts.now,
                 build_ms: elapsed.as_millis() as u64,
             };
+            if let Some(diff_id) = &entry.result.diff_id {
+                shared.worker.keep_layer(&key.0, diff_id)?;
+            }
             shared.cache.put(&entry)?;
             shared.cache.record_site(&site, &key)?;
             shared.reporter.event(Event::StepDone {

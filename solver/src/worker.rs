@@ -35,6 +35,17 @@ pub trait Worker: Sync {
 
     /// Whether a layer recorded in the cache is still available (it may have been pruned).
     fn has_layer(&self, diff_id: &str) -> bool;
+
+    /// Keep `diff_id` alive for the cache entry `key` (a GC root), before the entry is written.
+    fn keep_layer(&self, key: &str, diff_id: &str) -> miette::Result<()> {
+        let _ = (key, diff_id);
+        Ok(())
+    }
+
+    /// The cache entry `key` was used (for age-based pruning of its GC root).
+    fn touch_layer(&self, key: &str) {
+        let _ = key;
+    }
 }
 
 /// Shared cancellation flag: set on the first failure or on Ctrl-C. Workers poll it, or

@@ -134,7 +134,7 @@ pub fn prepare(global: &GlobalArgs, args: &BuildArgs, quiet: bool) -> miette::Re
         )
     })?;
 
-    let cache = CacheIndex::open(store.layout().cache().join("v1")).map_err(Report::new)?;
+    let cache = CacheIndex::open(cache_dir(&store)).map_err(Report::new)?;
     let context = if inputs::needs_context(&planned.plan, &order) {
         Some(
             BuildContext::load(&context_dir, dockerfile_path.as_deref())
@@ -187,6 +187,12 @@ pub fn site_prefix(prepared: &Prepared) -> String {
 
 fn plan_report(text: &DockerfileText, err: PlanError) -> Report {
     text.report(err)
+}
+
+/// The cache index lives in `$ROOT/cache/_index-v1` (names starting with `_` are the solver's
+/// own; the store's GC manages the per-entry GC roots in `refs/cache/`).
+pub fn cache_dir(store: &Store) -> PathBuf {
+    store.layout().cache().join("_index-v1")
 }
 
 /// The stat cache of a context directory lives in the store, keyed by the context's path.

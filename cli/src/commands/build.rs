@@ -52,6 +52,10 @@ pub struct BuildArgs {
     #[arg(long)]
     pub fail_on_cache_miss: bool,
 
+    /// Before building, explain every cache miss in full (as `rbuild explain` does).
+    #[arg(long)]
+    pub explain: bool,
+
     /// A secret for `RUN --mount=type=secret` (`id=NAME,src=FILE` or `id=NAME,env=VAR`);
     /// never stored in the image or the cache.
     #[arg(long, value_name = "id=NAME,src=FILE|env=VAR")]
@@ -154,10 +158,15 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     };
     let prepared = build::prepare(global, &args, args.quiet)?;
 
-    if args.fail_on_cache_miss {
+    if args.fail_on_cache_miss || args.explain {
         let explanations = crate::commands::explain::dry_run(&prepared, args.no_cache)?;
-        if explanations.iter().any(|e| !e.cached) {
+        if args.explain {
             build::explain::print(&prepared.dockerfile, &explanations, false);
+        }
+        if args.fail_on_cache_miss && explanations.iter().any(|e| !e.cached) {
+            if !args.explain {
+                build::explain::print(&prepared.dockerfile, &explanations, false);
+            }
             return Err(miette::miette!(
                 code = "rbuild::build::cache_miss",
                 help = "remove --fail-on-cache-miss to build anyway",

@@ -248,4 +248,15 @@ impl Worker for BuildWorker<'_> {
     fn has_layer(&self, diff_id: &str) -> bool {
         Digest::parse(diff_id).is_ok_and(|d| self.store.has_blob(&d))
     }
+
+    fn keep_layer(&self, key: &str, diff_id: &str) -> miette::Result<()> {
+        let digest = Digest::parse(diff_id).map_err(miette::Report::new)?;
+        self.store
+            .set_ref(rbuild_store::refs::KIND_CACHE, key, &[digest])
+            .map_err(miette::Report::new)
+    }
+
+    fn touch_layer(&self, key: &str) {
+        let _ = self.store.touch_ref(rbuild_store::refs::KIND_CACHE, key);
+    }
 }

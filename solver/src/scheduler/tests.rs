@@ -406,3 +406,46 @@ fn failure_cancels_other_stages() {
             .contains(&"RUN final".to_string())
     );
 }
+
+/// `COPY --link` does not depend on the layers below: it stays cached when they change.
+#[test]
+fn link_copy_survives_parent_changes() {
+    let link_step = |stage: usize, index: usize| Step {
+        id: StepId { stage, index },
+        display: "COPY --link a /a".into(),
+        site: Site::default(),
+        op: Op::Copy(CopyOp {
+            add: false,
+            from: FileSource::Context,
+            sources: vec![],
+            dest: "/a".into(),
+            chown: None,
+            chmod: None,
+            link: true,
+            parents: false,
+            excludes: vec![],
+            checksum: None,
+            keep_git_dir: false,
+            unpack: None,
+            workdir: "/".into(),
+        }),
+        created_by: String::new(),
+        key: KeyParts {
+            canonical: "COPY --link a /a".into(),
+            ..KeyParts::default()
+        },
+    };
+    let make = |first: &str| {
+        let mut s = stage(0, &[first, "placeholder", "after"]);
+        s.steps[1] = link_step(0, 1);
+        plan(vec![s])
+    };
+    let h = Harness::new();
+    h.solve(&make("one"), &FakeWorker::default(), false, false)
+        .unwrap();
+    let worker = FakeWorker::default();
+    let solved = h.solve(&make("two"), &worker, false, false).unwrap();
+    let steps = &solved.stages[0].as_ref().unwrap().steps;
+    assert!(!steps[0].cached && steps[1].cached && !steps[2].cached);
+    assert_eq!(*worker.log.lock().unwrap(), vec!["RUN two", "RUN after"]);
+}

@@ -45,6 +45,10 @@ impl CheckSettings {
 pub struct Dockerfile {
     pub directives: Directives,
     pub instructions: Vec<Instruction>,
+    /// Raw nodes that are syntactically valid but were refused as instructions (unknown
+    /// instruction, bad flag, ...): kept so the AST dump shows what BuildKit's parser sees.
+    #[serde(skip)]
+    pub rejected: Vec<Node>,
 }
 
 /// One build stage: its `FROM` and the instructions up to the next `FROM`.
@@ -90,9 +94,9 @@ impl Dockerfile {
                             instructions: &self.instructions[start..i],
                         });
                     }
-                    current = Some((i + 1, f));
+                    current = Some((i + 1, f.as_ref()));
                 }
-                Instruction::Arg(a) if current.is_none() => global_args.push(a),
+                Instruction::Arg(a) if current.is_none() => global_args.push(a.as_ref()),
                 _ => {}
             }
         }
@@ -111,10 +115,18 @@ impl Dockerfile {
 
     /// BuildKit's AST dump of the whole file (one line per instruction, newline-terminated).
     pub fn dump(&self) -> String {
+        let mut nodes: Vec<&Node> = self
+            .instructions
+            .iter()
+            .map(|i| i.meta().node.as_ref())
+            .chain(self.rejected.iter())
+            .collect();
+        nodes.sort_by_key(|n| n.span.start);
         let mut out = String::new();
-        for ins in &self.instructions {
-            out.push_str(&ins.dump());
-            out.push('\n');
+        for n in nodes {
+            out.push('(');
+            out.push_str(&n.dump());
+            out.push_str(")\n");
         }
         out
     }
@@ -133,7 +145,7 @@ pub struct Meta {
     pub end_line: usize,
     /// The raw BuildKit-style node, for the AST dump.
     #[serde(skip)]
-    pub node: Node,
+    pub node: Box<Node>,
 }
 
 /// A flag value: the raw text as written, and the typed value when it is static (no `$`).
@@ -280,6 +292,15 @@ pub enum Chmod {
     Symbolic(String),
 }
 
+impl std::fmt::Display for Chmod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Chmod::Octal(m) => write!(f, "{m:04o}"),
+            Chmod::Symbolic(s) => f.write_str(s),
+        }
+    }
+}
+
 /// Flags COPY and ADD share.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct CopyFlags {
@@ -389,28 +410,28 @@ pub struct Shell {
     pub shell: Vec<Word>,
 }
 
-/// One Dockerfile instruction.
+/// One Dockerfile instruction (each payload boxed, so a `Vec<Instruction>` stays small).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "instruction", rename_all = "UPPERCASE")]
 pub enum Instruction {
-    From(From),
-    Run(Run),
-    Cmd(Cmd),
-    Label(Label),
-    Maintainer(Maintainer),
-    Expose(Expose),
-    Env(Env),
-    Add(Add),
-    Copy(Copy),
-    Entrypoint(Entrypoint),
-    Volume(Volume),
-    User(User),
-    Workdir(Workdir),
-    Arg(Arg),
-    Onbuild(Onbuild),
-    Stopsignal(Stopsignal),
-    Healthcheck(Healthcheck),
-    Shell(Shell),
+    From(Box<From>),
+    Run(Box<Run>),
+    Cmd(Box<Cmd>),
+    Label(Box<Label>),
+    Maintainer(Box<Maintainer>),
+    Expose(Box<Expose>),
+    Env(Box<Env>),
+    Add(Box<Add>),
+    Copy(Box<Copy>),
+    Entrypoint(Box<Entrypoint>),
+    Volume(Box<Volume>),
+    User(Box<User>),
+    Workdir(Box<Workdir>),
+    Arg(Box<Arg>),
+    Onbuild(Box<Onbuild>),
+    Stopsignal(Box<Stopsignal>),
+    Healthcheck(Box<Healthcheck>),
+    Shell(Box<Shell>),
 }
 
 impl Instruction {

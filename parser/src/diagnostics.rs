@@ -33,6 +33,9 @@ pub struct ParseDiagnostic {
     pub line: usize,
     pub column: usize,
     pub url: Option<String>,
+    /// A syntax error BuildKit's parser itself would refuse (as opposed to an instruction-level
+    /// error or a lint): the AST dump is impossible only when one of these exists.
+    pub syntax: bool,
 }
 
 impl ParseDiagnostic {
@@ -80,6 +83,7 @@ fn error(name: &str, span: Span, message: String, label: &str) -> ParseDiagnosti
         line: 0,
         column: 0,
         url: None,
+        syntax: false,
     }
 }
 
@@ -579,23 +583,21 @@ pub(crate) fn stage_index_undefined(span: Span, index: usize, current: usize) ->
     .help("stages are numbered from 0 in file order; use a stage defined above, or its name")
 }
 
+/// A `--from` name that is no stage but close to one: probably a typo (it would be pulled as
+/// an image), so a warning rather than an error.
 pub(crate) fn unknown_stage_hint(
     span: Span,
     name: &str,
     stages: &[&str],
 ) -> Option<ParseDiagnostic> {
     let close = suggest(name, stages)?;
-    Some(
-        error(
-            "undefined_stage",
-            span,
-            format!("stage `{name}` is not defined"),
-            "no stage with this name",
-        )
-        .help(format!(
-            "did you mean {close}? (an unknown name would be pulled as an image)"
-        )),
-    )
+    let mut d = lint(
+        "UnknownStageReference",
+        span,
+        format!("`{name}` is not a stage defined above; it will be used as an image name"),
+    );
+    d.url = None;
+    Some(d.help(format!("did you mean {close}?")))
 }
 
 // ---- lint warnings ------------------------------------------------------------------------
@@ -626,6 +628,7 @@ pub(crate) fn lint(rule: &'static str, span: Span, message: String) -> ParseDiag
         url: Some(format!(
             "https://docs.docker.com/go/dockerfile/rule/{kebab}/"
         )),
+        syntax: false,
     }
 }
 

@@ -43,11 +43,11 @@ pub(crate) fn build(node: Node, lines: (usize, usize), span: Span, escape: char)
         span,
         start_line: lines.0,
         end_line: lines.1,
-        node,
+        node: Box::new(node),
     };
-    let cmd = meta.node.command();
+    let kind = meta.node.kind;
     let b = Builder { meta, escape };
-    match cmd.as_str() {
+    match kind {
         "from" => b.from(),
         "run" => b.run(),
         "cmd" => b.cmd(),
@@ -164,13 +164,13 @@ impl Builder {
         };
         let flags = self.flags(&[("platform", Kind::Str)])?;
         self.check(&image)?;
-        Ok(Instruction::From(From {
+        Ok(Instruction::From(Box::new(From {
             image,
             as_keyword,
             stage_name,
             platform: flags.string("platform"),
             meta: self.meta,
-        }))
+        })))
     }
 
     fn run(self) -> R<Instruction> {
@@ -215,30 +215,30 @@ impl Builder {
                 &["sandbox", "insecure"],
             )),
         })?;
-        Ok(Instruction::Run(Run {
+        Ok(Instruction::Run(Box::new(Run {
             command: self.command_form(),
             heredocs: self.meta.node.heredocs.clone(),
             mounts,
             network,
             security,
             meta: self.meta,
-        }))
+        })))
     }
 
     fn cmd(self) -> R<Instruction> {
         self.no_flags()?;
-        Ok(Instruction::Cmd(Cmd {
+        Ok(Instruction::Cmd(Box::new(Cmd {
             command: self.command_form(),
             meta: self.meta,
-        }))
+        })))
     }
 
     fn entrypoint(self) -> R<Instruction> {
         self.no_flags()?;
-        Ok(Instruction::Entrypoint(Entrypoint {
+        Ok(Instruction::Entrypoint(Box::new(Entrypoint {
             command: self.command_form(),
             meta: self.meta,
-        }))
+        })))
     }
 
     fn key_values(&self) -> R<Vec<KeyValue>> {
@@ -271,27 +271,27 @@ impl Builder {
 
     fn label(self) -> R<Instruction> {
         let labels = self.key_values()?;
-        Ok(Instruction::Label(Label {
+        Ok(Instruction::Label(Box::new(Label {
             labels,
             meta: self.meta,
-        }))
+        })))
     }
 
     fn env(self) -> R<Instruction> {
         let vars = self.key_values()?;
-        Ok(Instruction::Env(Env {
+        Ok(Instruction::Env(Box::new(Env {
             vars,
             meta: self.meta,
-        }))
+        })))
     }
 
     fn maintainer(self) -> R<Instruction> {
         let name = self.exactly_one()?;
         self.no_flags()?;
-        Ok(Instruction::Maintainer(Maintainer {
+        Ok(Instruction::Maintainer(Box::new(Maintainer {
             name,
             meta: self.meta,
-        }))
+        })))
     }
 
     fn expose(self) -> R<Instruction> {
@@ -300,10 +300,10 @@ impl Builder {
         for p in self.args() {
             self.check(p)?;
         }
-        Ok(Instruction::Expose(Expose {
+        Ok(Instruction::Expose(Box::new(Expose {
             ports: self.args().to_vec(),
             meta: self.meta,
-        }))
+        })))
     }
 
     /// Sources (heredoc markers split out), destination, heredocs.
@@ -361,7 +361,7 @@ impl Builder {
             check_checksum(v).map_err(|d| diagnostics::flag_value(span, "checksum", v, &d))?;
             Ok(v.to_string())
         })?;
-        Ok(Instruction::Add(Add {
+        Ok(Instruction::Add(Box::new(Add {
             sources,
             dest,
             heredocs,
@@ -371,7 +371,7 @@ impl Builder {
             checksum,
             unpack: flags.bool("unpack"),
             meta: self.meta,
-        }))
+        })))
     }
 
     fn copy(self) -> R<Instruction> {
@@ -385,7 +385,7 @@ impl Builder {
             ("exclude", Kind::Strings),
         ])?;
         let copy_flags = self.copy_flags(&flags)?;
-        Ok(Instruction::Copy(Copy {
+        Ok(Instruction::Copy(Box::new(Copy {
             sources,
             dest,
             heredocs,
@@ -394,7 +394,7 @@ impl Builder {
             from: flags.string("from"),
             parents: flags.bool("parents"),
             meta: self.meta,
-        }))
+        })))
     }
 
     fn volume(self) -> R<Instruction> {
@@ -406,31 +406,31 @@ impl Builder {
             }
             self.check(v)?;
         }
-        Ok(Instruction::Volume(Volume {
+        Ok(Instruction::Volume(Box::new(Volume {
             paths: self.args().to_vec(),
             json: self.meta.node.json,
             meta: self.meta,
-        }))
+        })))
     }
 
     fn user(self) -> R<Instruction> {
         let user = self.exactly_one()?;
         self.no_flags()?;
         self.check(&user)?;
-        Ok(Instruction::User(User {
+        Ok(Instruction::User(Box::new(User {
             user,
             meta: self.meta,
-        }))
+        })))
     }
 
     fn workdir(self) -> R<Instruction> {
         let path = self.exactly_one()?;
         self.no_flags()?;
         self.check(&path)?;
-        Ok(Instruction::Workdir(Workdir {
+        Ok(Instruction::Workdir(Box::new(Workdir {
             path,
             meta: self.meta,
-        }))
+        })))
     }
 
     fn arg(self) -> R<Instruction> {
@@ -461,10 +461,10 @@ impl Builder {
             };
             args.push(def);
         }
-        Ok(Instruction::Arg(Arg {
+        Ok(Instruction::Arg(Box::new(Arg {
             args,
             meta: self.meta,
-        }))
+        })))
     }
 
     fn onbuild(self) -> R<Instruction> {
@@ -475,7 +475,7 @@ impl Builder {
                 "ONBUILD",
             ));
         };
-        match child.command().as_str() {
+        match child.kind {
             "onbuild" => return Err(diagnostics::onbuild_chain(child.keyword.span)),
             "from" | "maintainer" => return Err(diagnostics::onbuild_trigger(&child.keyword)),
             _ => {}
@@ -495,21 +495,21 @@ impl Builder {
             span,
             self.escape,
         )?;
-        Ok(Instruction::Onbuild(Onbuild {
+        Ok(Instruction::Onbuild(Box::new(Onbuild {
             trigger: Box::new(trigger),
             expression,
             meta: self.meta,
-        }))
+        })))
     }
 
     fn stopsignal(self) -> R<Instruction> {
         let signal = self.exactly_one()?;
         self.no_flags()?;
         self.check(&signal)?;
-        Ok(Instruction::Stopsignal(Stopsignal {
+        Ok(Instruction::Stopsignal(Box::new(Stopsignal {
             signal,
             meta: self.meta,
-        }))
+        })))
     }
 
     fn healthcheck(self) -> R<Instruction> {
@@ -523,7 +523,7 @@ impl Builder {
                 return Err(diagnostics::healthcheck_none_args(span));
             }
             self.no_flags()?;
-            return Ok(Instruction::Healthcheck(Healthcheck {
+            return Ok(Instruction::Healthcheck(Box::new(Healthcheck {
                 kind: HealthcheckKind::None,
                 interval: None,
                 timeout: None,
@@ -531,7 +531,7 @@ impl Builder {
                 start_interval: None,
                 retries: None,
                 meta: self.meta,
-            }));
+            })));
         }
         let flags = self.flags(&[
             ("interval", Kind::Str),
@@ -571,7 +571,7 @@ impl Builder {
                 .filter(|n| i32::try_from(*n).is_ok())
                 .ok_or_else(|| diagnostics::invalid_retries(span, v))
         })?;
-        Ok(Instruction::Healthcheck(Healthcheck {
+        Ok(Instruction::Healthcheck(Box::new(Healthcheck {
             kind: HealthcheckKind::Cmd(command),
             interval,
             timeout,
@@ -579,7 +579,7 @@ impl Builder {
             start_interval,
             retries,
             meta: self.meta,
-        }))
+        })))
     }
 
     fn shell(self) -> R<Instruction> {
@@ -594,10 +594,10 @@ impl Builder {
             return Err(diagnostics::shell_not_json(self.args_span()));
         }
         self.at_least_one()?;
-        Ok(Instruction::Shell(Shell {
+        Ok(Instruction::Shell(Box::new(Shell {
             shell: self.args().to_vec(),
             meta: self.meta,
-        }))
+        })))
     }
 }
 

@@ -15,13 +15,22 @@
 //! - Arguments are unexpanded [`Word`]s (text as written, with spans). Flags are
 //!   [`Flag<T>`]: the raw text plus the typed value when static (no `$`). RUN mounts are typed
 //!   [`Mount`]s; re-parse after expansion with [`parse_mount_with`].
-//! - [`shell::expand_word`] / [`shell::expand_words`] expand with BuildKit's lexer rules and
-//!   report which variable names were used and which were unset; [`Instruction::expands_variables`]
-//!   says which instructions the builder expands (ADD COPY ENV EXPOSE FROM LABEL STOPSIGNAL USER
-//!   VOLUME WORKDIR, ARG defaults, ONBUILD of those).
+//! - [`shell::expand_word`]`(word, &dyn shell::Env, escape)` (one word) and
+//!   [`shell::expand_words`] (split like EXPOSE/VOLUME) expand with BuildKit's lexer rules; the
+//!   [`shell::Expanded`] result lists the variable names that were `used` (set) and `unset` —
+//!   every reference, including those inside an unused `${A:-$B}` default. `Env` is implemented
+//!   for closures `Fn(&str) -> Option<String>` and string maps.
+//!   [`Instruction::expands_variables`] says which instructions the builder expands (ADD COPY
+//!   ENV EXPOSE FROM LABEL STOPSIGNAL USER VOLUME WORKDIR, ARG defaults, ONBUILD of those).
+//! - [`Parsed::has_syntax_errors`]: errors BuildKit's own parser would refuse; only these make
+//!   the AST dump impossible (instruction-level errors still dump, as in BuildKit).
 //!
 //! Module map: `lines` (physical/logical lines) → `node` (BuildKit's raw node, dump) →
 //! `instructions` (typing, flags, mounts) → `parser` (driver, stage checks) → `lint`.
+
+// Diagnostics are the (rare) error path of every internal step; boxing them would add an
+// allocation to each without making the happy path faster.
+#![allow(clippy::result_large_err)]
 
 mod ast;
 pub mod diagnostics;
@@ -59,6 +68,11 @@ impl Parsed {
         self.diagnostics.iter().any(|d| d.is_error())
     }
 
+    /// Whether any error is a syntax error (no AST dump is possible).
+    pub fn has_syntax_errors(&self) -> bool {
+        self.diagnostics.iter().any(|d| d.syntax)
+    }
+
     pub fn errors(&self) -> impl Iterator<Item = &ParseDiagnostic> {
         self.diagnostics.iter().filter(|d| d.is_error())
     }
@@ -75,8 +89,24 @@ pub fn parse(src: &str) -> Parsed {
     if !diagnostics.iter().any(|d| d.is_error()) || !out.dockerfile.instructions.is_empty() {
         diagnostics.extend(lint::run(&out.dockerfile, &out.extras));
     }
+    if diagnostics.is_empty() {
+        return Parsed {
+            dockerfile: out.dockerfile,
+            diagnostics,
+        };
+    }
     let index = LineIndex::new(src);
     for d in &mut diagnostics {
+        // Labels must sit on character boundaries inside the text.
+        let mut start = d.span.start.min(src.len());
+        while !src.is_char_boundary(start) {
+            start -= 1;
+        }
+        let mut end = d.span.end.clamp(start, src.len());
+        while !src.is_char_boundary(end) {
+            end += 1;
+        }
+        d.span = Span::new(start, end);
         let (line, column) = index.line_col(src, d.span.start);
         d.line = line;
         d.column = column;
@@ -114,7 +144,12 @@ pub fn parse_bytes(bytes: &[u8]) -> ParsedBytes<'_> {
             let (line, column) = index.line_col(&text, d.span.start);
             d.line = line;
             d.column = column;
-            d.span = Span::new(d.span.start, (d.span.start + 1).min(text.len()));
+            let width = text[d.span.start.min(text.len())..]
+                .chars()
+                .next()
+                .map_or(0, char::len_utf8);
+            d.span = Span::new(d.span.start, d.span.start + width);
+            d.syntax = true;
             parsed.diagnostics.insert(0, d);
         }
     }

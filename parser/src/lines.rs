@@ -67,27 +67,35 @@ impl<'a> Cursor<'a> {
 
 /// An instruction's text with continuations joined, and the map back to source offsets.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Logical {
-    pub text: String,
-    /// `(offset in text, offset in source)` for each appended piece, increasing.
+pub(crate) struct Logical<'a> {
+    /// Borrowed from the source while the instruction is a single line.
+    pub text: std::borrow::Cow<'a, str>,
+    /// Source offset of the first piece.
+    first: usize,
+    /// `(offset in text, offset in source)` for each further piece, increasing.
     segments: Vec<(usize, usize)>,
 }
 
-impl Logical {
+impl<'a> Logical<'a> {
+    pub fn new(piece: &'a str, source_offset: usize) -> Self {
+        Logical {
+            text: piece.into(),
+            first: source_offset,
+            segments: Vec::new(),
+        }
+    }
+
     pub fn push(&mut self, piece: &str, source_offset: usize) {
         self.segments.push((self.text.len(), source_offset));
-        self.text.push_str(piece);
+        self.text.to_mut().push_str(piece);
     }
 
     /// The source offset of a text offset.
     pub fn source(&self, offset: usize) -> usize {
-        let i = self
-            .segments
-            .partition_point(|(l, _)| *l <= offset)
-            .saturating_sub(1);
-        match self.segments.get(i) {
+        let i = self.segments.partition_point(|(l, _)| *l <= offset);
+        match i.checked_sub(1).and_then(|i| self.segments.get(i)) {
             Some((l, s)) => s + (offset - l),
-            None => offset,
+            None => self.first + offset,
         }
     }
 
@@ -127,8 +135,7 @@ mod tests {
 
     #[test]
     fn logical_offsets_map_to_source() {
-        let mut l = Logical::default();
-        l.push("RUN a ", 10);
+        let mut l = Logical::new("RUN a ", 10);
         l.push("b", 30);
         assert_eq!(l.source(0), 10);
         assert_eq!(l.source(6), 30);

@@ -64,17 +64,23 @@ pub const RULES: &[&str] = &[
     "ExposeProtoCasing",
     "ExposeInvalidFormat",
     "ContinuationAtEof",
+    "UnknownStageReference",
 ];
 
 fn is_upper(s: &str) -> bool {
-    s.chars().all(|c| !c.is_lowercase())
+    !s.bytes().any(|b| b.is_ascii_lowercase())
+        && (s.is_ascii() || s.chars().all(|c| !c.is_lowercase()))
 }
 fn is_lower(s: &str) -> bool {
-    s.chars().all(|c| !c.is_uppercase())
+    !s.bytes().any(|b| b.is_ascii_uppercase())
+        && (s.is_ascii() || s.chars().all(|c| !c.is_uppercase()))
 }
 
 /// Names referenced by `word` that `defined` does not contain.
 fn undefined_in(word: &str, escape: char, defined: &dyn Fn(&str) -> bool) -> Vec<String> {
+    if !word.contains('$') {
+        return Vec::new();
+    }
     let env = |name: &str| defined(name).then(String::new);
     match shell::expand_word(word, &env, escape) {
         Ok(r) => r.unset.into_iter().collect(),
@@ -164,18 +170,16 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
         .iter()
         .flat_map(|a| a.args.iter())
         .collect();
-    let global_defined = |n: &str| {
-        global_args.iter().any(|a| a.name.value == n)
-            || PLATFORM_ARGS.contains(&n)
-            || PROXY_ARGS.contains(&n)
-    };
+    let global_names: HashSet<&str> = global_args.iter().map(|a| a.name.value.as_str()).collect();
+    let global_defined =
+        |n: &str| global_names.contains(n) || PLATFORM_ARGS.contains(&n) || PROXY_ARGS.contains(&n);
 
     for a in &stages.global_args {
         secrets_in_arg(a, &mut out);
     }
 
-    let mut seen_names: Vec<String> = Vec::new();
-    let mut stage_env: Vec<(String, HashSet<String>)> = Vec::new();
+    let mut seen_names: HashSet<String> = HashSet::new();
+    let mut stage_env: Vec<(String, HashSet<&str>)> = Vec::new();
     for st in &stages.stages {
         let f = st.from;
         // FROM checks.
@@ -204,7 +208,7 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                     ),
                 ));
             }
-            seen_names.push(lower);
+            seen_names.insert(lower);
         }
         if let Some(kw) = &f.as_keyword {
             let from_kw = &f.meta.keyword.value;
@@ -288,39 +292,39 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
 
         // Variables known in this stage: inherited from a parent stage, or assumed base env.
         let base = f.image.value.to_ascii_lowercase();
-        let mut defined: HashSet<String> = stage_env
+        let mut defined: HashSet<&str> = stage_env
             .iter()
             .find(|(n, _)| *n == base)
             .map(|(_, e)| e.clone())
             .unwrap_or_default();
-        defined.extend(BASE_ENV.iter().map(|s| s.to_string()));
-        defined.extend(PROXY_ARGS.iter().map(|s| s.to_string()));
 
         let mut absolute_workdir = false;
         let mut has_shell = false;
         let mut last_of: Vec<(&'static str, Span)> = Vec::new();
-        let check_words =
-            |words: &[&Word], defined: &HashSet<String>, out: &mut Vec<ParseDiagnostic>| {
-                let is_def = |n: &str| defined.contains(n);
-                for w in words {
-                    for name in undefined_in(&w.value, escape, &is_def) {
-                        if name.chars().next().is_some_and(|c| c.is_ascii_digit())
-                            || name.len() == 1 && !name.chars().all(char::is_alphanumeric)
-                        {
-                            continue;
-                        }
-                        let known: Vec<&str> = defined.iter().map(String::as_str).collect();
-                        let hint = suggest(&name, &known);
-                        let msg = match hint {
-                            Some(h) => format!(
-                                "Usage of undefined variable '${name}' (did you mean ${h}?)"
-                            ),
-                            None => format!("Usage of undefined variable '${name}'"),
-                        };
-                        out.push(lint("UndefinedVar", w.span, msg));
+        let check_words = |words: &[&Word],
+                           defined: &HashSet<&str>,
+                           out: &mut Vec<ParseDiagnostic>| {
+            let is_def =
+                |n: &str| defined.contains(n) || BASE_ENV.contains(&n) || PROXY_ARGS.contains(&n);
+            for w in words {
+                for name in undefined_in(&w.value, escape, &is_def) {
+                    if name.chars().next().is_some_and(|c| c.is_ascii_digit())
+                        || name.len() == 1 && !name.chars().all(char::is_alphanumeric)
+                    {
+                        continue;
                     }
+                    let known: Vec<&str> = defined.iter().copied().collect();
+                    let hint = suggest(&name, &known);
+                    let msg = match hint {
+                        Some(h) => {
+                            format!("Usage of undefined variable '${name}' (did you mean ${h}?)")
+                        }
+                        None => format!("Usage of undefined variable '${name}'"),
+                    };
+                    out.push(lint("UndefinedVar", w.span, msg));
                 }
-            };
+            }
+        };
 
         for ins in st.instructions {
             match ins {
@@ -330,7 +334,7 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                         if let Some(def) = &d.default {
                             check_words(&[def], &defined, &mut out);
                         }
-                        defined.insert(d.name.value.clone());
+                        defined.insert(d.name.value.as_str());
                     }
                 }
                 Instruction::Env(e) => {
@@ -354,7 +358,7 @@ pub(crate) fn run(df: &Dockerfile, extras: &Extras) -> Vec<ParseDiagnostic> {
                                 ),
                             ));
                         }
-                        defined.insert(kv.key.value.clone());
+                        defined.insert(kv.key.value.as_str());
                     }
                 }
                 Instruction::Label(l) => {

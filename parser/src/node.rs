@@ -25,8 +25,11 @@ pub struct Node {
     /// Arguments came from a JSON array.
     pub json: bool,
     pub heredocs: Vec<Heredoc>,
-    /// The instruction text after joining continuation lines.
+    /// The trigger text of an ONBUILD (empty for top-level instructions).
     pub original: String,
+    /// The lowercased instruction name when it is a known instruction, else empty.
+    #[serde(skip)]
+    pub kind: &'static str,
     /// Span of the text after the flags (the arguments), for "missing argument" labels.
     pub args_span: Span,
     pub span: Span,
@@ -40,13 +43,17 @@ impl Default for Word {
 
 impl Node {
     /// The lowercased keyword (`run`, `copy`, ...).
-    pub fn command(&self) -> String {
-        self.keyword.value.to_lowercase()
+    pub fn command(&self) -> std::borrow::Cow<'static, str> {
+        if self.kind.is_empty() {
+            self.keyword.value.to_lowercase().into()
+        } else {
+            self.kind.into()
+        }
     }
 
     /// The node in BuildKit's dump format, without the outer parentheses.
     pub fn dump(&self) -> String {
-        let mut s = self.command();
+        let mut s = self.command().into_owned();
         if !self.flags.is_empty() {
             s.push_str(" [");
             for (i, f) in self.flags.iter().enumerate() {
@@ -140,6 +147,28 @@ fn trim_range(text: &str, a: usize, b: usize) -> (usize, usize) {
     (start, end.max(start))
 }
 
+/// Every instruction name, lowercased.
+const KNOWN: &[&str] = &[
+    "add",
+    "arg",
+    "cmd",
+    "copy",
+    "entrypoint",
+    "env",
+    "expose",
+    "from",
+    "healthcheck",
+    "label",
+    "maintainer",
+    "onbuild",
+    "run",
+    "shell",
+    "stopsignal",
+    "user",
+    "volume",
+    "workdir",
+];
+
 /// Instructions whose arguments are a JSON array or a whitespace-separated list.
 const MAYBE_JSON_TO_LIST: &[&str] = &["add", "copy", "volume"];
 /// Instructions whose argument is a JSON array or one shell-form string.
@@ -151,8 +180,10 @@ const HEREDOC_COMMANDS: &[&str] = &["add", "copy", "run"];
 
 /// Build the node for `line.text[a..b]`. `depth` is 0 for top-level instructions and 1 for
 /// an ONBUILD trigger (whose own nesting is refused later, so no deeper recursion happens).
+// One arm per argument rule reads more plainly than guards with side effects.
+#[allow(clippy::collapsible_match)]
 pub(crate) fn build(
-    line: &Logical,
+    line: &Logical<'_>,
     a: usize,
     b: usize,
     escape: char,
@@ -163,10 +194,24 @@ pub(crate) fn build(
     let body = &text[start..end];
     let kw_len = body.find(is_sep).unwrap_or(body.len());
     let keyword = Word::new(&body[..kw_len], line.span(start, start + kw_len));
-    let cmd = keyword.value.to_lowercase();
+    let kind = KNOWN
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(&keyword.value))
+        .copied()
+        .unwrap_or("");
+    let cmd: std::borrow::Cow<'_, str> = if kind.is_empty() {
+        keyword.value.to_lowercase().into()
+    } else {
+        kind.into()
+    };
     let mut node = Node {
         keyword,
-        original: text[a..b].to_string(),
+        kind,
+        original: if depth > 0 {
+            text[a..b].to_string()
+        } else {
+            String::new()
+        },
         span: line.span(start, end),
         ..Node::default()
     };
@@ -183,7 +228,7 @@ pub(crate) fn build(
     let rest = &text[a0..a1];
     let word = |s: usize, e: usize| Word::new(&text[s..e], line.span(s, e));
 
-    match cmd.as_str() {
+    match cmd.as_ref() {
         c if MAYBE_JSON_TO_LIST.contains(&c) => {
             if !json_args(&mut node, line, a0, a1)? {
                 node.args = split_ws(text, a0, a1)
@@ -246,7 +291,12 @@ pub(crate) fn build(
 }
 
 /// Try the JSON form for `text[a..b]`; on success fill `node.args` and return true.
-fn json_args(node: &mut Node, line: &Logical, a: usize, b: usize) -> Result<bool, ParseDiagnostic> {
+fn json_args(
+    node: &mut Node,
+    line: &Logical<'_>,
+    a: usize,
+    b: usize,
+) -> Result<bool, ParseDiagnostic> {
     let text = &line.text[a..b];
     let trimmed = text.trim_start_matches(is_space);
     let off = a + (text.len() - trimmed.len());
@@ -448,7 +498,7 @@ fn parse_words(text: &str, a: usize, b: usize, escape: char) -> Vec<(String, usi
 /// ENV and LABEL: `k=v ...` or the legacy `k v` form, as key/value/separator triples.
 fn parse_name_val(
     node: &mut Node,
-    line: &Logical,
+    line: &Logical<'_>,
     a: usize,
     b: usize,
     escape: char,
@@ -492,11 +542,11 @@ fn parse_name_val(
 /// Whether this node's heredoc markers count (RUN/COPY/ADD, directly or under ONBUILD, not in
 /// JSON form).
 pub(crate) fn can_contain_heredoc(node: &Node) -> bool {
-    let target = match (&node.child, node.command().as_str()) {
+    let target = match (&node.child, node.kind) {
         (Some(child), "onbuild") => child.as_ref(),
         _ => node,
     };
-    HEREDOC_COMMANDS.contains(&target.command().as_str()) && !target.json
+    HEREDOC_COMMANDS.contains(&target.kind) && !target.json
 }
 
 #[cfg(test)]

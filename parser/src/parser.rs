@@ -107,7 +107,8 @@ pub(crate) fn run(src: &str) -> Output {
         done: false,
         seen: Vec::new(),
     };
-    let mut instructions = Vec::new();
+    let mut instructions = Vec::with_capacity(src.len() / 48);
+    let mut rejected = Vec::new();
     let mut saw_comment = false;
     let mut saw_instruction_line = false;
 
@@ -124,17 +125,18 @@ pub(crate) fn run(src: &str) -> Output {
                     match key.as_str() {
                         "escape" | "syntax" | "check" => {
                             if dstate.seen.contains(&key) {
-                                diags.push(diagnostics::duplicate_directive(
+                                diags.push(syn(diagnostics::duplicate_directive(
                                     Span::new(lt_off, pl.end),
                                     &key,
-                                ));
+                                )));
                             } else {
                                 dstate.seen.push(key.clone());
                                 match key.as_str() {
                                     "escape" => match value {
                                         "\\" => directives.escape = '\\',
                                         "`" => directives.escape = '`',
-                                        _ => diags.push(diagnostics::invalid_escape(vspan, value)),
+                                        _ => diags
+                                            .push(syn(diagnostics::invalid_escape(vspan, value))),
                                     },
                                     "syntax" => {
                                         directives.syntax = Some(crate::Word::new(value, vspan))
@@ -168,8 +170,7 @@ pub(crate) fn run(src: &str) -> Output {
             continue;
         }
         saw_instruction_line = true;
-        let mut logical = Logical::default();
-        logical.push(piece, lt_off);
+        let mut logical = Logical::new(piece, lt_off);
         let start_line = pl.number;
         let mut end_line = pl.number;
         let mut end = pl.end;
@@ -199,7 +200,7 @@ pub(crate) fn run(src: &str) -> Output {
         let mut nd = match built {
             Ok(n) => n,
             Err(d) => {
-                diags.push(d);
+                diags.push(syn(d));
                 continue;
             }
         };
@@ -228,10 +229,10 @@ pub(crate) fn run(src: &str) -> Output {
                 }
                 end = end.max(body_end);
                 if !terminated {
-                    diags.push(diagnostics::unterminated_heredoc(
+                    diags.push(syn(diagnostics::unterminated_heredoc(
                         Span::new(lt_off, pl.end),
                         &m.name,
-                    ));
+                    )));
                     break;
                 }
                 nd.heredocs.push(Heredoc {
@@ -248,18 +249,28 @@ pub(crate) fn run(src: &str) -> Output {
         let span = Span::new(lt_off, end);
         match instructions::build(nd, (start_line, end_line), span, escape) {
             Ok(ins) => instructions.push(ins),
-            Err(d) => diags.push(d),
+            Err(d) => {
+                diags.push(d);
+                // Keep the raw node for the AST dump (rebuilt: only on this error path).
+                if let Ok(n) = node::build(&logical, 0, logical.text.len(), escape, 0) {
+                    rejected.push(n);
+                }
+            }
         }
     }
 
     if !saw_instruction_line && diags.iter().all(|d| !d.is_error()) {
         let end = src.len();
-        diags.push(diagnostics::empty_file(Span::at(end.min(bom)), saw_comment));
+        diags.push(syn(diagnostics::empty_file(
+            Span::at(end.min(bom)),
+            saw_comment,
+        )));
     }
 
     let dockerfile = Dockerfile {
         directives,
         instructions,
+        rejected,
     };
     check_stages(&dockerfile, &mut diags);
     Output {
@@ -269,6 +280,12 @@ pub(crate) fn run(src: &str) -> Output {
     }
 }
 
+/// Mark a diagnostic as a syntax error (BuildKit's parser refuses it too).
+fn syn(mut d: ParseDiagnostic) -> ParseDiagnostic {
+    d.syntax = true;
+    d
+}
+
 /// The cursor's current byte offset (where the next line starts).
 fn cur_pos(cur: &Cursor<'_>, src: &str) -> usize {
     cur.position().min(src.len())
@@ -276,12 +293,12 @@ fn cur_pos(cur: &Cursor<'_>, src: &str) -> usize {
 
 /// Instructions before the first FROM, and references to stages by name or index.
 fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
-    let names: Vec<(usize, String)> = df
-        .stages()
-        .stages
-        .iter()
-        .filter_map(|s| s.name().map(|n| (s.index, n)))
-        .collect();
+    let mut names: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for s in df.stages().stages {
+        if let Some(n) = s.name() {
+            names.entry(n).or_insert(s.index);
+        }
+    }
     let mut stage: Option<usize> = None;
     let mut count = 0usize;
     let check_ref = |value: &str, span: Span, current: usize, diags: &mut Vec<ParseDiagnostic>| {
@@ -295,7 +312,7 @@ fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
             return;
         }
         let lower = value.to_ascii_lowercase();
-        match names.iter().find(|(_, n)| *n == lower) {
+        match names.get(&lower).map(|i| (i, ())) {
             Some((i, _)) if *i == current => {
                 diags.push(diagnostics::stage_self_reference(span, value))
             }
@@ -306,8 +323,8 @@ fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
             None => {
                 let earlier: Vec<&str> = names
                     .iter()
-                    .filter(|(i, _)| *i < current)
-                    .map(|(_, n)| n.as_str())
+                    .filter(|(_, i)| **i < current)
+                    .map(|(n, _)| n.as_str())
                     .collect();
                 if !value.contains([':', '/', '@'])
                     && let Some(d) = diagnostics::unknown_stage_hint(span, value, &earlier)
@@ -324,7 +341,7 @@ fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
                 count += 1;
                 stage = Some(current);
                 let image = &f.image.value;
-                if let Some((i, _)) = names.iter().find(|(_, n)| n.eq_ignore_ascii_case(image)) {
+                if let Some(i) = names.get(&image.to_ascii_lowercase()) {
                     if *i == current {
                         diags.push(diagnostics::stage_self_reference(f.image.span, image));
                     } else if *i > current {

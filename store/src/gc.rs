@@ -2,7 +2,7 @@
 //! `refs/<kind>/<name>` digests, and the leases of live processes. The mark phase walks
 //! manifests and indexes to configs and layers; config diff_ids mark snapshots live. The sweep
 //! (under the exclusive store lock) removes unmarked blobs, snapshots of no live diff_id,
-//! `cache/` entries without a `refs/cache/` ref, and leftovers of dead processes.
+//! `cache/keys/` entries without a `refs/cache/` ref, and leftovers of dead processes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -27,7 +27,7 @@ pub struct LiveSet {
     pub blobs: BTreeSet<Digest>,
     /// Snapshot names (diff_ids) to keep.
     pub snapshots: BTreeSet<Digest>,
-    /// Names of live `refs/cache/` refs: `cache/<name>[.*]` entries are kept.
+    /// Names of live `refs/cache/` refs: `cache/keys/<name>[.*]` entries are kept.
     pub cache_names: BTreeSet<String>,
 }
 
@@ -220,12 +220,17 @@ impl Store {
             }
         }
 
-        let cache = self.layout.cache();
-        for entry in fs::read_dir(&cache).ctx("list", &cache)? {
+        let cache = self.layout.cache_keys();
+        let entries = match fs::read_dir(&cache) {
+            Ok(e) => Some(e),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).ctx("list", &cache),
+        };
+        for entry in entries.into_iter().flatten() {
             let entry = entry.ctx("list", &cache)?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('_') || name.starts_with('.') {
-                continue; // the solver's own files
+            if name.starts_with('.') {
+                continue; // temp files of atomic writes in progress
             }
             let key = name.split('.').next().unwrap_or(&name);
             if !live.cache_names.contains(key) && !live.cache_names.contains(&name) {
@@ -314,15 +319,24 @@ impl Store {
     pub fn prune(&self, opts: &PruneOptions) -> Result<PruneReport> {
         let mut report = PruneReport::default();
         let in_use = self.images_in_use()?;
+        // Images another process is still producing (load, build) are held by its lease.
+        let in_flight = lease::read_leases(&self.layout.leases())?.blobs;
         for summary in self.list_images()? {
             let dangling = summary.names.is_empty();
             if !(dangling || opts.all_images) {
                 continue;
             }
-            if !self.users_of(&summary.record, &in_use).is_empty() {
+            if !self.users_of(&summary.record, &in_use).is_empty()
+                || in_flight.contains(&summary.record.manifest_digest)
+            {
                 continue;
             }
-            let untagged = self.remove_image(&summary.record.manifest_digest)?;
+            // Re-checked under the index lock: a name given since the listing keeps it.
+            let Some(untagged) =
+                self.remove_image_if(&summary.record.manifest_digest, !opts.all_images)?
+            else {
+                continue;
+            };
             report.images.push(RemovedImage {
                 id: Some(summary.record.config_digest.clone()),
                 untagged,
@@ -454,9 +468,10 @@ mod tests {
         fs::create_dir_all(s.snapshot_path(&kept)).unwrap();
         let stray = Digest::of(b"stray");
         fs::create_dir_all(s.snapshot_path(&stray)).unwrap();
-        fs::write(s.layout.cache().join("k1.json"), b"{}").unwrap();
-        fs::write(s.layout.cache().join("gone.json"), b"{}").unwrap();
-        fs::write(s.layout.cache().join("_index"), b"{}").unwrap();
+        fs::create_dir_all(s.layout.cache_keys()).unwrap();
+        fs::write(s.layout.cache_keys().join("k1.json"), b"{}").unwrap();
+        fs::write(s.layout.cache_keys().join("gone.json"), b"{}").unwrap();
+        fs::create_dir_all(s.layout.cache().join("context")).unwrap();
         drop(s);
         let s = Store::open_with(d.path(), StoreOptions::default()).unwrap();
         let r = s.collect_garbage().unwrap();
@@ -470,7 +485,8 @@ mod tests {
                 .exists()
         );
         assert_eq!(r.cache_entries, vec!["gone.json".to_string()]);
-        assert!(s.layout.cache().join("_index").exists());
+        assert!(s.layout.cache().join("context").exists(), "the solver's own files stay");
+        assert!(s.layout.cache_keys().join("k1.json").exists());
     }
 
     #[test]

@@ -63,6 +63,9 @@ impl ImageRecord {
     }
 }
 
+/// A name that pointed at another image (that image's manifest digest) before it moved.
+pub type MovedName = (Reference, Digest);
+
 /// An image and its names, for listings.
 #[derive(Debug, Clone)]
 pub struct ImageSummary {
@@ -216,14 +219,8 @@ impl Store {
     /// Register a manifest already stored as a blob (from load or pull) as an image: checks that
     /// its config and layers are present, then lists it as untagged. Returns the record.
     pub fn add_image(&self, manifest: &Descriptor) -> Result<ImageRecord> {
-        let record = self.image_with_type(&manifest.digest, Some(&manifest.media_type), 0)?;
-        for digest in record.blobs() {
-            if !self.has_blob(&digest) {
-                return Err(Error::MissingBlob { digest });
-            }
-        }
-        self.list_untagged(&manifest.media_type, &manifest.digest, manifest.size)?;
-        Ok(record)
+        let mut v = self.register_images(&[(manifest.clone(), Vec::new())])?;
+        Ok(v.remove(0).0)
     }
 
     /// Add an untagged index.json entry for a manifest unless one (tagged or not) exists.
@@ -265,39 +262,50 @@ impl Store {
             ));
         }
         self.hold_blob(&image.manifest_digest)?;
-        let name = reference.to_string();
         let desc = image.descriptor();
-        self.update_index(|index| {
-            let mut previous = None;
-            index.manifests.retain(|d| {
-                let same = index::entry_name(d) == Some(name.as_str());
-                if same && d.digest != desc.digest {
-                    previous = Some(d.digest.clone());
+        let now = jiff::Timestamp::now().to_string();
+        self.update_index(|index| Ok((true, apply_tag(index, &desc, reference, &now))))
+    }
+
+    /// Register several stored manifests as images with their names in one index.json
+    /// update (what `load` does). Each image is verified first (manifest, config, blobs
+    /// present). Returns each record with the names that moved away from other images.
+    pub fn register_images(
+        &self,
+        items: &[(Descriptor, Vec<Reference>)],
+    ) -> Result<Vec<(ImageRecord, Vec<MovedName>)>> {
+        let mut records = Vec::with_capacity(items.len());
+        for (desc, _) in items {
+            let record = self.image_with_type(&desc.digest, Some(&desc.media_type), 0)?;
+            for digest in record.blobs() {
+                if !self.has_blob(&digest) {
+                    return Err(Error::MissingBlob { digest });
                 }
-                !same
-            });
-            // The new image is named now: drop its untagged entry.
-            index
-                .manifests
-                .retain(|d| !(d.digest == desc.digest && index::entry_name(d).is_none()));
-            index.manifests.push(index::make_entry(
-                &desc.media_type,
-                &desc.digest,
-                desc.size,
-                Some(reference),
-            ));
-            if let Some(prev) = &previous
-                && !index.manifests.iter().any(|d| &d.digest == prev)
-            {
-                let old = index::make_entry(
-                    &image_media_type_guess(&self.read_blob(prev).unwrap_or_default()),
-                    prev,
-                    self.blob_size(prev).unwrap_or(0),
-                    None,
-                );
-                index.manifests.push(old);
             }
-            Ok((true, previous))
+            self.hold_blob(&desc.digest)?;
+            records.push(record);
+        }
+        let now = jiff::Timestamp::now().to_string();
+        self.update_index(|index| {
+            let mut out = Vec::with_capacity(items.len());
+            for ((desc, names), record) in items.iter().zip(records) {
+                let mut moved = Vec::new();
+                if names.is_empty() && !index.manifests.iter().any(|d| d.digest == desc.digest) {
+                    index.manifests.push(index::make_entry(
+                        &desc.media_type,
+                        &desc.digest,
+                        desc.size,
+                        None,
+                    ));
+                }
+                for n in names {
+                    if let Some(prev) = apply_tag(index, desc, n, &now) {
+                        moved.push((n.clone(), prev));
+                    }
+                }
+                out.push((record, moved));
+            }
+            Ok((true, out))
         })
     }
 
@@ -335,7 +343,27 @@ impl Store {
     /// Drop every index.json entry (names and untagged) of a manifest. Its blobs become
     /// garbage unless something else references them; `collect_garbage` removes them.
     pub fn remove_image(&self, manifest_digest: &Digest) -> Result<Vec<Reference>> {
+        Ok(self
+            .remove_image_if(manifest_digest, false)?
+            .unwrap_or_default())
+    }
+
+    /// `remove_image`, but with `only_if_dangling` it does nothing (returns `None`) when the
+    /// image has a name at the time of the update.
+    pub fn remove_image_if(
+        &self,
+        manifest_digest: &Digest,
+        only_if_dangling: bool,
+    ) -> Result<Option<Vec<Reference>>> {
         self.update_index(|index| {
+            if only_if_dangling
+                && index
+                    .manifests
+                    .iter()
+                    .any(|d| &d.digest == manifest_digest && index::entry_name(d).is_some())
+            {
+                return Ok((false, None));
+            }
             let mut removed = Vec::new();
             let before = index.manifests.len();
             index.manifests.retain(|d| {
@@ -349,8 +377,22 @@ impl Store {
                 }
                 false
             });
-            Ok((index.manifests.len() != before, removed))
+            Ok((index.manifests.len() != before, Some(removed)))
         })
+    }
+
+    /// When a name was last given to this image (RFC 3339), if rbuild tagged it.
+    pub fn last_tag_time(&self, manifest_digest: &Digest) -> Result<Option<String>> {
+        Ok(self
+            .index_entries()?
+            .into_iter()
+            .filter(|e| &e.descriptor.digest == manifest_digest)
+            .filter_map(|e| {
+                e.descriptor
+                    .annotation(index::ANNOTATION_TAG_TIME)
+                    .map(str::to_string)
+            })
+            .max())
     }
 
     /// The names (tags and digest pins) of a manifest.
@@ -496,6 +538,45 @@ impl Store {
     }
 }
 
+/// Point `reference` at `desc` inside an index being updated. A tag that named another
+/// manifest moves (that image stays listed, untagged, if it has no other name); the new
+/// image's untagged entry goes. Names are compared in their normalised form, which is how
+/// rbuild writes them. Returns the manifest the name pointed at before, if another.
+fn apply_tag(
+    index: &mut crate::manifest::Index,
+    desc: &Descriptor,
+    reference: &Reference,
+    now: &str,
+) -> Option<Digest> {
+    let name = reference.to_string();
+    let mut previous: Option<Descriptor> = None;
+    index.manifests.retain(|d| {
+        let same = index::entry_name(d) == Some(name.as_str());
+        if same && d.digest != desc.digest {
+            previous = Some(d.clone());
+        }
+        !same
+    });
+    index
+        .manifests
+        .retain(|d| !(d.digest == desc.digest && index::entry_name(d).is_none()));
+    let mut entry = index::make_entry(&desc.media_type, &desc.digest, desc.size, Some(reference));
+    if let Some(a) = entry.annotations.as_mut() {
+        a.insert(index::ANNOTATION_TAG_TIME.to_string(), now.to_string());
+    }
+    index.manifests.push(entry);
+    let prev = previous?;
+    if !index.manifests.iter().any(|d| d.digest == prev.digest) {
+        index.manifests.push(index::make_entry(
+            &prev.media_type,
+            &prev.digest,
+            prev.size,
+            None,
+        ));
+    }
+    Some(prev.digest)
+}
+
 /// Pick the manifest for `want` from an index's entries (first match wins, per image-index.md).
 pub fn select_platform<'a>(manifests: &'a [Descriptor], want: &Platform) -> Option<&'a Descriptor> {
     manifests.iter().find(|d| {
@@ -504,13 +585,6 @@ pub fn select_platform<'a>(manifests: &'a [Descriptor], want: &Platform) -> Opti
                 .as_ref()
                 .is_some_and(|p| p.os == want.os && p.architecture == want.architecture)
     })
-}
-
-fn image_media_type_guess(bytes: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(bytes)
-        .ok()
-        .and_then(|v| v.get("mediaType")?.as_str().map(str::to_string))
-        .unwrap_or_else(|| media::OCI_MANIFEST.to_string())
 }
 
 /// "No such image" with the closest names as suggestions.

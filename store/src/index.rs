@@ -14,6 +14,9 @@ use crate::media;
 use crate::reference::Reference;
 use crate::store::Store;
 
+/// rbuild's annotation on a tag entry: when the tag was set (for `inspect`'s LastTagTime).
+pub const ANNOTATION_TAG_TIME: &str = "dev.rbuild.tag.time";
+
 /// One index.json entry, interpreted.
 #[derive(Debug, Clone)]
 pub struct IndexEntry {

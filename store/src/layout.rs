@@ -70,9 +70,14 @@ impl Layout {
     pub fn snapshots(&self) -> PathBuf {
         self.root.join("snapshots")
     }
-    /// Build-cache metadata (owned by the solver): `cache/<key>` per `refs/cache/<key>`.
+    /// Build-cache state (owned by the solver; GC never touches it, except `cache/keys/`).
     pub fn cache(&self) -> PathBuf {
         self.root.join("cache")
+    }
+    /// Per-entry cache metadata: `cache/keys/<name>[.<suffix>]` lives while
+    /// `refs/cache/<name>` does; GC removes the rest.
+    pub fn cache_keys(&self) -> PathBuf {
+        self.root.join("cache/keys")
     }
     /// Containers of `rbuild run` (owned by the runner).
     pub fn containers(&self) -> PathBuf {

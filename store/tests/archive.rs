@@ -441,3 +441,72 @@ fn import_makes_a_single_layer_image() {
     // Only the ingest temp file existed; nothing was published.
     assert_eq!(state(&s).1, before.1);
 }
+
+#[test]
+/// An OCI layout holding a Docker schema 2 manifest (docker media types) loads unchanged.
+fn docker_schema2_manifests_load() {
+    let layer = simple_layer();
+    let gz = gzip(&layer);
+    let mut p = Parts::new(vec![gz.clone()]);
+    p.layer_media = "application/vnd.docker.image.rootfs.diff.tar.gzip".into();
+    p.config["rootfs"]["diff_ids"] = serde_json::json!([Digest::of(&layer).to_string()]);
+    let config = serde_json::to_vec(&p.config).unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": Digest::of(&config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": Digest::of(&gz).to_string(), "size": gz.len()}],
+    }))
+    .unwrap();
+    p.manifest_override = Some(manifest.clone());
+    p.index_override = Some(
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "digest": Digest::of(&manifest).to_string(), "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "docker.io/library/d2:1"}
+        }]}))
+        .unwrap(),
+    );
+    let (_d, s) = store();
+    s.load(&p.build()[..]).unwrap();
+    let img = s.resolve_image("d2:1").unwrap();
+    assert_eq!(
+        img.manifest_digest,
+        Digest::of(&manifest),
+        "manifest kept byte for byte"
+    );
+    assert_eq!(
+        img.manifest_media_type,
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert!(
+        flatten_image(&s, &img)
+            .unwrap()
+            .to_conformance_map()
+            .contains_key("/bin/tool")
+    );
+}
+
+#[test]
+/// ADD archives may be bzip2 or xz: the decoder handles both by magic bytes.
+fn bzip2_and_xz_archives_decode() {
+    use std::io::{Read, Write};
+    let data = simple_layer();
+    let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+    bz.write_all(&data).unwrap();
+    let bz = bz.finish().unwrap();
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+    xz.write_all(&data).unwrap();
+    let xz = xz.finish().unwrap();
+    for (blob, c) in [
+        (bz, rbuild_store::Compression::Bzip2),
+        (xz, rbuild_store::Compression::Xz),
+    ] {
+        let (got, mut r) =
+            rbuild_store::layer::decompress(&blob[..], None, &Limits::default(), "a").unwrap();
+        assert_eq!(got, c);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, data);
+    }
+}

@@ -1,18 +1,75 @@
-//! `rbuild check`: every error and lint warning of a Dockerfile, at once.
+//! `rbuild check`: every error and lint warning of a Dockerfile, at once, as miette reports or
+//! JSON. Honours `# check=skip=...;error=true`; exits 1 on errors (and on warnings when the
+//! file asks for `error=true`).
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::args::GlobalArgs;
+use crate::commands::parse::{read_source, render};
+use crate::exit;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
+    /// Output format: miette reports on stderr, or one JSON document on stdout.
+    #[arg(long, value_enum, default_value_t = CheckFormat::Pretty, value_name = "FORMAT")]
+    pub format: CheckFormat,
+
     /// The Dockerfile to check; `-` reads stdin.
     #[arg(value_name = "FILE", default_value = "Dockerfile")]
     pub file: PathBuf,
 }
 
-pub fn run(_global: &GlobalArgs, _args: CheckArgs) -> miette::Result<u8> {
-    Err(miette::miette!("check: not wired up yet"))
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Pretty,
+    Json,
+}
+
+pub fn run(_global: &GlobalArgs, args: CheckArgs) -> miette::Result<u8> {
+    let src = read_source(&args.file)?;
+    let pb = rbuild_parser::parse_bytes(&src.bytes);
+    let parsed = &pb.parsed;
+    let errors = parsed.errors().count();
+    let warnings = parsed.warnings().count();
+    let warnings_fail = parsed.dockerfile.directives.check.error && warnings > 0;
+    let failed = errors > 0 || warnings_fail;
+    match args.format {
+        CheckFormat::Json => {
+            let value = serde_json::json!({
+                "file": src.name,
+                "errors": errors,
+                "warnings": warnings,
+                "failed": failed,
+                "diagnostics": parsed.diagnostics,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        }
+        CheckFormat::Pretty => {
+            for d in &parsed.diagnostics {
+                eprintln!("{}", render(d, &src.name, &pb.text));
+            }
+            let verdict = if errors + warnings == 0 {
+                format!("{}: no problems found", src.name)
+            } else {
+                format!(
+                    "{}: {errors} error{}, {warnings} warning{}{}",
+                    src.name,
+                    if errors == 1 { "" } else { "s" },
+                    if warnings == 1 { "" } else { "s" },
+                    if warnings_fail {
+                        " (warnings are errors: `# check=error=true`)"
+                    } else {
+                        ""
+                    }
+                )
+            };
+            eprintln!("{verdict}");
+        }
+    }
+    Ok(if failed { exit::USER } else { 0 })
 }

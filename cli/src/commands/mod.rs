@@ -6,6 +6,18 @@ pub mod check;
 pub mod explain;
 pub mod parse;
 pub mod plan;
+pub mod history;
+pub mod images;
+pub mod import;
+mod import_change;
+pub mod inspect;
+pub mod load;
+pub mod prune;
+pub mod rmi;
+pub mod save;
+mod storeutil;
+pub mod system;
+pub mod tag;
 
 use crate::args::{Cli, Command};
 
@@ -17,5 +29,17 @@ pub fn run(cli: Cli) -> miette::Result<u8> {
         Command::Check(args) => check::run(global, args),
         Command::Explain(args) => explain::run(global, args),
         Command::Plan(args) => plan::run(global, args),
+        Command::Images(args) => images::run(global, args),
+        Command::Image(cmd) => images::run_group(global, cmd),
+        Command::History(args) => history::run(global, args),
+        Command::Inspect(args) => inspect::run(global, args),
+        Command::Tag(args) => tag::run(global, args),
+        Command::Rmi(args) => rmi::run(global, args),
+        Command::Prune(args) => prune::run(global, args),
+        Command::Save(args) => save::run(global, args),
+        Command::Load(args) => load::run(global, args),
+        Command::Import(args) => import::run(global, args),
+        Command::System(cmd) => system::run(global, cmd),
+        Command::Store(cmd) => system::run_store(global, cmd),
     }
 }

@@ -83,8 +83,9 @@ pub struct ExpandError {
 }
 
 /// Expand `word` as one word (BuildKit's `ProcessWord`): quotes are removed, spaces kept.
+/// `words` is left empty.
 pub fn expand_word(word: &str, env: &dyn Env, escape: char) -> Result<Expanded, ExpandError> {
-    Lexer::new(escape).expand(word, env)
+    Lexer::new(escape).run(word, env, false)
 }
 
 /// Expand and split into words (BuildKit's `ProcessWords`, used for EXPOSE, VOLUME, ...):
@@ -96,8 +97,12 @@ pub fn expand_words(word: &str, env: &dyn Env, escape: char) -> Result<Expanded,
 /// Check `word` for expansion syntax errors (unterminated quotes, bad `${}`), treating every
 /// variable as set and non-empty.
 pub fn check_syntax(word: &str, escape: char) -> Result<(), ExpandError> {
+    // Only `$`, quotes and the escape character can make a word invalid.
+    if !word.contains(['$', '\'', '"', escape]) {
+        return Ok(());
+    }
     let env = |_: &str| Some("x".to_string());
-    Lexer::new(escape).expand(word, &env).map(|_| ())
+    Lexer::new(escape).run(word, &env, false).map(|_| ())
 }
 
 /// The lexer with BuildKit's switches. The defaults are what instructions use.
@@ -127,8 +132,13 @@ impl Lexer {
 
     /// Expand `word`, returning both the single value and the split words.
     pub fn expand(&self, word: &str, env: &dyn Env) -> Result<Expanded, ExpandError> {
+        self.run(word, env, true)
+    }
+
+    fn run(&self, word: &str, env: &dyn Env, split: bool) -> Result<Expanded, ExpandError> {
         let mut st = State {
             lx: self,
+            split,
             src: word,
             pos: 0,
             env,
@@ -147,6 +157,8 @@ impl Lexer {
 
 struct State<'a> {
     lx: &'a Lexer,
+    /// Collect split words (top level only).
+    split: bool,
     src: &'a str,
     pos: usize,
     env: &'a dyn Env,
@@ -158,6 +170,8 @@ struct State<'a> {
 /// variable values separates words; quoted and escaped text never does.
 #[derive(Default)]
 struct Words {
+    /// Off for single-word expansion and nested `${...}` words, whose split is never used.
+    enabled: bool,
     buf: String,
     words: Vec<String>,
     in_word: bool,
@@ -165,6 +179,9 @@ struct Words {
 
 impl Words {
     fn add_char(&mut self, ch: char) {
+        if !self.enabled {
+            return;
+        }
         if ch.is_whitespace() {
             if self.in_word && !self.buf.is_empty() {
                 self.words.push(std::mem::take(&mut self.buf));
@@ -175,15 +192,24 @@ impl Words {
         }
     }
     fn add_raw_char(&mut self, ch: char) {
+        if !self.enabled {
+            return;
+        }
         self.buf.push(ch);
         self.in_word = true;
     }
     fn add_string(&mut self, s: &str) {
+        if !self.enabled {
+            return;
+        }
         for ch in s.chars() {
             self.add_char(ch);
         }
     }
     fn add_raw_string(&mut self, s: &str) {
+        if !self.enabled {
+            return;
+        }
         self.buf.push_str(s);
         self.in_word = true;
     }
@@ -234,7 +260,10 @@ impl State<'_> {
         depth: usize,
     ) -> Result<(String, Vec<String>), ExpandError> {
         let mut result = String::new();
-        let mut words = Words::default();
+        let mut words = Words {
+            enabled: self.split && stop.is_none(),
+            ..Words::default()
+        };
         let quotes = !self.lx.skip_process_quotes;
         while let Some(ch) = self.peek() {
             if Some(ch) == stop {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
 
 use rayon::prelude::*;
 use serde::Deserialize;
@@ -98,6 +98,87 @@ struct DockerEntry {
     layers: Vec<String>,
 }
 
+/// What to do with one archive entry.
+enum Plan {
+    Skip,
+    File(String),
+    Alias(String, String),
+}
+
+/// Classify an archive entry: its cleaned name, and whether it is data or a link.
+fn plan_entry(entry: &crate::layer::tar::Entry, m: &Members) -> Result<Plan> {
+    let shown = entry.display_path();
+    let p = path::clean(&entry.path, AbsolutePaths::Strip).map_err(|why| {
+        Error::archive(
+            format!("archive member `{shown}` {why}"),
+            "the archive is malformed or hostile",
+        )
+    })?;
+    let name = String::from_utf8(p.0.clone()).map_err(|_| {
+        Error::archive(
+            format!("archive member `{shown}` has a non-UTF-8 name"),
+            "the archive is malformed",
+        )
+    })?;
+    if m.files.contains_key(&name) || m.aliases.contains_key(&name) {
+        return Err(twice(&name));
+    }
+    match entry.kind {
+        Kind::Dir => Ok(Plan::Skip),
+        Kind::File => Ok(Plan::File(name)),
+        Kind::Symlink | Kind::Hardlink => {
+            let base = if entry.kind == Kind::Symlink {
+                p.split_last()
+                    .map(|(parent, _)| parent)
+                    .unwrap_or_else(RelPath::root)
+            } else {
+                RelPath::root()
+            };
+            let t = resolve_link(&base, &entry.link).ok_or_else(|| {
+                Error::archive(
+                    format!("archive link `{name}` points outside the archive"),
+                    "the archive is malformed or hostile",
+                )
+            })?;
+            Ok(Plan::Alias(
+                name,
+                String::from_utf8_lossy(&t.0).into_owned(),
+            ))
+        }
+        other => Err(Error::archive(
+            format!(
+                "archive member `{name}` is a {}, which image archives do not contain",
+                other.name()
+            ),
+            "the archive is malformed or hostile",
+        )),
+    }
+}
+
+fn archive_err(e: Error) -> Error {
+    match e {
+        Error::Layer { message, .. } => Error::archive(
+            format!("the archive is not a valid tar file: {message}"),
+            "the file is truncated or corrupt; save or download it again",
+        ),
+        other => other,
+    }
+}
+
+fn truncated(name: &str) -> Error {
+    Error::archive(
+        format!("the archive is truncated inside member `{name}`"),
+        "the file is incomplete; save or download it again",
+    )
+}
+
+fn twice(name: &str) -> Error {
+    Error::archive(
+        format!("archive member `{name}` appears twice"),
+        "the archive is malformed or hostile",
+    )
+}
+
 fn blob_member(d: &Digest) -> String {
     format!("blobs/sha256/{}", d.hex())
 }
@@ -106,6 +187,28 @@ impl Store {
     /// Load every image of an archive. See the module docs for the guarantees.
     pub fn load(&self, input: impl Read + Send) -> Result<LoadReport> {
         let members = self.stage_members(input)?;
+        self.load_members(members)
+    }
+
+    /// Load an archive file. An uncompressed archive is staged in parallel (members hashed
+    /// concurrently), anything else is streamed as by `load`.
+    pub fn load_file(&self, path: &std::path::Path) -> Result<LoadReport> {
+        let mut file = File::open(path).ctx("open", path)?;
+        let mut head = [0u8; 6];
+        let n = file.read(&mut head).ctx("read", path)?;
+        {
+            use std::io::Seek;
+            file.rewind().ctx("read", path)?;
+        }
+        let members = if Compression::from_magic(&head[..n]) == Compression::None {
+            self.stage_members_file(&file)?
+        } else {
+            self.stage_members(BufReader::with_capacity(1 << 20, file))?
+        };
+        self.load_members(members)
+    }
+
+    fn load_members(&self, members: Members) -> Result<LoadReport> {
         let mut report = LoadReport::default();
         let mut prepared = if members.resolve("index.json").is_some() {
             self.prepare_oci(&members, &mut report)?
@@ -124,6 +227,35 @@ impl Store {
             ));
         }
 
+        // One name, one image: an archive that names two images the same is ambiguous.
+        let mut named: BTreeMap<Reference, String> = BTreeMap::new();
+        for p in &mut prepared {
+            let key = match &p.manifest_desc {
+                Some(d) => d.digest.to_string(),
+                None => p.members.last().cloned().unwrap_or_default(),
+            };
+            let mut unique = Vec::new();
+            for n in p.names.drain(..) {
+                match named.get(&n) {
+                    Some(k) if *k != key => {
+                        return Err(Error::archive(
+                            format!(
+                                "the archive gives the name `{}` to two different images",
+                                n.familiar()
+                            ),
+                            "an archive must name each image at most once; fix or re-save it",
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        named.insert(n.clone(), key.clone());
+                        unique.push(n);
+                    }
+                }
+            }
+            p.names = unique;
+        }
+
         // Validate every layer of every image before publishing anything.
         let jobs: Vec<(usize, usize)> = prepared
             .iter()
@@ -137,6 +269,21 @@ impl Store {
                 let (_, blob) = members
                     .resolve(&job.member)
                     .ok_or_else(|| missing(&job.member, &job.what))?;
+                let mut f = File::open(blob.path()).ctx("open", blob.path())?;
+                let mut head = [0u8; 6];
+                let n = f.read(&mut head).ctx("read", blob.path())?;
+                if Compression::from_magic(&head[..n]) == Compression::None {
+                    // Uncompressed: the blob digest (computed while staging) is the diff_id.
+                    if blob.info.digest != job.diff_id {
+                        return Err(Error::DigestMismatch {
+                            what: format!("uncompressed content of {} (its diff_id)", job.what),
+                            expected: job.diff_id.clone(),
+                            actual: blob.info.digest.clone(),
+                        });
+                    }
+                    crate::layer::scan::scan_headers(&f, &self.limits, &job.what)?;
+                    return Ok((i, j, Compression::None));
+                }
                 let f = File::open(blob.path()).ctx("open", blob.path())?;
                 let (c, r) = decompress(
                     BufReader::with_capacity(1 << 20, f),
@@ -208,6 +355,7 @@ impl Store {
                 }
             }
         }
+        let mut batch = Vec::with_capacity(prepared.len());
         for p in prepared {
             let desc = match (&p.new_manifest, p.manifest_desc) {
                 (Some(bytes), _) => {
@@ -217,16 +365,13 @@ impl Store {
                 (None, Some(d)) => d,
                 (None, None) => unreachable_prepared()?,
             };
-            let record = self.add_image(&desc)?;
-            let mut moved = Vec::new();
-            for n in &p.names {
-                if let Some(prev) = self.tag(&record, n)? {
-                    moved.push((n.clone(), prev));
-                }
-            }
+            batch.push((desc, p.names));
+        }
+        let registered = self.register_images(&batch)?;
+        for ((_, names), (record, moved)) in batch.into_iter().zip(registered) {
             report.images.push(LoadedImage {
                 record,
-                names: p.names,
+                names,
                 moved,
             });
         }
@@ -246,82 +391,87 @@ impl Store {
             files: BTreeMap::new(),
             aliases: BTreeMap::new(),
         };
-        let archive_err = |e: Error| match e {
-            Error::Layer { message, .. } => Error::archive(
-                format!("the archive is not a valid tar file: {message}"),
-                "the file is truncated or corrupt; save or download it again",
-            ),
-            other => other,
-        };
         while let Some(entry) = tar.next_entry().map_err(archive_err)? {
-            let shown = entry.display_path();
-            let p = path::clean(&entry.path, AbsolutePaths::Strip).map_err(|why| {
-                Error::archive(
-                    format!("archive member `{shown}` {why}"),
-                    "the archive is malformed or hostile",
-                )
-            })?;
-            let name = String::from_utf8(p.0.clone()).map_err(|_| {
-                Error::archive(
-                    format!("archive member `{shown}` has a non-UTF-8 name"),
-                    "the archive is malformed",
-                )
-            })?;
-            if m.files.contains_key(&name) || m.aliases.contains_key(&name) {
-                return Err(Error::archive(
-                    format!("archive member `{name}` appears twice"),
-                    "the archive is malformed or hostile",
-                ));
-            }
-            match entry.kind {
-                Kind::Dir => {}
-                Kind::File => {
+            match plan_entry(&entry, &m)? {
+                Plan::Skip => {}
+                Plan::Alias(name, target) => {
+                    m.aliases.insert(name, target);
+                }
+                Plan::File(name) => {
                     let mut w = self.blob_writer()?;
                     let mut data = tar.data();
                     io::copy(&mut data, &mut w).map_err(|e| {
                         if e.kind() == io::ErrorKind::UnexpectedEof {
-                            Error::archive(
-                                format!("the archive is truncated inside member `{name}`"),
-                                "the file is incomplete; save or download it again",
-                            )
+                            truncated(&name)
                         } else {
                             archive_err(tar.data_error(&entry, e))
                         }
                     })?;
                     m.files.insert(name, w.finish()?);
                 }
-                Kind::Symlink | Kind::Hardlink => {
-                    let base = if entry.kind == Kind::Symlink {
-                        p.split_last()
-                            .map(|(parent, _)| parent)
-                            .unwrap_or_else(RelPath::root)
-                    } else {
-                        RelPath::root()
-                    };
-                    let mut target = base.0.clone();
-                    if entry.link.first() != Some(&b'/') {
-                        target.push(b'/');
-                    }
-                    target.extend_from_slice(&entry.link);
-                    let t = path::clean(&target, AbsolutePaths::Strip).map_err(|why| {
-                        Error::archive(
-                            format!("archive link `{name}` target {why}"),
-                            "the archive is malformed or hostile",
-                        )
-                    })?;
-                    m.aliases
-                        .insert(name, String::from_utf8_lossy(&t.0).into_owned());
+            }
+        }
+        Ok(m)
+    }
+
+    /// Like `stage_members` for an uncompressed archive file: list the members by their
+    /// headers (seeking over data), then hash and stage them in parallel.
+    fn stage_members_file(&self, file: &File) -> Result<Members> {
+        let len = file.metadata().ctx("stat", "archive")?.len();
+        let mut tar = TarReader::new_seekable(
+            BufReader::with_capacity(1 << 16, file),
+            &self.limits,
+            "archive",
+        )
+        .require_end_marker();
+        let mut m = Members {
+            files: BTreeMap::new(),
+            aliases: BTreeMap::new(),
+        };
+        let mut ranges: Vec<(String, u64, u64)> = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        while let Some(entry) = tar.next_entry().map_err(archive_err)? {
+            match plan_entry(&entry, &m)? {
+                Plan::Skip => {}
+                Plan::Alias(name, target) => {
+                    m.aliases.insert(name, target);
                 }
-                other => {
-                    return Err(Error::archive(
-                        format!(
-                            "archive member `{name}` is a {}, which image archives do not contain",
-                            other.name()
-                        ),
-                        "the archive is malformed or hostile",
-                    ));
+                Plan::File(name) => {
+                    let offset = tar.position();
+                    if offset + entry.size > len {
+                        return Err(truncated(&name));
+                    }
+                    if !names.insert(name.clone()) {
+                        return Err(twice(&name));
+                    }
+                    ranges.push((name, offset, entry.size));
                 }
             }
+        }
+        let staged: Vec<Result<(String, PendingBlob)>> = ranges
+            .into_par_iter()
+            .map(|(name, offset, size)| {
+                use std::os::unix::fs::FileExt;
+                let mut w = self.blob_writer()?;
+                let mut buf = vec![0u8; (size.min(1 << 20) as usize).max(1)];
+                let mut at = 0u64;
+                while at < size {
+                    let want = (size - at).min(buf.len() as u64) as usize;
+                    let n = file
+                        .read_at(&mut buf[..want], offset + at)
+                        .ctx("read archive", "archive")?;
+                    if n == 0 {
+                        return Err(truncated(&name));
+                    }
+                    w.write_all(&buf[..n]).ctx("write", self.layout.ingest())?;
+                    at += n as u64;
+                }
+                Ok((name, w.finish()?))
+            })
+            .collect();
+        for r in staged {
+            let (name, blob) = r?;
+            m.files.insert(name, blob);
         }
         Ok(m)
     }
@@ -600,6 +750,26 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Resolve a link target (relative to `base`, or absolute from the archive root) lexically;
+/// `None` if `..` would climb above the archive root.
+fn resolve_link(base: &RelPath, target: &[u8]) -> Option<RelPath> {
+    let mut parts: Vec<&[u8]> = if target.first() == Some(&b'/') {
+        Vec::new()
+    } else {
+        base.components().collect()
+    };
+    for c in target.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop()?;
+            }
+            c => parts.push(c),
+        }
+    }
+    Some(RelPath(parts.join(&b'/')))
 }
 
 fn clean_member(name: &str, what: &str) -> Result<String> {

@@ -15,7 +15,7 @@ pub use decompress::{LimitedReader, decompress};
 pub use flatten::{FlatEntry, FlatKind, FlatTree, flatten_image};
 pub use inroot::RootDir;
 pub use path::{AbsolutePaths, RelPath};
-pub use scan::{LayerScan, scan};
+pub use scan::{LayerScan, scan, scan_headers};
 pub use unpack::{DuplicatePolicy, UnpackMode, UnpackOptions, UnpackStats, unpack};
 
 #[cfg(test)]

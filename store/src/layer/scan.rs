@@ -21,14 +21,8 @@ pub struct LayerScan {
     pub entries: u64,
 }
 
-/// Scan an uncompressed layer stream. Refused: `..` components, absolute names, entries
-/// written through a symlink or below a non-directory of the same layer, hardlinks whose
-/// target is not an earlier file of the same layer, invalid whiteouts, duplicate paths,
-/// replacing the root with a non-directory, 0:0 character devices, oversized headers and
-/// truncated archives. Device nodes are allowed: they are only entries until unpacked.
-pub fn scan(reader: impl Read, limits: &Limits, name: &str) -> Result<LayerScan> {
-    let mut hashing = HashingReader::new(reader);
-    let mut tar = TarReader::new(&mut hashing, limits, name);
+/// The checks of `scan` over any tar reader; returns the number of entries.
+fn check_entries<R: Read>(tar: &mut TarReader<R>, name: &str) -> Result<u64> {
     let mut kinds: HashMap<Vec<u8>, Kind> = HashMap::new();
     let mut entries = 0u64;
     let bad = |m: String| Error::layer(name, m);
@@ -103,6 +97,38 @@ pub fn scan(reader: impl Read, limits: &Limits, name: &str) -> Result<LayerScan>
             io::copy(&mut tar.data(), &mut io::sink()).map_err(|e| tar.data_error(&entry, e))?;
         }
     }
+    Ok(entries)
+}
+
+/// `scan` for an uncompressed layer in a file whose digest is already known to be its diff_id:
+/// only the headers are read (data is skipped by seeking), nothing is hashed.
+pub fn scan_headers(file: &std::fs::File, limits: &Limits, name: &str) -> Result<u64> {
+    let len = file
+        .metadata()
+        .map_err(|e| Error::layer(name, format!("cannot stat: {e}")))?
+        .len();
+    let mut reader = io::BufReader::with_capacity(1 << 16, file);
+    io::Seek::rewind(&mut reader).map_err(|e| Error::layer(name, format!("cannot read: {e}")))?;
+    let mut tar = TarReader::new_seekable(reader, limits, name);
+    let entries = check_entries(&mut tar, name)?;
+    if tar.position() > len {
+        return Err(Error::layer(
+            name,
+            "the archive is truncated inside a file's data",
+        ));
+    }
+    Ok(entries)
+}
+
+/// Scan an uncompressed layer stream. Refused: `..` components, absolute names, entries
+/// written through a symlink or below a non-directory of the same layer, hardlinks whose
+/// target is not an earlier file of the same layer, invalid whiteouts, duplicate paths,
+/// replacing the root with a non-directory, 0:0 character devices, oversized headers and
+/// truncated archives. Device nodes are allowed: they are only entries until unpacked.
+pub fn scan(reader: impl Read, limits: &Limits, name: &str) -> Result<LayerScan> {
+    let mut hashing = HashingReader::new(reader);
+    let mut tar = TarReader::new(&mut hashing, limits, name);
+    let entries = check_entries(&mut tar, name)?;
     drop(tar);
     let (diff_id, size) = hashing
         .finish_draining()

@@ -85,6 +85,8 @@ pub struct TarReader<R> {
     max_path: usize,
     /// Refuse a stream that ends without the end-of-archive zero block.
     require_end: bool,
+    /// Skips data by seeking instead of reading (set by `new_seekable`).
+    seek: Option<fn(&mut R, u64) -> io::Result<()>>,
     /// Names the layer/archive in errors.
     name: String,
 }
@@ -115,8 +117,15 @@ impl<R: Read> TarReader<R> {
             max_entries: limits.max_layer_entries,
             max_path: limits.max_path_bytes,
             require_end: false,
+            seek: None,
             name: name.into(),
         }
+    }
+
+    /// Offset in the stream of the next byte to be read: after `next_entry`, where the
+    /// entry's data starts.
+    pub fn position(&self) -> u64 {
+        self.pos
     }
 
     /// Require the end-of-archive marker, so a stream cut at a block boundary is reported as
@@ -178,6 +187,13 @@ impl<R: Read> TarReader<R> {
     }
 
     fn skip(&mut self, mut n: u64) -> Result<()> {
+        if let Some(seek) = self.seek
+            && n > 0
+        {
+            seek(&mut self.inner, n).map_err(|e| self.io_err(e))?;
+            self.pos += n;
+            return Ok(());
+        }
         let mut buf = [0u8; 8192];
         while n > 0 {
             let want = n.min(buf.len() as u64) as usize;
@@ -386,6 +402,20 @@ impl<R: Read> TarReader<R> {
     }
 }
 
+impl<R: Read + io::Seek> TarReader<R> {
+    /// A reader over a seekable source that skips entry data by seeking (listing a large
+    /// uncompressed archive reads only its headers). A source that ends early is reported
+    /// as truncated at the next header read.
+    pub fn new_seekable(inner: R, limits: &Limits, name: impl Into<String>) -> TarReader<R> {
+        let mut t = TarReader::new(inner, limits, name);
+        t.seek = Some(|r: &mut R, n: u64| {
+            let n = i64::try_from(n).map_err(|_| io::Error::other("entry too large"))?;
+            r.seek(io::SeekFrom::Current(n)).map(|_| ())
+        });
+        t
+    }
+}
+
 /// The data of the current entry.
 pub struct DataReader<'a, R> {
     tar: &'a mut TarReader<R>,
@@ -444,8 +474,10 @@ fn verify_checksum(block: &[u8; BLOCK]) -> std::result::Result<(), String> {
         .skip_while(|b| *b == b' ')
         .take_while(|b| (b'0'..=b'7').contains(b))
         .collect();
-    let stored = u32::from_str_radix(std::str::from_utf8(&text).unwrap_or(""), 8)
-        .map_err(|_| "the header checksum field is not octal".to_string())?;
+    let stored =
+        u32::from_str_radix(std::str::from_utf8(&text).unwrap_or(""), 8).map_err(|_| {
+            "the header checksum field is not octal (corrupt or not a tar archive)".to_string()
+        })?;
     let mut unsigned: u32 = 0;
     let mut signed: i32 = 0;
     for (i, &b) in block.iter().enumerate() {

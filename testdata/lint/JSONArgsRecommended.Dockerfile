@@ -1,0 +1,2 @@
+FROM alpine
+CMD my-server --port 80

@@ -1,0 +1,4 @@
+FROM alpine
+ARG FOO=1
+ENV BAR=$FOOO
+COPY $FOO /x

@@ -1,0 +1,4 @@
+FROM alpine AS builder
+RUN make
+FROM alpine
+COPY --from=buidler /out /out

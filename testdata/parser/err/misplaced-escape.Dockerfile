@@ -1,0 +1,3 @@
+# a comment first
+# escape=`
+FROM alpine

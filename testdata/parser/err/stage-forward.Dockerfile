@@ -1,0 +1,3 @@
+FROM alpine AS a
+COPY --from=later /x /x
+FROM alpine AS later

@@ -485,7 +485,10 @@ mod tests {
                 .exists()
         );
         assert_eq!(r.cache_entries, vec!["gone.json".to_string()]);
-        assert!(s.layout.cache().join("context").exists(), "the solver's own files stay");
+        assert!(
+            s.layout.cache().join("context").exists(),
+            "the solver's own files stay"
+        );
         assert!(s.layout.cache_keys().join("k1.json").exists());
     }
 

@@ -4,14 +4,14 @@
 pub mod build;
 pub mod check;
 pub mod explain;
-pub mod parse;
-pub mod plan;
 pub mod history;
 pub mod images;
 pub mod import;
 mod import_change;
 pub mod inspect;
 pub mod load;
+pub mod parse;
+pub mod plan;
 pub mod prune;
 pub mod rmi;
 pub mod save;

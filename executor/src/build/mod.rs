@@ -183,12 +183,7 @@ impl<'a> BuildWorker<'a> {
             body(&dest)?;
         }
         let snapshots = self.exec.snapshots();
-        let mut finished = None;
-        let layer = self.write_layer(|out, opts| {
-            finished = Some(());
-            Ok(rootfs.finish(out, opts, snapshots)?)
-        })?;
-        let _ = finished;
+        let layer = self.write_layer(|out, opts| Ok(rootfs.finish(out, opts, snapshots)?))?;
         Ok(layer)
     }
 

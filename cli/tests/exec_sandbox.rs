@@ -17,7 +17,7 @@ fn step_runs_in_its_own_pid_and_uts_namespaces() {
     let fx = Fixture::new(Backend::Overlay);
     let ran = run_sh(
         &fx.exec,
-        &[fx.base.clone()],
+        &fx.lowers(),
         "echo pid=$$; hostname; ls /proc | grep -c '^[0-9]'; cat /proc/1/cmdline | tr '\\0' ' '",
         |s| s.hostname = "buildbox".into(),
     );
@@ -42,7 +42,7 @@ fn dev_is_minimal_and_sys_and_proc_are_protected() {
     let fx = Fixture::new(Backend::Overlay);
     let ran = run_sh(
         &fx.exec,
-        &[fx.base.clone()],
+        &fx.lowers(),
         "ls /dev | tr '\\n' ' '; echo; \
          touch /sys/x 2>/dev/null && echo sys-writable || echo sys-ro; \
          (echo h > /proc/sysrq-trigger) 2>/dev/null && echo sysrq-writable || echo sysrq-ro; \
@@ -73,14 +73,14 @@ fn network_none_has_only_loopback_and_host_is_the_default() {
     let fx = Fixture::new(Backend::Overlay);
     let none = run_sh(
         &fx.exec,
-        &[fx.base.clone()],
+        &fx.lowers(),
         "ls /sys/class/net | tr '\\n' ' '; echo; ip -o link show lo | grep -c UP",
         |s| s.network = Network::None,
     );
     assert!(none.outcome().status.success(), "{:?}", none.stderr);
     assert_eq!(none.stdout[0].trim(), "lo");
     assert_eq!(none.stdout[1], "1", "loopback is up");
-    let host = run_sh(&fx.exec, &[fx.base.clone()], "ls /sys/class/net", |_| {});
+    let host = run_sh(&fx.exec, &fx.lowers(), "ls /sys/class/net", |_| {});
     let mut expected: Vec<String> = std::fs::read_dir("/sys/class/net")
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -95,13 +95,42 @@ fn only_the_standard_descriptors_reach_the_step() {
     let fx = Fixture::new(Backend::Overlay);
     let ran = run_sh(
         &fx.exec,
-        &[fx.base.clone()],
+        &fx.lowers(),
         "ls /proc/self/fd | tr '\\n' ' '",
         |_| {},
     );
     // 3 is the directory `ls` itself opened.
     assert_eq!(ran.outcome().status, ExitStatus::Exited(0));
     assert_eq!(ran.stdout[0].trim(), "0 1 2 3");
+}
+
+/// The step cannot reach its init (which runs rbuild's binary): no /proc/1/exe, fds or
+/// environment, no ptrace; and a working directory through /proc/self/fd cannot start.
+#[test]
+fn the_init_process_and_proc_fd_tricks_are_out_of_reach() {
+    let fx = Fixture::new(Backend::Overlay);
+    let ran = run_sh(
+        &fx.exec,
+        &fx.lowers(),
+        "readlink /proc/1/exe 2>/dev/null || echo no-exe; readlink /proc/1/fd/4 2>/dev/null || echo no-fd; \
+         cat /proc/1/environ >/dev/null 2>&1 || echo no-environ; grep CapEff /proc/1/status",
+        |_| {},
+    );
+    assert!(ran.outcome().status.success(), "{:?}", ran.stderr);
+    assert_eq!(
+        ran.stdout,
+        ["no-exe", "no-fd", "no-environ", "CapEff:\t0000000000000000"]
+    );
+    for n in 3..8 {
+        let ran = run_sh(&fx.exec, &fx.lowers(), "pwd", |s| {
+            s.cwd = format!("/proc/self/fd/{n}")
+        });
+        assert!(
+            matches!(ran.result, Err(ExecError::Start { .. })),
+            "cwd /proc/self/fd/{n} started: {:?}",
+            ran.stdout
+        );
+    }
 }
 
 /// After a step, no mount of it is visible on the host, its directory is gone once the handle
@@ -113,7 +142,7 @@ fn steps_leave_no_mounts_and_cannot_see_the_host() {
     std::fs::write(&canary, "host").unwrap();
     let ran = run_sh(
         &fx.exec,
-        &[fx.base.clone()],
+        &fx.lowers(),
         "find / -name 'canary-7f3a' 2>/dev/null | wc -l; echo new > /made-by-step",
         |_| {},
     );
@@ -210,15 +239,10 @@ fn users_resolve_from_the_image_files() {
 #[test]
 fn a_missing_workdir_is_created_for_the_user() {
     let fx = Fixture::new(Backend::Overlay);
-    let ran = run_sh(
-        &fx.exec,
-        &[fx.base.clone()],
-        "pwd; stat -c '%a %u:%g' .",
-        |s| {
-            s.cwd = "/srv/app".into();
-            s.user = "app".into();
-        },
-    );
+    let ran = run_sh(&fx.exec, &fx.lowers(), "pwd; stat -c '%a %u:%g' .", |s| {
+        s.cwd = "/srv/app".into();
+        s.user = "app".into();
+    });
     assert_eq!(ran.stdout, ["/srv/app", "755 1000:1000"]);
     let cs = ran.outcome().rootfs.changeset().unwrap();
     let lines = rbuild_executor::diff::normalized(&cs).unwrap();
@@ -236,7 +260,7 @@ fn output_is_streamed_and_logged_in_full() {
     let log = fx.tmp.path().join("step.log");
     let ran = run_sh(
         &fx.exec,
-        &[fx.base.clone()],
+        &fx.lowers(),
         "for i in $(seq 1 3000); do echo out $i; done; echo err >&2; printf partial",
         |s| s.log_path = Some(log.clone()),
     );
@@ -343,7 +367,7 @@ fn the_copy_backend_runs_steps() {
     let fx = Fixture::new(Backend::Copy);
     let ran = run_sh(
         &fx.exec,
-        &[fx.base.clone()],
+        &fx.lowers(),
         "echo pid=$$; echo x > /f; ls /dev | wc -l",
         |_| {},
     );
@@ -354,4 +378,21 @@ fn the_copy_backend_runs_steps() {
     let lines = rbuild_executor::diff::normalized(&cs).unwrap();
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].starts_with("f File 644 0:0"));
+}
+
+/// Step directories left by a killed rbuild (their lock is free) are removed by the next
+/// executor; live ones are kept.
+#[test]
+fn stale_step_directories_are_removed_on_start() {
+    let fx = Fixture::new(Backend::Overlay);
+    let stale = fx.root.join("exec/step-stale");
+    std::fs::create_dir_all(stale.join("work/work")).unwrap();
+    std::fs::write(stale.join("lock"), "").unwrap();
+    let live = fx.root.join("exec/step-live");
+    std::fs::create_dir_all(&live).unwrap();
+    let lock = std::fs::File::create(live.join("lock")).unwrap();
+    lock.lock().unwrap();
+    let _again = rbuild_executor::Executor::new(&fx.root, ExecutorOptions::default()).unwrap();
+    assert!(!stale.exists());
+    assert!(live.exists());
 }

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::sync::mpsc;
 
 use sha2::{Digest, Sha256};
 
@@ -45,23 +46,85 @@ pub fn write_layer<W: Write>(
     out: W,
     options: &LayerOptions,
 ) -> Result<LayerInfo> {
-    let mut w = TarWriter {
-        out: io::BufWriter::with_capacity(1 << 20, HashingWriter::new(out)),
-        options,
-        links: HashMap::new(),
-    };
-    for change in &changeset.changes {
-        w.change(changeset, change)?;
-    }
-    let end = [0u8; 2 * BLOCK];
-    w.out.write_all(&end).map_err(write_err)?;
-    let hashing = w.out.into_inner().map_err(|e| write_err(e.into_error()))?;
-    let (mut inner, hasher, size) = hashing.finish();
-    inner.flush().map_err(write_err)?;
-    Ok(LayerInfo {
-        diff_id: format!("sha256:{}", hex::encode(hasher.finalize())),
-        size,
+    let links = plan_links(changeset);
+    // Contents of small files are read ahead, in order, by a second thread, so opening and
+    // reading thousands of files overlaps with hashing and writing the stream.
+    let data: Vec<usize> = (0..changeset.changes.len())
+        .filter(|&i| links[i].is_none() && data_size(&changeset.changes[i]) > 0)
+        .collect();
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<(usize, Option<io::Result<Vec<u8>>>)>(PREFETCH_DEPTH);
+        let data = &data;
+        scope.spawn(move || {
+            for &i in data {
+                let change = &changeset.changes[i];
+                let size = data_size(change);
+                let read = (size <= PREFETCH_MAX).then(|| {
+                    let mut buf = Vec::with_capacity(size as usize + 1);
+                    std::fs::File::open(changeset.source(change))
+                        .and_then(|f| f.take(size + 1).read_to_end(&mut buf))
+                        .map(|_| buf)
+                });
+                if tx.send((i, read)).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut w = TarWriter {
+            out: io::BufWriter::with_capacity(1 << 20, HashingWriter::new(out)),
+            options,
+            links: &links,
+            prefetched: rx,
+        };
+        for (i, change) in changeset.changes.iter().enumerate() {
+            w.change(changeset, i, change)?;
+        }
+        let end = [0u8; 2 * BLOCK];
+        w.out.write_all(&end).map_err(write_err)?;
+        let hashing = w.out.into_inner().map_err(|e| write_err(e.into_error()))?;
+        let (mut inner, hasher, size) = hashing.finish();
+        inner.flush().map_err(write_err)?;
+        Ok(LayerInfo {
+            diff_id: format!("sha256:{}", hex::encode(hasher.finalize())),
+            size,
+        })
     })
+}
+
+/// Files up to this size are read ahead whole; bigger ones are streamed.
+const PREFETCH_MAX: u64 = 1 << 20;
+/// How many files may wait read ahead.
+const PREFETCH_DEPTH: usize = 64;
+
+/// The number of content bytes an entry carries (regular files only).
+fn data_size(change: &crate::diff::Change) -> u64 {
+    match &change.kind {
+        ChangeKind::Entry(e) if e.meta.kind == Kind::File => e.meta.size,
+        _ => 0,
+    }
+}
+
+/// For each change, the index of the earlier entry it is a hard link to (same device and
+/// inode, both in this layer), if any.
+fn plan_links(cs: &Changeset) -> Vec<Option<usize>> {
+    let mut first: HashMap<(u64, u64), usize> = HashMap::new();
+    cs.changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match &c.kind {
+            ChangeKind::Entry(e) if e.meta.kind != Kind::Dir && e.meta.nlink > 1 => {
+                let key = (e.meta.dev, e.meta.ino);
+                match first.get(&key) {
+                    Some(&f) => Some(f),
+                    None => {
+                        first.insert(key, i);
+                        None
+                    }
+                }
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn write_err(e: io::Error) -> ExecError {
@@ -75,12 +138,14 @@ fn write_err(e: io::Error) -> ExecError {
 struct TarWriter<'a, W: Write> {
     out: io::BufWriter<HashingWriter<W>>,
     options: &'a LayerOptions,
-    /// (dev, ino) of multiply-linked files already written → their path in the layer.
-    links: HashMap<(u64, u64), Vec<u8>>,
+    /// For each change, the earlier entry it is a hard link to.
+    links: &'a [Option<usize>],
+    /// Contents read ahead, in the order of the data-carrying entries.
+    prefetched: mpsc::Receiver<(usize, Option<io::Result<Vec<u8>>>)>,
 }
 
 impl<W: Write> TarWriter<'_, W> {
-    fn change(&mut self, cs: &Changeset, change: &crate::diff::Change) -> Result<()> {
+    fn change(&mut self, cs: &Changeset, index: usize, change: &crate::diff::Change) -> Result<()> {
         let path = change.path.as_os_str().as_bytes();
         let marker_time = self.options.source_date_epoch.unwrap_or(0).max(0) as u64;
         match &change.kind {
@@ -127,17 +192,10 @@ impl<W: Write> TarWriter<'_, W> {
                 } else {
                     0
                 };
-                if meta.kind != Kind::Dir && meta.nlink > 1 {
-                    match self.links.get(&(meta.dev, meta.ino)) {
-                        Some(first) => {
-                            typeflag = b'1';
-                            link = Some(first.clone());
-                            size = 0;
-                        }
-                        None => {
-                            self.links.insert((meta.dev, meta.ino), path.clone());
-                        }
-                    }
+                if let Some(first) = self.links[index] {
+                    typeflag = b'1';
+                    link = Some(cs.changes[first].path.as_os_str().as_bytes().to_vec());
+                    size = 0;
                 }
                 let mut mtime = meta.mtime.max(0) as u64;
                 if let Some(epoch) = self.options.source_date_epoch {
@@ -167,7 +225,23 @@ impl<W: Write> TarWriter<'_, W> {
                 self.header(&h, &pax_xattrs).map_err(write_err)?;
                 if typeflag == b'0' && size > 0 {
                     let src = cs.source(change);
-                    self.data(&src, meta, change)?;
+                    match self.prefetched.recv() {
+                        Ok((i, Some(read))) if i == index => {
+                            let buf = read.ctx("cannot read", &src)?;
+                            if buf.len() as u64 != meta.size {
+                                return Err(changed_size(change, meta));
+                            }
+                            self.out.write_all(&buf).map_err(write_err)?;
+                            pad(&mut self.out, meta.size).map_err(write_err)?;
+                        }
+                        Ok((i, None)) if i == index => self.data(&src, meta, change)?,
+                        _ => {
+                            return Err(ExecError::Layer {
+                                path: change.path.display().to_string(),
+                                message: "internal error: the read-ahead got out of step".into(),
+                            });
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -188,13 +262,7 @@ impl<W: Write> TarWriter<'_, W> {
         let mut probe = [0u8; 1];
         let grew = rest.read(&mut probe).ctx("cannot read", src)? > 0;
         if copied != meta.size || grew {
-            return Err(ExecError::Layer {
-                path: change.path.display().to_string(),
-                message: format!(
-                    "the file changed size while it was written ({} bytes expected)",
-                    meta.size
-                ),
-            });
+            return Err(changed_size(change, meta));
         }
         pad(&mut self.out, copied).map_err(write_err)
     }
@@ -307,6 +375,16 @@ impl<W: Write> TarWriter<'_, W> {
     }
 }
 
+fn changed_size(change: &crate::diff::Change, meta: &Meta) -> ExecError {
+    ExecError::Layer {
+        path: change.path.display().to_string(),
+        message: format!(
+            "the file changed size while it was written ({} bytes expected)",
+            meta.size
+        ),
+    }
+}
+
 /// The header fields of one entry before encoding.
 struct Fields {
     path: Vec<u8>,
@@ -403,12 +481,162 @@ mod tests {
         assert_eq!(name, &[b"e".repeat(20), b"/".to_vec()].concat()[..]);
     }
 
+    use crate::diff::walk::{StubSet, diff_trees};
+    use crate::lower::LowerView;
+    use std::os::unix::fs::symlink;
+
+    /// A tree exercising every header feature, diffed against an empty base.
+    fn odd_tree() -> (tempfile::TempDir, crate::diff::Changeset) {
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().join("base");
+        let after = t.path().join("after");
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::create_dir_all(&after).unwrap();
+        let long_dir = "d".repeat(150);
+        std::fs::create_dir(after.join(&long_dir)).unwrap();
+        std::fs::write(after.join(&long_dir).join("f".repeat(140)), "long").unwrap();
+        symlink("t".repeat(200), after.join("link")).unwrap();
+        std::fs::write(after.join("caps"), "x").unwrap();
+        xattr::set(after.join("caps"), "user.note", b"\x00binary\xff").unwrap();
+        std::fs::write(after.join("hl-a"), "same").unwrap();
+        std::fs::hard_link(after.join("hl-a"), after.join("hl-b")).unwrap();
+        std::fs::write(after.join("big-owner"), "o").unwrap();
+        std::os::unix::fs::chown(after.join("big-owner"), Some(3_000_000), Some(3_000_001))
+            .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            after.join("null"),
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 3),
+        )
+        .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            after.join("fifo"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        std::fs::write(after.join("naïve €"), "utf8").unwrap();
+        filetime::set_file_mtime(
+            after.join("caps"),
+            filetime::FileTime::from_unix_time(5_000, 0),
+        )
+        .unwrap();
+        let cs = diff_trees(&LowerView::new(&[base]), &after, None, &StubSet::default()).unwrap();
+        (t, cs)
+    }
+
+    #[test]
+    fn headers_round_trip_through_a_tar_reader() {
+        let (_t, cs) = odd_tree();
+        let mut out = Vec::new();
+        let info = write_layer(&cs, &mut out, &LayerOptions::default()).unwrap();
+        assert_eq!(info.size, out.len() as u64);
+        assert_eq!(
+            info.diff_id,
+            format!("sha256:{}", hex::encode(Sha256::digest(&out)))
+        );
+        let mut archive = tar::Archive::new(&out[..]);
+        let mut seen = std::collections::BTreeMap::new();
+        for e in archive.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            let h = e.header().clone();
+            assert!(
+                h.username_bytes().is_none_or(|u| u.is_empty()),
+                "empty uname"
+            );
+            let mut xattrs = Vec::new();
+            if let Some(pax) = e.pax_extensions().unwrap() {
+                for ext in pax {
+                    let ext = ext.unwrap();
+                    if let Some(k) = ext.key().unwrap().strip_prefix("SCHILY.xattr.") {
+                        xattrs.push((k.to_string(), ext.value_bytes().to_vec()));
+                    }
+                }
+            }
+            let link = e.link_name().unwrap().map(|l| l.display().to_string());
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            seen.insert(path, (h, link, xattrs, data));
+        }
+        let long = format!("{}/{}", "d".repeat(150), "f".repeat(140));
+        assert_eq!(seen[&long].3, b"long");
+        assert_eq!(seen["link"].1.as_deref(), Some("t".repeat(200).as_str()));
+        assert_eq!(
+            seen["caps"].2,
+            [("user.note".to_string(), b"\x00binary\xff".to_vec())]
+        );
+        assert_eq!(seen["caps"].0.mtime().unwrap(), 5_000);
+        assert_eq!(seen["hl-a"].0.entry_type(), tar::EntryType::Regular);
+        assert_eq!(seen["hl-b"].0.entry_type(), tar::EntryType::Link);
+        assert_eq!(seen["hl-b"].1.as_deref(), Some("hl-a"));
+        assert_eq!(seen["big-owner"].0.uid().unwrap(), 3_000_000);
+        assert_eq!(seen["big-owner"].0.gid().unwrap(), 3_000_001);
+        let null = &seen["null"].0;
+        assert_eq!(null.entry_type(), tar::EntryType::Char);
+        assert_eq!(
+            (null.device_major().unwrap(), null.device_minor().unwrap()),
+            (Some(1), Some(3))
+        );
+        assert_eq!(seen["fifo"].0.entry_type(), tar::EntryType::Fifo);
+        assert_eq!(seen["naïve €"].3, b"utf8");
+        let dir = &seen[&format!("{}/", "d".repeat(150))].0;
+        assert_eq!(dir.entry_type(), tar::EntryType::Directory);
+    }
+
+    #[test]
+    fn the_same_change_gives_the_same_bytes_and_epoch_clamps_mtimes() {
+        let (_t, cs) = odd_tree();
+        let write = |epoch| {
+            let mut out = Vec::new();
+            write_layer(
+                &cs,
+                &mut out,
+                &LayerOptions {
+                    source_date_epoch: epoch,
+                },
+            )
+            .unwrap();
+            out
+        };
+        assert_eq!(write(None), write(None));
+        let clamped = write(Some(100));
+        let mut archive = tar::Archive::new(&clamped[..]);
+        for e in archive.entries().unwrap() {
+            assert!(e.unwrap().header().mtime().unwrap() <= 100);
+        }
+    }
+
+    #[test]
+    fn sockets_are_skipped_with_a_warning() {
+        let t = tempfile::tempdir().unwrap();
+        let base = t.path().join("base");
+        let after = t.path().join("after");
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::create_dir_all(&after).unwrap();
+        let _listener = std::os::unix::net::UnixListener::bind(after.join("sock")).unwrap();
+        std::fs::write(after.join("file"), "f").unwrap();
+        let cs = diff_trees(&LowerView::new(&[base]), &after, None, &StubSet::default()).unwrap();
+        assert_eq!(cs.changes.len(), 1);
+        assert!(
+            cs.warnings[0].contains("skipped socket `/sock`"),
+            "{:?}",
+            cs.warnings
+        );
+    }
+
     #[test]
     fn pax_record_lengths_count_themselves() {
+        let (_tx, rx) = mpsc::sync_channel(1);
         let mut w = TarWriter {
             out: io::BufWriter::new(HashingWriter::new(Vec::new())),
             options: &LayerOptions::default(),
-            links: HashMap::new(),
+            links: &[],
+            prefetched: rx,
         };
         let value = vec![b'v'; 93]; // "103 path=" + 93 bytes + "\n" is 103 bytes long
         w.pax_block(&[(b"path".to_vec(), value)]).unwrap();

@@ -20,6 +20,7 @@
 //! this same executable re-executed with a hidden argument (never a fork of the threaded
 //! caller). The executor knows nothing about Dockerfiles: argv and env arrive expanded.
 
+pub mod container;
 pub mod diff;
 pub mod error;
 pub mod fsmeta;

@@ -206,19 +206,32 @@ fn prepare_cache(root: &Path, scratch: &Path, c: &CacheMount, out: &mut Prepared
         .ctx("cannot open", &lock_path)?;
     let data = dir.join("data");
     if !data.is_dir() {
-        lock.lock().ctx("cannot lock", &lock_path)?;
-        if !data.is_dir() {
-            std::fs::write(dir.join("id"), &c.id).ctx("cannot write", &dir)?;
-            let tmp = dir.join("data.tmp");
-            let _ = std::fs::remove_dir_all(&tmp);
-            std::fs::create_dir(&tmp).ctx("cannot create", &tmp)?;
-            std::os::unix::fs::chown(&tmp, Some(c.uid), Some(c.gid)).ctx("cannot chown", &tmp)?;
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(c.mode))
-                .ctx("cannot chmod", &tmp)?;
-            std::fs::rename(&tmp, &data).ctx("cannot create", &data)?;
+        // Created aside and renamed into place, without the cache lock: a concurrent user may
+        // already hold it shared for its whole step.
+        std::fs::write(dir.join("id"), &c.id).ctx("cannot write", &dir)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("data.tmp-")
+            .tempdir_in(&dir)
+            .ctx("cannot create a directory in", &dir)?;
+        std::os::unix::fs::chown(tmp.path(), Some(c.uid), Some(c.gid))
+            .ctx("cannot chown", tmp.path())?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(c.mode))
+            .ctx("cannot chmod", tmp.path())?;
+        // NOREPLACE: a plain rename would replace a just-created empty `data` in use.
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            tmp.path(),
+            rustix::fs::CWD,
+            &data,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => {
+                let _ = tmp.keep();
+            }
+            Err(rustix::io::Errno::EXIST) => {} // someone else won; `tmp` is removed on drop
+            Err(e) => return Err(ExecError::io("cannot create", &data, e.into())),
         }
-        lock.unlock().ctx("cannot unlock", &lock_path)?;
     }
     let source_dir = match c.sharing {
         Sharing::Shared => {

@@ -250,6 +250,14 @@ impl StepRootfs {
         }
     }
 
+    /// The step's complete root filesystem (copy backend only).
+    pub fn copy_dir(&self) -> Option<&Path> {
+        match &self.kind {
+            RootfsKind::Copy { rootfs, .. } => Some(rootfs),
+            RootfsKind::Overlay { .. } => None,
+        }
+    }
+
     /// Keep the upper directory as the snapshot of the layer written from it (overlay
     /// backend), saving an unpack. Its mtimes are not clamped to `SOURCE_DATE_EPOCH` and it may
     /// hold unchanged copy-ups; later steps see the same files either way. Returns `None` for

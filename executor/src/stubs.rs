@@ -232,18 +232,18 @@ impl StubPlan {
     /// restores the mtimes of the existing directories they were created in.
     pub fn create_in_rootfs(&self, rootfs: &Path) -> Result<StubSet> {
         self.create(rootfs)?;
+        for (rel, meta) in &self.touched_parents {
+            let p = rootfs.join(rel);
+            let t = filetime::FileTime::from_unix_time(meta.mtime, meta.mtime_nsec);
+            filetime::set_symlink_file_times(&p, t, t).ctx("cannot set times of", &p)?;
+        }
         let mut set = StubSet::default();
         for e in &self.entries {
             if let StubEntry::Dir { rel } | StubEntry::File { rel } = e {
                 let p = rootfs.join(rel);
                 let meta = Meta::lstat(&p).ctx("cannot stat", &p)?;
-                set.insert(rel.clone(), meta.ino);
+                set.insert(rel.clone(), &meta);
             }
-        }
-        for (rel, meta) in &self.touched_parents {
-            let p = rootfs.join(rel);
-            let t = filetime::FileTime::from_unix_time(meta.mtime, meta.mtime_nsec);
-            filetime::set_symlink_file_times(&p, t, t).ctx("cannot set times of", &p)?;
         }
         Ok(set)
     }

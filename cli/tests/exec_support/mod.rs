@@ -135,6 +135,11 @@ impl Fixture {
         }
     }
 
+    /// The busybox base alone as a lower chain.
+    pub fn lowers(&self) -> Vec<PathBuf> {
+        vec![self.base.clone()]
+    }
+
     /// A new layer directory (in the store's snapshot dir) filled by `fill`.
     pub fn layer(&self, n: u32, fill: impl FnOnce(&Path)) -> PathBuf {
         let id = format!("sha256:{:064x}", n);
@@ -201,7 +206,11 @@ pub fn run_sh(
 
 /// A summary of a tree for exact comparisons: path → kind, mode, owner, size, content digest,
 /// link target, xattrs, (optionally) mtime seconds, and the first path of its hard-link group.
-pub fn tree(dir: &Path, with_mtime: bool) -> std::collections::BTreeMap<String, String> {
+pub fn tree(
+    dir: &Path,
+    with_mtime: bool,
+    with_links: bool,
+) -> std::collections::BTreeMap<String, String> {
     use sha2::{Digest, Sha256};
     use std::os::unix::fs::MetadataExt;
     let mut out = std::collections::BTreeMap::new();
@@ -222,7 +231,7 @@ pub fn tree(dir: &Path, with_mtime: bool) -> std::collections::BTreeMap<String, 
                 data.len(),
                 &hex::encode(Sha256::digest(&data))[..12]
             ));
-            if md.nlink() > 1 {
+            if with_links && md.nlink() > 1 {
                 let first = inodes.entry(md.ino()).or_insert_with(|| rel.clone());
                 s.push_str(&format!(" link:{first}"));
             }
@@ -272,7 +281,8 @@ pub fn apply_layer(layer: &[u8], dir: &Path) {
     let mut entries = Vec::new();
     for e in archive.entries().unwrap() {
         let mut e = e.unwrap();
-        let path = e.path().unwrap().into_owned();
+        // Re-collect the components to drop a directory's trailing slash.
+        let path: PathBuf = e.path().unwrap().components().collect();
         let link = e.link_name().unwrap().map(|l| l.into_owned());
         let mut xattrs = Vec::new();
         if let Some(pax) = e.pax_extensions().unwrap() {
@@ -355,4 +365,26 @@ pub fn apply_layer(layer: &[u8], dir: &Path) {
     for (d, t) in dirs.iter().rev() {
         set_symlink_times(d, *t);
     }
+}
+
+/// Assert two tree summaries are equal, printing only the differing paths.
+pub fn assert_same_tree(
+    got: &std::collections::BTreeMap<String, String>,
+    want: &std::collections::BTreeMap<String, String>,
+    what: &str,
+) {
+    let mut diffs = Vec::new();
+    for (k, v) in want {
+        match got.get(k) {
+            Some(g) if g == v => {}
+            Some(g) => diffs.push(format!("{k}: got `{g}`, want `{v}`")),
+            None => diffs.push(format!("{k}: missing, want `{v}`")),
+        }
+    }
+    for (k, g) in got {
+        if !want.contains_key(k) {
+            diffs.push(format!("{k}: unexpected `{g}`"));
+        }
+    }
+    assert!(diffs.is_empty(), "{what}:\n{}", diffs.join("\n"));
 }

@@ -92,3 +92,60 @@ pub fn diff_upper(upper: &Path, lower: &LowerView) -> Result<Changeset> {
     }
     out.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diff::normalized;
+    use crate::lower::tests::{opaque, whiteout};
+
+    fn copy_attrs(from: &Path, to: &Path) {
+        let meta = Meta::lstat(from).unwrap();
+        crate::fsmeta::apply_meta(to, &meta, &[]).unwrap();
+    }
+
+    #[test]
+    fn upper_markers_become_layer_markers_and_unchanged_copy_ups_vanish() {
+        let t = tempfile::tempdir().unwrap();
+        let lower = t.path().join("lower");
+        let upper = t.path().join("upper");
+        std::fs::create_dir_all(lower.join("opq")).unwrap();
+        std::fs::write(lower.join("opq/old"), "o").unwrap();
+        std::fs::write(lower.join("gone"), "g").unwrap();
+        std::fs::write(lower.join("same"), "s").unwrap();
+        std::fs::write(lower.join("edited"), "e").unwrap();
+        std::fs::create_dir_all(upper.join("opq")).unwrap();
+        opaque(&upper.join("opq"));
+        std::fs::write(upper.join("opq/new"), "n").unwrap();
+        whiteout(&upper.join("gone"));
+        whiteout(&upper.join("never-existed"));
+        std::fs::write(upper.join("same"), "s").unwrap();
+        copy_attrs(&lower.join("same"), &upper.join("same"));
+        std::fs::write(upper.join("edited"), "E").unwrap();
+        copy_attrs(&lower.join("edited"), &upper.join("edited"));
+        let _sock = std::os::unix::net::UnixListener::bind(upper.join("sock")).unwrap();
+        let cs = diff_upper(&upper, &LowerView::new(&[lower])).unwrap();
+        let lines = normalized(&cs).unwrap();
+        let paths: Vec<&str> = lines.iter().map(|l| l.split(' ').next().unwrap()).collect();
+        assert_eq!(
+            paths,
+            [".wh.gone", "edited", "opq", "opq/.wh..wh..opq", "opq/new"],
+            "{lines:?}"
+        );
+        assert!(cs.warnings[0].contains("`/sock`"));
+    }
+
+    #[test]
+    fn reserved_names_in_the_upper_are_an_error() {
+        let t = tempfile::tempdir().unwrap();
+        let lower = t.path().join("lower");
+        let upper = t.path().join("upper");
+        std::fs::create_dir_all(&lower).unwrap();
+        std::fs::create_dir_all(upper.join("d")).unwrap();
+        std::fs::write(upper.join("d/.wh..wh..opq"), "").unwrap();
+        let err = diff_upper(&upper, &LowerView::new(&[lower])).unwrap_err();
+        assert!(
+            matches!(err, crate::ExecError::ReservedName { ref path } if path == "d/.wh..wh..opq")
+        );
+    }
+}

@@ -13,10 +13,21 @@ use crate::error::{IoContext, Result};
 use crate::fsmeta::{self, Kind, Meta};
 use crate::lower::{LowerEntry, LowerView};
 
-/// (inode, ctime) of every path of a tree, taken just before a step runs in it.
+/// (inode, ctime) of every path of a tree, taken just before a step runs in it, plus the
+/// birth time of directories (inode numbers are reused at once on ext4, so `rm -rf d; mkdir
+/// d` can give the same inode; the birth time tells the new directory apart).
 #[derive(Clone, Debug, Default)]
 pub struct Baseline {
     entries: HashMap<PathBuf, (u64, i64, u32)>,
+    births: HashMap<PathBuf, (i64, u32)>,
+}
+
+/// The birth time of a path, when the filesystem records one.
+fn birth_time(path: &Path) -> Option<(i64, u32)> {
+    use rustix::fs::{AtFlags, CWD, StatxFlags, statx};
+    let st = statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BTIME).ok()?;
+    (st.stx_mask & StatxFlags::BTIME.bits() != 0)
+        .then_some((st.stx_btime.tv_sec, st.stx_btime.tv_nsec))
 }
 
 impl Baseline {
@@ -25,6 +36,7 @@ impl Baseline {
     pub fn capture(root: &Path) -> Result<Baseline> {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut entries = HashMap::new();
+        let mut births = HashMap::new();
         for entry in walkdir::WalkDir::new(root).follow_links(false) {
             let entry = entry.map_err(|e| {
                 let path = e.path().unwrap_or(root).to_path_buf();
@@ -33,16 +45,31 @@ impl Baseline {
             let rel = entry.path().strip_prefix(root).unwrap_or(Path::new(""));
             let meta = Meta::lstat(entry.path()).ctx("cannot stat", entry.path())?;
             entries.insert(rel.to_path_buf(), (meta.ino, meta.ctime, meta.ctime_nsec));
+            if meta.kind == Kind::Dir
+                && let Some(b) = birth_time(entry.path())
+            {
+                births.insert(rel.to_path_buf(), b);
+            }
         }
-        Ok(Baseline { entries })
+        Ok(Baseline { entries, births })
     }
 
     fn unchanged(&self, rel: &Path, meta: &Meta) -> bool {
         self.entries.get(rel) == Some(&(meta.ino, meta.ctime, meta.ctime_nsec))
     }
 
-    fn ino(&self, rel: &Path) -> Option<u64> {
-        self.entries.get(rel).map(|e| e.0)
+    /// Whether the directory at `rel` (now `meta`) is not the one that was there before.
+    fn recreated(&self, rel: &Path, full: &Path, meta: &Meta) -> bool {
+        let Some(&(ino, ..)) = self.entries.get(rel) else {
+            return false;
+        };
+        if ino != meta.ino {
+            return true;
+        }
+        match (self.births.get(rel), birth_time(full)) {
+            (Some(before), Some(now)) => *before != now,
+            _ => false,
+        }
     }
 }
 
@@ -50,19 +77,20 @@ impl Baseline {
 /// left out of the changeset as long as the step did not touch them.
 #[derive(Clone, Debug, Default)]
 pub struct StubSet {
-    pub(crate) entries: HashMap<PathBuf, u64>,
+    pub(crate) entries: HashMap<PathBuf, (u64, i64, u32)>,
 }
 
 impl StubSet {
-    /// Record a stub at `rel` (relative to the rootfs) with inode `ino`.
-    pub fn insert(&mut self, rel: PathBuf, ino: u64) {
-        self.entries.insert(rel, ino);
+    /// Record a stub at `rel` (relative to the rootfs) as it is now (`meta`).
+    pub fn insert(&mut self, rel: PathBuf, meta: &Meta) {
+        self.entries
+            .insert(rel, (meta.ino, meta.mtime, meta.mtime_nsec));
     }
 
-    /// Whether `rel` is still exactly the stub the executor made: same inode, and empty (a
-    /// zero-length file, or a directory holding only pristine stubs).
+    /// Whether `rel` is still exactly the stub the executor made: same inode and mtime, and
+    /// empty (a zero-length file, or a directory holding only pristine stubs).
     fn is_pristine(&self, root: &Path, rel: &Path, meta: &Meta) -> Result<bool> {
-        if self.entries.get(rel) != Some(&meta.ino) {
+        if self.entries.get(rel) != Some(&(meta.ino, meta.mtime, meta.mtime_nsec)) {
             return Ok(false);
         }
         match meta.kind {
@@ -162,8 +190,7 @@ pub fn diff_trees(
                             stack.push((path, Vec::new()));
                         }
                     } else if a.kind == Kind::Dir {
-                        let recreated =
-                            baseline.is_some_and(|bl| bl.ino(&path).is_some_and(|i| i != a.ino));
+                        let recreated = baseline.is_some_and(|bl| bl.recreated(&path, &full, &a));
                         if recreated {
                             let xattrs =
                                 fsmeta::xattrs(&full).ctx("cannot read xattrs of", &full)?;

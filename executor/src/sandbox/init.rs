@@ -48,9 +48,22 @@ pub(super) fn run(
         sys::exit_now(1);
     }
     drop(root);
+    // The step runs as root in the same user namespace: make init unreachable to it (no
+    // ptrace, no /proc/1/exe or /proc/1/fd), and once the command is forked, give up every
+    // capability init still has.
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let child = match sys::fork() {
         Ok(None) => command(reporter, spec),
-        Ok(Some(pid)) => pid,
+        Ok(Some(pid)) => {
+            if let Err(e) = drop_all_capabilities() {
+                reporter.fail(Failure {
+                    stage: "drop init capabilities",
+                    message: e.to_string(),
+                });
+                sys::exit_now(1);
+            }
+            pid
+        }
         Err(e) => {
             reporter.fail(Failure {
                 stage: "fork command",
@@ -243,6 +256,20 @@ fn enter_cwd(cwd: &str, uid: u32, gid: u32) -> Result<(), String> {
             "working directory `{cwd}` is outside the container root"
         ));
     }
+    Ok(())
+}
+
+fn drop_all_capabilities() -> std::io::Result<()> {
+    sys::bound_capabilities(&[])?;
+    let none = rustix::thread::CapabilitySet::empty();
+    rustix::thread::set_capabilities(
+        None,
+        rustix::thread::CapabilitySets {
+            effective: none,
+            permitted: none,
+            inheritable: none,
+        },
+    )?;
     Ok(())
 }
 

@@ -187,27 +187,35 @@ fn supervise(
 
     let deadline = opts.timeout.map(|t| Instant::now() + t);
     let timed_out = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicBool::new(false));
-    // A watchdog enforces the deadline and cancellation while the caller thread reads output.
-    let watchdog = {
+    // A watchdog enforces the deadline and cancellation while this thread reads output; it
+    // polls the token and wakes at once when told the sandbox is gone.
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let watchdog = (deadline.is_some() || opts.cancel.is_some()).then(|| {
         let timed_out = timed_out.clone();
-        let done = done.clone();
         let cancel = opts.cancel.cloned();
         std::thread::spawn(move || {
-            while !done.load(Ordering::SeqCst) {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    timed_out.store(true, Ordering::SeqCst);
-                    kill(pid);
-                    return;
+            loop {
+                let mut wait = Duration::from_millis(50);
+                if let Some(d) = deadline {
+                    let now = Instant::now();
+                    if now >= d {
+                        timed_out.store(true, Ordering::SeqCst);
+                        kill(pid);
+                        return;
+                    }
+                    wait = wait.min(d - now);
                 }
                 if cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
                     kill(pid);
                     return;
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                match done_rx.recv_timeout(wait) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
             }
         })
-    };
+    });
 
     let mut tail = VecDeque::new();
     let log = opts.log;
@@ -217,8 +225,10 @@ fn supervise(
     };
     let mut statuses = String::new();
     let _ = File::from(status_r).read_to_string(&mut statuses);
-    done.store(true, Ordering::SeqCst);
-    let _ = watchdog.join();
+    let _ = done_tx.send(());
+    if let Some(w) = watchdog {
+        let _ = w.join();
+    }
     result?;
 
     // A failure record (setup, start) wins over the init's report of the exit that followed.

@@ -57,6 +57,10 @@ pub enum Command {
     Pull(commands::pull::PullArgs),
     /// Upload an image to a registry.
     Push(commands::push::PushArgs),
+    /// Say which build steps would hit the cache and why the others would miss; builds nothing.
+    Explain(commands::explain::ExplainArgs),
+    /// Print the build graph (stages, steps, dependencies) as Graphviz dot or JSON.
+    Plan(commands::plan::PlanArgs),
     /// List images.
     Images(commands::images::ImagesArgs),
     /// Manage images: ls, rm, history, inspect, tag, save, load, import, prune.

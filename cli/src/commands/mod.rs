@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod check;
+pub mod explain;
 pub mod history;
 pub mod images;
 pub mod import;
@@ -12,6 +13,7 @@ pub mod load;
 pub mod login;
 pub mod logout;
 pub mod parse;
+pub mod plan;
 pub mod prune;
 pub mod pull;
 pub mod push;
@@ -33,6 +35,8 @@ pub fn run(cli: Cli) -> miette::Result<u8> {
         Command::Logout(args) => logout::run(global, args),
         Command::Pull(args) => pull::run(global, args),
         Command::Push(args) => push::run(global, args),
+        Command::Explain(args) => explain::run(global, args),
+        Command::Plan(args) => plan::run(global, args),
         Command::Images(args) => images::run(global, args),
         Command::Image(cmd) => images::run_group(global, cmd),
         Command::History(args) => history::run(global, args),

@@ -1,0 +1,207 @@
+//! The RUN-only build conformance cases, driven at the executor level the way the solver will
+//! drive it: each RUN runs over the previous snapshots, its layer is written, its upper becomes
+//! the next snapshot. The final filesystem — from applying the written layers to the base, and
+//! from the snapshot chain — must equal what BuildKit built (`expected/CASE.json`).
+
+mod common;
+mod exec_support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use exec_support::{Fixture, apply_layer, walk};
+use rbuild_executor::lower::LowerView;
+use rbuild_executor::{Backend, LayerOptions, RunStep, Stdio3};
+
+/// Unpack the busybox test image's single layer with the host's tar (trusted fixture).
+fn busybox_layer(fx: &Fixture) -> PathBuf {
+    let shared = common::shared_dir();
+    let archive = shared.join("images/busybox-1.35.oci.tar");
+    assert!(archive.exists(), "missing {}", archive.display());
+    let oci = fx.tmp.path().join("oci");
+    std::fs::create_dir(&oci).unwrap();
+    run(
+        "tar",
+        &[
+            "-xf",
+            archive.to_str().unwrap(),
+            "-C",
+            oci.to_str().unwrap(),
+        ],
+    );
+    let blob = |digest: &str| {
+        oci.join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(oci.join("index.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let layer = blob(manifest["layers"][0]["digest"].as_str().unwrap());
+    fx.layer(7000, |dir| {
+        run(
+            "tar",
+            &[
+                "-xzf",
+                layer.to_str().unwrap(),
+                "-C",
+                dir.to_str().unwrap(),
+                "--same-owner",
+                "-p",
+            ],
+        );
+    })
+}
+
+fn run(cmd: &str, args: &[&str]) {
+    let st = std::process::Command::new(cmd).args(args).status().unwrap();
+    assert!(st.success(), "{cmd} {args:?}");
+}
+
+/// The conformance comparison format (see ../shared/conformance/build/README.md).
+fn flatten(dir: &Path) -> BTreeMap<String, String> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::MetadataExt;
+    let mut out = BTreeMap::new();
+    for p in walk(dir) {
+        let rel = p.strip_prefix(dir).unwrap();
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        let owner = format!("{}:{}", md.uid(), md.gid());
+        let mode = md.mode() & 0o7777;
+        let v = if md.is_dir() {
+            format!("dir 0o{mode:o} {owner}")
+        } else if md.file_type().is_symlink() {
+            format!(
+                "symlink {owner} -> {}",
+                std::fs::read_link(&p).unwrap().display()
+            )
+        } else {
+            let data = std::fs::read(&p).unwrap();
+            let digest = hex::encode(Sha256::digest(&data));
+            format!("file 0o{mode:o} {owner} {} {}", data.len(), &digest[..16])
+        };
+        out.insert(format!("/{}", rel.display()), v);
+    }
+    out
+}
+
+fn expected(case: &str) -> BTreeMap<String, String> {
+    let shared = common::shared_dir();
+    let text =
+        std::fs::read(shared.join(format!("conformance/build/expected/{case}.json"))).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    v["files"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// Run `steps` (argv lists) as successive RUN steps and compare with the case's expectation.
+fn conform(case: &str, steps: &[Vec<&str>]) {
+    let fx = Fixture::new(Backend::Overlay);
+    let base = busybox_layer(&fx);
+    let mut chain = vec![base.clone()];
+    let mut layers = Vec::new();
+    for (i, argv) in steps.iter().enumerate() {
+        let mut err = Vec::new();
+        let mut cb = |_: rbuild_executor::Stream, l: &[u8]| {
+            err.push(String::from_utf8_lossy(l).into_owned())
+        };
+        let mut step = RunStep::new(
+            chain.clone(),
+            argv.iter().map(|s| s.to_string()).collect(),
+            Stdio3::Capture(&mut cb),
+        );
+        step.env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()];
+        let outcome = fx.exec.run(step).unwrap();
+        assert!(
+            outcome.status.success(),
+            "{case} step {i}: {} {err:?}",
+            outcome.status
+        );
+        let mut bytes = Vec::new();
+        let (info, _) = outcome
+            .rootfs
+            .write_layer(&mut bytes, &LayerOptions::default())
+            .unwrap()
+            .expect("every RUN of these cases changes something");
+        let snap = outcome
+            .rootfs
+            .into_snapshot(fx.exec.snapshots(), &info.diff_id)
+            .unwrap()
+            .unwrap();
+        chain.push(snap);
+        layers.push(bytes);
+    }
+    let want = expected(case);
+    let applied = fx.tmp.path().join("applied");
+    std::fs::create_dir(&applied).unwrap();
+    exec_support::copy_tree(&base, &applied);
+    for l in &layers {
+        apply_layer(l, &applied);
+    }
+    exec_support::assert_same_tree(
+        &flatten(&applied),
+        &want,
+        &format!("{case}: layers applied"),
+    );
+    let merged = fx.tmp.path().join("merged");
+    std::fs::create_dir(&merged).unwrap();
+    rbuild_executor::materialize::materialize(&LowerView::new(&chain), &merged).unwrap();
+    exec_support::assert_same_tree(&flatten(&merged), &want, &format!("{case}: snapshot chain"));
+}
+
+const SH: [&str; 2] = ["/bin/sh", "-c"];
+
+fn sh(cmd: &str) -> Vec<&str> {
+    vec![SH[0], SH[1], cmd]
+}
+
+/// run-diff-whiteouts: deletions of base and earlier-step files, exec form, chmod-only.
+#[test]
+fn run_diff_whiteouts_matches_buildkit() {
+    conform(
+        "run-diff-whiteouts",
+        &[
+            sh(
+                "mkdir -p /data/keep /data/drop && echo 1 > /data/keep/f && echo 2 > /data/drop/g && echo 3 > /data/file",
+            ),
+            sh("rm -rf /data/drop && rm /data/file && rm /bin/vi && echo new > /data/keep/added"),
+            vec!["/bin/sh", "-c", "echo exec-form > /exec.txt"],
+            sh("chmod 600 /data/keep/f"),
+        ],
+    );
+}
+
+/// opaque-recreate: a directory deleted and recreated with new contents.
+#[test]
+fn opaque_recreate_matches_buildkit() {
+    conform(
+        "opaque-recreate",
+        &[
+            sh("mkdir -p /cfg && echo old1 > /cfg/one && echo old2 > /cfg/two"),
+            sh("rm -rf /cfg && mkdir /cfg && echo new > /cfg/three"),
+        ],
+    );
+}
+
+/// shell-and-entrypoint: RUN through a custom SHELL.
+#[test]
+fn shell_and_entrypoint_files_match_buildkit() {
+    conform(
+        "shell-and-entrypoint",
+        &[vec![
+            "/bin/sh",
+            "-e",
+            "-c",
+            "echo shell-changed > /shell.txt",
+        ]],
+    );
+}

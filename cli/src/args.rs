@@ -49,6 +49,18 @@ pub enum Command {
     Parse(commands::parse::ParseArgs),
     /// Report every problem in a Dockerfile at once: errors and lint warnings.
     Check(commands::check::CheckArgs),
+    /// Log in to a registry (credentials go to docker's config.json).
+    Login(commands::login::LoginArgs),
+    /// Log out from a registry.
+    Logout(commands::logout::LogoutArgs),
+    /// Download an image from a registry.
+    Pull(commands::pull::PullArgs),
+    /// Upload an image to a registry.
+    Push(commands::push::PushArgs),
+    /// Say which build steps would hit the cache and why the others would miss; builds nothing.
+    Explain(commands::explain::ExplainArgs),
+    /// Print the build graph (stages, steps, dependencies) as Graphviz dot or JSON.
+    Plan(commands::plan::PlanArgs),
     /// List images.
     Images(commands::images::ImagesArgs),
     /// Manage images: ls, rm, history, inspect, tag, save, load, import, prune.

@@ -3,8 +3,11 @@
 //! and is the only place that prints.
 
 mod args;
+mod build;
 mod commands;
 mod exit;
+mod interrupt;
+mod progress;
 
 use std::process::ExitCode;
 

@@ -30,9 +30,11 @@
 //! store, [`StepRootfs::write_layer`] writes to any `Write` and [`Snapshots::ensure`] fills a
 //! snapshot from a closure.
 
+pub mod build;
 pub mod container;
 pub mod diff;
 pub mod error;
+pub mod fetch;
 pub mod fsmeta;
 pub mod layer;
 pub mod lower;

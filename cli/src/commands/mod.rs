@@ -3,14 +3,20 @@
 
 pub mod build;
 pub mod check;
+pub mod explain;
 pub mod history;
 pub mod images;
 pub mod import;
 mod import_change;
 pub mod inspect;
 pub mod load;
+pub mod login;
+pub mod logout;
 pub mod parse;
+pub mod plan;
 pub mod prune;
+pub mod pull;
+pub mod push;
 pub mod rmi;
 pub mod run;
 pub mod save;
@@ -26,6 +32,12 @@ pub fn run(cli: Cli) -> miette::Result<u8> {
         Command::Build(args) => build::run(global, args),
         Command::Parse(args) => parse::run(global, args),
         Command::Check(args) => check::run(global, args),
+        Command::Login(args) => login::run(global, args),
+        Command::Logout(args) => logout::run(global, args),
+        Command::Pull(args) => pull::run(global, args),
+        Command::Push(args) => push::run(global, args),
+        Command::Explain(args) => explain::run(global, args),
+        Command::Plan(args) => plan::run(global, args),
         Command::Images(args) => images::run(global, args),
         Command::Image(cmd) => images::run_group(global, cmd),
         Command::History(args) => history::run(global, args),

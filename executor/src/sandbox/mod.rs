@@ -8,7 +8,7 @@
 //! call [`helper_main`] first thing when its first argument is [`HELPER_ARG`].
 #![allow(unsafe_code)]
 
-mod fsops;
+pub mod fsops;
 mod helper;
 mod init;
 mod launch;

@@ -286,3 +286,28 @@ fn parallel_stages_and_target() {
     );
     assert!(stderr.contains("skipping stage unused"), "{stderr}");
 }
+
+/// `prune` drops the build cache (all of it, or beyond `--keep-storage`), and the next build
+/// runs again; a generous `--keep-storage` keeps it.
+#[test]
+fn prune_honours_keep_storage() {
+    let env = TestEnv::new();
+    let ctx = scratch_context();
+    build(&env, ctx.path(), &[]);
+    let prune = |extra: &[&str]| {
+        let out = env
+            .rbuild()
+            .args(["prune", "-f"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+    };
+    prune(&["--keep-storage", "1GB"]);
+    assert_eq!(explain(&env, ctx.path(), &[])["missed"], 0);
+    prune(&["--keep-storage", "0"]);
+    assert_eq!(explain(&env, ctx.path(), &[])["missed"], 2);
+    build(&env, ctx.path(), &[]);
+    prune(&[]);
+    assert_eq!(explain(&env, ctx.path(), &[])["missed"], 2);
+}

@@ -49,6 +49,47 @@ pub enum Command {
     Parse(commands::parse::ParseArgs),
     /// Report every problem in a Dockerfile at once: errors and lint warnings.
     Check(commands::check::CheckArgs),
+    /// Log in to a registry (credentials go to docker's config.json).
+    Login(commands::login::LoginArgs),
+    /// Log out from a registry.
+    Logout(commands::logout::LogoutArgs),
+    /// Download an image from a registry.
+    Pull(commands::pull::PullArgs),
+    /// Upload an image to a registry.
+    Push(commands::push::PushArgs),
+    /// Say which build steps would hit the cache and why the others would miss; builds nothing.
+    Explain(commands::explain::ExplainArgs),
+    /// Print the build graph (stages, steps, dependencies) as Graphviz dot or JSON.
+    Plan(commands::plan::PlanArgs),
+    /// List images.
+    Images(commands::images::ImagesArgs),
+    /// Manage images: ls, rm, history, inspect, tag, save, load, import, prune.
+    #[command(subcommand)]
+    Image(commands::images::ImageCommand),
+    /// Show an image's layers and the instructions that made them.
+    History(commands::history::HistoryArgs),
+    /// Show low-level information about images as JSON.
+    Inspect(commands::inspect::InspectArgs),
+    /// Give an image another name.
+    Tag(commands::tag::TagArgs),
+    /// Remove images.
+    Rmi(commands::rmi::RmiArgs),
+    /// Run a command in a new container from an image.
+    Run(commands::run::RunArgs),
+    /// Remove dangling images, unused build cache and unreferenced blobs.
+    Prune(commands::prune::PruneArgs),
+    /// Write images to a tar archive (OCI layout, or docker-archive).
+    Save(commands::save::SaveArgs),
+    /// Load images from a tar archive.
+    Load(commands::load::LoadArgs),
+    /// Create an image from a root filesystem tarball.
+    Import(commands::import::ImportArgs),
+    /// System-wide information and maintenance: df, prune, fsck.
+    #[command(subcommand)]
+    System(commands::system::SystemCommand),
+    /// Store maintenance: fsck.
+    #[command(subcommand)]
+    Store(commands::system::StoreCommand),
 }
 
 /// Global options that take a value, so the bare-form detection can skip over them.

@@ -3,14 +3,20 @@
 //! and is the only place that prints.
 
 mod args;
+mod build;
 mod commands;
 mod exit;
+mod interrupt;
+mod progress;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // The sandbox helper is this binary re-executed; it must run before anything else.
+    rbuild_executor::sandbox::maybe_run_helper();
+    exit::quiet_on_broken_pipe();
     let argv = args::with_implicit_build(std::env::args_os().collect());
     let cli = match args::Cli::try_parse_from(argv) {
         Ok(cli) => cli,

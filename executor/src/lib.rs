@@ -1,2 +1,59 @@
 //! rbuild-executor runs the steps the solver plans: RUN in a Linux sandbox over overlay
-//! snapshots, COPY/ADD, and the conversion of filesystem changes into OCI layers.
+//! snapshots, and the conversion of filesystem changes into deterministic OCI layers.
+//!
+//! # API for the solver
+//!
+//! ```text
+//! let store = Store::open(root)?;
+//! let exec = Executor::new(store.root(), ExecutorOptions::default())?;    // once per build
+//! let base = exec.snapshots().ensure_layer(&store, &layer)?;              // per parent layer
+//! let mut on_line = |stream: Stream, line: &[u8]| { /* progress */ };
+//! let mut step = RunStep::new(vec![base, ...], argv, Stdio3::Capture(&mut on_line));
+//! step.env = ...; step.cwd = ...; step.user = ...; step.mounts = ...; step.log_path = ...;
+//! step.network = ...; step.cancel = Some(token.clone());                    // Ctrl-C, failures
+//! let outcome = exec.run(step)?;            // Err: setup failure, start failure, cancelled
+//! if !outcome.status.success() { /* report outcome.status, outcome.tail, the log path */ }
+//! match outcome.rootfs.capture_layer(&store, &LayerOptions { source_date_epoch })? {
+//!     None => { /* the step changed nothing */ }
+//!     Some(CapturedLayer { diff_id, size, warnings }) => {
+//!         // blob digest == diff_id (uncompressed); reuse the upper as the next snapshot:
+//!         outcome.rootfs.commit_snapshot(&store, &diff_id)?;
+//!     }
+//! }
+//! ```
+//!
+//! The binary must call [`sandbox::maybe_run_helper`] first thing in `main`: the sandbox is
+//! this same executable re-executed with a hidden argument (never a fork of the threaded
+//! caller). If the binary installs a SIGINT/SIGTERM handler, it must cancel running steps
+//! through their [`CancelToken`]; otherwise the sandbox dies with the process (PDEATHSIG).
+//! The executor knows nothing about Dockerfiles: argv and env arrive expanded. Without a
+//! store, [`StepRootfs::write_layer`] writes to any `Write` and [`Snapshots::ensure`] fills a
+//! snapshot from a closure.
+
+pub mod build;
+pub mod container;
+pub mod diff;
+pub mod error;
+pub mod fetch;
+pub mod fsmeta;
+pub mod layer;
+pub mod lower;
+pub mod materialize;
+pub mod mounts;
+pub mod sandbox;
+pub mod snapshot;
+pub mod step;
+pub mod stubs;
+pub mod user;
+
+pub use diff::Changeset;
+pub use error::{ExecError, Result};
+pub use layer::{LayerInfo, LayerOptions, write_layer};
+pub use mounts::{
+    BindMount, BindSource, CacheMount, RunMount, SecretMount, SecretValue, Sharing, TmpfsMount,
+};
+pub use sandbox::{CancelToken, Network, Stdio3, Stream};
+pub use snapshot::Snapshots;
+pub use step::{
+    Backend, CapturedLayer, Executor, ExecutorOptions, ExitStatus, RunOutcome, RunStep, StepRootfs,
+};

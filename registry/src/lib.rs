@@ -1,2 +1,55 @@
 //! rbuild-registry speaks the OCI distribution protocol: pull, push, authentication, mirrors
 //! and the registry-backed build cache.
+//!
+//! Entry points for other crates (all synchronous; a [`Client`] is shared by reference
+//! between threads):
+//!
+//! - [`Client::new`]`(`[`RegistriesConfig::load`]`(Some(root))?)` — one per command.
+//! - [`pull::pull_image`]`(&client, &store, &RemoteRef, &PlatformSpec, &progress) ->
+//!   Result<PulledImage>` — `rbuild pull`, `FROM` auto-pull and `build --pull`.
+//! - [`push::push_image`]`(&client, &store, &LocalImage, &RemoteRef, &PushOptions,
+//!   &progress) -> Result<PushedImage>` — `rbuild push` and `build --push`;
+//!   [`push::push_index`] for multi-platform images (children first, then the index).
+//! - [`pull::resolve_digest`]`(&client, &RemoteRef) -> Result<String>` — `build --pull`
+//!   checks whether a tag moved (HEAD, mirrors first).
+//! - [`cache::export_cache`]`(&client, &store, &RemoteRef, index_bytes, &[LocalLayer],
+//!   &PushOptions, &progress) -> Result<ExportedCache>` and
+//!   [`cache::import_cache`]`(&client, &RemoteRef) -> Result<ImportedCache>`, then
+//!   [`pull::fetch_blob`]`(&client, &store, &RemoteRef, &Descriptor, &progress)` for each
+//!   layer the build actually needs — `--cache-to/--cache-from type=registry`.
+//! - [`auth::credentials::store_login`] / [`auth::credentials::remove_login`] and
+//!   [`Client::check_login`] — `rbuild login` / `logout`.
+//!
+//! The store side is the [`store_api`] traits ([`PullTarget`], [`PushSource`]).
+
+pub mod auth;
+pub mod cache;
+pub mod client;
+pub mod compress;
+pub mod config;
+pub mod digest;
+pub mod error;
+pub mod manifest;
+pub mod platform;
+pub mod progress;
+pub mod pull;
+pub mod push;
+pub mod remote;
+pub mod store_api;
+pub mod store_impl;
+
+pub use auth::credentials::{
+    Credential, CredentialProvider, DockerConfigCredentials, StaticCredentials,
+};
+pub use client::repo::{BlobPush, Repo};
+pub use client::transport::Client;
+pub use compress::Compression;
+pub use config::{Endpoint, RegistriesConfig};
+pub use error::{RegistryError, Result};
+pub use manifest::{Descriptor, FetchedManifest};
+pub use platform::PlatformSpec;
+pub use progress::{BlobOutcome, NoProgress, Progress};
+pub use pull::{PulledImage, pull_image};
+pub use push::{PushOptions, PushedImage, push_image, push_index};
+pub use remote::RemoteRef;
+pub use store_api::{Ingest, LocalImage, LocalIndex, LocalLayer, PullTarget, PushSource};

@@ -1,2 +1,94 @@
 //! rbuild-store is the local, content-addressed image store: an OCI image layout on disk plus
 //! the references, layer unpacking and archive formats around it.
+//!
+//! # Layout (`$ROOT`, see [`default_root`])
+//!
+//! `$ROOT` is an OCI image layout (`skopeo inspect oci:$ROOT:docker.io/library/busybox:1.35`
+//! and `umoci` read it): `oci-layout`, `index.json` (the image table: an entry per name, with
+//! `org.opencontainers.image.ref.name` and `io.containerd.image.name` holding the full
+//! normalised reference; entries without a name are untagged images), `blobs/sha256/<hex>`.
+//! Beside it: `ingest/` (blobs being written), `tmp/`, `refs/<kind>/<name>` (GC roots of other
+//! subsystems), `leases/` (per-process protection), `snapshots/<diff_id hex>` (executor),
+//! `cache/` (solver), `containers/` (`rbuild run`), `quarantine/` (fsck), `LOCK`,
+//! `index.lock`, `rbuild-store-version`.
+//!
+//! # API for the other crates
+//!
+//! - Open: [`Store::open`]`(root)` (limits from the environment) or [`Store::open_with`].
+//! - Blobs: [`Store::blob_writer`] / [`Store::blob_writer_expecting`]`(&digest, Some(size),
+//!   what)` → [`BlobWriter`] (`Write` + [`BlobWriter::copy_from`]; [`BlobWriter::commit`] →
+//!   [`BlobInfo`], or [`BlobWriter::finish`] → [`PendingBlob`] to publish later);
+//!   [`Store::put_blob`], [`Store::open_blob`], [`Store::read_blob`] (re-verified),
+//!   [`Store::has_blob`], [`Store::blob_size`], [`Store::blob_path`]. Writes are crash-safe
+//!   (ingest → fsync → verify → rename → fsync dir) and recorded in this handle's lease.
+//! - Images: [`Store::commit_image`]`(&ImageConfig, &[Layer]) -> ImageRecord` (config +
+//!   manifest written, listed untagged), [`Store::tag`], [`Store::untag`],
+//!   [`Store::resolve_image`]`(&str)` (name, `name@sha256:…`, full/short ID; suggestions on
+//!   unknown names), [`Store::image`], [`Store::list_images`], [`Store::names_of`],
+//!   [`Store::register_images`] / [`Store::add_image`] (manifests already stored, e.g. pulled),
+//!   [`Store::remove`] (rmi), [`Store::remove_image`].
+//! - Layers ([`layer`]): [`Store::open_layer`]`(&Descriptor) -> impl Read` (decompressed by
+//!   magic, bounded); [`layer::unpack()`] / [`Store::unpack_layer`] with
+//!   [`layer::UnpackMode`]`::{Merged, OverlayLower, Plain}` (in-root, whiteouts, devices,
+//!   xattrs, setuid; diff_id verified); [`layer::scan()`] (validate without extracting, diff_id);
+//!   [`layer::flatten_image`] / [`layer::FlatTree`] (conformance comparison format);
+//!   [`layer::RootDir`] (in-root resolution for other rootfs operations).
+//! - GC roots: [`Store::set_ref`]`(kind, name, &[Digest])`, [`Store::remove_ref`],
+//!   [`Store::get_ref`], [`Store::list_refs`], [`Store::touch_ref`] (kinds
+//!   [`refs::KIND_CACHE`], [`refs::KIND_CONTAINER`]); [`Store::hold_blob`],
+//!   [`Store::hold_snapshot`] (lease until the handle is dropped or the process dies).
+//! - Snapshots: [`Store::snapshot_path`], [`Store::create_snapshot_staging`],
+//!   [`Store::commit_snapshot`].
+//! - Maintenance: [`Store::prune`], [`Store::collect_garbage`], [`Store::live_set`],
+//!   [`Store::fsck`]. Archives: [`Store::load`], [`Store::load_file`], [`Store::save`],
+//!   [`Store::import`].
+//! - Types: [`Digest`] (validated sha256), [`Reference`] (Docker grammar and normalisation),
+//!   [`ImageConfig`] (every Docker field, unknown fields kept), [`Manifest`], [`Index`],
+//!   [`Descriptor`], [`Limits`], [`Error`] (miette codes `rbuild::store::*` = store faults,
+//!   others = bad input).
+//!
+//! # GC rules
+//!
+//! Live = reachable from index.json entries, from every `refs/<kind>/<name>` digest, and from
+//! the leases of live processes (a lease names a PID and its start time; a dead PID's lease is
+//! expired), walking manifests/indexes to configs and layers. A snapshot `snapshots/<hex>` is
+//! live when `sha256:<hex>` is a live layer digest, a live config's diff_id, listed in a ref, or
+//! leased; `snapshots/tmp-<pid>-<start>.*` staging dirs of dead processes are removed. A
+//! `cache/keys/<name>[.<suffix>]` entry is live while `refs/cache/<name>` exists; the rest of
+//! `cache/` is the solver's own and never touched. GC runs under the exclusive `LOCK`; every
+//! step that makes content reachable holds it shared.
+
+pub mod archive;
+pub mod blob;
+pub mod config;
+pub mod digest;
+pub mod error;
+pub mod fsck;
+pub mod fsutil;
+pub mod gc;
+pub mod image;
+pub mod index;
+pub mod json;
+pub mod layer;
+pub mod layout;
+pub mod lease;
+pub mod limits;
+pub mod lock;
+pub mod manifest;
+pub mod media;
+pub mod reference;
+pub mod refs;
+pub mod store;
+pub mod testing;
+
+pub use blob::{BlobInfo, BlobWriter, PendingBlob};
+pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use image::{ImageRecord, ImageSummary, Layer};
+pub use layout::default_root;
+pub use limits::Limits;
+pub use manifest::{Descriptor, Index, Manifest, Platform};
+pub use media::Compression;
+pub use reference::Reference;
+pub use store::{Store, StoreOptions};

@@ -3,7 +3,26 @@
 
 pub mod build;
 pub mod check;
+pub mod explain;
+pub mod history;
+pub mod images;
+pub mod import;
+mod import_change;
+pub mod inspect;
+pub mod load;
+pub mod login;
+pub mod logout;
 pub mod parse;
+pub mod plan;
+pub mod prune;
+pub mod pull;
+pub mod push;
+pub mod rmi;
+pub mod run;
+pub mod save;
+mod storeutil;
+pub mod system;
+pub mod tag;
 
 use crate::args::{Cli, Command};
 
@@ -13,5 +32,24 @@ pub fn run(cli: Cli) -> miette::Result<u8> {
         Command::Build(args) => build::run(global, args),
         Command::Parse(args) => parse::run(global, args),
         Command::Check(args) => check::run(global, args),
+        Command::Login(args) => login::run(global, args),
+        Command::Logout(args) => logout::run(global, args),
+        Command::Pull(args) => pull::run(global, args),
+        Command::Push(args) => push::run(global, args),
+        Command::Explain(args) => explain::run(global, args),
+        Command::Plan(args) => plan::run(global, args),
+        Command::Images(args) => images::run(global, args),
+        Command::Image(cmd) => images::run_group(global, cmd),
+        Command::History(args) => history::run(global, args),
+        Command::Inspect(args) => inspect::run(global, args),
+        Command::Tag(args) => tag::run(global, args),
+        Command::Rmi(args) => rmi::run(global, args),
+        Command::Run(args) => run::run(global, args),
+        Command::Prune(args) => prune::run(global, args),
+        Command::Save(args) => save::run(global, args),
+        Command::Load(args) => load::run(global, args),
+        Command::Import(args) => import::run(global, args),
+        Command::System(cmd) => system::run(global, cmd),
+        Command::Store(cmd) => system::run_store(global, cmd),
     }
 }

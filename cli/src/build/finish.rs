@@ -1,0 +1,131 @@
+//! After a build solved: the target's config assembled, the image committed to the store with
+//! the right layer descriptors, tags written (only now, so a failed or interrupted build tags
+//! nothing), `--iidfile`/`--metadata-file` written, and the summary line.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use miette::Report;
+use rbuild_solver::image;
+use rbuild_solver::scheduler::Solved;
+use rbuild_store::{Descriptor, Digest, ImageRecord, Layer, Reference, media};
+
+use super::Prepared;
+
+/// Parse every `-t` up front so a typo fails before anything runs.
+pub fn parse_tags(tags: &[String]) -> miette::Result<Vec<Reference>> {
+    tags.iter()
+        .map(|t| {
+            Reference::parse(t).map_err(|e| {
+                miette::miette!(
+                    code = "rbuild::usage::tag",
+                    help = "write `-t name[:tag]`, e.g. `-t myapp:1.0`",
+                    "invalid tag `{t}`: {e}"
+                )
+            })
+        })
+        .collect()
+}
+
+/// Commit the target stage's image (not tagged yet); `epoch` is `SOURCE_DATE_EPOCH`.
+pub fn commit(
+    prepared: &Prepared,
+    solved: &Solved,
+    epoch: Option<i64>,
+) -> miette::Result<ImageRecord> {
+    let plan = &prepared.planned.plan;
+    let now = jiff::Timestamp::now().as_second();
+    let config = image::assemble(&prepared.planned, solved, plan.target, epoch, now);
+    // Base layers keep their stored descriptors (possibly compressed); built layers are stored
+    // uncompressed, so their blob digest is their diff_id.
+    let mut known: BTreeMap<&Digest, &Layer> = BTreeMap::new();
+    for record in prepared.bases.values() {
+        for layer in &record.layers {
+            known.insert(&layer.diff_id, layer);
+        }
+    }
+    let built: BTreeMap<String, u64> = solved
+        .records()
+        .filter_map(|r| r.layer.as_ref())
+        .map(|l| (l.diff_id.clone(), l.size))
+        .collect();
+    let mut layers = Vec::with_capacity(config.rootfs.diff_ids.len());
+    for diff_id in &config.rootfs.diff_ids {
+        if let Some(layer) = known.get(diff_id) {
+            layers.push((*layer).clone());
+            continue;
+        }
+        let size = match built.get(diff_id.as_str()) {
+            Some(size) => *size,
+            None => prepared.store.blob_size(diff_id).map_err(Report::new)?,
+        };
+        layers.push(Layer {
+            descriptor: Descriptor::new(media::OCI_LAYER_TAR, diff_id.clone(), size),
+            diff_id: diff_id.clone(),
+        });
+    }
+    prepared
+        .store
+        .commit_image(&config, &layers)
+        .map_err(Report::new)
+}
+
+pub fn tag_all(prepared: &Prepared, image: &ImageRecord, tags: &[Reference]) -> miette::Result<()> {
+    for tag in tags {
+        prepared.store.tag(image, tag).map_err(Report::new)?;
+    }
+    Ok(())
+}
+
+pub fn write_iidfile(path: &Path, image: &ImageRecord) -> miette::Result<()> {
+    fs_err::write(path, image.id().as_str())
+        .map_err(|e| miette::miette!(code = "rbuild::io", "cannot write --iidfile: {e}"))
+}
+
+pub fn write_metadata(path: &Path, image: &ImageRecord, tags: &[Reference]) -> miette::Result<()> {
+    let value = serde_json::json!({
+        "containerimage.digest": image.manifest_digest.as_str(),
+        "containerimage.config.digest": image.config_digest.as_str(),
+        "image.name": tags.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+        "containerimage.descriptor": {
+            "mediaType": image.manifest_media_type,
+            "digest": image.manifest_digest.as_str(),
+            "size": image.manifest_size,
+        },
+    });
+    fs_err::write(path, serde_json::to_vec_pretty(&value).expect("json"))
+        .map_err(|e| miette::miette!(code = "rbuild::io", "cannot write --metadata-file: {e}"))
+}
+
+/// Docker-style human size (`1.98MB`, decimal units).
+pub fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < units.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + units[unit]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_982_256), "1.982MB");
+        assert_eq!(human_size(1_500_000_000), "1.5GB");
+    }
+}

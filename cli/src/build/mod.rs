@@ -1,0 +1,203 @@
+//! The build pipeline wired end to end: read and parse the Dockerfile, plan it against the
+//! store's images, resolve and hash what steps read from the context, then solve (or explain)
+//! with the executor as worker, and store the resulting image. `build`, `explain` and `plan`
+//! share [`prepare`].
+
+pub mod dockerfile;
+pub mod explain;
+pub mod finish;
+pub mod images;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use miette::{Report, WrapErr};
+use rbuild_solver::cache::CacheIndex;
+use rbuild_solver::context::{self, BuildContext, StatCache};
+use rbuild_solver::graph::{self, StageOrder};
+use rbuild_solver::inputs::{self, Inputs};
+use rbuild_solver::op::Platform;
+use rbuild_solver::plan::{self, PlanError, PlanOptions, Planned};
+use rbuild_store::{ImageRecord, Store};
+
+use crate::args::GlobalArgs;
+use crate::commands::build::BuildArgs;
+use dockerfile::DockerfileText;
+use images::StoreImages;
+
+/// Everything known before anything executes.
+pub struct Prepared {
+    pub store: Store,
+    pub dockerfile: DockerfileText,
+    pub context_dir: PathBuf,
+    pub planned: Planned,
+    pub order: StageOrder,
+    pub inputs: Inputs,
+    pub cache: CacheIndex,
+    /// Base images by manifest digest (their layer descriptors are reused).
+    pub bases: BTreeMap<String, ImageRecord>,
+}
+
+/// The store root a command uses.
+pub fn store_root(global: &GlobalArgs) -> PathBuf {
+    global
+        .root
+        .clone()
+        .unwrap_or_else(rbuild_store::default_root)
+}
+
+pub fn open_store(global: &GlobalArgs) -> miette::Result<Store> {
+    let root = store_root(global);
+    Store::open(&root).map_err(Report::new)
+}
+
+/// `--build-arg K=V` / `--build-arg K` (value from the environment, skipped when unset).
+pub fn build_args(args: &BuildArgs) -> miette::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for raw in &args.build_args {
+        match raw.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            Some(_) => {
+                return Err(miette::miette!(
+                    code = "rbuild::usage::build_arg",
+                    help = "write `--build-arg NAME=value`",
+                    "`--build-arg {raw}` has no name"
+                ));
+            }
+            None => {
+                if let Some(v) = std::env::var_os(raw) {
+                    out.insert(raw.clone(), v.to_string_lossy().into_owned());
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parse `--platform os/arch[/variant]`.
+pub fn platform(text: Option<&str>) -> miette::Result<Platform> {
+    let Some(text) = text else {
+        return Ok(Platform::host());
+    };
+    let parts: Vec<&str> = text.split('/').collect();
+    match parts.as_slice() {
+        [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
+            os: os.to_string(),
+            architecture: arch.to_string(),
+            variant: parts.get(2).map(|v| v.to_string()),
+        }),
+        _ => Err(miette::miette!(
+            code = "rbuild::usage::platform",
+            help = "write `--platform linux/amd64` (os/arch[/variant])",
+            "invalid platform `{text}`"
+        )),
+    }
+}
+
+/// Read, parse and plan the Dockerfile; read the context and resolve every input.
+pub fn prepare(global: &GlobalArgs, args: &BuildArgs, quiet: bool) -> miette::Result<Prepared> {
+    let context_dir = args.context.clone();
+    if !context_dir.is_dir() {
+        return Err(miette::miette!(
+            code = "rbuild::build::no_context",
+            help = "pass the directory that holds the files COPY uses, usually `.`",
+            "the build context `{}` is not a directory",
+            context_dir.display()
+        ));
+    }
+    let dockerfile_path = dockerfile::locate(args.file.as_deref(), &context_dir);
+    let (text, bytes) = dockerfile::read(dockerfile_path.as_deref())?;
+    let parsed = dockerfile::parse(&text, &bytes, quiet)?;
+
+    let store = open_store(global)?;
+    let images = StoreImages::new(&store, None);
+    let opts = PlanOptions {
+        build_args: build_args(args)?,
+        target: args.target.clone(),
+        platform: platform(args.platform.as_deref())?,
+    };
+    let planned =
+        plan::plan(&text.text, &parsed, &opts, &images).map_err(|e| plan_report(&text, e))?;
+    if !quiet && !planned.unused_build_args.is_empty() {
+        eprintln!(
+            "warning: build args not consumed by any ARG: {}",
+            planned.unused_build_args.join(", ")
+        );
+    }
+    let order = graph::stage_order(&planned.plan).map_err(|cycle| {
+        miette::miette!(
+            code = "rbuild::plan::cycle",
+            "stages depend on each other in a cycle: {:?}",
+            cycle.stages
+        )
+    })?;
+
+    let cache = CacheIndex::open(cache_dir(&store)).map_err(Report::new)?;
+    let context = if inputs::needs_context(&planned.plan, &order) {
+        Some(
+            BuildContext::load(&context_dir, dockerfile_path.as_deref())
+                .map_err(Report::new)
+                .wrap_err("cannot read the build context")?,
+        )
+    } else {
+        None
+    };
+    let mut stat_cache =
+        StatCache::open(stat_cache_path(&store, &context_dir)).map_err(Report::new)?;
+    let source = context::source(&text.name, text.text.clone());
+    let fetch = |url: &str, checksum: Option<&str>| {
+        rbuild_executor::fetch::fetch_url(&store, url, checksum)
+    };
+    let inputs = inputs::prepare(
+        &planned.plan,
+        &order,
+        context,
+        &mut stat_cache,
+        &cache,
+        &source,
+        &fetch,
+    )?;
+    // A stat cache that cannot be saved only costs re-hashing next time.
+    let _ = stat_cache.save();
+    let bases = images.records();
+    Ok(Prepared {
+        store,
+        dockerfile: text,
+        context_dir,
+        planned,
+        order,
+        inputs,
+        cache,
+        bases,
+    })
+}
+
+/// Step sites (for explanations across builds) are keyed by the Dockerfile's absolute path.
+pub fn site_prefix(prepared: &Prepared) -> String {
+    match &prepared.dockerfile.path {
+        Some(path) => std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.clone())
+            .display()
+            .to_string(),
+        None => format!("stdin:{}", prepared.context_dir.display()),
+    }
+}
+
+fn plan_report(text: &DockerfileText, err: PlanError) -> Report {
+    text.report(err)
+}
+
+/// The cache index lives in `$ROOT/cache/_index-v1` (names starting with `_` are the solver's
+/// own; the store's GC manages the per-entry GC roots in `refs/cache/`).
+pub fn cache_dir(store: &Store) -> PathBuf {
+    store.layout().cache().join("_index-v1")
+}
+
+/// The stat cache of a context directory lives in the store, keyed by the context's path.
+fn stat_cache_path(store: &Store, context: &Path) -> PathBuf {
+    let abs = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
+    let key = blake3::hash(abs.as_os_str().as_encoded_bytes()).to_hex();
+    store.layout().cache().join("context").join(&key[..32])
+}

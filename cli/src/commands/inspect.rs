@@ -1,0 +1,212 @@
+//! `rbuild inspect IMAGE...`: a docker-compatible JSON array (Id, RepoTags, RepoDigests,
+//! Created, Author, Config, Architecture, Os, Size, RootFS, Metadata, in Docker's key order),
+//! or `--format '{{.Config.Cmd}}'` per image.
+
+use std::collections::BTreeMap;
+
+use clap::Args;
+use rbuild_store::{ImageRecord, Reference};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::storeutil::{open_store, print_error, render_template};
+use crate::args::GlobalArgs;
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Images: name[:tag], name@digest, or (short) ID.
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+
+    /// A template like `{{.Config.Cmd}}` or `{{json .Config}}`, applied to each image.
+    #[arg(short, long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Inspect {
+    id: String,
+    repo_tags: Vec<String>,
+    repo_digests: Vec<String>,
+    parent: String,
+    comment: String,
+    created: String,
+    docker_version: String,
+    author: String,
+    config: DockerConfig,
+    architecture: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<String>,
+    os: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    os_version: Option<String>,
+    size: u64,
+    #[serde(rename = "RootFS")]
+    root_fs: RootFs,
+    metadata: Metadata,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerConfig {
+    hostname: String,
+    domainname: String,
+    user: String,
+    attach_stdin: bool,
+    attach_stdout: bool,
+    attach_stderr: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exposed_ports: Option<BTreeMap<String, Value>>,
+    tty: bool,
+    open_stdin: bool,
+    stdin_once: bool,
+    env: Option<Vec<String>>,
+    cmd: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    healthcheck: Option<rbuild_store::Healthcheck>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args_escaped: Option<bool>,
+    image: String,
+    volumes: Option<BTreeMap<String, Value>>,
+    working_dir: String,
+    entrypoint: Option<Vec<String>>,
+    on_build: Option<Vec<String>>,
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop_signal: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shell: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct RootFs {
+    #[serde(rename = "Type")]
+    kind: String,
+    layers: Vec<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Metadata {
+    last_tag_time: String,
+}
+
+fn extra_str(img: &ImageRecord, key: &str) -> String {
+    img.config
+        .extra
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn build(img: &ImageRecord, names: &[Reference], last_tag: Option<String>) -> Inspect {
+    let c = img.config.config.clone().unwrap_or_default();
+    let mut repo_digests: Vec<String> = names
+        .iter()
+        .map(|n| format!("{}@{}", n.familiar_name(), img.manifest_digest))
+        .collect();
+    repo_digests.sort();
+    repo_digests.dedup();
+    Inspect {
+        id: img.id().to_string(),
+        repo_tags: names
+            .iter()
+            .filter(|n| n.tag().is_some())
+            .map(|n| n.familiar())
+            .collect(),
+        repo_digests,
+        parent: String::new(),
+        comment: extra_str(img, "comment"),
+        created: img.config.created.clone().unwrap_or_default(),
+        docker_version: extra_str(img, "docker_version"),
+        author: img.config.author.clone().unwrap_or_default(),
+        config: DockerConfig {
+            hostname: String::new(),
+            domainname: String::new(),
+            user: c.user.unwrap_or_default(),
+            attach_stdin: false,
+            attach_stdout: false,
+            attach_stderr: false,
+            exposed_ports: c.exposed_ports,
+            tty: false,
+            open_stdin: false,
+            stdin_once: false,
+            env: c.env,
+            cmd: c.cmd,
+            healthcheck: c.healthcheck,
+            args_escaped: c.args_escaped,
+            image: String::new(),
+            volumes: c.volumes,
+            working_dir: c.working_dir.unwrap_or_default(),
+            entrypoint: c.entrypoint,
+            on_build: c.on_build,
+            labels: c.labels,
+            stop_signal: c.stop_signal,
+            shell: c.shell,
+        },
+        architecture: img.config.architecture.clone(),
+        variant: img.config.variant.clone(),
+        os: img.config.os.clone(),
+        os_version: img.config.os_version.clone(),
+        size: img.size(),
+        root_fs: RootFs {
+            kind: img.config.rootfs.kind.clone(),
+            layers: img
+                .config
+                .rootfs
+                .diff_ids
+                .iter()
+                .map(|d| d.to_string())
+                .collect(),
+        },
+        metadata: Metadata {
+            last_tag_time: last_tag.unwrap_or_else(|| "0001-01-01T00:00:00Z".to_string()),
+        },
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: InspectArgs) -> miette::Result<u8> {
+    let store = open_store(global)?;
+    let mut docs = Vec::new();
+    let mut failed = 0;
+    for name in &args.images {
+        match store.resolve_image(name) {
+            Ok(img) => {
+                let names = store.names_of(&img.manifest_digest)?;
+                let last_tag = store.last_tag_time(&img.manifest_digest)?;
+                docs.push(build(&img, &names, last_tag));
+            }
+            Err(e) => {
+                failed += 1;
+                if args.images.len() == 1 {
+                    // Docker prints the empty array before the error.
+                    if args.format.is_none() {
+                        println!("[]");
+                    }
+                    return Err(e.into());
+                }
+                print_error(e);
+            }
+        }
+    }
+    match &args.format {
+        Some(t) => {
+            for d in &docs {
+                let v = serde_json::to_value(d).expect("inspect documents serialize");
+                println!("{}", render_template(t, &v)?);
+            }
+        }
+        None => {
+            let mut buf = Vec::new();
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+            docs.serialize(&mut ser)
+                .expect("inspect documents serialize");
+            println!("{}", String::from_utf8_lossy(&buf));
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}

@@ -1,0 +1,95 @@
+//! `rbuild save [-o FILE] IMAGE...`: an OCI image-layout tar (default) or, with
+//! `--format docker`, a docker-archive that `docker load` accepts. The file is written to a
+//! temporary name and renamed when complete; stdout is used when no `-o` is given.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use rbuild_store::Reference;
+use rbuild_store::archive::{SaveFormat, SaveItem};
+
+use super::storeutil::open_store;
+use crate::args::GlobalArgs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// OCI image layout.
+    Oci,
+    /// docker-archive (manifest.json + repositories), also a valid OCI layout.
+    Docker,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Write to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Archive format.
+    #[arg(long, value_enum, default_value_t = Format::Oci)]
+    pub format: Format,
+
+    /// Images: name[:tag], name@digest, or (short) ID (saved without names).
+    #[arg(value_name = "IMAGE", required = true)]
+    pub images: Vec<String>,
+}
+
+pub fn run(global: &GlobalArgs, args: SaveArgs) -> miette::Result<u8> {
+    let store = open_store(global)?;
+    let mut items = Vec::new();
+    for name in &args.images {
+        let image = store.resolve_image(name)?;
+        let names = store.names_of(&image.manifest_digest)?;
+        // By name: record that name; by ID: no names (as docker does).
+        let chosen: Vec<Reference> = match Reference::parse(name) {
+            Ok(r) if names.contains(&r) => vec![r],
+            _ => Vec::new(),
+        };
+        items.push(SaveItem {
+            image,
+            names: chosen,
+        });
+    }
+    let format = match args.format {
+        Format::Oci => SaveFormat::Oci,
+        Format::Docker => SaveFormat::Docker,
+    };
+    match &args.output {
+        Some(path) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let tmp = tempfile::Builder::new()
+                .prefix(".rbuild-save-")
+                .tempfile_in(dir)
+                .map_err(|e| rbuild_store::Error::io("create a temporary file in", dir, e))?;
+            // Like `docker save` and `cp`, no fsync: the rename only makes a complete file
+            // appear under the name at once.
+            let file = tmp
+                .as_file()
+                .try_clone()
+                .map_err(|e| rbuild_store::Error::io("open", tmp.path(), e))?;
+            store.save(&items, format, file)?;
+            tmp.persist(path)
+                .map_err(|e| rbuild_store::Error::io("rename into place", path, e.error))?;
+        }
+        None => {
+            if std::io::stdout().is_terminal() {
+                return Err(miette::miette!(
+                    code = "rbuild::save::terminal",
+                    help = "use `-o FILE` or redirect stdout",
+                    "refusing to write an archive to a terminal"
+                ));
+            }
+            let stdout = std::io::stdout().lock();
+            store.save(
+                &items,
+                format,
+                std::io::BufWriter::with_capacity(1 << 20, stdout),
+            )?;
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,360 @@
+//! Helpers shared by the image commands: opening the store, docker-style human sizes and
+//! relative times, tab-aligned tables, and the `{{.Path}}` template selector of `--format`.
+
+use std::fmt::Write as _;
+
+use rbuild_store::Store;
+use serde_json::Value;
+
+use crate::args::GlobalArgs;
+
+/// Open the store named by `--root` / `RBUILD_ROOT`, or the default location.
+pub fn open_store(global: &GlobalArgs) -> miette::Result<Store> {
+    let root = global
+        .root
+        .clone()
+        .unwrap_or_else(rbuild_store::default_root);
+    Ok(Store::open(root)?)
+}
+
+/// Docker's `units.HumanSizeWithPrecision(n, 3)`: decimal units, three significant digits
+/// (`1.98MB`, `123kB`, `0B`), including Go's `%g` switch to exponent form (`1e+03kB`).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
+    let mut size = bytes as f64;
+    let mut i = 0;
+    while size >= 1000.0 && i < UNITS.len() - 1 {
+        size /= 1000.0;
+        i += 1;
+    }
+    format!("{}{}", go_g(size, 3), UNITS[i])
+}
+
+/// Go's `%.*g`: `prec` significant digits, exponent form when the exponent is < -4 or >= prec,
+/// trailing zeros removed.
+fn go_g(v: f64, prec: usize) -> String {
+    if v == 0.0 {
+        return "0".to_string();
+    }
+    let sci = format!("{:.*e}", prec - 1, v);
+    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if exp < -4 || exp >= prec as i32 {
+        let mant = trim_zeros(mant);
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mant}e{sign}{:02}", exp.abs())
+    } else {
+        let decimals = (prec as i32 - 1 - exp).max(0) as usize;
+        trim_zeros(&format!("{v:.decimals$}")).to_string()
+    }
+}
+
+fn trim_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+/// Docker's `units.HumanDuration` + " ago": `Less than a second ago`, `2 hours ago`, ...
+pub fn relative_time(then: Option<jiff::Timestamp>) -> String {
+    let Some(then) = then else {
+        return "N/A".to_string();
+    };
+    let now = jiff::Timestamp::now();
+    let secs = (now.as_second() - then.as_second()).max(0);
+    format!("{} ago", human_duration(secs))
+}
+
+fn human_duration(seconds: i64) -> String {
+    let minutes = seconds / 60;
+    let hours = (seconds + 1800) / 3600; // Go rounds to the nearest hour here
+    if seconds < 1 {
+        "Less than a second".to_string()
+    } else if seconds == 1 {
+        "1 second".to_string()
+    } else if seconds < 60 {
+        format!("{seconds} seconds")
+    } else if minutes == 1 {
+        "About a minute".to_string()
+    } else if minutes < 60 {
+        format!("{minutes} minutes")
+    } else if hours == 1 {
+        "About an hour".to_string()
+    } else if hours < 48 {
+        format!("{hours} hours")
+    } else if hours < 24 * 7 * 2 {
+        format!("{} days", hours / 24)
+    } else if hours < 24 * 30 * 2 {
+        format!("{} weeks", hours / 24 / 7)
+    } else if hours < 24 * 365 * 2 {
+        format!("{} months", hours / 24 / 30)
+    } else {
+        format!("{} years", seconds / 3600 / 24 / 365)
+    }
+}
+
+/// Docker's table layout (Go tabwriter: min width 10, padding 3): every column but the last
+/// is padded to its widest cell plus three spaces, and at least ten characters.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let cols = header.len();
+    let mut widths = vec![0usize; cols];
+    for row in
+        std::iter::once(&header.iter().map(|s| s.to_string()).collect::<Vec<_>>()).chain(rows)
+    {
+        for (i, cell) in row.iter().enumerate().take(cols) {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                l.push_str(cell);
+            } else {
+                let w = (widths[i] + 3).max(10);
+                let _ = write!(l, "{cell:<w$}");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    for r in rows {
+        line(r);
+    }
+    out
+}
+
+/// Docker's `Ellipsis`: at most `max` characters, the last one `…` when cut.
+pub fn ellipsis(s: &str, max: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= max {
+        return s.to_string();
+    }
+    let mut out: String = chars[..max.saturating_sub(1)].iter().collect();
+    out.push('…');
+    out
+}
+
+/// Render a Go-template-like `--format`: text with `{{.A.B}}` path selectors and
+/// `{{json .A.B}}`; values print the way Go prints them (`[a b]`, `map[k:v]`, `<no value>`).
+pub fn render_template(template: &str, value: &Value) -> miette::Result<String> {
+    let template = template.replace("\\n", "\n").replace("\\t", "\t");
+    let mut out = String::new();
+    let mut rest = template.as_str();
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or_else(|| {
+            miette::miette!(
+                code = "rbuild::format::invalid",
+                help = "close every `{{` with `}}`",
+                "unterminated template action in `{template}`"
+            )
+        })?;
+        let action = after[..end]
+            .trim()
+            .trim_start_matches('-')
+            .trim_end_matches('-')
+            .trim();
+        let (json, path) = match action.strip_prefix("json ") {
+            Some(p) => (true, p.trim()),
+            None => (false, action),
+        };
+        let selected = select(value, path).ok_or_else(|| {
+            miette::miette!(
+                code = "rbuild::format::invalid",
+                help = "use a field path like `{{.Config.Cmd}}` or `{{json .Config}}`",
+                "unsupported template action `{{{{{action}}}}}`"
+            )
+        })?;
+        if json {
+            out.push_str(&serde_json::to_string(&selected).unwrap_or_default());
+        } else {
+            go_print(&selected, &mut out);
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Follow `.A.B.C` through objects; a missing key is JSON null (Go prints `<no value>`).
+fn select(value: &Value, path: &str) -> Option<Value> {
+    if path == "." {
+        return Some(value.clone());
+    }
+    let path = path.strip_prefix('.')?;
+    let mut cur = value;
+    for key in path.split('.') {
+        if key.is_empty() || !key.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            return None;
+        }
+        match cur.get(key) {
+            Some(v) => cur = v,
+            None => return Some(Value::Null),
+        }
+    }
+    Some(cur.clone())
+}
+
+fn go_print(v: &Value, out: &mut String) {
+    match v {
+        Value::Null => out.push_str("<no value>"),
+        Value::String(s) => out.push_str(s),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                go_print_inner(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push_str("map[");
+            for (i, (k, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(k);
+                out.push(':');
+                go_print_inner(item, out);
+            }
+            out.push(']');
+        }
+    }
+}
+
+/// Inside a collection Go prints nil as `<nil>`.
+fn go_print_inner(v: &Value, out: &mut String) {
+    if v.is_null() {
+        out.push_str("<nil>");
+    } else {
+        go_print(v, out);
+    }
+}
+
+/// Go's `path.Match` glob: `*` and `?` do not match `/`; `[...]` classes with `^` negation.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    fn m(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len())
+                .take_while(|&i| i == 0 || n[i - 1] != '/')
+                .any(|i| m(&p[1..], &n[i..])),
+            Some('?') => !n.is_empty() && n[0] != '/' && m(&p[1..], &n[1..]),
+            Some('[') => {
+                let Some(close) = p.iter().position(|&c| c == ']') else {
+                    return false;
+                };
+                let Some(&c) = n.first() else { return false };
+                let class = &p[1..close];
+                let (neg, class) = match class.first() {
+                    Some('^') => (true, &class[1..]),
+                    _ => (false, class),
+                };
+                let mut hit = false;
+                let mut i = 0;
+                while i < class.len() {
+                    if i + 2 < class.len() && class[i + 1] == '-' {
+                        hit |= class[i] <= c && c <= class[i + 2];
+                        i += 3;
+                    } else {
+                        hit |= class[i] == c;
+                        i += 1;
+                    }
+                }
+                hit != neg && m(&p[close + 1..], &n[1..])
+            }
+            Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && m(&p[2..], &n[1..]),
+            Some(&c) => n.first() == Some(&c) && m(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    m(&p, &n)
+}
+
+/// Print a report's error (for commands that go on after one argument fails).
+pub fn print_error(e: impl Into<miette::Report>) {
+    eprintln!("{:?}", e.into());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_match_docker() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_031_788), "1.03MB");
+        assert_eq!(human_size(1_982_256), "1.98MB");
+        assert_eq!(human_size(4_857_856), "4.86MB");
+        assert_eq!(human_size(123_000), "123kB");
+        assert_eq!(human_size(1_200_000_000), "1.2GB");
+        assert_eq!(human_size(999_999), "1e+03kB");
+    }
+
+    #[test]
+    fn durations_match_docker() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(45), "45 seconds");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(2 * 3600), "2 hours");
+        assert_eq!(human_duration(3 * 86400), "3 days");
+        assert_eq!(human_duration(20 * 86400), "2 weeks");
+        assert_eq!(human_duration(100 * 86400), "3 months");
+        assert_eq!(human_duration(56 * 365 * 86400), "56 years");
+    }
+
+    #[test]
+    fn tables_pad_like_tabwriter() {
+        let t = table(
+            &["REPOSITORY", "TAG", "SIZE"],
+            &[vec!["busybox".into(), "1.35".into(), "1MB".into()]],
+        );
+        assert_eq!(
+            t,
+            "REPOSITORY   TAG       SIZE\nbusybox      1.35      1MB\n"
+        );
+    }
+
+    #[test]
+    fn templates_select_paths() {
+        let v = serde_json::json!({"Config": {"Cmd": ["sh", "-c"], "Env": null, "Labels": {"b": "2", "a": "1"}}, "Id": "sha256:x"});
+        assert_eq!(render_template("{{.Config.Cmd}}", &v).unwrap(), "[sh -c]");
+        assert_eq!(render_template("id={{ .Id }}", &v).unwrap(), "id=sha256:x");
+        assert_eq!(
+            render_template("{{.Config.Env}}", &v).unwrap(),
+            "<no value>"
+        );
+        assert_eq!(
+            render_template("{{.Config.Labels}}", &v).unwrap(),
+            "map[a:1 b:2]"
+        );
+        assert_eq!(
+            render_template("{{json .Config.Cmd}}", &v).unwrap(),
+            r#"["sh","-c"]"#
+        );
+        assert!(render_template("{{range .X}}", &v).is_err());
+        assert!(render_template("{{.Id", &v).is_err());
+    }
+
+    #[test]
+    fn globs_like_go_path_match() {
+        assert!(glob_match("bus*", "busybox"));
+        assert!(!glob_match("*", "library/busybox"));
+        assert!(glob_match("*/*", "user/app"));
+        assert!(glob_match("busybox:1.3?", "busybox:1.35"));
+        assert!(glob_match("[a-c]*", "busybox"));
+        assert!(!glob_match("[^a-c]*", "busybox"));
+    }
+}

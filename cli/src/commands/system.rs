@@ -1,0 +1,298 @@
+//! `rbuild system df|prune|fsck` and `rbuild store fsck`: disk usage shaped like
+//! `docker system df` (with `-v` per-image shared/unique sizes), pruning, and the store
+//! consistency check.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use clap::{Args, Subcommand};
+use rbuild_store::Digest;
+use rbuild_store::fsck::FsckOptions;
+use rbuild_store::refs::{KIND_CACHE, KIND_CONTAINER};
+use serde_json::json;
+
+use super::storeutil::{human_size, open_store, relative_time, table};
+use crate::args::GlobalArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Show disk usage: images, containers, build cache, snapshots.
+    Df(DfArgs),
+    /// Remove dangling images, unused build cache and unreferenced blobs.
+    Prune(super::prune::PruneArgs),
+    /// Check the store's consistency.
+    Fsck(FsckArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Check the store's consistency (exit 4 when it has problems).
+    Fsck(FsckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DfArgs {
+    /// Per-image detail with shared and unique sizes.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// `json`: one object per line.
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// Re-hash every blob, not only manifests and configs.
+    #[arg(long)]
+    pub full: bool,
+    /// Quarantine corrupt blobs and remove leftovers of crashed processes.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+pub fn run(global: &GlobalArgs, cmd: SystemCommand) -> miette::Result<u8> {
+    match cmd {
+        SystemCommand::Df(a) => df(global, a),
+        SystemCommand::Prune(a) => super::prune::run(global, a),
+        SystemCommand::Fsck(a) => fsck(global, a),
+    }
+}
+
+pub fn run_store(global: &GlobalArgs, cmd: StoreCommand) -> miette::Result<u8> {
+    match cmd {
+        StoreCommand::Fsck(a) => fsck(global, a),
+    }
+}
+
+fn fsck(global: &GlobalArgs, args: FsckArgs) -> miette::Result<u8> {
+    let store = open_store(global)?;
+    let r = store.fsck(FsckOptions {
+        full: args.full,
+        repair: args.repair,
+    })?;
+    for p in &r.problems {
+        println!("error: {p}");
+    }
+    for g in &r.garbage {
+        println!("garbage: {g}");
+    }
+    for x in &r.repaired {
+        println!("repaired: {x}");
+    }
+    if r.is_ok() {
+        println!(
+            "store ok: {} images, {} blobs{}",
+            r.images_checked,
+            r.blobs_checked,
+            if args.full { " (all re-hashed)" } else { "" }
+        );
+        Ok(0)
+    } else {
+        Err(miette::miette!(
+            code = "rbuild::store::fsck",
+            help = "`rbuild store fsck --full --repair` quarantines corrupt blobs; pull or load the affected images again",
+            "the store at `{}` has {} problem(s)",
+            store.root().display(),
+            r.problems.len()
+        ))
+    }
+}
+
+fn df(global: &GlobalArgs, args: DfArgs) -> miette::Result<u8> {
+    let store = open_store(global)?;
+    let images = store.list_images()?;
+    let in_use = store.images_in_use()?;
+    let size_of = |d: &Digest| store.blob_size(d).unwrap_or(0);
+
+    // Which images use each blob.
+    let mut users: BTreeMap<Digest, BTreeSet<usize>> = BTreeMap::new();
+    for (i, s) in images.iter().enumerate() {
+        for b in s.record.blobs() {
+            users.entry(b).or_default().insert(i);
+        }
+    }
+    let active: BTreeSet<usize> = images
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            in_use.contains_key(&s.record.manifest_digest)
+                || in_use.contains_key(&s.record.config_digest)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let image_bytes: u64 = users.keys().map(size_of).sum();
+    let reclaimable: u64 = users
+        .iter()
+        .filter(|(_, u)| u.iter().all(|i| !active.contains(i)))
+        .map(|(d, _)| size_of(d))
+        .sum();
+
+    let cache_refs = store.list_refs(KIND_CACHE)?;
+    let mut cache_blobs: BTreeSet<Digest> = BTreeSet::new();
+    for r in &cache_refs {
+        for d in &r.digests {
+            if !users.contains_key(d) && store.has_blob(d) {
+                cache_blobs.insert(d.clone());
+            }
+        }
+    }
+    let cache_bytes: u64 = cache_blobs.iter().map(size_of).sum::<u64>()
+        + rbuild_store::fsutil::dir_size(&store.layout().cache());
+    let containers = store.list_refs(KIND_CONTAINER)?;
+    let container_bytes: u64 = containers
+        .iter()
+        .map(|c| rbuild_store::fsutil::dir_size(&store.layout().containers().join(&c.name)))
+        .sum();
+    let live = store.live_set()?;
+    let mut snap_total = 0;
+    let mut snap_live = 0;
+    let mut snap_bytes = 0;
+    let mut snap_dead_bytes = 0;
+    if let Ok(entries) = std::fs::read_dir(store.layout().snapshots()) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Ok(d) = Digest::from_hex(&name) else {
+                continue;
+            };
+            let bytes = rbuild_store::fsutil::dir_size(&e.path());
+            snap_total += 1;
+            snap_bytes += bytes;
+            if live.snapshots.contains(&d) {
+                snap_live += 1;
+            } else {
+                snap_dead_bytes += bytes;
+            }
+        }
+    }
+    let pct = |part: u64, whole: u64| (part * 100).checked_div(whole).unwrap_or(0);
+    let rows = vec![
+        (
+            "Images",
+            images.len(),
+            active.len(),
+            image_bytes,
+            format!(
+                "{} ({}%)",
+                human_size(reclaimable),
+                pct(reclaimable, image_bytes)
+            ),
+            reclaimable,
+        ),
+        (
+            "Containers",
+            containers.len(),
+            containers.len(),
+            container_bytes,
+            human_size(0),
+            0,
+        ),
+        (
+            "Build Cache",
+            cache_refs.len(),
+            0,
+            cache_bytes,
+            human_size(cache_bytes),
+            cache_bytes,
+        ),
+        (
+            "Snapshots",
+            snap_total,
+            snap_live,
+            snap_bytes,
+            human_size(snap_dead_bytes),
+            snap_dead_bytes,
+        ),
+    ];
+    if args.format.as_deref() == Some("json") {
+        for (kind, total, act, size, reclaim, _) in &rows {
+            println!(
+                "{}",
+                json!({"Type": kind, "TotalCount": total.to_string(), "Active": act.to_string(), "Size": human_size(*size), "Reclaimable": reclaim})
+            );
+        }
+        return Ok(0);
+    } else if let Some(f) = &args.format {
+        return Err(miette::miette!(
+            code = "rbuild::df::format",
+            help = "use `--format json`",
+            "unsupported format `{f}`"
+        ));
+    }
+    if args.verbose {
+        println!("Images space usage:\n");
+        let mut body = Vec::new();
+        for (i, s) in images.iter().enumerate() {
+            let mut shared = 0;
+            let mut unique = 0;
+            for b in s.record.blobs() {
+                if users.get(&b).is_some_and(|u| u.len() > 1) {
+                    shared += size_of(&b);
+                } else {
+                    unique += size_of(&b);
+                }
+            }
+            let names: Vec<(String, String)> = if s.names.is_empty() {
+                vec![("<none>".into(), "<none>".into())]
+            } else {
+                s.names
+                    .iter()
+                    .map(|n| (n.familiar_name(), n.tag().unwrap_or("<none>").to_string()))
+                    .collect()
+            };
+            let count = in_use
+                .get(&s.record.manifest_digest)
+                .map(|v| v.len())
+                .unwrap_or(0)
+                + in_use
+                    .get(&s.record.config_digest)
+                    .map(|v| v.len())
+                    .unwrap_or(0);
+            for (repo, tag) in names {
+                body.push(vec![
+                    repo,
+                    tag,
+                    s.record.id().short().to_string(),
+                    relative_time(s.record.config.created_time()),
+                    human_size(s.record.size()),
+                    human_size(shared),
+                    human_size(unique),
+                    count.to_string(),
+                ]);
+            }
+            let _ = i;
+        }
+        print!(
+            "{}",
+            table(
+                &[
+                    "REPOSITORY",
+                    "TAG",
+                    "IMAGE ID",
+                    "CREATED",
+                    "SIZE",
+                    "SHARED SIZE",
+                    "UNIQUE SIZE",
+                    "CONTAINERS"
+                ],
+                &body
+            )
+        );
+        println!();
+    }
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(k, t, a, s, r, _)| {
+            vec![
+                k.to_string(),
+                t.to_string(),
+                a.to_string(),
+                human_size(*s),
+                r.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &body)
+    );
+    Ok(0)
+}

@@ -1,0 +1,316 @@
+//! Build progress rendering: a live multi-line view on a terminal (indicatif), one line per
+//! event for CI logs (`plain`), or one JSON object per event (`json`). Implements the solver's
+//! `Reporter`.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rbuild_solver::op::{Stage, Step, StepId};
+use rbuild_solver::reporter::{Event, Reporter};
+use serde_json::json;
+
+use crate::commands::build::Progress;
+
+/// How many recent output lines a running step shows in the live view.
+const TAIL_LINES: usize = 6;
+
+pub struct ProgressReporter {
+    mode: Mode,
+    started: Instant,
+    state: Mutex<State>,
+}
+
+enum Mode {
+    /// `--quiet`: nothing but errors.
+    Quiet,
+    Plain,
+    Json,
+    Tty(MultiProgress),
+}
+
+#[derive(Default)]
+struct State {
+    /// Vertex numbers in order of first appearance, as BuildKit prints them (`#3`).
+    numbers: HashMap<StepId, usize>,
+    next: usize,
+    bars: HashMap<StepId, LiveStep>,
+    /// Partial output lines per step (output arrives in arbitrary chunks).
+    partial: HashMap<StepId, Vec<u8>>,
+    pub counts: Counts,
+}
+
+struct LiveStep {
+    bar: ProgressBar,
+    title: String,
+    tail: VecDeque<String>,
+}
+
+/// Totals for the summary line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub total: usize,
+    pub cached: usize,
+    pub built: usize,
+}
+
+impl ProgressReporter {
+    pub fn new(progress: Progress, quiet: bool) -> ProgressReporter {
+        use std::io::IsTerminal;
+        let tty = std::io::stderr().is_terminal()
+            && std::env::var("TERM").map_or(true, |t| t != "dumb")
+            && std::env::var_os("CI").is_none();
+        let mode = match progress {
+            _ if quiet => Mode::Quiet,
+            Progress::Plain => Mode::Plain,
+            Progress::Json => Mode::Json,
+            Progress::Tty => Mode::Tty(MultiProgress::with_draw_target(
+                ProgressDrawTarget::stderr_with_hz(10),
+            )),
+            Progress::Auto if tty => Mode::Tty(MultiProgress::with_draw_target(
+                ProgressDrawTarget::stderr_with_hz(10),
+            )),
+            Progress::Auto => Mode::Plain,
+        };
+        ProgressReporter {
+            mode,
+            started: Instant::now(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.state.lock().expect("progress lock").counts
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Print a line that is not tied to a step (summary, warnings), without tearing the live
+    /// view.
+    pub fn line(&self, text: &str) {
+        match &self.mode {
+            Mode::Tty(mp) => {
+                let _ = mp.println(text);
+            }
+            Mode::Plain => eprintln!("{text}"),
+            Mode::Json => emit_json(json!({ "event": "message", "text": text })),
+            Mode::Quiet => {}
+        }
+    }
+
+    fn number(state: &mut State, id: StepId) -> usize {
+        if let Some(n) = state.numbers.get(&id) {
+            return *n;
+        }
+        state.next += 1;
+        state.numbers.insert(id, state.next);
+        state.next
+    }
+
+    fn title(stage: &Stage, step: &Step) -> String {
+        format!(
+            "[{} {}/{}] {}",
+            stage.label(),
+            step.id.index + 1,
+            stage.steps.len(),
+            one_line(&step.display)
+        )
+    }
+}
+
+fn one_line(text: &str) -> String {
+    let first = text.lines().next().unwrap_or_default();
+    if text.contains('\n') {
+        format!("{first} ...")
+    } else {
+        first.to_string()
+    }
+}
+
+fn emit_json(value: serde_json::Value) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{value}");
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+impl Reporter for ProgressReporter {
+    fn event(&self, event: Event<'_>) {
+        if matches!(self.mode, Mode::Quiet) {
+            return;
+        }
+        let mut state = self.state.lock().expect("progress lock");
+        let at = self.started.elapsed().as_secs_f64();
+        match event {
+            Event::StageSkipped { stage } => match &self.mode {
+                Mode::Json => emit_json(json!({
+                    "event": "stage_skipped", "stage": stage.label(), "time": at,
+                })),
+                _ => self.line(&format!(
+                    "skipping stage {} (not needed for the target)",
+                    stage.label()
+                )),
+            },
+            Event::StageStart { .. } => {}
+            Event::StepMeta { stage, step } => {
+                state.counts.total += 1;
+                state.counts.cached += 1;
+                let n = Self::number(&mut state, step.id);
+                match &self.mode {
+                    Mode::Json => emit_json(json!({
+                        "event": "step_meta", "vertex": n, "stage": stage.label(),
+                        "step": step.display, "line": step.site.line, "time": at,
+                    })),
+                    _ => self.line(&format!("#{n} {}", Self::title(stage, step))),
+                }
+            }
+            Event::StepCached { stage, step, key } => {
+                state.counts.total += 1;
+                state.counts.cached += 1;
+                let n = Self::number(&mut state, step.id);
+                match &self.mode {
+                    Mode::Json => emit_json(json!({
+                        "event": "step_cached", "vertex": n, "stage": stage.label(),
+                        "step": step.display, "line": step.site.line, "key": key, "time": at,
+                    })),
+                    _ => self.line(&format!("#{n} {} CACHED", Self::title(stage, step))),
+                }
+            }
+            Event::StepMiss {
+                stage,
+                step,
+                key,
+                reasons,
+            } => {
+                let n = Self::number(&mut state, step.id);
+                let why: Vec<String> = reasons.iter().map(ToString::to_string).collect();
+                match &self.mode {
+                    Mode::Json => emit_json(json!({
+                        "event": "step_miss", "vertex": n, "stage": stage.label(),
+                        "step": step.display, "line": step.site.line, "key": key,
+                        "reasons": reasons, "time": at,
+                    })),
+                    Mode::Quiet => {}
+                    Mode::Plain => {
+                        eprintln!("#{n} {}", Self::title(stage, step));
+                        if !why.is_empty() {
+                            eprintln!("#{n} missed: {}", why.join("; "));
+                        }
+                    }
+                    Mode::Tty(mp) => {
+                        let title = Self::title(stage, step);
+                        if !why.is_empty() {
+                            let _ =
+                                mp.println(format!("#{n} {title}  — missed: {}", why.join("; ")));
+                        }
+                        let bar = mp.add(ProgressBar::new_spinner());
+                        bar.set_style(
+                            ProgressStyle::with_template(
+                                "{spinner} {prefix} {elapsed:>4}\n{wide_msg:.dim}",
+                            )
+                            .expect("valid template"),
+                        );
+                        bar.set_prefix(format!("#{n} {title}"));
+                        bar.enable_steady_tick(Duration::from_millis(120));
+                        state.bars.insert(
+                            step.id,
+                            LiveStep {
+                                bar,
+                                title,
+                                tail: VecDeque::new(),
+                            },
+                        );
+                    }
+                }
+            }
+            Event::StepLog { step, data } => {
+                let n = Self::number(&mut state, step);
+                let buf = state.partial.entry(step).or_default();
+                buf.extend_from_slice(data);
+                let mut lines = Vec::new();
+                while let Some(pos) = buf.iter().position(|&b| b == b'\n' || b == b'\r') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+                    if !text.is_empty() {
+                        lines.push(text);
+                    }
+                }
+                for text in lines {
+                    match &self.mode {
+                        Mode::Json => emit_json(json!({
+                            "event": "log", "vertex": n, "text": text, "time": at,
+                        })),
+                        Mode::Plain => eprintln!("#{n} {at:.3} {text}"),
+                        Mode::Quiet => {}
+                        Mode::Tty(_) => {
+                            if let Some(live) = state.bars.get_mut(&step) {
+                                live.tail.push_back(text);
+                                while live.tail.len() > TAIL_LINES {
+                                    live.tail.pop_front();
+                                }
+                                let msg: Vec<&str> = live.tail.iter().map(String::as_str).collect();
+                                live.bar.set_message(msg.join("\n"));
+                            }
+                        }
+                    }
+                }
+            }
+            Event::StepDone {
+                stage,
+                step,
+                layer,
+                elapsed,
+            } => {
+                state.counts.total += 1;
+                state.counts.built += 1;
+                let n = Self::number(&mut state, step.id);
+                let rest = state.partial.remove(&step.id).unwrap_or_default();
+                if !rest.is_empty() && matches!(self.mode, Mode::Plain) {
+                    eprintln!("#{n} {at:.3} {}", String::from_utf8_lossy(&rest));
+                }
+                match &self.mode {
+                    Mode::Json => emit_json(json!({
+                        "event": "step_done", "vertex": n, "stage": stage.label(),
+                        "step": step.display, "line": step.site.line,
+                        "layer": layer.map(|l| &l.diff_id), "size": layer.map(|l| l.size),
+                        "seconds": elapsed.as_secs_f64(), "time": at,
+                    })),
+                    Mode::Plain => eprintln!("#{n} DONE {}", secs(elapsed)),
+                    Mode::Quiet => {}
+                    Mode::Tty(mp) => {
+                        if let Some(live) = state.bars.remove(&step.id) {
+                            live.bar.finish_and_clear();
+                            mp.remove(&live.bar);
+                            let _ =
+                                mp.println(format!("#{n} {} DONE {}", live.title, secs(elapsed)));
+                        }
+                    }
+                }
+            }
+            Event::StepFailed { stage, step } => {
+                let n = Self::number(&mut state, step.id);
+                match &self.mode {
+                    Mode::Json => emit_json(json!({
+                        "event": "step_failed", "vertex": n, "stage": stage.label(),
+                        "step": step.display, "line": step.site.line, "time": at,
+                    })),
+                    Mode::Plain => eprintln!("#{n} ERROR"),
+                    Mode::Quiet => {}
+                    Mode::Tty(mp) => {
+                        if let Some(live) = state.bars.remove(&step.id) {
+                            live.bar.finish_and_clear();
+                            mp.remove(&live.bar);
+                            let _ = mp.println(format!("#{n} {} ERROR", live.title));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

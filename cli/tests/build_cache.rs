@@ -1,0 +1,390 @@
+//! The build cache seen from the command line: what hits, what misses, and what `explain`
+//! says about each kind of change (issue 5's list), plus stage scheduling facts.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TestEnv, shared_dir, text};
+use serde_json::Value;
+
+fn load_busybox(env: &TestEnv) {
+    let out = env
+        .rbuild()
+        .args(["load", "-i"])
+        .arg(shared_dir().join("images/busybox-1.35.oci.tar"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "load: {:?}", text(&out));
+}
+
+fn write(dir: &Path, name: &str, content: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+/// Build and return (stdout, stderr); panics with the output when it fails.
+fn build(env: &TestEnv, ctx: &Path, extra: &[&str]) -> (String, String) {
+    let out = env
+        .rbuild()
+        .args(["build", "--progress", "plain", "-t", "cachetest"])
+        .args(extra)
+        .arg(ctx)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "build failed:\n{stderr}");
+    (stdout, stderr)
+}
+
+/// `explain --format json` as a value.
+fn explain(env: &TestEnv, ctx: &Path, extra: &[&str]) -> Value {
+    let out = env
+        .rbuild()
+        .args(["explain", "--format", "json"])
+        .args(extra)
+        .arg(ctx)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "explain failed:\n{stderr}");
+    serde_json::from_str(&stdout).unwrap()
+}
+
+/// The reasons of the first missed step whose text starts with `prefix`.
+fn reasons_of(explained: &Value, prefix: &str) -> Vec<Value> {
+    explained["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"].as_str().unwrap().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no step {prefix} in {explained}"))["reasons"]
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn image_id(env: &TestEnv) -> String {
+    let store = rbuild_store::Store::open(env.root()).unwrap();
+    store.resolve_image("cachetest").unwrap().id().to_string()
+}
+
+fn scratch_context() -> tempfile::TempDir {
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM scratch\nCOPY . /app/\nCOPY a.txt /copy-of-a\n",
+    );
+    write(ctx.path(), "a.txt", "alpha\n");
+    write(ctx.path(), "src/main.rs", "fn main() {}\n");
+    ctx
+}
+
+/// An unchanged rebuild executes nothing and yields the same image ID.
+#[test]
+fn unchanged_rebuild_is_fully_cached_with_the_same_id() {
+    let env = TestEnv::new();
+    let ctx = scratch_context();
+    build(&env, ctx.path(), &[]);
+    let first = image_id(&env);
+    let (_, stderr) = build(&env, ctx.path(), &[]);
+    assert_eq!(stderr.matches(" CACHED").count(), 2, "{stderr}");
+    assert_eq!(image_id(&env), first);
+    let explained = explain(&env, ctx.path(), &[]);
+    assert_eq!(explained["missed"], 0);
+}
+
+/// Content, mode, added and removed files are each named, with what changed.
+#[test]
+fn file_changes_are_named() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let ctx = scratch_context();
+    build(&env, ctx.path(), &[]);
+    write(ctx.path(), "src/main.rs", "fn main() { println!(); }\n");
+    std::fs::set_permissions(
+        ctx.path().join("a.txt"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    write(ctx.path(), "new.txt", "new\n");
+    let explained = explain(&env, ctx.path(), &[]);
+    let reasons = reasons_of(&explained, "COPY . /app/");
+    let diff = &reasons[0]["diff"];
+    assert_eq!(reasons[0]["reason"], "files_changed", "{reasons:?}");
+    let changed: Vec<(String, Vec<String>)> =
+        serde_json::from_value(diff["changed"].clone()).unwrap();
+    assert!(
+        changed.contains(&("src/main.rs".into(), vec!["content".into()])),
+        "{changed:?}"
+    );
+    assert!(
+        changed.contains(&("a.txt".into(), vec!["mode 0644→0755".into()])),
+        "{changed:?}"
+    );
+    assert_eq!(diff["added"], serde_json::json!(["new.txt"]));
+    // The next step builds on the changed one; until that is rebuilt, that is all we know.
+    let second = reasons_of(&explained, "COPY a.txt");
+    assert_eq!(second[0]["reason"], "parent_changed", "{second:?}");
+
+    std::fs::remove_file(ctx.path().join("new.txt")).unwrap();
+    build(&env, ctx.path(), &[]);
+    std::fs::remove_file(ctx.path().join("src/main.rs")).unwrap();
+    let explained = explain(&env, ctx.path(), &[]);
+    let diff = &reasons_of(&explained, "COPY . /app/")[0]["diff"];
+    assert_eq!(diff["removed"], serde_json::json!(["src/main.rs"]));
+}
+
+/// COPY without --chown makes files 0:0, so a different owner in the context does not miss:
+/// keys follow the effective result.
+#[test]
+fn ownership_in_the_context_does_not_bust_plain_copy() {
+    let env = TestEnv::new();
+    let ctx = scratch_context();
+    build(&env, ctx.path(), &[]);
+    std::os::unix::fs::chown(ctx.path().join("a.txt"), Some(1234), Some(1234)).unwrap();
+    assert_eq!(explain(&env, ctx.path(), &[])["missed"], 0);
+}
+
+/// A `.dockerignore` change that drops a copied file misses, naming the removed file.
+#[test]
+fn dockerignore_change_misses() {
+    let env = TestEnv::new();
+    let ctx = scratch_context();
+    build(&env, ctx.path(), &[]);
+    write(ctx.path(), ".dockerignore", "src/\n");
+    let explained = explain(&env, ctx.path(), &[]);
+    let diff = &reasons_of(&explained, "COPY . /app/")[0]["diff"];
+    let removed: Vec<String> = serde_json::from_value(diff["removed"].clone()).unwrap();
+    assert!(removed.contains(&"src/main.rs".to_string()), "{diff}");
+}
+
+/// An ARG change misses the RUN that sees it (with old → new) but not steps before its use;
+/// cache-mount contents never bust a step.
+#[test]
+fn arg_changes_and_cache_mounts() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox:1.35\n\
+         RUN --mount=type=cache,target=/cache date +%s%N > /cache/stamp && echo first > /first\n\
+         ARG VERSION=1.2\n\
+         RUN echo $VERSION > /version\n",
+    );
+    build(&env, ctx.path(), &[]);
+    // The cache mount's contents changed (new stamp) but the step stays cached.
+    assert_eq!(explain(&env, ctx.path(), &[])["missed"], 0);
+    let explained = explain(&env, ctx.path(), &["--build-arg", "VERSION=1.3"]);
+    assert_eq!(explained["missed"], 1, "{explained}");
+    let reasons = reasons_of(&explained, "RUN echo $VERSION");
+    assert_eq!(
+        reasons[0],
+        serde_json::json!({"reason": "var_changed", "name": "VERSION", "old": "1.2", "new": "1.3"})
+    );
+    // A build arg nobody declared changes nothing.
+    assert_eq!(
+        explain(&env, ctx.path(), &["--build-arg", "UNUSED=x"])["missed"],
+        0
+    );
+}
+
+/// A base image retagged to other content is reported with both digests; children follow
+/// their parent.
+#[test]
+fn base_and_parent_changes() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "base/Dockerfile",
+        "FROM busybox:1.35\nRUN echo v1 > /v\n",
+    );
+    let out = env
+        .rbuild()
+        .args(["build", "-q", "-t", "mybase:latest"])
+        .arg(ctx.path().join("base"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM mybase\nRUN echo one > /one\nRUN echo two > /two\n",
+    );
+    write(ctx.path(), ".dockerignore", "base\n");
+    build(&env, ctx.path(), &[]);
+    write(
+        ctx.path(),
+        "base/Dockerfile",
+        "FROM busybox:1.35\nRUN echo v2 > /v\n",
+    );
+    let out = env
+        .rbuild()
+        .args(["build", "-q", "-t", "mybase:latest"])
+        .arg(ctx.path().join("base"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let explained = explain(&env, ctx.path(), &[]);
+    let first = reasons_of(&explained, "RUN echo one");
+    assert_eq!(first[0]["reason"], "base_image_changed", "{first:?}");
+    assert_eq!(first[0]["reference"], "docker.io/library/mybase:latest");
+    let second = reasons_of(&explained, "RUN echo two");
+    assert_eq!(second[0]["reason"], "parent_changed", "{second:?}");
+}
+
+/// `--fail-on-cache-miss` is a CI guard: non-zero when anything would run.
+#[test]
+fn fail_on_cache_miss_guards() {
+    let env = TestEnv::new();
+    let ctx = scratch_context();
+    let out = env
+        .rbuild()
+        .args(["explain", "--fail-on-cache-miss"])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    build(&env, ctx.path(), &[]);
+    let out = env
+        .rbuild()
+        .args(["build", "--fail-on-cache-miss", "-q"])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+}
+
+/// Two independent stages that each sleep 1 s finish in well under 2 s: they run in parallel
+/// (measured from the first RUN starting to the last finishing, from the JSON progress events,
+/// so sandbox start-up and a loaded machine do not blur it). `--target` builds only what the
+/// target needs and says which stages it skipped.
+#[test]
+fn parallel_stages_and_target() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox:1.35 AS a\nRUN sleep 1 && echo a > /a\n\
+         FROM busybox:1.35 AS b\nRUN sleep 1 && echo b > /b\n\
+         FROM busybox:1.35 AS unused\nRUN exit 1\n\
+         FROM busybox:1.35 AS final\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+    );
+    let out = env
+        .rbuild()
+        .args([
+            "build",
+            "--progress",
+            "json",
+            "-j",
+            "4",
+            "--target",
+            "final",
+        ])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let events: Vec<Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let times = |kind: &str| -> Vec<f64> {
+        events
+            .iter()
+            .filter(|e| {
+                e["event"] == kind && e["step"].as_str().is_some_and(|s| s.contains("sleep 1"))
+            })
+            .map(|e| e["time"].as_f64().unwrap())
+            .collect()
+    };
+    let (starts, ends) = (times("step_miss"), times("step_done"));
+    assert_eq!((starts.len(), ends.len()), (2, 2), "{stderr}");
+    let span = ends.iter().cloned().fold(f64::MIN, f64::max)
+        - starts.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(span < 1.8, "stages did not overlap: {span:.2}s\n{stderr}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "stage_skipped" && e["stage"] == "unused"),
+        "{stderr}"
+    );
+}
+
+/// `prune` drops the build cache (all of it, or beyond `--keep-storage`), and the next build
+/// runs again; a generous `--keep-storage` keeps it.
+#[test]
+fn prune_honours_keep_storage() {
+    let env = TestEnv::new();
+    let ctx = scratch_context();
+    build(&env, ctx.path(), &[]);
+    let prune = |extra: &[&str]| {
+        let out = env
+            .rbuild()
+            .args(["prune", "-f"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+    };
+    prune(&["--keep-storage", "1GB"]);
+    assert_eq!(explain(&env, ctx.path(), &[])["missed"], 0);
+    prune(&["--keep-storage", "0"]);
+    assert_eq!(explain(&env, ctx.path(), &[])["missed"], 2);
+    build(&env, ctx.path(), &[]);
+    prune(&[]);
+    assert_eq!(explain(&env, ctx.path(), &[])["missed"], 2);
+}
+
+/// The rendered explanation a user reads: one line per cached step, a report per miss that
+/// points at the instruction and names the changed files. Snapshot (no colour, width 100).
+#[test]
+fn explain_report_snapshot() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM scratch\nCOPY config.txt /etc/app/\nCOPY src/ /app/\nCOPY run.sh /app/\n",
+    );
+    write(ctx.path(), "config.txt", "port=80\n");
+    write(ctx.path(), "src/main.rs", "fn main() {}\n");
+    write(ctx.path(), "src/lib.rs", "pub fn f() {}\n");
+    write(ctx.path(), "run.sh", "#!/bin/sh\n");
+    std::fs::set_permissions(
+        ctx.path().join("run.sh"),
+        std::fs::Permissions::from_mode(0o664),
+    )
+    .unwrap();
+    build(&env, ctx.path(), &[]);
+    write(ctx.path(), "src/main.rs", "fn main() { run() }\n");
+    write(ctx.path(), "src/new.rs", "\n");
+    std::fs::set_permissions(
+        ctx.path().join("run.sh"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = env
+        .rbuild()
+        .arg("explain")
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let shown = stdout.replace(
+        &ctx.path().join("Dockerfile").display().to_string(),
+        "[DOCKERFILE]",
+    );
+    insta::assert_snapshot!(shown);
+}

@@ -1,0 +1,179 @@
+//! The main acceptance test: every case in `../shared/conformance/build` builds with rbuild
+//! (on the busybox fixture) to the image BuildKit built — the same files (paths, types, modes,
+//! owners, sizes, content digests, symlink targets) and the same config fields.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{TestEnv, shared_dir, text};
+use serde_json::Value;
+
+/// The config fields the conformance format compares, non-empty only.
+fn config_fields(config: &rbuild_store::ImageConfig) -> Value {
+    let inner = serde_json::to_value(config.config.clone().unwrap_or_default()).unwrap();
+    let mut out = serde_json::Map::new();
+    for key in [
+        "User",
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "WorkingDir",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "StopSignal",
+        "Healthcheck",
+        "Shell",
+        "OnBuild",
+    ] {
+        if let Some(v) = inner.get(key) {
+            let empty = v.is_null()
+                || v.as_array().is_some_and(Vec::is_empty)
+                || v.as_object().is_some_and(serde_json::Map::is_empty)
+                || v.as_str().is_some_and(str::is_empty);
+            if !empty {
+                out.insert(key.to_string(), v.clone());
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+/// `--target x --build-arg K=V` from `expected/CASE.args`.
+fn case_args(dir: &Path, name: &str) -> Vec<String> {
+    std::fs::read_to_string(dir.join("expected").join(format!("{name}.args")))
+        .map(|line| line.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// Copy a case into `dest` as its authors had it. The shared data is a read-only copy of a git
+/// checkout made without symlink support: every file lost its write bit, and each symlink
+/// became a small file holding its target. Restore both (`u+w`, and a file without a trailing
+/// newline that names an existing sibling becomes that symlink again) so the context matches
+/// the one BuildKit built from.
+fn prepare_context(src: &Path, dest: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dest).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let from = entry.path();
+        let to = dest.join(entry.file_name());
+        let meta = std::fs::symlink_metadata(&from).unwrap();
+        if meta.is_dir() {
+            prepare_context(&from, &to);
+        } else if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from).unwrap(), &to).unwrap();
+            continue;
+        } else {
+            let bytes = std::fs::read(&from).unwrap();
+            let target = String::from_utf8(bytes.clone()).ok().filter(|t| {
+                bytes.len() < 256
+                    && !t.is_empty()
+                    && !t.ends_with('\n')
+                    && !t.contains('\0')
+                    && src.join(t).exists()
+            });
+            if let Some(target) = target {
+                std::os::unix::fs::symlink(target, &to).unwrap();
+                continue;
+            }
+            std::fs::write(&to, bytes).unwrap();
+        }
+        let mode = meta.permissions().mode() & 0o7777 | 0o200;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+/// Differences between two flattened trees, one line each (bounded).
+fn diff_files(got: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (path, w) in want {
+        match got.get(path) {
+            None => out.push(format!("  missing {path}: {w}")),
+            Some(g) if g != w => out.push(format!("  differs {path}: got `{g}`, want `{w}`")),
+            _ => {}
+        }
+    }
+    for (path, g) in got {
+        if !want.contains_key(path) {
+            out.push(format!("  extra   {path}: {g}"));
+        }
+    }
+    out.truncate(30);
+    out
+}
+
+/// Every conformance case builds to BuildKit's files and config.
+#[test]
+fn conformance_cases_match_buildkit() {
+    let shared = shared_dir();
+    let cases_dir = shared.join("conformance/build");
+    let env = TestEnv::new();
+    let out = env
+        .rbuild()
+        .args(["load", "-i"])
+        .arg(shared.join("images/busybox-1.35.oci.tar"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "load failed: {:?}", text(&out));
+
+    let mut cases: Vec<String> = std::fs::read_dir(&cases_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| cases_dir.join(n).join("Dockerfile").is_file())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 10, "too few cases: {cases:?}");
+
+    let contexts = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for name in &cases {
+        let context = contexts.path().join(name);
+        prepare_context(&cases_dir.join(name), &context);
+        let tag = format!("conformance/{name}:test");
+        let out = env
+            .rbuild()
+            .args(["build", "--progress", "plain", "-t", &tag])
+            .args(case_args(&cases_dir, name))
+            .arg(&context)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            let (_, stderr) = text(&out);
+            failures.push(format!("{name}: build failed\n{stderr}"));
+            continue;
+        }
+        let expected: Value = serde_json::from_str(
+            &std::fs::read_to_string(cases_dir.join("expected").join(format!("{name}.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        let want_files: BTreeMap<String, String> =
+            serde_json::from_value(expected["files"].clone()).unwrap();
+        let store = rbuild_store::Store::open(env.root()).unwrap();
+        let image = store.resolve_image(&tag).unwrap();
+        let got_files = rbuild_store::layer::flatten_image(&store, &image)
+            .unwrap()
+            .to_conformance_map();
+        let file_diffs = diff_files(&got_files, &want_files);
+        if !file_diffs.is_empty() {
+            failures.push(format!("{name}: files differ\n{}", file_diffs.join("\n")));
+        }
+        let got_config = config_fields(&image.config);
+        if got_config != expected["config"] {
+            failures.push(format!(
+                "{name}: config differs\n  got  {got_config}\n  want {}",
+                expected["config"]
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}

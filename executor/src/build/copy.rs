@@ -1,0 +1,786 @@
+//! COPY and ADD: from the build context (the sources the solver resolved before the build),
+//! from another stage or image (their snapshots, read through a merged view), here-documents
+//! and downloaded URLs; ADD extracts local tar archives (plain, gzip, bzip2, xz, zstd) with the
+//! store's in-root unpacker. Destination rules are docker's: a trailing `/`, several sources or
+//! an existing directory mean "into"; missing parents are created (owned per `--chown`).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rbuild_solver::chmod::Chmod;
+use rbuild_solver::context::{BuildContext, EntryKind, RootKind};
+use rbuild_solver::inputs::StepInputs;
+use rbuild_solver::op::{CopyOp, CopySource};
+use rbuild_store::layer::path::RelPath;
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+use super::dest::{self, Attrs, Dest, rel_path};
+use super::error::StepError;
+use crate::fsmeta::Kind;
+use crate::lower::LowerView;
+
+/// Largest /etc/passwd or /etc/group read to resolve `--chown` names.
+const MAX_ID_FILE: u64 = 4 << 20;
+
+/// What one copied entry is.
+#[derive(Debug)]
+enum ItemKind {
+    File,
+    Dir,
+    Symlink(PathBuf),
+}
+
+/// Where an item's data comes from.
+#[derive(Debug)]
+enum Data {
+    None,
+    /// A context file, by entry index (opened beneath the context root, checked unchanged).
+    Context(usize),
+    /// A file in a snapshot directory of the store.
+    Host(PathBuf),
+    Bytes(Vec<u8>),
+}
+
+#[derive(Debug)]
+struct Item {
+    dest: RelPath,
+    kind: ItemKind,
+    data: Data,
+    attrs: Attrs,
+    /// Source inode identity, to keep hard links between copied files.
+    link_key: Option<(u64, u64)>,
+    /// ADD: extract this archive into `dest` instead of copying it.
+    extract: bool,
+}
+
+/// The ownership `--chown` asks for, resolved in the destination image.
+fn chown_ids(spec: &str, dest: &Dest) -> Result<(u32, u32), StepError> {
+    let passwd = dest.read_small("/etc/passwd", MAX_ID_FILE);
+    let group = dest.read_small("/etc/group", MAX_ID_FILE);
+    let id = crate::user::resolve(spec, passwd.as_deref(), group.as_deref()).map_err(|e| {
+        StepError::Chown {
+            spec: spec.to_string(),
+            message: e.to_string(),
+        }
+    })?;
+    // `--chown=user` without a group uses the user's primary group.
+    Ok((id.uid, id.gid))
+}
+
+/// Everything `copy` needs besides the op itself.
+pub struct CopyInputs<'a> {
+    pub context: Option<&'a BuildContext>,
+    pub step: Option<&'a StepInputs>,
+    /// For `--from`: the source stage's or image's snapshot directories, bottom first.
+    pub source_layers: Option<Vec<PathBuf>>,
+}
+
+/// Perform a COPY/ADD into the rootfs behind `root`.
+pub fn copy(root: &Dest, op: &CopyOp, inputs: &CopyInputs<'_>) -> Result<(), StepError> {
+    let chmod = match &op.chmod {
+        Some(text) => Some(Chmod::parse(text).map_err(|message| StepError::Invalid { message })?),
+        None => None,
+    };
+    let chown = match &op.chown {
+        Some(spec) => Some(chown_ids(spec, root)?),
+        None => None,
+    };
+    let dest_text = op.dest.clone();
+    let dest_rel = rel_path(&dest_text).map_err(|e| StepError::io("resolve", &dest_text, e))?;
+    let source_count = op.sources.len();
+    let into = dest_text.ends_with('/') || source_count > 1 || root.is_dir(&dest_rel);
+    let attrs_for = |mode: u32, is_dir: bool, owner: (u32, u32), mtime: Option<i64>| Attrs {
+        uid: chown.map_or(owner.0, |c| c.0),
+        gid: chown.map_or(owner.1, |c| c.1),
+        mode: chmod.as_ref().map_or(mode, |c| c.apply(mode, is_dir)),
+        mtime,
+    };
+    let target = |name: &[u8], many: bool| -> RelPath {
+        if into || many {
+            dest_rel.join(name)
+        } else {
+            dest_rel.clone()
+        }
+    };
+
+    let mut items: Vec<Item> = Vec::new();
+    // 1. Build-context sources, resolved before the build.
+    if let (Some(ctx), Some(resolved)) = (inputs.context, inputs.step.and_then(|s| s.copy.as_ref()))
+    {
+        let many = resolved.multiple || op.parents;
+        if resolved.multiple && !into {
+            return Err(StepError::Invalid {
+                message: format!(
+                    "when copying several files (or a wildcard) the destination `{dest_text}` must be a directory and end with a /"
+                ),
+            });
+        }
+        for root_src in &resolved.roots {
+            for it in &resolved.items[root_src.items.clone()] {
+                let entry = &ctx.entries()[it.entry];
+                let rel = it.dest.as_os_str().as_bytes();
+                let dest = match root_src.kind {
+                    // A directory's contents merge into the destination; `""` is the directory
+                    // itself, whose attributes the destination takes.
+                    RootKind::Dir if rel.is_empty() => dest_rel.clone(),
+                    RootKind::Dir => dest_rel.join(rel),
+                    RootKind::File if op.parents => dest_rel.join(rel),
+                    RootKind::File => target(rel, many),
+                };
+                let mtime = Some(entry.mtime.sec);
+                let (kind, data) = match &entry.kind {
+                    EntryKind::File => (ItemKind::File, Data::Context(it.entry)),
+                    EntryKind::Dir => (ItemKind::Dir, Data::None),
+                    EntryKind::Symlink { target } => {
+                        (ItemKind::Symlink(target.clone()), Data::None)
+                    }
+                    EntryKind::CharDevice { .. } | EntryKind::BlockDevice { .. } => {
+                        return Err(StepError::Invalid {
+                            message: format!(
+                                "`{}` in the build context is a device file; rbuild does not copy devices",
+                                String::from_utf8_lossy(entry.path_bytes())
+                            ),
+                        });
+                    }
+                };
+                let is_dir = matches!(kind, ItemKind::Dir);
+                let extract = op.add
+                    && op.unpack != Some(false)
+                    && matches!(kind, ItemKind::File)
+                    && root_src.kind == RootKind::File;
+                items.push(Item {
+                    dest: if extract { dest_rel.clone() } else { dest },
+                    attrs: attrs_for(entry.mode & 0o7777, is_dir, (0, 0), mtime),
+                    link_key: (entry.nlink > 1 && matches!(kind, ItemKind::File))
+                        .then_some((entry.dev, entry.ino)),
+                    kind,
+                    data,
+                    extract,
+                });
+            }
+        }
+    }
+
+    // 2. Another stage or an image.
+    if let Some(layers) = &inputs.source_layers {
+        let view = LowerView::new(layers);
+        let many = source_count > 1;
+        for src in &op.sources {
+            let CopySource::Path { path, .. } = src else {
+                continue;
+            };
+            let matches = expand_in_view(&view, path)?;
+            if matches.is_empty() && !has_wildcard(path) {
+                return Err(StepError::SourceMissing { path: path.clone() });
+            }
+            let many = many || matches.len() > 1 || has_wildcard(path);
+            if many && !into {
+                return Err(StepError::Invalid {
+                    message: format!(
+                        "when copying several files the destination `{dest_text}` must be a directory and end with a /"
+                    ),
+                });
+            }
+            for (named, entry) in matches {
+                let name = named
+                    .file_name()
+                    .map(|n| n.as_bytes().to_vec())
+                    .unwrap_or_default();
+                match entry.meta.kind {
+                    Kind::Dir => walk_view(
+                        &view,
+                        &named,
+                        &dest_rel,
+                        &op.excludes,
+                        &mut |rel_dest, e, kind| {
+                            items.push(view_item(rel_dest, e, kind, &attrs_for));
+                        },
+                    )?,
+                    _ => {
+                        let dest = target(&name, many);
+                        let kind = view_kind(&entry)?;
+                        items.push(view_item(dest, &entry, kind, &attrs_for));
+                    }
+                }
+            }
+        }
+    }
+
+    // 3. Here-documents and downloads.
+    for src in &op.sources {
+        match src {
+            CopySource::Heredoc { name, content, .. } => {
+                let name = Path::new(name)
+                    .file_name()
+                    .map(|n| n.as_bytes().to_vec())
+                    .unwrap_or_else(|| name.as_bytes().to_vec());
+                items.push(Item {
+                    dest: target(&name, source_count > 1),
+                    kind: ItemKind::File,
+                    data: Data::Bytes(content.clone()),
+                    attrs: attrs_for(0o644, false, (0, 0), None),
+                    link_key: None,
+                    extract: false,
+                });
+            }
+            CopySource::Url { url, .. } => {
+                let fetched = inputs
+                    .step
+                    .and_then(|s| s.urls.iter().find(|f| &f.url == url))
+                    .ok_or_else(|| StepError::Invalid {
+                        message: format!(
+                            "internal error: `{url}` was not downloaded before the build"
+                        ),
+                    })?;
+                let extract = op.unpack == Some(true);
+                items.push(Item {
+                    dest: if extract {
+                        dest_rel.clone()
+                    } else {
+                        target(fetched.name.as_bytes(), source_count > 1)
+                    },
+                    kind: ItemKind::File,
+                    data: Data::Host(fetched.path.clone()),
+                    attrs: attrs_for(0o600, false, (0, 0), fetched.modified),
+                    link_key: None,
+                    extract,
+                });
+            }
+            CopySource::Path { .. } => {}
+        }
+    }
+
+    let parents = Parents {
+        owner: chown.unwrap_or((0, 0)),
+        mode: chmod.as_ref().map_or(0o755, |c| c.apply(0o755, true)),
+    };
+    apply(root, items, parents, inputs.context)
+}
+
+/// Attributes of destination parents a copy creates.
+#[derive(Clone, Copy)]
+struct Parents {
+    owner: (u32, u32),
+    mode: u32,
+}
+
+fn has_wildcard(path: &str) -> bool {
+    path.bytes().any(|b| matches!(b, b'*' | b'?' | b'['))
+}
+
+fn view_kind(entry: &crate::lower::LowerEntry) -> Result<ItemKind, StepError> {
+    Ok(match entry.meta.kind {
+        Kind::File => ItemKind::File,
+        Kind::Dir => ItemKind::Dir,
+        Kind::Symlink => ItemKind::Symlink(
+            std::fs::read_link(&entry.path)
+                .map_err(|e| StepError::io("read", entry.path.display(), e))?,
+        ),
+        other => {
+            return Err(StepError::Invalid {
+                message: format!(
+                    "`{}` is a {other:?}; COPY --from copies files, directories and symlinks",
+                    entry.path.display()
+                ),
+            });
+        }
+    })
+}
+
+fn view_item(
+    dest: RelPath,
+    entry: &crate::lower::LowerEntry,
+    kind: ItemKind,
+    attrs_for: &dyn Fn(u32, bool, (u32, u32), Option<i64>) -> Attrs,
+) -> Item {
+    let is_dir = matches!(kind, ItemKind::Dir);
+    let data = match kind {
+        ItemKind::File => Data::Host(entry.path.clone()),
+        _ => Data::None,
+    };
+    Item {
+        dest,
+        attrs: attrs_for(
+            entry.meta.mode,
+            is_dir,
+            (entry.meta.uid, entry.meta.gid),
+            Some(entry.meta.mtime),
+        ),
+        link_key: (entry.meta.nlink > 1 && matches!(kind, ItemKind::File))
+            .then_some((entry.meta.dev, entry.meta.ino)),
+        kind,
+        data,
+        extract: false,
+    }
+}
+
+/// Sources in another stage: the path resolved in its merged view (a symlink as the source is
+/// followed, inside the view), wildcards matched component by component.
+fn expand_in_view(
+    view: &LowerView,
+    pattern: &str,
+) -> Result<Vec<(PathBuf, crate::lower::LowerEntry)>, StepError> {
+    let cleaned =
+        super::dest::rel_path(pattern).map_err(|e| StepError::io("resolve", pattern, e))?;
+    let text = String::from_utf8_lossy(cleaned.as_bytes()).into_owned();
+    if !has_wildcard(&text) {
+        let resolved = view
+            .resolve(&text, true)
+            .map_err(|e| StepError::io("resolve", pattern, e))?;
+        return Ok(match (resolved.missing.is_empty(), resolved.leaf) {
+            (true, Some(leaf)) => vec![(PathBuf::from(&text), leaf)],
+            _ => Vec::new(),
+        });
+    }
+    let mut current: Vec<PathBuf> = vec![PathBuf::new()];
+    for comp in text.split('/') {
+        let mut next = Vec::new();
+        for base in &current {
+            if has_wildcard(comp) {
+                let re = glob_regex(comp)?;
+                let resolved = view
+                    .resolve(&base.to_string_lossy(), true)
+                    .map_err(|e| StepError::io("resolve", pattern, e))?;
+                if !resolved.missing.is_empty() {
+                    continue;
+                }
+                let listing = view
+                    .read_dir(&resolved.existing)
+                    .map_err(|e| StepError::io("read", pattern, e))?;
+                for name in listing.keys() {
+                    if re.is_match(&name.to_string_lossy()) {
+                        next.push(base.join(name));
+                    }
+                }
+            } else {
+                next.push(base.join(comp));
+            }
+        }
+        current = next;
+    }
+    let mut out = Vec::new();
+    for path in current {
+        let resolved = view
+            .resolve(&path.to_string_lossy(), true)
+            .map_err(|e| StepError::io("resolve", pattern, e))?;
+        if let (true, Some(leaf)) = (resolved.missing.is_empty(), resolved.leaf) {
+            out.push((path, leaf));
+        }
+    }
+    Ok(out)
+}
+
+/// Go `filepath.Match` for one path component, as a regex.
+fn glob_regex(pattern: &str) -> Result<regex::Regex, StepError> {
+    let mut re = String::from("^");
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => re.push_str("[^/]*"),
+            '?' => re.push_str("[^/]"),
+            '[' => {
+                re.push('[');
+                if chars.peek() == Some(&'^') {
+                    chars.next();
+                    re.push('^');
+                }
+                for c in chars.by_ref() {
+                    if c == ']' {
+                        break;
+                    }
+                    if c == '\\' || c == '[' {
+                        re.push('\\');
+                    }
+                    re.push(c);
+                }
+                re.push(']');
+            }
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    re.push_str(&regex::escape(&n.to_string()));
+                }
+            }
+            c => re.push_str(&regex::escape(&c.to_string())),
+        }
+    }
+    re.push('$');
+    regex::Regex::new(&re).map_err(|e| StepError::Invalid {
+        message: format!("invalid wildcard `{pattern}`: {e}"),
+    })
+}
+
+/// Walk a directory of the view; `visit(dest, entry, kind)` for the directory itself (at
+/// `dest_root`) and everything below, skipping paths matched by `excludes`.
+fn walk_view(
+    view: &LowerView,
+    dir: &Path,
+    dest_root: &RelPath,
+    excludes: &[String],
+    visit: &mut dyn FnMut(RelPath, &crate::lower::LowerEntry, ItemKind),
+) -> Result<(), StepError> {
+    let resolved = view
+        .resolve(&dir.to_string_lossy(), true)
+        .map_err(|e| StepError::io("resolve", dir.display(), e))?;
+    let Some(top) = resolved.leaf else {
+        return Ok(());
+    };
+    let excludes: Vec<regex::Regex> = excludes
+        .iter()
+        .map(|e| glob_path_regex(e))
+        .collect::<Result<_, _>>()?;
+    visit(dest_root.clone(), &top, ItemKind::Dir);
+    let mut stack: Vec<(PathBuf, RelPath, String)> =
+        vec![(resolved.existing.clone(), dest_root.clone(), String::new())];
+    while let Some((src, dst, rel)) = stack.pop() {
+        let listing = view
+            .read_dir(&src)
+            .map_err(|e| StepError::io("read", src.display(), e))?;
+        for (name, entry) in listing {
+            let child_rel = if rel.is_empty() {
+                name.to_string_lossy().into_owned()
+            } else {
+                format!("{rel}/{}", name.to_string_lossy())
+            };
+            if excludes.iter().any(|re| re.is_match(&child_rel)) {
+                continue;
+            }
+            let child_dst = dst.join(name.as_bytes());
+            let kind = view_kind(&entry)?;
+            let is_dir = matches!(kind, ItemKind::Dir);
+            visit(child_dst.clone(), &entry, kind);
+            if is_dir {
+                stack.push((src.join(&name), child_dst, child_rel));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--exclude` patterns (Go globs with `**`) over a path relative to the copied directory.
+fn glob_path_regex(pattern: &str) -> Result<regex::Regex, StepError> {
+    let mut re = String::from("^");
+    for (i, comp) in pattern.trim_matches('/').split('/').enumerate() {
+        if comp == "**" {
+            re.push_str("(.*/)?");
+            continue;
+        }
+        if i > 0 && !re.ends_with("(.*/)?") {
+            re.push('/');
+        }
+        let part = glob_regex(comp)?;
+        let text = part.as_str();
+        re.push_str(&text[1..text.len() - 1]);
+    }
+    re.push_str("(/.*)?$");
+    regex::Regex::new(&re).map_err(|e| StepError::Invalid {
+        message: format!("invalid --exclude `{pattern}`: {e}"),
+    })
+}
+
+/// Open a context file beneath the context root (no symlinks anywhere on the way) and check it
+/// is still the file that was hashed for the cache key.
+fn open_context_file(ctx: &BuildContext, root: &OwnedFd, index: usize) -> Result<File, StepError> {
+    let entry = &ctx.entries()[index];
+    let rel = entry.path_bytes();
+    let shown = String::from_utf8_lossy(rel).into_owned();
+    let fd = rustix::fs::openat2(
+        root,
+        rel,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+    )
+    .map_err(|e| StepError::io("open", &shown, e.into()))?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| StepError::io("stat", &shown, e.into()))?;
+    if st.st_size as u64 != entry.size
+        || st.st_ino != entry.ino
+        || st.st_mtime != entry.mtime.sec
+        || st.st_mtime_nsec as i64 != entry.mtime.nsec
+    {
+        return Err(StepError::ContextChanged { path: shown });
+    }
+    Ok(File::from(fd))
+}
+
+/// Create every item, parents first, keeping hard links between copied files.
+fn apply(
+    root: &Dest,
+    mut items: Vec<Item>,
+    parents: Parents,
+    ctx: Option<&BuildContext>,
+) -> Result<(), StepError> {
+    let ctx_root = match ctx {
+        Some(ctx) => Some(
+            rustix::fs::open(
+                ctx.root(),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| StepError::io("open", ctx.root().display(), e.into()))?,
+        ),
+        None => None,
+    };
+    // Directories first (sorted by path), so files land in place; later duplicates win.
+    items.sort_by(|a, b| a.dest.as_bytes().cmp(b.dest.as_bytes()));
+    let mut links: HashMap<(u64, u64), RelPath> = HashMap::new();
+    let mut dirs: Vec<(RelPath, Attrs)> = Vec::new();
+    for item in items {
+        let shown = format!("/{}", item.dest.display());
+        if let Some(name) = item.dest.as_bytes().rsplit(|&b| b == b'/').next()
+            && name.starts_with(b".wh.")
+        {
+            return Err(StepError::Invalid {
+                message: format!(
+                    "cannot add `{shown}`: names starting with `.wh.` are reserved for whiteouts in image layers"
+                ),
+            });
+        }
+        if item.dest.is_root() {
+            if matches!(item.kind, ItemKind::Dir) {
+                dirs.push((item.dest.clone(), item.attrs));
+                continue;
+            }
+            return Err(StepError::Invalid {
+                message: "cannot copy a file onto the root directory".into(),
+            });
+        }
+        let io_err = |action: &'static str| {
+            let shown = shown.clone();
+            move |e: io::Error| StepError::io(action, &shown, e)
+        };
+        if item.extract {
+            extract_archive(root, &item, ctx, ctx_root.as_ref(), parents)?;
+            continue;
+        }
+        let (dir, name) = root
+            .parent_of(&item.dest, parents.owner, parents.mode)
+            .map_err(io_err("create parents of"))?;
+        match &item.kind {
+            ItemKind::Dir => {
+                dest::make_dir(dir.as_fd(), &name, &item.attrs)
+                    .map_err(io_err("create directory"))?;
+                dirs.push((item.dest.clone(), item.attrs));
+            }
+            ItemKind::Symlink(target) => {
+                dest::make_symlink(dir.as_fd(), &name, target, &item.attrs)
+                    .map_err(io_err("create symlink"))?;
+            }
+            ItemKind::File => {
+                if let Some(key) = item.link_key
+                    && let Some(first) = links.get(&key)
+                {
+                    let (first_dir, first_name) = root
+                        .parent_of(first, parents.owner, parents.mode)
+                        .map_err(io_err("link"))?;
+                    dest::make_hardlink(first_dir.as_fd(), &first_name, dir.as_fd(), &name)
+                        .map_err(io_err("create hard link"))?;
+                    continue;
+                }
+                match &item.data {
+                    Data::Context(index) => {
+                        let ctx = ctx.expect("context items come with a context");
+                        let mut file = open_context_file(
+                            ctx,
+                            ctx_root.as_ref().expect("context root open"),
+                            *index,
+                        )?;
+                        dest::copy_file(dir.as_fd(), &name, &mut file, &item.attrs)
+                            .map_err(io_err("copy"))?;
+                    }
+                    Data::Host(path) => {
+                        let mut file = File::options()
+                            .read(true)
+                            .custom_flags(libc::O_NOFOLLOW)
+                            .open(path)
+                            .map_err(|e| StepError::io("open", path.display(), e))?;
+                        dest::copy_file(dir.as_fd(), &name, &mut file, &item.attrs)
+                            .map_err(io_err("copy"))?;
+                    }
+                    Data::Bytes(bytes) => {
+                        dest::write_file(dir.as_fd(), &name, &mut bytes.as_slice(), &item.attrs)
+                            .map_err(io_err("write"))?;
+                    }
+                    Data::None => unreachable!("files carry data"),
+                }
+                if let Some(key) = item.link_key {
+                    links.insert(key, item.dest.clone());
+                }
+            }
+        }
+    }
+    // Directory attributes last: creating entries inside them changed their mtimes.
+    for (rel, attrs) in dirs.iter().rev() {
+        let fd = root
+            .mkdir_all(rel, parents.owner, parents.mode)
+            .map_err(|e| StepError::io("open", rel.display(), e))?;
+        dest::set_attrs(&fd, attrs)
+            .map_err(|e| StepError::io("set attributes of", rel.display(), e))?;
+    }
+    Ok(())
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// ADD of a local archive: detect the compression by content; a tar is extracted into the
+/// destination directory with the store's in-root unpacker, anything else is copied as a file.
+fn extract_archive(
+    root: &Dest,
+    item: &Item,
+    ctx: Option<&BuildContext>,
+    ctx_root: Option<&OwnedFd>,
+    parents: Parents,
+) -> Result<(), StepError> {
+    let open = || -> Result<File, StepError> {
+        match &item.data {
+            Data::Context(i) => open_context_file(
+                ctx.expect("context items come with a context"),
+                ctx_root.expect("context root open"),
+                *i,
+            ),
+            Data::Host(path) => {
+                File::open(path).map_err(|e| StepError::io("open", path.display(), e))
+            }
+            _ => unreachable!("archives are files"),
+        }
+    };
+    let mut head = [0u8; 512 + 8];
+    let n = read_full(&mut open()?, &mut head).map_err(|e| StepError::io("read", "archive", e))?;
+    let compression = rbuild_store::Compression::from_magic(&head[..n]);
+    let is_tar = match compression {
+        rbuild_store::Compression::None => looks_like_tar(&head[..n]),
+        _ => {
+            // Peek into the decompressed stream.
+            let mut dec = decompressor(open()?, compression)?;
+            let mut inner = [0u8; 512];
+            let m =
+                read_full(&mut dec, &mut inner).map_err(|e| StepError::io("read", "archive", e))?;
+            looks_like_tar(&inner[..m])
+        }
+    };
+    let dest_dir = &item.dest;
+    if !is_tar {
+        // Not an archive: an ordinary file, named after its source.
+        let name: Vec<u8> = match &item.data {
+            Data::Context(i) => {
+                let p = ctx.expect("context").entries()[*i].path_bytes();
+                p.rsplit(|&b| b == b'/').next().unwrap_or(p).to_vec()
+            }
+            Data::Host(p) => p
+                .file_name()
+                .map(|n| n.as_bytes().to_vec())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let rel = if root.is_dir(dest_dir) {
+            dest_dir.join(&name)
+        } else {
+            dest_dir.clone()
+        };
+        let (dir, leaf) = root
+            .parent_of(&rel, parents.owner, parents.mode)
+            .map_err(|e| StepError::io("create parents of", rel.display(), e))?;
+        dest::copy_file(dir.as_fd(), &leaf, &mut open()?, &item.attrs)
+            .map_err(|e| StepError::io("copy", rel.display(), e))?;
+        return Ok(());
+    }
+    root.mkdir_all(dest_dir, parents.owner, parents.mode)
+        .map_err(|e| StepError::io("create", dest_dir.display(), e))?;
+    let reader = decompressor(open()?, compression)?;
+    let mut opts = rbuild_store::layer::UnpackOptions::new(rbuild_store::layer::UnpackMode::Plain);
+    opts.base = dest_dir.clone();
+    opts.duplicates = rbuild_store::layer::DuplicatePolicy::LastWins;
+    if item.attrs.uid != 0 || item.attrs.gid != 0 {
+        opts.owner = Some((item.attrs.uid, item.attrs.gid));
+    }
+    let limits = rbuild_store::Limits::from_env().map_err(|e| StepError::Invalid {
+        message: e.to_string(),
+    })?;
+    rbuild_store::layer::unpack(reader, &root.proc_path(), &opts, &limits, "ADD archive").map_err(
+        |e| StepError::Archive {
+            message: e.to_string(),
+        },
+    )?;
+    Ok(())
+}
+
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// A tar header: `ustar` magic at offset 257, or a valid old-style checksum.
+fn looks_like_tar(block: &[u8]) -> bool {
+    if block.len() < 512 {
+        return false;
+    }
+    if &block[257..262] == b"ustar" {
+        return true;
+    }
+    let stored = std::str::from_utf8(&block[148..156])
+        .ok()
+        .and_then(|s| u32::from_str_radix(s.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok());
+    let sum: u32 = block[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    stored == Some(sum) && block[0] != 0
+}
+
+fn decompressor(
+    file: File,
+    compression: rbuild_store::Compression,
+) -> Result<Box<dyn Read + Send>, StepError> {
+    let limits = rbuild_store::Limits::from_env().map_err(|e| StepError::Invalid {
+        message: e.to_string(),
+    })?;
+    rbuild_store::layer::decompress::decoder(file, compression, &limits).map_err(|e| {
+        StepError::Archive {
+            message: e.to_string(),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        let re = glob_regex("*.txt").unwrap();
+        assert!(re.is_match("a.txt") && !re.is_match("a.txt.bak"));
+        let re = glob_regex("fil?[0-9]").unwrap();
+        assert!(re.is_match("file1") && !re.is_match("file"));
+        let re = glob_path_regex("**/*.log").unwrap();
+        assert!(re.is_match("a.log") && re.is_match("x/y/a.log") && !re.is_match("a.logx"));
+        let re = glob_path_regex("tmp").unwrap();
+        assert!(re.is_match("tmp") && re.is_match("tmp/x") && !re.is_match("tmpx"));
+    }
+
+    #[test]
+    fn tar_detection() {
+        let mut header = tar::Header::new_ustar();
+        header.set_path("a").unwrap();
+        header.set_size(0);
+        header.set_cksum();
+        assert!(looks_like_tar(header.as_bytes()));
+        assert!(!looks_like_tar(&[0u8; 512]));
+        assert!(!looks_like_tar(b"hello"));
+    }
+}

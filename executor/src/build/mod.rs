@@ -1,0 +1,215 @@
+//! The solver's `Worker` for real builds: parent layers unpacked once into snapshots, RUN in
+//! the sandbox, COPY/ADD/WORKDIR written through a detached overlay of the parent snapshots,
+//! and every step's changes stored as an uncompressed layer blob (its digest is its diff_id)
+//! whose upper directory becomes the new layer's snapshot.
+
+mod copy;
+mod dest;
+pub mod error;
+mod rootfs;
+mod run;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+use rbuild_solver::inputs::Inputs;
+use rbuild_solver::op::{CopyOp, FileSource, MkdirOp, Op, Plan, Step};
+use rbuild_solver::worker::{self, ExecRequest, Layer, Worker};
+use rbuild_store::{Descriptor, Digest, ImageRecord, Store, media};
+
+pub use run::SecretSource;
+
+use crate::layer::LayerOptions;
+use crate::step::{Executor, ExecutorOptions};
+use error::StepError;
+use rootfs::FileRootfs;
+
+/// Build-wide settings of the worker.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerOptions {
+    /// Clamp file times and fix whiteout times (reproducible builds).
+    pub source_date_epoch: Option<i64>,
+    /// `--network` for RUN steps that do not choose.
+    pub network: rbuild_solver::op::Network,
+    /// `--secret` values by id.
+    pub secrets: BTreeMap<String, SecretSource>,
+}
+
+pub struct BuildWorker<'a> {
+    store: &'a Store,
+    exec: Executor,
+    inputs: &'a Inputs,
+    /// Stored layers of base images by diff_id (they may be compressed).
+    bases: BTreeMap<String, rbuild_store::Layer>,
+    options: WorkerOptions,
+    cancel: crate::sandbox::CancelToken,
+    logs: PathBuf,
+}
+
+impl<'a> BuildWorker<'a> {
+    pub fn new(
+        store: &'a Store,
+        _plan: &'a Plan,
+        inputs: &'a Inputs,
+        bases: &BTreeMap<String, ImageRecord>,
+        options: WorkerOptions,
+        cancel: &worker::CancelToken,
+    ) -> miette::Result<BuildWorker<'a>> {
+        let exec =
+            Executor::new(store.root(), ExecutorOptions::default()).map_err(miette::Report::new)?;
+        let exec_cancel = crate::sandbox::CancelToken::new();
+        let hook = exec_cancel.clone();
+        cancel.on_cancel(move || hook.cancel());
+        let logs = store.root().join("logs");
+        fs_err::create_dir_all(&logs).map_err(|e| {
+            miette::miette!(
+                code = "rbuild::store::io",
+                "cannot create the log directory: {e}"
+            )
+        })?;
+        let bases = bases
+            .values()
+            .flat_map(|r| r.layers.iter())
+            .map(|l| (l.diff_id.to_string(), l.clone()))
+            .collect();
+        Ok(BuildWorker {
+            store,
+            exec,
+            inputs,
+            bases,
+            options,
+            cancel: exec_cancel,
+            logs,
+        })
+    }
+
+    /// The stored layer of a diff_id: a base image's (maybe compressed) or one we built
+    /// (uncompressed, blob digest = diff_id).
+    fn stored_layer(&self, diff_id: &str) -> Result<rbuild_store::Layer, StepError> {
+        if let Some(layer) = self.bases.get(diff_id) {
+            return Ok(layer.clone());
+        }
+        let digest = Digest::parse(diff_id)?;
+        let size = self.store.blob_size(&digest)?;
+        Ok(rbuild_store::Layer {
+            descriptor: Descriptor::new(media::OCI_LAYER_TAR, digest.clone(), size),
+            diff_id: digest,
+        })
+    }
+
+    /// Snapshot directories of a layer chain (bottom first), unpacking missing ones in
+    /// parallel; each is leased against GC for this build.
+    fn chain(&self, diff_ids: &[String]) -> Result<Vec<PathBuf>, StepError> {
+        diff_ids
+            .par_iter()
+            .map(|diff_id| {
+                let layer = self.stored_layer(diff_id)?;
+                self.exec
+                    .snapshots()
+                    .ensure_layer(self.store, &layer)
+                    .map_err(StepError::Exec)
+            })
+            .collect()
+    }
+
+    fn log_path(&self, step: &Step) -> PathBuf {
+        let now = jiff::Timestamp::now().as_millisecond();
+        self.logs.join(format!(
+            "{now}-{}-s{}-{}.log",
+            std::process::id(),
+            step.id.stage,
+            step.id.index
+        ))
+    }
+
+    fn layer_options(&self) -> LayerOptions {
+        LayerOptions {
+            source_date_epoch: self.options.source_date_epoch,
+        }
+    }
+
+    /// Run a file step (COPY/ADD/WORKDIR) through a detached overlay of the parent layers.
+    fn file_step(
+        &self,
+        req: &ExecRequest<'_>,
+        body: impl FnOnce(&dest::Dest) -> Result<(), StepError>,
+    ) -> Result<Option<Layer>, StepError> {
+        let lowers = self.chain(req.parent_layers)?;
+        let rootfs = FileRootfs::new(&self.store.root().join("exec"), &lowers)?;
+        {
+            let dest = dest::Dest::new(rootfs.root())
+                .map_err(|e| StepError::io("open", "the step root", e))?;
+            body(&dest)?;
+        }
+        Ok(rootfs.finish(self.store, &self.layer_options())?)
+    }
+
+    fn copy(&self, req: &ExecRequest<'_>, op: &CopyOp) -> Result<Option<Layer>, StepError> {
+        let source_layers = match &op.from {
+            FileSource::Context => None,
+            FileSource::Stage(i) => Some(self.chain(&req.stage_layers[i])?),
+            FileSource::Image(img) => Some(self.chain(&img.diff_ids)?),
+        };
+        let inputs = copy::CopyInputs {
+            context: self.inputs.context.as_deref(),
+            step: self.inputs.steps.get(&req.step.id),
+            source_layers,
+        };
+        self.file_step(req, |dest| copy::copy(dest, op, &inputs))
+    }
+
+    fn mkdir(&self, req: &ExecRequest<'_>, op: &MkdirOp) -> Result<Option<Layer>, StepError> {
+        self.file_step(req, |dest| {
+            // BuildKit creates WORKDIR owned by the USER in effect.
+            let owner = if op.user.is_empty() {
+                (0, 0)
+            } else {
+                let passwd = dest.read_small("/etc/passwd", 4 << 20);
+                let group = dest.read_small("/etc/group", 4 << 20);
+                let id = crate::user::resolve(&op.user, passwd.as_deref(), group.as_deref())
+                    .map_err(StepError::Exec)?;
+                (id.uid, id.gid)
+            };
+            let rel =
+                dest::rel_path(&op.path).map_err(|e| StepError::io("resolve", &op.path, e))?;
+            dest.mkdir_all(&rel, owner, 0o755)
+                .map_err(|e| StepError::io("create", &op.path, e))?;
+            Ok(())
+        })
+    }
+}
+
+impl Worker for BuildWorker<'_> {
+    fn execute(&self, mut req: ExecRequest<'_>) -> miette::Result<Option<Layer>> {
+        if req.cancel.is_cancelled() {
+            return Err(miette::miette!(
+                code = "rbuild::interrupted",
+                "build cancelled before `{}`",
+                req.step.display
+            ));
+        }
+        let step = req.step;
+        match &step.op {
+            Op::Run(run) => self.run(&mut req, run),
+            Op::Copy(op) => self.copy(&req, op).map_err(|e| e.at(step)),
+            Op::Mkdir(op) => self.mkdir(&req, op).map_err(|e| e.at(step)),
+            Op::Meta => Ok(None),
+        }
+    }
+
+    fn has_layer(&self, diff_id: &str) -> bool {
+        Digest::parse(diff_id).is_ok_and(|d| self.store.has_blob(&d))
+    }
+
+    fn keep_layer(&self, key: &str, diff_id: &str) -> miette::Result<()> {
+        let digest = Digest::parse(diff_id).map_err(miette::Report::new)?;
+        self.store
+            .set_ref(rbuild_store::refs::KIND_CACHE, key, &[digest])
+            .map_err(miette::Report::new)
+    }
+
+    fn touch_layer(&self, key: &str) {
+        let _ = self.store.touch_ref(rbuild_store::refs::KIND_CACHE, key);
+    }
+}

@@ -1,0 +1,210 @@
+//! RUN: the planned step becomes a sandbox run over the parent snapshots — its mounts converted
+//! (context and stage binds, caches, tmpfs, secrets, heredoc scripts), output streamed to the
+//! solver and kept in a log — and a non-zero exit becomes a report at the RUN line with the
+//! command, the status, the last lines of output and the log's path.
+
+use std::path::PathBuf;
+
+use rbuild_solver::op::{FileSource, Network, RunMount, RunOp, Sharing};
+use rbuild_solver::worker::{ExecRequest, Layer};
+
+use super::BuildWorker;
+use super::error::{StepError, StepFailure, step_span};
+use crate::mounts::{
+    self, BindMount, BindSource, CacheMount, SecretMount, SecretValue, TmpfsMount,
+};
+use crate::sandbox::Stdio3;
+use crate::step::RunStep;
+
+/// How many output lines a failed RUN shows.
+const TAIL: usize = 20;
+
+/// Where a `--secret` value comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+impl BuildWorker<'_> {
+    fn mount(&self, req: &ExecRequest<'_>, m: &RunMount) -> Result<mounts::RunMount, StepError> {
+        Ok(match m {
+            RunMount::Bind {
+                target,
+                from,
+                source,
+                rw,
+            } => {
+                let source = match from {
+                    FileSource::Context => {
+                        let ctx =
+                            self.inputs
+                                .context
+                                .as_ref()
+                                .ok_or_else(|| StepError::Invalid {
+                                    message:
+                                        "internal error: a context bind mount without a context"
+                                            .into(),
+                                })?;
+                        BindSource::Dir {
+                            root: ctx.root().to_path_buf(),
+                            subpath: source.clone(),
+                        }
+                    }
+                    FileSource::Stage(i) => BindSource::Layers {
+                        lowers: self.chain(&req.stage_layers[i])?,
+                        subpath: source.clone(),
+                    },
+                    FileSource::Image(img) => BindSource::Layers {
+                        lowers: self.chain(&img.diff_ids)?,
+                        subpath: source.clone(),
+                    },
+                };
+                mounts::RunMount::Bind(BindMount {
+                    target: target.clone(),
+                    source,
+                    readwrite: *rw,
+                })
+            }
+            RunMount::Cache {
+                id,
+                target,
+                sharing,
+                readonly,
+                mode,
+                uid,
+                gid,
+                from: _,
+            } => mounts::RunMount::Cache(CacheMount {
+                target: target.clone(),
+                id: id.clone(),
+                sharing: match sharing {
+                    Sharing::Shared => mounts::Sharing::Shared,
+                    Sharing::Private => mounts::Sharing::Private,
+                    Sharing::Locked => mounts::Sharing::Locked,
+                },
+                mode: *mode,
+                uid: *uid,
+                gid: *gid,
+                readonly: *readonly,
+            }),
+            RunMount::Tmpfs { target, size } => mounts::RunMount::Tmpfs(TmpfsMount {
+                target: target.clone(),
+                size: *size,
+            }),
+            RunMount::Secret {
+                id,
+                target,
+                env,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                let value = match self.options.secrets.get(id) {
+                    Some(SecretSource::File(path)) => Some(SecretValue::File(path.clone())),
+                    Some(SecretSource::Env(var)) => {
+                        std::env::var_os(var).map(|v| SecretValue::Bytes(v.into_encoded_bytes()))
+                    }
+                    None => None,
+                };
+                let mut secret = SecretMount::new(id, value);
+                secret.target = target.clone();
+                secret.env = env.clone();
+                secret.required = *required;
+                secret.mode = *mode;
+                secret.uid = *uid;
+                secret.gid = *gid;
+                mounts::RunMount::Secret(secret)
+            }
+            RunMount::InlineFile {
+                target,
+                content,
+                mode,
+            } => {
+                // A heredoc script: an in-memory file, like a secret, never in the layer.
+                let mut file =
+                    SecretMount::new("heredoc", Some(SecretValue::Bytes(content.clone())));
+                file.target = Some(target.clone());
+                file.required = true;
+                file.mode = *mode;
+                mounts::RunMount::Secret(file)
+            }
+        })
+    }
+
+    pub(super) fn run(
+        &self,
+        req: &mut ExecRequest<'_>,
+        run: &RunOp,
+    ) -> miette::Result<Option<Layer>> {
+        let step = req.step;
+        let lowers = self.chain(req.parent_layers).map_err(|e| e.at(step))?;
+        let mut mounts = Vec::with_capacity(run.mounts.len());
+        for m in &run.mounts {
+            mounts.push(self.mount(req, m).map_err(|e| e.at(step))?);
+        }
+        let log_path = self.log_path(step);
+        let log = &mut *req.log;
+        let mut on_line = |_stream: crate::sandbox::Stream, line: &[u8]| {
+            let mut data = Vec::with_capacity(line.len() + 1);
+            data.extend_from_slice(line);
+            data.push(b'\n');
+            log(&data);
+        };
+        let mut spec = RunStep::new(lowers, run.argv.clone(), Stdio3::Capture(&mut on_line));
+        spec.env = run.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        spec.cwd = run.workdir.clone();
+        spec.user = run.user.clone();
+        spec.network = match (run.network, self.options.network) {
+            (Network::None, _) | (Network::Default, Network::None) => crate::sandbox::Network::None,
+            _ => crate::sandbox::Network::Host,
+        };
+        spec.mounts = mounts;
+        spec.log_path = Some(log_path.clone());
+        spec.cancel = Some(self.cancel.clone());
+        let outcome = self
+            .exec
+            .run(spec)
+            .map_err(|e| StepError::Exec(e).at(step))?;
+        if !outcome.status.success() {
+            let tail: Vec<&String> = outcome.tail.iter().rev().take(TAIL).rev().collect();
+            let mut help = String::new();
+            if !tail.is_empty() {
+                help.push_str(&format!("last {} lines of output:\n", tail.len()));
+                for line in tail {
+                    help.push_str("  ");
+                    help.push_str(line);
+                    help.push('\n');
+                }
+            }
+            help.push_str(&format!("full log: {}", log_path.display()));
+            return Err(miette::Report::new(StepFailure {
+                code: "rbuild::build::run_failed",
+                message: format!(
+                    "process \"{}\" did not complete successfully: {}",
+                    run.argv.join(" "),
+                    outcome.status
+                ),
+                label: format!("this RUN failed ({})", outcome.status),
+                help: Some(help),
+                span: step_span(step),
+            }));
+        }
+        let rootfs = outcome.rootfs;
+        let captured = rootfs
+            .capture_layer(self.store, &self.layer_options())
+            .map_err(|e| StepError::Exec(e).at(step))?;
+        let Some(captured) = captured else {
+            return Ok(None);
+        };
+        rootfs
+            .commit_snapshot(self.store, &captured.diff_id)
+            .map_err(|e| StepError::Exec(e).at(step))?;
+        let layer = Some(Layer {
+            diff_id: captured.diff_id.to_string(),
+            size: captured.size,
+        });
+        Ok(layer)
+    }
+}

@@ -1,0 +1,132 @@
+//! The executor's error type: every way running a step, diffing it or writing its layer can fail,
+//! each with a stable miette code under `rbuild::exec::` and a help line.
+
+use std::path::PathBuf;
+
+use miette::Diagnostic;
+use thiserror::Error;
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = ExecError> = std::result::Result<T, E>;
+
+/// Everything the executor can report. Message text is lowercase with backticked paths.
+#[derive(Debug, Error, Diagnostic)]
+pub enum ExecError {
+    /// A filesystem operation on a path failed.
+    #[error("{action} `{path}`: {source}")]
+    #[diagnostic(
+        code(rbuild::exec::io),
+        help("check that the store directory is writable and the disk is not full")
+    )]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A step created a file whose name is reserved by the OCI layer format.
+    #[error(
+        "cannot represent path `/{path}` in an OCI layer: names starting with `.wh.` are reserved for whiteouts"
+    )]
+    #[diagnostic(
+        code(rbuild::exec::reserved_name),
+        help("rename the file in the RUN step; `.wh.` names cannot exist in an image filesystem")
+    )]
+    ReservedName { path: String },
+
+    /// The sandbox could not be set up (mounts, namespaces, user lookup, ...).
+    #[error("sandbox setup failed: {message}")]
+    #[diagnostic(
+        code(rbuild::exec::sandbox),
+        help(
+            "rbuild runs RUN steps in Linux namespaces over overlayfs; it needs root (or see the message)"
+        )
+    )]
+    Sandbox { message: String },
+
+    /// The step's command could not be started (not found, not executable, bad user, bad cwd).
+    #[error("cannot start `{program}`: {reason}")]
+    #[diagnostic(
+        code(rbuild::exec::start),
+        help("check the command, the PATH in the image's environment, USER and WORKDIR")
+    )]
+    Start { program: String, reason: String },
+
+    /// The invalid user specification or a user/group missing from the image.
+    #[error("{message}")]
+    #[diagnostic(
+        code(rbuild::exec::user),
+        help(
+            "use a numeric `uid[:gid]` or add the user to the image's `/etc/passwd` and `/etc/group`"
+        )
+    )]
+    User { message: String },
+
+    /// A RUN mount was invalid (bad target, missing secret, unusable source).
+    #[error("invalid mount for target `{target}`: {message}")]
+    #[diagnostic(
+        code(rbuild::exec::mount),
+        help("check the `--mount` options of the RUN instruction")
+    )]
+    Mount { target: String, message: String },
+
+    /// rbuild is not running with the privileges the sandbox needs.
+    #[error("running a sandbox needs root: {missing}")]
+    #[diagnostic(
+        code(rbuild::exec::privileges),
+        help(
+            "run rbuild as root (sudo); rootless builds need a user namespace mapping that is not implemented yet"
+        )
+    )]
+    NotRoot { missing: String },
+
+    /// The step was cancelled (Ctrl-C or a timeout).
+    #[error("the step was cancelled: {reason}")]
+    #[diagnostic(code(rbuild::interrupted), help("nothing from the step was kept"))]
+    Cancelled { reason: String },
+
+    /// The image store failed (unpacking a layer, writing a blob, ...).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] rbuild_store::Error),
+
+    /// Writing the layer archive failed.
+    #[error("cannot write the layer entry for `/{path}`: {message}")]
+    #[diagnostic(
+        code(rbuild::exec::layer),
+        help(
+            "the step's files changed while the layer was written, or the entry cannot be encoded"
+        )
+    )]
+    Layer { path: String, message: String },
+}
+
+impl ExecError {
+    /// An I/O error on `path` while doing `action` (e.g. "cannot read").
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ExecError::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A sandbox setup failure with a message.
+    pub fn sandbox(message: impl Into<String>) -> Self {
+        ExecError::Sandbox {
+            message: message.into(),
+        }
+    }
+}
+
+/// Attach a path and an action to `std::io::Result`s.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, action: &'static str, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, action: &'static str, path: &std::path::Path) -> Result<T> {
+        self.map_err(|e| ExecError::io(action, path, e))
+    }
+}

@@ -1,0 +1,150 @@
+//! Downloads for `ADD <url>`: streamed to a temporary file in the store, hashed while reading,
+//! bounded in size, verified against `--checksum`, with the mtime from `Last-Modified`. HTTPS
+//! sources never follow redirects to plain HTTP; credentials in the URL are never printed.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use rbuild_solver::inputs::{FetchedUrl, redact};
+use rbuild_store::Store;
+use sha2::{Digest as _, Sha256};
+
+/// Largest body `ADD` downloads (override with `RBUILD_MAX_DOWNLOAD`, in bytes).
+const DEFAULT_MAX_DOWNLOAD: u64 = 16 << 30;
+
+fn max_download() -> u64 {
+    std::env::var("RBUILD_MAX_DOWNLOAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MAX_DOWNLOAD)
+}
+
+/// Download `url` into the store's temporary area.
+pub fn fetch_url(
+    store: &Store,
+    url: &str,
+    checksum: Option<&str>,
+) -> Result<FetchedUrl, (String, Option<String>)> {
+    let shown = redact(url);
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .timeout_recv_body(Some(Duration::from_secs(600)))
+        .max_redirects(10)
+        .https_only(url.starts_with("https://"))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let response = agent.get(url).call().map_err(|e| {
+        (
+            format!("request failed: {}", scrub(&e.to_string(), url, &shown)),
+            Some("check the URL and that this machine can reach it".into()),
+        )
+    })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err((
+            format!(
+                "the server answered {} {}",
+                status.as_u16(),
+                status.canonical_reason().unwrap_or("")
+            ),
+            Some("check the URL; ADD only downloads what answers 200".into()),
+        ));
+    }
+    let modified = response
+        .headers()
+        .get("last-modified")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| jiff::fmt::rfc2822::parse(v).ok())
+        .map(|zoned| zoned.timestamp().as_second());
+    let name = file_name(url);
+    let tmp_dir = store.layout().tmp();
+    let mut file = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(|e| {
+        (
+            format!("cannot create a file in `{}`: {e}", tmp_dir.display()),
+            None,
+        )
+    })?;
+    let limit = max_download();
+    let mut reader = response.into_body().into_reader().take(limit + 1);
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = reader.read(&mut buf).map_err(|e| {
+            (
+                format!("download interrupted after {size} bytes: {e}"),
+                Some("retry the build; the server or network failed mid-transfer".into()),
+            )
+        })?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        if size > limit {
+            return Err((
+                format!("the body is larger than {limit} bytes"),
+                Some("raise the limit with RBUILD_MAX_DOWNLOAD=<bytes> if this is expected".into()),
+            ));
+        }
+        hasher.update(&buf[..n]);
+        file.write_all(&buf[..n])
+            .map_err(|e| (format!("cannot write the download: {e}"), None))?;
+    }
+    let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+    if let Some(expected) = checksum
+        && expected != digest
+    {
+        return Err((
+            format!("checksum mismatch: expected {expected}, got {digest}"),
+            Some(
+                "the file at this URL changed; update --checksum if the new content is trusted"
+                    .into(),
+            ),
+        ));
+    }
+    let (_, path) = file
+        .keep()
+        .map_err(|e| (format!("cannot keep the download: {e}"), None))?;
+    Ok(FetchedUrl {
+        url: url.to_string(),
+        path,
+        digest,
+        size,
+        modified,
+        name,
+    })
+}
+
+/// The last path segment, as BuildKit names downloaded files (`__unnamed__` when none).
+fn file_name(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or(url);
+    let path = without_query
+        .split_once("://")
+        .map_or(without_query, |(_, rest)| rest)
+        .split_once('/')
+        .map_or("", |(_, p)| p);
+    match path.rsplit('/').next() {
+        Some(name) if !name.is_empty() && name != "." && name != ".." => name.to_string(),
+        _ => "__unnamed__".to_string(),
+    }
+}
+
+/// Replace the raw URL (which may hold a password) in an error text.
+fn scrub(text: &str, url: &str, shown: &str) -> String {
+    text.replace(url, shown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(file_name("https://h/a/b.tar.gz?x=1"), "b.tar.gz");
+        assert_eq!(file_name("https://h/"), "__unnamed__");
+        assert_eq!(file_name("https://h"), "__unnamed__");
+        assert_eq!(file_name("http://h/dir/"), "__unnamed__");
+    }
+}

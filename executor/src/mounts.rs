@@ -1,0 +1,507 @@
+//! RUN mounts (`RUN --mount=type=cache|bind|tmpfs|secret`), as the solver hands them over
+//! (already parsed and defaulted), and their preparation for the sandbox: persistent cache
+//! directories under `$ROOT/cache-mounts/` with the sharing modes, bind sources resolved inside
+//! their own root, read-write binds whose writes are discarded, tmpfs, and in-memory secrets.
+//! Nothing mounted here can end up in the step's layer: mounts cover the rootfs, and their
+//! mount points come from the stub layer (see `stubs`).
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{ExecError, IoContext, Result};
+use crate::lower::LowerView;
+use crate::sandbox::MountSource;
+
+/// How concurrent steps share a cache mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Sharing {
+    /// Everyone uses the same directory at the same time (the default).
+    #[default]
+    Shared,
+    /// A step gets the directory to itself when free; otherwise a private copy of it.
+    Private,
+    /// Steps take turns (an exclusive file lock).
+    Locked,
+}
+
+/// `--mount=type=cache`.
+#[derive(Clone, Debug)]
+pub struct CacheMount {
+    pub target: String,
+    /// Cache identity (BuildKit's default: the target).
+    pub id: String,
+    pub sharing: Sharing,
+    /// Mode, owner of the cache directory when it is first created.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub readonly: bool,
+}
+
+impl CacheMount {
+    /// A cache mount with BuildKit's defaults: id = target, shared, 0755, root.
+    pub fn new(target: &str) -> Self {
+        CacheMount {
+            target: target.to_string(),
+            id: target.to_string(),
+            sharing: Sharing::Shared,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            readonly: false,
+        }
+    }
+}
+
+/// Where a bind mount's files come from.
+#[derive(Clone, Debug)]
+pub enum BindSource {
+    /// A host directory tree (the build context, or an unpacked stage); `subpath` is resolved
+    /// inside `root` as if it were `/`.
+    Dir { root: PathBuf, subpath: String },
+    /// The merged view of snapshot directories (bottom first), e.g. another stage's layers.
+    Layers {
+        lowers: Vec<PathBuf>,
+        subpath: String,
+    },
+}
+
+/// `--mount=type=bind`.
+#[derive(Clone, Debug)]
+pub struct BindMount {
+    pub target: String,
+    pub source: BindSource,
+    /// Writable; writes are discarded after the step.
+    pub readwrite: bool,
+}
+
+/// `--mount=type=tmpfs`.
+#[derive(Clone, Debug)]
+pub struct TmpfsMount {
+    pub target: String,
+    /// Size limit in bytes (default: half of RAM, the kernel's).
+    pub size: Option<u64>,
+}
+
+/// Where a secret's value comes from.
+#[derive(Clone, Debug)]
+pub enum SecretValue {
+    /// Read from this file (`--secret id=x,src=FILE`).
+    File(PathBuf),
+    /// Given directly (`--secret id=x,env=VAR` after reading the variable).
+    Bytes(Vec<u8>),
+}
+
+/// `--mount=type=secret`.
+#[derive(Clone, Debug)]
+pub struct SecretMount {
+    pub id: String,
+    /// `None` when the build was not given this secret.
+    pub value: Option<SecretValue>,
+    /// File target (default `/run/secrets/<id>` unless `env` is set).
+    pub target: Option<String>,
+    /// Expose the value as this environment variable.
+    pub env: Option<String>,
+    pub required: bool,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl SecretMount {
+    /// A secret mount with BuildKit's defaults: not required, 0400, root.
+    pub fn new(id: &str, value: Option<SecretValue>) -> Self {
+        SecretMount {
+            id: id.to_string(),
+            value,
+            target: None,
+            env: None,
+            required: false,
+            mode: 0o400,
+            uid: 0,
+            gid: 0,
+        }
+    }
+}
+
+/// One RUN mount.
+#[derive(Clone, Debug)]
+pub enum RunMount {
+    Cache(CacheMount),
+    Bind(BindMount),
+    Tmpfs(TmpfsMount),
+    Secret(SecretMount),
+}
+
+/// Secrets larger than this are refused (BuildKit's limit is 500 KiB).
+const MAX_SECRET: u64 = 512 * 1024;
+
+/// A mount ready for the sandbox (target not yet resolved).
+pub(crate) struct PreparedMount {
+    pub target: String,
+    pub dir: bool,
+    pub readonly: bool,
+    pub source: MountSource,
+}
+
+/// Mounts ready for the sandbox, plus what must live as long as the step runs.
+#[derive(Default)]
+pub(crate) struct Prepared {
+    pub mounts: Vec<PreparedMount>,
+    /// `NAME=value` pairs for env secrets.
+    pub env: Vec<String>,
+    /// Cache locks held for the step's duration.
+    pub guards: Vec<File>,
+}
+
+/// Prepare `mounts` for a step whose private directory is `step_dir`.
+pub(crate) fn prepare(root: &Path, step_dir: &Path, mounts: &[RunMount]) -> Result<Prepared> {
+    let mut out = Prepared::default();
+    for (i, m) in mounts.iter().enumerate() {
+        let scratch = step_dir.join(format!("mount-{i}"));
+        match m {
+            RunMount::Cache(c) => prepare_cache(root, &scratch, c, &mut out)?,
+            RunMount::Bind(b) => prepare_bind(&scratch, b, &mut out)?,
+            RunMount::Tmpfs(t) => out.mounts.push(PreparedMount {
+                target: t.target.clone(),
+                dir: true,
+                readonly: false,
+                source: MountSource::Tmpfs {
+                    size: t.size,
+                    mode: 0o1777,
+                },
+            }),
+            RunMount::Secret(s) => prepare_secret(s, &mut out)?,
+        }
+    }
+    Ok(out)
+}
+
+fn mount_err(target: &str, message: impl Into<String>) -> ExecError {
+    ExecError::Mount {
+        target: target.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The directory of cache `id` under the store root: a hash, so no id can name a path.
+pub fn cache_dir(root: &Path, id: &str) -> PathBuf {
+    let hash = hex::encode(Sha256::digest(id.as_bytes()));
+    root.join("cache-mounts").join(&hash[..32])
+}
+
+fn prepare_cache(root: &Path, scratch: &Path, c: &CacheMount, out: &mut Prepared) -> Result<()> {
+    let dir = cache_dir(root, &c.id);
+    std::fs::create_dir_all(&dir).ctx("cannot create", &dir)?;
+    let lock_path = dir.join("lock");
+    let lock = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .ctx("cannot open", &lock_path)?;
+    let data = dir.join("data");
+    if !data.is_dir() {
+        // Created aside and renamed into place, without the cache lock: a concurrent user may
+        // already hold it shared for its whole step.
+        std::fs::write(dir.join("id"), &c.id).ctx("cannot write", &dir)?;
+        let tmp = tempfile::Builder::new()
+            .prefix("data.tmp-")
+            .tempdir_in(&dir)
+            .ctx("cannot create a directory in", &dir)?;
+        std::os::unix::fs::chown(tmp.path(), Some(c.uid), Some(c.gid))
+            .ctx("cannot chown", tmp.path())?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(c.mode))
+            .ctx("cannot chmod", tmp.path())?;
+        // NOREPLACE: a plain rename would replace a just-created empty `data` in use.
+        match rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            tmp.path(),
+            rustix::fs::CWD,
+            &data,
+            rustix::fs::RenameFlags::NOREPLACE,
+        ) {
+            Ok(()) => {
+                let _ = tmp.keep();
+            }
+            Err(rustix::io::Errno::EXIST) => {} // someone else won; `tmp` is removed on drop
+            Err(e) => return Err(ExecError::io("cannot create", &data, e.into())),
+        }
+    }
+    let source_dir = match c.sharing {
+        Sharing::Shared => {
+            lock.lock_shared().ctx("cannot lock", &lock_path)?;
+            data
+        }
+        Sharing::Locked => {
+            lock.lock().ctx("cannot lock", &lock_path)?;
+            data
+        }
+        Sharing::Private => match lock.try_lock() {
+            Ok(()) => data,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                // In use: work on a copy that is thrown away with the step.
+                std::fs::create_dir_all(scratch).ctx("cannot create", scratch)?;
+                let copy = scratch.join("private");
+                std::fs::create_dir(&copy).ctx("cannot create", &copy)?;
+                crate::materialize::materialize(&LowerView::new(&[data]), &copy)?;
+                copy
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(ExecError::io("cannot lock", lock_path, e));
+            }
+        },
+    };
+    out.guards.push(lock);
+    out.mounts.push(PreparedMount {
+        target: c.target.clone(),
+        dir: true,
+        readonly: c.readonly,
+        source: MountSource::Bind {
+            root: source_dir,
+            subpath: "/".into(),
+        },
+    });
+    Ok(())
+}
+
+fn prepare_bind(scratch: &Path, b: &BindMount, out: &mut Prepared) -> Result<()> {
+    match &b.source {
+        BindSource::Dir { root, subpath } => {
+            let is_dir = source_is_dir(root, subpath).map_err(|e| {
+                mount_err(
+                    &b.target,
+                    format!("bind source `{subpath}` in `{}`: {e}", root.display()),
+                )
+            })?;
+            let source = if !b.readwrite {
+                MountSource::Bind {
+                    root: root.clone(),
+                    subpath: subpath.clone(),
+                }
+            } else if is_dir {
+                let (upper, work) = upper_work(scratch)?;
+                MountSource::Discard {
+                    root: root.clone(),
+                    subpath: subpath.clone(),
+                    upper,
+                    work,
+                }
+            } else {
+                // A writable single file: bind a throwaway copy.
+                std::fs::create_dir_all(scratch).ctx("cannot create", scratch)?;
+                let src = open_in(root, subpath)
+                    .map_err(|e| mount_err(&b.target, format!("bind source `{subpath}`: {e}")))?;
+                let copy = scratch.join("file");
+                std::io::copy(
+                    &mut File::from(src),
+                    &mut File::create(&copy).ctx("cannot create", &copy)?,
+                )
+                .ctx("cannot copy bind source to", &copy)?;
+                MountSource::Bind {
+                    root: scratch.to_path_buf(),
+                    subpath: "file".into(),
+                }
+            };
+            out.mounts.push(PreparedMount {
+                target: b.target.clone(),
+                dir: is_dir,
+                readonly: !b.readwrite,
+                source,
+            });
+        }
+        BindSource::Layers { lowers, subpath } => {
+            let view = LowerView::new(lowers);
+            let resolved = view
+                .resolve(subpath, true)
+                .map_err(|e| mount_err(&b.target, format!("bind source `{subpath}`: {e}")))?;
+            if !resolved.missing.is_empty() {
+                return Err(mount_err(
+                    &b.target,
+                    format!("bind source `{subpath}` does not exist in the source stage"),
+                ));
+            }
+            let is_dir = resolved
+                .leaf
+                .as_ref()
+                .is_some_and(|l| l.meta.kind == crate::fsmeta::Kind::Dir);
+            let mut top_first: Vec<PathBuf> = lowers.iter().rev().cloned().collect();
+            if top_first.len() < 2 {
+                // A read-only overlay needs two lower layers.
+                let empty = scratch.join("empty");
+                std::fs::create_dir_all(&empty).ctx("cannot create", &empty)?;
+                top_first.insert(0, empty);
+            }
+            let upper_work = if b.readwrite {
+                Some(upper_work(scratch)?)
+            } else {
+                None
+            };
+            out.mounts.push(PreparedMount {
+                target: b.target.clone(),
+                dir: is_dir,
+                readonly: !b.readwrite,
+                source: MountSource::Layers {
+                    lowers: top_first,
+                    subpath: subpath.clone(),
+                    upper_work,
+                },
+            });
+        }
+    }
+    Ok(())
+}
+
+fn upper_work(scratch: &Path) -> Result<(PathBuf, PathBuf)> {
+    let upper = scratch.join("upper");
+    let work = scratch.join("work");
+    for d in [&upper, &work] {
+        std::fs::create_dir_all(d).ctx("cannot create", d)?;
+    }
+    Ok((upper, work))
+}
+
+/// Open `subpath` inside `root` (symlinks resolved as if `root` were `/`).
+fn open_in(root: &Path, subpath: &str) -> std::io::Result<std::os::fd::OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let rel = subpath.trim_start_matches('/');
+    let rel = if rel.is_empty() { "." } else { rel };
+    Ok(rustix::fs::openat2(
+        &dir,
+        rel,
+        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )?)
+}
+
+fn source_is_dir(root: &Path, subpath: &str) -> std::io::Result<bool> {
+    let fd = open_in(root, subpath)?;
+    let st = rustix::fs::fstat(&fd)?;
+    Ok(rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Directory)
+}
+
+fn prepare_secret(s: &SecretMount, out: &mut Prepared) -> Result<()> {
+    let target = s
+        .target
+        .clone()
+        .or_else(|| s.env.is_none().then(|| format!("/run/secrets/{}", s.id)));
+    let shown = target
+        .clone()
+        .unwrap_or_else(|| format!("env {}", s.env.clone().unwrap_or_default()));
+    let data = match &s.value {
+        None if s.required => {
+            return Err(mount_err(
+                &shown,
+                format!(
+                    "secret `{}` is required but was not provided (pass `--secret id={},src=FILE`)",
+                    s.id, s.id
+                ),
+            ));
+        }
+        None => return Ok(()),
+        Some(SecretValue::Bytes(b)) => b.clone(),
+        Some(SecretValue::File(p)) => {
+            let f = File::open(p).ctx("cannot read secret", p)?;
+            let mut data = Vec::new();
+            f.take(MAX_SECRET + 1)
+                .read_to_end(&mut data)
+                .ctx("cannot read secret", p)?;
+            data
+        }
+    };
+    if data.len() as u64 > MAX_SECRET {
+        return Err(mount_err(
+            &shown,
+            format!("secret `{}` is larger than 512 KiB", s.id),
+        ));
+    }
+    if let Some(name) = &s.env {
+        let value = String::from_utf8(data.clone()).map_err(|_| {
+            mount_err(
+                &shown,
+                format!(
+                    "secret `{}` is not UTF-8 text, so it cannot be an environment variable",
+                    s.id
+                ),
+            )
+        })?;
+        out.env.push(format!("{name}={value}"));
+    }
+    if let Some(target) = target {
+        out.mounts.push(PreparedMount {
+            target,
+            dir: false,
+            readonly: true,
+            source: MountSource::Secret {
+                data,
+                mode: s.mode,
+                uid: s.uid,
+                gid: s.gid,
+            },
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_ids_cannot_name_paths() {
+        let root = Path::new("/store");
+        let d = cache_dir(root, "../../../../root");
+        assert!(d.starts_with("/store/cache-mounts/"));
+        assert_eq!(d.components().count(), 4);
+        assert_ne!(cache_dir(root, "a"), cache_dir(root, "b"));
+    }
+
+    #[test]
+    fn missing_required_secrets_are_errors_and_optional_ones_are_skipped() {
+        let mut out = Prepared::default();
+        let mut s = SecretMount::new("tok", None);
+        prepare_secret(&s, &mut out).unwrap();
+        assert!(out.mounts.is_empty());
+        s.required = true;
+        let err = prepare_secret(&s, &mut out).unwrap_err();
+        assert!(
+            err.to_string().contains("secret `tok` is required"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_default_to_run_secrets_and_can_be_env_only() {
+        let mut out = Prepared::default();
+        let s = SecretMount::new("tok", Some(SecretValue::Bytes(b"v".to_vec())));
+        prepare_secret(&s, &mut out).unwrap();
+        assert_eq!(out.mounts[0].target, "/run/secrets/tok");
+        let mut s = SecretMount::new("tok", Some(SecretValue::Bytes(b"v".to_vec())));
+        s.env = Some("TOKEN".into());
+        let mut out = Prepared::default();
+        prepare_secret(&s, &mut out).unwrap();
+        assert!(out.mounts.is_empty());
+        assert_eq!(out.env, ["TOKEN=v"]);
+    }
+
+    #[test]
+    fn bind_sources_resolve_inside_their_root() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("ctx")).unwrap();
+        std::fs::write(t.path().join("outside"), "host").unwrap();
+        std::os::unix::fs::symlink("/../outside", t.path().join("ctx/esc")).unwrap();
+        let err = source_is_dir(&t.path().join("ctx"), "esc").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+    }
+}

@@ -1,0 +1,398 @@
+//! The sandbox helper, run as `rbuild __rbuild-sandbox` (a fresh, single-threaded process):
+//! it reads the spec from fd 3, unshares the namespaces, makes `/` private, mounts the rootfs,
+//! `/dev`, `/sys` and the step's mounts, then forks the PID-1 init of the new PID namespace and
+//! waits for it. Status records go to fd 4. All mounts live in the helper's private mount
+//! namespace, so they vanish with its last process, however the step ends.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+
+use rustix::fs::{FileType, Mode, OFlags};
+use rustix::mount::{MountAttrFlags, MountPropagationFlags};
+use rustix::process::Signal;
+use rustix::thread::UnshareFlags;
+
+use super::fsops::{self, Overlay};
+use super::init;
+use super::spec::{MountSource, MountSpec, Network, RootfsSpec, SandboxSpec, Status};
+use super::sys;
+
+/// A failure during setup, tagged with the stage it happened in.
+pub(super) struct Failure {
+    pub stage: &'static str,
+    pub message: String,
+}
+
+pub(super) trait Stage<T> {
+    fn stage(self, stage: &'static str) -> Result<T, Failure>;
+}
+
+impl<T, E: std::fmt::Display> Stage<T> for Result<T, E> {
+    fn stage(self, stage: &'static str) -> Result<T, Failure> {
+        self.map_err(|e| Failure {
+            stage,
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Sends status records to the parent on fd 4.
+pub(super) struct Reporter {
+    file: File,
+}
+
+impl Reporter {
+    pub(super) fn send(&mut self, status: &Status) {
+        let mut line = serde_json::to_vec(status).unwrap_or_default();
+        line.push(b'\n');
+        // One write per record; records are small, so they arrive whole.
+        let _ = self.file.write_all(&line);
+    }
+
+    pub(super) fn fail(&mut self, f: Failure) {
+        self.send(&Status::SetupFailed {
+            stage: f.stage.to_string(),
+            message: f.message,
+        });
+    }
+}
+
+/// Entry point of the helper process. Never returns.
+pub fn main() -> ! {
+    sys::close_from(5);
+    let Ok(status_fd) = sys::inherited_fd(4) else {
+        sys::exit_now(120);
+    };
+    let _ = rustix::io::fcntl_setfd(&status_fd, rustix::io::FdFlags::CLOEXEC);
+    let mut reporter = Reporter {
+        file: File::from(status_fd),
+    };
+    match run(&mut reporter) {
+        Ok(code) => sys::exit_now(code),
+        Err(f) => {
+            reporter.fail(f);
+            sys::exit_now(121)
+        }
+    }
+}
+
+fn read_spec() -> Result<SandboxSpec, Failure> {
+    let fd = sys::inherited_fd(3).stage("read spec")?;
+    let mut buf = Vec::new();
+    File::from(fd).read_to_end(&mut buf).stage("read spec")?;
+    serde_json::from_slice(&buf).stage("parse spec")
+}
+
+fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
+    let spec = read_spec()?;
+    // Die with the parent; if it is already gone, stop here.
+    rustix::process::set_parent_process_death_signal(Some(Signal::KILL)).stage("prctl")?;
+    if rustix::process::getppid().is_none_or(|p| p.as_raw_nonzero().get() == 1) {
+        return Ok(1);
+    }
+    rustix::process::umask(Mode::empty());
+
+    let mut flags = UnshareFlags::NEWNS
+        | UnshareFlags::NEWPID
+        | UnshareFlags::NEWUTS
+        | UnshareFlags::NEWIPC
+        | UnshareFlags::NEWCGROUP;
+    if spec.network == Network::None {
+        flags |= UnshareFlags::NEWNET;
+    }
+    sys::unshare(flags).stage("unshare namespaces")?;
+    rustix::mount::mount_change(
+        "/",
+        MountPropagationFlags::REC | MountPropagationFlags::PRIVATE,
+    )
+    .stage("make / private")?;
+
+    let root = mount_rootfs(&spec)?;
+    rustix::system::sethostname(spec.hostname.as_bytes()).stage("set hostname")?;
+    if spec.network == Network::None {
+        sys::loopback_up().stage("bring up loopback")?;
+    }
+    mount_dev(&root)?;
+    mount_sys(&root)?;
+    for (i, m) in spec.mounts.iter().enumerate() {
+        mount_one(&root, m, &spec.scratch.join(format!("m{i}"))).map_err(|f| Failure {
+            stage: f.stage,
+            message: format!("`{}`: {}", m.target, f.message),
+        })?;
+    }
+    let proc_target = fsops::open_in_root(&root, "proc", true).stage("find /proc")?;
+
+    match sys::fork().stage("fork init")? {
+        None => init::run(reporter, &spec, root, proc_target),
+        Some(pid) => {
+            drop(root);
+            drop(proc_target);
+            wait_init(reporter, pid)
+        }
+    }
+}
+
+/// Wait for the init process; report if it died without saying how the command ended.
+fn wait_init(reporter: &mut Reporter, pid: i32) -> Result<i32, Failure> {
+    let pid = rustix::process::Pid::from_raw(pid).expect("fork returned a positive pid");
+    loop {
+        match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
+                if let Some(sig) = status.terminating_signal() {
+                    reporter.fail(Failure {
+                        stage: "init",
+                        message: format!("the sandbox init was killed by signal {sig}"),
+                    });
+                }
+                return Ok(0);
+            }
+            Ok(None) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e).stage("wait for init"),
+        }
+    }
+}
+
+fn mount_rootfs(spec: &SandboxSpec) -> Result<OwnedFd, Failure> {
+    match &spec.rootfs {
+        RootfsSpec::Overlay {
+            lowers,
+            upper,
+            work,
+            target,
+            links,
+            legacy,
+        } => {
+            match fsops::overlay(lowers, Some((upper, work)), target, links, *legacy)
+                .stage("mount overlay rootfs")?
+            {
+                Overlay::Detached(fd) => {
+                    let t = fsops::open_dir(target).stage("open rootfs mount point")?;
+                    fsops::attach(&fd, &t).stage("attach overlay rootfs")?;
+                }
+                Overlay::Mounted => {}
+            }
+            fsops::open_dir(target).stage("open rootfs")
+        }
+        RootfsSpec::Dir { path } => {
+            let src = fsops::open_dir(path).stage("open rootfs")?;
+            let tree = fsops::clone_tree(&src, false).stage("bind rootfs")?;
+            fsops::attach(&tree, &src).stage("bind rootfs")?;
+            fsops::open_dir(path).stage("open rootfs")
+        }
+    }
+}
+
+/// A minimal `/dev`: a tmpfs with the usual character devices, a private devpts, and shm.
+fn mount_dev(root: &OwnedFd) -> Result<(), Failure> {
+    let target = fsops::open_in_root(root, "dev", true).stage("find /dev")?;
+    let tmpfs = fsops::new_mount(
+        "tmpfs",
+        &[("mode", "755".into()), ("size", "65536k".into())],
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+    )
+    .stage("mount /dev")?;
+    fsops::attach(&tmpfs, &target).stage("mount /dev")?;
+    let dev = fsops::open_in_root(root, "dev", true).stage("open /dev")?;
+    for (name, major, minor) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        rustix::fs::mknodat(
+            &dev,
+            name,
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(major, minor),
+        )
+        .stage("create /dev nodes")?;
+    }
+    for dir in ["pts", "shm"] {
+        rustix::fs::mkdirat(&dev, dir, Mode::from_raw_mode(0o755)).stage("create /dev dirs")?;
+    }
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        rustix::fs::symlinkat(target, &dev, link).stage("create /dev links")?;
+    }
+    let pts = fsops::new_mount(
+        "devpts",
+        &[
+            ("ptmxmode", "0666".into()),
+            ("mode", "0620".into()),
+            ("gid", "5".into()),
+        ],
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+    )
+    .stage("mount /dev/pts")?;
+    let pts_target = fsops::open_in_root(root, "dev/pts", true).stage("find /dev/pts")?;
+    fsops::attach(&pts, &pts_target).stage("mount /dev/pts")?;
+    let shm = fsops::new_mount(
+        "tmpfs",
+        &[("mode", "1777".into()), ("size", "65536k".into())],
+        MountAttrFlags::MOUNT_ATTR_NOSUID
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+    )
+    .stage("mount /dev/shm")?;
+    let shm_target = fsops::open_in_root(root, "dev/shm", true).stage("find /dev/shm")?;
+    fsops::attach(&shm, &shm_target).stage("mount /dev/shm")
+}
+
+/// A read-only `/sys` (a fresh sysfs; a read-only bind of the host's as a fallback).
+fn mount_sys(root: &OwnedFd) -> Result<(), Failure> {
+    let target = fsops::open_in_root(root, "sys", true).stage("find /sys")?;
+    let attrs = MountAttrFlags::MOUNT_ATTR_RDONLY
+        | MountAttrFlags::MOUNT_ATTR_NOSUID
+        | MountAttrFlags::MOUNT_ATTR_NODEV
+        | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+    let sysfs = match fsops::new_mount("sysfs", &[], attrs) {
+        Ok(fd) => fd,
+        Err(_) => {
+            let host = fsops::open_host(Path::new("/sys")).stage("open host /sys")?;
+            fsops::clone_tree(&host, true).stage("bind /sys")?
+        }
+    };
+    fsops::attach(&sysfs, &target).stage("mount /sys")
+}
+
+/// Mount one of the step's mounts (or the hosts/resolv.conf files) at its target.
+fn mount_one(root: &OwnedFd, m: &MountSpec, scratch: &Path) -> Result<(), Failure> {
+    let target = fsops::ensure_in_root(root, &m.target, m.dir, m.nofollow).stage("mount target")?;
+    let tree = match &m.source {
+        MountSource::Bind {
+            root: src_root,
+            subpath,
+        } => {
+            let src_root = fsops::open_host(src_root).stage("open bind source")?;
+            let src =
+                fsops::open_in_root(&src_root, subpath, false).stage("resolve bind source")?;
+            fsops::clone_tree(&src, m.readonly).stage("bind source")?
+        }
+        MountSource::Layers {
+            lowers,
+            subpath,
+            upper_work,
+        } => {
+            std::fs::create_dir_all(scratch).stage("scratch")?;
+            let links = scratch.with_extension("links");
+            let uw = upper_work.as_ref().map(|(u, w)| (u.as_path(), w.as_path()));
+            if let Overlay::Detached(fd) =
+                fsops::overlay(lowers, uw, scratch, &links, false).stage("mount layers")?
+            {
+                let t = fsops::open_dir(scratch).stage("scratch")?;
+                fsops::attach(&fd, &t).stage("mount layers")?;
+            }
+            let layers_root = fsops::open_dir(scratch).stage("scratch")?;
+            let src =
+                fsops::open_in_root(&layers_root, subpath, false).stage("resolve bind source")?;
+            fsops::clone_tree(&src, m.readonly).stage("bind source")?
+        }
+        MountSource::Discard {
+            root: src_root,
+            subpath,
+            upper,
+            work,
+        } => {
+            let src_root = fsops::open_host(src_root).stage("open bind source")?;
+            let src =
+                fsops::open_in_root(&src_root, subpath, false).stage("resolve bind source")?;
+            let lower = std::path::PathBuf::from(format!("/proc/self/fd/{}", src.as_raw_fd()));
+            let target_path =
+                std::path::PathBuf::from(format!("/proc/self/fd/{}", target.as_raw_fd()));
+            let links = scratch.with_extension("links");
+            // A single lower with an upper is a valid overlay.
+            match fsops::overlay(&[lower], Some((upper, work)), &target_path, &links, false)
+                .stage("mount writable bind")?
+            {
+                Overlay::Detached(fd) => fd,
+                Overlay::Mounted => return Ok(()),
+            }
+        }
+        MountSource::Tmpfs { size, mode } => {
+            let mut opts = vec![("mode", format!("{mode:o}"))];
+            if let Some(size) = size {
+                opts.push(("size", size.to_string()));
+            }
+            let ro = if m.readonly {
+                MountAttrFlags::MOUNT_ATTR_RDONLY
+            } else {
+                MountAttrFlags::empty()
+            };
+            fsops::new_mount(
+                "tmpfs",
+                &opts,
+                ro | MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV,
+            )
+            .stage("mount tmpfs")?
+        }
+        MountSource::Secret {
+            data,
+            mode,
+            uid,
+            gid,
+        } => secret_file(scratch, data, *mode, *uid, *gid)?,
+    };
+    fsops::attach(&tree, &target).stage("attach mount")
+}
+
+/// Put a secret in a private, memory-backed file and return a read-only clone of it.
+fn secret_file(
+    scratch: &Path,
+    data: &[u8],
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<OwnedFd, Failure> {
+    std::fs::create_dir_all(scratch).stage("scratch")?;
+    let tmpfs = fsops::new_mount(
+        "tmpfs",
+        &[
+            ("mode", "700".into()),
+            ("size", (data.len() + 65536).to_string()),
+        ],
+        MountAttrFlags::MOUNT_ATTR_NOSUID
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+    )
+    .stage("mount secret tmpfs")?;
+    let dir = fsops::open_dir(scratch).stage("scratch")?;
+    fsops::attach(&tmpfs, &dir).stage("mount secret tmpfs")?;
+    let dir = rustix::fs::open(scratch, OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .stage("open secret tmpfs")?;
+    let fd = rustix::fs::openat(
+        &dir,
+        "secret",
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    )
+    .stage("write secret")?;
+    let mut file = File::from(fd);
+    file.write_all(data).stage("write secret")?;
+    rustix::fs::fchown(
+        file.as_fd(),
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    )
+    .stage("chown secret")?;
+    rustix::fs::fchmod(file.as_fd(), Mode::from_raw_mode(mode)).stage("chmod secret")?;
+    drop(file);
+    let secret = rustix::fs::openat(
+        &dir,
+        "secret",
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .stage("open secret")?;
+    fsops::clone_tree(&secret, true).stage("bind secret")
+}

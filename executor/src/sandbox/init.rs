@@ -1,0 +1,289 @@
+//! PID 1 of the step's PID namespace and the command process it forks. Init mounts a fresh
+//! `/proc` (masking the dangerous parts), pivots into the rootfs, forks the command, reaps
+//! every orphan, reports how the command ended and exits — which makes the kernel kill
+//! whatever the step left running. The command process resolves the user from the image's
+//! passwd/group files, creates the working directory, narrows capabilities to Docker's default
+//! set, drops privileges and execs.
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::CommandExt;
+
+use rustix::fs::{Mode, OFlags};
+use rustix::mount::{MountAttrFlags, UnmountFlags};
+use rustix::process::{Pid, Signal, WaitOptions};
+
+use super::fsops;
+use super::helper::{Failure, Reporter, Stage};
+use super::spec::{SandboxSpec, Status};
+use super::sys;
+use crate::user;
+
+/// Docker's default capability set (bit numbers): CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
+/// SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
+const DEFAULT_CAPS: [u32; 14] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
+
+/// `/proc` entries made read-only, and entries hidden.
+const PROC_READONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
+const PROC_MASKED_FILES: [&str; 6] = [
+    "kcore",
+    "keys",
+    "timer_list",
+    "sched_debug",
+    "latency_stats",
+    "timer_stats",
+];
+const PROC_MASKED_DIRS: [&str; 2] = ["acpi", "scsi"];
+
+/// Run as PID 1. Never returns.
+pub(super) fn run(
+    reporter: &mut Reporter,
+    spec: &SandboxSpec,
+    root: OwnedFd,
+    proc_target: OwnedFd,
+) -> ! {
+    let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
+    if let Err(f) = setup(&root, proc_target) {
+        reporter.fail(f);
+        sys::exit_now(1);
+    }
+    drop(root);
+    // The step runs as root in the same user namespace: make init unreachable to it (no
+    // ptrace, no /proc/1/exe or /proc/1/fd), and once the command is forked, give up every
+    // capability init still has.
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    let child = match sys::fork() {
+        Ok(None) => command(reporter, spec),
+        Ok(Some(pid)) => {
+            if let Err(e) = drop_all_capabilities() {
+                reporter.fail(Failure {
+                    stage: "drop init capabilities",
+                    message: e.to_string(),
+                });
+                sys::exit_now(1);
+            }
+            pid
+        }
+        Err(e) => {
+            reporter.fail(Failure {
+                stage: "fork command",
+                message: e.to_string(),
+            });
+            sys::exit_now(1);
+        }
+    };
+    let child = Pid::from_raw(child).expect("fork returned a positive pid");
+    loop {
+        match rustix::process::wait(WaitOptions::empty()) {
+            Ok(Some((pid, status))) if pid == child => {
+                if let Some(code) = status.exit_status() {
+                    reporter.send(&Status::Exited(code));
+                } else if let Some(sig) = status.terminating_signal() {
+                    reporter.send(&Status::Signaled(sig));
+                }
+                sys::exit_now(0);
+            }
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                reporter.fail(Failure {
+                    stage: "wait for command",
+                    message: e.to_string(),
+                });
+                sys::exit_now(1);
+            }
+        }
+    }
+}
+
+fn setup(root: &OwnedFd, proc_target: OwnedFd) -> Result<(), Failure> {
+    let proc = fsops::new_mount(
+        "proc",
+        &[],
+        MountAttrFlags::MOUNT_ATTR_NOSUID
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+    )
+    .stage("mount /proc")?;
+    fsops::attach(&proc, &proc_target).stage("mount /proc")?;
+    let proc_dir = fsops::open_in_root(root, "proc", true).stage("open /proc")?;
+    let open = |name: &str| {
+        rustix::fs::openat(
+            &proc_dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    };
+    for name in PROC_READONLY {
+        if let Ok(fd) = open(name) {
+            let ro = fsops::clone_tree(&fd, true).stage("protect /proc")?;
+            fsops::attach(&ro, &fd).stage("protect /proc")?;
+        }
+    }
+    let null = fsops::open_in_root(root, "dev/null", true).stage("open /dev/null")?;
+    for name in PROC_MASKED_FILES {
+        if let Ok(fd) = open(name) {
+            let mask = fsops::clone_tree(&null, true).stage("mask /proc")?;
+            fsops::attach(&mask, &fd).stage("mask /proc")?;
+        }
+    }
+    for name in PROC_MASKED_DIRS {
+        if let Ok(fd) = open(name) {
+            let empty = fsops::new_mount(
+                "tmpfs",
+                &[("size", "0".into())],
+                MountAttrFlags::MOUNT_ATTR_RDONLY,
+            )
+            .stage("mask /proc")?;
+            fsops::attach(&empty, &fd).stage("mask /proc")?;
+        }
+    }
+    // pivot_root(".", ".") stacks the old root on the new one; detaching "." then drops it.
+    rustix::process::fchdir(root).stage("enter rootfs")?;
+    rustix::process::pivot_root(".", ".").stage("pivot_root")?;
+    rustix::mount::unmount(".", UnmountFlags::DETACH).stage("detach old root")?;
+    rustix::process::chdir("/").stage("enter rootfs")?;
+    Ok(())
+}
+
+/// The command process: identity, working directory, capabilities, exec. Never returns.
+fn command(reporter: &mut Reporter, spec: &SandboxSpec) -> ! {
+    let program = spec.argv.first().cloned().unwrap_or_default();
+    let start_failed = |reporter: &mut Reporter, reason: String| -> ! {
+        reporter.send(&Status::StartFailed {
+            program: program.clone(),
+            reason,
+        });
+        sys::exit_now(127)
+    };
+    if spec.new_session {
+        let _ = rustix::process::setsid();
+    }
+    let passwd = read_small("/etc/passwd");
+    let group = read_small("/etc/group");
+    let id = match user::resolve(&spec.user, passwd.as_deref(), group.as_deref()) {
+        Ok(id) => id,
+        Err(e) => start_failed(reporter, e.to_string()),
+    };
+    if let Err(reason) = enter_cwd(&spec.cwd, id.uid, id.gid) {
+        start_failed(reporter, reason);
+    }
+    if let Err(e) = drop_privileges(&id) {
+        start_failed(
+            reporter,
+            format!("cannot switch to user `{}`: {e}", spec.user),
+        );
+    }
+    rustix::process::umask(Mode::from_raw_mode(0o022));
+    sys::reset_signals();
+    sys::cloexec_from(3);
+    if program.is_empty() {
+        start_failed(reporter, "no command given".into());
+    }
+    let mut cmd = std::process::Command::new(&program);
+    cmd.args(&spec.argv[1..]).env_clear();
+    for kv in &spec.env {
+        match kv.split_once('=') {
+            Some((k, v)) => cmd.env(k, v),
+            None => cmd.env(kv, ""),
+        };
+    }
+    let err = cmd.exec();
+    let reason = match err.kind() {
+        std::io::ErrorKind::NotFound if !program.contains('/') => {
+            "executable file not found in $PATH".to_string()
+        }
+        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => err.to_string(),
+    };
+    start_failed(reporter, reason)
+}
+
+/// Read a small regular file of the image (at most 4 MiB); `None` if missing or not regular.
+fn read_small(path: &str) -> Option<String> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let stat = rustix::fs::fstat(&fd).ok()?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+        return None;
+    }
+    let mut text = String::new();
+    std::fs::File::from(fd)
+        .take(4 << 20)
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(text)
+}
+
+/// Create the working directory if missing (0755, owned by the user, as BuildKit does), enter
+/// it, and check it is inside the root (CVE-2024-21626: a cwd outside the root reads as
+/// "(unreachable)").
+fn enter_cwd(cwd: &str, uid: u32, gid: u32) -> Result<(), String> {
+    let cwd = if cwd.starts_with('/') {
+        cwd.to_string()
+    } else {
+        format!("/{cwd}")
+    };
+    let mut prefix = String::new();
+    for comp in cwd.split('/').filter(|c| !c.is_empty()) {
+        prefix.push('/');
+        prefix.push_str(comp);
+        match std::fs::metadata(&prefix) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&prefix)
+                    .and_then(|()| {
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(&prefix, std::fs::Permissions::from_mode(0o755))?;
+                        std::os::unix::fs::chown(&prefix, Some(uid), Some(gid))
+                    })
+                    .map_err(|e| format!("cannot create working directory `{prefix}`: {e}"))?;
+            }
+            Err(e) => return Err(format!("working directory `{cwd}`: {e}")),
+        }
+    }
+    rustix::process::chdir(cwd.as_str()).map_err(|e| format!("working directory `{cwd}`: {e}"))?;
+    let here = rustix::process::getcwd(Vec::new())
+        .map_err(|e| format!("working directory `{cwd}`: {e}"))?;
+    if !here.to_bytes().starts_with(b"/") {
+        return Err(format!(
+            "working directory `{cwd}` is outside the container root"
+        ));
+    }
+    Ok(())
+}
+
+fn drop_all_capabilities() -> std::io::Result<()> {
+    sys::bound_capabilities(&[])?;
+    let none = rustix::thread::CapabilitySet::empty();
+    rustix::thread::set_capabilities(
+        None,
+        rustix::thread::CapabilitySets {
+            effective: none,
+            permitted: none,
+            inheritable: none,
+        },
+    )?;
+    Ok(())
+}
+
+fn drop_privileges(id: &user::Identity) -> std::io::Result<()> {
+    sys::bound_capabilities(&DEFAULT_CAPS)?;
+    let groups: Vec<rustix::process::Gid> = id
+        .groups
+        .iter()
+        .map(|g| rustix::process::Gid::from_raw(*g))
+        .collect();
+    rustix::thread::set_thread_groups(&groups)?;
+    let gid = rustix::process::Gid::from_raw(id.gid);
+    rustix::thread::set_thread_res_gid(gid, gid, gid)?;
+    let uid = rustix::process::Uid::from_raw(id.uid);
+    rustix::thread::set_thread_res_uid(uid, uid, uid)?;
+    Ok(())
+}

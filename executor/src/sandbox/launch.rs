@@ -1,0 +1,375 @@
+//! The parent side of the sandbox: start the helper (`/proc/self/exe __rbuild-sandbox`, never a
+//! fork of this multi-threaded process) with the spec on fd 3 and a status pipe on fd 4, stream
+//! its output line by line to the caller and in full to a log file, honour cancellation and a
+//! timeout (killing the helper takes the whole sandbox down), and decode how it ended.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use rustix::pipe::{PipeFlags, pipe_with};
+
+use super::HELPER_ARG;
+use super::spec::{SandboxSpec, Status};
+use super::sys;
+use crate::error::{ExecError, Result};
+
+/// Which output stream a line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Where the command's stdio goes.
+pub enum Stdio3<'a> {
+    /// stdin is /dev/null; stdout and stderr are captured: each complete line (without its
+    /// newline; a final partial line too; lines over 64 KiB in pieces) is passed to the
+    /// callback and appended to the log.
+    Capture(&'a mut dyn FnMut(Stream, &[u8])),
+    /// stdin, stdout and stderr are the caller's own (for `rbuild run`).
+    Inherit,
+}
+
+/// A handle to stop running sandboxes from another thread (Ctrl-C, a failing sibling stage).
+#[derive(Clone, Default)]
+pub struct CancelToken {
+    inner: Arc<CancelInner>,
+}
+
+#[derive(Default)]
+struct CancelInner {
+    cancelled: AtomicBool,
+    pids: Mutex<Vec<i32>>,
+}
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Kill every sandbox started with this token (and refuse new ones).
+    pub fn cancel(&self) {
+        self.inner.cancelled.store(true, Ordering::SeqCst);
+        let pids = self.inner.pids.lock().unwrap_or_else(|e| e.into_inner());
+        for pid in pids.iter() {
+            kill(*pid);
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::SeqCst)
+    }
+
+    fn register(&self, pid: i32) {
+        self.inner
+            .pids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(pid);
+        if self.is_cancelled() {
+            kill(pid);
+        }
+    }
+
+    fn unregister(&self, pid: i32) {
+        self.inner
+            .pids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != pid);
+    }
+}
+
+fn kill(pid: i32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// How a sandbox run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The command ran; this is its status.
+    Status(Status),
+    /// Cancelled through the token.
+    Cancelled,
+    /// The timeout expired.
+    TimedOut,
+}
+
+/// Options for one launch.
+pub struct Launch<'a> {
+    /// The executable that understands the helper argument (normally `/proc/self/exe`).
+    pub helper: &'a Path,
+    pub spec: &'a SandboxSpec,
+    pub stdio: Stdio3<'a>,
+    /// Full output log (captured mode only); created or truncated.
+    pub log: Option<&'a Path>,
+    pub cancel: Option<&'a CancelToken>,
+    pub timeout: Option<Duration>,
+}
+
+/// The result of [`launch`]: how it ended and the last lines of output.
+pub struct Launched {
+    pub ended: Ended,
+    pub tail: Vec<String>,
+}
+
+/// Lines of output kept for error reports.
+const TAIL_LINES: usize = 20;
+/// Longest line passed to the callback in one piece.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Start the helper and wait until the sandbox is gone.
+pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
+    if opts.cancel.is_some_and(|c| c.is_cancelled()) {
+        return Ok(Launched {
+            ended: Ended::Cancelled,
+            tail: Vec::new(),
+        });
+    }
+    let io_err = |what: &'static str| {
+        move |e: std::io::Error| ExecError::io(what, PathBuf::from("sandbox helper"), e)
+    };
+    let (spec_r, spec_w) =
+        pipe_with(PipeFlags::CLOEXEC).map_err(|e| io_err("cannot create a pipe for")(e.into()))?;
+    let (status_r, status_w) =
+        pipe_with(PipeFlags::CLOEXEC).map_err(|e| io_err("cannot create a pipe for")(e.into()))?;
+    let mut cmd = Command::new(opts.helper);
+    cmd.arg0("rbuild-sandbox").arg(HELPER_ARG);
+    let capture = matches!(opts.stdio, Stdio3::Capture(_));
+    if capture {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+    }
+    let (a, b) = (spec_r.as_raw_fd(), status_w.as_raw_fd());
+    // SAFETY: the closure runs in the forked child before exec and only calls fcntl, dup2 and
+    // close (async-signal-safe) on descriptors that stay open in the parent until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || sys::place_fds(a, b));
+    }
+    let mut child = cmd.spawn().map_err(io_err("cannot start"))?;
+    drop(spec_r);
+    drop(status_w);
+    let pid = child.id() as i32;
+    if let Some(c) = opts.cancel {
+        c.register(pid);
+    }
+    let result = supervise(&mut opts, &mut child, spec_w, status_r);
+    if result.is_err() {
+        kill(pid);
+    }
+    let _ = child.wait();
+    if let Some(c) = opts.cancel {
+        c.unregister(pid);
+    }
+    result
+}
+
+fn supervise(
+    opts: &mut Launch<'_>,
+    child: &mut std::process::Child,
+    spec_w: std::os::fd::OwnedFd,
+    status_r: std::os::fd::OwnedFd,
+) -> Result<Launched> {
+    let pid = child.id() as i32;
+    let spec = serde_json::to_vec(opts.spec)
+        .map_err(|e| ExecError::sandbox(format!("cannot encode the spec: {e}")))?;
+    // The helper reads the spec first thing; a failed write means it died and the status pipe
+    // says why.
+    let _ = File::from(spec_w).write_all(&spec);
+
+    let deadline = opts.timeout.map(|t| Instant::now() + t);
+    let timed_out = Arc::new(AtomicBool::new(false));
+    // A watchdog enforces the deadline and cancellation while this thread reads output; it
+    // polls the token and wakes at once when told the sandbox is gone.
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let watchdog = (deadline.is_some() || opts.cancel.is_some()).then(|| {
+        let timed_out = timed_out.clone();
+        let cancel = opts.cancel.cloned();
+        std::thread::spawn(move || {
+            loop {
+                let mut wait = Duration::from_millis(50);
+                if let Some(d) = deadline {
+                    let now = Instant::now();
+                    if now >= d {
+                        timed_out.store(true, Ordering::SeqCst);
+                        kill(pid);
+                        return;
+                    }
+                    wait = wait.min(d - now);
+                }
+                if cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+                    kill(pid);
+                    return;
+                }
+                match done_rx.recv_timeout(wait) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => return,
+                }
+            }
+        })
+    });
+
+    let mut tail = VecDeque::new();
+    let log = opts.log;
+    let result = match &mut opts.stdio {
+        Stdio3::Capture(cb) => pump_output(&mut **cb, log, child, &mut tail),
+        Stdio3::Inherit => Ok(()),
+    };
+    let mut statuses = String::new();
+    let _ = File::from(status_r).read_to_string(&mut statuses);
+    let _ = done_tx.send(());
+    if let Some(w) = watchdog {
+        let _ = w.join();
+    }
+    result?;
+
+    // A failure record (setup, start) wins over the init's report of the exit that followed.
+    let mut last = None;
+    for line in statuses.lines() {
+        if let Ok(s) = serde_json::from_str::<Status>(line) {
+            let failure = matches!(s, Status::SetupFailed { .. } | Status::StartFailed { .. });
+            let have_failure = matches!(
+                last,
+                Some(Status::SetupFailed { .. } | Status::StartFailed { .. })
+            );
+            if failure || !have_failure {
+                last = Some(s);
+            }
+            if failure {
+                break;
+            }
+        }
+    }
+    let ended = if timed_out.load(Ordering::SeqCst) {
+        Ended::TimedOut
+    } else if opts.cancel.is_some_and(|c| c.is_cancelled()) {
+        Ended::Cancelled
+    } else {
+        match last {
+            Some(s) => Ended::Status(s),
+            None => {
+                let status = child.wait().ok();
+                return Err(ExecError::sandbox(format!(
+                    "the sandbox helper ended without a report ({})",
+                    status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "unknown status".into())
+                )));
+            }
+        }
+    };
+    Ok(Launched {
+        ended,
+        tail: tail.into_iter().collect(),
+    })
+}
+
+/// Read stdout and stderr (two reader threads) and deliver whole lines in arrival order.
+fn pump_output(
+    cb: &mut dyn FnMut(Stream, &[u8]),
+    log_path: Option<&Path>,
+    child: &mut std::process::Child,
+    tail: &mut VecDeque<String>,
+) -> Result<()> {
+    let mut log = match log_path {
+        Some(p) => {
+            Some(std::io::BufWriter::new(File::create(p).map_err(|e| {
+                ExecError::io("cannot create log file", p, e)
+            })?))
+        }
+        None => None,
+    };
+    let (tx, rx) = mpsc::channel::<(Stream, Vec<u8>)>();
+    let mut readers = Vec::new();
+    let pipes: [(Stream, Option<Box<dyn Read + Send>>); 2] = [
+        (
+            Stream::Stdout,
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+        (
+            Stream::Stderr,
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        ),
+    ];
+    for (stream, pipe) in pipes {
+        let Some(pipe) = pipe else { continue };
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            // Lines longer than MAX_LINE are delivered in pieces, so a step printing without
+            // newlines cannot make rbuild buffer it all.
+            let mut r = BufReader::with_capacity(64 * 1024, pipe);
+            let mut line = Vec::new();
+            loop {
+                let buf = match r.fill_buf() {
+                    Ok([]) | Err(_) => break,
+                    Ok(b) => b,
+                };
+                let room = MAX_LINE - line.len();
+                let (take, complete) = match buf.iter().take(room).position(|&b| b == b'\n') {
+                    Some(i) => (i + 1, true),
+                    None => (
+                        buf.len().min(room),
+                        line.len() + buf.len().min(room) == MAX_LINE,
+                    ),
+                };
+                line.extend_from_slice(&buf[..take]);
+                r.consume(take);
+                if complete && tx.send((stream, std::mem::take(&mut line))).is_err() {
+                    return;
+                }
+            }
+            if !line.is_empty() {
+                let _ = tx.send((stream, line));
+            }
+        }));
+    }
+    drop(tx);
+    let mut write_err = None;
+    for (stream, mut line) in rx {
+        if let Some(log) = log.as_mut() {
+            if !line.ends_with(b"\n") {
+                line.push(b'\n');
+            }
+            if let Err(e) = log.write_all(&line) {
+                write_err.get_or_insert(e);
+            }
+        }
+        if line.ends_with(b"\n") {
+            line.pop();
+        }
+        if tail.len() == TAIL_LINES {
+            tail.pop_front();
+        }
+        tail.push_back(String::from_utf8_lossy(&line).into_owned());
+        cb(stream, &line);
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    if let Some(log) = log.as_mut()
+        && let Err(e) = log.flush()
+    {
+        write_err.get_or_insert(e);
+    }
+    if let (Some(e), Some(p)) = (write_err, log_path) {
+        return Err(ExecError::io("cannot write log file", p, e));
+    }
+    Ok(())
+}

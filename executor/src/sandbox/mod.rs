@@ -1,0 +1,31 @@
+//! The Linux sandbox RUN steps and `rbuild run` execute in: a re-exec'd single-threaded helper
+//! builds new mount/PID/UTS/IPC (and optionally network) namespaces over the step's rootfs,
+//! a minimal `/dev`, a fresh `/proc`, a read-only `/sys` and the step's mounts, then a PID-1
+//! init runs the command and reaps. This module is the only place in rbuild with `unsafe`.
+//!
+//! Protocol: the parent runs `/proc/self/exe __rbuild-sandbox` with the JSON [`SandboxSpec`] on
+//! fd 3 and a pipe on fd 4 that receives JSON-line [`Status`] records; the binary's `main` must
+//! call [`helper_main`] first thing when its first argument is [`HELPER_ARG`].
+#![allow(unsafe_code)]
+
+pub mod fsops;
+mod helper;
+mod init;
+mod launch;
+mod spec;
+mod sys;
+
+pub use helper::main as helper_main;
+pub use launch::{CancelToken, Ended, Launch, Launched, Stdio3, Stream, launch};
+pub use spec::{MountSource, MountSpec, Network, RootfsSpec, SandboxSpec, Status};
+pub use sys::is_root;
+
+/// The hidden first argument that turns the rbuild binary into the sandbox helper.
+pub const HELPER_ARG: &str = "__rbuild-sandbox";
+
+/// Run the helper if this process was started as one (call first thing in `main`).
+pub fn maybe_run_helper() {
+    if std::env::args_os().nth(1).is_some_and(|a| a == HELPER_ARG) {
+        helper_main();
+    }
+}

@@ -1,0 +1,109 @@
+//! The serialized contract between the executor (parent) and the sandbox helper: what to mount
+//! and run (sent as JSON on fd 3) and how it ended (JSON lines back on fd 4).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Network mode of a sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Network {
+    /// The host's network namespace (like `docker build`'s default).
+    #[default]
+    Host,
+    /// A new network namespace with only the loopback interface, up.
+    None,
+}
+
+/// How the root filesystem is provided.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum RootfsSpec {
+    /// An overlay of `lowers` (topmost first) with a fresh upper/work pair, mounted on `target`.
+    Overlay {
+        lowers: Vec<PathBuf>,
+        upper: PathBuf,
+        work: PathBuf,
+        target: PathBuf,
+        /// Scratch directory for short symlinks to the lowers (old-kernel mount fallback).
+        links: PathBuf,
+        /// Use the classic mount(2) option string even where `lowerdir+` exists.
+        legacy: bool,
+    },
+    /// A plain directory (the copy-based fallback), bind-mounted onto itself.
+    Dir { path: PathBuf },
+}
+
+/// What gets mounted at a target.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum MountSource {
+    /// A host path (file or directory), resolved inside `root` (`subpath` may contain symlinks;
+    /// they are followed as if `root` were `/`).
+    Bind { root: PathBuf, subpath: String },
+    /// An overlay of `lowers` (topmost first, at least two); `subpath` inside it is mounted.
+    /// With `upper_work` it is writable and the writes land in that throwaway upper.
+    Layers {
+        lowers: Vec<PathBuf>,
+        subpath: String,
+        upper_work: Option<(PathBuf, PathBuf)>,
+    },
+    /// A writable overlay over a host directory whose writes land in a throwaway upper.
+    Discard {
+        root: PathBuf,
+        subpath: String,
+        upper: PathBuf,
+        work: PathBuf,
+    },
+    /// A tmpfs of at most `size` bytes.
+    Tmpfs { size: Option<u64>, mode: u32 },
+    /// A secret held in memory (a private tmpfs file), never on disk.
+    Secret {
+        data: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+}
+
+/// One mount inside the rootfs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// Absolute path inside the container, already resolved (no symlinks left) where possible.
+    pub target: String,
+    pub source: MountSource,
+    pub readonly: bool,
+    /// Whether the target is a directory (else a file).
+    pub dir: bool,
+    /// Do not follow a symlink at the target's last component.
+    pub nofollow: bool,
+}
+
+/// Everything the helper needs to build the sandbox and start the command.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    pub rootfs: RootfsSpec,
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: String,
+    pub hostname: String,
+    pub network: Network,
+    /// Mounts in order (parents before children).
+    pub mounts: Vec<MountSpec>,
+    /// Start the command in a new session (no controlling terminal).
+    pub new_session: bool,
+    /// A private scratch directory on the host for the helper's intermediate mounts.
+    pub scratch: PathBuf,
+}
+
+/// One status record the sandbox sends back.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Status {
+    /// The sandbox could not be built; `stage` says which part failed.
+    SetupFailed { stage: String, message: String },
+    /// The command could not be started.
+    StartFailed { program: String, reason: String },
+    /// The command ran and exited with this code.
+    Exited(i32),
+    /// The command was killed by this signal.
+    Signaled(i32),
+}

@@ -1,0 +1,676 @@
+//! Running one step: [`Executor::run`] takes a [`RunStep`] (parent layers, expanded argv/env,
+//! cwd, user, mounts, output sink), builds its rootfs (an overlay of the parent snapshots plus a
+//! fresh upper, or a flattened copy when overlayfs is not available), runs it in the sandbox,
+//! and returns the exit status with a [`StepRootfs`] handle that turns the step's changes into
+//! a changeset or a layer. Step directories live in `$ROOT/exec/` and are removed when the
+//! handle is dropped; ones left by a killed process are removed by the next [`Executor::new`].
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use crate::diff::walk::{Baseline, StubSet};
+use crate::diff::{self, Changeset};
+use crate::error::{ExecError, IoContext, Result};
+use crate::fsmeta;
+use crate::layer::{self, LayerInfo, LayerOptions};
+use crate::lower::LowerView;
+use crate::mounts::{self, RunMount};
+use crate::sandbox::{
+    self, CancelToken, Ended, Launch, MountSpec, Network, RootfsSpec, SandboxSpec, Status, Stdio3,
+};
+use crate::snapshot::Snapshots;
+use crate::stubs::{self, Need};
+
+/// How step root filesystems are built and diffed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Overlay when the kernel allows it, else copy (decided on the first step).
+    Auto,
+    /// Overlayfs over the snapshots; the overlay differ reads the upper directory.
+    Overlay,
+    /// A flattened copy of the snapshots; the walking differ compares before and after.
+    Copy,
+}
+
+impl Backend {
+    /// `RBUILD_SNAPSHOTTER=overlay|copy|auto` (default auto).
+    pub fn from_env() -> Backend {
+        match std::env::var("RBUILD_SNAPSHOTTER").as_deref() {
+            Ok("overlay") => Backend::Overlay,
+            Ok("copy") | Ok("walk") => Backend::Copy,
+            _ => Backend::Auto,
+        }
+    }
+}
+
+/// Executor settings.
+#[derive(Clone, Debug)]
+pub struct ExecutorOptions {
+    /// The binary to run as the sandbox helper (default `/proc/self/exe`: rbuild itself).
+    pub helper: Option<PathBuf>,
+    pub backend: Backend,
+    /// Force the classic overlay mount (short symlinked lower names) instead of `lowerdir+`;
+    /// `RBUILD_OVERLAY_LEGACY=1`. For testing the old-kernel path.
+    pub legacy_overlay: bool,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> Self {
+        ExecutorOptions {
+            helper: None,
+            backend: Backend::from_env(),
+            legacy_overlay: std::env::var_os("RBUILD_OVERLAY_LEGACY").is_some_and(|v| v == "1"),
+        }
+    }
+}
+
+/// How the command ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Exited(i32),
+    /// Killed by a signal (an OOM kill shows as SIGKILL: no cgroup is used to tell them apart).
+    Signaled {
+        signal: i32,
+        name: &'static str,
+    },
+}
+
+impl ExitStatus {
+    pub fn success(&self) -> bool {
+        *self == ExitStatus::Exited(0)
+    }
+
+    /// A shell-style exit code: the code, or 128 + the signal number.
+    pub fn code(&self) -> i32 {
+        match self {
+            ExitStatus::Exited(c) => *c,
+            ExitStatus::Signaled { signal, .. } => 128 + signal,
+        }
+    }
+}
+
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExitStatus::Exited(c) => write!(f, "exit code: {c}"),
+            ExitStatus::Signaled { signal, name } => {
+                write!(f, "killed by signal {name} ({signal})")
+            }
+        }
+    }
+}
+
+/// The name of a signal number (`SIGKILL`), or `SIG?` when unknown.
+pub fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSYS => "SIGSYS",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        _ => "SIG?",
+    }
+}
+
+/// One step to run. Build it with [`RunStep::new`] and set what differs from the defaults.
+pub struct RunStep<'a> {
+    /// The parent chain's snapshot directories, base layer first.
+    pub lowers: Vec<PathBuf>,
+    /// The command, already expanded (shell form is `[SHELL..., "cmd"]`).
+    pub argv: Vec<String>,
+    /// `KEY=value` pairs, already expanded. `PATH` gets Docker's default when absent.
+    pub env: Vec<String>,
+    /// Working directory inside the container (created when missing, owned by the user).
+    pub cwd: String,
+    /// `USER` value: `name`, `uid`, `name:group`, `uid:gid` (empty = root).
+    pub user: String,
+    pub hostname: String,
+    pub network: Network,
+    pub mounts: Vec<RunMount>,
+    /// Where to write the full output (captured mode).
+    pub log_path: Option<PathBuf>,
+    pub stdio: Stdio3<'a>,
+    pub cancel: Option<CancelToken>,
+    pub timeout: Option<Duration>,
+    /// Keep the upper directory in `DIR/upper` (for `rbuild run` containers); the step's other
+    /// scratch files still go away with the handle.
+    pub container_dir: Option<PathBuf>,
+}
+
+impl<'a> RunStep<'a> {
+    /// A step with defaults: env empty, cwd `/`, root, hostname `rbuild`, host network, no
+    /// mounts, no log.
+    pub fn new(lowers: Vec<PathBuf>, argv: Vec<String>, stdio: Stdio3<'a>) -> Self {
+        RunStep {
+            lowers,
+            argv,
+            env: Vec::new(),
+            cwd: "/".into(),
+            user: String::new(),
+            hostname: "rbuild".into(),
+            network: Network::Host,
+            mounts: Vec::new(),
+            log_path: None,
+            stdio,
+            cancel: None,
+            timeout: None,
+            container_dir: None,
+        }
+    }
+}
+
+/// Docker's default PATH, used when the environment has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The result of a step that ran (whatever its exit status).
+pub struct RunOutcome {
+    pub status: ExitStatus,
+    /// The last lines of output (captured mode), for error reports.
+    pub tail: Vec<String>,
+    /// Mounts that were skipped and similar notes.
+    pub warnings: Vec<String>,
+    pub rootfs: StepRootfs,
+}
+
+enum RootfsKind {
+    Overlay {
+        upper: PathBuf,
+    },
+    Copy {
+        rootfs: PathBuf,
+        baseline: Baseline,
+        stubs: StubSet,
+    },
+}
+
+/// A layer captured into the store.
+#[derive(Clone, Debug)]
+pub struct CapturedLayer {
+    /// Digest of the uncompressed tar: the blob digest and the config's diff_id.
+    pub diff_id: rbuild_store::Digest,
+    pub size: u64,
+    /// Entries the differ skipped (sockets, ...), one line each.
+    pub warnings: Vec<String>,
+}
+
+/// The filesystem a finished step left behind. Dropping it removes the step's directory.
+pub struct StepRootfs {
+    kind: RootfsKind,
+    lower: LowerView,
+    _temp: tempfile::TempDir,
+    _lock: File,
+}
+
+impl StepRootfs {
+    /// What the step changed, in layer terms.
+    pub fn changeset(&self) -> Result<Changeset> {
+        match &self.kind {
+            RootfsKind::Overlay { upper } => diff::overlay::diff_upper(upper, &self.lower),
+            RootfsKind::Copy {
+                rootfs,
+                baseline,
+                stubs,
+            } => diff::walk::diff_trees(&self.lower, rootfs, Some(baseline), stubs),
+        }
+    }
+
+    /// Write the step's layer to `out`; `None` (and nothing written) when nothing changed.
+    pub fn write_layer<W: Write>(
+        &self,
+        out: W,
+        options: &LayerOptions,
+    ) -> Result<Option<(LayerInfo, Vec<String>)>> {
+        let cs = self.changeset()?;
+        if cs.is_empty() {
+            return Ok(None);
+        }
+        let info = layer::write_layer(&cs, out, options)?;
+        Ok(Some((info, cs.warnings)))
+    }
+
+    /// Write the step's layer into `store` as an uncompressed blob (its digest is the diff_id)
+    /// and return it, or `None` when nothing changed. The blob is leased by `store`.
+    pub fn capture_layer(
+        &self,
+        store: &rbuild_store::Store,
+        options: &LayerOptions,
+    ) -> Result<Option<CapturedLayer>> {
+        let cs = self.changeset()?;
+        if cs.is_empty() {
+            return Ok(None);
+        }
+        let mut writer = store.blob_writer()?;
+        layer::write_tar(&cs, &mut writer, options)?;
+        let info = writer.commit()?;
+        Ok(Some(CapturedLayer {
+            diff_id: info.digest,
+            size: info.size,
+            warnings: cs.warnings,
+        }))
+    }
+
+    /// Publish the overlay upper directory as the snapshot of the layer captured from it
+    /// (leased in `store`), saving an unpack; see [`StepRootfs::into_snapshot`]. `None` for the
+    /// copy backend.
+    pub fn commit_snapshot(
+        self,
+        store: &rbuild_store::Store,
+        diff_id: &rbuild_store::Digest,
+    ) -> Result<Option<PathBuf>> {
+        match &self.kind {
+            RootfsKind::Overlay { upper } => Ok(Some(store.commit_snapshot(upper, diff_id)?)),
+            RootfsKind::Copy { .. } => Ok(None),
+        }
+    }
+
+    /// Which backend ran the step.
+    pub fn backend(&self) -> Backend {
+        match self.kind {
+            RootfsKind::Overlay { .. } => Backend::Overlay,
+            RootfsKind::Copy { .. } => Backend::Copy,
+        }
+    }
+
+    /// The overlay upper directory (overlay backend only).
+    pub fn upper_dir(&self) -> Option<&Path> {
+        match &self.kind {
+            RootfsKind::Overlay { upper } => Some(upper),
+            RootfsKind::Copy { .. } => None,
+        }
+    }
+
+    /// The step's complete root filesystem (copy backend only).
+    pub fn copy_dir(&self) -> Option<&Path> {
+        match &self.kind {
+            RootfsKind::Copy { rootfs, .. } => Some(rootfs),
+            RootfsKind::Overlay { .. } => None,
+        }
+    }
+
+    /// Keep the upper directory as the snapshot of the layer written from it (overlay
+    /// backend), saving an unpack. Its mtimes are not clamped to `SOURCE_DATE_EPOCH` and it may
+    /// hold unchanged copy-ups; later steps see the same files either way. Returns `None` for
+    /// the copy backend, whose layer must be unpacked into a snapshot instead.
+    pub fn into_snapshot(self, snapshots: &Snapshots, diff_id: &str) -> Result<Option<PathBuf>> {
+        match &self.kind {
+            RootfsKind::Overlay { upper } => Ok(Some(snapshots.adopt(diff_id, upper)?)),
+            RootfsKind::Copy { .. } => Ok(None),
+        }
+    }
+}
+
+/// Runs steps for one store root.
+pub struct Executor {
+    root: PathBuf,
+    exec_dir: PathBuf,
+    helper: PathBuf,
+    /// 0 = undecided (auto), 1 = overlay, 2 = copy.
+    backend: AtomicU8,
+    auto: bool,
+    legacy_overlay: bool,
+    snapshots: Snapshots,
+}
+
+const OVERLAY_STAGE: &str = "mount overlay rootfs";
+
+impl Executor {
+    /// An executor for the store at `root`; removes step directories left by killed runs.
+    pub fn new(root: &Path, options: ExecutorOptions) -> Result<Executor> {
+        let exec_dir = root.join("exec");
+        std::fs::create_dir_all(&exec_dir).ctx("cannot create", &exec_dir)?;
+        let (backend, auto) = match options.backend {
+            Backend::Auto => (0, true),
+            Backend::Overlay => (1, false),
+            Backend::Copy => (2, false),
+        };
+        let exec = Executor {
+            root: root.to_path_buf(),
+            exec_dir,
+            helper: options
+                .helper
+                .unwrap_or_else(|| PathBuf::from("/proc/self/exe")),
+            backend: AtomicU8::new(backend),
+            auto,
+            legacy_overlay: options.legacy_overlay,
+            snapshots: Snapshots::open(root)?,
+        };
+        exec.remove_stale_steps();
+        Ok(exec)
+    }
+
+    /// The layer snapshots of this store.
+    pub fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
+    }
+
+    /// The store root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Fail early, with what is missing, when this process cannot create sandboxes.
+    pub fn check_privileges(&self) -> Result<()> {
+        if sandbox::is_root() {
+            Ok(())
+        } else {
+            Err(ExecError::NotRoot {
+                missing: rootless_report(),
+            })
+        }
+    }
+
+    /// Run a step to completion. A non-zero exit is not an error: check `outcome.status`.
+    /// Errors are setup failures, a command that could not start, and cancellation.
+    pub fn run(&self, mut step: RunStep<'_>) -> Result<RunOutcome> {
+        self.check_privileges()?;
+        let backend = match self.backend.load(Ordering::SeqCst) {
+            2 => Backend::Copy,
+            _ => Backend::Overlay,
+        };
+        match self.run_with(&mut step, backend)? {
+            Ok(outcome) => {
+                if self.auto {
+                    let _ = self
+                        .backend
+                        .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+                }
+                Ok(outcome)
+            }
+            Err(overlay_error) if self.auto && backend == Backend::Overlay => {
+                tracing::warn!(
+                    "overlay mounts are not available ({overlay_error}); using copied root filesystems"
+                );
+                self.backend.store(2, Ordering::SeqCst);
+                match self.run_with(&mut step, Backend::Copy)? {
+                    Ok(outcome) => Ok(outcome),
+                    Err(e) => Err(ExecError::sandbox(e)),
+                }
+            }
+            Err(overlay_error) => Err(ExecError::sandbox(format!(
+                "{OVERLAY_STAGE}: {overlay_error}"
+            ))),
+        }
+    }
+
+    /// One attempt with `backend`; the inner error is an overlay mount failure (retryable).
+    fn run_with(
+        &self,
+        step: &mut RunStep<'_>,
+        backend: Backend,
+    ) -> Result<Result<RunOutcome, String>> {
+        let temp = tempfile::Builder::new()
+            .prefix("step-")
+            .tempdir_in(&self.exec_dir)
+            .ctx("cannot create a step directory in", &self.exec_dir)?;
+        let dir = temp.path().to_path_buf();
+        let lock_path = dir.join("lock");
+        let lock = File::create(&lock_path).ctx("cannot create", &lock_path)?;
+        lock.lock().ctx("cannot lock", &lock_path)?;
+
+        let view = LowerView::new(&step.lowers);
+        let prepared = mounts::prepare(&self.root, &dir, &step.mounts)?;
+        let mut needs = vec![
+            Need {
+                target: "/proc".into(),
+                dir: true,
+                soft: false,
+            },
+            Need {
+                target: "/dev".into(),
+                dir: true,
+                soft: false,
+            },
+            Need {
+                target: "/sys".into(),
+                dir: true,
+                soft: false,
+            },
+            Need {
+                target: "/etc/hosts".into(),
+                dir: false,
+                soft: true,
+            },
+            Need {
+                target: "/etc/resolv.conf".into(),
+                dir: false,
+                soft: true,
+            },
+        ];
+        for m in &prepared.mounts {
+            needs.push(Need {
+                target: m.target.clone(),
+                dir: m.dir,
+                soft: false,
+            });
+        }
+        let (placed, plan) = stubs::plan(&view, &needs, backend == Backend::Overlay)?;
+        let warnings = plan.warnings.clone();
+
+        // Private copies of the host's name-resolution files: the step may write them, the
+        // host never sees it, and the layer never contains them.
+        let etc = dir.join("etc");
+        std::fs::create_dir(&etc).ctx("cannot create", &etc)?;
+        let mut hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| {
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".into()
+        });
+        if !hosts.ends_with('\n') && !hosts.is_empty() {
+            hosts.push('\n');
+        }
+        hosts.push_str(&format!("127.0.0.1\t{}\n", step.hostname));
+        std::fs::write(etc.join("hosts"), hosts).ctx("cannot write", &etc)?;
+        let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+        std::fs::write(etc.join("resolv.conf"), resolv).ctx("cannot write", &etc)?;
+
+        let mut mount_specs = Vec::new();
+        for (i, name) in ["hosts", "resolv.conf"].iter().enumerate() {
+            let p = &placed[3 + i];
+            if let Some(target) = &p.target {
+                mount_specs.push(MountSpec {
+                    target: target.clone(),
+                    source: sandbox::MountSource::Bind {
+                        root: etc.clone(),
+                        subpath: (*name).into(),
+                    },
+                    readonly: false,
+                    dir: false,
+                    nofollow: p.nofollow,
+                });
+            }
+        }
+        for (m, p) in prepared.mounts.iter().zip(&placed[5..]) {
+            let target = p.target.clone().expect("hard needs are always placed");
+            mount_specs.push(MountSpec {
+                target,
+                source: m.source.clone(),
+                readonly: m.readonly,
+                dir: m.dir,
+                nofollow: p.nofollow,
+            });
+        }
+        // Parents before children.
+        mount_specs.sort_by_key(|m| m.target.split('/').filter(|c| !c.is_empty()).count());
+
+        let (rootfs_spec, kind) = match backend {
+            Backend::Copy => {
+                let rootfs = dir.join("rootfs");
+                std::fs::create_dir(&rootfs).ctx("cannot create", &rootfs)?;
+                crate::materialize::materialize(&view, &rootfs)?;
+                let stubs = plan.create_in_rootfs(&rootfs)?;
+                let baseline = Baseline::capture(&rootfs)?;
+                (
+                    RootfsSpec::Dir {
+                        path: rootfs.clone(),
+                    },
+                    RootfsKind::Copy {
+                        rootfs,
+                        baseline,
+                        stubs,
+                    },
+                )
+            }
+            _ => {
+                let stub_layer = dir.join("stubs");
+                std::fs::create_dir(&stub_layer).ctx("cannot create", &stub_layer)?;
+                plan.write_layer(&stub_layer)?;
+                let base = step.container_dir.clone().unwrap_or_else(|| dir.clone());
+                let upper = base.join("upper");
+                let work = base.join("work");
+                for d in [&upper, &work] {
+                    std::fs::create_dir_all(d).ctx("cannot create", d)?;
+                }
+                // The merged root takes its attributes from the upper directory.
+                if let Some(root) = view.lookup(Path::new("")).ctx("cannot read", &dir)? {
+                    let xattrs =
+                        fsmeta::xattrs(&root.path).ctx("cannot read xattrs of", &root.path)?;
+                    fsmeta::apply_meta(&upper, &root.meta, &xattrs)
+                        .ctx("cannot set attributes of", &upper)?;
+                }
+                let target = dir.join("rootfs");
+                std::fs::create_dir(&target).ctx("cannot create", &target)?;
+                let mut lowers = vec![stub_layer];
+                lowers.extend(view.layers_top_first().iter().cloned());
+                (
+                    RootfsSpec::Overlay {
+                        lowers,
+                        upper: upper.clone(),
+                        work,
+                        target,
+                        links: dir.join("links"),
+                        legacy: self.legacy_overlay,
+                    },
+                    RootfsKind::Overlay { upper },
+                )
+            }
+        };
+
+        let mut env = step.env.clone();
+        if !env.iter().any(|kv| kv.starts_with("PATH=")) {
+            env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        env.extend(prepared.env.iter().cloned());
+        let scratch = dir.join("scratch");
+        std::fs::create_dir(&scratch).ctx("cannot create", &scratch)?;
+        let spec = SandboxSpec {
+            rootfs: rootfs_spec,
+            argv: step.argv.clone(),
+            env,
+            cwd: step.cwd.clone(),
+            user: step.user.clone(),
+            hostname: step.hostname.clone(),
+            network: step.network,
+            mounts: mount_specs,
+            new_session: matches!(step.stdio, Stdio3::Capture(_)),
+            scratch,
+        };
+        let stdio = match &mut step.stdio {
+            Stdio3::Capture(cb) => Stdio3::Capture(&mut **cb),
+            Stdio3::Inherit => Stdio3::Inherit,
+        };
+        let launched = sandbox::launch(Launch {
+            helper: &self.helper,
+            spec: &spec,
+            stdio,
+            log: step.log_path.as_deref(),
+            cancel: step.cancel.as_ref(),
+            timeout: step.timeout,
+        });
+        drop(prepared);
+        let launched = launched?;
+        let status = match launched.ended {
+            Ended::Status(Status::Exited(c)) => ExitStatus::Exited(c),
+            Ended::Status(Status::Signaled(s)) => ExitStatus::Signaled {
+                signal: s,
+                name: signal_name(s),
+            },
+            Ended::Status(Status::StartFailed { program, reason }) => {
+                return Err(ExecError::Start { program, reason });
+            }
+            Ended::Status(Status::SetupFailed { stage, message }) => {
+                if stage == OVERLAY_STAGE {
+                    return Ok(Err(message));
+                }
+                return Err(ExecError::sandbox(format!("{stage}: {message}")));
+            }
+            Ended::Cancelled => {
+                return Err(ExecError::Cancelled {
+                    reason: "cancelled".into(),
+                });
+            }
+            Ended::TimedOut => {
+                return Err(ExecError::Cancelled {
+                    reason: format!(
+                        "timed out after {} s",
+                        step.timeout.map(|t| t.as_secs()).unwrap_or(0)
+                    ),
+                });
+            }
+        };
+        Ok(Ok(RunOutcome {
+            status,
+            tail: launched.tail,
+            warnings,
+            rootfs: StepRootfs {
+                kind,
+                lower: view,
+                _temp: temp,
+                _lock: lock,
+            },
+        }))
+    }
+
+    /// Remove step directories whose owner process is gone (their lock is free).
+    fn remove_stale_steps(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.exec_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let lock = entry.path().join("lock");
+            let Ok(f) = File::options().read(true).write(true).open(&lock) else {
+                continue;
+            };
+            if f.try_lock().is_ok() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// What is missing for rootless operation, said plainly.
+fn rootless_report() -> String {
+    let uid = rustix::process::geteuid().as_raw();
+    let user = std::env::var("USER").unwrap_or_else(|_| uid.to_string());
+    let has = |p: &str| Path::new(p).exists();
+    let tools = if has("/usr/bin/newuidmap") && has("/usr/bin/newgidmap") {
+        "newuidmap/newgidmap are installed"
+    } else {
+        "newuidmap/newgidmap (package `uidmap`) are not installed"
+    };
+    let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    let ranges = if subuid.lines().any(|l| {
+        l.split(':').next() == Some(user.as_str()) || l.split(':').next() == Some(&uid.to_string())
+    }) {
+        format!("`/etc/subuid` has a range for `{user}`")
+    } else {
+        format!("`/etc/subuid` has no range for `{user}`")
+    };
+    format!(
+        "rbuild runs as uid {uid}, and rootless sandboxes (a user namespace mapped through \
+         newuidmap/newgidmap) are not implemented; for reference, {tools} and {ranges}"
+    )
+}

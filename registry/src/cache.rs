@@ -1,0 +1,159 @@
+//! The shared build cache over any OCI registry: the cache index (a JSON document owned by
+//! the solver) travels as the config blob of a small OCI artifact manifest whose layers are
+//! the cached layer blobs, each annotated with its diff_id. Export uploads only new blobs;
+//! import reads the index and lets the caller fetch just the layers it needs.
+
+use serde_json::json;
+
+use crate::client::repo::Repo;
+use crate::client::transport::Client;
+use crate::digest::sha256_digest;
+use crate::error::{RegistryError, Result};
+use crate::manifest::{Descriptor, Manifest, media};
+use crate::progress::Progress;
+use crate::push::{PushOptions, push_layers};
+use crate::remote::RemoteRef;
+use crate::store_api::{LocalLayer, PushSource};
+
+/// `artifactType` and config media type of a cache manifest.
+pub const CACHE_ARTIFACT_TYPE: &str = "application/vnd.rbuild.cache.v1+json";
+/// Layer annotation carrying the uncompressed digest.
+pub const DIFF_ID_ANNOTATION: &str = "dev.rbuild.diff_id";
+/// Largest cache index accepted on import.
+const MAX_INDEX_BYTES: u64 = 64 << 20;
+
+/// One layer the imported cache can provide.
+#[derive(Debug, Clone)]
+pub struct CacheLayer {
+    pub diff_id: String,
+    /// The blob in the registry (fetch it with `pull::fetch_blob`).
+    pub blob: Descriptor,
+}
+
+/// An imported cache: the index bytes as exported and the layers it references.
+#[derive(Debug, Clone)]
+pub struct ImportedCache {
+    pub index: Vec<u8>,
+    pub layers: Vec<CacheLayer>,
+    /// Digest of the cache manifest.
+    pub digest: String,
+}
+
+/// The result of an export.
+#[derive(Debug, Clone)]
+pub struct ExportedCache {
+    pub digest: String,
+    pub uploaded: usize,
+    pub skipped: usize,
+}
+
+/// Push `index` and `layers` as the cache artifact `target`. Blobs the registry already
+/// holds are not uploaded again (and layers compressed before are not recompressed).
+pub fn export_cache(
+    client: &Client,
+    source: &dyn PushSource,
+    target: &RemoteRef,
+    index: &[u8],
+    layers: &[LocalLayer],
+    opts: &PushOptions,
+    progress: &dyn Progress,
+) -> Result<ExportedCache> {
+    let ep = client.config().push_endpoint(&target.registry);
+    let repo = Repo::new(client, ep, &target.repository);
+    let mut counts = (0, 0, 0);
+    let pushed = push_layers(&repo, source, layers, opts, progress, &mut counts)?;
+    let index_digest = sha256_digest(index);
+    let owned = index.to_vec();
+    let open = move || -> Result<Box<dyn std::io::Read + Send>> {
+        Ok(Box::new(std::io::Cursor::new(owned.clone())))
+    };
+    match repo.push_blob(&index_digest, index.len() as u64, &open, &[])? {
+        crate::client::repo::BlobPush::Skipped => counts.1 += 1,
+        _ => counts.0 += 1,
+    }
+    let layer_docs: Vec<_> = pushed
+        .iter()
+        .zip(layers)
+        .map(|((digest, size, mt), l)| {
+            json!({
+                "mediaType": mt,
+                "digest": digest,
+                "size": size,
+                "annotations": { DIFF_ID_ANNOTATION: l.diff_id },
+            })
+        })
+        .collect();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "artifactType": CACHE_ARTIFACT_TYPE,
+        "config": {
+            "mediaType": CACHE_ARTIFACT_TYPE,
+            "digest": index_digest,
+            "size": index.len(),
+        },
+        "layers": layer_docs,
+    });
+    let bytes = serde_json::to_vec(&manifest).expect("json value serializes");
+    let digest = repo.put_manifest(target.reference(), &bytes, media::OCI_MANIFEST)?;
+    Ok(ExportedCache {
+        digest,
+        uploaded: counts.0,
+        skipped: counts.1,
+    })
+}
+
+/// Read the cache artifact `reference`: its index bytes (verified) and the layers it lists.
+/// No layer is downloaded.
+pub fn import_cache(client: &Client, reference: &RemoteRef) -> Result<ImportedCache> {
+    let display = reference.to_string();
+    let (repo, fetched) = crate::pull::resolve(client, reference)?;
+    let bad = |reason: String| RegistryError::Manifest {
+        reference: display.clone(),
+        reason,
+    };
+    let Manifest::Image(m) = &fetched.manifest else {
+        return Err(bad("a build cache is a manifest, not an index".into()));
+    };
+    if m.config.media_type != CACHE_ARTIFACT_TYPE {
+        return Err(bad(format!(
+            "not an rbuild cache: its config has media type `{}`",
+            m.config.media_type
+        )));
+    }
+    if m.config.size > MAX_INDEX_BYTES {
+        return Err(bad(format!(
+            "the cache index is implausibly large ({} bytes)",
+            m.config.size
+        )));
+    }
+    let mut index = Vec::with_capacity(m.config.size as usize);
+    repo.fetch_blob(&m.config.digest, m.config.size, &mut index, &|_| {})?;
+    let layers = m
+        .layers
+        .iter()
+        .map(|d| {
+            let diff_id = d
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(DIFF_ID_ANNOTATION))
+                .cloned()
+                .ok_or_else(|| {
+                    bad(format!(
+                        "layer `{}` lacks the `{DIFF_ID_ANNOTATION}` annotation",
+                        d.digest
+                    ))
+                })?;
+            crate::digest::validate_digest(&diff_id)?;
+            Ok(CacheLayer {
+                diff_id,
+                blob: d.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ImportedCache {
+        index,
+        layers,
+        digest: fetched.digest,
+    })
+}

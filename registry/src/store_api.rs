@@ -1,0 +1,77 @@
+//! What pull and push need from the local image store, as traits: the registry crate moves
+//! bytes, the store owns ingest, verification on commit, image records and tags. The
+//! implementation for `rbuild-store` lives in `store_impl`.
+
+use std::io::{Read, Write};
+
+use crate::error::Result;
+use crate::manifest::FetchedManifest;
+
+/// A blob being written into the store. `Write` appends; dropping without `commit` discards.
+pub trait Ingest: Write + Send {
+    /// Verify (size + digest) and publish the blob.
+    fn commit(self: Box<Self>) -> Result<()>;
+}
+
+/// The store side of a pull.
+pub trait PullTarget: Sync {
+    /// Is this blob already stored (and so need not be downloaded)?
+    fn has_blob(&self, digest: &str) -> bool;
+    /// Start writing a blob of known digest and size.
+    fn begin_blob(&self, digest: &str, size: u64) -> Result<Box<dyn Ingest + '_>>;
+    /// Record a pulled image once all its blobs are committed: the platform manifest, the
+    /// index it was selected from (if any), and the name to tag it with (`None` when the
+    /// reference was a bare digest).
+    fn record_image(
+        &self,
+        name: &str,
+        tag: Option<&str>,
+        manifest: &FetchedManifest,
+        index: Option<&FetchedManifest>,
+    ) -> Result<()>;
+}
+
+/// One layer of a local image, as the store keeps it.
+#[derive(Debug, Clone)]
+pub struct LocalLayer {
+    /// Digest of the uncompressed tar (`rootfs.diff_ids`).
+    pub diff_id: String,
+    /// The stored blob: its digest, size and media type (uncompressed for built images).
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+}
+
+/// A local image ready to push.
+#[derive(Debug, Clone)]
+pub struct LocalImage {
+    /// Manifest bytes as stored, and their media type.
+    pub manifest: Vec<u8>,
+    pub manifest_media_type: String,
+    pub layers: Vec<LocalLayer>,
+}
+
+/// A local multi-platform image: the index bytes and, in entry order, its images.
+#[derive(Debug, Clone)]
+pub struct LocalIndex {
+    pub index: Vec<u8>,
+    pub media_type: String,
+    pub children: Vec<LocalImage>,
+}
+
+/// The store side of a push.
+pub trait PushSource: Sync {
+    /// Open a stored blob for reading.
+    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>>;
+    /// A previous compression of this diff_id with this compression (`gzip`/`zstd`):
+    /// `(digest, size)` of the compressed blob.
+    fn compressed_digest(&self, diff_id: &str, compression: &str) -> Option<(String, u64)>;
+    /// Remember a compression result so the next push does not recompress.
+    fn remember_compressed(
+        &self,
+        diff_id: &str,
+        compression: &str,
+        digest: &str,
+        size: u64,
+    ) -> Result<()>;
+}

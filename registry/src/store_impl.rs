@@ -1,0 +1,184 @@
+//! The store traits implemented for `rbuild_store::Store`: pulls ingest through the store's
+//! verified `BlobWriter` and register images with `add_image` + `tag`; pushes read image
+//! records and blobs. Compressed digests per (diff_id, compression) are remembered in
+//! `<root>/registry/compressed.json` so a second push does not recompress.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use rbuild_store::{Descriptor as StoreDescriptor, Digest, Reference, Store};
+
+use crate::error::{RegistryError, Result};
+use crate::manifest::FetchedManifest;
+use crate::remote::RemoteRef;
+use crate::store_api::{Ingest, LocalImage, LocalLayer, PullTarget, PushSource};
+
+fn store_err(e: rbuild_store::Error) -> RegistryError {
+    RegistryError::Store(Box::new(e))
+}
+
+fn digest(s: &str) -> Result<Digest> {
+    Digest::parse(s).map_err(store_err)
+}
+
+/// A store ingest as a registry `Ingest`.
+struct StoreIngest<'s> {
+    writer: rbuild_store::BlobWriter<'s>,
+}
+
+impl Write for StoreIngest<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+impl Ingest for StoreIngest<'_> {
+    fn commit(self: Box<Self>) -> Result<()> {
+        self.writer.commit().map(|_| ()).map_err(store_err)
+    }
+}
+
+impl PullTarget for Store {
+    fn has_blob(&self, d: &str) -> bool {
+        Digest::parse(d).is_ok_and(|d| Store::has_blob(self, &d))
+    }
+
+    fn begin_blob(&self, d: &str, size: u64) -> Result<Box<dyn Ingest + '_>> {
+        let what = format!("blob {d}");
+        let writer = self
+            .blob_writer_expecting(&digest(d)?, Some(size), &what)
+            .map_err(store_err)?;
+        Ok(Box::new(StoreIngest { writer }))
+    }
+
+    fn record_image(
+        &self,
+        name: &str,
+        tag: Option<&str>,
+        manifest: &FetchedManifest,
+        index: Option<&FetchedManifest>,
+    ) -> Result<()> {
+        // Manifest bytes exactly as served (their digest was verified by the client).
+        self.put_blob(&manifest.bytes).map_err(store_err)?;
+        if let Some(i) = index {
+            self.put_blob(&i.bytes).map_err(store_err)?;
+        }
+        let desc = StoreDescriptor::new(
+            manifest.media_type.clone(),
+            digest(&manifest.digest)?,
+            manifest.bytes.len() as u64,
+        );
+        let record = self.add_image(&desc).map_err(store_err)?;
+        if let Some(tag) = tag {
+            let reference = Reference::parse(&format!("{name}:{tag}")).map_err(store_err)?;
+            self.tag(&record, &reference).map_err(store_err)?;
+        }
+        Ok(())
+    }
+}
+
+fn compressed_path(store: &Store) -> PathBuf {
+    store.root().join("registry").join("compressed.json")
+}
+
+type CompressedMap = BTreeMap<String, (String, u64)>;
+
+fn read_compressed(store: &Store) -> CompressedMap {
+    std::fs::read(compressed_path(store))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+impl PushSource for Store {
+    fn open_blob(&self, d: &str) -> Result<Box<dyn Read + Send>> {
+        let file = Store::open_blob(self, &digest(d)?).map_err(store_err)?;
+        Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
+    }
+
+    fn compressed_digest(&self, diff_id: &str, compression: &str) -> Option<(String, u64)> {
+        read_compressed(self)
+            .get(&format!("{diff_id} {compression}"))
+            .cloned()
+    }
+
+    fn remember_compressed(
+        &self,
+        diff_id: &str,
+        compression: &str,
+        d: &str,
+        size: u64,
+    ) -> Result<()> {
+        let path = compressed_path(self);
+        let dir = path.parent().expect("has a parent").to_path_buf();
+        let io = |e: std::io::Error| RegistryError::io(format!("writing `{}`", path.display()), e);
+        fs_err::create_dir_all(&dir).map_err(io)?;
+        // Serialize concurrent pushes on a lock file; the map is small.
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("compressed.lock"))
+            .map_err(io)?;
+        lock.lock().map_err(io)?;
+        let mut map = read_compressed(self);
+        map.insert(format!("{diff_id} {compression}"), (d.to_string(), size));
+        let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
+        tmp.write_all(&serde_json::to_vec_pretty(&map).expect("map serializes"))
+            .map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(&path).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+}
+
+/// A stored image as push input: its manifest bytes and layers with diff_ids.
+pub fn local_image(store: &Store, image: &str) -> Result<LocalImage> {
+    let record = store.resolve_image(image).map_err(store_err)?;
+    let manifest = store
+        .read_blob(&record.manifest_digest)
+        .map_err(store_err)?;
+    Ok(LocalImage {
+        manifest,
+        manifest_media_type: record.manifest_media_type.clone(),
+        layers: record
+            .layers
+            .iter()
+            .map(|l| LocalLayer {
+                diff_id: l.diff_id.to_string(),
+                digest: l.descriptor.digest.to_string(),
+                size: l.descriptor.size,
+                media_type: l.descriptor.media_type.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// Repositories of `target`'s registry that also name this image locally: candidates for
+/// cross-repository mounts.
+pub fn mount_candidates(store: &Store, image: &str, target: &RemoteRef) -> Vec<String> {
+    let Ok(record) = store.resolve_image(image) else {
+        return Vec::new();
+    };
+    let names = store.names_of(&record.manifest_digest).unwrap_or_default();
+    let mut out: Vec<String> = names
+        .iter()
+        .filter(|r| {
+            crate::config::canonical_registry(r.domain()) == target.registry
+                && r.path() != target.repository
+        })
+        .map(|r| r.path().to_string())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A `RemoteRef` from a store reference.
+pub fn remote_ref(reference: &Reference) -> Result<RemoteRef> {
+    RemoteRef::parse(&reference.to_string())
+}

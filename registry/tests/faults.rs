@@ -1,0 +1,641 @@
+//! Registry faults against a scriptable fake HTTP server: every failure leaves the store
+//! unchanged and names what happened, with the registry's own message.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rbuild_registry::digest::sha256_digest;
+use rbuild_registry::{
+    Client, Credential, NoProgress, PlatformSpec, RegistriesConfig, RegistryError, RemoteRef,
+    StaticCredentials, pull_image,
+};
+use support::fake_http::{FakeHttp, Reply, Seen, reply};
+use support::test_store::TestStore;
+
+/// A tiny image: config, one layer, manifest.
+struct Image {
+    config: Vec<u8>,
+    layer: Vec<u8>,
+    manifest: Vec<u8>,
+}
+
+impl Image {
+    fn new() -> Self {
+        let layer: Vec<u8> = (0..200_000u32).map(|i| (i % 241) as u8).collect();
+        let config = format!(
+            r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":["{}"]}}}}"#,
+            sha256_digest(&layer)
+        )
+        .into_bytes();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256_digest(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256_digest(&layer), "size": layer.len()}],
+        }))
+        .unwrap();
+        Image {
+            config,
+            layer,
+            manifest,
+        }
+    }
+
+    /// The normal answer for a request of the fake registry.
+    fn serve(&self, req: &Seen) -> Reply {
+        let p = req.path.as_str();
+        if p == "/v2/" {
+            return reply(200, &[], "{}");
+        }
+        if p.starts_with("/v2/t/img/manifests/") {
+            return reply(
+                200,
+                &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+                self.manifest.clone(),
+            );
+        }
+        if p == format!("/v2/t/img/blobs/{}", sha256_digest(&self.config)) {
+            return reply(200, &[], self.config.clone());
+        }
+        if p == format!("/v2/t/img/blobs/{}", sha256_digest(&self.layer)) {
+            return reply(200, &[("Accept-Ranges", "bytes")], self.layer.clone());
+        }
+        reply(
+            404,
+            &[],
+            r#"{"errors":[{"code":"NOT_FOUND","message":"nothing here"}]}"#,
+        )
+    }
+
+    fn layer_path(&self) -> String {
+        format!("/v2/t/img/blobs/{}", sha256_digest(&self.layer))
+    }
+}
+
+fn client(retries: u32, read_timeout: f64, creds: Vec<(String, Credential)>) -> Client {
+    let mut cfg = RegistriesConfig::default();
+    cfg.network.retries = retries;
+    cfg.network.backoff_ms = 10;
+    cfg.network.read_timeout_secs = read_timeout;
+    cfg.network.connect_timeout_secs = 2.0;
+    Client::with_credentials(cfg, Arc::new(StaticCredentials(creds)))
+}
+
+fn pull(
+    client: &Client,
+    host: &str,
+    store: &TestStore,
+) -> Result<rbuild_registry::PulledImage, RegistryError> {
+    let r = RemoteRef::parse(&format!("{host}/t/img:1")).unwrap();
+    pull_image(client, store, &r, &PlatformSpec::host(), &NoProgress)
+}
+
+fn assert_store_empty(store: &TestStore) {
+    assert_eq!(
+        store.blob_count(),
+        0,
+        "nothing may be stored after a failure"
+    );
+    assert!(
+        store.names().is_empty(),
+        "no image may be recorded after a failure"
+    );
+}
+
+/// A blob whose bytes do not match its digest is an error naming both digests; nothing is stored.
+#[test]
+fn wrong_blob_digest_is_refused() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.path == i2.layer_path() {
+            let mut bad = i2.layer.clone();
+            bad[10] ^= 0xff;
+            return reply(200, &[], bad);
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    let err = pull(&client(2, 5.0, vec![]), &server.host(), &store).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{msg}");
+    assert!(msg.contains(&sha256_digest(&img.layer)), "{msg}");
+    assert_store_empty(&store);
+}
+
+/// A body cut short (with an honest Content-Length) is retried, then reported as a size mismatch.
+#[test]
+fn truncated_body_is_a_size_mismatch() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.path == i2.layer_path() {
+            return Reply::Truncated(200, vec![], i2.layer.clone(), 1000);
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    let err = pull(&client(2, 5.0, vec![]), &server.host(), &store).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RegistryError::SizeMismatch { .. }), "{msg}");
+    assert!(msg.contains("expected 200000 bytes"), "{msg}");
+    assert_store_empty(&store);
+}
+
+/// A 500 on the first blob request is retried and the pull succeeds.
+#[test]
+fn server_error_then_success() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f2 = failed.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.path == i2.layer_path() && !f2.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return reply(500, &[], "boom");
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    let pulled = pull(&client(3, 5.0, vec![]), &server.host(), &store).unwrap();
+    assert_eq!(pulled.downloaded, 2);
+    assert!(store.has(&sha256_digest(&img.layer)));
+}
+
+/// Persistent 503s end in an error that says how many attempts were made and what the registry said.
+#[test]
+fn persistent_server_error_reports_attempts() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.path.contains("/manifests/") {
+            return reply(
+                503,
+                &[("Retry-After", "0")],
+                r#"{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}"#,
+            );
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    let err = pull(&client(3, 5.0, vec![]), &server.host(), &store)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("503")
+            && err.contains("UNAVAILABLE: try later")
+            && err.contains("after 3 attempts"),
+        "{err}"
+    );
+    assert_store_empty(&store);
+}
+
+/// A 401 without credentials is an authentication error carrying the registry's message.
+#[test]
+fn unauthorized_without_credentials() {
+    let server = FakeHttp::start(|_, _| {
+        reply(
+            401,
+            &[("WWW-Authenticate", r#"Basic realm="test""#)],
+            r#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
+        )
+    });
+    let store = TestStore::new();
+    let err = pull(&client(1, 5.0, vec![]), &server.host(), &store).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, RegistryError::Unauthorized { .. }), "{msg}");
+    assert!(msg.contains("authentication failed"), "{msg}");
+    assert_store_empty(&store);
+}
+
+/// A missing manifest is a 404 error with the registry's code and message.
+#[test]
+fn missing_manifest_is_404_with_registry_message() {
+    let server = FakeHttp::start(|_, _| {
+        reply(
+            404,
+            &[],
+            r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+        )
+    });
+    let store = TestStore::new();
+    let err = pull(&client(1, 5.0, vec![]), &server.host(), &store)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("404") && err.contains("MANIFEST_UNKNOWN: manifest unknown"),
+        "{err}"
+    );
+    assert_store_empty(&store);
+}
+
+/// A manifest that is not JSON is refused as invalid.
+#[test]
+fn malformed_manifest_json() {
+    let server = FakeHttp::start(|_, _| {
+        reply(
+            200,
+            &[("Content-Type", "application/vnd.oci.image.manifest.v1+json")],
+            "{\"schemaVersion\": 2, oops",
+        )
+    });
+    let store = TestStore::new();
+    let err = pull(&client(1, 5.0, vec![]), &server.host(), &store).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, RegistryError::Manifest { .. }) && msg.contains("not valid JSON"),
+        "{msg}"
+    );
+    assert_store_empty(&store);
+}
+
+/// A blob redirect to another host is followed without the Authorization header.
+#[test]
+fn redirect_to_another_host_drops_credentials() {
+    let img = Arc::new(Image::new());
+    // The storage host sends the client back to the registry host: credentials must stay
+    // off for that hop too (Go CVE-2024-45336).
+    let back_to_registry = Arc::new(std::sync::Mutex::new(String::new()));
+    let back = back_to_registry.clone();
+    let storage = FakeHttp::start(move |_, _| {
+        let loc = back.lock().unwrap().clone();
+        reply(302, &[("Location", loc.as_str())], "")
+    });
+    let storage_host = storage.host().replace("127.0.0.1", "localhost");
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.path == "/final/blob" {
+            return if req.header("authorization").is_some() {
+                reply(400, &[], "credentials leaked back")
+            } else {
+                reply(200, &[], i2.layer.clone())
+            };
+        }
+        if req.header("authorization") != Some("Basic dTpzZWNyZXQ=") {
+            return reply(401, &[("WWW-Authenticate", r#"Basic realm="test""#)], "");
+        }
+        if req.path == i2.layer_path() {
+            let loc = format!("http://{storage_host}/bucket/blob?sig=abc");
+            return reply(307, &[("Location", loc.as_str())], "");
+        }
+        i2.serve(req)
+    });
+    let creds = vec![(
+        server.host(),
+        Credential::Basic {
+            username: "u".into(),
+            password: "secret".into(),
+        },
+    )];
+    *back_to_registry.lock().unwrap() = format!("http://{}/final/blob", server.host());
+    let store = TestStore::new();
+    pull(&client(1, 5.0, creds), &server.host(), &store).unwrap();
+    let finals: Vec<Seen> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/final/blob")
+        .collect();
+    assert_eq!(finals.len(), 1);
+    assert!(finals[0].header("authorization").is_none());
+    let seen = storage.requests();
+    assert_eq!(seen.len(), 1, "the storage host was asked once");
+    assert!(
+        seen[0].header("authorization").is_none(),
+        "credentials leaked: {:?}",
+        seen[0]
+    );
+    assert!(store.has(&sha256_digest(&img.layer)));
+}
+
+/// A server that accepts but never answers hits the idle read timeout with a clear error.
+#[test]
+fn stalled_connection_times_out() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.path == i2.layer_path() {
+            return Reply::Stall;
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    let start = Instant::now();
+    let err = pull(&client(1, 1.0, vec![]), &server.host(), &store).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, RegistryError::Network { .. }) && msg.contains("timed out"),
+        "{msg}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        start.elapsed()
+    );
+    assert_store_empty(&store);
+}
+
+/// An interrupted download resumes with a Range request from where it stopped.
+#[test]
+fn interrupted_download_resumes_with_range() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.path == i2.layer_path() {
+            if let Some(range) = req.header("range") {
+                let start: usize = range
+                    .trim_start_matches("bytes=")
+                    .trim_end_matches('-')
+                    .parse()
+                    .unwrap();
+                let total = i2.layer.len();
+                let cr = format!("bytes {start}-{}/{total}", total - 1);
+                return reply(
+                    206,
+                    &[("Content-Range", cr.as_str())],
+                    i2.layer[start..].to_vec(),
+                );
+            }
+            return Reply::Truncated(
+                200,
+                vec![("Accept-Ranges".into(), "bytes".into())],
+                i2.layer.clone(),
+                120_000,
+            );
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    pull(&client(3, 5.0, vec![]), &server.host(), &store).unwrap();
+    let ranges: Vec<String> = server
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("range").map(str::to_string))
+        .collect();
+    assert_eq!(ranges.len(), 1, "{ranges:?}");
+    let resumed_at: u64 = ranges[0]
+        .trim_start_matches("bytes=")
+        .trim_end_matches('-')
+        .parse()
+        .unwrap();
+    assert!(resumed_at > 0 && resumed_at <= 120_000, "{ranges:?}");
+    assert_eq!(store.read_blob(&sha256_digest(&img.layer)), img.layer);
+}
+
+/// The Bearer flow: challenge → token endpoint with Basic credentials and the pull scope →
+/// requests with the token; the token is cached for the following requests.
+#[test]
+fn bearer_token_flow() {
+    let token_server = FakeHttp::start(|req, _| {
+        if req.header("authorization") == Some("Basic dTpzZWNyZXQ=") {
+            reply(
+                200,
+                &[("Content-Type", "application/json")],
+                r#"{"token":"tok-123","expires_in":300}"#,
+            )
+        } else {
+            reply(
+                401,
+                &[],
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#,
+            )
+        }
+    });
+    let realm = format!("http://{}/token", token_server.host());
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.header("authorization") != Some("Bearer tok-123") {
+            let challenge =
+                format!(r#"Bearer realm="{realm}",service="fake",scope="repository:t/img:pull""#);
+            return reply(401, &[("WWW-Authenticate", challenge.as_str())], "");
+        }
+        i2.serve(req)
+    });
+    let creds = vec![(
+        server.host(),
+        Credential::Basic {
+            username: "u".into(),
+            password: "secret".into(),
+        },
+    )];
+    let store = TestStore::new();
+    pull(&client(1, 5.0, creds), &server.host(), &store).unwrap();
+    let tokens = token_server.requests();
+    assert_eq!(
+        tokens.len(),
+        1,
+        "the token is fetched once and cached: {tokens:?}"
+    );
+    assert!(
+        tokens[0].path.contains("service=fake"),
+        "{}",
+        tokens[0].path
+    );
+    assert!(
+        tokens[0].path.contains("scope=repository%3At%2Fimg%3Apull"),
+        "{}",
+        tokens[0].path
+    );
+    // Wrong credentials: the token server's refusal is reported.
+    let bad = vec![(
+        server.host(),
+        Credential::Basic {
+            username: "u".into(),
+            password: "wrong".into(),
+        },
+    )];
+    let store = TestStore::new();
+    let err = pull(&client(1, 5.0, bad), &server.host(), &store)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bad credentials") && !err.contains("wrong"),
+        "{err}"
+    );
+    assert_store_empty(&store);
+}
+
+/// A redirect to a non-HTTP scheme is refused with a clear error.
+#[test]
+fn redirect_to_unsupported_scheme_is_refused() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.path == i2.layer_path() {
+            return reply(302, &[("Location", "file:///etc/passwd")], "");
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    let err = pull(&client(1, 5.0, vec![]), &server.host(), &store)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unsupported scheme `file`"), "{err}");
+    assert_store_empty(&store);
+}
+
+/// A manifest whose `mediaType` contradicts the `Content-Type`, or that is both an index and
+/// a manifest, is refused (CVE-2021-41190).
+#[test]
+fn ambiguous_manifest_is_refused() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.path.contains("/manifests/") {
+            return reply(
+                200,
+                &[("Content-Type", "application/vnd.oci.image.index.v1+json")],
+                i2.manifest.clone(),
+            );
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    let err = pull(&client(1, 5.0, vec![]), &server.host(), &store)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("differs from the `Content-Type`"), "{err}");
+    assert_store_empty(&store);
+}
+
+/// An identity token (docker's `identitytoken`) is exchanged with the OAuth2 refresh-token
+/// POST, never sent as a password.
+#[test]
+fn identity_token_uses_refresh_token_post() {
+    let token_server = FakeHttp::start(|req, _| {
+        let body = String::from_utf8_lossy(&req.body);
+        if req.method == "POST"
+            && body.contains("grant_type=refresh_token")
+            && body.contains("refresh_token=rt-42")
+        {
+            reply(
+                200,
+                &[("Content-Type", "application/json")],
+                r#"{"access_token":"acc-1","expires_in":120}"#,
+            )
+        } else {
+            reply(
+                400,
+                &[],
+                r#"{"errors":[{"code":"DENIED","message":"bad grant"}]}"#,
+            )
+        }
+    });
+    let realm = format!("http://{}/oauth", token_server.host());
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.header("authorization") != Some("Bearer acc-1") {
+            let challenge = format!(r#"Bearer realm="{realm}",service="fake""#);
+            return reply(401, &[("WWW-Authenticate", challenge.as_str())], "");
+        }
+        i2.serve(req)
+    });
+    let creds = vec![(server.host(), Credential::IdentityToken("rt-42".into()))];
+    let store = TestStore::new();
+    pull(&client(1, 5.0, creds), &server.host(), &store).unwrap();
+    let calls = token_server.requests();
+    assert_eq!(calls.len(), 1);
+    assert!(String::from_utf8_lossy(&calls[0].body).contains("scope=repository%3At%2Fimg%3Apull"));
+}
+
+/// 429 with `Retry-After` waits as told and then succeeds.
+#[test]
+fn rate_limit_honours_retry_after() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, n| {
+        if n == 0 {
+            return reply(
+                429,
+                &[("Retry-After", "1")],
+                r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
+            );
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    let start = Instant::now();
+    pull(&client(3, 5.0, vec![]), &server.host(), &store).unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "Retry-After was not honoured"
+    );
+}
+
+/// A mirror that is down is skipped and the registry itself serves the pull.
+#[test]
+fn dead_mirror_falls_through_to_the_registry() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| i2.serve(req));
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let mut cfg = RegistriesConfig::parse(&format!(
+        "[registries.\"{}\"]\nmirrors = [\"127.0.0.1:{dead_port}\"]\n",
+        server.host()
+    ))
+    .unwrap();
+    cfg.network.retries = 1;
+    cfg.network.backoff_ms = 10;
+    let c = Client::with_credentials(cfg, Arc::new(StaticCredentials(vec![])));
+    let store = TestStore::new();
+    let pulled = pull(&c, &server.host(), &store).unwrap();
+    assert_eq!(pulled.served_by, server.host());
+}
+
+/// A blob longer than its descriptor stops at size+1 bytes with a size mismatch.
+#[test]
+fn overlong_blob_is_a_size_mismatch() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.path == i2.layer_path() {
+            let mut long = i2.layer.clone();
+            long.push(b'!');
+            return reply(200, &[], long);
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    let err = pull(&client(1, 5.0, vec![]), &server.host(), &store).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::SizeMismatch {
+                expected: 200_000,
+                actual: 200_001,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_store_empty(&store);
+}
+
+/// A tag whose `Docker-Content-Digest` header lies about the manifest bytes is refused.
+#[test]
+fn lying_manifest_digest_header_is_refused() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| {
+        if req.path.contains("/manifests/") {
+            let lie = format!("sha256:{}", "1".repeat(64));
+            return reply(
+                200,
+                &[
+                    ("Content-Type", "application/vnd.oci.image.manifest.v1+json"),
+                    ("Docker-Content-Digest", lie.as_str()),
+                ],
+                i2.manifest.clone(),
+            );
+        }
+        i2.serve(req)
+    });
+    let store = TestStore::new();
+    let err = pull(&client(1, 5.0, vec![]), &server.host(), &store).unwrap_err();
+    assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
+    assert_store_empty(&store);
+}

@@ -1,0 +1,434 @@
+//! What each step reads from outside the image, resolved before anything runs: COPY/ADD
+//! sources in the build context (with pointed errors), files downloaded for ADD URLs, and
+//! context bind mounts of RUN. Produces the named file sets that enter cache keys and keeps
+//! their records in the cache index so `explain` can name changed files.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use miette::Report;
+
+use crate::cache::CacheIndex;
+use crate::cache_key::FilesInput;
+use crate::chmod::Chmod;
+use crate::context::{
+    self, BuildContext, CopyRequest, FileRecord, ModeOverride, Overrides, RecordKind,
+    ResolvedSources, SourceArg, StatCache,
+};
+use crate::explain::FileDiff;
+use crate::graph::StageOrder;
+use crate::op::{CopyOp, CopySource, FileSource, Op, Plan, RunMount, StepId};
+
+/// A file downloaded for `ADD <url>`.
+#[derive(Debug, Clone)]
+pub struct FetchedUrl {
+    pub url: String,
+    /// Where the body was saved.
+    pub path: PathBuf,
+    /// `sha256:...` of the body.
+    pub digest: String,
+    pub size: u64,
+    /// Unix seconds from `Last-Modified`, the file's mtime in the image.
+    pub modified: Option<i64>,
+    /// The file name in the image (last URL path segment).
+    pub name: String,
+}
+
+/// Downloads one URL (`checksum` verified when given), or fails with a message and a help line.
+pub type Fetch<'a> =
+    dyn Fn(&str, Option<&str>) -> Result<FetchedUrl, (String, Option<String>)> + 'a;
+
+/// An `ADD <url>` that could not be downloaded or did not match its checksum.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("cannot ADD `{url}`: {message}")]
+#[diagnostic(code(rbuild::add::fetch))]
+pub struct FetchError {
+    pub url: String,
+    pub message: String,
+    #[help]
+    pub help: Option<String>,
+    #[source_code]
+    pub src: context::Source,
+    #[label("this source")]
+    pub span: miette::SourceSpan,
+}
+
+/// The outside inputs of one step.
+#[derive(Debug, Clone, Default)]
+pub struct StepInputs {
+    /// COPY/ADD sources from the build context.
+    pub copy: Option<ResolvedSources>,
+    /// ADD URL sources, in source order.
+    pub urls: Vec<FetchedUrl>,
+    /// RUN bind mounts from the context, by mount target.
+    pub mounts: BTreeMap<String, ResolvedSources>,
+}
+
+/// Everything resolved before solving.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    pub context: Option<Arc<BuildContext>>,
+    pub steps: BTreeMap<StepId, StepInputs>,
+    /// Named file sets per step, for cache keys.
+    pub files: BTreeMap<StepId, BTreeMap<String, FilesInput>>,
+}
+
+/// Whether any needed step reads the build context.
+pub fn needs_context(plan: &Plan, order: &StageOrder) -> bool {
+    order.order.iter().any(|&s| {
+        plan.stages[s].steps.iter().any(|step| match &step.op {
+            Op::Copy(c) => {
+                c.from == FileSource::Context
+                    && c.sources
+                        .iter()
+                        .any(|s| matches!(s, CopySource::Path { .. }))
+            }
+            Op::Run(r) => r.mounts.iter().any(|m| {
+                matches!(
+                    m,
+                    RunMount::Bind {
+                        from: FileSource::Context,
+                        ..
+                    }
+                )
+            }),
+            _ => false,
+        })
+    })
+}
+
+/// The ownership and mode a COPY gives its files, so keys follow the effective result:
+/// `--chown` with numbers sets them; names resolve in the image (the key holds the name and the
+/// image content instead), so records use 0:0 as without `--chown`.
+fn overrides(copy: &CopyOp) -> Overrides {
+    let mut o = Overrides::context_default();
+    if let Some(chown) = &copy.chown {
+        let (user, group) = chown.split_once(':').unwrap_or((chown, ""));
+        if let Ok(uid) = user.parse::<u32>() {
+            o.uid = Some(uid);
+            o.gid = Some(if group.is_empty() {
+                uid
+            } else {
+                group.parse().unwrap_or(0)
+            });
+        }
+    }
+    if let Some(text) = &copy.chmod
+        && let Ok(chmod) = Chmod::parse(text)
+    {
+        o.mode = Some(match chmod {
+            Chmod::Octal(m) => ModeOverride::Octal(m),
+            sym => ModeOverride::With(Arc::new(move |kind, mode| {
+                sym.apply(mode, kind == RecordKind::Dir)
+            })),
+        });
+    }
+    o
+}
+
+/// Resolve, hash and record every context input of the needed stages.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    plan: &Plan,
+    order: &StageOrder,
+    mut context: Option<BuildContext>,
+    stat_cache: &mut StatCache,
+    cache: &CacheIndex,
+    dockerfile: &context::Source,
+    fetch: &Fetch<'_>,
+) -> Result<Inputs, Report> {
+    let mut inputs = Inputs::default();
+    for &s in &order.order {
+        for step in &plan.stages[s].steps {
+            let mut step_inputs = StepInputs::default();
+            let mut sets = BTreeMap::new();
+            match &step.op {
+                Op::Copy(copy) => {
+                    let paths: Vec<SourceArg> = copy
+                        .sources
+                        .iter()
+                        .filter_map(|src| match src {
+                            CopySource::Path { path, span } => Some(SourceArg::new(
+                                path.clone(),
+                                (span.start, span.end - span.start),
+                            )),
+                            _ => None,
+                        })
+                        .collect();
+                    if copy.from == FileSource::Context && !paths.is_empty() {
+                        let ctx = context
+                            .as_mut()
+                            .expect("the build context is loaded when a step reads it");
+                        let excludes: Vec<SourceArg> = copy
+                            .excludes
+                            .iter()
+                            .map(|e| {
+                                SourceArg::new(
+                                    e.clone(),
+                                    (
+                                        step.site.span.start,
+                                        step.site.span.end - step.site.span.start,
+                                    ),
+                                )
+                            })
+                            .collect();
+                        let resolved = ctx
+                            .resolve(&CopyRequest {
+                                dockerfile,
+                                sources: &paths,
+                                excludes: &excludes,
+                                parents: copy.parents,
+                            })
+                            .map_err(Report::new)?;
+                        let records = ctx
+                            .records(&resolved, &overrides(copy), stat_cache)
+                            .map_err(Report::new)?;
+                        sets.insert("context".to_string(), record_set(cache, &records)?);
+                        step_inputs.copy = Some(resolved);
+                    }
+                    for src in &copy.sources {
+                        if let CopySource::Url { url, span } = src {
+                            let fetched = fetch(url, copy.checksum.as_deref()).map_err(
+                                |(message, help)| {
+                                    Report::new(FetchError {
+                                        url: redact(url),
+                                        message,
+                                        help,
+                                        src: dockerfile.clone(),
+                                        span: (span.start, span.end - span.start).into(),
+                                    })
+                                },
+                            )?;
+                            sets.insert(
+                                format!("url:{url}"),
+                                FilesInput {
+                                    digest: fetched.digest.clone(),
+                                    count: 1,
+                                    bytes: fetched.size,
+                                },
+                            );
+                            step_inputs.urls.push(fetched);
+                        }
+                    }
+                }
+                Op::Run(run) => {
+                    for mount in &run.mounts {
+                        let RunMount::Bind {
+                            target,
+                            from: FileSource::Context,
+                            source,
+                            ..
+                        } = mount
+                        else {
+                            continue;
+                        };
+                        let ctx = context
+                            .as_mut()
+                            .expect("the build context is loaded when a step reads it");
+                        let span = (
+                            step.site.span.start,
+                            step.site.span.end - step.site.span.start,
+                        );
+                        let resolved = ctx
+                            .resolve(&CopyRequest {
+                                dockerfile,
+                                sources: &[SourceArg::new(source.clone(), span)],
+                                excludes: &[],
+                                parents: false,
+                            })
+                            .map_err(Report::new)?;
+                        let records = ctx
+                            .records(&resolved, &Overrides::default(), stat_cache)
+                            .map_err(Report::new)?;
+                        sets.insert(format!("mount:{target}"), record_set(cache, &records)?);
+                        step_inputs.mounts.insert(target.clone(), resolved);
+                    }
+                }
+                Op::Meta | Op::Mkdir(_) => {}
+            }
+            if !sets.is_empty() {
+                inputs.files.insert(step.id, sets);
+            }
+            if step_inputs.copy.is_some()
+                || !step_inputs.urls.is_empty()
+                || !step_inputs.mounts.is_empty()
+            {
+                inputs.steps.insert(step.id, step_inputs);
+            }
+        }
+    }
+    inputs.context = context.map(Arc::new);
+    Ok(inputs)
+}
+
+/// A URL without its password, for messages and history (CVE-2023-26054 class).
+pub fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) => {
+                    let user = userinfo.split(':').next().unwrap_or("");
+                    format!("{scheme}://{user}:xxxxx@{host}{path}")
+                }
+                None => url.to_string(),
+            }
+        }
+        None => url.to_string(),
+    }
+}
+
+/// The key entry of a record list, storing the records (once per digest) for explanations.
+fn record_set(cache: &CacheIndex, records: &[FileRecord]) -> Result<FilesInput, Report> {
+    let digest = hex::encode(context::digest(records).0);
+    let mut encoded = Vec::new();
+    context::encode(records, &mut encoded);
+    cache.put_files(&digest, &encoded).map_err(Report::new)?;
+    Ok(FilesInput {
+        digest,
+        count: records.len() as u64,
+        bytes: records
+            .iter()
+            .filter(|r| r.kind == RecordKind::File)
+            .map(|r| r.size)
+            .sum(),
+    })
+}
+
+/// The per-file differences between two stored record lists, for `explain`.
+pub fn files_diff(cache: &CacheIndex, old: &str, new: &str) -> Option<FileDiff> {
+    let load = |digest: &str| -> Option<Vec<FileRecord>> {
+        decode_records(&cache.get_files(digest).ok()??)
+    };
+    let (old, new) = (load(old)?, load(new)?);
+    let diff = context::diff(&old, &new);
+    let show = |p: &std::path::Path| {
+        let s = p.to_string_lossy();
+        if s.is_empty() {
+            ".".to_string()
+        } else {
+            s.into_owned()
+        }
+    };
+    Some(FileDiff {
+        added: diff.added.iter().map(|r| show(&r.path)).collect(),
+        removed: diff.removed.iter().map(|r| show(&r.path)).collect(),
+        changed: diff
+            .changed
+            .iter()
+            .map(|c| {
+                (
+                    show(&c.path),
+                    c.fields.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect(),
+        unknown: false,
+    })
+}
+
+/// Read back [`context::encode`]'s format (v1); `None` for anything else. The records only
+/// serve explanations, so unknown versions are simply not explained file by file.
+fn decode_records(bytes: &[u8]) -> Option<Vec<FileRecord>> {
+    use std::os::unix::ffi::OsStrExt;
+    fn take<'a>(r: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (a, b) = r.split_at_checked(n)?;
+        *r = b;
+        Some(a)
+    }
+    fn u32_(r: &mut &[u8]) -> Option<u32> {
+        Some(u32::from_le_bytes(take(r, 4)?.try_into().ok()?))
+    }
+    fn u64_(r: &mut &[u8]) -> Option<u64> {
+        Some(u64::from_le_bytes(take(r, 8)?.try_into().ok()?))
+    }
+    let mut r = bytes.strip_prefix(b"rbuild.context.records\0".as_slice())?;
+    if u32_(&mut r)? != context::RECORDS_VERSION {
+        return None;
+    }
+    let count = u64_(&mut r)?;
+    let mut out = Vec::with_capacity(count.min(1 << 20) as usize);
+    for _ in 0..count {
+        let len = u32_(&mut r)? as usize;
+        let path = PathBuf::from(std::ffi::OsStr::from_bytes(take(&mut r, len)?));
+        let kind = match take(&mut r, 1)?[0] {
+            1 => RecordKind::File,
+            2 => RecordKind::Dir,
+            3 => RecordKind::Symlink,
+            _ => return None,
+        };
+        let (mode, uid, gid, size) = (u32_(&mut r)?, u32_(&mut r)?, u32_(&mut r)?, u64_(&mut r)?);
+        let link_target = match take(&mut r, 1)?[0] {
+            0 => None,
+            _ => {
+                let len = u32_(&mut r)? as usize;
+                Some(PathBuf::from(std::ffi::OsStr::from_bytes(take(
+                    &mut r, len,
+                )?)))
+            }
+        };
+        let content = match take(&mut r, 1)?[0] {
+            0 => None,
+            _ => Some(take(&mut r, 32)?.try_into().ok()?),
+        };
+        out.push(FileRecord {
+            source_path: path.clone(),
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+            size,
+            link_target,
+            content,
+        });
+    }
+    r.is_empty().then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Passwords in URLs never reach messages.
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact("https://u:secret@h/x"), "https://u:xxxxx@h/x");
+        assert_eq!(redact("https://h/x@y"), "https://h/x@y");
+        assert_eq!(redact("https://h/x"), "https://h/x");
+    }
+
+    /// Stored records decode back to what was encoded.
+    #[test]
+    fn records_round_trip() {
+        let records = vec![
+            FileRecord {
+                path: "a".into(),
+                source_path: "a".into(),
+                kind: RecordKind::File,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                size: 3,
+                link_target: None,
+                content: Some([7; 32]),
+            },
+            FileRecord {
+                path: "l".into(),
+                source_path: "l".into(),
+                kind: RecordKind::Symlink,
+                mode: 0o777,
+                uid: 1,
+                gid: 2,
+                size: 1,
+                link_target: Some("a".into()),
+                content: None,
+            },
+        ];
+        let mut bytes = Vec::new();
+        context::encode(&records, &mut bytes);
+        assert_eq!(decode_records(&bytes), Some(records));
+        assert_eq!(decode_records(&bytes[..bytes.len() - 1]), None);
+    }
+}

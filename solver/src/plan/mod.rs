@@ -1,0 +1,527 @@
+//! The planner: typed Dockerfile instructions → the build [`Plan`] (expanded steps per stage)
+//! plus each stage's image config, following BuildKit's dispatch rules (ARG scoping, ENV over
+//! ARG, default PATH, WORKDIR chaining, CMD reset by ENTRYPOINT, ONBUILD triggers, stage
+//! references by name or index, base images resolved through an [`ImageSource`]).
+
+mod copy;
+mod error;
+mod expand;
+mod meta;
+mod run;
+mod state;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rbuild_parser::{Dockerfile, Instruction, LineIndex};
+use rbuild_store::ImageConfig;
+
+pub use error::PlanError;
+use expand::Vars;
+use state::StageState;
+
+use crate::op::{Base, ImageBase, Plan, Platform, Site, Stage, Step, StepId};
+
+/// A resolved base image: what enters keys and layer chains, and its config.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    pub base: ImageBase,
+    pub config: ImageConfig,
+}
+
+/// Finds (and if needed pulls) images named by `FROM` and `COPY --from`.
+pub trait ImageSource {
+    /// Resolve `reference` (as written after expansion) for `platform`. The error message is
+    /// shown under the reference in the Dockerfile; the help line below it.
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, (String, Option<String>)>;
+}
+
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    /// `--build-arg` values.
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub platform: Platform,
+}
+
+/// A stage's image before layers are known: its config (without rootfs/history of its own
+/// steps) and where it came from.
+#[derive(Debug, Clone)]
+pub struct StageImage {
+    /// The config after every instruction of the stage; `rootfs` and `history` are those of
+    /// the base (image or stage chain), completed by [`crate::image::assemble`].
+    pub config: ImageConfig,
+}
+
+/// The planner's result.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub plan: Plan,
+    /// One per plan stage (unused stages get their base config only).
+    pub images: Vec<StageImage>,
+    /// Build args given on the command line that no ARG declared.
+    pub unused_build_args: Vec<String>,
+}
+
+/// ARGs that are predefined (usable without an ARG line) and never enter history or keys
+/// unless declared.
+pub const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// Plan a parsed Dockerfile. `src` is its text (for display strings and line numbers).
+pub fn plan(
+    src: &str,
+    dockerfile: &Dockerfile,
+    opts: &PlanOptions,
+    images: &dyn ImageSource,
+) -> Result<Planned, PlanError> {
+    let stages = dockerfile.stages();
+    if stages.stages.is_empty() {
+        return Err(PlanError::NoStage);
+    }
+    let escape = dockerfile.directives.escape;
+    let lines = LineIndex::new(src);
+    let mut consumed: BTreeSet<String> = BTreeSet::new();
+
+    // Global scope: automatic platform ARGs, then the ARGs before the first FROM.
+    let mut global = Vars::default();
+    for (name, value) in platform_args(&opts.platform) {
+        global.set(name, value);
+    }
+    for arg in &stages.global_args {
+        for def in &arg.args {
+            let name = def.name.value.clone();
+            consumed.insert(name.clone());
+            let value = match (opts.build_args.get(&name), &def.default) {
+                (Some(v), _) => Some(v.clone()),
+                (None, Some(default)) => Some(expand::word(
+                    &global,
+                    default,
+                    escape,
+                    &mut BTreeMap::new(),
+                )?),
+                (None, None) => None,
+            };
+            match value {
+                Some(v) => global.set(name, v),
+                None => global.declare(name),
+            }
+        }
+    }
+
+    // Stage names (lowercased) for FROM and --from.
+    let names: Vec<Option<String>> = stages.stages.iter().map(|s| s.name()).collect();
+    let target = match &opts.target {
+        None => stages.stages.len() - 1,
+        Some(t) => names
+            .iter()
+            .position(|n| n.as_deref() == Some(t.to_ascii_lowercase().as_str()))
+            .ok_or_else(|| {
+                let known: Vec<&str> = names.iter().flatten().map(String::as_str).collect();
+                PlanError::UnknownTarget {
+                    target: t.clone(),
+                    help: match rbuild_parser::diagnostics::suggest(t, &known) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None if known.is_empty() => {
+                            "the Dockerfile names no stages (`FROM image AS name`)".into()
+                        }
+                        None => format!("stages: {}", known.join(", ")),
+                    },
+                }
+            })?,
+    };
+
+    let ctx = Ctx {
+        src,
+        lines: &lines,
+        escape,
+        opts,
+        images,
+        names: &names,
+    };
+
+    // Which stages the target needs, from the static references (FROM name, --from, mounts).
+    let needed = needed_stages(&ctx, &stages.stages, target);
+
+    let mut plan_stages: Vec<Stage> = Vec::with_capacity(stages.stages.len());
+    let mut stage_images: Vec<StageImage> = Vec::with_capacity(stages.stages.len());
+    let mut states: Vec<Option<StageState>> = Vec::with_capacity(stages.stages.len());
+    for st in &stages.stages {
+        let from = st.from;
+        let site = ctx.site(from.meta.span);
+        if !needed.contains(&st.index) {
+            plan_stages.push(Stage {
+                index: st.index,
+                name: st.name(),
+                base: Base::Scratch,
+                steps: Vec::new(),
+                site,
+            });
+            stage_images.push(StageImage {
+                config: ImageConfig::default(),
+            });
+            states.push(None);
+            continue;
+        }
+        // FROM: expanded with the global scope only.
+        let image = expand::word(&global, &from.image, escape, &mut BTreeMap::new())?;
+        if image.is_empty() {
+            let referenced = expand::referenced(&global, &from.image, escape);
+            return Err(PlanError::EmptyBase {
+                written: from.image.value.clone(),
+                help: if referenced.is_empty() {
+                    "name an image, a stage, or `scratch`".into()
+                } else {
+                    format!(
+                        "give {} a value: `--build-arg {}=...` or a default in `ARG`",
+                        referenced.join(", "),
+                        referenced[0]
+                    )
+                },
+                span: from.image.span.into(),
+            });
+        }
+        let lower = image.to_ascii_lowercase();
+        let earlier_stage = names[..st.index]
+            .iter()
+            .rposition(|n| n.as_deref() == Some(lower.as_str()));
+        let (base, mut state, onbuild) = if let Some(i) = earlier_stage {
+            let base_state = states[i]
+                .clone()
+                .expect("a stage used as a base is needed, so it was planned");
+            (Base::Stage(i), base_state.for_child(), Vec::new())
+        } else if lower == "scratch" {
+            (
+                Base::Scratch,
+                StageState::scratch(&opts.platform),
+                Vec::new(),
+            )
+        } else {
+            let resolved = ctx.resolve(&image, from.image.span)?;
+            let onbuild = resolved
+                .config
+                .config
+                .as_ref()
+                .and_then(|c| c.on_build.clone())
+                .unwrap_or_default();
+            (
+                Base::Image(resolved.base.clone()),
+                StageState::from_image(resolved.config),
+                onbuild,
+            )
+        };
+        // Build args declared in the base stage chain stay visible (BuildKit).
+        let mut steps: Vec<Step> = Vec::new();
+
+        // ONBUILD triggers of the base image run first, pointing at the FROM line.
+        for (k, trigger) in onbuild.iter().enumerate() {
+            let parsed = rbuild_parser::parse(trigger);
+            if parsed.has_errors() || parsed.dockerfile.instructions.len() != 1 {
+                return Err(PlanError::invalid(
+                    from.meta.span,
+                    format!(
+                        "the base image's ONBUILD trigger #{} is invalid: `{trigger}`",
+                        k + 1
+                    ),
+                    "in the image used here",
+                    Some("rebuild the base image with a valid ONBUILD instruction".into()),
+                ));
+            }
+            let ins = &parsed.dockerfile.instructions[0];
+            let trig_ctx = Ctx {
+                src: trigger,
+                ..ctx
+            };
+            let id = StepId {
+                stage: st.index,
+                index: steps.len(),
+            };
+            let mut step = dispatch(
+                &trig_ctx,
+                &mut state,
+                st.index,
+                id,
+                ins,
+                &mut consumed,
+                &global,
+            )
+            .map_err(|e| relocate(e, from.meta.span))?;
+            step.site = site.clone();
+            step.display = format!("ONBUILD {}", step.display);
+            steps.push(step);
+        }
+        for ins in st.instructions {
+            let id = StepId {
+                stage: st.index,
+                index: steps.len(),
+            };
+            let step = dispatch(&ctx, &mut state, st.index, id, ins, &mut consumed, &global)?;
+            steps.push(step);
+        }
+        stage_images.push(StageImage {
+            config: state.finished_config(),
+        });
+        plan_stages.push(Stage {
+            index: st.index,
+            name: st.name(),
+            base,
+            steps,
+            site,
+        });
+        states.push(Some(state));
+    }
+
+    let plan = Plan {
+        stages: plan_stages,
+        target,
+        platform: opts.platform.clone(),
+    };
+    // Cycles can only come from forward `--from` references.
+    if let Err(cycle) = crate::graph::stage_order(&plan) {
+        let names: Vec<String> = cycle
+            .stages
+            .iter()
+            .map(|s| plan.stages[*s].label())
+            .collect();
+        let first = &plan.stages[cycle.stages[0]];
+        return Err(PlanError::Cycle {
+            cycle: format!("{} → {}", names.join(" → "), names[0]),
+            span: first.site.span.clone().into(),
+        });
+    }
+    let unused_build_args = opts
+        .build_args
+        .keys()
+        .filter(|k| !consumed.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+        .filter(|k| !k.starts_with("BUILDKIT_") && k.as_str() != "SOURCE_DATE_EPOCH")
+        .cloned()
+        .collect();
+    Ok(Planned {
+        plan,
+        images: stage_images,
+        unused_build_args,
+    })
+}
+
+/// Move an error raised inside an ONBUILD trigger (whose spans are in the trigger text) to
+/// the FROM line that pulled it in.
+fn relocate(err: PlanError, span: rbuild_parser::Span) -> PlanError {
+    match err {
+        PlanError::Expansion { word, message, .. } => PlanError::Expansion {
+            word,
+            message,
+            span: span.into(),
+        },
+        PlanError::Invalid {
+            message,
+            label,
+            help,
+            ..
+        } => PlanError::Invalid {
+            message,
+            span: span.into(),
+            label: format!("{label} (in an ONBUILD trigger of this image)"),
+            help,
+        },
+        other => other,
+    }
+}
+
+/// The automatic platform ARGs of the global scope.
+fn platform_args(platform: &Platform) -> Vec<(String, String)> {
+    let host = Platform::host();
+    let mut out = Vec::new();
+    for (prefix, p) in [("TARGET", platform), ("BUILD", &host)] {
+        out.push((format!("{prefix}PLATFORM"), p.to_string()));
+        out.push((format!("{prefix}OS"), p.os.clone()));
+        out.push((format!("{prefix}ARCH"), p.architecture.clone()));
+        out.push((
+            format!("{prefix}VARIANT"),
+            p.variant.clone().unwrap_or_default(),
+        ));
+    }
+    out
+}
+
+/// Shared, read-only planning context.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    src: &'a str,
+    lines: &'a LineIndex,
+    escape: char,
+    opts: &'a PlanOptions,
+    images: &'a dyn ImageSource,
+    names: &'a [Option<String>],
+}
+
+impl Ctx<'_> {
+    fn site(&self, span: rbuild_parser::Span) -> Site {
+        Site {
+            span: span.start..span.end,
+            line: self.lines.line_col(self.src, span.start).0,
+        }
+    }
+
+    /// The instruction as written, on one line: continuations joined, heredoc bodies left out.
+    fn display(&self, ins: &Instruction) -> String {
+        let span = ins.span();
+        let text = self.src.get(span.start..span.end).unwrap_or_default();
+        let mut out = String::new();
+        let mut lines = text.lines().peekable();
+        while let Some(line) = lines.next() {
+            let trimmed = line.trim_end();
+            if let Some(stripped) = trimmed.strip_suffix(self.escape) {
+                out.push_str(stripped.trim_start());
+                if lines.peek().is_some() {
+                    continue;
+                }
+            } else {
+                out.push_str(trimmed.trim_start());
+            }
+            break;
+        }
+        let collapsed: Vec<&str> = out.split_whitespace().collect();
+        collapsed.join(" ")
+    }
+
+    fn resolve(
+        &self,
+        reference: &str,
+        span: rbuild_parser::Span,
+    ) -> Result<ResolvedImage, PlanError> {
+        self.images
+            .resolve(reference, &self.opts.platform)
+            .map_err(|(message, help)| PlanError::BaseImage {
+                reference: reference.to_string(),
+                span: span.into(),
+                message,
+                help,
+            })
+    }
+
+    /// The stage a `--from` / `from=` value names: a stage name (any position), or an index
+    /// of an earlier stage. `Ok(None)` means it is an image reference.
+    fn stage_ref(
+        &self,
+        value: &str,
+        current: usize,
+        span: rbuild_parser::Span,
+    ) -> Result<Option<usize>, PlanError> {
+        if let Ok(index) = value.parse::<usize>() {
+            if index >= current {
+                return Err(PlanError::StageIndex {
+                    from: value.to_string(),
+                    span: span.into(),
+                });
+            }
+            return Ok(Some(index));
+        }
+        let lower = value.to_ascii_lowercase();
+        match self
+            .names
+            .iter()
+            .position(|n| n.as_deref() == Some(lower.as_str()))
+        {
+            Some(i) if i == current => Err(PlanError::SelfReference {
+                from: value.to_string(),
+                span: span.into(),
+            }),
+            found => Ok(found),
+        }
+    }
+}
+
+/// Stages the target needs, following FROM names (earlier stages only), `COPY --from` and
+/// `RUN --mount from=` references.
+fn needed_stages(
+    ctx: &Ctx<'_>,
+    stages: &[rbuild_parser::Stage<'_>],
+    target: usize,
+) -> BTreeSet<usize> {
+    let deps: Vec<BTreeSet<usize>> = stages
+        .iter()
+        .map(|st| {
+            let mut deps = BTreeSet::new();
+            let base = st.from.image.value.to_ascii_lowercase();
+            if let Some(i) = ctx.names[..st.index]
+                .iter()
+                .rposition(|n| n.as_deref() == Some(base.as_str()))
+            {
+                deps.insert(i);
+            }
+            for ins in st.instructions {
+                for value in static_from_refs(ins) {
+                    if let Ok(Some(i)) = ctx.stage_ref(&value, st.index, ins.span()) {
+                        deps.insert(i);
+                    }
+                }
+            }
+            deps
+        })
+        .collect();
+    let mut needed = BTreeSet::new();
+    let mut stack = vec![target];
+    while let Some(s) = stack.pop() {
+        if needed.insert(s) {
+            stack.extend(deps[s].iter().copied());
+        }
+    }
+    needed
+}
+
+/// `--from` of COPY and `from=` of RUN mounts, as written.
+fn static_from_refs(ins: &Instruction) -> Vec<String> {
+    match ins {
+        Instruction::Copy(c) => c.from.iter().map(|f| f.raw.clone()).collect(),
+        Instruction::Run(r) => r.mounts.iter().filter_map(|m| m.from.clone()).collect(),
+        Instruction::Onbuild(_) => Vec::new(),
+        _ => Vec::new(),
+    }
+}
+
+/// Turn one instruction into a step, updating the stage state.
+fn dispatch(
+    ctx: &Ctx<'_>,
+    state: &mut StageState,
+    stage: usize,
+    id: StepId,
+    ins: &Instruction,
+    consumed: &mut BTreeSet<String>,
+    global: &Vars,
+) -> Result<Step, PlanError> {
+    let site = ctx.site(ins.span());
+    let display = ctx.display(ins);
+    let mut step = Step {
+        id,
+        display,
+        site,
+        op: crate::op::Op::Meta,
+        created_by: String::new(),
+        key: crate::op::KeyParts::default(),
+    };
+    match ins {
+        Instruction::From(_) => unreachable!("stages() splits at FROM"),
+        Instruction::Run(run) => run::dispatch(ctx, state, stage, run, &mut step)?,
+        Instruction::Copy(copy) => copy::dispatch_copy(ctx, state, stage, copy, &mut step)?,
+        Instruction::Add(add) => copy::dispatch_add(ctx, state, add, &mut step)?,
+        Instruction::Arg(arg) => meta::arg(ctx, state, arg, consumed, global, &mut step)?,
+        other => meta::dispatch(ctx, state, other, &mut step)?,
+    }
+    Ok(step)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,293 @@
+//! Planner tests: the build conformance Dockerfiles must plan to the image configs BuildKit
+//! produced (the `config` part of `expected/*.json`), with a fake image source that knows the
+//! busybox fixture. Files are compared by the build conformance test of the CLI.
+
+use crate::op::{FileSource, Op, RunOp};
+use std::path::PathBuf;
+
+use super::*;
+
+const BUSYBOX_CONFIG: &str = r#"{"architecture":"amd64","config":{"Cmd":["sh"],"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},"created":"1970-01-01T00:00:00Z","history":[{"created":"1970-01-01T00:00:00Z","created_by":"rootfs from busybox:1.35"}],"os":"linux","rootfs":{"diff_ids":["sha256:8e72dda08fadc620728434017439e53ba873d653053fb4ba8165b0de42186d16"],"type":"layers"}}"#;
+
+struct Fake;
+
+impl ImageSource for Fake {
+    fn resolve(
+        &self,
+        reference: &str,
+        _platform: &Platform,
+    ) -> Result<ResolvedImage, (String, Option<String>)> {
+        if reference != "busybox:1.35" {
+            return Err((format!("no image `{reference}`"), None));
+        }
+        let config = ImageConfig::parse(BUSYBOX_CONFIG.as_bytes(), 1 << 20, "config").unwrap();
+        Ok(ResolvedImage {
+            base: ImageBase {
+                reference: "docker.io/library/busybox:1.35".into(),
+                manifest_digest:
+                    "sha256:0221852225c8456bdfa025a2656be6c12be059d535ada46e9423f596afea515e".into(),
+                config_digest:
+                    "sha256:8366966a27353925d9cd7cb6d939eb5795d9e77fb389e545f4c8d787dd3cdf70".into(),
+                diff_ids: vec![
+                    "sha256:8e72dda08fadc620728434017439e53ba873d653053fb4ba8165b0de42186d16"
+                        .into(),
+                ],
+            },
+            config,
+        })
+    }
+}
+
+fn opts(args: &[(&str, &str)], target: Option<&str>) -> PlanOptions {
+    PlanOptions {
+        build_args: args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        target: target.map(str::to_string),
+        platform: Platform {
+            os: "linux".into(),
+            architecture: "amd64".into(),
+            variant: None,
+        },
+    }
+}
+
+fn plan_text(src: &str, opts: &PlanOptions) -> Result<Planned, PlanError> {
+    let parsed = rbuild_parser::parse(src);
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    plan(src, &parsed.dockerfile, opts, &Fake)
+}
+
+fn shared() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/build")
+}
+
+/// The compared config fields of a planned target stage, as JSON.
+fn config_fields(planned: &Planned) -> serde_json::Value {
+    let config = planned.images[planned.plan.target]
+        .config
+        .config
+        .clone()
+        .unwrap_or_default();
+    let full = serde_json::to_value(&config).unwrap();
+    let mut out = serde_json::Map::new();
+    for key in [
+        "User",
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "WorkingDir",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "StopSignal",
+        "Healthcheck",
+        "Shell",
+        "OnBuild",
+    ] {
+        if let Some(v) = full.get(key) {
+            let empty = v.is_null()
+                || v.as_array().is_some_and(|a| a.is_empty())
+                || v.as_object().is_some_and(|o| o.is_empty())
+                || v.as_str().is_some_and(str::is_empty);
+            if !empty {
+                out.insert(key.to_string(), v.clone());
+            }
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// Every conformance case plans to BuildKit's image config.
+#[test]
+fn conformance_configs_match_buildkit() {
+    let dir = shared();
+    assert!(
+        dir.is_dir(),
+        "missing shared conformance data at {}",
+        dir.display()
+    );
+    let mut failures = Vec::new();
+    let mut cases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("Dockerfile").is_file())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 10);
+    for case in cases {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let src = std::fs::read_to_string(case.join("Dockerfile")).unwrap();
+        let mut args = Vec::new();
+        let mut target = None;
+        if let Ok(line) = std::fs::read_to_string(dir.join("expected").join(format!("{name}.args")))
+        {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let mut i = 0;
+            while i < words.len() {
+                match words[i] {
+                    "--target" => target = Some(words[i + 1].to_string()),
+                    "--build-arg" => {
+                        let (k, v) = words[i + 1].split_once('=').unwrap();
+                        args.push((k.to_string(), v.to_string()));
+                    }
+                    other => panic!("unknown arg {other}"),
+                }
+                i += 2;
+            }
+        }
+        let args_ref: Vec<(&str, &str)> =
+            args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let planned = match plan_text(&src, &opts(&args_ref, target.as_deref())) {
+            Ok(p) => p,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let expected: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("expected").join(format!("{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        let got = config_fields(&planned);
+        if got != expected["config"] {
+            failures.push(format!(
+                "{name}:\n  got      {got}\n  expected {}",
+                expected["config"]
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// ARG scoping: a global ARG is only visible in a stage when redeclared; ENV wins over ARG.
+#[test]
+fn arg_scoping() {
+    let src = "ARG V=global\nFROM busybox:1.35\nRUN echo $V\nARG V\nENV E=$V\nARG W=w\nENV W=env\nRUN echo\n";
+    let planned = plan_text(src, &opts(&[], None)).unwrap();
+    let steps = &planned.plan.stages[0].steps;
+    let Op::Run(first) = &steps[0].op else {
+        panic!()
+    };
+    assert!(!first.env.iter().any(|(k, _)| k == "V"));
+    let Op::Run(last) = &steps[5].op else {
+        panic!()
+    };
+    assert!(last.env.contains(&("V".into(), "global".into())));
+    assert!(last.env.contains(&("E".into(), "global".into())));
+    assert!(last.env.contains(&("W".into(), "env".into())));
+    assert_eq!(
+        steps[5].created_by,
+        "RUN |2 V=global W=env /bin/sh -c echo # buildkit"
+    );
+}
+
+/// Unused build args are reported; used ones are not.
+#[test]
+fn unused_build_args() {
+    let planned = plan_text(
+        "FROM busybox:1.35\nARG USED\n",
+        &opts(&[("USED", "1"), ("TYPO", "2"), ("HTTP_PROXY", "x")], None),
+    )
+    .unwrap();
+    assert_eq!(planned.unused_build_args, vec!["TYPO".to_string()]);
+}
+
+/// Stage references: by name, by earlier index, or an image; errors for bad ones. (Forward
+/// references, the only way to a cycle, are refused by the parser as BuildKit does.)
+#[test]
+fn stage_references() {
+    let ok = "FROM busybox:1.35 AS a\nFROM busybox:1.35 AS b\nCOPY --from=A /x /x\nCOPY --from=0 /y /y\nCOPY --from=busybox:1.35 /z /z\n";
+    let planned = plan_text(ok, &opts(&[], None)).unwrap();
+    let froms: Vec<FileSource> = planned.plan.stages[1]
+        .steps
+        .iter()
+        .map(|s| match &s.op {
+            Op::Copy(c) => c.from.clone(),
+            _ => panic!(),
+        })
+        .collect();
+    assert_eq!(froms[0], FileSource::Stage(0));
+    assert_eq!(froms[1], FileSource::Stage(0));
+    assert!(matches!(froms[2], FileSource::Image(_)));
+}
+
+/// Unknown targets suggest the closest stage name.
+#[test]
+fn unknown_target_suggests() {
+    let err = plan_text(
+        "FROM busybox:1.35 AS builder\nFROM busybox:1.35\n",
+        &opts(&[], Some("buidler")),
+    )
+    .unwrap_err();
+    let PlanError::UnknownTarget { help, .. } = err else {
+        panic!()
+    };
+    assert_eq!(help, "did you mean `builder`?");
+}
+
+/// An ARG without value in FROM is a pointed error naming the ARG.
+#[test]
+fn empty_base_names_the_arg() {
+    let err = plan_text("ARG IMAGE\nFROM $IMAGE\n", &opts(&[], None)).unwrap_err();
+    let PlanError::EmptyBase { help, .. } = err else {
+        panic!("{err:?}")
+    };
+    assert!(help.contains("IMAGE"), "{help}");
+}
+
+/// Unused stages are not resolved (an unknown image there is no error) and get no steps.
+#[test]
+fn unused_stage_is_not_resolved() {
+    let planned = plan_text(
+        "FROM nosuch/image AS unused\nRUN x\nFROM busybox:1.35\nRUN y\n",
+        &opts(&[], None),
+    )
+    .unwrap();
+    assert!(planned.plan.stages[0].steps.is_empty());
+    let order = crate::graph::stage_order(&planned.plan).unwrap();
+    assert_eq!(order.skipped, vec![0]);
+}
+
+/// Heredoc RUN forms: a lone heredoc is the script; others are passed to the shell.
+#[test]
+fn run_heredocs() {
+    let src = "FROM busybox:1.35\nRUN <<EOT\necho hi\nEOT\nRUN <<EOT cat - > /x\nbody\nEOT\nRUN <<EOT\n#!/bin/sh\necho x\nEOT\n";
+    let planned = plan_text(src, &opts(&[], None)).unwrap();
+    let runs: Vec<&RunOp> = planned.plan.stages[0]
+        .steps
+        .iter()
+        .map(|s| match &s.op {
+            Op::Run(r) => r,
+            _ => panic!(),
+        })
+        .collect();
+    assert_eq!(runs[0].argv, vec!["/bin/sh", "-c", "echo hi\n"]);
+    assert_eq!(
+        runs[1].argv,
+        vec!["/bin/sh", "-c", "<<EOT cat - > /x\nbody\nEOT"]
+    );
+    assert_eq!(runs[2].argv, vec!["/dev/pipes/EOT"]);
+    assert!(matches!(
+        runs[2].mounts[0],
+        crate::op::RunMount::InlineFile { .. }
+    ));
+}
+
+/// COPY keys include the variables used and follow the expanded, workdir-relative dest.
+#[test]
+fn copy_expansion_and_dest() {
+    let src = "FROM busybox:1.35\nWORKDIR /app\nARG SRC=a.txt\nCOPY --chmod=0640 $SRC sub/\n";
+    let planned = plan_text(src, &opts(&[], None)).unwrap();
+    let step = &planned.plan.stages[0].steps[2];
+    let Op::Copy(c) = &step.op else { panic!() };
+    assert_eq!(c.dest, "/app/sub/");
+    assert_eq!(step.key.vars.get("SRC"), Some(&Some("a.txt".to_string())));
+    assert_eq!(step.created_by, "COPY --chmod=0640 a.txt sub/ # buildkit");
+    let multi = "FROM busybox:1.35\nCOPY a b /dest\n";
+    assert!(matches!(
+        plan_text(multi, &opts(&[], None)).unwrap_err(),
+        PlanError::Invalid { .. }
+    ));
+}

@@ -1,0 +1,186 @@
+//! Where things live under the store root, and creating/validating that layout. The root is an
+//! OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/`); rbuild's private state sits
+//! beside it in directories OCI tools ignore.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::PathBuf;
+
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::fsutil;
+
+/// The store format this rbuild writes. Bumped on incompatible layout changes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The default store root: `/var/lib/rbuild` for root, `$XDG_DATA_HOME/rbuild` (or
+/// `~/.local/share/rbuild`) otherwise. `--root` and `RBUILD_ROOT` override it in the CLI.
+pub fn default_root() -> PathBuf {
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from("/var/lib/rbuild");
+    }
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("rbuild");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(home).join(".local/share/rbuild");
+    }
+    PathBuf::from("/var/lib/rbuild")
+}
+
+/// Paths of everything under a store root.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Layout {
+        Layout { root: root.into() }
+    }
+    pub fn oci_layout(&self) -> PathBuf {
+        self.root.join("oci-layout")
+    }
+    pub fn index_json(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+    pub fn blobs(&self) -> PathBuf {
+        self.root.join("blobs/sha256")
+    }
+    pub fn blob(&self, d: &Digest) -> PathBuf {
+        self.blobs().join(d.hex())
+    }
+    /// Blobs being written: `<pid>-<start>.<random>` temp files.
+    pub fn ingest(&self) -> PathBuf {
+        self.root.join("ingest")
+    }
+    /// Scratch space for multi-file operations (unpacking archives, staging).
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    /// GC roots held by other subsystems: `refs/<kind>/<name>`.
+    pub fn refs(&self) -> PathBuf {
+        self.root.join("refs")
+    }
+    /// In-flight protection: `leases/<pid>-<start>-<n>.lease`.
+    pub fn leases(&self) -> PathBuf {
+        self.root.join("leases")
+    }
+    /// Unpacked layers for overlay mounts (owned by the executor): `snapshots/<diff_id hex>`.
+    pub fn snapshots(&self) -> PathBuf {
+        self.root.join("snapshots")
+    }
+    /// Build-cache state (owned by the solver; GC never touches it, except `cache/keys/`).
+    pub fn cache(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+    /// Per-entry cache metadata: `cache/keys/<name>[.<suffix>]` lives while
+    /// `refs/cache/<name>` does; GC removes the rest.
+    pub fn cache_keys(&self) -> PathBuf {
+        self.root.join("cache/keys")
+    }
+    /// Containers of `rbuild run` (owned by the runner).
+    pub fn containers(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+    /// Blobs found corrupt by `fsck --repair`.
+    pub fn quarantine(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+    /// Held shared by every operation, exclusively by GC.
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("LOCK")
+    }
+    /// Serialises read-modify-write of `index.json`.
+    pub fn index_lock(&self) -> PathBuf {
+        self.root.join("index.lock")
+    }
+    pub fn version_file(&self) -> PathBuf {
+        self.root.join("rbuild-store-version")
+    }
+
+    /// Create the layout if needed and check its format version. Safe to race with another
+    /// process doing the same.
+    pub fn init(&self) -> Result<()> {
+        let root = &self.root;
+        if let Ok(meta) = fs::symlink_metadata(root)
+            && meta.file_type().is_file()
+        {
+            return Err(Error::usage(
+                format!("store root `{}` is a file, not a directory", root.display()),
+                "point --root (or RBUILD_ROOT) at a directory",
+            ));
+        }
+        let fresh = !root.join("index.json").exists();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .ctx("create store directory", root)?;
+        if fresh {
+            // The store holds setuid binaries and device nodes from images: keep it private.
+            let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
+        }
+        self.check_version()?;
+        for dir in [
+            self.blobs(),
+            self.ingest(),
+            self.tmp(),
+            self.refs(),
+            self.leases(),
+            self.snapshots(),
+            self.cache(),
+            self.containers(),
+        ] {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .ctx("create store directory", &dir)?;
+        }
+        fsutil::create_if_missing(&self.oci_layout(), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        fsutil::create_if_missing(&self.lock(), b"")?;
+        fsutil::create_if_missing(&self.index_lock(), b"")?;
+        fsutil::create_if_missing(
+            &self.version_file(),
+            format!("{FORMAT_VERSION}\n").as_bytes(),
+        )?;
+        if !self.index_json().exists() {
+            // Write through a temp file so a concurrent reader never sees an empty index.
+            let empty = crate::manifest::Index::empty();
+            let bytes = crate::json::to_canonical_vec(&empty)?;
+            let tmp =
+                tempfile::NamedTempFile::new_in(root).ctx("create a temporary file in", root)?;
+            fs::write(tmp.path(), &bytes).ctx("write", tmp.path())?;
+            tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
+            // persist_noclobber: if another process won the race, keep its index.
+            let _ = tmp.persist_noclobber(self.index_json());
+            fsutil::fsync_dir(root)?;
+        }
+        Ok(())
+    }
+
+    fn check_version(&self) -> Result<()> {
+        let path = self.version_file();
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                let found: u32 = text.trim().parse().map_err(|_| {
+                    Error::corrupt(format!(
+                        "`{}` does not hold a format version number",
+                        path.display()
+                    ))
+                })?;
+                if found > FORMAT_VERSION {
+                    return Err(Error::NewerFormat {
+                        root: self.root.clone(),
+                        found,
+                        supported: FORMAT_VERSION,
+                    });
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).ctx("read", &path),
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Inter-process locks on the store: `LOCK` (shared by every mutating step, exclusive for
+//! garbage collection) and `index.lock` (serialises read-modify-write of `index.json`).
+//! Each acquisition opens its own file description, so threads of one process exclude each
+//! other too (flock locks belong to the open file description, not the process).
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+use crate::error::{IoContext, Result};
+
+/// A held lock; dropping it releases the lock.
+#[derive(Debug)]
+pub struct LockGuard {
+    _file: File,
+}
+
+fn open(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .ctx("open lock file", path)
+}
+
+/// Block until a shared lock on `path` is held.
+pub fn shared(path: &Path) -> Result<LockGuard> {
+    let file = open(path)?;
+    file.lock_shared().ctx("lock (shared)", path)?;
+    Ok(LockGuard { _file: file })
+}
+
+/// Block until an exclusive lock on `path` is held.
+pub fn exclusive(path: &Path) -> Result<LockGuard> {
+    let file = open(path)?;
+    file.lock().ctx("lock (exclusive)", path)?;
+    Ok(LockGuard { _file: file })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exclusive_excludes_shared_within_one_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("LOCK");
+        let s1 = shared(&p).unwrap();
+        let s2 = shared(&p).unwrap();
+        let f = open(&p).unwrap();
+        assert!(
+            f.try_lock().is_err(),
+            "exclusive must wait for shared holders"
+        );
+        drop((s1, s2));
+        assert!(f.try_lock().is_ok());
+    }
+}

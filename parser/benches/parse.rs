@@ -2,7 +2,7 @@
 //! 10,000 instructions (every kind, flags, continuations, heredocs). Reports bytes/second of
 //! parsing; freeing the tree afterwards is not timed (`iter_with_large_drop`). Group `parse`
 //! measures wall-clock time; group `parse_cpu` the same work in the thread's CPU time, which
-//! other processes on a busy machine barely disturb (the one-core figure).
+//! other processes on a busy machine disturb far less (the one-core figure).
 
 use std::hint::black_box;
 use std::path::PathBuf;

@@ -568,6 +568,7 @@ fn apply(
             ItemKind::Symlink(target) => {
                 dest::make_symlink(dir.as_fd(), &name, target, &item.attrs)
                     .map_err(io_err("create symlink"))?;
+                root.symlink_created();
             }
             ItemKind::File => {
                 if let Some(key) = item.link_key
@@ -699,11 +700,14 @@ fn extract_archive(
     let limits = rbuild_store::Limits::from_env().map_err(|e| StepError::Invalid {
         message: e.to_string(),
     })?;
-    rbuild_store::layer::unpack(reader, &root.proc_path(), &opts, &limits, "ADD archive").map_err(
-        |e| StepError::Archive {
+    let merged = root.proc_path().ok_or_else(|| StepError::Invalid {
+        message: "internal error: archives are extracted through a mounted step".into(),
+    })?;
+    rbuild_store::layer::unpack(reader, &merged, &opts, &limits, "ADD archive").map_err(|e| {
+        StepError::Archive {
             message: e.to_string(),
-        },
-    )?;
+        }
+    })?;
     Ok(())
 }
 

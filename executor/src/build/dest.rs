@@ -154,6 +154,15 @@ impl Dest {
         Ok((self.mkdir_all(&parent, owner, mode)?, name))
     }
 
+    /// For a step writing into its upper directory: where `rel`'s parent directory is,
+    /// relative to the root (symlinks resolved), once `parent_of(rel)` prepared it.
+    pub fn resolved_parent(&self, rel: &RelPath) -> Option<PathBuf> {
+        match self {
+            Dest::Upper(upper) => upper.resolved_dir(&rel.split_last()?.0),
+            Dest::Overlay(_) => None,
+        }
+    }
+
     /// A symlink was created: cached path resolutions may be stale.
     pub fn symlink_created(&self) {
         if let Dest::Upper(upper) = self {

@@ -159,10 +159,19 @@ impl<'a> BuildWorker<'a> {
             FileSource::Stage(i) => Some(self.chain(&req.stage_layers[i])?),
             FileSource::Image(img) => Some(self.chain(&img.diff_ids)?),
         };
+        let reuse = req
+            .previous_layer
+            .filter(|_| op.from == FileSource::Context)
+            .and_then(|d| Digest::parse(d).ok())
+            .and_then(|d| {
+                let path = self.store.snapshot_path(&d);
+                (path.is_dir() && self.store.hold_snapshot(&d).is_ok()).then_some(path)
+            });
         let inputs = copy::CopyInputs {
             context: self.inputs.context.as_deref(),
             step: self.inputs.steps.get(&req.step.id),
             source_layers,
+            reuse,
         };
         // ADD may extract local archives (or a URL with --unpack): that needs the mount.
         let mount = op.add

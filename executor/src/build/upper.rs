@@ -131,6 +131,11 @@ impl UpperDest {
         Ok((self.mkdir_all(&parent, owner, mode)?, name))
     }
 
+    /// Where directory `rel` (prepared by `mkdir_all`) is, relative to the upper directory.
+    pub fn resolved_dir(&self, rel: &RelPath) -> Option<PathBuf> {
+        self.ready.borrow().get(rel.as_bytes()).cloned()
+    }
+
     /// A symlink was written: earlier resolutions may now be stale.
     pub fn forget_resolutions(&self) {
         self.ready.borrow_mut().clear();

@@ -385,12 +385,19 @@ fn run_stage(
             let reporter = shared.reporter;
             let id = step.id;
             let mut log = |data: &[u8]| reporter.event(Event::StepLog { step: id, data });
+            let previous = shared
+                .cache
+                .site_history(&site)?
+                .into_iter()
+                .next()
+                .and_then(|e| e.result.diff_id);
             let result = shared.worker.execute(ExecRequest {
                 plan,
                 step,
                 parent_layers: &parent_layers,
                 stage_layers: &stage_layers,
                 cancel: &opts.cancel,
+                previous_layer: previous.as_deref(),
                 log: &mut log,
             });
             let layer = match result {

@@ -24,6 +24,9 @@ pub struct ExecRequest<'a> {
     /// Final layer chains of the stages the step reads from (`COPY --from`, `--mount from=`).
     pub stage_layers: &'a BTreeMap<usize, Vec<String>>,
     pub cancel: &'a CancelToken,
+    /// The layer the last build of this same step produced, if any: a hint for reusing
+    /// unchanged files (the worker must verify before reusing anything).
+    pub previous_layer: Option<&'a str>,
     /// Live output of the step (RUN's stdout and stderr), as it arrives.
     pub log: &'a mut dyn FnMut(&[u8]),
 }

@@ -77,6 +77,9 @@ pub struct CopyInputs<'a> {
     pub step: Option<&'a StepInputs>,
     /// For `--from`: the source stage's or image's snapshot directories, bottom first.
     pub source_layers: Option<Vec<PathBuf>>,
+    /// The snapshot of the layer the last build of this step produced: unchanged context files
+    /// are hard-linked from it instead of copied (after checking them).
+    pub reuse: Option<PathBuf>,
 }
 
 /// Perform a COPY/ADD into the rootfs behind `root`.
@@ -258,7 +261,13 @@ pub fn copy(root: &Dest, op: &CopyOp, inputs: &CopyInputs<'_>) -> Result<(), Ste
         owner: chown.unwrap_or((0, 0)),
         mode: chmod.as_ref().map_or(0o755, |c| c.apply(0o755, true)),
     };
-    apply(root, items, parents, inputs.context)
+    apply(
+        root,
+        items,
+        parents,
+        inputs.context,
+        inputs.reuse.as_deref(),
+    )
 }
 
 /// Attributes of destination parents a copy creates.
@@ -512,6 +521,7 @@ fn apply(
     mut items: Vec<Item>,
     parents: Parents,
     ctx: Option<&BuildContext>,
+    reuse: Option<&Path>,
 ) -> Result<(), StepError> {
     let ctx_root = match ctx {
         Some(ctx) => Some(
@@ -568,6 +578,7 @@ fn apply(
             ItemKind::Symlink(target) => {
                 dest::make_symlink(dir.as_fd(), &name, target, &item.attrs)
                     .map_err(io_err("create symlink"))?;
+                root.symlink_created();
             }
             ItemKind::File => {
                 if let Some(key) = item.link_key
@@ -583,13 +594,18 @@ fn apply(
                 match &item.data {
                     Data::Context(index) => {
                         let ctx = ctx.expect("context items come with a context");
-                        let mut file = open_context_file(
-                            ctx,
-                            ctx_root.as_ref().expect("context root open"),
-                            *index,
-                        )?;
-                        dest::copy_file(dir.as_fd(), &name, &mut file, &item.attrs)
-                            .map_err(io_err("copy"))?;
+                        let reused = reuse.is_some_and(|prev| {
+                            reuse_file(prev, root, &item, &name, ctx, *index, dir.as_fd())
+                        });
+                        if !reused {
+                            let mut file = open_context_file(
+                                ctx,
+                                ctx_root.as_ref().expect("context root open"),
+                                *index,
+                            )?;
+                            dest::copy_file(dir.as_fd(), &name, &mut file, &item.attrs)
+                                .map_err(io_err("copy"))?;
+                        }
                     }
                     Data::Host(path) => {
                         let mut file = File::options()
@@ -624,6 +640,64 @@ fn apply(
 }
 
 use std::os::unix::fs::OpenOptionsExt;
+
+/// Hard-link a context file from the previous build's snapshot of this step when that file is
+/// provably the one we would write: same place, type, size, mode, owner, mtime, and the same
+/// content (its blake3 is recomputed and compared with the context file's hash). Snapshots are
+/// immutable, so sharing the inode is safe. Any doubt means a normal copy.
+fn reuse_file(
+    prev: &Path,
+    root: &Dest,
+    item: &Item,
+    name: &[u8],
+    ctx: &BuildContext,
+    index: usize,
+    dir: std::os::fd::BorrowedFd<'_>,
+) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(parent) = root.resolved_parent(&item.dest) else {
+        return false;
+    };
+    let Some(want) = ctx.content_hash(index) else {
+        return false;
+    };
+    let candidate = prev.join(parent).join(std::ffi::OsStr::from_bytes(name));
+    let Ok(md) = std::fs::symlink_metadata(&candidate) else {
+        return false;
+    };
+    let entry = &ctx.entries()[index];
+    let same_meta = md.file_type().is_file()
+        && md.len() == entry.size
+        && md.mode() & 0o7777 == item.attrs.mode
+        && md.uid() == item.attrs.uid
+        && md.gid() == item.attrs.gid
+        && Some(md.mtime()) == item.attrs.mtime;
+    if !same_meta {
+        return false;
+    }
+    let Ok(mut file) = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&candidate)
+    else {
+        return false;
+    };
+    let mut hasher = blake3::Hasher::new();
+    if io::copy(&mut file, &mut hasher).is_err() || *hasher.finalize().as_bytes() != want {
+        return false;
+    }
+    if dest::clear_for(dir, name, false).is_err() {
+        return false;
+    }
+    rustix::fs::linkat(
+        rustix::fs::CWD,
+        &candidate,
+        dir,
+        name,
+        rustix::fs::AtFlags::empty(),
+    )
+    .is_ok()
+}
 
 /// ADD of a local archive: detect the compression by content; a tar is extracted into the
 /// destination directory with the store's in-root unpacker, anything else is copied as a file.
@@ -699,11 +773,14 @@ fn extract_archive(
     let limits = rbuild_store::Limits::from_env().map_err(|e| StepError::Invalid {
         message: e.to_string(),
     })?;
-    rbuild_store::layer::unpack(reader, &root.proc_path(), &opts, &limits, "ADD archive").map_err(
-        |e| StepError::Archive {
+    let merged = root.proc_path().ok_or_else(|| StepError::Invalid {
+        message: "internal error: archives are extracted through a mounted step".into(),
+    })?;
+    rbuild_store::layer::unpack(reader, &merged, &opts, &limits, "ADD archive").map_err(|e| {
+        StepError::Archive {
             message: e.to_string(),
-        },
-    )?;
+        }
+    })?;
     Ok(())
 }
 

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use rbuild_store::layer::inroot::{RootDir, remove_all_at};
 use rbuild_store::layer::path::{AbsolutePaths, RelPath, clean};
+
+use super::upper::UpperDest;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
@@ -24,9 +26,12 @@ pub struct Attrs {
     pub mtime: Option<i64>,
 }
 
-/// A step rootfs seen through its root descriptor.
-pub struct Dest {
-    root: RootDir,
+/// Where a file step writes: through a detached overlay mount of the step (needed when the
+/// store's in-root unpacker extracts an archive), or straight into the upper directory (see
+/// `upper`), which is faster and what COPY, ADD of plain files and WORKDIR use.
+pub enum Dest {
+    Overlay(RootDir),
+    Upper(UpperDest),
 }
 
 /// `path` inside the root (absolute or relative), cleaned; `..` is resolved lexically first.
@@ -46,30 +51,49 @@ pub fn rel_path(path: &str) -> io::Result<RelPath> {
 }
 
 impl Dest {
-    /// Wrap the root descriptor of a step (reopened through `/proc/self/fd`, which works for a
-    /// detached mount too).
-    pub fn new(root: BorrowedFd<'_>) -> io::Result<Dest> {
+    /// Wrap the root descriptor of a mounted step (reopened through `/proc/self/fd`, which
+    /// works for a detached mount too).
+    pub fn overlay(root: BorrowedFd<'_>) -> io::Result<Dest> {
         let path = PathBuf::from(format!("/proc/self/fd/{}", root.as_raw_fd()));
         let root = RootDir::open(&path).map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(Dest { root })
+        Ok(Dest::Overlay(root))
     }
 
-    /// A host path that reaches the root (for APIs that need one); valid while `self` lives.
-    pub fn proc_path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", self.root.fd().as_raw_fd()))
+    /// Write into `upper` over `lowers` (bottom first) without a mount.
+    pub fn upper(upper: &Path, lowers: &[PathBuf]) -> io::Result<Dest> {
+        Ok(Dest::Upper(UpperDest::new(upper, lowers)?))
+    }
+
+    /// A host path that reaches the merged root (for the store's unpacker); only a mounted
+    /// step has one.
+    pub fn proc_path(&self) -> Option<PathBuf> {
+        match self {
+            Dest::Overlay(root) => Some(PathBuf::from(format!(
+                "/proc/self/fd/{}",
+                root.fd().as_raw_fd()
+            ))),
+            Dest::Upper(_) => None,
+        }
     }
 
     /// Is there a directory at `rel` (following symlinks in-root)?
     pub fn is_dir(&self, rel: &RelPath) -> bool {
-        self.root.dir(rel, false).is_ok()
+        match self {
+            Dest::Overlay(root) => root.dir(rel, false).is_ok(),
+            Dest::Upper(upper) => upper.is_dir(rel),
+        }
     }
 
     /// Read a small file of the image (e.g. `/etc/passwd`), resolved in-root; `None` when
     /// missing or not a regular file. Bounded so a hostile image cannot exhaust memory.
     pub fn read_small(&self, path: &str, max: u64) -> Option<String> {
+        let root = match self {
+            Dest::Overlay(root) => root,
+            Dest::Upper(upper) => return upper.read_small(path, max),
+        };
         let rel = rel_path(path).ok()?;
         let fd = rustix::fs::openat2(
-            self.root.fd(),
+            root.fd(),
             rel.as_bytes(),
             OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
             Mode::empty(),
@@ -89,16 +113,20 @@ impl Dest {
     /// BuildKit gives created destination parents the copy's `--chown` and `--chmod`), and
     /// return it open.
     pub fn mkdir_all(&self, rel: &RelPath, owner: (u32, u32), mode: u32) -> io::Result<OwnedFd> {
-        if let Ok(fd) = self.root.dir(rel, false) {
+        let root = match self {
+            Dest::Overlay(root) => root,
+            Dest::Upper(upper) => return upper.mkdir_all(rel, owner, mode),
+        };
+        if let Ok(fd) = root.dir(rel, false) {
             return Ok(fd);
         }
         let mut prefix = RelPath::root();
         for comp in rel.components() {
             prefix = prefix.join(comp);
-            if self.root.dir(&prefix, false).is_ok() {
+            if root.dir(&prefix, false).is_ok() {
                 continue;
             }
-            let fd = self.root.dir(&prefix, true)?;
+            let fd = root.dir(&prefix, true)?;
             rustix::fs::fchown(
                 &fd,
                 Some(rustix::process::Uid::from_raw(owner.0)),
@@ -106,7 +134,7 @@ impl Dest {
             )?;
             rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
         }
-        self.root.dir(rel, false)
+        root.dir(rel, false)
     }
 
     /// The directory that will hold `rel` (created as needed) and `rel`'s last component.
@@ -116,11 +144,30 @@ impl Dest {
         owner: (u32, u32),
         mode: u32,
     ) -> io::Result<(OwnedFd, Vec<u8>)> {
+        if let Dest::Upper(upper) = self {
+            return upper.parent_of(rel, owner, mode);
+        }
         let (parent, name) = rel.split_last().ok_or_else(|| {
             io::Error::new(io::ErrorKind::InvalidInput, "cannot replace the root")
         })?;
         let name = name.to_vec();
         Ok((self.mkdir_all(&parent, owner, mode)?, name))
+    }
+
+    /// For a step writing into its upper directory: where `rel`'s parent directory is,
+    /// relative to the root (symlinks resolved), once `parent_of(rel)` prepared it.
+    pub fn resolved_parent(&self, rel: &RelPath) -> Option<PathBuf> {
+        match self {
+            Dest::Upper(upper) => upper.resolved_dir(&rel.split_last()?.0),
+            Dest::Overlay(_) => None,
+        }
+    }
+
+    /// A symlink was created: cached path resolutions may be stale.
+    pub fn symlink_created(&self) {
+        if let Dest::Upper(upper) = self {
+            upper.forget_resolutions();
+        }
     }
 }
 
@@ -289,7 +336,7 @@ mod tests {
             Mode::empty(),
         )
         .unwrap();
-        let dest = Dest::new(fd.as_fd()).unwrap();
+        let dest = Dest::overlay(fd.as_fd()).unwrap();
         let attrs = Attrs {
             uid: 0,
             gid: 0,

@@ -8,6 +8,7 @@ mod dest;
 pub mod error;
 mod rootfs;
 mod run;
+mod upper;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -130,16 +131,23 @@ impl<'a> BuildWorker<'a> {
     }
 
     /// Run a file step (COPY/ADD/WORKDIR) through a detached overlay of the parent layers.
+    /// `mount`: write through a detached overlay mount (only needed to extract archives with
+    /// the store's unpacker); otherwise entries go straight into the upper directory.
     fn file_step(
         &self,
         req: &ExecRequest<'_>,
+        mount: bool,
         body: impl FnOnce(&dest::Dest) -> Result<(), StepError>,
     ) -> Result<Option<Layer>, StepError> {
         let lowers = self.chain(req.parent_layers)?;
-        let rootfs = FileRootfs::new(&self.store.root().join("exec"), &lowers)?;
+        let rootfs = FileRootfs::new(&self.store.root().join("exec"), &lowers, mount)?;
         {
-            let dest = dest::Dest::new(rootfs.root())
-                .map_err(|e| StepError::io("open", "the step root", e))?;
+            let dest = if mount {
+                dest::Dest::overlay(rootfs.root())
+            } else {
+                dest::Dest::upper(rootfs.upper(), &lowers)
+            }
+            .map_err(|e| StepError::io("open", "the step root", e))?;
             body(&dest)?;
         }
         Ok(rootfs.finish(self.store, &self.layer_options())?)
@@ -151,16 +159,33 @@ impl<'a> BuildWorker<'a> {
             FileSource::Stage(i) => Some(self.chain(&req.stage_layers[i])?),
             FileSource::Image(img) => Some(self.chain(&img.diff_ids)?),
         };
+        let reuse = req
+            .previous_layer
+            .filter(|_| op.from == FileSource::Context)
+            .and_then(|d| Digest::parse(d).ok())
+            .and_then(|d| {
+                let path = self.store.snapshot_path(&d);
+                (path.is_dir() && self.store.hold_snapshot(&d).is_ok()).then_some(path)
+            });
         let inputs = copy::CopyInputs {
             context: self.inputs.context.as_deref(),
             step: self.inputs.steps.get(&req.step.id),
             source_layers,
+            reuse,
         };
-        self.file_step(req, |dest| copy::copy(dest, op, &inputs))
+        // ADD may extract local archives (or a URL with --unpack): that needs the mount.
+        let mount = op.add
+            && (op.unpack == Some(true)
+                || (op.unpack != Some(false)
+                    && op
+                        .sources
+                        .iter()
+                        .any(|s| matches!(s, rbuild_solver::op::CopySource::Path { .. }))));
+        self.file_step(req, mount, |dest| copy::copy(dest, op, &inputs))
     }
 
     fn mkdir(&self, req: &ExecRequest<'_>, op: &MkdirOp) -> Result<Option<Layer>, StepError> {
-        self.file_step(req, |dest| {
+        self.file_step(req, false, |dest| {
             // BuildKit creates WORKDIR owned by the USER in effect.
             let owner = if op.user.is_empty() {
                 (0, 0)

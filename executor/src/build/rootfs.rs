@@ -28,8 +28,9 @@ pub struct FileRootfs {
 }
 
 impl FileRootfs {
-    /// Mount `lowers` (bottom first) with a new upper inside `exec_dir`.
-    pub fn new(exec_dir: &Path, lowers: &[PathBuf]) -> Result<FileRootfs> {
+    /// A new upper directory inside `exec_dir` over `lowers` (bottom first); with `mount`, the
+    /// overlay is also mounted (detached) so writes can go through it.
+    pub fn new(exec_dir: &Path, lowers: &[PathBuf], mount: bool) -> Result<FileRootfs> {
         let temp = tempfile::Builder::new()
             .prefix("step-")
             .tempdir_in(exec_dir)
@@ -50,8 +51,8 @@ impl FileRootfs {
             fsmeta::apply_meta(&upper, &root.meta, &xattrs)
                 .ctx("cannot set attributes of", &upper)?;
         }
-        let (root, mounted) = if lowers.is_empty() {
-            // FROM scratch: nothing to merge, the upper directory is the whole tree.
+        let (root, mounted) = if lowers.is_empty() || !mount {
+            // Nothing to merge (FROM scratch), or writes go straight to the upper directory.
             (fsops::open_dir(&upper).ctx("cannot open", &upper)?, None)
         } else {
             let target = dir.join("rootfs");
@@ -83,7 +84,13 @@ impl FileRootfs {
         })
     }
 
-    /// The merged tree: resolve every path in it with `RESOLVE_IN_ROOT`.
+    /// The upper directory (where a step writing without the mount puts its entries).
+    pub fn upper(&self) -> &Path {
+        &self.upper
+    }
+
+    /// The merged tree (or the upper directory when not mounted): resolve every path in it
+    /// with `RESOLVE_IN_ROOT`.
     pub fn root(&self) -> BorrowedFd<'_> {
         self.root
             .as_ref()

@@ -1,0 +1,130 @@
+//! COPY into an image whose paths hold symlinks: destinations resolve inside the image (an
+//! absolute link re-anchors at the image root), never on the host.
+
+mod common;
+
+use std::path::Path;
+
+use common::{TestEnv, shared_dir, text};
+
+fn write(dir: &Path, name: &str, content: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+/// `/escape -> /tmp/<canary>` in the image: COPY and WORKDIR through it land in the image's
+/// `/tmp/<canary>`; the host directory of that name stays empty.
+#[test]
+fn destination_symlinks_stay_in_the_image() {
+    let env = TestEnv::new();
+    let out = env
+        .rbuild()
+        .args(["load", "-i"])
+        .arg(shared_dir().join("images/busybox-1.35.oci.tar"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    let canary = tempfile::Builder::new()
+        .prefix("rbuild-canary-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let name = canary.path().display().to_string();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        &format!(
+            "FROM busybox:1.35\nRUN mkdir -p {name} && ln -s {name} /escape && ln -s ../../{name} /rel\n\
+             COPY a.txt /escape/a.txt\nCOPY a.txt /rel/b.txt\nWORKDIR /escape/work\n"
+        ),
+    );
+    write(ctx.path(), "a.txt", "inside\n");
+    let out = env
+        .rbuild()
+        .args(["build", "-q", "-t", "links"])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        std::fs::read_dir(canary.path()).unwrap().next().is_none(),
+        "the host directory was written"
+    );
+    let store = rbuild_store::Store::open(env.root()).unwrap();
+    let image = store.resolve_image("links").unwrap();
+    let files = rbuild_store::layer::flatten_image(&store, &image)
+        .unwrap()
+        .to_conformance_map();
+    for path in ["a.txt", "b.txt", "work"] {
+        assert!(
+            files.contains_key(&format!("{name}/{path}")),
+            "{path} missing from the image: {files:?}"
+        );
+    }
+}
+
+fn layer_of_last_step(env: &TestEnv, tag: &str) -> (rbuild_store::Store, rbuild_store::Digest) {
+    let store = rbuild_store::Store::open(env.root()).unwrap();
+    let image = store.resolve_image(tag).unwrap();
+    let diff_id = image.layers.last().unwrap().diff_id.clone();
+    (store, diff_id)
+}
+
+/// Rebuilding a COPY after one file changed reuses the unchanged files of the previous layer's
+/// snapshot (same inode), and the new layer has the new content — even when the changed file
+/// kept its size and mtime (content is checked, not trusted).
+#[test]
+fn changed_copy_reuses_unchanged_files_safely() {
+    use std::os::unix::fs::MetadataExt;
+    let env = TestEnv::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write(ctx.path(), "Dockerfile", "FROM scratch\nCOPY . /app/\n");
+    for i in 0..20 {
+        write(ctx.path(), &format!("src/f{i}.txt"), &format!("file {i}\n"));
+    }
+    let build = || {
+        let out = env
+            .rbuild()
+            .args(["build", "-q", "-t", "reuse"])
+            .arg(ctx.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+    };
+    build();
+    let (store, first) = layer_of_last_step(&env, "reuse");
+    let first_snapshot = store.snapshot_path(&first);
+
+    // Same size, same mtime, different bytes.
+    let changed = ctx.path().join("src/f3.txt");
+    let mtime = std::fs::metadata(&changed).unwrap().modified().unwrap();
+    std::fs::write(&changed, "FILE 3\n").unwrap();
+    let f = std::fs::File::options().write(true).open(&changed).unwrap();
+    f.set_modified(mtime).unwrap();
+    drop(f);
+    // (The context's stat cache still notices: the ctime changed.)
+    build();
+    let (store, second) = layer_of_last_step(&env, "reuse");
+    assert_ne!(first, second);
+    let second_snapshot = store.snapshot_path(&second);
+    let ino = |root: &Path, p: &str| std::fs::metadata(root.join(p)).unwrap().ino();
+    assert_eq!(
+        ino(&first_snapshot, "app/src/f1.txt"),
+        ino(&second_snapshot, "app/src/f1.txt")
+    );
+    assert_ne!(
+        ino(&first_snapshot, "app/src/f3.txt"),
+        ino(&second_snapshot, "app/src/f3.txt")
+    );
+    let image = store.resolve_image("reuse").unwrap();
+    let files = rbuild_store::layer::flatten_image(&store, &image)
+        .unwrap()
+        .to_conformance_map();
+    let want = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"FILE 3\n"));
+    assert!(
+        files["/app/src/f3.txt"].ends_with(&want[..16]),
+        "{}",
+        files["/app/src/f3.txt"]
+    );
+}

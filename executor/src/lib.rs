@@ -23,6 +23,7 @@
 pub mod container;
 pub mod diff;
 pub mod error;
+pub mod export;
 pub mod fsmeta;
 pub mod layer;
 pub mod lower;

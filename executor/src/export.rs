@@ -203,7 +203,8 @@ impl Rootfs {
     /// kept. Owners, modes (setuid included), xattrs, symlinks, hard links and devices are
     /// reproduced; owners only when running as root. On error `dest` is partially written.
     pub fn write_dir(&self, dest: &Path, opts: &RootfsOptions<'_>) -> Result<u64, ExportError> {
-        let (reader, writer) = io::pipe().map_err(|e| ExecError::io("cannot create a pipe", "", e))?;
+        let (reader, writer) =
+            io::pipe().map_err(|e| ExecError::io("cannot create a pipe", "", e))?;
         // Our own stream: the per-layer bounds do not apply to a whole root filesystem.
         let limits = Limits {
             max_layer_bytes: u64::MAX,
@@ -275,7 +276,10 @@ mod tests {
             cancelled: &stop,
         };
         let err = rootfs.write_tar(Vec::new(), &opts).unwrap_err();
-        assert!(matches!(err, ExportError::Exec(ExecError::Cancelled { .. })));
+        assert!(matches!(
+            err,
+            ExportError::Exec(ExecError::Cancelled { .. })
+        ));
         let go = || false;
         let opts = RootfsOptions {
             mtime: Some(7),

@@ -779,9 +779,7 @@ pub fn write(
             match dest {
                 Dest::Stdout => {
                     let out = std::io::BufWriter::new(std::io::stdout().lock());
-                    store
-                        .save(&items, format, out)
-                        .map_err(Report::new)?;
+                    store.save(&items, format, out).map_err(Report::new)?;
                 }
                 Dest::Path(path) if spec.directory => write_dir_atomically(path, |dir| {
                     store.save_dir(&items, format, dir).map_err(Report::new)
@@ -925,15 +923,22 @@ mod tests {
         // archive destination whatever its name.
         let err = parse(&format!("type=oci,dest={d},tar=false")).unwrap_err();
         assert!(err.to_string().contains("refusing to replace"), "{err}");
-        assert!(!parse(&format!("type=oci,dest={}", file.display())).unwrap().directory);
+        assert!(
+            !parse(&format!("type=oci,dest={}", file.display()))
+                .unwrap()
+                .directory
+        );
         // Local outputs write into existing directories.
         assert!(parse(&format!("type=local,dest={d}")).is_ok());
     }
 
     #[test]
     fn outputs_are_checked_together() {
-        let err = parse_all(&["type=tar,dest=a".into(), "type=oci,dest=./a".into()], false)
-            .unwrap_err();
+        let err = parse_all(
+            &["type=tar,dest=a".into(), "type=oci,dest=./a".into()],
+            false,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("both write to"), "{err}");
     }
 

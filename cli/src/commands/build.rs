@@ -305,9 +305,7 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     }
     let mut written = Vec::new();
     for spec in &outputs {
-        if let Some(w) =
-            build::output::write(&prepared.store, &image, spec, &tags, epoch)?
-        {
+        if let Some(w) = build::output::write(&prepared.store, &image, spec, &tags, epoch)? {
             written.push(w);
         }
     }

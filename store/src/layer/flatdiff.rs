@@ -164,7 +164,10 @@ pub fn diff_trees(a: &FlatTree, b: &FlatTree) -> Vec<PathDiff> {
     let mut out = Vec::new();
     for p in paths {
         let (ea, eb) = (a.entries.get(p), b.entries.get(p));
-        let kinds = (ea.map(|e| kind_name(&e.kind)), eb.map(|e| kind_name(&e.kind)));
+        let kinds = (
+            ea.map(|e| kind_name(&e.kind)),
+            eb.map(|e| kind_name(&e.kind)),
+        );
         let change = match (ea, eb) {
             (Some(_), None) => PathChange::Removed,
             (None, Some(_)) => PathChange::Added,

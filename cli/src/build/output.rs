@@ -705,14 +705,28 @@ fn write_dir_atomically(
     Ok(())
 }
 
+/// The flattened root filesystem, computed once for all outputs that need it.
+fn rootfs<'a>(
+    store: &Store,
+    image: &ImageRecord,
+    cached: &'a mut Option<Rootfs>,
+) -> miette::Result<&'a Rootfs> {
+    if cached.is_none() {
+        *cached = Some(Rootfs::load(store, image).map_err(Report::new)?);
+    }
+    Ok(cached.as_ref().expect("just loaded"))
+}
+
 /// Write one output of the built `image`. `epoch` is `SOURCE_DATE_EPOCH` (local and tar
-/// outputs then give every file that mtime, as BuildKit does).
+/// outputs then give every file that mtime, as BuildKit does). `cached` keeps the flattened
+/// root filesystem between calls.
 pub fn write(
     store: &Store,
     image: &ImageRecord,
     spec: &OutputSpec,
     tags: &[Reference],
     epoch: Option<i64>,
+    cached: &mut Option<Rootfs>,
 ) -> miette::Result<Option<Written>> {
     let Some(dest) = &spec.dest else {
         return Ok(None); // type=image: tagged by the caller
@@ -732,7 +746,7 @@ pub fn write(
             let Dest::Path(path) = dest else {
                 unreachable!("checked when parsing")
             };
-            let rootfs = Rootfs::load(store, image).map_err(Report::new)?;
+            let rootfs = rootfs(store, image, cached)?;
             let mut entries = 0;
             if path.symlink_metadata().is_ok() {
                 // Like BuildKit: into the existing directory, replacing what the image has.
@@ -746,7 +760,7 @@ pub fn write(
             format!("root filesystem to {shown} ({entries} entries)")
         }
         OutputType::Tar => {
-            let rootfs = Rootfs::load(store, image).map_err(Report::new)?;
+            let rootfs = rootfs(store, image, cached)?;
             let stats = match dest {
                 Dest::Stdout => rootfs
                     .write_tar(std::io::stdout().lock(), &opts)

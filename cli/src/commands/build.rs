@@ -304,11 +304,15 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
         }
     }
     let mut written = Vec::new();
+    let mut rootfs = None;
     for spec in &outputs {
-        if let Some(w) = build::output::write(&prepared.store, &image, spec, &tags, epoch)? {
+        if let Some(w) =
+            build::output::write(&prepared.store, &image, spec, &tags, epoch, &mut rootfs)?
+        {
             written.push(w);
         }
     }
+    drop(rootfs);
     let mut names = tags.clone();
     for spec in &outputs {
         if spec.kind == build::output::OutputType::Image {

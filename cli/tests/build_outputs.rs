@@ -560,3 +560,58 @@ fn bad_output_values_are_pointed_errors() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("both write to stdout"), "{stderr}");
 }
+
+fn processes_matching(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .filter(|c| {
+            String::from_utf8_lossy(c)
+                .replace('\0', " ")
+                .contains(marker)
+        })
+        .count()
+}
+
+/// Ctrl-C during a build: exit 130, no output file or directory, no temporary left behind.
+#[test]
+fn interrupted_builds_write_no_output() {
+    use std::time::{Duration, Instant};
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let marker = "sleep 4711";
+    let ctx = context(&format!("FROM busybox:1.35\nRUN echo x > /x && {marker}\n"));
+    let out = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(env.root())
+        .args(["build", "--progress", "plain", "-t", "never"])
+        .arg("-o")
+        .arg(format!(
+            "type=tar,dest={}",
+            out.path().join("r.tar").display()
+        ))
+        .arg("-o")
+        .arg(out.path().join("local"))
+        .arg(ctx.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while processes_matching(marker) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the RUN never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+    let store = Store::open(env.root()).unwrap();
+    assert!(store.resolve_image("never").is_err());
+}

@@ -193,7 +193,7 @@ impl<W: Write> TarWriter<'_, W> {
                     link: None,
                     dev: None,
                 };
-                self.header(&h, &[]).map_err(write_err)
+                write_header(&mut self.out, &h, &[]).map_err(write_err)
             }
             ChangeKind::Entry(e) => {
                 let meta = &e.meta;
@@ -254,7 +254,7 @@ impl<W: Write> TarWriter<'_, W> {
                         (key, v.as_slice())
                     })
                     .collect();
-                self.header(&h, &pax_xattrs).map_err(write_err)?;
+                write_header(&mut self.out, &h, &pax_xattrs).map_err(write_err)?;
                 if typeflag == b'0' && size > 0 {
                     let src = cs.source(change);
                     match self.prefetched.recv() {
@@ -298,113 +298,117 @@ impl<W: Write> TarWriter<'_, W> {
         }
         pad(&mut self.out, copied).map_err(write_err)
     }
+}
 
-    /// Write the PAX record block (when needed) and the ustar header of one entry.
-    fn header(&mut self, f: &Fields, xattrs: &[(Vec<u8>, &[u8])]) -> io::Result<()> {
-        let mut pax: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut h = tar::Header::new_ustar();
-        let (name, prefix) = match split_ustar_path(&f.path) {
-            Some(np) => np,
-            None => {
-                pax.push((b"path".to_vec(), f.path.clone()));
-                (&f.path[..f.path.len().min(100)], &[][..])
-            }
-        };
-        if let Some(link) = &f.link
-            && link.len() > 100
-        {
-            pax.push((b"linkpath".to_vec(), link.clone()));
+/// Write the PAX record block (when needed) and the ustar header of one entry.
+pub(crate) fn write_header<W: Write>(
+    out: &mut W,
+    f: &Fields,
+    xattrs: &[(Vec<u8>, &[u8])],
+) -> io::Result<()> {
+    let mut pax: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut h = tar::Header::new_ustar();
+    let (name, prefix) = match split_ustar_path(&f.path) {
+        Some(np) => np,
+        None => {
+            pax.push((b"path".to_vec(), f.path.clone()));
+            (&f.path[..f.path.len().min(100)], &[][..])
         }
-        let big = |key: &[u8], v: u64, max: u64, pax: &mut Vec<(Vec<u8>, Vec<u8>)>| {
-            if v > max {
-                pax.push((key.to_vec(), v.to_string().into_bytes()));
-                0
-            } else {
-                v
-            }
-        };
-        let uid = big(b"uid", f.uid, MAX_OCTAL_8, &mut pax);
-        let gid = big(b"gid", f.gid, MAX_OCTAL_8, &mut pax);
-        let size = big(b"size", f.size, MAX_OCTAL_12, &mut pax);
-        let mtime = f.mtime.min(MAX_OCTAL_12);
-        for (k, v) in xattrs {
-            pax.push((k.clone(), v.to_vec()));
-        }
-        let needs_binary = pax
-            .iter()
-            .any(|(k, v)| (k == b"path" || k == b"linkpath") && std::str::from_utf8(v).is_err());
-        if needs_binary {
-            pax.push((b"hdrcharset".to_vec(), b"BINARY".to_vec()));
-        }
-        if !pax.is_empty() {
-            pax.sort();
-            self.pax_block(&pax)?;
-        }
-        {
-            let u = h.as_ustar_mut().expect("a ustar header");
-            u.name[..name.len()].copy_from_slice(name);
-            u.prefix[..prefix.len()].copy_from_slice(prefix);
-            if let Some(link) = &f.link {
-                let n = link.len().min(100);
-                u.linkname[..n].copy_from_slice(&link[..n]);
-            }
-            u.typeflag[0] = f.typeflag;
-        }
-        h.set_mode(f.mode);
-        h.set_uid(uid);
-        h.set_gid(gid);
-        h.set_size(size);
-        h.set_mtime(mtime);
-        match f.dev {
-            Some((major, minor)) => {
-                h.set_device_major(major)?;
-                h.set_device_minor(minor)?;
-            }
-            None => {
-                let u = h.as_ustar_mut().expect("a ustar header");
-                u.dev_major = [0; 8];
-                u.dev_minor = [0; 8];
-            }
-        }
-        h.set_cksum();
-        self.out.write_all(h.as_bytes())
+    };
+    if let Some(link) = &f.link
+        && link.len() > 100
+    {
+        pax.push((b"linkpath".to_vec(), link.clone()));
     }
-
-    fn pax_block(&mut self, records: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
-        let mut data = Vec::new();
-        for (key, value) in records {
-            // "LEN KEY=VALUE\n" where LEN counts itself.
-            let rest = 3 + key.len() + value.len();
-            let mut len = rest + 1;
-            while len != rest + len.to_string().len() {
-                len = rest + len.to_string().len();
-            }
-            data.extend_from_slice(len.to_string().as_bytes());
-            data.push(b' ');
-            data.extend_from_slice(key);
-            data.push(b'=');
-            data.extend_from_slice(value);
-            data.push(b'\n');
+    let big = |key: &[u8], v: u64, max: u64, pax: &mut Vec<(Vec<u8>, Vec<u8>)>| {
+        if v > max {
+            pax.push((key.to_vec(), v.to_string().into_bytes()));
+            0
+        } else {
+            v
         }
-        let mut h = tar::Header::new_ustar();
-        {
+    };
+    let uid = big(b"uid", f.uid, MAX_OCTAL_8, &mut pax);
+    let gid = big(b"gid", f.gid, MAX_OCTAL_8, &mut pax);
+    let size = big(b"size", f.size, MAX_OCTAL_12, &mut pax);
+    let mtime = f.mtime.min(MAX_OCTAL_12);
+    for (k, v) in xattrs {
+        pax.push((k.clone(), v.to_vec()));
+    }
+    let needs_binary = pax
+        .iter()
+        .any(|(k, v)| (k == b"path" || k == b"linkpath") && std::str::from_utf8(v).is_err());
+    if needs_binary {
+        pax.push((b"hdrcharset".to_vec(), b"BINARY".to_vec()));
+    }
+    if !pax.is_empty() {
+        pax.sort();
+        write_pax_block(out, &pax)?;
+    }
+    {
+        let u = h.as_ustar_mut().expect("a ustar header");
+        u.name[..name.len()].copy_from_slice(name);
+        u.prefix[..prefix.len()].copy_from_slice(prefix);
+        if let Some(link) = &f.link {
+            let n = link.len().min(100);
+            u.linkname[..n].copy_from_slice(&link[..n]);
+        }
+        u.typeflag[0] = f.typeflag;
+    }
+    h.set_mode(f.mode);
+    h.set_uid(uid);
+    h.set_gid(gid);
+    h.set_size(size);
+    h.set_mtime(mtime);
+    match f.dev {
+        Some((major, minor)) => {
+            h.set_device_major(major)?;
+            h.set_device_minor(minor)?;
+        }
+        None => {
             let u = h.as_ustar_mut().expect("a ustar header");
-            let name = b"././@PaxHeader";
-            u.name[..name.len()].copy_from_slice(name);
-            u.typeflag[0] = b'x';
             u.dev_major = [0; 8];
             u.dev_minor = [0; 8];
         }
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(0);
-        h.set_size(data.len() as u64);
-        h.set_cksum();
-        self.out.write_all(h.as_bytes())?;
-        self.out.write_all(&data)?;
-        pad(&mut self.out, data.len() as u64)
     }
+    h.set_cksum();
+    out.write_all(h.as_bytes())
+}
+
+fn write_pax_block<W: Write>(out: &mut W, records: &[(Vec<u8>, Vec<u8>)]) -> io::Result<()> {
+    let mut data = Vec::new();
+    for (key, value) in records {
+        // "LEN KEY=VALUE\n" where LEN counts itself.
+        let rest = 3 + key.len() + value.len();
+        let mut len = rest + 1;
+        while len != rest + len.to_string().len() {
+            len = rest + len.to_string().len();
+        }
+        data.extend_from_slice(len.to_string().as_bytes());
+        data.push(b' ');
+        data.extend_from_slice(key);
+        data.push(b'=');
+        data.extend_from_slice(value);
+        data.push(b'\n');
+    }
+    let mut h = tar::Header::new_ustar();
+    {
+        let u = h.as_ustar_mut().expect("a ustar header");
+        let name = b"././@PaxHeader";
+        u.name[..name.len()].copy_from_slice(name);
+        u.typeflag[0] = b'x';
+        u.dev_major = [0; 8];
+        u.dev_minor = [0; 8];
+    }
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    h.set_size(data.len() as u64);
+    h.set_cksum();
+    out.write_all(h.as_bytes())?;
+    out.write_all(&data)?;
+    pad(out, data.len() as u64)
 }
 
 fn changed_size(change: &crate::diff::Change, meta: &Meta) -> ExecError {
@@ -418,16 +422,16 @@ fn changed_size(change: &crate::diff::Change, meta: &Meta) -> ExecError {
 }
 
 /// The header fields of one entry before encoding.
-struct Fields {
-    path: Vec<u8>,
-    typeflag: u8,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    size: u64,
-    mtime: u64,
-    link: Option<Vec<u8>>,
-    dev: Option<(u32, u32)>,
+pub(crate) struct Fields {
+    pub(crate) path: Vec<u8>,
+    pub(crate) typeflag: u8,
+    pub(crate) mode: u32,
+    pub(crate) uid: u64,
+    pub(crate) gid: u64,
+    pub(crate) size: u64,
+    pub(crate) mtime: u64,
+    pub(crate) link: Option<Vec<u8>>,
+    pub(crate) dev: Option<(u32, u32)>,
 }
 
 /// Split a path into ustar (name ≤ 100, prefix ≤ 155) at a `/`, or `None` when it cannot fit.
@@ -447,7 +451,7 @@ fn split_ustar_path(path: &[u8]) -> Option<(&[u8], &[u8])> {
         .map(|i| (&path[i + 1..], &path[..i]))
 }
 
-fn pad<W: Write>(out: &mut W, len: u64) -> io::Result<()> {
+pub(crate) fn pad<W: Write>(out: &mut W, len: u64) -> io::Result<()> {
     let rem = (len % BLOCK as u64) as usize;
     if rem != 0 {
         out.write_all(&[0u8; BLOCK][..BLOCK - rem])?;
@@ -674,7 +678,7 @@ mod tests {
             prefetched: rx,
         };
         let value = vec![b'v'; 93]; // "103 path=" + 93 bytes + "\n" is 103 bytes long
-        w.pax_block(&[(b"path".to_vec(), value)]).unwrap();
+        write_pax_block(&mut w.out, &[(b"path".to_vec(), value)]).unwrap();
         let bytes = w.out.into_inner().ok().unwrap().inner;
         let data = &bytes[BLOCK..];
         assert!(data.starts_with(b"103 path="));

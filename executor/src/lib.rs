@@ -29,11 +29,15 @@
 //! The executor knows nothing about Dockerfiles: argv and env arrive expanded. Without a
 //! store, [`StepRootfs::write_layer`] writes to any `Write` and [`Snapshots::ensure`] fills a
 //! snapshot from a closure.
+//!
+//! For `--output type=local|tar`: `export::Rootfs::load(&store, &image)?` then
+//! `.write_tar(out, &RootfsOptions { mtime, cancelled })` or `.write_dir(dest, &opts)`.
 
 pub mod build;
 pub mod container;
 pub mod diff;
 pub mod error;
+pub mod export;
 pub mod fetch;
 pub mod fsmeta;
 pub mod layer;

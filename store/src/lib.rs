@@ -31,7 +31,9 @@
 //!   magic, bounded); [`layer::unpack()`] / [`Store::unpack_layer`] with
 //!   [`layer::UnpackMode`]`::{Merged, OverlayLower, Plain}` (in-root, whiteouts, devices,
 //!   xattrs, setuid; diff_id verified); [`layer::scan()`] (validate without extracting, diff_id);
-//!   [`layer::flatten_image`] / [`layer::FlatTree`] (conformance comparison format);
+//!   [`layer::flatten_image`] / [`layer::FlatTree`] (conformance comparison format;
+//!   [`layer::flatten_image_spooled`] keeps file contents in a [`layer::Spool`] for rootfs
+//!   exports); [`layer::diff_trees`] (path-by-path differences of two trees);
 //!   [`layer::RootDir`] (in-root resolution for other rootfs operations).
 //! - GC roots: [`Store::set_ref`]`(kind, name, &[Digest])`, [`Store::remove_ref`],
 //!   [`Store::get_ref`], [`Store::list_refs`], [`Store::touch_ref`] (kinds
@@ -41,6 +43,7 @@
 //!   [`Store::commit_snapshot`].
 //! - Maintenance: [`Store::prune`], [`Store::collect_garbage`], [`Store::live_set`],
 //!   [`Store::fsck`]. Archives: [`Store::load`], [`Store::load_file`], [`Store::save`],
+//!   [`Store::save_dir`] (the same as a layout directory),
 //!   [`Store::import`].
 //! - Types: [`Digest`] (validated sha256), [`Reference`] (Docker grammar and normalisation),
 //!   [`ImageConfig`] (every Docker field, unknown fields kept), [`Manifest`], [`Index`],

@@ -7,6 +7,8 @@ pub mod dockerfile;
 pub mod explain;
 pub mod finish;
 pub mod images;
+pub mod output;
+pub mod reproducible;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -96,8 +98,20 @@ pub fn platform(text: Option<&str>) -> miette::Result<Platform> {
     }
 }
 
-/// Read, parse and plan the Dockerfile; read the context and resolve every input.
+/// Read, parse and plan the Dockerfile; read the context and resolve every input. The
+/// `SOURCE_DATE_EPOCH` of `args` (or the environment) enters the cache keys.
 pub fn prepare(global: &GlobalArgs, args: &BuildArgs, quiet: bool) -> miette::Result<Prepared> {
+    let epoch = crate::commands::build::source_date_epoch(args)?;
+    prepare_with(global, args, quiet, epoch)
+}
+
+/// [`prepare`] with an explicit `SOURCE_DATE_EPOCH` (`--verify-reproducible` picks a default).
+pub fn prepare_with(
+    global: &GlobalArgs,
+    args: &BuildArgs,
+    quiet: bool,
+    epoch: Option<i64>,
+) -> miette::Result<Prepared> {
     let context_dir = args.context.clone();
     if !context_dir.is_dir() {
         return Err(miette::miette!(
@@ -118,8 +132,11 @@ pub fn prepare(global: &GlobalArgs, args: &BuildArgs, quiet: bool) -> miette::Re
         target: args.target.clone(),
         platform: platform(args.platform.as_deref())?,
     };
-    let planned =
+    let mut planned =
         plan::plan(&text.text, &parsed, &opts, &images).map_err(|e| plan_report(&text, e))?;
+    if let Some(epoch) = epoch {
+        reproducible::key_epoch(&mut planned.plan, epoch);
+    }
     if !quiet && !planned.unused_build_args.is_empty() {
         eprintln!(
             "warning: build args not consumed by any ARG: {}",

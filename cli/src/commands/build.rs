@@ -77,6 +77,18 @@ pub struct BuildArgs {
     #[arg(short = 'q', long)]
     pub quiet: bool,
 
+    /// Also write the result elsewhere (repeatable): `type=local,dest=DIR` (the root
+    /// filesystem), `type=tar,dest=FILE|-`, `type=oci,dest=DIR|FILE.tar`,
+    /// `type=docker,dest=FILE.tar` (for `docker load`), `type=image,name=NAME`; `-o DIR` is
+    /// `type=local,dest=DIR` and `-o -` a tar on stdout.
+    #[arg(short = 'o', long = "output", value_name = "type=TYPE,dest=PATH")]
+    pub output: Vec<String>,
+
+    /// Build twice (the second time without the cache) with the same SOURCE_DATE_EPOCH
+    /// (default 0) and fail, naming every differing file, unless both give the same image.
+    #[arg(long)]
+    pub verify_reproducible: bool,
+
     /// The build context: the directory whose files COPY and ADD can use.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
@@ -125,7 +137,7 @@ fn secrets(args: &BuildArgs) -> miette::Result<BTreeMap<String, SecretSource>> {
 }
 
 /// `SOURCE_DATE_EPOCH` from `--build-arg` or the environment.
-fn source_date_epoch(args: &BuildArgs) -> miette::Result<Option<i64>> {
+pub(crate) fn source_date_epoch(args: &BuildArgs) -> miette::Result<Option<i64>> {
     let from_arg = build::build_args(args)?.remove("SOURCE_DATE_EPOCH");
     let value = from_arg.or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok());
     match value {
@@ -141,10 +153,77 @@ fn source_date_epoch(args: &BuildArgs) -> miette::Result<Option<i64>> {
     }
 }
 
+/// What one solve needs besides the prepared build.
+struct SolveInputs<'a> {
+    epoch: Option<i64>,
+    network: rbuild_solver::op::Network,
+    secrets: &'a BTreeMap<String, SecretSource>,
+    no_cache: bool,
+    cancel: &'a CancelToken,
+}
+
+/// Run the build against the executor and commit the target's image (untagged).
+fn solve_and_commit(
+    prepared: &build::Prepared,
+    args: &BuildArgs,
+    inputs: &SolveInputs<'_>,
+    reporter: &ProgressReporter,
+) -> miette::Result<rbuild_store::ImageRecord> {
+    let worker = BuildWorker::new(
+        &prepared.store,
+        &prepared.planned.plan,
+        &prepared.inputs,
+        &prepared.bases,
+        WorkerOptions {
+            source_date_epoch: inputs.epoch,
+            network: inputs.network,
+            secrets: inputs.secrets.clone(),
+        },
+        inputs.cancel,
+    )?;
+    let cache = &prepared.cache;
+    let files_diff =
+        |_set: &str, old: &str, new: &str| rbuild_solver::inputs::files_diff(cache, old, new);
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let opts = SolveOptions {
+        no_cache: inputs.no_cache,
+        jobs,
+        dry_run: false,
+        site_prefix: build::site_prefix(prepared),
+        files: &prepared.inputs.files,
+        files_diff: &files_diff,
+        now: jiff::Timestamp::now().as_second(),
+        cancel: inputs.cancel.clone(),
+    };
+    let solved = scheduler::solve(
+        &prepared.planned.plan,
+        &prepared.order,
+        &prepared.cache,
+        &worker,
+        reporter,
+        &opts,
+    );
+    let solved = match solved {
+        Ok(solved) => solved,
+        Err(err) if inputs.cancel.is_cancelled() && crate::interrupt::interrupted() => {
+            return Err(miette::miette!(
+                code = "rbuild::interrupted",
+                "build interrupted: nothing was tagged"
+            )
+            .wrap_err(err));
+        }
+        Err(err) => return Err(err),
+    };
+    finish::commit(prepared, &solved, inputs.epoch)
+}
+
 pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     let tags = finish::parse_tags(&args.tags)?;
+    let outputs = build::output::parse_all(&args.output, args.quiet)?;
     let secrets = secrets(&args)?;
-    let epoch = source_date_epoch(&args)?;
+    let mut epoch = source_date_epoch(&args)?;
     let network = match args.network.as_str() {
         "default" | "host" => rbuild_solver::op::Network::Default,
         "none" => rbuild_solver::op::Network::None,
@@ -156,7 +235,20 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
             ));
         }
     };
-    let prepared = build::prepare(global, &args, args.quiet)?;
+    if args.verify_reproducible {
+        let note = match epoch {
+            Some(e) => format!("SOURCE_DATE_EPOCH={e}"),
+            None => format!(
+                "SOURCE_DATE_EPOCH={} (not set: the default, used for both builds and the result)",
+                build::reproducible::DEFAULT_EPOCH
+            ),
+        };
+        epoch = Some(epoch.unwrap_or(build::reproducible::DEFAULT_EPOCH));
+        if !args.quiet {
+            eprintln!("verify-reproducible: building twice with {note}");
+        }
+    }
+    let prepared = build::prepare_with(global, &args, args.quiet, epoch)?;
 
     if args.fail_on_cache_miss || args.explain {
         let explanations = crate::commands::explain::dry_run(&prepared, args.no_cache)?;
@@ -178,60 +270,65 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     let cancel = CancelToken::new();
     crate::interrupt::cancel_on_interrupt(&cancel);
     let reporter = ProgressReporter::new(args.progress, args.quiet);
-    let worker = BuildWorker::new(
-        &prepared.store,
-        &prepared.planned.plan,
-        &prepared.inputs,
-        &prepared.bases,
-        WorkerOptions {
-            source_date_epoch: epoch,
-            network,
-            secrets,
-        },
-        &cancel,
-    )?;
-    let cache = &prepared.cache;
-    let files_diff =
-        |_set: &str, old: &str, new: &str| rbuild_solver::inputs::files_diff(cache, old, new);
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let opts = SolveOptions {
+    let mut inputs = SolveInputs {
+        epoch,
+        network,
+        secrets: &secrets,
         no_cache: args.no_cache,
-        jobs,
-        dry_run: false,
-        site_prefix: build::site_prefix(&prepared),
-        files: &prepared.inputs.files,
-        files_diff: &files_diff,
-        now: jiff::Timestamp::now().as_second(),
-        cancel: cancel.clone(),
+        cancel: &cancel,
     };
-    let solved = scheduler::solve(
-        &prepared.planned.plan,
-        &prepared.order,
-        &prepared.cache,
-        &worker,
-        &reporter,
-        &opts,
-    );
-    let solved = match solved {
-        Ok(solved) => solved,
-        Err(err) if cancel.is_cancelled() && crate::interrupt::interrupted() => {
-            return Err(miette::miette!(
-                code = "rbuild::interrupted",
-                "build interrupted: nothing was tagged"
-            )
-            .wrap_err(err));
+    let image = solve_and_commit(&prepared, &args, &inputs, &reporter)?;
+    if args.verify_reproducible {
+        if !args.quiet {
+            eprintln!(
+                "verify-reproducible: first build gave {}; building again without the cache",
+                image.manifest_digest
+            );
         }
-        Err(err) => return Err(err),
-    };
-    let image = finish::commit(&prepared, &solved, epoch)?;
-    finish::tag_all(&prepared, &image, &tags)?;
+        inputs.no_cache = true;
+        let second_reporter = ProgressReporter::new(args.progress, args.quiet);
+        let second = solve_and_commit(&prepared, &args, &inputs, &second_reporter)?;
+        let differences = build::reproducible::compare(&prepared.store, &image, &second)?;
+        if !differences.is_empty() {
+            for line in build::reproducible::report_lines(&image, &second, &differences) {
+                eprintln!("{line}");
+            }
+            return Err(build::reproducible::not_reproducible(&differences));
+        }
+        if !args.quiet {
+            eprintln!(
+                "reproducible: both builds gave {} (SOURCE_DATE_EPOCH={})",
+                image.manifest_digest,
+                epoch.unwrap_or_default()
+            );
+        }
+    }
+    let mut written = Vec::new();
+    let mut rootfs = None;
+    for spec in &outputs {
+        if let Some(w) =
+            build::output::write(&prepared.store, &image, spec, &tags, epoch, &mut rootfs)?
+        {
+            written.push(w);
+        }
+    }
+    drop(rootfs);
+    let mut names = tags.clone();
+    for spec in &outputs {
+        if spec.kind == build::output::OutputType::Image {
+            for n in &spec.names {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
+        }
+    }
+    finish::tag_all(&prepared, &image, &names)?;
     if let Some(path) = &args.iidfile {
         finish::write_iidfile(path, &image)?;
     }
     if let Some(path) = &args.metadata_file {
-        finish::write_metadata(path, &image, &tags)?;
+        finish::write_metadata(path, &image, &names)?;
     }
     if args.quiet {
         println!("{}", image.id());
@@ -247,7 +344,10 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
         counts.built,
         finish::human_size(image.size())
     ));
-    for tag in &tags {
+    for w in &written {
+        reporter.line(&format!("wrote {}", w.what));
+    }
+    for tag in &names {
         reporter.line(&format!("tagged {}", tag.familiar()));
     }
     Ok(0)

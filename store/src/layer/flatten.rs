@@ -1,14 +1,19 @@
 //! The logical flattener: applies an image's layers in order to an in-memory tree (same
 //! whiteout, opaque and symlink-parent semantics as the on-disk unpacker) and lists every path
 //! with type, mode, owner, size, content sha256 and symlink target; hardlinks show as the file
-//! they point at. This is the comparison format of the build conformance suite.
+//! they point at. This is the comparison format of the build conformance suite. Entries also
+//! keep mtime, xattrs and an inode number (shared by hard links), and file contents can be
+//! kept aside in a [`Spool`], so writers can produce the final root filesystem from the tree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::fs::File;
 use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use crate::digest::Hasher;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::image::ImageRecord;
 use crate::layer::path::{self, AbsolutePaths, Meaning, RelPath};
 use crate::layer::tar::{Kind, TarReader};
@@ -34,6 +39,12 @@ pub struct FlatEntry {
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,
+    /// Modification time in whole seconds, as the layer stored it (0 for implied parents).
+    pub mtime: i64,
+    /// Extended attributes sorted by name; overlayfs control attributes are dropped.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Paths with the same inode number are hard links of one node (0 for directories).
+    pub inode: u64,
 }
 
 impl FlatEntry {
@@ -61,6 +72,72 @@ impl FlatEntry {
 #[derive(Debug, Clone, Default)]
 pub struct FlatTree {
     pub entries: BTreeMap<Vec<u8>, FlatEntry>,
+    /// The last inode number handed out.
+    inodes: u64,
+}
+
+/// File contents set aside while flattening, by inode, in an unlinked temporary file: what a
+/// writer of the final root filesystem reads after the tree is complete. Contents of files a
+/// later layer replaced stay in the file (it grows to at most the layers' total file size).
+#[derive(Debug)]
+pub struct Spool {
+    file: File,
+    len: u64,
+    /// inode → (offset, size)
+    offsets: HashMap<u64, (u64, u64)>,
+}
+
+impl Spool {
+    /// An empty spool in `dir` (the file has no name: nothing is left behind, even on a crash).
+    pub fn new_in(dir: &Path) -> Result<Spool> {
+        std::fs::create_dir_all(dir).ctx("create directory", dir)?;
+        let file = tempfile::tempfile_in(dir).ctx("create a spool file in", dir)?;
+        Ok(Spool {
+            file,
+            len: 0,
+            offsets: HashMap::new(),
+        })
+    }
+
+    fn append(&mut self, inode: u64, data: &[u8]) -> io::Result<()> {
+        let entry = self.offsets.entry(inode).or_insert((self.len, 0));
+        entry.1 += data.len() as u64;
+        self.file.write_all_at(data, self.len)?;
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    /// The contents of the file with `inode`, if it was spooled (empty files may not be).
+    pub fn contents(&self, inode: u64) -> impl Read + '_ {
+        let (offset, size) = self.offsets.get(&inode).copied().unwrap_or((0, 0));
+        SpoolReader {
+            file: &self.file,
+            pos: offset,
+            end: offset + size,
+        }
+    }
+}
+
+struct SpoolReader<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for SpoolReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (self.end - self.pos).min(buf.len() as u64) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+fn is_overlay_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.")
 }
 
 const MAX_SYMLINKS: u32 = 40;
@@ -72,6 +149,17 @@ impl FlatTree {
 
     /// Apply one uncompressed layer stream on top.
     pub fn apply_layer(&mut self, reader: impl Read, limits: &Limits, name: &str) -> Result<()> {
+        self.apply_layer_spooled(reader, limits, name, None)
+    }
+
+    /// Apply one uncompressed layer stream on top, copying file contents into `spool`.
+    pub fn apply_layer_spooled(
+        &mut self,
+        reader: impl Read,
+        limits: &Limits,
+        name: &str,
+        mut spool: Option<&mut Spool>,
+    ) -> Result<()> {
         let mut tar = TarReader::new(reader, limits, name);
         // This layer's paths: true = own entry, false = ancestor of one.
         let mut seen: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
@@ -112,6 +200,17 @@ impl FlatTree {
                             ),
                         ));
                     };
+                    if entry.kind == Kind::Char && entry.dev_major == 0 && entry.dev_minor == 0 {
+                        return Err(Error::layer(
+                            name,
+                            format!(
+                                "`{}` is a 0:0 character device, which overlayfs would treat as a whiteout",
+                                p.display()
+                            ),
+                        ));
+                    }
+                    self.inodes += 1;
+                    let inode = self.inodes;
                     let kind = match entry.kind {
                         Kind::Dir => FlatKind::Dir,
                         Kind::File => {
@@ -126,6 +225,11 @@ impl FlatTree {
                                     Err(e) => return Err(tar.data_error(&entry, e)),
                                 };
                                 h.update(&buf[..n]);
+                                if let Some(spool) = spool.as_deref_mut() {
+                                    spool.append(inode, &buf[..n]).map_err(|e| {
+                                        Error::io("write the spool file", "<spool>", e)
+                                    })?;
+                                }
                             }
                             let size = h.len();
                             FlatKind::File {
@@ -174,11 +278,22 @@ impl FlatTree {
                         seen.entry(a.to_vec()).or_insert(false);
                     }
                     seen.insert(p.as_bytes().to_vec(), true);
+                    let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = entry
+                        .xattrs
+                        .iter()
+                        .filter(|(k, _)| !is_overlay_xattr(k))
+                        .cloned()
+                        .collect();
+                    xattrs.sort();
+                    xattrs.dedup_by(|a, b| a.0 == b.0);
                     let new = FlatEntry {
+                        inode: if kind == FlatKind::Dir { 0 } else { inode },
                         kind,
                         mode: entry.mode,
                         uid: entry.uid,
                         gid: entry.gid,
+                        mtime: entry.mtime,
+                        xattrs,
                     };
                     if new.kind == FlatKind::Dir
                         && self
@@ -286,6 +401,9 @@ impl FlatTree {
                             mode: 0o755,
                             uid: 0,
                             gid: 0,
+                            mtime: 0,
+                            xattrs: Vec::new(),
+                            inode: 0,
                         },
                     );
                 }
@@ -315,10 +433,24 @@ impl FlatTree {
 
 /// Flatten a stored image: every layer decompressed (bounded) and applied in order.
 pub fn flatten_image(store: &Store, image: &ImageRecord) -> Result<FlatTree> {
+    flatten_image_spooled(store, image, None)
+}
+
+/// Flatten a stored image, keeping file contents in `spool` when given.
+pub fn flatten_image_spooled(
+    store: &Store,
+    image: &ImageRecord,
+    mut spool: Option<&mut Spool>,
+) -> Result<FlatTree> {
     let mut tree = FlatTree::new();
     for layer in &image.layers {
         let r = store.open_layer(&layer.descriptor)?;
-        tree.apply_layer(r, store.limits(), layer.descriptor.digest.as_str())?;
+        tree.apply_layer_spooled(
+            r,
+            store.limits(),
+            layer.descriptor.digest.as_str(),
+            spool.as_deref_mut(),
+        )?;
     }
     Ok(tree)
 }

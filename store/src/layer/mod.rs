@@ -1,9 +1,11 @@
 //! Layers: opening blobs as tar streams (`decompress`), the bounded tar reader (`tar`), entry
 //! names and whiteouts (`path`), in-root resolution (`inroot`), applying layers to disk
 //! (`unpack`), validation without extraction (`scan`), and the in-memory flattener
-//! (`flatten`). Layer *writing* (diffing a snapshot) belongs to the executor.
+//! (`flatten`, compared path by path in `flatdiff`). Layer *writing* (diffing a snapshot)
+//! belongs to the executor.
 
 pub mod decompress;
+pub mod flatdiff;
 pub mod flatten;
 pub mod inroot;
 pub mod path;
@@ -12,7 +14,8 @@ pub mod tar;
 pub mod unpack;
 
 pub use decompress::{LimitedReader, decompress};
-pub use flatten::{FlatEntry, FlatKind, FlatTree, flatten_image};
+pub use flatdiff::{PathChange, PathDiff, diff_trees};
+pub use flatten::{FlatEntry, FlatKind, FlatTree, Spool, flatten_image, flatten_image_spooled};
 pub use inroot::RootDir;
 pub use path::{AbsolutePaths, RelPath};
 pub use scan::{LayerScan, scan, scan_headers};

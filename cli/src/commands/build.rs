@@ -80,6 +80,9 @@ pub struct BuildArgs {
     /// The build context: the directory whose files COPY and ADD can use.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
+
+    #[command(flatten)]
+    pub registry: crate::build::registry::RegistryArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -143,6 +146,9 @@ fn source_date_epoch(args: &BuildArgs) -> miette::Result<Option<i64>> {
 
 pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     let tags = finish::parse_tags(&args.tags)?;
+    build::registry::push::check(args.registry.push, &tags)?;
+    let cache_to = build::registry::spec::parse_all("--cache-to", &args.registry.cache_to)?;
+    let compression: rbuild_registry::Compression = args.registry.compression.parse()?;
     let secrets = secrets(&args)?;
     let epoch = source_date_epoch(&args)?;
     let network = match args.network.as_str() {
@@ -190,6 +196,13 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
         },
         &cancel,
     )?;
+    let note = |text: &str| reporter.line(text);
+    let worker = build::registry::layers::CacheAwareWorker::new(
+        &worker,
+        &prepared.registry,
+        &prepared.store,
+        &note,
+    );
     let cache = &prepared.cache;
     let files_diff =
         |_set: &str, old: &str, new: &str| rbuild_solver::inputs::files_diff(cache, old, new);
@@ -225,6 +238,13 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
         }
         Err(err) => return Err(err),
     };
+    build::registry::layers::fetch_target_layers(
+        &prepared.registry,
+        &prepared.store,
+        &prepared.planned.plan,
+        &solved,
+        &note,
+    )?;
     let image = finish::commit(&prepared, &solved, epoch)?;
     finish::tag_all(&prepared, &image, &tags)?;
     if let Some(path) = &args.iidfile {
@@ -233,6 +253,27 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     if let Some(path) = &args.metadata_file {
         finish::write_metadata(path, &image, &tags)?;
     }
+    if args.registry.push {
+        build::registry::push::push_all(
+            &prepared.registry,
+            &prepared.store,
+            &tags,
+            compression,
+            &note,
+        )?;
+    }
+    build::registry::cache::export(
+        &prepared.registry,
+        &build::registry::cache::ExportInput {
+            store: &prepared.store,
+            cache: &prepared.cache,
+            plan: &prepared.planned.plan,
+            solved: &solved,
+            compression,
+        },
+        &cache_to,
+        &note,
+    )?;
     if args.quiet {
         println!("{}", image.id());
         return Ok(0);

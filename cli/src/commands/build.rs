@@ -253,25 +253,13 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     if let Some(path) = &args.metadata_file {
         finish::write_metadata(path, &image, &tags)?;
     }
-    if args.registry.push {
-        build::registry::push::push_all(
-            &prepared.registry,
-            &prepared.store,
-            &tags,
-            compression,
-            &note,
-        )?;
-    }
-    build::registry::cache::export(
-        &prepared.registry,
-        &build::registry::cache::ExportInput {
-            store: &prepared.store,
-            cache: &prepared.cache,
-            plan: &prepared.planned.plan,
-            solved: &solved,
-            compression,
-        },
+    build::registry::publish(
+        &prepared,
+        &solved,
+        &tags,
+        args.registry.push,
         &cache_to,
+        compression,
         &note,
     )?;
     if args.quiet {

@@ -94,6 +94,34 @@ impl Session {
     }
 }
 
+/// After the image is committed and tagged: `--push` every name, then `--cache-to` every
+/// cache (a failure of either fails the command; the image stays built and tagged).
+pub fn publish(
+    prepared: &crate::build::Prepared,
+    solved: &rbuild_solver::scheduler::Solved,
+    tags: &[rbuild_store::Reference],
+    push: bool,
+    cache_to: &[spec::CacheSpec],
+    compression: rbuild_registry::Compression,
+    note: &(dyn Fn(&str) + Sync),
+) -> miette::Result<()> {
+    if push {
+        push::push_all(&prepared.registry, &prepared.store, tags, compression, note)?;
+    }
+    cache::export(
+        &prepared.registry,
+        &cache::ExportInput {
+            store: &prepared.store,
+            cache: &prepared.cache,
+            plan: &prepared.planned.plan,
+            solved,
+            compression,
+        },
+        cache_to,
+        note,
+    )
+}
+
 /// A registry error as one line: its message and every cause (the registry's own words are
 /// part of the message).
 pub fn describe(err: &dyn std::error::Error) -> String {

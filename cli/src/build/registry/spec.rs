@@ -161,7 +161,7 @@ mod tests {
                 "type=registry,ref=r/a:c,compression=lz4",
                 "lz4",
             ),
-            ("--cache-to", "type=registry,ref=UPPER/x", "UPPER"),
+            ("--cache-to", "type=registry,ref=not a ref", "not a ref"),
         ] {
             let err = parse(flag, raw).unwrap_err();
             let text = format!("{err}");

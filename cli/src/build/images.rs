@@ -83,6 +83,7 @@ impl<'a> StoreImages<'a> {
                 _ => record,
             },
             Err(err) if err.is_not_found() => match self.puller {
+                _ if let Some(record) = self.from_stored_index(parsed, platform) => record,
                 Some(puller) => puller.pull(parsed, platform)?,
                 None => {
                     return Err((
@@ -101,6 +102,30 @@ impl<'a> StoreImages<'a> {
             .expect("images lock")
             .insert(memo, record.clone());
         Ok(record)
+    }
+}
+
+impl StoreImages<'_> {
+    /// `name@sha256:<index>` of a multi-platform image pulled before: the stored index's
+    /// entry for `platform`, when that image is stored (the store names only the platform
+    /// manifest, so a build pinned to the index digest stays offline).
+    fn from_stored_index(&self, parsed: &Reference, platform: &Platform) -> Option<ImageRecord> {
+        let bytes = self.store.read_blob(parsed.digest()?).ok()?;
+        let index: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        index["manifests"].as_array()?.iter().find_map(|entry| {
+            let p = &entry["platform"];
+            let matches = p["os"].as_str() == Some(platform.os.as_str())
+                && p["architecture"].as_str() == Some(platform.architecture.as_str())
+                && platform
+                    .variant
+                    .as_deref()
+                    .is_none_or(|v| p["variant"].as_str() == Some(v));
+            if !matches {
+                return None;
+            }
+            let digest = rbuild_store::Digest::parse(entry["digest"].as_str()?).ok()?;
+            self.store.image(&digest).ok()
+        })
     }
 }
 

@@ -82,19 +82,21 @@ impl<'a> StoreImages<'a> {
                 }
                 _ => record,
             },
-            Err(err) if err.is_not_found() => match self.puller {
-                _ if let Some(record) = self.from_stored_index(parsed, platform) => record,
-                Some(puller) => puller.pull(parsed, platform)?,
-                None => {
-                    return Err((
-                        format!("image `{}` is not in the store", parsed.familiar()),
-                        Some(format!(
-                            "{err}; load it with `rbuild load -i FILE` or `rbuild pull {}`",
-                            parsed.familiar()
-                        )),
-                    ));
+            Err(err) if err.is_not_found() => {
+                match (self.from_stored_index(parsed, platform), self.puller) {
+                    (Some(record), _) => record,
+                    (None, Some(puller)) => puller.pull(parsed, platform)?,
+                    (None, None) => {
+                        return Err((
+                            format!("image `{}` is not in the store", parsed.familiar()),
+                            Some(format!(
+                                "{err}; load it with `rbuild load -i FILE` or `rbuild pull {}`",
+                                parsed.familiar()
+                            )),
+                        ));
+                    }
                 }
-            },
+            }
             Err(err) => return Err((err.to_string(), None)),
         };
         self.resolved
@@ -103,9 +105,7 @@ impl<'a> StoreImages<'a> {
             .insert(memo, record.clone());
         Ok(record)
     }
-}
 
-impl StoreImages<'_> {
     /// `name@sha256:<index>` of a multi-platform image pulled before: the stored index's
     /// entry for `platform`, when that image is stored (the store names only the platform
     /// manifest, so a build pinned to the index digest stays offline).

@@ -103,7 +103,8 @@ fn from_pulls_through_the_docker_io_mirror_and_rebuilds_offline() {
 
 /// `--push` uploads the built image and `rbuild pull` in another root gets the same digest
 /// and image ID; the tag has then moved, so a build with `--pull` pulls the new base (and a
-/// build without it keeps the stored one).
+/// build without it keeps the stored one). A missing tag fails under the FROM line with the
+/// registry's error.
 #[test]
 fn push_and_pull_follow_a_moved_tag() {
     let reg = RealRegistry::start();
@@ -143,6 +144,23 @@ fn push_and_pull_follow_a_moved_tag() {
     let stderr = build_ok(&a, app.path(), &["-t", "app", "--pull"]);
     assert!(!stderr.contains("Pulling"), "{stderr}");
     assert_eq!(stderr.matches(" CACHED").count(), 1, "{stderr}");
+
+    // A tag the registry lacks: the registry's own error, under the FROM line.
+    let missing = context(
+        &format!(
+            "FROM {}/base:nope
+",
+            reg.host()
+        ),
+        &[],
+    );
+    let (ok, _, stderr) = build(&a, missing.path(), &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("cannot pull") && stderr.contains("MANIFEST_UNKNOWN"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("1 | FROM"), "{stderr}");
 }
 
 const CACHED_DOCKERFILE: &str = "FROM {base} AS tool\nRUN echo tool > /tool && echo other > /other\n\

@@ -74,6 +74,8 @@ pub enum Command {
     Tag(commands::tag::TagArgs),
     /// Remove images.
     Rmi(commands::rmi::RmiArgs),
+    /// Run a command in a new container from an image.
+    Run(commands::run::RunArgs),
     /// Remove dangling images, unused build cache and unreferenced blobs.
     Prune(commands::prune::PruneArgs),
     /// Write images to a tar archive (OCI layout, or docker-archive).

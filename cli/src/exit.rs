@@ -43,3 +43,23 @@ pub fn install_report_hook(global: &GlobalArgs) {
         )
     }));
 }
+
+/// `rbuild images | head` closes our stdout early: `println!` then panics with "Broken pipe".
+/// Exit quietly with 141 (128 + SIGPIPE), as a process killed by SIGPIPE would, instead of
+/// printing a panic. (The default SIGPIPE action is not restored because the executor talks to
+/// its sandbox helpers over pipes and must see EPIPE as an error, not die.)
+pub fn quiet_on_broken_pipe() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
+}

@@ -1,64 +1,21 @@
 //! The RUN-only build conformance cases, driven at the executor level the way the solver will
-//! drive it: each RUN runs over the previous snapshots, its layer is written, its upper becomes
-//! the next snapshot. The final filesystem — from applying the written layers to the base, and
-//! from the snapshot chain — must equal what BuildKit built (`expected/CASE.json`).
+//! drive it, with the real store: the busybox image is loaded and unpacked into a snapshot by
+//! the store, each RUN runs over the previous snapshots, its layer is captured into a store
+//! blob and its upper becomes the next snapshot. The final filesystem — the base and captured
+//! layers flattened by the store's own layer reader (an independent tar implementation), and
+//! the snapshot chain — must equal what BuildKit built (`expected/CASE.json`).
 
 mod common;
 mod exec_support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use exec_support::{Fixture, apply_layer, walk};
+use exec_support::{Fixture, walk};
 use rbuild_executor::lower::LowerView;
 use rbuild_executor::{Backend, LayerOptions, RunStep, Stdio3};
-
-/// Unpack the busybox test image's single layer with the host's tar (trusted fixture).
-fn busybox_layer(fx: &Fixture) -> PathBuf {
-    let shared = common::shared_dir();
-    let archive = shared.join("images/busybox-1.35.oci.tar");
-    assert!(archive.exists(), "missing {}", archive.display());
-    let oci = fx.tmp.path().join("oci");
-    std::fs::create_dir(&oci).unwrap();
-    run(
-        "tar",
-        &[
-            "-xf",
-            archive.to_str().unwrap(),
-            "-C",
-            oci.to_str().unwrap(),
-        ],
-    );
-    let blob = |digest: &str| {
-        oci.join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"))
-    };
-    let index: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(oci.join("index.json")).unwrap()).unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
-    )
-    .unwrap();
-    let layer = blob(manifest["layers"][0]["digest"].as_str().unwrap());
-    fx.layer(7000, |dir| {
-        run(
-            "tar",
-            &[
-                "-xzf",
-                layer.to_str().unwrap(),
-                "-C",
-                dir.to_str().unwrap(),
-                "--same-owner",
-                "-p",
-            ],
-        );
-    })
-}
-
-fn run(cmd: &str, args: &[&str]) {
-    let st = std::process::Command::new(cmd).args(args).status().unwrap();
-    assert!(st.success(), "{cmd} {args:?}");
-}
+use rbuild_store::Store;
+use rbuild_store::layer::FlatTree;
 
 /// The conformance comparison format (see ../shared/conformance/build/README.md).
 fn flatten(dir: &Path) -> BTreeMap<String, String> {
@@ -106,9 +63,19 @@ fn expected(case: &str) -> BTreeMap<String, String> {
 /// Run `steps` (argv lists) as successive RUN steps and compare with the case's expectation.
 fn conform(case: &str, steps: &[Vec<&str>]) {
     let fx = Fixture::new(Backend::Overlay);
-    let base = busybox_layer(&fx);
-    let mut chain = vec![base.clone()];
-    let mut layers = Vec::new();
+    let store = Store::open(&fx.root).unwrap();
+    store
+        .load_file(&common::shared_dir().join("images/busybox-1.35.oci.tar"))
+        .unwrap();
+    let image = store.resolve_image("busybox:1.35").unwrap();
+    let base_layer = &image.layers[0];
+    let base = fx
+        .exec
+        .snapshots()
+        .ensure_layer(&store, base_layer)
+        .unwrap();
+    let mut chain = vec![base];
+    let mut captured = Vec::new();
     for (i, argv) in steps.iter().enumerate() {
         let mut err = Vec::new();
         let mut cb = |_: rbuild_executor::Stream, l: &[u8]| {
@@ -126,31 +93,32 @@ fn conform(case: &str, steps: &[Vec<&str>]) {
             "{case} step {i}: {} {err:?}",
             outcome.status
         );
-        let mut bytes = Vec::new();
-        let (info, _) = outcome
+        let layer = outcome
             .rootfs
-            .write_layer(&mut bytes, &LayerOptions::default())
+            .capture_layer(&store, &LayerOptions::default())
             .unwrap()
             .expect("every RUN of these cases changes something");
+        assert!(store.has_blob(&layer.diff_id));
         let snap = outcome
             .rootfs
-            .into_snapshot(fx.exec.snapshots(), &info.diff_id)
+            .commit_snapshot(&store, &layer.diff_id)
             .unwrap()
             .unwrap();
         chain.push(snap);
-        layers.push(bytes);
+        captured.push(layer.diff_id);
     }
     let want = expected(case);
-    let applied = fx.tmp.path().join("applied");
-    std::fs::create_dir(&applied).unwrap();
-    exec_support::copy_tree(&base, &applied);
-    for l in &layers {
-        apply_layer(l, &applied);
+    let mut tree = FlatTree::new();
+    let base_tar = store.open_layer(&base_layer.descriptor).unwrap();
+    tree.apply_layer(base_tar, store.limits(), "base").unwrap();
+    for d in &captured {
+        tree.apply_layer(store.open_blob(d).unwrap(), store.limits(), d.as_str())
+            .unwrap();
     }
     exec_support::assert_same_tree(
-        &flatten(&applied),
+        &tree.to_conformance_map(),
         &want,
-        &format!("{case}: layers applied"),
+        &format!("{case}: layers flattened by the store"),
     );
     let merged = fx.tmp.path().join("merged");
     std::fs::create_dir(&merged).unwrap();

@@ -52,7 +52,12 @@ fn scenario_layers(fx: &Fixture) -> Vec<PathBuf> {
 /// A command that sets an xattr using the host's perl (busybox has no setfattr); needs the
 /// host's root bind-mounted at /host.
 fn setxattr(path: &str, name: &str, value: &str) -> String {
-    let ld = std::fs::canonicalize("/lib64/ld-linux-x86-64.so.2").unwrap();
+    let loader = if cfg!(target_arch = "aarch64") {
+        "/lib/ld-linux-aarch64.so.1"
+    } else {
+        "/lib64/ld-linux-x86-64.so.2"
+    };
+    let ld = std::fs::canonicalize(loader).unwrap();
     let libdir = ld.parent().unwrap().display().to_string();
     let perl = std::fs::canonicalize("/usr/bin/perl").unwrap();
     let nr = if cfg!(target_arch = "aarch64") {
@@ -110,6 +115,8 @@ fn run_both(script: &str, host: bool) -> Both {
     }
 }
 
+/// The step's layer, also checked by the store's validating layer reader (what `load` and
+/// pull accept): same diff_id, no rule broken.
 fn layer_bytes(o: &RunOutcome, epoch: Option<i64>) -> Option<(String, Vec<u8>)> {
     let mut buf = Vec::new();
     let opts = LayerOptions {
@@ -118,6 +125,9 @@ fn layer_bytes(o: &RunOutcome, epoch: Option<i64>) -> Option<(String, Vec<u8>)> 
     let r = o.rootfs.write_layer(&mut buf, &opts).unwrap();
     r.map(|(info, _)| {
         assert_eq!(info.size, buf.len() as u64);
+        let scan = rbuild_store::layer::scan(&buf[..], &rbuild_store::Limits::default(), "step")
+            .unwrap_or_else(|e| panic!("the store rejects the layer: {e:?}"));
+        assert_eq!(scan.diff_id.as_str(), info.diff_id);
         (info.diff_id, buf)
     })
 }

@@ -276,6 +276,31 @@ fn output_is_streamed_and_logged_in_full() {
     assert_eq!(outcome.tail.last().unwrap(), "partial");
 }
 
+/// Output without newlines is delivered in bounded pieces (nothing buffers it all), and
+/// invalid UTF-8 passes through as bytes.
+#[test]
+fn long_lines_come_in_pieces_and_bytes_pass_through() {
+    let fx = Fixture::new(Backend::Overlay);
+    let mut pieces = Vec::new();
+    let mut cb = |_: rbuild_executor::Stream, l: &[u8]| pieces.push(l.to_vec());
+    let mut step = rbuild_executor::RunStep::new(
+        fx.lowers(),
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "head -c 200000 /dev/zero | tr '\\0' x; printf '\\n\\377\\376\\n'".into(),
+        ],
+        rbuild_executor::Stdio3::Capture(&mut cb),
+    );
+    step.env = vec!["PATH=/bin".into()];
+    let outcome = fx.exec.run(step).unwrap();
+    assert!(outcome.status.success());
+    drop(outcome);
+    let sizes: Vec<usize> = pieces.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [65536, 65536, 65536, 3392, 2]);
+    assert_eq!(pieces[4], [0xff, 0xfe]);
+}
+
 fn processes_matching(marker: &str) -> usize {
     std::fs::read_dir("/proc")
         .unwrap()

@@ -64,6 +64,8 @@ fn capture(tmp: &Path) {
     let runs = 3;
     let mut ours = Vec::new();
     let mut ours_null = Vec::new();
+    let mut ours_store = Vec::new();
+    let store = rbuild_store::Store::open(tmp.join("store")).unwrap();
     let mut diff_only = Vec::new();
     let mut tar_null = Vec::new();
     let mut tar_read = Vec::new();
@@ -85,6 +87,13 @@ fn capture(tmp: &Path) {
         ours_null.push(d);
         let (d, _) = time(|| diff_upper(&upper, &view).unwrap());
         diff_only.push(d);
+        let (d, _) = time(|| {
+            let cs = diff_upper(&upper, &view).unwrap();
+            let mut w = store.blob_writer().unwrap();
+            rbuild_executor::layer::write_tar(&cs, &mut w, &LayerOptions::default()).unwrap();
+            w.commit().unwrap()
+        });
+        ours_store.push(d);
         let (d, _) = time(|| sh(&format!("tar -C {} -cf - . > /dev/null", upper.display())));
         tar_null.push(d);
         let (d, _) = time(|| {
@@ -114,7 +123,7 @@ fn capture(tmp: &Path) {
         m(&mut tar_read),
         m(&mut tar_file),
     );
-    let (on, od) = (m(&mut ours_null), m(&mut diff_only));
+    let (on, od, os) = (m(&mut ours_null), m(&mut diff_only), m(&mut ours_store));
     println!(
         "capture: 20000 files, {} MB layer, diff_id {}",
         info.size / 1_000_000,
@@ -125,6 +134,10 @@ fn capture(tmp: &Path) {
         "  rbuild diff + layer to /dev/null     : {:>7.1} ms   (diff alone {:.1} ms)",
         ms(on),
         ms(od)
+    );
+    println!(
+        "  rbuild capture into the store (blob fsynced, renamed): {:>7.1} ms",
+        ms(os)
     );
     println!(
         "  tar -cf - . > /dev/null              : {:>7.1} ms   ratio {:.2}x (GNU tar skips file data when writing to /dev/null)",

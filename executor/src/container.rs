@@ -110,6 +110,9 @@ pub struct ContainerRecord {
     pub image_digest: String,
     pub created: String,
     pub argv: Vec<String>,
+    /// Started with `--rm`: remove when it exits (or, if rbuild died, on the next start).
+    #[serde(default)]
+    pub remove_on_exit: bool,
 }
 
 /// `$ROOT/containers`.
@@ -140,6 +143,7 @@ impl Containers {
         image: &str,
         image_digest: &str,
         argv: &[String],
+        remove_on_exit: bool,
     ) -> Result<Container> {
         let registry_lock = self.dir.join(".lock");
         let guard = File::create(&registry_lock).ctx("cannot create", &registry_lock)?;
@@ -183,6 +187,7 @@ impl Containers {
             image_digest: image_digest.to_string(),
             created: jiff::Timestamp::now().to_string(),
             argv: argv.to_vec(),
+            remove_on_exit,
         };
         let json = serde_json::to_vec_pretty(&record)
             .map_err(|e| ExecError::sandbox(format!("cannot encode the container record: {e}")))?;
@@ -211,6 +216,25 @@ impl Containers {
         }
         out.sort_by(|a, b| a.created.cmp(&b.created));
         Ok(out)
+    }
+
+    /// Remove `--rm` containers whose rbuild process died before it could (their lock is
+    /// free); `on_removed` gets each removed id (to drop the store's reference).
+    pub fn remove_stale(&self, mut on_removed: impl FnMut(&str)) -> Result<()> {
+        for record in self.list()? {
+            if !record.remove_on_exit {
+                continue;
+            }
+            let lock = self.dir.join(&record.id).join("lock");
+            let Ok(f) = File::options().read(true).write(true).open(&lock) else {
+                continue;
+            };
+            if f.try_lock().is_ok() {
+                self.remove(&record.id)?;
+                on_removed(&record.id);
+            }
+        }
+        Ok(())
     }
 
     /// Delete a container's directory (its kept upper layer too).
@@ -319,20 +343,46 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let cs = Containers::open(root.path()).unwrap();
         let a = cs
-            .create(Some("web"), "busybox:1.35", "sha256:x", &["sh".into()])
+            .create(
+                Some("web"),
+                "busybox:1.35",
+                "sha256:x",
+                &["sh".into()],
+                false,
+            )
             .unwrap();
         assert!(a.dir.join("container.json").exists());
         let err = cs
-            .create(Some("web"), "busybox", "sha256:x", &[])
+            .create(Some("web"), "busybox", "sha256:x", &[], false)
             .err()
             .unwrap();
         assert!(err.to_string().contains("already in use"), "{err}");
-        assert!(cs.create(Some("../x"), "busybox", "sha256:x", &[]).is_err());
-        let b = cs.create(None, "busybox", "sha256:x", &[]).unwrap();
+        assert!(
+            cs.create(Some("../x"), "busybox", "sha256:x", &[], false)
+                .is_err()
+        );
+        let b = cs.create(None, "busybox", "sha256:x", &[], false).unwrap();
         assert!(b.record.name.starts_with("rbuild-"));
         assert_eq!(cs.list().unwrap().len(), 2);
         cs.remove(&a.record.id).unwrap();
         assert_eq!(cs.list().unwrap(), std::slice::from_ref(&b.record));
         assert!(cs.remove("../..").is_err());
+    }
+
+    #[test]
+    fn abandoned_rm_containers_are_removed_and_running_ones_kept() {
+        let root = tempfile::tempdir().unwrap();
+        let cs = Containers::open(root.path()).unwrap();
+        let running = cs.create(None, "busybox", "sha256:x", &[], true).unwrap();
+        let kept = cs.create(None, "busybox", "sha256:x", &[], false).unwrap();
+        let dead = cs.create(None, "busybox", "sha256:x", &[], true).unwrap();
+        let dead_id = dead.record.id.clone();
+        drop(dead); // its lock is released, as when rbuild is killed
+        drop(kept);
+        let mut removed = Vec::new();
+        cs.remove_stale(|id| removed.push(id.to_string())).unwrap();
+        assert_eq!(removed, [dead_id]);
+        assert_eq!(cs.list().unwrap().len(), 2);
+        drop(running);
     }
 }

@@ -86,6 +86,11 @@ pub enum ExecError {
     #[diagnostic(code(rbuild::interrupted), help("nothing from the step was kept"))]
     Cancelled { reason: String },
 
+    /// The image store failed (unpacking a layer, writing a blob, ...).
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Store(#[from] rbuild_store::Error),
+
     /// Writing the layer archive failed.
     #[error("cannot write the layer entry for `/{path}`: {message}")]
     #[diagnostic(

@@ -46,6 +46,19 @@ pub fn write_layer<W: Write>(
     out: W,
     options: &LayerOptions,
 ) -> Result<LayerInfo> {
+    let mut hashing = HashingWriter::new(out);
+    write_tar(changeset, &mut hashing, options)?;
+    let (mut inner, hasher, size) = hashing.finish();
+    inner.flush().map_err(write_err)?;
+    Ok(LayerInfo {
+        diff_id: format!("sha256:{}", hex::encode(hasher.finalize())),
+        size,
+    })
+}
+
+/// Write `changeset` as a tar stream into `out` without hashing it (for sinks that hash, such
+/// as a store blob writer); returns the number of bytes written.
+pub fn write_tar<W: Write>(changeset: &Changeset, out: W, options: &LayerOptions) -> Result<u64> {
     let links = plan_links(changeset);
     // Contents of small files are read ahead, in order, by a second thread, so opening and
     // reading thousands of files overlaps with hashing and writing the stream.
@@ -71,7 +84,13 @@ pub fn write_layer<W: Write>(
             }
         });
         let mut w = TarWriter {
-            out: io::BufWriter::with_capacity(1 << 20, HashingWriter::new(out)),
+            out: io::BufWriter::with_capacity(
+                1 << 20,
+                CountingWriter {
+                    inner: out,
+                    count: 0,
+                },
+            ),
             options,
             links: &links,
             prefetched: rx,
@@ -81,14 +100,27 @@ pub fn write_layer<W: Write>(
         }
         let end = [0u8; 2 * BLOCK];
         w.out.write_all(&end).map_err(write_err)?;
-        let hashing = w.out.into_inner().map_err(|e| write_err(e.into_error()))?;
-        let (mut inner, hasher, size) = hashing.finish();
-        inner.flush().map_err(write_err)?;
-        Ok(LayerInfo {
-            diff_id: format!("sha256:{}", hex::encode(hasher.finalize())),
-            size,
-        })
+        let mut counting = w.out.into_inner().map_err(|e| write_err(e.into_error()))?;
+        counting.flush().map_err(write_err)?;
+        Ok(counting.count)
     })
+}
+
+struct CountingWriter<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Files up to this size are read ahead whole; bigger ones are streamed.
@@ -136,7 +168,7 @@ fn write_err(e: io::Error) -> ExecError {
 }
 
 struct TarWriter<'a, W: Write> {
-    out: io::BufWriter<HashingWriter<W>>,
+    out: io::BufWriter<CountingWriter<W>>,
     options: &'a LayerOptions,
     /// For each change, the earlier entry it is a hard link to.
     links: &'a [Option<usize>],
@@ -633,14 +665,17 @@ mod tests {
     fn pax_record_lengths_count_themselves() {
         let (_tx, rx) = mpsc::sync_channel(1);
         let mut w = TarWriter {
-            out: io::BufWriter::new(HashingWriter::new(Vec::new())),
+            out: io::BufWriter::new(CountingWriter {
+                inner: Vec::new(),
+                count: 0,
+            }),
             options: &LayerOptions::default(),
             links: &[],
             prefetched: rx,
         };
         let value = vec![b'v'; 93]; // "103 path=" + 93 bytes + "\n" is 103 bytes long
         w.pax_block(&[(b"path".to_vec(), value)]).unwrap();
-        let bytes = w.out.into_inner().ok().unwrap().finish().0;
+        let bytes = w.out.into_inner().ok().unwrap().inner;
         let data = &bytes[BLOCK..];
         assert!(data.starts_with(b"103 path="));
         assert_eq!(data.iter().position(|&b| b == b'\n'), Some(102));

@@ -4,25 +4,37 @@
 //! # API for the solver
 //!
 //! ```text
-//! let exec = Executor::new(root, ExecutorOptions::default())?;            // once per build
-//! let base = exec.snapshots().ensure(diff_id, |dir| unpack_layer(dir))?;  // per parent layer
+//! let store = Store::open(root)?;
+//! let exec = Executor::new(store.root(), ExecutorOptions::default())?;    // once per build
+//! let base = exec.snapshots().ensure_layer(&store, &layer)?;              // per parent layer
 //! let mut on_line = |stream: Stream, line: &[u8]| { /* progress */ };
 //! let mut step = RunStep::new(vec![base, ...], argv, Stdio3::Capture(&mut on_line));
 //! step.env = ...; step.cwd = ...; step.user = ...; step.mounts = ...; step.log_path = ...;
+//! step.network = ...; step.cancel = Some(token.clone());                    // Ctrl-C, failures
 //! let outcome = exec.run(step)?;            // Err: setup failure, start failure, cancelled
 //! if !outcome.status.success() { /* report outcome.status, outcome.tail, the log path */ }
-//! let layer = outcome.rootfs.write_layer(blob_writer, &LayerOptions::default())?;
-//! // None = the step changed nothing; Some((LayerInfo { diff_id, size }, warnings))
-//! outcome.rootfs.into_snapshot(exec.snapshots(), &diff_id)?;  // reuse the upper as snapshot
+//! match outcome.rootfs.capture_layer(&store, &LayerOptions { source_date_epoch })? {
+//!     None => { /* the step changed nothing */ }
+//!     Some(CapturedLayer { diff_id, size, warnings }) => {
+//!         // blob digest == diff_id (uncompressed); reuse the upper as the next snapshot:
+//!         outcome.rootfs.commit_snapshot(&store, &diff_id)?;
+//!     }
+//! }
 //! ```
 //!
 //! The binary must call [`sandbox::maybe_run_helper`] first thing in `main`: the sandbox is
 //! this same executable re-executed with a hidden argument (never a fork of the threaded
-//! caller). The executor knows nothing about Dockerfiles: argv and env arrive expanded.
+//! caller). If the binary installs a SIGINT/SIGTERM handler, it must cancel running steps
+//! through their [`CancelToken`]; otherwise the sandbox dies with the process (PDEATHSIG).
+//! The executor knows nothing about Dockerfiles: argv and env arrive expanded. Without a
+//! store, [`StepRootfs::write_layer`] writes to any `Write` and [`Snapshots::ensure`] fills a
+//! snapshot from a closure.
 
+pub mod build;
 pub mod container;
 pub mod diff;
 pub mod error;
+pub mod fetch;
 pub mod fsmeta;
 pub mod layer;
 pub mod lower;
@@ -42,7 +54,6 @@ pub use mounts::{
 };
 pub use sandbox::{CancelToken, Network, Stdio3, Stream};
 pub use snapshot::Snapshots;
-pub use step::{Backend, Executor, ExecutorOptions, ExitStatus, RunOutcome, RunStep, StepRootfs};
-
-pub mod build;
-pub mod fetch;
+pub use step::{
+    Backend, CapturedLayer, Executor, ExecutorOptions, ExitStatus, RunOutcome, RunStep, StepRootfs,
+};

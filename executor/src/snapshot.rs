@@ -1,10 +1,14 @@
 //! Layer snapshots: each layer kept unpacked once, in overlay lower-dir form (whiteouts as 0:0
 //! character devices, opaque directories marked by xattr), at `$ROOT/snapshots/<diff_id hex>/`.
 //! A snapshot appears atomically: it is filled in a temporary directory beside the final one and
-//! renamed into place, so a crash leaves only a `.tmp-*` directory that [`Snapshots::open`]
-//! removes.
+//! renamed into place. Stored layers go through the store's staging, in-root unpacker and
+//! commit ([`Snapshots::ensure_layer`], leased against GC); [`Snapshots::ensure`] fills one from
+//! a closure (a crash leaves a `.tmp-*` directory that [`Snapshots::open`] removes later).
 
 use std::path::{Path, PathBuf};
+
+use rbuild_store::layer::{UnpackMode, UnpackOptions};
+use rbuild_store::{Layer, Store};
 
 use crate::error::{ExecError, IoContext, Result};
 
@@ -61,6 +65,28 @@ impl Snapshots {
         fill(&work)?;
         self.install(&work, &final_path)?;
         Ok(final_path)
+    }
+
+    /// The snapshot of a stored layer, unpacking it (in-root, overlay lower-dir form, diff_id
+    /// verified) on first use. The snapshot is leased in `store` for as long as that handle
+    /// lives, so a concurrent prune keeps it.
+    pub fn ensure_layer(&self, store: &Store, layer: &Layer) -> Result<PathBuf> {
+        let path = store.snapshot_path(&layer.diff_id);
+        store.hold_snapshot(&layer.diff_id)?;
+        if path.is_dir() {
+            return Ok(path);
+        }
+        let staging = store.create_snapshot_staging(&layer.diff_id)?;
+        let unpacked = store.unpack_layer(
+            layer,
+            &staging,
+            &UnpackOptions::new(UnpackMode::OverlayLower),
+        );
+        if let Err(e) = unpacked {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e.into());
+        }
+        Ok(store.commit_snapshot(&staging, &layer.diff_id)?)
     }
 
     /// Make an existing directory (for example a finished step's overlay upper directory,

@@ -199,6 +199,16 @@ enum RootfsKind {
     },
 }
 
+/// A layer captured into the store.
+#[derive(Clone, Debug)]
+pub struct CapturedLayer {
+    /// Digest of the uncompressed tar: the blob digest and the config's diff_id.
+    pub diff_id: rbuild_store::Digest,
+    pub size: u64,
+    /// Entries the differ skipped (sockets, ...), one line each.
+    pub warnings: Vec<String>,
+}
+
 /// The filesystem a finished step left behind. Dropping it removes the step's directory.
 pub struct StepRootfs {
     kind: RootfsKind,
@@ -232,6 +242,41 @@ impl StepRootfs {
         }
         let info = layer::write_layer(&cs, out, options)?;
         Ok(Some((info, cs.warnings)))
+    }
+
+    /// Write the step's layer into `store` as an uncompressed blob (its digest is the diff_id)
+    /// and return it, or `None` when nothing changed. The blob is leased by `store`.
+    pub fn capture_layer(
+        &self,
+        store: &rbuild_store::Store,
+        options: &LayerOptions,
+    ) -> Result<Option<CapturedLayer>> {
+        let cs = self.changeset()?;
+        if cs.is_empty() {
+            return Ok(None);
+        }
+        let mut writer = store.blob_writer()?;
+        layer::write_tar(&cs, &mut writer, options)?;
+        let info = writer.commit()?;
+        Ok(Some(CapturedLayer {
+            diff_id: info.digest,
+            size: info.size,
+            warnings: cs.warnings,
+        }))
+    }
+
+    /// Publish the overlay upper directory as the snapshot of the layer captured from it
+    /// (leased in `store`), saving an unpack; see [`StepRootfs::into_snapshot`]. `None` for the
+    /// copy backend.
+    pub fn commit_snapshot(
+        self,
+        store: &rbuild_store::Store,
+        diff_id: &rbuild_store::Digest,
+    ) -> Result<Option<PathBuf>> {
+        match &self.kind {
+            RootfsKind::Overlay { upper } => Ok(Some(store.commit_snapshot(upper, diff_id)?)),
+            RootfsKind::Copy { .. } => Ok(None),
+        }
     }
 
     /// Which backend ran the step.
@@ -319,14 +364,21 @@ impl Executor {
         &self.root
     }
 
+    /// Fail early, with what is missing, when this process cannot create sandboxes.
+    pub fn check_privileges(&self) -> Result<()> {
+        if sandbox::is_root() {
+            Ok(())
+        } else {
+            Err(ExecError::NotRoot {
+                missing: rootless_report(),
+            })
+        }
+    }
+
     /// Run a step to completion. A non-zero exit is not an error: check `outcome.status`.
     /// Errors are setup failures, a command that could not start, and cancellation.
     pub fn run(&self, mut step: RunStep<'_>) -> Result<RunOutcome> {
-        if !sandbox::is_root() {
-            return Err(ExecError::NotRoot {
-                missing: rootless_report(),
-            });
-        }
+        self.check_privileges()?;
         let backend = match self.backend.load(Ordering::SeqCst) {
             2 => Backend::Copy,
             _ => Backend::Overlay,

@@ -11,6 +11,11 @@ use crate::scheduler::Solved;
 /// BuildKit's history comment for Dockerfile steps.
 pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 
+/// Extra history fields rbuild records (other tools ignore unknown fields): the cache key that
+/// produced the layer and where the step is in the Dockerfile.
+pub const HISTORY_CACHE_KEY: &str = "rbuild.cache_key";
+pub const HISTORY_STEP: &str = "rbuild.step";
+
 /// RFC 3339 (UTC, seconds) of a unix time.
 pub fn rfc3339(secs: i64) -> String {
     jiff::Timestamp::from_second(secs)
@@ -74,12 +79,24 @@ pub fn assemble(
             (None, Some(t)) => rfc3339(t),
             (None, None) => created.clone(),
         };
+        let mut extra = std::collections::BTreeMap::new();
+        extra.insert(
+            HISTORY_STEP.to_string(),
+            serde_json::Value::String(format!("{} line {}", plan_stage.label(), step.site.line)),
+        );
+        if let Some(key) = &record.key {
+            extra.insert(
+                HISTORY_CACHE_KEY.to_string(),
+                serde_json::Value::String(key.0.clone()),
+            );
+        }
         config.history.push(History {
             created: Some(at),
             created_by: Some(step.created_by.clone()),
             comment: Some(HISTORY_COMMENT.to_string()),
             empty_layer: record.layer.is_none(),
-            ..History::default()
+            author: None,
+            extra,
         });
     }
     config.created = Some(created);

@@ -253,8 +253,10 @@ fn run_stage(
             layers.clone()
         };
         let (Some(parent_layers), Some(stage_layers)) = (parent_for_step, known_sources) else {
-            // Dry run after a step that would be rebuilt: the inputs are unknown until then.
-            let reasons = vec![match &tip {
+            // Dry run after a step that would be rebuilt: its key is unknown until then. Say
+            // so, and also name what changed in the step's own inputs (its files, variables,
+            // instruction), compared with its last build, ignoring the parent.
+            let mut reasons = vec![match &tip {
                 ParentNote::Step { display, line } => MissReason::ParentChanged {
                     parent: display.clone(),
                     line: Some(*line),
@@ -265,6 +267,19 @@ fn run_stage(
                     new: Some("would be rebuilt".into()),
                 },
             }];
+            let site = format!("{}#{}#{}", opts.site_prefix, stage.label(), step.id.index);
+            if let Some(previous) = shared.cache.site_history(&site)?.into_iter().next() {
+                let stage_layers: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+                let mut now = preimage_for(plan, stage, step, &[], &stage_layers, &tip, opts);
+                now.parent = previous.preimage.parent.clone();
+                now.note.parent = previous.preimage.note.parent.clone();
+                // Source stages are unknown too: compare only the step's own inputs.
+                now.inputs.retain(|k, _| !k.starts_with("stage:"));
+                let mut before = previous.preimage.clone();
+                before.inputs.retain(|k, _| !k.starts_with("stage:"));
+                let mut diff = |set: &str, old: &str, new: &str| (opts.files_diff)(set, old, new);
+                reasons.extend(explain::compare(&now, &before, &mut diff));
+            }
             shared.reporter.event(Event::StepMiss {
                 stage,
                 step,

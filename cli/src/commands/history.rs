@@ -29,6 +29,10 @@ pub struct HistoryArgs {
     /// `json` (one object per line) or a template like `{{.CreatedBy}}`.
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
+
+    /// Also show, for layers rbuild built, the Dockerfile step and the cache key that made them.
+    #[arg(long)]
+    pub keys: bool,
 }
 
 struct Row {
@@ -38,6 +42,8 @@ struct Row {
     created_by: String,
     size: u64,
     comment: String,
+    step: String,
+    key: String,
 }
 
 pub fn run(global: &GlobalArgs, args: HistoryArgs) -> miette::Result<u8> {
@@ -54,6 +60,8 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> miette::Result<u8> {
                 created_by: String::new(),
                 size: l.descriptor.size,
                 comment: String::new(),
+                step: String::new(),
+                key: String::new(),
             });
         }
     }
@@ -70,6 +78,8 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> miette::Result<u8> {
             created_by: h.created_by.clone().unwrap_or_default(),
             size,
             comment: h.comment.clone().unwrap_or_default(),
+            step: extra_str(h, rbuild_solver::image::HISTORY_STEP),
+            key: extra_str(h, rbuild_solver::image::HISTORY_CACHE_KEY),
         });
     }
     rows.reverse();
@@ -117,6 +127,8 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> miette::Result<u8> {
                 "CreatedSince": relative_time(r.created),
                 "ID": r.id,
                 "Size": size(r),
+                "Step": r.step,
+                "CacheKey": r.key,
             });
             if format == "json" {
                 out.push_str(&serde_json::to_string(&v).unwrap_or_default());
@@ -129,20 +141,38 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> miette::Result<u8> {
         let body: Vec<Vec<String>> = rows
             .iter()
             .map(|r| {
-                vec![
+                let mut row = vec![
                     r.id.clone(),
                     created(r),
                     created_by(r),
                     size(r),
                     r.comment.clone(),
-                ]
+                ];
+                if args.keys {
+                    row.push(r.step.clone());
+                    row.push(if args.no_trunc || r.key.len() < 12 {
+                        r.key.clone()
+                    } else {
+                        r.key[..12].to_string()
+                    });
+                }
+                row
             })
             .collect();
-        out = table(
-            &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
-            &body,
-        );
+        let mut headers = vec!["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"];
+        if args.keys {
+            headers.extend(["STEP", "CACHE KEY"]);
+        }
+        out = table(&headers, &body);
     }
     print!("{out}");
     Ok(0)
+}
+
+fn extra_str(h: &rbuild_store::History, key: &str) -> String {
+    h.extra
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }

@@ -18,6 +18,7 @@ pub mod prune;
 pub mod pull;
 pub mod push;
 pub mod rmi;
+pub mod run;
 pub mod save;
 mod storeutil;
 pub mod system;
@@ -43,6 +44,7 @@ pub fn run(cli: Cli) -> miette::Result<u8> {
         Command::Inspect(args) => inspect::run(global, args),
         Command::Tag(args) => tag::run(global, args),
         Command::Rmi(args) => rmi::run(global, args),
+        Command::Run(args) => run::run(global, args),
         Command::Prune(args) => prune::run(global, args),
         Command::Save(args) => save::run(global, args),
         Command::Load(args) => load::run(global, args),

@@ -28,6 +28,41 @@ pub struct PruneArgs {
     /// `until=DURATION` (e.g. `24h`, `30m`): only remove build cache unused for that long.
     #[arg(long = "filter", value_name = "FILTER")]
     pub filters: Vec<String>,
+
+    /// Keep the most recently used build cache up to this size (`10GB`, `500MB`); remove the
+    /// rest.
+    #[arg(long, value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+}
+
+/// `10GB`, `512MiB`, `1000` (bytes).
+fn parse_size(text: &str) -> miette::Result<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| size_error(text))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(size_error(text)),
+    };
+    Ok((n * mult) as u64)
+}
+
+fn size_error(text: &str) -> miette::Report {
+    miette::miette!(
+        code = "rbuild::prune::size",
+        help = "use a size like `10GB`, `500MB` or `2GiB`",
+        "invalid size `{text}`"
+    )
 }
 
 fn parse_until(filters: &[String]) -> miette::Result<Option<jiff::Timestamp>> {
@@ -78,10 +113,27 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> miette::Result<u8> {
             return Ok(0);
         }
     }
+    let keep_bytes = args.keep_storage.as_deref().map(parse_size).transpose()?;
     let store = open_store(global)?;
+    // The build cache: drop index entries (and their GC roots) by age and size; an entry's
+    // layer then goes with the garbage collection below unless an image still uses it.
+    let mut cache_removed = 0;
+    if !args.keep_cache {
+        let cache = rbuild_solver::cache::CacheIndex::open(crate::build::cache_dir(&store))?;
+        let now = jiff::Timestamp::now().as_second();
+        let max_age = match (until, keep_bytes) {
+            (Some(t), _) => Some(now - t.as_second()),
+            (None, Some(_)) => None,
+            (None, None) => Some(-1),
+        };
+        for entry in cache.prune(now, max_age, keep_bytes)? {
+            store.remove_ref(rbuild_store::refs::KIND_CACHE, &entry.key.0)?;
+            cache_removed += 1;
+        }
+    }
     let report = store.prune(&PruneOptions {
         all_images: args.all,
-        build_cache: !args.keep_cache,
+        build_cache: false,
         cache_older_than: until,
     })?;
     let mut out = String::new();
@@ -97,11 +149,8 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> miette::Result<u8> {
         }
         out.push('\n');
     }
-    if report.cache_refs > 0 || !report.gc.cache_entries.is_empty() {
-        out.push_str(&format!(
-            "Deleted build cache objects: {}\n\n",
-            report.cache_refs.max(report.gc.cache_entries.len())
-        ));
+    if cache_removed > 0 {
+        out.push_str(&format!("Deleted build cache objects: {cache_removed}\n\n"));
     }
     if !report.gc.blobs.is_empty() {
         out.push_str(&format!("Deleted blobs: {}\n", report.gc.blobs.len()));
@@ -118,4 +167,19 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> miette::Result<u8> {
     ));
     print!("{out}");
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10GB").unwrap(), 10_000_000_000);
+        assert_eq!(parse_size("500mb").unwrap(), 500_000_000);
+        assert_eq!(parse_size("2GiB").unwrap(), 2 << 30);
+        assert_eq!(parse_size("1000").unwrap(), 1000);
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("5XB").is_err());
+    }
 }

@@ -10,19 +10,17 @@ mod rootfs;
 mod run;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 
 use rayon::prelude::*;
 use rbuild_solver::inputs::Inputs;
 use rbuild_solver::op::{CopyOp, FileSource, MkdirOp, Op, Plan, Step};
 use rbuild_solver::worker::{self, ExecRequest, Layer, Worker};
-use rbuild_store::layer::{UnpackMode, UnpackOptions};
 use rbuild_store::{Descriptor, Digest, ImageRecord, Store, media};
 
 pub use run::SecretSource;
 
-use crate::layer::{LayerInfo, LayerOptions};
+use crate::layer::LayerOptions;
 use crate::step::{Executor, ExecutorOptions};
 use error::StepError;
 use rootfs::FileRootfs;
@@ -101,31 +99,15 @@ impl<'a> BuildWorker<'a> {
     }
 
     /// Snapshot directories of a layer chain (bottom first), unpacking missing ones in
-    /// parallel; each is held against GC for this build.
+    /// parallel; each is leased against GC for this build.
     fn chain(&self, diff_ids: &[String]) -> Result<Vec<PathBuf>, StepError> {
         diff_ids
             .par_iter()
             .map(|diff_id| {
                 let layer = self.stored_layer(diff_id)?;
-                self.store.hold_snapshot(&layer.diff_id)?;
-                let store = self.store;
                 self.exec
                     .snapshots()
-                    .ensure(diff_id, |dir| {
-                        store
-                            .unpack_layer(
-                                &layer,
-                                dir,
-                                &UnpackOptions::new(UnpackMode::OverlayLower),
-                            )
-                            .map(|_| ())
-                            .map_err(|e| {
-                                crate::error::ExecError::sandbox(format!(
-                                    "cannot unpack layer {}: {e}",
-                                    layer.descriptor.digest
-                                ))
-                            })
-                    })
+                    .ensure_layer(self.store, &layer)
                     .map_err(StepError::Exec)
             })
             .collect()
@@ -141,32 +123,10 @@ impl<'a> BuildWorker<'a> {
         ))
     }
 
-    /// Stream a layer into a store blob; `None` (and nothing stored) when the step changed
-    /// nothing.
-    fn write_layer(
-        &self,
-        write: impl FnOnce(&mut dyn Write, &LayerOptions) -> Result<Option<LayerInfo>, StepError>,
-    ) -> Result<Option<Layer>, StepError> {
-        let mut blob = self.store.blob_writer()?;
-        let options = LayerOptions {
+    fn layer_options(&self) -> LayerOptions {
+        LayerOptions {
             source_date_epoch: self.options.source_date_epoch,
-        };
-        let Some(info) = write(&mut blob, &options)? else {
-            return Ok(None);
-        };
-        let stored = blob.commit()?;
-        if stored.digest.as_str() != info.diff_id {
-            return Err(StepError::Invalid {
-                message: format!(
-                    "internal error: layer digest {} differs from its diff_id {}",
-                    stored.digest, info.diff_id
-                ),
-            });
         }
-        Ok(Some(Layer {
-            diff_id: info.diff_id,
-            size: info.size,
-        }))
     }
 
     /// Run a file step (COPY/ADD/WORKDIR) through a detached overlay of the parent layers.
@@ -182,9 +142,7 @@ impl<'a> BuildWorker<'a> {
                 .map_err(|e| StepError::io("open", "the step root", e))?;
             body(&dest)?;
         }
-        let snapshots = self.exec.snapshots();
-        let layer = self.write_layer(|out, opts| Ok(rootfs.finish(out, opts, snapshots)?))?;
-        Ok(layer)
+        Ok(rootfs.finish(self.store, &self.layer_options())?)
     }
 
     fn copy(&self, req: &ExecRequest<'_>, op: &CopyOp) -> Result<Option<Layer>, StepError> {

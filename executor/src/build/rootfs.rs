@@ -5,17 +5,17 @@
 //! the layer's snapshot.
 
 use std::fs::File;
-use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::diff;
 use crate::error::{ExecError, IoContext, Result};
 use crate::fsmeta;
-use crate::layer::{self, LayerInfo, LayerOptions};
+use crate::layer::{self, LayerOptions};
 use crate::lower::LowerView;
 use crate::sandbox::fsops::{self, Overlay};
-use crate::snapshot::Snapshots;
+use rbuild_solver::worker::Layer;
+use rbuild_store::Store;
 
 pub struct FileRootfs {
     _temp: tempfile::TempDir,
@@ -91,14 +91,9 @@ impl FileRootfs {
             .as_fd()
     }
 
-    /// Turn what the step wrote into a layer (`None` when nothing changed) and keep the upper
-    /// directory as that layer's snapshot.
-    pub fn finish<W: Write>(
-        mut self,
-        out: W,
-        options: &LayerOptions,
-        snapshots: &Snapshots,
-    ) -> Result<Option<LayerInfo>> {
+    /// Turn what the step wrote into an uncompressed layer blob in the store (`None` when
+    /// nothing changed) and keep the upper directory as that layer's snapshot.
+    pub fn finish(mut self, store: &Store, options: &LayerOptions) -> Result<Option<Layer>> {
         // Unmount before reading the upper directory: the overlay must be quiescent.
         self.root.take();
         if let Some(target) = self.mounted.take() {
@@ -110,9 +105,14 @@ impl FileRootfs {
         if changes.is_empty() {
             return Ok(None);
         }
-        let info = layer::write_layer(&changes, out, options)?;
-        snapshots.adopt(&info.diff_id, &self.upper)?;
-        Ok(Some(info))
+        let mut writer = store.blob_writer()?;
+        layer::write_tar(&changes, &mut writer, options)?;
+        let blob = writer.commit()?;
+        store.commit_snapshot(&self.upper, &blob.digest)?;
+        Ok(Some(Layer {
+            diff_id: blob.digest.to_string(),
+            size: blob.size,
+        }))
     }
 }
 

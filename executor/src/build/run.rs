@@ -192,19 +192,19 @@ impl BuildWorker<'_> {
             }));
         }
         let rootfs = outcome.rootfs;
-        let layer = self
-            .write_layer(|out, opts| {
-                Ok(rootfs
-                    .write_layer(out, opts)
-                    .map_err(StepError::Exec)?
-                    .map(|(info, _warnings)| info))
-            })
-            .map_err(|e| e.at(step))?;
-        if let Some(layer) = &layer {
-            rootfs
-                .into_snapshot(self.exec.snapshots(), &layer.diff_id)
-                .map_err(|e| StepError::Exec(e).at(step))?;
-        }
+        let captured = rootfs
+            .capture_layer(self.store, &self.layer_options())
+            .map_err(|e| StepError::Exec(e).at(step))?;
+        let Some(captured) = captured else {
+            return Ok(None);
+        };
+        rootfs
+            .commit_snapshot(self.store, &captured.diff_id)
+            .map_err(|e| StepError::Exec(e).at(step))?;
+        let layer = Some(Layer {
+            diff_id: captured.diff_id.to_string(),
+            size: captured.size,
+        });
         Ok(layer)
     }
 }

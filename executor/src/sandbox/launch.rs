@@ -31,7 +31,8 @@ pub enum Stream {
 /// Where the command's stdio goes.
 pub enum Stdio3<'a> {
     /// stdin is /dev/null; stdout and stderr are captured: each complete line (without its
-    /// newline; a final partial line too) is passed to the callback and appended to the log.
+    /// newline; a final partial line too; lines over 64 KiB in pieces) is passed to the
+    /// callback and appended to the log.
     Capture(&'a mut dyn FnMut(Stream, &[u8])),
     /// stdin, stdout and stderr are the caller's own (for `rbuild run`).
     Inherit,
@@ -124,6 +125,8 @@ pub struct Launched {
 
 /// Lines of output kept for error reports.
 const TAIL_LINES: usize = 20;
+/// Longest line passed to the callback in one piece.
+const MAX_LINE: usize = 64 * 1024;
 
 /// Start the helper and wait until the sandbox is gone.
 pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
@@ -309,17 +312,31 @@ fn pump_output(
         let Some(pipe) = pipe else { continue };
         let tx = tx.clone();
         readers.push(std::thread::spawn(move || {
+            // Lines longer than MAX_LINE are delivered in pieces, so a step printing without
+            // newlines cannot make rbuild buffer it all.
             let mut r = BufReader::with_capacity(64 * 1024, pipe);
+            let mut line = Vec::new();
             loop {
-                let mut line = Vec::new();
-                match r.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        if tx.send((stream, line)).is_err() {
-                            break;
-                        }
-                    }
+                let buf = match r.fill_buf() {
+                    Ok([]) | Err(_) => break,
+                    Ok(b) => b,
+                };
+                let room = MAX_LINE - line.len();
+                let (take, complete) = match buf.iter().take(room).position(|&b| b == b'\n') {
+                    Some(i) => (i + 1, true),
+                    None => (
+                        buf.len().min(room),
+                        line.len() + buf.len().min(room) == MAX_LINE,
+                    ),
+                };
+                line.extend_from_slice(&buf[..take]);
+                r.consume(take);
+                if complete && tx.send((stream, std::mem::take(&mut line))).is_err() {
+                    return;
                 }
+            }
+            if !line.is_empty() {
+                let _ = tx.send((stream, line));
             }
         }));
     }

@@ -1,0 +1,164 @@
+//! `rbuild run [--rm] [-e K=V] [-w DIR] [-u USER] [--entrypoint X] [--network host|none]
+//! [--name N] IMAGE [CMD...]`: run a container from an image in the sandbox — the image's
+//! layers read-only, a copy-on-write layer on top kept under `$ROOT/containers/<id>/` (dropped
+//! with `--rm`), stdio attached, the command's exit code passed through.
+
+use clap::{Args, ValueEnum};
+use rbuild_executor::container::{Containers, ImageDefaults, Overrides, resolve_process};
+use rbuild_executor::{ExecError, Executor, ExecutorOptions, ExitStatus, Network, RunStep, Stdio3};
+use rbuild_store::refs::KIND_CONTAINER;
+
+use super::storeutil::open_store;
+use crate::args::GlobalArgs;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Remove the container (its writable layer and record) when it exits.
+    #[arg(long)]
+    pub rm: bool,
+
+    /// Set an environment variable (`KEY=VALUE`, or `KEY` to take it from this environment);
+    /// may be repeated.
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    pub env: Vec<String>,
+
+    /// Working directory inside the container (created if missing).
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+
+    /// User to run as: `name`, `uid`, `name:group` or `uid:gid`.
+    #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
+
+    /// Override the image's entrypoint (an empty string clears it); drops the image's Cmd.
+    #[arg(long, value_name = "COMMAND")]
+    pub entrypoint: Option<String>,
+
+    /// Network: the host's, or `none` (loopback only).
+    #[arg(long, value_enum, default_value_t = NetworkArg::Host, value_name = "MODE")]
+    pub network: NetworkArg,
+
+    /// Name the container (default: `rbuild-<id>`).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// The image to run.
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+
+    /// The command and its arguments (default: the image's Cmd).
+    #[arg(
+        value_name = "COMMAND",
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        num_args = 0..
+    )]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    Host,
+    Default,
+    None,
+}
+
+pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
+    let store = open_store(global)?;
+    let image = store.resolve_image(&args.image)?;
+    let exec = Executor::new(store.root(), ExecutorOptions::default())?;
+    exec.check_privileges()?;
+    let containers = Containers::open(store.root())?;
+    containers.remove_stale(|id| {
+        let _ = store.remove_ref(KIND_CONTAINER, id);
+    })?;
+
+    let mut lowers = Vec::with_capacity(image.layers.len());
+    for layer in &image.layers {
+        lowers.push(exec.snapshots().ensure_layer(&store, layer)?);
+    }
+    let cfg = image.config.config.clone().unwrap_or_default();
+    let defaults = ImageDefaults {
+        entrypoint: cfg.entrypoint,
+        cmd: cfg.cmd,
+        env: cfg.env.unwrap_or_default(),
+        working_dir: cfg.working_dir,
+        user: cfg.user,
+    };
+    let overrides = Overrides {
+        env: args.env.clone(),
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        entrypoint: args.entrypoint.clone(),
+        cmd: args.command.clone(),
+    };
+    let process = resolve_process(&defaults, &overrides, |k| std::env::var(k).ok())?;
+
+    let manifest = image.manifest_digest.clone();
+    let container = containers.create(
+        args.name.as_deref(),
+        &args.image,
+        manifest.as_str(),
+        &process.argv,
+        args.rm,
+    )?;
+    let id = container.record.id.clone();
+    store.set_ref(KIND_CONTAINER, &id, std::slice::from_ref(&manifest))?;
+
+    let mut step = RunStep::new(lowers, process.argv.clone(), Stdio3::Inherit);
+    step.env = process.env;
+    step.cwd = process.cwd;
+    step.user = process.user;
+    step.hostname = id[..12].to_string();
+    step.network = match args.network {
+        NetworkArg::None => Network::None,
+        NetworkArg::Host | NetworkArg::Default => Network::Host,
+    };
+    if !args.rm {
+        step.container_dir = Some(container.dir.clone());
+    }
+    let result = exec.run(step);
+
+    let finish = |keep: bool| -> miette::Result<()> {
+        if !keep {
+            containers.remove(&id)?;
+            store.remove_ref(KIND_CONTAINER, &id)?;
+        }
+        Ok(())
+    };
+    match result {
+        Ok(outcome) => {
+            let status = outcome.status.clone();
+            drop(outcome);
+            drop(container);
+            finish(!args.rm)?;
+            Ok(exit_code(&status))
+        }
+        Err(e @ ExecError::Start { .. }) => {
+            // Docker's convention: 127 when the command cannot be found, 126 when it cannot
+            // be run.
+            let code = match &e {
+                ExecError::Start { reason, .. }
+                    if reason.contains("not found") || reason.contains("no such file") =>
+                {
+                    127
+                }
+                _ => 126,
+            };
+            drop(container);
+            finish(!args.rm)?;
+            eprintln!("{:?}", miette::Report::new(e));
+            Ok(code)
+        }
+        Err(e) => {
+            drop(container);
+            finish(false)?;
+            Err(e.into())
+        }
+    }
+}
+
+/// The container's exit status as this process's exit code (128 + n for a signal).
+fn exit_code(status: &ExitStatus) -> u8 {
+    (status.code() & 0xff) as u8
+}

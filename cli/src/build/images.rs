@@ -83,7 +83,7 @@ impl<'a> StoreImages<'a> {
                 _ => record,
             },
             Err(err) if err.is_not_found() => {
-                match (self.from_stored_index(parsed, platform), self.puller) {
+                match (self.stored_index_entry(parsed, platform), self.puller) {
                     (Some(record), _) => record,
                     (None, Some(puller)) => puller.pull(parsed, platform)?,
                     (None, None) => {
@@ -109,7 +109,7 @@ impl<'a> StoreImages<'a> {
     /// `name@sha256:<index>` of a multi-platform image pulled before: the stored index's
     /// entry for `platform`, when that image is stored (the store names only the platform
     /// manifest, so a build pinned to the index digest stays offline).
-    fn from_stored_index(&self, parsed: &Reference, platform: &Platform) -> Option<ImageRecord> {
+    fn stored_index_entry(&self, parsed: &Reference, platform: &Platform) -> Option<ImageRecord> {
         let bytes = self.store.read_blob(parsed.digest()?).ok()?;
         let index: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
         index["manifests"].as_array()?.iter().find_map(|entry| {

@@ -189,6 +189,28 @@ impl CacheIndex {
         self.write_atomic(&path, &bytes)
     }
 
+    /// Append `key` to a site's history unless it is already there or the history is full:
+    /// imported cache entries become candidates for explanations without displacing the keys
+    /// built here.
+    pub fn seed_site(&self, site: &str, key: &CacheKey) -> Result<(), CacheError> {
+        let _lock = self.lock()?;
+        let path = self.site_path(site);
+        let mut keys: Vec<CacheKey> = self
+            .read_json::<SiteHistory>(&path)?
+            .map(|h| h.keys)
+            .unwrap_or_default();
+        if keys.contains(key) || keys.len() >= SITE_HISTORY {
+            return Ok(());
+        }
+        keys.push(key.clone());
+        let bytes = serde_json::to_vec(&SiteHistory {
+            site: site.to_string(),
+            keys,
+        })
+        .expect("site history serialises");
+        self.write_atomic(&path, &bytes)
+    }
+
     /// Earlier entries of a step site, most recent first (entries since pruned are skipped).
     pub fn site_history(&self, site: &str) -> Result<Vec<CacheEntry>, CacheError> {
         let history: Option<SiteHistory> = self.read_json(&self.site_path(site))?;

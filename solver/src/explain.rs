@@ -227,7 +227,7 @@ impl fmt::Display for MissReason {
             MissReason::NeverBuilt => write!(f, "no earlier build of this step is in the cache"),
             MissReason::LayerMissing { key } => write!(
                 f,
-                "its cache entry {} lost its layer (pruned)",
+                "its cache entry {} lost its layer (pruned, or never fetched from a registry cache)",
                 &key[..12.min(key.len())]
             ),
             MissReason::ParentChanged { parent, line } => match line {

@@ -3,6 +3,7 @@
 //! calls a [`worker::Worker`] for every step that misses.
 
 pub mod cache;
+pub mod cache_export;
 pub mod cache_key;
 pub mod chmod;
 pub mod context;

@@ -305,7 +305,11 @@ fn run_stage(
 
         let preimage = preimage_for(plan, stage, step, &parent_layers, &stage_layers, &tip, opts);
         let key = preimage.key();
-        let site = format!("{}#{}#{}", opts.site_prefix, stage.label(), step.id.index);
+        let site = format!(
+            "{}#{}",
+            opts.site_prefix,
+            crate::cache_export::site_suffix(&stage.label(), step.id.index)
+        );
         let mut reasons = Vec::new();
         let hit = if opts.no_cache {
             reasons.push(MissReason::NoCache);

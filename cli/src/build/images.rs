@@ -1,6 +1,6 @@
-//! Base images for a build: resolved from the store (pulled first when missing, once the
-//! registry is wired), held against GC for the build, and remembered so the final manifest can
-//! reuse their layer descriptors.
+//! Base images for a build: resolved from the store (pulled first when missing, or when
+//! `--pull` finds that the registry's tag moved), held against GC for the build, and
+//! remembered so the final manifest can reuse their layer descriptors.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -9,32 +9,130 @@ use rbuild_solver::op::{ImageBase, Platform};
 use rbuild_solver::plan::{ImageSource, ResolvedImage};
 use rbuild_store::{ImageRecord, Reference, Store};
 
+/// A failure shown under the image reference in the Dockerfile: message and help line.
+pub type SourceError = (String, Option<String>);
+
+/// Fetches images from registries for the planner (`None` in [`StoreImages::new`] means
+/// offline: only stored images resolve).
+pub trait ImagePuller: Sync {
+    /// Pull `reference` for `platform` into the store and return the stored image.
+    fn pull(&self, reference: &Reference, platform: &Platform) -> Result<ImageRecord, SourceError>;
+    /// `--pull`: does the registry's tag still name `local`? (Compared by digest.)
+    fn is_current(&self, reference: &Reference, local: &ImageRecord) -> Result<bool, SourceError>;
+}
+
 /// Resolves `FROM` / `--from` images against the local store.
 pub struct StoreImages<'a> {
     store: &'a Store,
     /// Every image resolved during planning, by manifest digest.
     seen: Mutex<BTreeMap<String, ImageRecord>>,
-    /// Hook that fetches a missing image (registry pull); `None` means offline.
-    pull: Option<&'a PullFn<'a>>,
+    /// Images already resolved, by reference and platform: each is pulled or checked once.
+    resolved: Mutex<BTreeMap<String, ImageRecord>>,
+    puller: Option<&'a dyn ImagePuller>,
+    /// `--pull`: re-check the tags of stored images against the registry.
+    refresh: bool,
 }
 
-/// Fetch an image that is not in the store: `Ok(record)` or a message and help line.
-pub type PullFn<'a> =
-    dyn Fn(&Reference, &Platform) -> Result<ImageRecord, (String, Option<String>)> + Sync + 'a;
-
 impl<'a> StoreImages<'a> {
-    pub fn new(store: &'a Store, pull: Option<&'a PullFn<'a>>) -> StoreImages<'a> {
+    pub fn new(store: &'a Store, puller: Option<&'a dyn ImagePuller>) -> StoreImages<'a> {
         StoreImages {
             store,
             seen: Mutex::new(BTreeMap::new()),
-            pull,
+            resolved: Mutex::new(BTreeMap::new()),
+            puller,
+            refresh: false,
         }
+    }
+
+    /// Re-resolve the tags of stored images against the registry (`build --pull`).
+    pub fn refreshing(mut self, refresh: bool) -> StoreImages<'a> {
+        self.refresh = refresh;
+        self
     }
 
     /// The image records used as bases, by manifest digest.
     pub fn records(&self) -> BTreeMap<String, ImageRecord> {
         self.seen.lock().expect("images lock").clone()
     }
+
+    /// The stored image for `parsed`, pulled first when it is missing, stored for another
+    /// platform, or (with `--pull`) no longer what the registry's tag names. Without a
+    /// puller a stored image is used as it is (docker's behaviour without `--pull`).
+    fn fetch(
+        &self,
+        reference: &str,
+        parsed: &Reference,
+        platform: &Platform,
+    ) -> Result<ImageRecord, SourceError> {
+        let memo = format!("{parsed} {platform}");
+        if let Some(record) = self.resolved.lock().expect("images lock").get(&memo) {
+            return Ok(record.clone());
+        }
+        let record = match self.store.resolve_image(reference) {
+            Ok(record) => match self.puller {
+                Some(puller) if !platform_matches(&record, platform) => {
+                    puller.pull(parsed, platform)?
+                }
+                Some(puller)
+                    if self.refresh
+                        && parsed.digest().is_none()
+                        && !puller.is_current(parsed, &record)? =>
+                {
+                    puller.pull(parsed, platform)?
+                }
+                _ => record,
+            },
+            Err(err) if err.is_not_found() => {
+                match (self.stored_index_entry(parsed, platform), self.puller) {
+                    (Some(record), _) => record,
+                    (None, Some(puller)) => puller.pull(parsed, platform)?,
+                    (None, None) => {
+                        return Err((
+                            format!("image `{}` is not in the store", parsed.familiar()),
+                            Some(format!(
+                                "{err}; load it with `rbuild load -i FILE` or `rbuild pull {}`",
+                                parsed.familiar()
+                            )),
+                        ));
+                    }
+                }
+            }
+            Err(err) => return Err((err.to_string(), None)),
+        };
+        self.resolved
+            .lock()
+            .expect("images lock")
+            .insert(memo, record.clone());
+        Ok(record)
+    }
+
+    /// `name@sha256:<index>` of a multi-platform image pulled before: the stored index's
+    /// entry for `platform`, when that image is stored (the store names only the platform
+    /// manifest, so a build pinned to the index digest stays offline).
+    fn stored_index_entry(&self, parsed: &Reference, platform: &Platform) -> Option<ImageRecord> {
+        let bytes = self.store.read_blob(parsed.digest()?).ok()?;
+        let index: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        index["manifests"].as_array()?.iter().find_map(|entry| {
+            let p = &entry["platform"];
+            let matches = p["os"].as_str() == Some(platform.os.as_str())
+                && p["architecture"].as_str() == Some(platform.architecture.as_str())
+                && platform
+                    .variant
+                    .as_deref()
+                    .is_none_or(|v| p["variant"].as_str() == Some(v));
+            if !matches {
+                return None;
+            }
+            let digest = rbuild_store::Digest::parse(entry["digest"].as_str()?).ok()?;
+            self.store.image(&digest).ok()
+        })
+    }
+}
+
+/// Whether an image runs on `platform` (an image without a recorded platform is accepted).
+fn platform_matches(record: &ImageRecord, platform: &Platform) -> bool {
+    record.config.architecture.is_empty()
+        || (record.config.architecture == platform.architecture && record.config.os == platform.os)
 }
 
 impl ImageSource for StoreImages<'_> {
@@ -49,26 +147,8 @@ impl ImageSource for StoreImages<'_> {
                 Some(e.to_string()),
             )
         })?;
-        let record = match self.store.resolve_image(reference) {
-            Ok(record) => record,
-            Err(err) if err.is_not_found() => match self.pull {
-                Some(pull) => pull(&parsed, platform)?,
-                None => {
-                    return Err((
-                        format!("image `{}` is not in the store", parsed.familiar()),
-                        Some(format!(
-                            "{err}; load it with `rbuild load -i FILE` or `rbuild pull {}`",
-                            parsed.familiar()
-                        )),
-                    ));
-                }
-            },
-            Err(err) => return Err((err.to_string(), None)),
-        };
-        if !record.config.architecture.is_empty()
-            && (record.config.architecture != platform.architecture
-                || record.config.os != platform.os)
-        {
+        let record = self.fetch(reference, &parsed, platform)?;
+        if !platform_matches(&record, platform) {
             return Err((
                 format!(
                     "image `{}` is for {}/{}, the build targets {platform}",

@@ -8,6 +8,7 @@ pub mod explain;
 pub mod finish;
 pub mod images;
 pub mod output;
+pub mod registry;
 pub mod reproducible;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,8 @@ pub struct Prepared {
     pub cache: CacheIndex,
     /// Base images by manifest digest (their layer descriptors are reused).
     pub bases: BTreeMap<String, ImageRecord>,
+    /// Registry access for the rest of the build (cache layers, `--push`, `--cache-to`).
+    pub registry: registry::Session,
 }
 
 /// The store root a command uses.
@@ -125,8 +128,19 @@ pub fn prepare_with(
     let (text, bytes) = dockerfile::read(dockerfile_path.as_deref())?;
     let parsed = dockerfile::parse(&text, &bytes, quiet)?;
 
+    let cache_from = registry::spec::parse_all("--cache-from", &args.registry.cache_from)?;
     let store = open_store(global)?;
-    let images = StoreImages::new(&store, None);
+    let transfers = if quiet || args.progress == crate::commands::build::Progress::Json {
+        registry::Transfers::Hidden
+    } else {
+        registry::Transfers::Shown
+    };
+    let mut session = registry::Session::new(&store, transfers);
+    let puller = registry::pull::Puller {
+        store: &store,
+        session: &session,
+    };
+    let images = StoreImages::new(&store, Some(&puller)).refreshing(args.registry.pull);
     let opts = PlanOptions {
         build_args: build_args(args)?,
         target: args.target.clone(),
@@ -151,7 +165,18 @@ pub fn prepare_with(
         )
     })?;
 
+    let bases = images.records();
+    drop(images);
     let cache = CacheIndex::open(cache_dir(&store)).map_err(Report::new)?;
+    if !cache_from.is_empty() && !args.no_cache {
+        let prefix = site_prefix_of(text.path.as_deref(), &context_dir);
+        let warn = |line: &str| {
+            if !quiet {
+                eprintln!("{line}");
+            }
+        };
+        registry::cache::import(&mut session, &store, &cache, &cache_from, &prefix, &warn);
+    }
     let context = if inputs::needs_context(&planned.plan, &order) {
         Some(
             BuildContext::load(&context_dir, dockerfile_path.as_deref())
@@ -178,7 +203,6 @@ pub fn prepare_with(
     )?;
     // A stat cache that cannot be saved only costs re-hashing next time.
     let _ = stat_cache.save();
-    let bases = images.records();
     Ok(Prepared {
         store,
         dockerfile: text,
@@ -188,17 +212,22 @@ pub fn prepare_with(
         inputs,
         cache,
         bases,
+        registry: session,
     })
 }
 
 /// Step sites (for explanations across builds) are keyed by the Dockerfile's absolute path.
 pub fn site_prefix(prepared: &Prepared) -> String {
-    match &prepared.dockerfile.path {
+    site_prefix_of(prepared.dockerfile.path.as_deref(), &prepared.context_dir)
+}
+
+fn site_prefix_of(dockerfile: Option<&Path>, context_dir: &Path) -> String {
+    match dockerfile {
         Some(path) => std::fs::canonicalize(path)
-            .unwrap_or_else(|_| path.clone())
+            .unwrap_or_else(|_| path.to_path_buf())
             .display()
             .to_string(),
-        None => format!("stdin:{}", prepared.context_dir.display()),
+        None => format!("stdin:{}", context_dir.display()),
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use rbuild_executor::build::{BuildWorker, SecretSource, WorkerOptions};
-use rbuild_solver::scheduler::{self, SolveOptions};
+use rbuild_solver::scheduler::{self, SolveOptions, Solved};
 use rbuild_solver::worker::CancelToken;
 
 use crate::args::GlobalArgs;
@@ -89,6 +89,9 @@ pub struct BuildArgs {
     #[arg(long)]
     pub verify_reproducible: bool,
 
+    #[command(flatten)]
+    pub registry: crate::build::registry::RegistryArgs,
+
     /// The build context: the directory whose files COPY and ADD can use.
     #[arg(value_name = "CONTEXT")]
     pub context: PathBuf,
@@ -162,13 +165,14 @@ struct SolveInputs<'a> {
     cancel: &'a CancelToken,
 }
 
-/// Run the build against the executor and commit the target's image (untagged).
+/// Run the build against the executor (fetching layers of a registry cache as steps need
+/// them) and commit the target's image (untagged).
 fn solve_and_commit(
     prepared: &build::Prepared,
     args: &BuildArgs,
     inputs: &SolveInputs<'_>,
     reporter: &ProgressReporter,
-) -> miette::Result<rbuild_store::ImageRecord> {
+) -> miette::Result<(rbuild_store::ImageRecord, Solved)> {
     let worker = BuildWorker::new(
         &prepared.store,
         &prepared.planned.plan,
@@ -181,6 +185,13 @@ fn solve_and_commit(
         },
         inputs.cancel,
     )?;
+    let note = |text: &str| reporter.line(text);
+    let worker = build::registry::layers::CacheAwareWorker::new(
+        &worker,
+        &prepared.registry,
+        &prepared.store,
+        &note,
+    );
     let cache = &prepared.cache;
     let files_diff =
         |_set: &str, old: &str, new: &str| rbuild_solver::inputs::files_diff(cache, old, new);
@@ -216,12 +227,23 @@ fn solve_and_commit(
         }
         Err(err) => return Err(err),
     };
-    finish::commit(prepared, &solved, inputs.epoch)
+    build::registry::layers::fetch_target_layers(
+        &prepared.registry,
+        &prepared.store,
+        &prepared.planned.plan,
+        &solved,
+        &note,
+    )?;
+    let image = finish::commit(prepared, &solved, inputs.epoch)?;
+    Ok((image, solved))
 }
 
 pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     let tags = finish::parse_tags(&args.tags)?;
     let outputs = build::output::parse_all(&args.output, args.quiet)?;
+    build::registry::push::check(args.registry.push, &tags)?;
+    let cache_to = build::registry::spec::parse_all("--cache-to", &args.registry.cache_to)?;
+    let compression: rbuild_registry::Compression = args.registry.compression.parse()?;
     let secrets = secrets(&args)?;
     let mut epoch = source_date_epoch(&args)?;
     let network = match args.network.as_str() {
@@ -277,7 +299,7 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
         no_cache: args.no_cache,
         cancel: &cancel,
     };
-    let image = solve_and_commit(&prepared, &args, &inputs, &reporter)?;
+    let (image, solved) = solve_and_commit(&prepared, &args, &inputs, &reporter)?;
     if args.verify_reproducible {
         if !args.quiet {
             eprintln!(
@@ -287,7 +309,7 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
         }
         inputs.no_cache = true;
         let second_reporter = ProgressReporter::new(args.progress, args.quiet);
-        let second = solve_and_commit(&prepared, &args, &inputs, &second_reporter)?;
+        let (second, _) = solve_and_commit(&prepared, &args, &inputs, &second_reporter)?;
         let differences = build::reproducible::compare(&prepared.store, &image, &second)?;
         if !differences.is_empty() {
             for line in build::reproducible::report_lines(&image, &second, &differences) {
@@ -330,6 +352,16 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     if let Some(path) = &args.metadata_file {
         finish::write_metadata(path, &image, &names)?;
     }
+    let note = |text: &str| reporter.line(text);
+    build::registry::publish(
+        &prepared,
+        &solved,
+        &tags,
+        args.registry.push,
+        &cache_to,
+        compression,
+        &note,
+    )?;
     if args.quiet {
         println!("{}", image.id());
         return Ok(0);

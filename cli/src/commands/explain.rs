@@ -78,9 +78,17 @@ pub fn dry_run(
         now: jiff::Timestamp::now().as_second(),
         cancel: CancelToken::new(),
     };
-    let worker = DryRun {
+    let dry = DryRun {
         store: &prepared.store,
     };
+    let note = |_: &str| {};
+    // Layers of an imported registry cache count as present: a dry run fetches nothing.
+    let worker = build::registry::layers::CacheAwareWorker::new(
+        &dry,
+        &prepared.registry,
+        &prepared.store,
+        &note,
+    );
     let solved = scheduler::solve(
         &prepared.planned.plan,
         &prepared.order,

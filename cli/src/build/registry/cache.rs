@@ -1,0 +1,279 @@
+//! The registry build cache around a build: `--cache-from` imports each cache artifact's index
+//! into the local cache index before solving (what cannot be verified is dropped with a
+//! warning; an unreachable or missing cache is only a warning, as in BuildKit) and remembers
+//! where its layers live; `--cache-to` exports the entries this build used, with their
+//! record lists and layers, uploading only blobs the registry lacks.
+
+use std::collections::BTreeSet;
+
+use miette::Report;
+use rbuild_registry::cache::{export_cache, import_cache};
+use rbuild_registry::{Compression, LocalLayer, PushOptions, RemoteRef};
+use rbuild_solver::cache::CacheIndex;
+use rbuild_solver::cache_export::{self, LayerAvailability};
+use rbuild_solver::op::{Base, Plan};
+use rbuild_solver::scheduler::Solved;
+use rbuild_store::{Digest, Store};
+
+use super::layers::Source;
+use super::spec::{CacheMode, CacheSpec};
+use super::{Session, describe};
+use crate::commands::pull::TransferProgress;
+
+/// Import every `--cache-from` into `cache`; problems are reported through `warn` and never
+/// fail the build. `site_prefix` anchors imported entries to this build's Dockerfile.
+pub fn import(
+    session: &mut Session,
+    store: &Store,
+    cache: &CacheIndex,
+    specs: &[CacheSpec],
+    site_prefix: &str,
+    warn: &dyn Fn(&str),
+) {
+    let now = jiff::Timestamp::now().as_second();
+    for spec in specs {
+        let reference = &spec.reference;
+        let imported = match session.client() {
+            Ok(client) => import_cache(client, reference).map_err(|e| describe(&e)),
+            Err(err) => Err(err.to_string()),
+        };
+        let imported = match imported {
+            Ok(imported) => imported,
+            Err(message) => {
+                warn(&format!(
+                    "warning: cannot import build cache from `{reference}`, building without it: {message}"
+                ));
+                continue;
+            }
+        };
+        let remote: BTreeSet<&str> = imported.layers.iter().map(|l| l.diff_id.as_str()).collect();
+        let local = |d: &str| is_local(store, d);
+        let known = |d: &str| remote.contains(d) || session.layers.has_source(d);
+        let availability = LayerAvailability {
+            local: &local,
+            remote: &known,
+        };
+        let report =
+            match cache_export::merge(cache, &imported.index, site_prefix, now, &availability) {
+                Ok(report) => report,
+                Err(err) => {
+                    warn(&format!(
+                        "warning: ignoring build cache from `{reference}`: {}",
+                        describe(&err)
+                    ));
+                    continue;
+                }
+            };
+        if !report.rejected.is_empty() {
+            let first = &report.rejected[0];
+            warn(&format!(
+                "warning: ignored {} entr{} of the build cache from `{reference}` that failed verification (key {}: {})",
+                report.rejected.len(),
+                if report.rejected.len() == 1 {
+                    "y"
+                } else {
+                    "ies"
+                },
+                first.key,
+                first.reason
+            ));
+        }
+        if report.bad_files > 0 {
+            warn(&format!(
+                "warning: ignored {} file list(s) of the build cache from `{reference}` whose digest does not match (explanations will lack those files)",
+                report.bad_files
+            ));
+        }
+        for layer in &imported.layers {
+            session.layers.add_source(
+                &layer.diff_id,
+                Source {
+                    reference: reference.clone(),
+                    blob: layer.blob.clone(),
+                },
+            );
+        }
+        for (key, diff_id) in &report.usable {
+            let Some(diff_id) = diff_id else { continue };
+            if is_local(store, diff_id) {
+                // The layer is already here (built or fetched before): root it for this key.
+                if let Ok(d) = Digest::parse(diff_id) {
+                    let _ = store.set_ref(rbuild_store::refs::KIND_CACHE, &key.0, &[d]);
+                }
+            } else {
+                session.layers.add_key(diff_id, &key.0);
+            }
+        }
+        warn(&format!(
+            "imported build cache from `{reference}`: {} entries ({} new), {} layers available",
+            report.present + report.imported,
+            report.imported,
+            imported.layers.len()
+        ));
+    }
+}
+
+fn is_local(store: &Store, diff_id: &str) -> bool {
+    Digest::parse(diff_id).is_ok_and(|d| store.has_blob(&d))
+}
+
+/// The steps an export covers: (site suffix, key) of every keyed step of the chosen stages.
+fn exported_steps(
+    plan: &Plan,
+    solved: &Solved,
+    mode: CacheMode,
+) -> Vec<(String, rbuild_solver::cache_key::CacheKey)> {
+    let stages: Vec<usize> = match mode {
+        CacheMode::Max => (0..solved.stages.len()).collect(),
+        CacheMode::Min => {
+            let mut chain = vec![plan.target];
+            let mut stage = plan.target;
+            while let Base::Stage(parent) = plan.stages[stage].base {
+                if chain.contains(&parent) {
+                    break;
+                }
+                chain.push(parent);
+                stage = parent;
+            }
+            chain
+        }
+    };
+    let mut out = Vec::new();
+    for s in stages {
+        let Some(Some(outcome)) = solved.stages.get(s) else {
+            continue;
+        };
+        let label = plan.stages[s].label();
+        for record in &outcome.steps {
+            if let Some(key) = &record.key {
+                out.push((
+                    cache_export::site_suffix(&label, record.id.index),
+                    key.clone(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Everything `--cache-to` needs from the build.
+pub struct ExportInput<'a> {
+    pub store: &'a Store,
+    pub cache: &'a CacheIndex,
+    pub plan: &'a Plan,
+    pub solved: &'a Solved,
+    /// `--compression`, unless a spec says otherwise.
+    pub compression: Compression,
+}
+
+/// Export the build cache to every `--cache-to`.
+pub fn export(
+    session: &Session,
+    input: &ExportInput<'_>,
+    specs: &[CacheSpec],
+    note: &(dyn Fn(&str) + Sync),
+) -> miette::Result<()> {
+    for spec in specs {
+        match export_one(session, input, spec, note) {
+            Ok(()) => {}
+            Err(err) if spec.ignore_error => note(&format!(
+                "warning: exporting the build cache to `{}` failed (ignored): {err:?}",
+                spec.reference
+            )),
+            Err(err) => {
+                return Err(err.wrap_err(format!(
+                    "the image was built, but exporting the build cache to `{}` failed",
+                    spec.reference
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn export_one(
+    session: &Session,
+    input: &ExportInput<'_>,
+    spec: &CacheSpec,
+    note: &(dyn Fn(&str) + Sync),
+) -> miette::Result<()> {
+    let target = &spec.reference;
+    let steps = exported_steps(input.plan, input.solved, spec.mode);
+    let doc = cache_export::export(input.cache, &steps).map_err(Report::new)?;
+    let mut layers = Vec::new();
+    let mut mount_from = BTreeSet::new();
+    for diff_id in doc.layers() {
+        if !is_local(input.store, &diff_id)
+            && let Some(source) = same_registry_source(session, &diff_id, target)
+        {
+            // Only in the registry we export to: name its blob there (HEAD skips it, or a
+            // mount copies it across repositories) instead of downloading it.
+            if source.reference.repository != target.repository {
+                mount_from.insert(source.reference.repository.clone());
+            }
+            layers.push(LocalLayer {
+                diff_id: diff_id.clone(),
+                digest: source.blob.digest.clone(),
+                size: source.blob.size,
+                media_type: source.blob.media_type.clone(),
+            });
+            continue;
+        }
+        session
+            .layers
+            .ensure_local(session, input.store, std::slice::from_ref(&diff_id), note)?;
+        let digest = Digest::parse(&diff_id).map_err(Report::new)?;
+        let size = input.store.blob_size(&digest).map_err(Report::new)?;
+        layers.push(LocalLayer {
+            diff_id: diff_id.clone(),
+            digest: diff_id.clone(),
+            size,
+            media_type: rbuild_store::media::OCI_LAYER_TAR.to_string(),
+        });
+    }
+    let client = session.client()?;
+    let tmp_dir = input.store.layout().tmp();
+    fs_err::create_dir_all(&tmp_dir)
+        .map_err(|e| miette::miette!(code = "rbuild::store::io", "{e}"))?;
+    let opts = PushOptions {
+        compression: spec.compression.unwrap_or(input.compression),
+        compress_threads: 0,
+        mount_from: mount_from.into_iter().collect(),
+        tmp_dir,
+    };
+    let progress = TransferProgress::new(true, session.quiet());
+    let exported = export_cache(
+        client,
+        input.store,
+        target,
+        &doc.to_bytes(),
+        &layers,
+        &opts,
+        &progress,
+    )
+    .map_err(Report::new)?;
+    note(&format!(
+        "exported build cache to `{target}` (mode={}): {} entries, {} layers; {} blobs uploaded, {} already there; {}",
+        match spec.mode {
+            CacheMode::Min => "min",
+            CacheMode::Max => "max",
+        },
+        doc.entries.len(),
+        layers.len(),
+        exported.uploaded,
+        exported.skipped,
+        exported.digest
+    ));
+    Ok(())
+}
+
+fn same_registry_source<'a>(
+    session: &'a Session,
+    diff_id: &str,
+    target: &RemoteRef,
+) -> Option<&'a Source> {
+    session
+        .layers
+        .source(diff_id)
+        .filter(|s| s.reference.registry == target.registry)
+}

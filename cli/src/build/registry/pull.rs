@@ -1,0 +1,108 @@
+//! Automatic pulls while planning: `FROM`, `COPY --from=IMAGE` and `RUN --mount from=IMAGE`
+//! name an image the store lacks (or `--pull` finds that its tag moved), so it is pulled for
+//! the build's platform with `rbuild pull`'s progress, and failures become errors under the
+//! reference in the Dockerfile, with the registry's own words.
+
+use rbuild_registry::store_impl::remote_ref;
+use rbuild_registry::{PlatformSpec, RegistryError, pull_image};
+use rbuild_solver::op::Platform;
+use rbuild_store::{Digest, ImageRecord, Reference, Store};
+
+use super::Session;
+use crate::build::images::{ImagePuller, SourceError};
+use crate::commands::pull::TransferProgress;
+
+/// Pulls through the build's registry session into the store.
+pub struct Puller<'a> {
+    pub store: &'a Store,
+    pub session: &'a Session,
+}
+
+fn failure(what: &str, reference: &Reference, err: &RegistryError) -> SourceError {
+    let help = super::help_of(err).unwrap_or_else(|| {
+        "check the name, your `rbuild login`, and that the registry (or the mirror in \
+         `registries.toml`) is reachable"
+            .into()
+    });
+    (
+        format!(
+            "cannot {what} `{}`: {}",
+            reference.familiar(),
+            super::describe(err)
+        ),
+        Some(help),
+    )
+}
+
+fn config_failure(err: miette::Report) -> SourceError {
+    (
+        err.to_string(),
+        err.help().map(|h| h.to_string()).or_else(|| {
+            Some("fix `registries.toml` in the store root or `~/.config/rbuild/`".into())
+        }),
+    )
+}
+
+impl ImagePuller for Puller<'_> {
+    fn pull(&self, reference: &Reference, platform: &Platform) -> Result<ImageRecord, SourceError> {
+        let client = self.session.client().map_err(config_failure)?;
+        let remote = remote_ref(reference).map_err(|e| failure("pull", reference, &e))?;
+        let spec: PlatformSpec = platform
+            .to_string()
+            .parse()
+            .map_err(|e: RegistryError| failure("pull", reference, &e))?;
+        let progress = TransferProgress::new(false, self.session.quiet());
+        progress.line(&format!(
+            "{}: Pulling from {} ({platform})",
+            remote.reference(),
+            remote.repository
+        ));
+        let pulled = pull_image(client, self.store, &remote, &spec, &progress)
+            .map_err(|e| failure("pull", reference, &e))?;
+        progress.line(&format!("Digest: {}", pulled.digest));
+        progress.line(&format!(
+            "Status: {} for {}",
+            if pulled.downloaded == 0 {
+                "Image is up to date"
+            } else {
+                "Downloaded newer image"
+            },
+            reference.familiar()
+        ));
+        let manifest = Digest::parse(&pulled.manifest.digest).map_err(|e| (e.to_string(), None))?;
+        self.store
+            .image(&manifest)
+            .map_err(|e| (format!("the pulled image cannot be read: {e}"), None))
+    }
+
+    fn is_current(&self, reference: &Reference, local: &ImageRecord) -> Result<bool, SourceError> {
+        let client = self.session.client().map_err(config_failure)?;
+        let remote = remote_ref(reference).map_err(|e| failure("check", reference, &e))?;
+        let digest = rbuild_registry::pull::resolve_digest(client, &remote)
+            .map_err(|e| failure("check", reference, &e))?;
+        if digest == local.manifest_digest.as_str() {
+            return Ok(true);
+        }
+        // A multi-platform tag resolves to its index: current when that index was pulled
+        // before and lists the stored platform manifest.
+        Ok(index_lists(self.store, &digest, &local.manifest_digest))
+    }
+}
+
+/// Whether the stored blob `index` is an image index that lists `manifest`.
+fn index_lists(store: &Store, index: &str, manifest: &Digest) -> bool {
+    let Ok(index) = Digest::parse(index) else {
+        return false;
+    };
+    let Ok(bytes) = store.read_blob(&index) else {
+        return false;
+    };
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return false;
+    };
+    doc["manifests"].as_array().is_some_and(|entries| {
+        entries
+            .iter()
+            .any(|e| e["digest"].as_str() == Some(manifest.as_str()))
+    })
+}

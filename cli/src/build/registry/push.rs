@@ -1,0 +1,71 @@
+//! `rbuild build --push`: after a successful build, every `-t` name is pushed to its registry
+//! exactly as `rbuild push NAME` would (built layers compressed once, blobs the registry has
+//! skipped, sibling repositories mounted).
+
+use miette::{Report, WrapErr};
+use rbuild_registry::store_impl::{local_image, mount_candidates, remote_ref};
+use rbuild_registry::{Compression, PushOptions, push_image};
+use rbuild_store::{Reference, Store};
+
+use super::Session;
+use crate::commands::pull::TransferProgress;
+
+/// `--push` without a name has nowhere to go.
+pub fn check(push: bool, tags: &[Reference]) -> miette::Result<()> {
+    if push && tags.is_empty() {
+        return Err(miette::miette!(
+            code = "rbuild::usage::push",
+            help = "name the image with `-t REGISTRY/REPO:TAG` to push it",
+            "`--push` needs at least one `-t` name"
+        ));
+    }
+    Ok(())
+}
+
+/// Push every name in `tags` (already tagged in the store).
+pub fn push_all(
+    session: &Session,
+    store: &Store,
+    tags: &[Reference],
+    compression: Compression,
+    note: &dyn Fn(&str),
+) -> miette::Result<()> {
+    let client = session.client()?;
+    let tmp_dir = store.layout().tmp();
+    fs_err::create_dir_all(&tmp_dir)
+        .map_err(|e| miette::miette!(code = "rbuild::store::io", "{e}"))?;
+    for tag in tags {
+        let failed = || {
+            format!(
+                "the image was built and tagged, but pushing `{}` failed",
+                tag.familiar()
+            )
+        };
+        let name = tag.to_string();
+        let target = remote_ref(tag).map_err(Report::new).wrap_err_with(failed)?;
+        let image = local_image(store, &name)
+            .map_err(Report::new)
+            .wrap_err_with(failed)?;
+        let opts = PushOptions {
+            compression,
+            compress_threads: 0,
+            mount_from: mount_candidates(store, &name, &target),
+            tmp_dir: tmp_dir.clone(),
+        };
+        let progress = TransferProgress::new(true, session.quiet());
+        progress.line(&format!(
+            "The push refers to repository [{}]",
+            target.name()
+        ));
+        let pushed = push_image(client, store, &image, &target, &opts, &progress)
+            .map_err(Report::new)
+            .wrap_err_with(failed)?;
+        note(&format!(
+            "pushed {}: digest: {} size: {}",
+            tag.familiar(),
+            pushed.digest,
+            pushed.size
+        ));
+    }
+    Ok(())
+}

@@ -272,7 +272,7 @@ pub fn dispatch_copy(
             match ctx.stage_ref(&flag.raw, stage, flag.span)? {
                 Some(i) => FileSource::Stage(i),
                 None => {
-                    let resolved = ctx.resolve(&flag.raw, flag.span)?;
+                    let resolved = ctx.resolve_not_stage(&flag.raw, flag.span, ctx.names)?;
                     step.key
                         .inputs
                         .insert("from-image".into(), resolved.base.manifest_digest.clone());

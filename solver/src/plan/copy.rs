@@ -123,8 +123,12 @@ fn common(
             Chmod::parse(&value).map_err(|message| {
                 PlanError::invalid(
                     flag.span,
-                    message,
-                    "invalid --chmod",
+                    format!("invalid --chmod: {message}"),
+                    if value == flag.raw {
+                        "invalid --chmod".to_string()
+                    } else {
+                        format!("`{}` expands to `{value}`", flag.raw)
+                    },
                     Some(
                         "use an octal mode like `0644` or a symbolic one like `u=rwX,go=rX`".into(),
                     ),

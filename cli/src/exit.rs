@@ -23,7 +23,7 @@ pub fn code_for(report: &miette::Report) -> u8 {
 }
 
 /// Configure miette's graphical renderer once: colours only on a terminal and without
-/// `NO_COLOR`, unicode box drawing only on a terminal.
+/// `NO_COLOR`, unicode box drawing only on a terminal, the width from `COLUMNS` when set.
 pub fn install_report_hook(global: &GlobalArgs) {
     use std::io::IsTerminal;
     let tty = std::io::stderr().is_terminal();
@@ -32,15 +32,22 @@ pub fn install_report_hook(global: &GlobalArgs) {
         crate::args::ColorChoice::Never => false,
         crate::args::ColorChoice::Auto => tty && std::env::var_os("NO_COLOR").is_none(),
     };
+    // POSIX: `COLUMNS`, when set, overrides the terminal's width (and gives piped output,
+    // such as a CI log or a test, a fixed one instead of 80).
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|w| *w >= 20);
     let _ = miette::set_hook(Box::new(move |_| {
-        Box::new(
-            miette::MietteHandlerOpts::new()
-                .color(color)
-                .unicode(tty)
-                .terminal_links(false)
-                .context_lines(2)
-                .build(),
-        )
+        let mut opts = miette::MietteHandlerOpts::new()
+            .color(color)
+            .unicode(tty)
+            .terminal_links(false)
+            .context_lines(2);
+        if let Some(width) = width {
+            opts = opts.width(width);
+        }
+        Box::new(opts.build())
     }));
 }
 

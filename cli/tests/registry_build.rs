@@ -80,6 +80,15 @@ fn from_pulls_through_the_docker_io_mirror_and_rebuilds_offline() {
     let env = TestEnv::new();
     mirror_config(&env, &reg);
     let ctx = context("FROM nginx:x\nRUN echo hi > /hi\n", &[]);
+    // `--pull=never` stays offline even with the mirror up: the base is not stored.
+    let (ok, _, stderr) = build(&env, ctx.path(), &["--pull=never", "-t", "app"]);
+    assert!(!ok, "{stderr}");
+    assert!(
+        stderr.contains("image `nginx:x` is not in the store")
+            && stderr.contains("--pull=never")
+            && !stderr.contains("Pulling"),
+        "{stderr}"
+    );
     let stderr = build_ok(&env, ctx.path(), &["-t", "app"]);
     assert!(
         stderr.contains("Pulling from library/nginx") && stderr.contains("Pull complete"),

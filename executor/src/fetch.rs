@@ -69,6 +69,8 @@ pub fn fetch_url(
     let limit = max_download();
     let mut reader = response.into_body().into_reader().take(limit + 1);
     let mut hasher = Sha256::new();
+    // `--checksum` may name sha384 or sha512; the body is keyed by sha256 either way.
+    let mut other = OtherDigests::for_checksum(checksum);
     let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
@@ -89,20 +91,26 @@ pub fn fetch_url(
             ));
         }
         hasher.update(&buf[..n]);
+        other.update(&buf[..n]);
         file.write_all(&buf[..n])
             .map_err(|e| (format!("cannot write the download: {e}"), None))?;
     }
     let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
-    if let Some(expected) = checksum
-        && expected != digest
-    {
-        return Err((
-            format!("checksum mismatch: expected {expected}, got {digest}"),
-            Some(
-                "the file at this URL changed; update --checksum if the new content is trusted"
-                    .into(),
-            ),
-        ));
+    if let Some(expected) = checksum {
+        let got = match expected.split_once(':').map(|(alg, _)| alg) {
+            Some("sha384") => format!("sha384:{}", hex::encode(other.sha384.finalize())),
+            Some("sha512") => format!("sha512:{}", hex::encode(other.sha512.finalize())),
+            _ => digest.clone(),
+        };
+        if !expected.eq_ignore_ascii_case(&got) {
+            return Err((
+                "the downloaded content does not match --checksum".into(),
+                Some(format!(
+                    "expected {expected}\ngot      {got}\nthe content at this URL changed; \
+                     update --checksum if the new content is trusted"
+                )),
+            ));
+        }
     }
     let (_, path) = file
         .keep()
@@ -115,6 +123,30 @@ pub fn fetch_url(
         modified,
         name,
     })
+}
+
+/// The digests `--checksum` may ask for besides sha256, computed only when it does.
+struct OtherDigests {
+    sha384: sha2::Sha384,
+    sha512: sha2::Sha512,
+    wanted: bool,
+}
+
+impl OtherDigests {
+    fn for_checksum(checksum: Option<&str>) -> OtherDigests {
+        OtherDigests {
+            sha384: sha2::Sha384::new(),
+            sha512: sha2::Sha512::new(),
+            wanted: checksum.is_some_and(|c| c.starts_with("sha384:") || c.starts_with("sha512:")),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        if self.wanted {
+            self.sha384.update(data);
+            self.sha512.update(data);
+        }
+    }
 }
 
 /// The last path segment, as BuildKit names downloaded files (`__unnamed__` when none).

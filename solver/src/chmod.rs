@@ -43,15 +43,17 @@ impl Chmod {
         if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
             return match u32::from_str_radix(text, 8) {
                 Ok(mode) if mode <= 0o7777 => Ok(Chmod::Octal(mode)),
-                _ => Err(format!(
-                    "invalid chmod parameter: '{text}'. it should be octal string and between 0 and 07777"
-                )),
+                _ => Err(format!("`{text}` is not an octal mode between 0 and 7777")),
             };
         }
         let mut clauses = Vec::new();
         for part in text.split(',') {
             clauses.push(parse_clause(part).ok_or_else(|| {
-                format!("invalid chmod parameter: '{text}': cannot parse `{part}`")
+                if part == text {
+                    format!("`{text}` is neither an octal nor a symbolic mode")
+                } else {
+                    format!("`{text}` is not a mode: cannot parse `{part}`")
+                }
             })?);
         }
         Ok(Chmod::Symbolic(clauses))

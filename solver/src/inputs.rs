@@ -50,7 +50,7 @@ pub struct FetchError {
     pub help: Option<String>,
     #[source_code]
     pub src: context::Source,
-    #[label("this source")]
+    #[label("this URL")]
     pub span: miette::SourceSpan,
 }
 

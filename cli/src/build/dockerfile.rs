@@ -27,6 +27,12 @@ impl DockerfileText {
     pub fn report(&self, err: impl miette::Diagnostic + Send + Sync + 'static) -> Report {
         Report::new(err).with_source_code(self.source())
     }
+
+    /// The Dockerfile attached to a report from the solver or the executor, whose labels
+    /// point into it (a report that carries its own source keeps it).
+    pub fn attach(&self, report: Report) -> Report {
+        report.with_source_code(self.source())
+    }
 }
 
 /// The Dockerfile path a build uses: `-f FILE` (relative to the current directory) or

@@ -90,7 +90,8 @@ impl<'a> StoreImages<'a> {
                         return Err((
                             format!("image `{}` is not in the store", parsed.familiar()),
                             Some(format!(
-                                "{err}; load it with `rbuild load -i FILE` or `rbuild pull {}`",
+                                "{err}; load it with `rbuild load -i FILE` or `rbuild pull {}` \
+                                 (the build ran with --pull=never)",
                                 parsed.familiar()
                             )),
                         ));

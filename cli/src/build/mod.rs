@@ -140,7 +140,11 @@ pub fn prepare_with(
         store: &store,
         session: &session,
     };
-    let images = StoreImages::new(&store, Some(&puller)).refreshing(args.registry.pull);
+    let images = match args.registry.pull {
+        registry::PullPolicy::Never => StoreImages::new(&store, None),
+        policy => StoreImages::new(&store, Some(&puller))
+            .refreshing(policy == registry::PullPolicy::Always),
+    };
     let opts = PlanOptions {
         build_args: build_args(args)?,
         target: args.target.clone(),

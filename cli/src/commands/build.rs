@@ -218,14 +218,17 @@ fn solve_and_commit(
     );
     let solved = match solved {
         Ok(solved) => solved,
-        Err(err) if inputs.cancel.is_cancelled() && crate::interrupt::interrupted() => {
+        Err(_) if inputs.cancel.is_cancelled() && crate::interrupt::interrupted() => {
+            // The step that was running failed only because it was killed: not worth showing.
             return Err(miette::miette!(
                 code = "rbuild::interrupted",
+                help = "the store is as it was, apart from layers already cached; \
+                        run the build again to continue from there",
                 "build interrupted: nothing was tagged"
-            )
-            .wrap_err(err));
+            ));
         }
-        Err(err) => return Err(err),
+        // Step failures are labelled at their instruction: show them on the Dockerfile.
+        Err(err) => return Err(prepared.dockerfile.attach(err)),
     };
     build::registry::layers::fetch_target_layers(
         &prepared.registry,

@@ -96,7 +96,8 @@ pub fn dry_run(
         &worker,
         &Silent,
         &opts,
-    )?;
+    )
+    .map_err(|err| prepared.dockerfile.attach(err))?;
     Ok(explain::collect(
         &prepared.planned,
         &solved,

@@ -85,7 +85,9 @@ pub struct CopyInputs<'a> {
 /// Perform a COPY/ADD into the rootfs behind `root`.
 pub fn copy(root: &Dest, op: &CopyOp, inputs: &CopyInputs<'_>) -> Result<(), StepError> {
     let chmod = match &op.chmod {
-        Some(text) => Some(Chmod::parse(text).map_err(|message| StepError::Invalid { message })?),
+        Some(text) => Some(Chmod::parse(text).map_err(|message| StepError::Invalid {
+            message: format!("invalid --chmod: {message}"),
+        })?),
         None => None,
     };
     let chown = match &op.chown {

@@ -115,8 +115,13 @@ impl StepError {
             StepError::Chown { spec, message } => (
                 "rbuild::build::chown",
                 format!("{what} --chown={spec}: {message}"),
-                "unknown user or group in the image".to_string(),
-                Some("use a numeric `uid:gid`, or add the user to the image's /etc/passwd first".to_string()),
+                "the image has no such user or group".to_string(),
+                Some(
+                    "names are looked up in the image's `/etc/passwd` and `/etc/group`: create \
+                     them in an earlier step (e.g. `RUN adduser -D NAME`), or use numeric ids \
+                     like `--chown=1000:1000`"
+                        .to_string(),
+                ),
             ),
             StepError::Invalid { message } => (
                 "rbuild::build::invalid",

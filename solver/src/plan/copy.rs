@@ -123,8 +123,12 @@ fn common(
             Chmod::parse(&value).map_err(|message| {
                 PlanError::invalid(
                     flag.span,
-                    message,
-                    "invalid --chmod",
+                    format!("invalid --chmod: {message}"),
+                    if value == flag.raw {
+                        "invalid --chmod".to_string()
+                    } else {
+                        format!("`{}` expands to `{value}`", flag.raw)
+                    },
                     Some(
                         "use an octal mode like `0644` or a symbolic one like `u=rwX,go=rX`".into(),
                     ),
@@ -272,7 +276,7 @@ pub fn dispatch_copy(
             match ctx.stage_ref(&flag.raw, stage, flag.span)? {
                 Some(i) => FileSource::Stage(i),
                 None => {
-                    let resolved = ctx.resolve(&flag.raw, flag.span)?;
+                    let resolved = ctx.resolve_not_stage(&flag.raw, flag.span, ctx.names)?;
                     step.key
                         .inputs
                         .insert("from-image".into(), resolved.base.manifest_digest.clone());

@@ -39,6 +39,22 @@ pub enum PlanError {
         help: Option<String>,
     },
 
+    #[error("cannot use `{reference}`: it is not a stage, and {image_error}")]
+    #[diagnostic(
+        code(rbuild::plan::unknown_stage),
+        help(
+            "a name that is not a stage is used as an image; to use the stage, write \
+             `{close}` (stage names are defined with `FROM <image> AS <name>`)"
+        )
+    )]
+    NotAStage {
+        reference: String,
+        close: String,
+        image_error: String,
+        #[label("did you mean the stage `{close}`?")]
+        span: SourceSpan,
+    },
+
     #[error("`--from={from}` does not name a stage before this one")]
     #[diagnostic(
         code(rbuild::plan::unknown_stage_index),

@@ -210,7 +210,7 @@ pub fn plan(
                 Vec::new(),
             )
         } else {
-            let resolved = ctx.resolve(&image, from.image.span)?;
+            let resolved = ctx.resolve_not_stage(&image, from.image.span, &names[..st.index])?;
             let onbuild = resolved
                 .config
                 .config
@@ -410,6 +410,32 @@ impl Ctx<'_> {
                 message,
                 help,
             })
+    }
+
+    /// Resolve a name that is not a stage as an image (`FROM name`, `--from=name`,
+    /// `from=name`). When that fails and the name is close to one of `stages` (the stage names
+    /// the reference may use), it was most likely a misspelt stage: say so.
+    fn resolve_not_stage(
+        &self,
+        reference: &str,
+        span: rbuild_parser::Span,
+        stages: &[Option<String>],
+    ) -> Result<ResolvedImage, PlanError> {
+        self.resolve(reference, span).map_err(|err| {
+            let PlanError::BaseImage { message, .. } = &err else {
+                return err;
+            };
+            let known: Vec<&str> = stages.iter().flatten().map(String::as_str).collect();
+            match rbuild_parser::diagnostics::suggest(reference, &known) {
+                Some(close) => PlanError::NotAStage {
+                    reference: reference.to_string(),
+                    close: close.to_string(),
+                    image_error: message.clone(),
+                    span: span.into(),
+                },
+                None => err,
+            }
+        })
     }
 
     /// The stage a `--from` / `from=` value names: a stage name (any position), or an index

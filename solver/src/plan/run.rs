@@ -285,7 +285,7 @@ fn convert_mount(
         None => None,
         Some(value) => Some(match ctx.stage_ref(value, stage, span)? {
             Some(i) => FileSource::Stage(i),
-            None => FileSource::Image(ctx.resolve(value, span)?.base),
+            None => FileSource::Image(ctx.resolve_not_stage(value, span, ctx.names)?.base),
         }),
     };
     let sharing = match m.sharing {

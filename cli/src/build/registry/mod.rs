@@ -20,10 +20,19 @@ pub use layers::RemoteLayers;
 /// `--pull` and `--cache-from` and ignore the rest).
 #[derive(Debug, Clone, Args)]
 pub struct RegistryArgs {
-    /// Check the registry for newer versions of the base images' tags and pull them when
-    /// their digest changed (without it, a stored image is used as it is).
-    #[arg(long)]
-    pub pull: bool,
+    /// When to pull base images: `--pull` (= `always`) checks the registry for newer
+    /// versions of their tags and pulls those whose digest changed; `missing` (the default)
+    /// pulls only images not in the store; `never` uses stored images only (offline builds).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "always|missing|never",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "missing",
+        default_missing_value = "always"
+    )]
+    pub pull: PullPolicy,
 
     /// After a successful build, push every `-t` name to its registry.
     #[arg(long)]
@@ -42,6 +51,17 @@ pub struct RegistryArgs {
     /// `type=registry,ref=REF[,mode=min|max][,compression=gzip|zstd][,ignore-error=true]`.
     #[arg(long = "cache-to", value_name = "type=registry,ref=REF[,mode=min|max]")]
     pub cache_to: Vec<String>,
+}
+
+/// `--pull[=POLICY]`, as Buildah and Podman spell it (docker's bare `--pull` is `always`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// Re-check every base image's tag against its registry.
+    Always,
+    /// Pull only what the store does not have.
+    Missing,
+    /// Never contact a registry for base images.
+    Never,
 }
 
 /// How registry transfers show progress during a build.

@@ -193,6 +193,49 @@ fn arg_changes_and_cache_mounts() {
     );
 }
 
+/// A context bind mount shows exactly what the step's key covers: files excluded by
+/// `.dockerignore` are absent, and changing one does not miss; changing an included file does.
+#[test]
+fn context_bind_mounts_honour_dockerignore() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox:1.35\n\
+         RUN --mount=type=bind,target=/ctx cd /ctx && find . | sort > /listing && cat app/conf\n",
+    );
+    write(ctx.path(), ".dockerignore", "*.env\napp/tmp\n");
+    write(ctx.path(), "app/conf", "v1\n");
+    write(ctx.path(), "app/tmp/scratch", "x\n");
+    write(ctx.path(), "secret.env", "TOKEN=1\n");
+    build(&env, ctx.path(), &[]);
+    let out = env
+        .rbuild()
+        .args(["run", "--rm", "cachetest", "cat", "/listing"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            ".",
+            "./.dockerignore",
+            "./Dockerfile",
+            "./app",
+            "./app/conf"
+        ]
+    );
+    write(ctx.path(), "secret.env", "TOKEN=2\n");
+    write(ctx.path(), "app/tmp/scratch", "y\n");
+    assert_eq!(explain(&env, ctx.path(), &[])["missed"], 0);
+    write(ctx.path(), "app/conf", "v2\n");
+    let explained = explain(&env, ctx.path(), &[]);
+    assert_eq!(explained["missed"], 1, "{explained}");
+}
+
 /// A base image retagged to other content is reported with both digests; children follow
 /// their parent.
 #[test]

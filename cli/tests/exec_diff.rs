@@ -79,6 +79,7 @@ fn host_root_mount() -> RunMount {
         source: BindSource::Dir {
             root: PathBuf::from("/"),
             subpath: "/".into(),
+            hidden: Vec::new(),
         },
         readwrite: false,
     })

@@ -214,6 +214,7 @@ fn bind_mounts_are_read_only_and_writable_ones_discard_writes() {
             source: BindSource::Dir {
                 root: ctx.clone(),
                 subpath: sub.into(),
+                hidden: Vec::new(),
             },
             readwrite: rw,
         })
@@ -250,6 +251,46 @@ fn bind_mounts_are_read_only_and_writable_ones_discard_writes() {
     assert!(!ctx.join("new").exists());
 }
 
+/// Hidden paths (what `.dockerignore` excludes) are absent from a bind mount, read-only or
+/// writable, whole or a subdirectory; the host directory is untouched.
+#[test]
+fn bind_mounts_hide_excluded_paths() {
+    let fx = Fixture::new(Backend::Overlay);
+    let ctx = fx.tmp.path().join("context");
+    std::fs::create_dir_all(ctx.join("src/gen")).unwrap();
+    std::fs::write(ctx.join("src/main.c"), "int main;").unwrap();
+    std::fs::write(ctx.join("src/gen/big.o"), "obj").unwrap();
+    std::fs::write(ctx.join("secret.env"), "TOKEN=1").unwrap();
+    let bind = |sub: &str, target: &str, rw: bool| {
+        RunMount::Bind(BindMount {
+            target: target.into(),
+            source: BindSource::Dir {
+                root: ctx.clone(),
+                subpath: sub.into(),
+                hidden: vec!["secret.env".into(), "src/gen".into()],
+            },
+            readwrite: rw,
+        })
+    };
+    let ran = run_sh(
+        &fx.exec,
+        &fx.lowers(),
+        "cd /ctx && find . | sort | tr '\\n' ' '; echo; cd /src && find . | sort | tr '\\n' ' '; \
+         echo; cat /ctx/secret.env 2>/dev/null || echo hidden; \
+         rm /src/main.c && echo more > /src/x && ls /src",
+        |s| s.mounts = vec![bind("/", "/ctx", false), bind("src", "/src", true)],
+    );
+    assert_eq!(
+        ran.stdout,
+        [". ./src ./src/main.c ", ". ./main.c ", "hidden", "x"],
+        "{:?}",
+        ran.stderr
+    );
+    assert_eq!(changes(&ran), Vec::<String>::new());
+    assert!(ctx.join("src/main.c").exists() && ctx.join("secret.env").exists());
+    assert!(!ctx.join("src/x").exists());
+}
+
 /// A bind source is resolved inside its root: a symlink pointing out of the context cannot
 /// reach the host.
 #[test]
@@ -264,6 +305,7 @@ fn bind_sources_cannot_escape_their_root() {
             source: BindSource::Dir {
                 root: ctx.clone(),
                 subpath: "esc".into(),
+                hidden: Vec::new(),
             },
             readwrite: false,
         })]

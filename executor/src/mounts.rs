@@ -60,8 +60,13 @@ impl CacheMount {
 #[derive(Clone, Debug)]
 pub enum BindSource {
     /// A host directory tree (the build context, or an unpacked stage); `subpath` is resolved
-    /// inside `root` as if it were `/`.
-    Dir { root: PathBuf, subpath: String },
+    /// inside `root` as if it were `/`. The `hidden` paths (relative to `root`, e.g. what
+    /// `.dockerignore` excludes) do not appear in the mount.
+    Dir {
+        root: PathBuf,
+        subpath: String,
+        hidden: Vec<PathBuf>,
+    },
     /// The merged view of snapshot directories (bottom first), e.g. another stage's layers.
     Layers {
         lowers: Vec<PathBuf>,
@@ -271,8 +276,26 @@ fn prepare_cache(root: &Path, scratch: &Path, c: &CacheMount, out: &mut Prepared
 }
 
 fn prepare_bind(scratch: &Path, b: &BindMount, out: &mut Prepared) -> Result<()> {
-    match &b.source {
-        BindSource::Dir { root, subpath } => {
+    let masked;
+    let source = match &b.source {
+        BindSource::Dir {
+            root,
+            subpath,
+            hidden,
+        } if !hidden.is_empty() => {
+            // Hide paths with an overlay: a layer of whiteouts over the directory.
+            let mask = scratch.join("hidden");
+            write_whiteouts(&mask, hidden)?;
+            masked = BindSource::Layers {
+                lowers: vec![root.clone(), mask],
+                subpath: subpath.clone(),
+            };
+            &masked
+        }
+        source => source,
+    };
+    match source {
+        BindSource::Dir { root, subpath, .. } => {
             let is_dir = source_is_dir(root, subpath).map_err(|e| {
                 mount_err(
                     &b.target,
@@ -353,6 +376,25 @@ fn prepare_bind(scratch: &Path, b: &BindMount, out: &mut Prepared) -> Result<()>
                 },
             });
         }
+    }
+    Ok(())
+}
+
+/// A directory holding an overlay whiteout (a 0:0 character device) at each of `paths`.
+fn write_whiteouts(dir: &Path, paths: &[PathBuf]) -> Result<()> {
+    for rel in paths {
+        let at = dir.join(rel);
+        let parent = at.parent().unwrap_or(dir);
+        std::fs::create_dir_all(parent).ctx("cannot create", parent)?;
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &at,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            rustix::fs::makedev(0, 0),
+        )
+        .map_err(std::io::Error::from)
+        .ctx("cannot create a whiteout at", &at)?;
     }
     Ok(())
 }

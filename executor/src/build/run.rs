@@ -46,9 +46,14 @@ impl BuildWorker<'_> {
                                         "internal error: a context bind mount without a context"
                                             .into(),
                                 })?;
+                        // The RUN sees what the cache key covers: no `.dockerignore`d file.
+                        let hidden = ctx.hidden_paths().map_err(|e| StepError::Invalid {
+                            message: format!("cannot read the build context: {e}"),
+                        })?;
                         BindSource::Dir {
                             root: ctx.root().to_path_buf(),
                             subpath: source.clone(),
+                            hidden,
                         }
                     }
                     FileSource::Stage(i) => BindSource::Layers {

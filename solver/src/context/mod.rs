@@ -111,6 +111,14 @@ impl BuildContext {
         self.index.get(path).copied()
     }
 
+    /// Paths on disk that are not part of the context (excluded by `.dockerignore`, or
+    /// special files the walk skipped), each the top-most such path: what a bind mount of
+    /// the context directory must hide so a `RUN` sees exactly the files its cache key covers.
+    /// Re-reads the directory tree (names only, no `stat` of included files).
+    pub fn hidden_paths(&self) -> Result<Vec<PathBuf>, ContextError> {
+        walk::hidden(&self.root, |rel| self.index_of(rel).is_some())
+    }
+
     /// Special files the walk skipped, for the caller to report.
     pub fn warnings(&self) -> &[WalkWarning] {
         &self.warnings

@@ -480,3 +480,43 @@ fn excluded_report_renders_both_snippets() {
         assert!(out.contains(want), "missing {want:?} in:\n{out}");
     }
 }
+
+/// What a bind mount of the context must hide: the top-most excluded paths, but not the
+/// parents of a re-included file (they are part of the context), nor what is included.
+#[test]
+fn hidden_paths_are_the_topmost_excluded_entries() {
+    let t = tempfile::tempdir().unwrap();
+    let r = t.path();
+    for (path, body) in [
+        ("app/main.sh", "x"),
+        ("secret.env", "x"),
+        ("logs/a.log", "x"),
+        ("logs/keep/keep.txt", "x"),
+        ("logs/keep/other.txt", "x"),
+        ("node_modules/m/index.js", "x"),
+    ] {
+        std::fs::create_dir_all(r.join(path).parent().unwrap()).unwrap();
+        std::fs::write(r.join(path), body).unwrap();
+    }
+    std::fs::write(
+        r.join(".dockerignore"),
+        "*.env\nlogs\n!logs/keep/keep.txt\nnode_modules\n",
+    )
+    .unwrap();
+    let ctx = BuildContext::load(r, None).unwrap();
+    let hidden: Vec<String> = ctx
+        .hidden_paths()
+        .unwrap()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    assert_eq!(
+        hidden,
+        [
+            "logs/a.log",
+            "logs/keep/other.txt",
+            "node_modules",
+            "secret.env"
+        ]
+    );
+}

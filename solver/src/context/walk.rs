@@ -274,6 +274,40 @@ pub fn walk(root: &Path, ignore: &DockerIgnore) -> Result<Walked, ContextError> 
     Ok(out)
 }
 
+/// The top-most paths under `root` for which `included` is false (directories are not
+/// descended into once excluded), sorted; symlinks are never followed.
+pub(crate) fn hidden(
+    root: &Path,
+    included: impl Fn(&[u8]) -> bool,
+) -> Result<Vec<PathBuf>, ContextError> {
+    let mut out = Vec::new();
+    let mut it = WalkDir::new(root)
+        .follow_links(false)
+        .min_depth(1)
+        .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
+        .into_iter();
+    while let Some(next) = it.next() {
+        let dent = next.map_err(|e| {
+            let path = e
+                .path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| root.display().to_string());
+            let io = e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
+            ContextError::io(path, io)
+        })?;
+        let rel = dent.path().strip_prefix(root).unwrap_or(dent.path());
+        if !included(pathutil::bytes(rel)) {
+            if dent.file_type().is_dir() {
+                it.skip_current_dir();
+            }
+            out.push(rel.to_path_buf());
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

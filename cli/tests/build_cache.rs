@@ -236,6 +236,58 @@ fn context_bind_mounts_honour_dockerignore() {
     assert_eq!(explained["missed"], 1, "{explained}");
 }
 
+/// `--mount=type=cache,from=STAGE,source=DIR` starts the cache as a copy of that directory
+/// (symlinks resolved inside the stage); the cache then persists between steps, and the
+/// stage's files are not changed by writes to it.
+#[test]
+fn cache_mounts_start_from_a_stage() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox:1.35 AS seed\n\
+         RUN mkdir -p /data/sub && echo seeded > /data/sub/f && ln -s data /link\n\
+         FROM busybox:1.35\n\
+         RUN --mount=type=cache,target=/c,from=seed,source=/link cat /c/sub/f > /out1 && echo more >> /c/sub/f\n\
+         RUN --mount=type=cache,target=/c,from=seed,source=/link cat /c/sub/f > /out2\n\
+         COPY --from=seed /data/sub/f /out3\n",
+    );
+    build(&env, ctx.path(), &[]);
+    let out = env
+        .rbuild()
+        .args(["run", "--rm", "cachetest", "sh", "-c"])
+        .arg("cat /out1 /out2 /out3; test -e /c && echo present || echo absent")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["seeded", "seeded", "more", "seeded", "absent"]
+    );
+    // A source that is not a directory of the stage is a pointed error.
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox:1.35 AS seed\nRUN echo x > /f\nFROM busybox:1.35\n\
+         RUN --mount=type=cache,target=/c,from=seed,source=/f true\n",
+    );
+    let out = env
+        .rbuild()
+        .args(["build", "--progress", "plain", "-t", "other"])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cache source `/f` is not a directory") && stderr.contains("Dockerfile:4"),
+        "{stderr}"
+    );
+}
+
 /// A base image retagged to other content is reported with both digests; children follow
 /// their parent.
 #[test]

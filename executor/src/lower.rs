@@ -39,6 +39,15 @@ impl LowerView {
         &self.layers
     }
 
+    /// The merged directory at `rel` (resolved, relative) as a view of its own: the layers
+    /// whose directory there takes part, each rooted at `rel`.
+    pub fn subview(&self, rel: &Path) -> io::Result<LowerView> {
+        let layers = self.visible_dir_layers(rel)?;
+        Ok(LowerView {
+            layers: layers.iter().map(|&i| self.layers[i].join(rel)).collect(),
+        })
+    }
+
     /// The topmost visible entry at `rel` (relative, no leading `/`), or `None` when it does not
     /// exist or is whited out. The root (`""`) is the topmost layer's root directory.
     pub fn lookup(&self, rel: &Path) -> io::Result<Option<LowerEntry>> {

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{ExecError, IoContext, Result};
 use crate::lower::LowerView;
+use crate::materialize::materialize;
 use crate::sandbox::MountSource;
 
 /// How concurrent steps share a cache mount.
@@ -39,6 +40,20 @@ pub struct CacheMount {
     pub uid: u32,
     pub gid: u32,
     pub readonly: bool,
+    /// `from=`: the cache starts as a copy of a directory of another stage or image.
+    pub seed: Option<CacheSeed>,
+}
+
+/// The initial contents of a cache mount (`--mount=type=cache,from=STAGE,source=DIR`).
+#[derive(Clone, Debug)]
+pub struct CacheSeed {
+    /// The source's snapshot directories, bottom first.
+    pub lowers: Vec<PathBuf>,
+    /// The directory inside them (resolved as if their merged view were `/`).
+    pub subpath: String,
+    /// What identifies the source's content (e.g. its layer digests): caches seeded from
+    /// different content are different caches, as in BuildKit.
+    pub identity: String,
 }
 
 impl CacheMount {
@@ -52,6 +67,18 @@ impl CacheMount {
             uid: 0,
             gid: 0,
             readonly: false,
+            seed: None,
+        }
+    }
+
+    /// What names the cache directory: the id, plus the seed's identity and subpath.
+    pub fn key(&self) -> String {
+        match &self.seed {
+            None => self.id.clone(),
+            Some(seed) => format!(
+                "{}\0from={}\0source={}",
+                self.id, seed.identity, seed.subpath
+            ),
         }
     }
 }
@@ -198,8 +225,34 @@ pub fn cache_dir(root: &Path, id: &str) -> PathBuf {
     root.join("cache-mounts").join(&hash[..32])
 }
 
+/// Copy the seed's directory (contents and the directory's own attributes) into `dest`.
+fn seed_cache(seed: &CacheSeed, target: &str, dest: &Path) -> Result<()> {
+    let view = LowerView::new(&seed.lowers);
+    let shown = || format!("cache source `{}`", seed.subpath);
+    let resolved = view
+        .resolve(&seed.subpath, true)
+        .map_err(|e| ExecError::io("cannot resolve", PathBuf::from(shown()), e))?;
+    let is_dir = resolved
+        .leaf
+        .as_ref()
+        .is_some_and(|l| l.meta.kind == crate::fsmeta::Kind::Dir);
+    if !resolved.missing.is_empty() || !is_dir {
+        return Err(mount_err(
+            target,
+            format!(
+                "{} is not a directory in the `from` stage or image",
+                shown()
+            ),
+        ));
+    }
+    let sub = view
+        .subview(&resolved.existing)
+        .map_err(|e| ExecError::io("cannot read", PathBuf::from(shown()), e))?;
+    materialize(&sub, dest)
+}
+
 fn prepare_cache(root: &Path, scratch: &Path, c: &CacheMount, out: &mut Prepared) -> Result<()> {
-    let dir = cache_dir(root, &c.id);
+    let dir = cache_dir(root, &c.key());
     std::fs::create_dir_all(&dir).ctx("cannot create", &dir)?;
     let lock_path = dir.join("lock");
     let lock = File::options()
@@ -218,11 +271,16 @@ fn prepare_cache(root: &Path, scratch: &Path, c: &CacheMount, out: &mut Prepared
             .prefix("data.tmp-")
             .tempdir_in(&dir)
             .ctx("cannot create a directory in", &dir)?;
-        std::os::unix::fs::chown(tmp.path(), Some(c.uid), Some(c.gid))
-            .ctx("cannot chown", tmp.path())?;
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(c.mode))
-            .ctx("cannot chmod", tmp.path())?;
+        match &c.seed {
+            Some(seed) => seed_cache(seed, &c.target, tmp.path())?,
+            None => {
+                std::os::unix::fs::chown(tmp.path(), Some(c.uid), Some(c.gid))
+                    .ctx("cannot chown", tmp.path())?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(c.mode))
+                    .ctx("cannot chmod", tmp.path())?;
+            }
+        }
         // NOREPLACE: a plain rename would replace a just-created empty `data` in use.
         match rustix::fs::renameat_with(
             rustix::fs::CWD,
@@ -254,7 +312,7 @@ fn prepare_cache(root: &Path, scratch: &Path, c: &CacheMount, out: &mut Prepared
                 std::fs::create_dir_all(scratch).ctx("cannot create", scratch)?;
                 let copy = scratch.join("private");
                 std::fs::create_dir(&copy).ctx("cannot create", &copy)?;
-                crate::materialize::materialize(&LowerView::new(&[data]), &copy)?;
+                materialize(&LowerView::new(&[data]), &copy)?;
                 copy
             }
             Err(std::fs::TryLockError::Error(e)) => {

@@ -11,7 +11,7 @@ use rbuild_solver::worker::{ExecRequest, Layer};
 use super::BuildWorker;
 use super::error::{StepError, StepFailure, step_span};
 use crate::mounts::{
-    self, BindMount, BindSource, CacheMount, SecretMount, SecretValue, TmpfsMount,
+    self, BindMount, BindSource, CacheMount, CacheSeed, SecretMount, SecretValue, TmpfsMount,
 };
 use crate::sandbox::Stdio3;
 use crate::step::RunStep;
@@ -79,8 +79,28 @@ impl BuildWorker<'_> {
                 mode,
                 uid,
                 gid,
-                from: _,
+                from,
             } => mounts::RunMount::Cache(CacheMount {
+                seed: match from {
+                    None => None,
+                    Some((source, subpath)) => {
+                        let diff_ids = match source {
+                            FileSource::Stage(i) => &req.stage_layers[i],
+                            FileSource::Image(img) => &img.diff_ids,
+                            FileSource::Context => {
+                                return Err(StepError::Invalid {
+                                    message: "a cache mount cannot start from the build context"
+                                        .into(),
+                                });
+                            }
+                        };
+                        Some(CacheSeed {
+                            lowers: self.chain(diff_ids)?,
+                            subpath: subpath.clone(),
+                            identity: diff_ids.join(","),
+                        })
+                    }
+                },
                 target: target.clone(),
                 id: id.clone(),
                 sharing: match sharing {

@@ -167,3 +167,45 @@ mod tests {
         Cli::command().debug_assert();
     }
 }
+
+/// A memory size as docker's `--memory` takes it: a number with an optional unit `b`, `k`,
+/// `m`, `g` (binary multiples; `kb`, `mb`, `gb` alike). Docker's minimum, 6 MiB, applies.
+pub fn parse_memory(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (e.g. `512m`, `2g`)"))?;
+    let shift = match unit.strip_suffix('b').unwrap_or(unit) {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(format!("unknown unit in `{text}`: use b, k, m or g")),
+    };
+    let bytes = n
+        .checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))?;
+    if bytes < 6 << 20 {
+        return Err(format!("`{text}` is below the minimum memory limit, 6m"));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod memory_tests {
+    use super::parse_memory;
+
+    #[test]
+    fn memory_sizes_use_binary_units() {
+        assert_eq!(parse_memory("512m"), Ok(512 << 20));
+        assert_eq!(parse_memory("2G"), Ok(2 << 30));
+        assert_eq!(parse_memory("8mb"), Ok(8 << 20));
+        assert_eq!(parse_memory("7340032"), Ok(7 << 20));
+        assert!(parse_memory("1m").unwrap_err().contains("minimum"));
+        assert!(parse_memory("12x").unwrap_err().contains("unit"));
+        assert!(parse_memory("m").unwrap_err().contains("not a size"));
+    }
+}

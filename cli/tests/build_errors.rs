@@ -438,6 +438,56 @@ fn run_exit_42_shows_the_last_lines_and_a_complete_log() {
     snapshot!(case.redact(&stderr));
 }
 
+/// A RUN over its `--memory` limit is reported as out of memory, not as a bare SIGKILL;
+/// `rbuild run -m` says the same and passes 137 through.
+#[test]
+fn run_over_its_memory_limit_is_reported_as_out_of_memory() {
+    let hog = "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo ${#x}";
+    let case = Case::with_busybox(&format!("FROM busybox:1.35\nRUN echo start; {hog}\n"));
+    let stderr = case.fails(1, &["--memory", "16m"]);
+    if stderr.contains("a memory limit needs a writable memory cgroup") {
+        // A host without a usable memory controller: the limit is refused, clearly.
+        eprintln!("no memory cgroup on this host; only the refusal was checked");
+        return;
+    }
+    has(
+        &stderr,
+        &[
+            "out of memory: the OOM killer killed a process",
+            "2 | RUN echo start;",
+            "start",
+        ],
+    );
+    // Under the limit the same build works; without -m there is no limit.
+    let fine = Case::with_busybox("FROM busybox:1.35\nRUN head -c 1000000 /dev/zero | wc -c\n");
+    let out = fine
+        .env
+        .rbuild()
+        .args(["build", "-q", "--memory", "16m"])
+        .arg(fine.ctx.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = case
+        .env
+        .rbuild()
+        .args(["run", "--rm", "-m", "16m", "busybox:1.35", "sh", "-c", hog])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(137), "{stderr}");
+    has(&stderr, &["out of memory"]);
+    let out = case
+        .env
+        .rbuild()
+        .args(["run", "--rm", "-m", "1k", "busybox:1.35", "true"])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    has(&stderr, &["below the minimum memory limit"]);
+}
+
 /// A RUN killed by a signal says which signal.
 #[test]
 fn run_killed_by_signal_names_the_signal() {

@@ -71,10 +71,16 @@ impl Default for ExecutorOptions {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExitStatus {
     Exited(i32),
-    /// Killed by a signal (an OOM kill shows as SIGKILL: no cgroup is used to tell them apart).
+    /// Killed by a signal.
     Signaled {
         signal: i32,
         name: &'static str,
+    },
+    /// Failed after the kernel's OOM killer killed one of its processes (the sandbox's memory
+    /// cgroup says so); `code` is the shell-style exit code (137 when the command itself was
+    /// killed).
+    OutOfMemory {
+        code: i32,
     },
 }
 
@@ -88,6 +94,7 @@ impl ExitStatus {
         match self {
             ExitStatus::Exited(c) => *c,
             ExitStatus::Signaled { signal, .. } => 128 + signal,
+            ExitStatus::OutOfMemory { code } => *code,
         }
     }
 }
@@ -98,6 +105,12 @@ impl std::fmt::Display for ExitStatus {
             ExitStatus::Exited(c) => write!(f, "exit code: {c}"),
             ExitStatus::Signaled { signal, name } => {
                 write!(f, "killed by signal {name} ({signal})")
+            }
+            ExitStatus::OutOfMemory { code } => {
+                write!(
+                    f,
+                    "out of memory: the OOM killer killed a process; exit code: {code}"
+                )
             }
         }
     }
@@ -148,6 +161,8 @@ pub struct RunStep<'a> {
     pub stdio: Stdio3<'a>,
     pub cancel: Option<CancelToken>,
     pub timeout: Option<Duration>,
+    /// Memory limit in bytes (memory + swap) for the step's processes.
+    pub memory: Option<u64>,
     /// Keep the upper directory in `DIR/upper` (for `rbuild run` containers); the step's other
     /// scratch files still go away with the handle.
     pub container_dir: Option<PathBuf>,
@@ -170,6 +185,7 @@ impl<'a> RunStep<'a> {
             stdio,
             cancel: None,
             timeout: None,
+            memory: None,
             container_dir: None,
         }
     }
@@ -589,6 +605,7 @@ impl Executor {
             log: step.log_path.as_deref(),
             cancel: step.cancel.as_ref(),
             timeout: step.timeout,
+            memory: step.memory,
         });
         drop(prepared);
         let launched = launched?;
@@ -620,6 +637,13 @@ impl Executor {
                     ),
                 });
             }
+        };
+        let status = if launched.oom_killed && !status.success() {
+            ExitStatus::OutOfMemory {
+                code: status.code(),
+            }
+        } else {
+            status
         };
         Ok(Ok(RunOutcome {
             status,

@@ -89,6 +89,11 @@ pub struct BuildArgs {
     #[arg(long)]
     pub verify_reproducible: bool,
 
+    /// Memory limit (memory + swap) for each RUN step, e.g. `2g`; a step the kernel kills
+    /// for exceeding it fails as out of memory.
+    #[arg(short = 'm', long, value_name = "SIZE", value_parser = crate::args::parse_memory)]
+    pub memory: Option<u64>,
+
     #[command(flatten)]
     pub registry: crate::build::registry::RegistryArgs,
 
@@ -182,6 +187,7 @@ fn solve_and_commit(
             source_date_epoch: inputs.epoch,
             network: inputs.network,
             secrets: inputs.secrets.clone(),
+            memory: args.memory,
         },
         inputs.cancel,
     )?;

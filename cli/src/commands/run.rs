@@ -42,6 +42,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
 
+    /// Memory limit (memory + swap) for the container, e.g. `512m`; a process the kernel
+    /// kills for exceeding it is reported as out of memory.
+    #[arg(short = 'm', long, value_name = "SIZE", value_parser = crate::args::parse_memory)]
+    pub memory: Option<u64>,
+
     /// The image to run.
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -114,6 +119,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
         NetworkArg::None => Network::None,
         NetworkArg::Host | NetworkArg::Default => Network::Host,
     };
+    step.memory = args.memory;
     if !args.rm {
         step.container_dir = Some(container.dir.clone());
     }
@@ -130,6 +136,9 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
         Ok(outcome) => {
             let status = outcome.status.clone();
             drop(outcome);
+            if let ExitStatus::OutOfMemory { .. } = status {
+                eprintln!("rbuild: container {}: {status}", &id[..12]);
+            }
             drop(container);
             finish(!args.rm)?;
             Ok(exit_code(&status))

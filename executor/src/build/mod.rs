@@ -35,6 +35,8 @@ pub struct WorkerOptions {
     pub network: rbuild_solver::op::Network,
     /// `--secret` values by id.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// `--memory`: limit (bytes, memory + swap) for every RUN step.
+    pub memory: Option<u64>,
 }
 
 pub struct BuildWorker<'a> {

@@ -186,6 +186,7 @@ impl BuildWorker<'_> {
             _ => crate::sandbox::Network::Host,
         };
         spec.mounts = mounts;
+        spec.memory = self.options.memory;
         spec.log_path = Some(log_path.clone());
         spec.cancel = Some(self.cancel.clone());
         let outcome = self

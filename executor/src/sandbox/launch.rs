@@ -115,12 +115,16 @@ pub struct Launch<'a> {
     pub log: Option<&'a Path>,
     pub cancel: Option<&'a CancelToken>,
     pub timeout: Option<Duration>,
+    /// Memory limit in bytes (memory + swap) for everything in the sandbox.
+    pub memory: Option<u64>,
 }
 
 /// The result of [`launch`]: how it ended and the last lines of output.
 pub struct Launched {
     pub ended: Ended,
     pub tail: Vec<String>,
+    /// The kernel's OOM killer killed a process of the sandbox.
+    pub oom_killed: bool,
 }
 
 /// Lines of output kept for error reports.
@@ -134,8 +138,30 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
         return Ok(Launched {
             ended: Ended::Cancelled,
             tail: Vec::new(),
+            oom_killed: false,
         });
     }
+    // A memory cgroup: the limit, and telling OOM kills from other SIGKILLs.
+    let cgroup = match super::cgroup::MemoryCgroup::create(opts.memory) {
+        Ok(Some(cgroup)) => Some(cgroup),
+        Ok(None) if opts.memory.is_some() => {
+            return Err(ExecError::sandbox(
+                "a memory limit needs a writable memory cgroup (cgroup v1 `memory` or a \
+                 cgroup v2 hierarchy that delegates `memory`), and none is available"
+                    .to_string(),
+            ));
+        }
+        Ok(None) => None,
+        Err(e) if opts.memory.is_some() => {
+            return Err(ExecError::sandbox(format!(
+                "cannot create a memory cgroup: {e}"
+            )));
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "no memory cgroup: OOM kills show as SIGKILL");
+            None
+        }
+    };
     let io_err = |what: &'static str| {
         move |e: std::io::Error| ExecError::io(what, PathBuf::from("sandbox helper"), e)
     };
@@ -164,7 +190,21 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     if let Some(c) = opts.cancel {
         c.register(pid);
     }
-    let result = supervise(&mut opts, &mut child, spec_w, status_r);
+    // The helper waits for its spec before creating anything, so nothing escapes the move.
+    let placed = match &cgroup {
+        Some(cg) => cg.add(pid).map_err(|e| {
+            ExecError::sandbox(format!("cannot move the sandbox into its cgroup: {e}"))
+        }),
+        None => Ok(()),
+    };
+    let result = match placed {
+        Ok(()) => supervise(&mut opts, &mut child, spec_w, status_r),
+        Err(e) if opts.memory.is_some() => Err(e),
+        Err(e) => {
+            tracing::debug!(error = %e, "no memory cgroup: OOM kills show as SIGKILL");
+            supervise(&mut opts, &mut child, spec_w, status_r)
+        }
+    };
     if result.is_err() {
         kill(pid);
     }
@@ -172,7 +212,10 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     if let Some(c) = opts.cancel {
         c.unregister(pid);
     }
-    result
+    result.map(|mut launched| {
+        launched.oom_killed = cgroup.as_ref().is_some_and(|cg| cg.oom_killed());
+        launched
+    })
 }
 
 fn supervise(
@@ -272,6 +315,7 @@ fn supervise(
     Ok(Launched {
         ended,
         tail: tail.into_iter().collect(),
+        oom_killed: false,
     })
 }
 

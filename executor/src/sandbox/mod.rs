@@ -8,6 +8,7 @@
 //! call [`helper_main`] first thing when its first argument is [`HELPER_ARG`].
 #![allow(unsafe_code)]
 
+mod cgroup;
 pub mod fsops;
 mod helper;
 mod init;

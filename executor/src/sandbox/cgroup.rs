@@ -1,0 +1,225 @@
+//! A memory cgroup per sandbox: applies `--memory` limits and tells an OOM kill apart from
+//! any other SIGKILL (its `oom_kill` counter). cgroup v1 (a child of our own memory cgroup)
+//! and v2 (under `<cgroup2 mount>/rbuild`, whose `memory` controller we enable) are handled;
+//! when neither can be created the sandbox runs without one (no limit, no OOM detection).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One sandbox's memory cgroup; removed on drop.
+#[derive(Debug)]
+pub struct MemoryCgroup {
+    dir: PathBuf,
+    version: Version,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    V1,
+    V2,
+}
+
+static SERIAL: AtomicU64 = AtomicU64::new(0);
+
+impl MemoryCgroup {
+    /// Create a cgroup for one sandbox, limited to `limit` bytes (memory + swap) when given.
+    /// `Ok(None)`: no writable memory controller here (not root, or none mounted).
+    pub fn create(limit: Option<u64>) -> io::Result<Option<MemoryCgroup>> {
+        let name = format!(
+            "rbuild-{}-{}",
+            std::process::id(),
+            SERIAL.fetch_add(1, Ordering::Relaxed)
+        );
+        let cgroups = std::fs::read_to_string("/proc/self/cgroup")?;
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+        let Some((parent, version)) = locate(&cgroups, &mounts) else {
+            return Ok(None);
+        };
+        if version == Version::V2 && enable_memory(&parent).is_err() {
+            return Ok(None);
+        }
+        let dir = parent.join(name);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+        let cgroup = MemoryCgroup { dir, version };
+        if let Some(bytes) = limit {
+            cgroup.limit(bytes)?;
+        }
+        Ok(Some(cgroup))
+    }
+
+    fn limit(&self, bytes: u64) -> io::Result<()> {
+        match self.version {
+            Version::V1 => {
+                std::fs::write(self.dir.join("memory.limit_in_bytes"), bytes.to_string())?;
+                // Without swap accounting the file is absent and swap stays unlimited.
+                let memsw = self.dir.join("memory.memsw.limit_in_bytes");
+                if memsw.exists() {
+                    std::fs::write(memsw, bytes.to_string())?;
+                }
+            }
+            Version::V2 => {
+                std::fs::write(self.dir.join("memory.max"), bytes.to_string())?;
+                let swap = self.dir.join("memory.swap.max");
+                if swap.exists() {
+                    std::fs::write(swap, "0")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Move process `pid` (and so its future children) into the cgroup.
+    pub fn add(&self, pid: i32) -> io::Result<()> {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
+    }
+
+    /// Whether the kernel's OOM killer killed a process of this cgroup.
+    pub fn oom_killed(&self) -> bool {
+        let file = match self.version {
+            Version::V1 => "memory.oom_control",
+            Version::V2 => "memory.events",
+        };
+        std::fs::read_to_string(self.dir.join(file))
+            .map(|text| oom_kills(&text) > 0)
+            .unwrap_or(false)
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        // The last processes may still be exiting: retry briefly while the cgroup is busy.
+        for _ in 0..50 {
+            match std::fs::remove_dir(&self.dir) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                _ => return,
+            }
+        }
+        tracing::warn!(dir = %self.dir.display(), "cannot remove the sandbox's cgroup");
+    }
+}
+
+/// The `oom_kill N` counter of `memory.oom_control` (v1) or `memory.events` (v2).
+fn oom_kills(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Where to create sandbox cgroups: the v1 memory hierarchy at our own cgroup, else the v2
+/// hierarchy's `rbuild` group.
+fn locate(proc_cgroup: &str, mountinfo: &str) -> Option<(PathBuf, Version)> {
+    let mut v1_path = None;
+    for line in proc_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        if controllers.split(',').any(|c| c == "memory") {
+            v1_path = Some(path.to_string());
+        }
+    }
+    let mut v1_mount = None;
+    let mut v2_mount = None;
+    for line in mountinfo.lines() {
+        // `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - FSTYPE SOURCE SUPEROPTS`
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = left.split(' ').collect();
+        let rfields: Vec<&str> = right.split(' ').collect();
+        let (Some(root), Some(point), Some(fstype)) =
+            (fields.get(3), fields.get(4), rfields.first())
+        else {
+            continue;
+        };
+        let superopts = rfields.get(2).copied().unwrap_or("");
+        match *fstype {
+            "cgroup" if superopts.split(',').any(|o| o == "memory") => {
+                v1_mount = Some((PathBuf::from(point), root.to_string()));
+            }
+            "cgroup2" if v2_mount.is_none() => v2_mount = Some(PathBuf::from(point)),
+            _ => {}
+        }
+    }
+    if let (Some(path), Some((point, root))) = (v1_path, v1_mount) {
+        // Our cgroup path is relative to the hierarchy's root; the mount shows `root` of it.
+        let rel = Path::new(&path)
+            .strip_prefix(&root)
+            .ok()?
+            .to_string_lossy()
+            .into_owned();
+        return Some((point.join(rel.trim_start_matches('/')), Version::V1));
+    }
+    let point = v2_mount?;
+    let controllers = std::fs::read_to_string(point.join("cgroup.controllers")).ok()?;
+    controllers
+        .split_whitespace()
+        .any(|c| c == "memory")
+        .then(|| (point.join("rbuild"), Version::V2))
+}
+
+/// v2: create `dir` (a group of ours, holding no processes) and enable `memory` for its
+/// children; the hierarchy's root must delegate the controller to it.
+fn enable_memory(dir: &Path) -> io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    let control = dir.join("cgroup.subtree_control");
+    if std::fs::read_to_string(&control)?
+        .split_whitespace()
+        .any(|c| c == "memory")
+    {
+        return Ok(());
+    }
+    std::fs::write(control, "+memory")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_read_from_both_formats() {
+        assert_eq!(
+            oom_kills("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"),
+            2
+        );
+        assert_eq!(
+            oom_kills("low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\noom_group_kill 0\n"),
+            1
+        );
+        assert_eq!(oom_kills("oom_kill_disable 0\n"), 0);
+    }
+
+    #[test]
+    fn v1_cgroups_are_created_under_our_own_memory_group() {
+        let cgroup = "4:memory:/jobs/42\n1:cpu:/\n0::/\n";
+        let mountinfo = "30 25 0:26 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory\n\
+                         31 25 0:27 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            locate(cgroup, mountinfo),
+            Some((PathBuf::from("/sys/fs/cgroup/memory/jobs/42"), Version::V1))
+        );
+        // Inside a container the hierarchy is mounted at our own group.
+        let mountinfo = "30 25 0:26 /jobs/42 /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+        assert_eq!(
+            locate(cgroup, mountinfo),
+            Some((PathBuf::from("/sys/fs/cgroup/memory"), Version::V1))
+        );
+    }
+}

@@ -65,6 +65,18 @@ fn reasons_of(explained: &Value, prefix: &str) -> Vec<Value> {
         .clone()
 }
 
+/// The output lines of `sh -c SCRIPT` in a container of the built image.
+fn run_sh(env: &TestEnv, script: &str) -> Vec<String> {
+    let out = env
+        .rbuild()
+        .args(["run", "--rm", "cachetest", "sh", "-c", script])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    stdout.lines().map(str::to_string).collect()
+}
+
 fn image_id(env: &TestEnv) -> String {
     let store = rbuild_store::Store::open(env.root()).unwrap();
     store.resolve_image("cachetest").unwrap().id().to_string()
@@ -211,15 +223,8 @@ fn context_bind_mounts_honour_dockerignore() {
     write(ctx.path(), "app/tmp/scratch", "x\n");
     write(ctx.path(), "secret.env", "TOKEN=1\n");
     build(&env, ctx.path(), &[]);
-    let out = env
-        .rbuild()
-        .args(["run", "--rm", "cachetest", "cat", "/listing"])
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
     assert_eq!(
-        stdout.lines().collect::<Vec<_>>(),
+        run_sh(&env, "cat /listing"),
         [
             ".",
             "./.dockerignore",
@@ -255,16 +260,11 @@ fn cache_mounts_start_from_a_stage() {
          COPY --from=seed /data/sub/f /out3\n",
     );
     build(&env, ctx.path(), &[]);
-    let out = env
-        .rbuild()
-        .args(["run", "--rm", "cachetest", "sh", "-c"])
-        .arg("cat /out1 /out2 /out3; test -e /c && echo present || echo absent")
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success(), "{stderr}");
     assert_eq!(
-        stdout.lines().collect::<Vec<_>>(),
+        run_sh(
+            &env,
+            "cat /out1 /out2 /out3; test -e /c && echo present || echo absent"
+        ),
         ["seeded", "seeded", "more", "seeded", "absent"]
     );
     // A source that is not a directory of the stage is a pointed error.

@@ -206,16 +206,7 @@ pub fn walk(root: &Path, ignore: &DockerIgnore) -> Result<Walked, ContextError> 
         .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
         .into_iter();
     while let Some(next) = it.next() {
-        let dent = next.map_err(|e| {
-            let path = e
-                .path()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| root.display().to_string());
-            let io = e
-                .into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
-            ContextError::io(path, io)
-        })?;
+        let dent = next.map_err(|e| walk_error(root, e))?;
         let depth = dent.depth();
         let ft = dent.file_type();
         if depth == 0 && !ft.is_dir() {
@@ -274,6 +265,18 @@ pub fn walk(root: &Path, ignore: &DockerIgnore) -> Result<Walked, ContextError> 
     Ok(out)
 }
 
+/// A `walkdir` failure as a context error naming the path.
+fn walk_error(root: &Path, e: walkdir::Error) -> ContextError {
+    let path = e
+        .path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| root.display().to_string());
+    let io = e
+        .into_io_error()
+        .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
+    ContextError::io(path, io)
+}
+
 /// The top-most paths under `root` for which `included` is false (directories are not
 /// descended into once excluded), sorted; symlinks are never followed.
 pub(crate) fn hidden(
@@ -287,16 +290,7 @@ pub(crate) fn hidden(
         .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
         .into_iter();
     while let Some(next) = it.next() {
-        let dent = next.map_err(|e| {
-            let path = e
-                .path()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| root.display().to_string());
-            let io = e
-                .into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("filesystem loop"));
-            ContextError::io(path, io)
-        })?;
+        let dent = next.map_err(|e| walk_error(root, e))?;
         let rel = dent.path().strip_prefix(root).unwrap_or(dent.path());
         if !included(pathutil::bytes(rel)) {
             if dent.file_type().is_dir() {

@@ -77,6 +77,15 @@ fn run_sh(env: &TestEnv, script: &str) -> Vec<String> {
     stdout.lines().map(str::to_string).collect()
 }
 
+/// A store with busybox loaded and a context holding `dockerfile`.
+fn busybox_case(dockerfile: &str) -> (TestEnv, tempfile::TempDir) {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let ctx = tempfile::tempdir().unwrap();
+    write(ctx.path(), "Dockerfile", dockerfile);
+    (env, ctx)
+}
+
 fn image_id(env: &TestEnv) -> String {
     let store = rbuild_store::Store::open(env.root()).unwrap();
     store.resolve_image("cachetest").unwrap().id().to_string()
@@ -177,12 +186,7 @@ fn dockerignore_change_misses() {
 /// cache-mount contents never bust a step.
 #[test]
 fn arg_changes_and_cache_mounts() {
-    let env = TestEnv::new();
-    load_busybox(&env);
-    let ctx = tempfile::tempdir().unwrap();
-    write(
-        ctx.path(),
-        "Dockerfile",
+    let (env, ctx) = busybox_case(
         "FROM busybox:1.35\n\
          RUN --mount=type=cache,target=/cache date +%s%N > /cache/stamp && echo first > /first\n\
          ARG VERSION=1.2\n\
@@ -209,12 +213,7 @@ fn arg_changes_and_cache_mounts() {
 /// `.dockerignore` are absent, and changing one does not miss; changing an included file does.
 #[test]
 fn context_bind_mounts_honour_dockerignore() {
-    let env = TestEnv::new();
-    load_busybox(&env);
-    let ctx = tempfile::tempdir().unwrap();
-    write(
-        ctx.path(),
-        "Dockerfile",
+    let (env, ctx) = busybox_case(
         "FROM busybox:1.35\n\
          RUN --mount=type=bind,target=/ctx cd /ctx && find . | sort > /listing && cat app/conf\n",
     );
@@ -246,12 +245,7 @@ fn context_bind_mounts_honour_dockerignore() {
 /// stage's files are not changed by writes to it.
 #[test]
 fn cache_mounts_start_from_a_stage() {
-    let env = TestEnv::new();
-    load_busybox(&env);
-    let ctx = tempfile::tempdir().unwrap();
-    write(
-        ctx.path(),
-        "Dockerfile",
+    let (env, ctx) = busybox_case(
         "FROM busybox:1.35 AS seed\n\
          RUN mkdir -p /data/sub && echo seeded > /data/sub/f && ln -s data /link\n\
          FROM busybox:1.35\n\
@@ -362,12 +356,7 @@ fn fail_on_cache_miss_guards() {
 /// target needs and says which stages it skipped.
 #[test]
 fn parallel_stages_and_target() {
-    let env = TestEnv::new();
-    load_busybox(&env);
-    let ctx = tempfile::tempdir().unwrap();
-    write(
-        ctx.path(),
-        "Dockerfile",
+    let (env, ctx) = busybox_case(
         "FROM busybox:1.35 AS a\nRUN sleep 1 && echo a > /a\n\
          FROM busybox:1.35 AS b\nRUN sleep 1 && echo b > /b\n\
          FROM busybox:1.35 AS unused\nRUN exit 1\n\

@@ -172,37 +172,43 @@ impl CacheIndex {
 
     /// Remember that `key` was the most recent key built (or hit) at `site`.
     pub fn record_site(&self, site: &str, key: &CacheKey) -> Result<(), CacheError> {
-        let _lock = self.lock()?;
-        let path = self.site_path(site);
-        let mut keys: Vec<CacheKey> = self
-            .read_json::<SiteHistory>(&path)?
-            .map(|h| h.keys)
-            .unwrap_or_default();
-        keys.retain(|k| k != key);
-        keys.insert(0, key.clone());
-        keys.truncate(SITE_HISTORY);
-        let bytes = serde_json::to_vec(&SiteHistory {
-            site: site.to_string(),
-            keys,
+        self.update_site(site, |keys| {
+            keys.retain(|k| k != key);
+            keys.insert(0, key.clone());
+            keys.truncate(SITE_HISTORY);
+            true
         })
-        .expect("site history serialises");
-        self.write_atomic(&path, &bytes)
     }
 
     /// Append `key` to a site's history unless it is already there or the history is full:
     /// imported cache entries become candidates for explanations without displacing the keys
     /// built here.
     pub fn seed_site(&self, site: &str, key: &CacheKey) -> Result<(), CacheError> {
+        self.update_site(site, |keys| {
+            if keys.contains(key) || keys.len() >= SITE_HISTORY {
+                return false;
+            }
+            keys.push(key.clone());
+            true
+        })
+    }
+
+    /// Read-modify-write a site's history under the index lock; `change` returns whether it
+    /// changed anything worth writing.
+    fn update_site(
+        &self,
+        site: &str,
+        change: impl FnOnce(&mut Vec<CacheKey>) -> bool,
+    ) -> Result<(), CacheError> {
         let _lock = self.lock()?;
         let path = self.site_path(site);
         let mut keys: Vec<CacheKey> = self
             .read_json::<SiteHistory>(&path)?
             .map(|h| h.keys)
             .unwrap_or_default();
-        if keys.contains(key) || keys.len() >= SITE_HISTORY {
+        if !change(&mut keys) {
             return Ok(());
         }
-        keys.push(key.clone());
         let bytes = serde_json::to_vec(&SiteHistory {
             site: site.to_string(),
             keys,

@@ -4,6 +4,8 @@
 
 mod exec_support;
 
+use std::path::{Path, PathBuf};
+
 use exec_support::{Fixture, run_sh};
 use rbuild_executor::diff::normalized;
 use rbuild_executor::mounts::{
@@ -199,6 +201,19 @@ fn tmpfs_mounts_are_sized_and_leave_no_trace() {
     }
 }
 
+/// A bind mount of `sub` inside the host directory `root`, without the `hidden` paths.
+fn dir_bind(root: &Path, sub: &str, target: &str, rw: bool, hidden: &[&str]) -> RunMount {
+    RunMount::Bind(BindMount {
+        target: target.into(),
+        source: BindSource::Dir {
+            root: root.to_path_buf(),
+            subpath: sub.into(),
+            hidden: hidden.iter().map(PathBuf::from).collect(),
+        },
+        readwrite: rw,
+    })
+}
+
 /// Bind mounts are read-only by default; with `rw`, writes succeed but are discarded; the
 /// source on the host is never modified.
 #[test]
@@ -208,17 +223,7 @@ fn bind_mounts_are_read_only_and_writable_ones_discard_writes() {
     std::fs::create_dir_all(ctx.join("src")).unwrap();
     std::fs::write(ctx.join("src/main.c"), "int main;").unwrap();
     std::fs::write(ctx.join("single"), "one file").unwrap();
-    let bind = |sub: &str, target: &str, rw: bool| {
-        RunMount::Bind(BindMount {
-            target: target.into(),
-            source: BindSource::Dir {
-                root: ctx.clone(),
-                subpath: sub.into(),
-                hidden: Vec::new(),
-            },
-            readwrite: rw,
-        })
-    };
+    let bind = |sub: &str, target: &str, rw: bool| dir_bind(&ctx, sub, target, rw, &[]);
     let ran = run_sh(
         &fx.exec,
         &fx.lowers(),
@@ -261,17 +266,8 @@ fn bind_mounts_hide_excluded_paths() {
     std::fs::write(ctx.join("src/main.c"), "int main;").unwrap();
     std::fs::write(ctx.join("src/gen/big.o"), "obj").unwrap();
     std::fs::write(ctx.join("secret.env"), "TOKEN=1").unwrap();
-    let bind = |sub: &str, target: &str, rw: bool| {
-        RunMount::Bind(BindMount {
-            target: target.into(),
-            source: BindSource::Dir {
-                root: ctx.clone(),
-                subpath: sub.into(),
-                hidden: vec!["secret.env".into(), "src/gen".into()],
-            },
-            readwrite: rw,
-        })
-    };
+    let hidden = ["secret.env", "src/gen"];
+    let bind = |sub: &str, target: &str, rw: bool| dir_bind(&ctx, sub, target, rw, &hidden);
     let ran = run_sh(
         &fx.exec,
         &fx.lowers(),

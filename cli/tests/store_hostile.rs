@@ -86,13 +86,6 @@ fn hostile_layers_are_refused() {
     );
     c.refused(
         &archive_with(layer(|t| {
-            t.file(&canary, b"pwned");
-        })),
-        "absolute",
-        &[],
-    );
-    c.refused(
-        &archive_with(layer(|t| {
             t.symlink("x", Path::new(&canary).parent().unwrap().to_str().unwrap())
                 .file("x/canary", b"pwned");
         })),
@@ -228,4 +221,46 @@ fn devices_are_kept_as_entries_never_created_by_load() {
         );
     }
     assert_fsck_ok(&c.env);
+}
+
+/// An absolute entry name means that path inside the image (catalogue D2, as Docker and
+/// containerd read it): the archive loads, the file lands in the image's root filesystem, and
+/// the host file of that name is never touched.
+#[test]
+fn absolute_layer_names_are_rooted_inside_the_image() {
+    let c = Case::new();
+    let canary = c.canary.display().to_string();
+    let file = c.work.path().join("abs.tar");
+    std::fs::write(
+        &file,
+        archive_with(layer(|t| {
+            t.file(&canary, b"inside").hardlink("/linked", &canary);
+        })),
+    )
+    .unwrap();
+    let out = c
+        .env
+        .rbuild()
+        .args(["load", "-i"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert_fsck_ok(&c.env);
+    let ctx = tempfile::tempdir().unwrap();
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM evil:1\n").unwrap();
+    let dest = c.work.path().join("rootfs");
+    let out = c
+        .env
+        .rbuild()
+        .args(["build", "-q", "-o"])
+        .arg(format!("type=local,dest={}", dest.display()))
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    let inside = dest.join(canary.trim_start_matches('/'));
+    assert_eq!(std::fs::read(&inside).unwrap(), b"inside");
+    assert_eq!(std::fs::read(dest.join("linked")).unwrap(), b"inside");
+    assert_eq!(std::fs::read(&c.canary).unwrap(), b"canary");
 }

@@ -184,6 +184,33 @@ fn skopeo_archives_load_back() {
         "sha256:8366966a27353925d9cd7cb6d939eb5795d9e77fb389e545f4c8d787dd3cdf70"
     );
     assert_fsck_ok(&fresh);
+    // One image ID, two manifests (gzip and plain layers): by ID it is one image with two
+    // names, so `rmi ID` refuses as docker does and `rmi -f ID` removes both.
+    let out = fresh
+        .rbuild()
+        .args(["rmi", "8366966a2735"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("referenced in multiple"),
+        "{:?}",
+        text(&out)
+    );
+    let out = fresh
+        .rbuild()
+        .args(["rmi", "-f", "8366966a2735"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("Untagged: busybox:copied") && stdout.contains("Untagged: busybox:dock"),
+        "{stdout}"
+    );
+    let ids = text(&fresh.rbuild().args(["images", "-q"]).output().unwrap()).0;
+    assert_eq!(ids, "");
+    assert_fsck_ok(&fresh);
 
     let saved = work.path().join("saved-docker.tar");
     env.rbuild()

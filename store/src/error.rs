@@ -87,7 +87,7 @@ pub enum Error {
     Conflict { message: String, help: String },
 
     /// A layer tar is malformed or hostile.
-    #[error("layer {layer}: {message}")]
+    #[error("{layer}: {message}")]
     #[diagnostic(code(rbuild::layer::invalid), help("{help}"))]
     Layer {
         layer: String,
@@ -179,9 +179,17 @@ impl Error {
         }
     }
 
+    /// A layer error; `layer` names it (`sha256:…`, or a description such as
+    /// `layer 2 (sha256:…) of image x`, which is shown as it is).
     pub fn layer(layer: impl Into<String>, message: impl Into<String>) -> Error {
+        let layer = layer.into();
+        let layer = if layer.starts_with("layer ") {
+            layer
+        } else {
+            format!("layer {layer}")
+        };
         Error::Layer {
-            layer: layer.into(),
+            layer,
             message: message.into(),
             help: "the layer is malformed or crafted to escape its root; rbuild refuses it"
                 .to_string(),

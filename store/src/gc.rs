@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::image::ImageRecord;
+use crate::image::{ImageRecord, ImageSummary};
 use crate::lease::{self, Held};
 use crate::manifest::{self, Document};
 use crate::media;
@@ -273,7 +273,33 @@ impl Store {
         let by_name = Reference::parse(input)
             .ok()
             .filter(|r| names.contains(r) || r.digest().is_some());
-        let users = self.users_of(&image, &self.images_in_use()?);
+        // By ID, the image is every manifest with that config (e.g. the same layers stored
+        // once compressed and once not), as docker's image ID names them all.
+        let manifests: Vec<ImageSummary> = if by_name.is_none() {
+            self.list_images()?
+                .into_iter()
+                .filter(|s| s.record.config_digest == image.config_digest)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let names = if manifests.len() > 1 {
+            let mut all: Vec<Reference> = manifests.iter().flat_map(|s| s.names.clone()).collect();
+            all.sort_by_key(|n| n.to_string());
+            all.dedup();
+            all
+        } else {
+            names
+        };
+        let in_use = self.images_in_use()?;
+        let mut users = self.users_of(&image, &in_use);
+        for s in &manifests {
+            for u in self.users_of(&s.record, &in_use) {
+                if !users.contains(&u) {
+                    users.push(u);
+                }
+            }
+        }
         let short = image.id().short().to_string();
         if let Some(r) = by_name.as_ref().filter(|r| r.digest().is_none())
             && names.len() > 1
@@ -305,7 +331,13 @@ impl Store {
                 help: "remove the names one by one, or pass -f".to_string(),
             });
         }
-        let untagged = self.remove_image(&image.manifest_digest)?;
+        let mut untagged = self.remove_image(&image.manifest_digest)?;
+        for s in manifests
+            .iter()
+            .filter(|s| s.record.manifest_digest != image.manifest_digest)
+        {
+            untagged.extend(self.remove_image(&s.record.manifest_digest)?);
+        }
         self.collect_garbage()?;
         Ok(RemovedImage {
             id: Some(image.config_digest.clone()),

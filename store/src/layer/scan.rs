@@ -29,7 +29,8 @@ fn check_entries<R: Read>(tar: &mut TarReader<R>, name: &str) -> Result<u64> {
     while let Some(entry) = tar.next_entry()? {
         entries += 1;
         let shown = entry.display_path();
-        let meaning = path::interpret(&entry.path, AbsolutePaths::Reject, name)?;
+        // Absolute names are rooted at the layer's root, as Docker and containerd read them.
+        let meaning = path::interpret(&entry.path, AbsolutePaths::Strip, name)?;
         let p: RelPath = match meaning {
             Meaning::Ignore => continue,
             Meaning::Whiteout(p) => p,
@@ -68,7 +69,7 @@ fn check_entries<R: Read>(tar: &mut TarReader<R>, name: &str) -> Result<u64> {
             )));
         }
         if entry.kind == Kind::Hardlink {
-            let target = path::clean(&entry.link, AbsolutePaths::Reject).map_err(|m| {
+            let target = path::clean(&entry.link, AbsolutePaths::Strip).map_err(|m| {
                 bad(format!(
                     "hardlink `{shown}` target `{}` {m}",
                     String::from_utf8_lossy(&entry.link)

@@ -128,3 +128,74 @@ fn changed_copy_reuses_unchanged_files_safely() {
         files["/app/src/f3.txt"]
     );
 }
+
+/// `--chown=UID` means UID:UID and `--chown=NAME` the user's passwd group, as in BuildKit;
+/// RUN and `rbuild run` get `HOME` from the user's passwd entry, as runc gives it.
+#[test]
+fn chown_groups_and_home_follow_buildkit() {
+    let env = TestEnv::new();
+    let out = env
+        .rbuild()
+        .args(["load", "-i"])
+        .arg(shared_dir().join("images/busybox-1.35.oci.tar"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    let ctx = tempfile::tempdir().unwrap();
+    write(ctx.path(), "f", "x\n");
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox:1.35\n\
+         RUN echo 'app:x:1500:2000::/home/app:/bin/sh' >> /etc/passwd && echo 'grp:x:2000:' >> /etc/group\n\
+         COPY --chown=4242 f /a\n\
+         COPY --chown=1500 f /b\n\
+         COPY --chown=app f /c\n\
+         COPY --chown=app:0 f /d\n\
+         RUN echo $HOME > /root-home\n\
+         USER app\n\
+         RUN echo $HOME > /tmp/app-home\n",
+    );
+    let out = env
+        .rbuild()
+        .args(["build", "-q", "-t", "owners"])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = env
+        .rbuild()
+        .args(["run", "--rm", "-u", "0", "owners", "sh", "-c"])
+        .arg("stat -c %u:%g /a /b /c /d; cat /root-home /tmp/app-home; echo $HOME")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            "4242:4242",
+            "1500:1500",
+            "1500:2000",
+            "1500:0",
+            "/root",
+            "/home/app",
+            "/root"
+        ]
+    );
+    let out = env
+        .rbuild()
+        .args([
+            "run",
+            "--rm",
+            "-e",
+            "HOME=/elsewhere",
+            "owners",
+            "sh",
+            "-c",
+            "echo $HOME",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out).0, "/elsewhere\n", "{:?}", text(&out));
+}

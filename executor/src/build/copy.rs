@@ -59,6 +59,15 @@ struct Item {
 
 /// The ownership `--chown` asks for, resolved in the destination image.
 fn chown_ids(spec: &str, dest: &Dest) -> Result<(u32, u32), StepError> {
+    // A bare numeric UID means UID:UID, as in BuildKit (`--chown=user` by name takes the
+    // user's primary group from the image's passwd instead).
+    if !spec.is_empty() && spec.bytes().all(|b| b.is_ascii_digit()) {
+        let uid: u32 = spec.parse().map_err(|_| StepError::Chown {
+            spec: spec.to_string(),
+            message: "the user ID is out of range".into(),
+        })?;
+        return Ok((uid, uid));
+    }
     let passwd = dest.read_small("/etc/passwd", MAX_ID_FILE);
     let group = dest.read_small("/etc/group", MAX_ID_FILE);
     let id = crate::user::resolve(spec, passwd.as_deref(), group.as_deref()).map_err(|e| {

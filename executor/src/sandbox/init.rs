@@ -189,6 +189,10 @@ fn command(reporter: &mut Reporter, spec: &SandboxSpec) -> ! {
             None => cmd.env(kv, ""),
         };
     }
+    // As runc does: HOME from the user's passwd entry (`/` without one) unless set.
+    if !spec.env.iter().any(|kv| kv.starts_with("HOME=")) {
+        cmd.env("HOME", &id.home);
+    }
     let err = cmd.exec();
     let reason = match err.kind() {
         std::io::ErrorKind::NotFound if !program.contains('/') => {

@@ -29,9 +29,45 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "RBUILD_ROOT", value_name = "DIR")]
     pub root: Option<PathBuf>,
 
+    /// How RUN steps and containers get their root filesystem and their changes: `overlay`
+    /// (overlayfs over the layer snapshots, the upper directory is the change), `copy` (a
+    /// flattened copy, changes found by walking it; works where overlay mounts are not
+    /// permitted), or `auto` (overlay when the kernel allows it).
+    #[arg(
+        long,
+        global = true,
+        env = "RBUILD_SNAPSHOTTER",
+        value_enum,
+        value_name = "KIND"
+    )]
+    pub snapshotter: Option<Snapshotter>,
+
     /// When to colour output.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
+}
+
+/// `--snapshotter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Snapshotter {
+    Auto,
+    Overlay,
+    #[value(alias = "walk")]
+    Copy,
+}
+
+impl GlobalArgs {
+    /// The executor settings these options ask for.
+    pub fn executor_options(&self) -> rbuild_executor::ExecutorOptions {
+        rbuild_executor::ExecutorOptions {
+            backend: match self.snapshotter {
+                None | Some(Snapshotter::Auto) => rbuild_executor::Backend::Auto,
+                Some(Snapshotter::Overlay) => rbuild_executor::Backend::Overlay,
+                Some(Snapshotter::Copy) => rbuild_executor::Backend::Copy,
+            },
+            ..rbuild_executor::ExecutorOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -93,7 +129,7 @@ pub enum Command {
 }
 
 /// Global options that take a value, so the bare-form detection can skip over them.
-const GLOBAL_OPTS_WITH_VALUE: &[&str] = &["--root", "--color"];
+const GLOBAL_OPTS_WITH_VALUE: &[&str] = &["--root", "--color", "--snapshotter"];
 
 /// `rbuild -t x .` means `rbuild build -t x .`: if the first word after the global options is
 /// not a subcommand (or help/version), insert `build` there.
@@ -152,6 +188,14 @@ mod tests {
         assert_eq!(
             words(&["rbuild", "--root=/s", "."]),
             ["rbuild", "--root=/s", "build", "."]
+        );
+        assert_eq!(
+            words(&["rbuild", "--snapshotter", "copy", "-t", "x", "."]),
+            ["rbuild", "--snapshotter", "copy", "build", "-t", "x", "."]
+        );
+        assert_eq!(
+            words(&["rbuild", "--snapshotter", "copy", "run", "img"]),
+            ["rbuild", "--snapshotter", "copy", "run", "img"]
         );
     }
 

@@ -25,9 +25,10 @@ use crate::snapshot::Snapshots;
 use crate::stubs::{self, Need};
 
 /// How step root filesystems are built and diffed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Backend {
     /// Overlay when the kernel allows it, else copy (decided on the first step).
+    #[default]
     Auto,
     /// Overlayfs over the snapshots; the overlay differ reads the upper directory.
     Overlay,

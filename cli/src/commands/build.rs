@@ -168,6 +168,7 @@ struct SolveInputs<'a> {
     secrets: &'a BTreeMap<String, SecretSource>,
     no_cache: bool,
     cancel: &'a CancelToken,
+    backend: rbuild_executor::Backend,
 }
 
 /// Run the build against the executor (fetching layers of a registry cache as steps need
@@ -188,6 +189,7 @@ fn solve_and_commit(
             network: inputs.network,
             secrets: inputs.secrets.clone(),
             memory: args.memory,
+            backend: inputs.backend,
         },
         inputs.cancel,
     )?;
@@ -307,6 +309,7 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
         secrets: &secrets,
         no_cache: args.no_cache,
         cancel: &cancel,
+        backend: global.executor_options().backend,
     };
     let (image, solved) = solve_and_commit(&prepared, &args, &inputs, &reporter)?;
     if args.verify_reproducible {

@@ -5,7 +5,7 @@
 
 use clap::{Args, ValueEnum};
 use rbuild_executor::container::{Containers, ImageDefaults, Overrides, resolve_process};
-use rbuild_executor::{ExecError, Executor, ExecutorOptions, ExitStatus, Network, RunStep, Stdio3};
+use rbuild_executor::{ExecError, Executor, ExitStatus, Network, RunStep, Stdio3};
 use rbuild_store::refs::KIND_CONTAINER;
 
 use super::storeutil::open_store;
@@ -71,7 +71,7 @@ pub enum NetworkArg {
 pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
     let store = open_store(global)?;
     let image = store.resolve_image(&args.image)?;
-    let exec = Executor::new(store.root(), ExecutorOptions::default())?;
+    let exec = Executor::new(store.root(), global.executor_options())?;
     exec.check_privileges()?;
     let containers = Containers::open(store.root())?;
     containers.remove_stale(|id| {

@@ -37,6 +37,8 @@ pub struct WorkerOptions {
     pub secrets: BTreeMap<String, SecretSource>,
     /// `--memory`: limit (bytes, memory + swap) for every RUN step.
     pub memory: Option<u64>,
+    /// How step root filesystems are made and diffed (`--snapshotter`).
+    pub backend: crate::Backend,
 }
 
 pub struct BuildWorker<'a> {
@@ -59,8 +61,14 @@ impl<'a> BuildWorker<'a> {
         options: WorkerOptions,
         cancel: &worker::CancelToken,
     ) -> miette::Result<BuildWorker<'a>> {
-        let exec =
-            Executor::new(store.root(), ExecutorOptions::default()).map_err(miette::Report::new)?;
+        let exec = Executor::new(
+            store.root(),
+            ExecutorOptions {
+                backend: options.backend,
+                ..ExecutorOptions::default()
+            },
+        )
+        .map_err(miette::Report::new)?;
         let exec_cancel = crate::sandbox::CancelToken::new();
         let hook = exec_cancel.clone();
         cancel.on_cancel(move || hook.cancel());

@@ -60,6 +60,14 @@ fn exit_codes_pass_through() {
     let out = code(&["no-such-command"]);
     assert_eq!(out.status.code(), Some(127));
     assert!(text(&out).1.contains("executable file not found in $PATH"));
+    // A relative `-w` is a usage error, as with docker.
+    let out = env
+        .rbuild()
+        .args(["run", "--rm", "-w", "rel", "busybox:1.35", "pwd"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("needs to be an absolute path"));
 }
 
 /// The image's Cmd and Env apply by default (Cmd `sh` reads the script from stdin); `-e`,

@@ -23,7 +23,7 @@ pub struct RunArgs {
     pub env: Vec<String>,
 
     /// Working directory inside the container (created if missing).
-    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    #[arg(short = 'w', long = "workdir", value_name = "DIR", value_parser = absolute_dir)]
     pub workdir: Option<String>,
 
     /// User to run as: `name`, `uid`, `name:group` or `uid:gid`.
@@ -170,4 +170,15 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
 /// The container's exit status as this process's exit code (128 + n for a signal).
 fn exit_code(status: &ExitStatus) -> u8 {
     (status.code() & 0xff) as u8
+}
+
+/// `-w` must be absolute, as docker requires.
+fn absolute_dir(text: &str) -> Result<String, String> {
+    if text.starts_with('/') {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "the working directory `{text}` is invalid: it needs to be an absolute path"
+        ))
+    }
 }

@@ -21,6 +21,17 @@ fn login_stores_credentials_and_logout_removes_them() {
     let reg = RealRegistry::start_with(Some(("alice", "s3cret")));
     let env = TestEnv::new();
     let docker = tempfile::tempdir().unwrap();
+    // No config.json yet (a fresh CI runner): the registry's 401 and the login hint show.
+    let out = env
+        .rbuild()
+        .env("DOCKER_CONFIG", docker.path())
+        .args(["pull", &format!("{}/private/app:1", reg.host())])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("rbuild login"), "{stderr}");
+    assert!(!stderr.contains("unable to read config"), "{stderr}");
     let out = env
         .rbuild()
         .env("DOCKER_CONFIG", docker.path())

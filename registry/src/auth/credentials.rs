@@ -71,6 +71,11 @@ pub fn server_key(host: &str) -> String {
 impl CredentialProvider for DockerConfigCredentials {
     fn get(&self, host: &str) -> Result<Option<Credential>> {
         use docker_credential::{CredentialRetrievalError as E, DockerCredential};
+        // No config file (a fresh CI runner): anonymous. The crate reports a missing file as
+        // a read error, which must not hide the registry's own 401 and its login hint.
+        if docker_config_path().is_ok_and(|path| !path.exists()) {
+            return Ok(None);
+        }
         match docker_credential::get_credential(&server_key(host)) {
             Ok(DockerCredential::UsernamePassword(username, password)) => {
                 Ok(Some(Credential::Basic { username, password }))

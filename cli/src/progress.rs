@@ -51,9 +51,12 @@ struct LiveStep {
 /// Totals for the summary line.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Counts {
+    /// Steps that produce a layer or a snapshot (cached + built).
     pub total: usize,
     pub cached: usize,
     pub built: usize,
+    /// Metadata-only steps (ENV, LABEL, CMD...): never built, so neither cached nor built.
+    pub metadata: usize,
 }
 
 impl ProgressReporter {
@@ -99,6 +102,20 @@ impl ProgressReporter {
             Mode::Plain => eprintln!("{text}"),
             Mode::Json => emit_json(json!({ "event": "message", "text": text })),
             Mode::Quiet => {}
+        }
+    }
+
+    /// The end-of-build summary: a line, or in JSON mode a `summary` event with the fields.
+    pub fn summary(&self, text: &str, fields: serde_json::Value) {
+        match &self.mode {
+            Mode::Json => {
+                let mut event = json!({ "event": "summary", "text": text });
+                if let (Some(e), serde_json::Value::Object(f)) = (event.as_object_mut(), fields) {
+                    e.extend(f);
+                }
+                emit_json(event);
+            }
+            _ => self.line(text),
         }
     }
 
@@ -159,8 +176,7 @@ impl Reporter for ProgressReporter {
             },
             Event::StageStart { .. } => {}
             Event::StepMeta { stage, step } => {
-                state.counts.total += 1;
-                state.counts.cached += 1;
+                state.counts.metadata += 1;
                 let n = Self::number(&mut state, step.id);
                 match &self.mode {
                     Mode::Json => emit_json(json!({

@@ -360,7 +360,7 @@ fn parallel_stages_and_target() {
         "FROM busybox:1.35 AS a\nRUN sleep 1 && echo a > /a\n\
          FROM busybox:1.35 AS b\nRUN sleep 1 && echo b > /b\n\
          FROM busybox:1.35 AS unused\nRUN exit 1\n\
-         FROM busybox:1.35 AS final\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+         FROM busybox:1.35 AS final\nENV X=1\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
     );
     let out = env
         .rbuild()
@@ -401,6 +401,29 @@ fn parallel_stages_and_target() {
             .iter()
             .any(|e| e["event"] == "stage_skipped" && e["stage"] == "unused"),
         "{stderr}"
+    );
+    // The summary counts the four steps that make layers; ENV is metadata.
+    let summary = events.iter().find(|e| e["event"] == "summary").unwrap();
+    assert_eq!(
+        (
+            &summary["steps"],
+            &summary["built"],
+            &summary["cached"],
+            &summary["metadata"]
+        ),
+        (
+            &Value::from(4),
+            &Value::from(4),
+            &Value::from(0),
+            &Value::from(1)
+        ),
+        "{summary}"
+    );
+    assert!(
+        summary["manifest_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
     );
 }
 

@@ -379,15 +379,29 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
         return Ok(0);
     }
     let counts = reporter.counts();
-    reporter.line(&format!(
-        "built {} in {:.1}s: {} steps, {} cached, {} built; size {}",
-        image.id().short(),
-        reporter.elapsed().as_secs_f64(),
-        counts.total,
-        counts.cached,
-        counts.built,
-        finish::human_size(image.size())
-    ));
+    let elapsed = reporter.elapsed().as_secs_f64();
+    reporter.summary(
+        &format!(
+            "built {} in {elapsed:.1}s: {} steps, {} cached, {} built (+{} metadata); size {}",
+            image.id().short(),
+            counts.total,
+            counts.cached,
+            counts.built,
+            counts.metadata,
+            finish::human_size(image.size())
+        ),
+        serde_json::json!({
+            "image_id": image.id().to_string(),
+            "manifest_digest": image.manifest_digest.to_string(),
+            "seconds": elapsed,
+            "steps": counts.total,
+            "cached": counts.cached,
+            "built": counts.built,
+            "metadata": counts.metadata,
+            "size": image.size(),
+            "tags": names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
+        }),
+    );
     for w in &written {
         reporter.line(&format!("wrote {}", w.what));
     }

@@ -464,16 +464,28 @@ impl Client {
             let resp = match self.agent.run(request) {
                 Ok(r) => r,
                 Err(e) => {
-                    let reason = describe_ureq(&e);
-                    return Err(match e {
-                        ureq::Error::HostNotFound
-                        | ureq::Error::Tls(_)
-                        | ureq::Error::BadUri(_) => SendError::Fatal(RegistryError::Network {
+                    let mut reason = describe_ureq(&e);
+                    let fatal = match failure_kind(&e) {
+                        FailureKind::Tls => {
+                            if url.scheme() == "https" {
+                                reason.push_str(
+                                    " (if this registry speaks plain HTTP, list it with \
+                                     `insecure = true` in registries.toml)",
+                                );
+                            }
+                            true
+                        }
+                        FailureKind::Permanent => true,
+                        FailureKind::Transient => false,
+                    };
+                    return Err(if fatal {
+                        SendError::Fatal(RegistryError::Network {
                             registry: ep.host.clone(),
                             what: req.what.to_string(),
                             reason,
-                        }),
-                        _ => SendError::Transient(reason),
+                        })
+                    } else {
+                        SendError::Transient(reason)
                     });
                 }
             };
@@ -572,6 +584,38 @@ pub(crate) fn redact_url(text: &str) -> String {
             .next()
             .unwrap_or_default()
             .to_string(),
+    }
+}
+
+/// Whether a transport failure is worth retrying.
+#[derive(Debug, PartialEq, Eq)]
+enum FailureKind {
+    /// Connection resets, timeouts, temporary DNS failures: retried with backoff.
+    Transient,
+    /// The TLS handshake failed (e.g. a plain-HTTP server): retrying cannot help.
+    Tls,
+    /// The name does not resolve, the URL is bad: retrying cannot help.
+    Permanent,
+}
+
+fn failure_kind(e: &ureq::Error) -> FailureKind {
+    match e {
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => FailureKind::Tls,
+        ureq::Error::HostNotFound | ureq::Error::BadUri(_) => FailureKind::Permanent,
+        ureq::Error::Io(io) => {
+            let text = io.to_string();
+            if text.contains("corrupt message") || text.contains("InvalidContentType") {
+                FailureKind::Tls
+            } else if text.contains("Name or service not known")
+                || text.contains("No address associated with hostname")
+            {
+                // EAI_NONAME / EAI_NODATA; EAI_AGAIN ("Temporary failure") stays transient.
+                FailureKind::Permanent
+            } else {
+                FailureKind::Transient
+            }
+        }
+        _ => FailureKind::Transient,
     }
 }
 
@@ -699,5 +743,36 @@ mod tests {
         assert_eq!(authority(&u), "[::1]:5000");
         let u = url::Url::parse("https://ghcr.io/v2/").unwrap();
         assert_eq!(authority(&u), "ghcr.io");
+    }
+
+    /// TLS handshakes with plain-HTTP servers and names that do not resolve are not retried;
+    /// resets, timeouts and temporary DNS failures are.
+    #[test]
+    fn failures_are_classified_for_retry() {
+        let io = |m: &str| ureq::Error::Io(std::io::Error::other(m.to_string()));
+        assert_eq!(
+            failure_kind(&io("received corrupt message of type InvalidContentType")),
+            FailureKind::Tls
+        );
+        assert_eq!(
+            failure_kind(&io(
+                "failed to lookup address information: Name or service not known"
+            )),
+            FailureKind::Permanent
+        );
+        assert_eq!(
+            failure_kind(&io(
+                "failed to lookup address information: Temporary failure in name resolution"
+            )),
+            FailureKind::Transient
+        );
+        assert_eq!(
+            failure_kind(&ureq::Error::Io(std::io::ErrorKind::ConnectionReset.into())),
+            FailureKind::Transient
+        );
+        assert_eq!(
+            failure_kind(&ureq::Error::HostNotFound),
+            FailureKind::Permanent
+        );
     }
 }

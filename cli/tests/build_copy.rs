@@ -147,7 +147,10 @@ fn copy_parents_double_star_keeps_every_deep_match() {
     let out = env
         .rbuild()
         .args(["build", "-q", "-o"])
-        .arg(format!("type=local,dest={}", dest.path().join("fs").display()))
+        .arg(format!(
+            "type=local,dest={}",
+            dest.path().join("fs").display()
+        ))
         .arg(ctx.path())
         .output()
         .unwrap();

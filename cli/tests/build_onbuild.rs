@@ -119,7 +119,11 @@ fn bad_onbuild_trigger_is_reported_at_the_from_line() {
     assert!(out.status.success(), "{:?}", text(&out));
 
     let child = tempfile::tempdir().unwrap();
-    write(child.path(), "Dockerfile", "# child\nFROM badbase\nRUN true\n");
+    write(
+        child.path(),
+        "Dockerfile",
+        "# child\nFROM badbase\nRUN true\n",
+    );
     let out = build(&env, "badchild", child.path(), &[]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success(), "{stderr}");

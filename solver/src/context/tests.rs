@@ -557,7 +557,11 @@ fn parents_double_star_recurses() {
     let r = resolve_with(&ctx, &["proj/**/a.js"], &[], true).unwrap();
     assert_eq!(file_dests(&ctx, &r), ["proj/x/a.js", "proj/x/y/a.js"]);
     // The directories on the way are copied too.
-    assert!(dests(&r).contains(&"proj/x/y".to_string()), "{:?}", dests(&r));
+    assert!(
+        dests(&r).contains(&"proj/x/y".to_string()),
+        "{:?}",
+        dests(&r)
+    );
     let (_t, ctx) = js_context(true);
     let r = resolve_with(&ctx, &["proj/**/a.js"], &[], true).unwrap();
     assert_eq!(

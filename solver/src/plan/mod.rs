@@ -305,10 +305,10 @@ fn plan_stages(
             let trigger = trigger::parse(text).map_err(|(reason, help)| fail(reason, help))?;
             let mut deps = BTreeSet::new();
             for value in static_from_refs(&trigger.instruction) {
-                if let Ok(Some(i)) = ctx.stage_ref(&value, st.index, from.meta.span) {
-                    if !needed.contains(&i) {
-                        deps.insert(i);
-                    }
+                if let Ok(Some(i)) = ctx.stage_ref(&value, st.index, from.meta.span)
+                    && !needed.contains(&i)
+                {
+                    deps.insert(i);
                 }
             }
             if !deps.is_empty() {

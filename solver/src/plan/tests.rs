@@ -314,7 +314,12 @@ impl ImageSource for WithTriggers {
 fn plan_triggers(src: &str, triggers: Vec<&'static str>) -> Result<Planned, PlanError> {
     let parsed = rbuild_parser::parse(src);
     assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
-    plan(src, &parsed.dockerfile, &opts(&[], None), &WithTriggers(triggers))
+    plan(
+        src,
+        &parsed.dockerfile,
+        &opts(&[], None),
+        &WithTriggers(triggers),
+    )
 }
 
 /// The base image's triggers run right after FROM, in order, with BuildKit's history text;
@@ -332,7 +337,10 @@ fn onbuild_triggers_of_the_base_image_run_first() {
     assert_eq!(steps[0].created_by, "COPY ob.txt /onbuild/ # buildkit");
     assert!(matches!(steps[0].op, Op::Copy(_)));
     assert_eq!(steps[0].site.line, 1);
-    assert_eq!(steps[1].created_by, "RUN /bin/sh -c echo hi > /hi # buildkit");
+    assert_eq!(
+        steps[1].created_by,
+        "RUN /bin/sh -c echo hi > /hi # buildkit"
+    );
     assert_eq!(steps[2].display, "RUN true");
     let config = planned.images[0].config.config.clone().unwrap();
     assert_eq!(config.on_build, None);
@@ -353,7 +361,10 @@ fn onbuild_of_a_stage_runs_in_its_child_stage() {
     assert_eq!(stages[1].steps.len(), 1);
     assert_eq!(stages[1].steps[0].display, "ONBUILD RUN touch /t");
     assert!(stages[2].steps.is_empty());
-    assert_eq!(planned.images[2].config.config.clone().unwrap().on_build, None);
+    assert_eq!(
+        planned.images[2].config.config.clone().unwrap().on_build,
+        None
+    );
 }
 
 /// A trigger that copies from a stage of the child Dockerfile makes that stage needed.
@@ -402,6 +413,9 @@ fn bad_onbuild_trigger_points_at_from() {
         };
         assert_eq!(*number, 2);
         assert_eq!(text, trigger);
-        assert_eq!(&src[span.offset()..span.offset() + span.len()], "FROM onbase");
+        assert_eq!(
+            &src[span.offset()..span.offset() + span.len()],
+            "FROM onbase"
+        );
     }
 }

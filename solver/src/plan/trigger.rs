@@ -22,10 +22,7 @@ pub fn parse(text: &str) -> Result<Trigger, (String, Option<String>)> {
     let src = format!("{PREFIX}{text}\n");
     let parsed = rbuild_parser::parse(&src);
     if let Some(err) = parsed.errors().next() {
-        return Err((
-            err.message.clone(),
-            err.help.clone().or_else(rebuild_help),
-        ));
+        return Err((err.message.clone(), err.help.clone().or_else(rebuild_help)));
     }
     let mut instructions = parsed.dockerfile.instructions.into_iter();
     let (Some(Instruction::From(_)), Some(Instruction::Onbuild(onbuild)), None) = (

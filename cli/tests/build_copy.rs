@@ -199,3 +199,37 @@ fn chown_groups_and_home_follow_buildkit() {
         .unwrap();
     assert_eq!(text(&out).0, "/elsewhere\n", "{:?}", text(&out));
 }
+
+/// `COPY --parents proj/**/a.js /out/` copies every `a.js` below `proj` (none of them one
+/// level down) keeping its path, as BuildKit's include patterns do; `b.js` stays out.
+#[test]
+fn copy_parents_double_star_keeps_every_deep_match() {
+    let env = TestEnv::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM scratch\nCOPY --parents proj/**/a.js /out/\n",
+    );
+    for f in ["proj/x/a.js", "proj/x/y/a.js", "proj/x/b.js", "other/a.js"] {
+        write(ctx.path(), f, f);
+    }
+    let dest = tempfile::tempdir().unwrap();
+    let out = env
+        .rbuild()
+        .args(["build", "-q", "-o"])
+        .arg(format!(
+            "type=local,dest={}",
+            dest.path().join("fs").display()
+        ))
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    let fs = dest.path().join("fs");
+    let read = |p: &str| std::fs::read_to_string(fs.join(p)).unwrap();
+    assert_eq!(read("out/proj/x/a.js"), "proj/x/a.js");
+    assert_eq!(read("out/proj/x/y/a.js"), "proj/x/y/a.js");
+    assert!(!fs.join("out/proj/x/b.js").exists());
+    assert!(!fs.join("out/other").exists());
+}

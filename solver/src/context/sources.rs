@@ -1,7 +1,7 @@
-//! COPY/ADD source resolution against the walked context, with BuildKit's rules: sources are
-//! cleaned into the context root, Go `filepath.Match` wildcards, a directory means its contents,
-//! a symlink named as a source is followed only inside the context, `--exclude`, `--parents`
-//! with the `/./` pivot. Every failure is a [`SourceError`] labelled at the source's span.
+//! COPY/ADD source resolution against the walked context, with BuildKit's rules: cleaned into
+//! the root, Go `filepath.Match` wildcards (`--parents`: include patterns with `**` and the `/./`
+//! pivot), directories mean contents, symlinks followed inside only, `--exclude`. Every failure
+//! is a [`SourceError`] labelled at the source's span.
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -193,6 +193,47 @@ impl BuildContext {
         Ok(cands)
     }
 
+    /// Expands a `--parents` source the way BuildKit matches it: as an include pattern with
+    /// moby's `patternmatcher` rules, so `**` spans any number of directories. A match brings
+    /// its subtree along, so only the top-most matches are returned (sorted, as walked).
+    /// Matching walks the context entries below the pattern's literal leading directories;
+    /// symlinked directories are not entered (the context walk does not follow them).
+    fn expand_parents(
+        &self,
+        cleaned: &[u8],
+    ) -> Result<Vec<Vec<u8>>, (Miss, Option<glob::GlobError>)> {
+        let pattern = glob::MobyPattern::new(cleaned).map_err(|e| {
+            (
+                Miss::Missing {
+                    at: cleaned.to_vec(),
+                },
+                Some(e),
+            )
+        })?;
+        let mut prefix: Vec<u8> = Vec::new();
+        for comp in split(cleaned) {
+            if glob::has_meta(comp) {
+                break;
+            }
+            prefix = join(&prefix, comp);
+        }
+        let Some(top) = self.index_of(&prefix).filter(|&i| self.entries[i].is_dir()) else {
+            return Ok(Vec::new());
+        };
+        let mut found = Vec::new();
+        let mut j = top + 1;
+        while j < self.subtree_end[top] {
+            let path = self.entries[j].path_bytes();
+            if pattern.matches(path) {
+                found.push(path.to_vec());
+                j = self.subtree_end[j].max(j + 1);
+            } else {
+                j += 1;
+            }
+        }
+        Ok(found)
+    }
+
     /// Resolves the sources of one COPY/ADD (see the module docs for the rules).
     ///
     /// A wildcard that matches nothing is accepted when another source of the instruction
@@ -220,7 +261,12 @@ impl BuildContext {
             };
             let named: Vec<Vec<u8>> = if glob::has_meta(&cleaned) {
                 out.multiple = true;
-                let found = self.expand(&cleaned).map_err(|(m, ge)| match ge {
+                let found = if req.parents {
+                    self.expand_parents(&cleaned)
+                } else {
+                    self.expand(&cleaned)
+                };
+                let found = found.map_err(|(m, ge)| match ge {
                     Some(e) => SourceError::BadWildcard {
                         source_text: arg.text.clone(),
                         reason: e.reason,

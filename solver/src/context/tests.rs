@@ -520,3 +520,77 @@ fn hidden_paths_are_the_topmost_excluded_entries() {
         ]
     );
 }
+
+/// A context with `a.js` at several depths below `proj` (none directly in it unless `top`).
+fn js_context(top: bool) -> (tempfile::TempDir, BuildContext) {
+    let t = tempfile::tempdir().unwrap();
+    let mut files = vec!["proj/x/a.js", "proj/x/y/a.js", "proj/x/b.js", "other/a.js"];
+    if top {
+        files.push("proj/a.js");
+    }
+    for f in files {
+        let p = t.path().join(f);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, f).unwrap();
+    }
+    let ctx = BuildContext::load(t.path(), None).unwrap();
+    (t, ctx)
+}
+
+/// The destinations of the files (not the directories) a resolution copies, sorted.
+fn file_dests(ctx: &BuildContext, r: &ResolvedSources) -> Vec<String> {
+    let mut out: Vec<String> = r
+        .items
+        .iter()
+        .filter(|i| !ctx.entries()[i.entry].is_dir())
+        .map(|i| String::from_utf8_lossy(i.dest.as_os_str().as_bytes()).into_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+/// With `--parents`, `**` spans any number of directories (BuildKit's include patterns), even
+/// when no match is one level down, and each match keeps its path (below a `/./` pivot).
+#[test]
+fn parents_double_star_recurses() {
+    let (_t, ctx) = js_context(false);
+    let r = resolve_with(&ctx, &["proj/**/a.js"], &[], true).unwrap();
+    assert_eq!(file_dests(&ctx, &r), ["proj/x/a.js", "proj/x/y/a.js"]);
+    // The directories on the way are copied too.
+    assert!(
+        dests(&r).contains(&"proj/x/y".to_string()),
+        "{:?}",
+        dests(&r)
+    );
+    let (_t, ctx) = js_context(true);
+    let r = resolve_with(&ctx, &["proj/**/a.js"], &[], true).unwrap();
+    assert_eq!(
+        file_dests(&ctx, &r),
+        ["proj/a.js", "proj/x/a.js", "proj/x/y/a.js"]
+    );
+    let r = resolve_with(&ctx, &["proj/./**/a.js"], &[], true).unwrap();
+    assert_eq!(file_dests(&ctx, &r), ["a.js", "x/a.js", "x/y/a.js"]);
+    let r = resolve_with(&ctx, &["**/a.js"], &[], true).unwrap();
+    assert_eq!(
+        file_dests(&ctx, &r),
+        ["other/a.js", "proj/a.js", "proj/x/a.js", "proj/x/y/a.js"]
+    );
+    // A matched directory brings its subtree; `*` stays one level.
+    let r = resolve_with(&ctx, &["proj/**/y"], &[], true).unwrap();
+    assert_eq!(file_dests(&ctx, &r), ["proj/x/y/a.js"]);
+    let r = resolve_with(&ctx, &["proj/*/a.js"], &[], true).unwrap();
+    assert_eq!(file_dests(&ctx, &r), ["proj/x/a.js"]);
+}
+
+/// Without `--parents` a source is a Go `filepath.Match` glob (`**` is `*`); with it, a
+/// pattern matching nothing is still the "matches nothing" error.
+#[test]
+fn double_star_without_parents_is_one_level_and_no_match_is_an_error() {
+    let (_t, ctx) = js_context(false);
+    let r = resolve(&ctx, &["proj/**/a.js"]).unwrap();
+    assert_eq!(dests(&r), ["a.js"]);
+    let e = resolve_with(&ctx, &["proj/**/none.js"], &[], true).unwrap_err();
+    assert!(matches!(e, SourceError::NoMatch { .. }), "{e:?}");
+    let e = resolve_with(&ctx, &["proj/**/[z"], &[], true).unwrap_err();
+    assert!(matches!(e, SourceError::BadWildcard { .. }), "{e:?}");
+}

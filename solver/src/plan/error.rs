@@ -117,6 +117,19 @@ pub enum PlanError {
         help: Option<String>,
     },
 
+    #[error("ONBUILD trigger #{number} of `{base}` failed: `{trigger}`")]
+    #[diagnostic(code(rbuild::plan::onbuild_trigger))]
+    OnbuildTrigger {
+        base: String,
+        number: usize,
+        trigger: String,
+        #[label("{reason}")]
+        span: SourceSpan,
+        reason: String,
+        #[help]
+        help: Option<String>,
+    },
+
     #[error("the Dockerfile has no FROM instruction")]
     #[diagnostic(
         code(rbuild::plan::no_stage),

@@ -9,6 +9,7 @@ mod expand;
 mod meta;
 mod run;
 mod state;
+mod trigger;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -154,135 +155,16 @@ pub fn plan(
     };
 
     // Which stages the target needs, from the static references (FROM name, --from, mounts).
-    let needed = needed_stages(&ctx, &stages.stages, target);
-
-    let mut plan_stages: Vec<Stage> = Vec::with_capacity(stages.stages.len());
-    let mut stage_images: Vec<StageImage> = Vec::with_capacity(stages.stages.len());
-    let mut states: Vec<Option<StageState>> = Vec::with_capacity(stages.stages.len());
-    for st in &stages.stages {
-        let from = st.from;
-        let site = ctx.site(from.meta.span);
-        if !needed.contains(&st.index) {
-            plan_stages.push(Stage {
-                index: st.index,
-                name: st.name(),
-                base: Base::Scratch,
-                steps: Vec::new(),
-                site,
-            });
-            stage_images.push(StageImage {
-                config: ImageConfig::default(),
-            });
-            states.push(None);
-            continue;
+    // ONBUILD triggers may name stages of this Dockerfile too (`COPY --from=stage`); they are
+    // only known once the base is resolved, so such a reference adds the stage and plans again.
+    let mut trigger_deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); stages.stages.len()];
+    let (plan_stages, stage_images, consumed) = loop {
+        let needed = needed_stages(&ctx, &stages.stages, target, &trigger_deps);
+        match plan_stages(&ctx, &stages.stages, &needed, &global, consumed.clone())? {
+            Stages::Planned(stages, images, consumed) => break (stages, images, consumed),
+            Stages::Needs { stage, deps } => trigger_deps[stage].extend(deps),
         }
-        // FROM: expanded with the global scope only.
-        let image = expand::word(&global, &from.image, escape, &mut BTreeMap::new())?;
-        if image.is_empty() {
-            let referenced = expand::referenced(&global, &from.image, escape);
-            return Err(PlanError::EmptyBase {
-                written: from.image.value.clone(),
-                help: if referenced.is_empty() {
-                    "name an image, a stage, or `scratch`".into()
-                } else {
-                    format!(
-                        "give {} a value: `--build-arg {}=...` or a default in `ARG`",
-                        referenced.join(", "),
-                        referenced[0]
-                    )
-                },
-                span: from.image.span.into(),
-            });
-        }
-        let lower = image.to_ascii_lowercase();
-        let earlier_stage = names[..st.index]
-            .iter()
-            .rposition(|n| n.as_deref() == Some(lower.as_str()));
-        let (base, mut state, onbuild) = if let Some(i) = earlier_stage {
-            let base_state = states[i]
-                .clone()
-                .expect("a stage used as a base is needed, so it was planned");
-            (Base::Stage(i), base_state.for_child(), Vec::new())
-        } else if lower == "scratch" {
-            (
-                Base::Scratch,
-                StageState::scratch(&opts.platform),
-                Vec::new(),
-            )
-        } else {
-            let resolved = ctx.resolve_not_stage(&image, from.image.span, &names[..st.index])?;
-            let onbuild = resolved
-                .config
-                .config
-                .as_ref()
-                .and_then(|c| c.on_build.clone())
-                .unwrap_or_default();
-            (
-                Base::Image(resolved.base.clone()),
-                StageState::from_image(resolved.config),
-                onbuild,
-            )
-        };
-        // Build args declared in the base stage chain stay visible (BuildKit).
-        let mut steps: Vec<Step> = Vec::new();
-
-        // ONBUILD triggers of the base image run first, pointing at the FROM line.
-        for (k, trigger) in onbuild.iter().enumerate() {
-            let parsed = rbuild_parser::parse(trigger);
-            if parsed.has_errors() || parsed.dockerfile.instructions.len() != 1 {
-                return Err(PlanError::invalid(
-                    from.meta.span,
-                    format!(
-                        "the base image's ONBUILD trigger #{} is invalid: `{trigger}`",
-                        k + 1
-                    ),
-                    "in the image used here",
-                    Some("rebuild the base image with a valid ONBUILD instruction".into()),
-                ));
-            }
-            let ins = &parsed.dockerfile.instructions[0];
-            let trig_ctx = Ctx {
-                src: trigger,
-                ..ctx
-            };
-            let id = StepId {
-                stage: st.index,
-                index: steps.len(),
-            };
-            let mut step = dispatch(
-                &trig_ctx,
-                &mut state,
-                st.index,
-                id,
-                ins,
-                &mut consumed,
-                &global,
-            )
-            .map_err(|e| relocate(e, from.meta.span))?;
-            step.site = site.clone();
-            step.display = format!("ONBUILD {}", step.display);
-            steps.push(step);
-        }
-        for ins in st.instructions {
-            let id = StepId {
-                stage: st.index,
-                index: steps.len(),
-            };
-            let step = dispatch(&ctx, &mut state, st.index, id, ins, &mut consumed, &global)?;
-            steps.push(step);
-        }
-        stage_images.push(StageImage {
-            config: state.finished_config(),
-        });
-        plan_stages.push(Stage {
-            index: st.index,
-            name: st.name(),
-            base,
-            steps,
-            site,
-        });
-        states.push(Some(state));
-    }
+    };
 
     let plan = Plan {
         stages: plan_stages,
@@ -316,28 +198,172 @@ pub fn plan(
     })
 }
 
-/// Move an error raised inside an ONBUILD trigger (whose spans are in the trigger text) to
-/// the FROM line that pulled it in.
-fn relocate(err: PlanError, span: rbuild_parser::Span) -> PlanError {
-    match err {
-        PlanError::Expansion { word, message, .. } => PlanError::Expansion {
-            word,
-            message,
-            span: span.into(),
-        },
-        PlanError::Invalid {
-            message,
-            label,
-            help,
-            ..
-        } => PlanError::Invalid {
-            message,
-            span: span.into(),
-            label: format!("{label} (in an ONBUILD trigger of this image)"),
-            help,
-        },
-        other => other,
+/// What planning the stages gave: the stages, or stages that ONBUILD triggers of `stage` use
+/// and the static analysis did not know about (plan again with them).
+enum Stages {
+    Planned(Vec<Stage>, Vec<StageImage>, BTreeSet<String>),
+    Needs { stage: usize, deps: BTreeSet<usize> },
+}
+
+/// Plan every needed stage in order (unneeded ones become empty placeholders).
+fn plan_stages(
+    ctx: &Ctx<'_>,
+    stages: &[rbuild_parser::Stage<'_>],
+    needed: &BTreeSet<usize>,
+    global: &Vars,
+    mut consumed: BTreeSet<String>,
+) -> Result<Stages, PlanError> {
+    let (escape, opts, names) = (ctx.escape, ctx.opts, ctx.names);
+    let mut plan_stages: Vec<Stage> = Vec::with_capacity(stages.len());
+    let mut stage_images: Vec<StageImage> = Vec::with_capacity(stages.len());
+    let mut states: Vec<Option<StageState>> = Vec::with_capacity(stages.len());
+    for st in stages {
+        let from = st.from;
+        let site = ctx.site(from.meta.span);
+        if !needed.contains(&st.index) {
+            plan_stages.push(Stage {
+                index: st.index,
+                name: st.name(),
+                base: Base::Scratch,
+                steps: Vec::new(),
+                site,
+            });
+            stage_images.push(StageImage {
+                config: ImageConfig::default(),
+            });
+            states.push(None);
+            continue;
+        }
+        // FROM: expanded with the global scope only.
+        let image = expand::word(global, &from.image, escape, &mut BTreeMap::new())?;
+        if image.is_empty() {
+            let referenced = expand::referenced(global, &from.image, escape);
+            return Err(PlanError::EmptyBase {
+                written: from.image.value.clone(),
+                help: if referenced.is_empty() {
+                    "name an image, a stage, or `scratch`".into()
+                } else {
+                    format!(
+                        "give {} a value: `--build-arg {}=...` or a default in `ARG`",
+                        referenced.join(", "),
+                        referenced[0]
+                    )
+                },
+                span: from.image.span.into(),
+            });
+        }
+        let lower = image.to_ascii_lowercase();
+        let earlier_stage = names[..st.index]
+            .iter()
+            .rposition(|n| n.as_deref() == Some(lower.as_str()));
+        // The triggers: the ONBUILD list of the base image, or the ONBUILD instructions of the
+        // base stage (BuildKit runs both); the child's own config starts without them.
+        let (base, mut state, onbuild) = if let Some(i) = earlier_stage {
+            let base_state = states[i]
+                .clone()
+                .expect("a stage used as a base is needed, so it was planned");
+            let onbuild = base_state
+                .config
+                .config
+                .as_ref()
+                .and_then(|c| c.on_build.clone())
+                .unwrap_or_default();
+            (Base::Stage(i), base_state.for_child(), onbuild)
+        } else if lower == "scratch" {
+            (
+                Base::Scratch,
+                StageState::scratch(&opts.platform),
+                Vec::new(),
+            )
+        } else {
+            let resolved = ctx.resolve_not_stage(&image, from.image.span, &names[..st.index])?;
+            let onbuild = resolved
+                .config
+                .config
+                .as_ref()
+                .and_then(|c| c.on_build.clone())
+                .unwrap_or_default();
+            (
+                Base::Image(resolved.base.clone()),
+                StageState::from_image(resolved.config),
+                onbuild,
+            )
+        };
+        let mut steps: Vec<Step> = Vec::new();
+
+        // ONBUILD triggers of the base run first, in order, with this stage's scope; errors
+        // point at the FROM line that pulled them in.
+        for (k, text) in onbuild.iter().enumerate() {
+            let fail = |reason: String, help: Option<String>| PlanError::OnbuildTrigger {
+                base: image.clone(),
+                number: k + 1,
+                trigger: text.clone(),
+                span: from.meta.span.into(),
+                reason,
+                help,
+            };
+            let trigger = trigger::parse(text).map_err(|(reason, help)| fail(reason, help))?;
+            let mut deps = BTreeSet::new();
+            for value in static_from_refs(&trigger.instruction) {
+                if let Ok(Some(i)) = ctx.stage_ref(&value, st.index, from.meta.span)
+                    && !needed.contains(&i)
+                {
+                    deps.insert(i);
+                }
+            }
+            if !deps.is_empty() {
+                return Ok(Stages::Needs {
+                    stage: st.index,
+                    deps,
+                });
+            }
+            let trig_ctx = Ctx {
+                src: &trigger.src,
+                lines: &trigger.lines,
+                ..*ctx
+            };
+            let id = StepId {
+                stage: st.index,
+                index: steps.len(),
+            };
+            let mut step = dispatch(
+                &trig_ctx,
+                &mut state,
+                st.index,
+                id,
+                &trigger.instruction,
+                &mut consumed,
+                global,
+            )
+            .map_err(|e| {
+                let help = miette::Diagnostic::help(&e).map(|h| h.to_string());
+                fail(e.to_string(), help)
+            })?;
+            step.site = site.clone();
+            step.display = format!("ONBUILD {}", step.display);
+            steps.push(step);
+        }
+        for ins in st.instructions {
+            let id = StepId {
+                stage: st.index,
+                index: steps.len(),
+            };
+            let step = dispatch(ctx, &mut state, st.index, id, ins, &mut consumed, global)?;
+            steps.push(step);
+        }
+        stage_images.push(StageImage {
+            config: state.finished_config(),
+        });
+        plan_stages.push(Stage {
+            index: st.index,
+            name: st.name(),
+            base,
+            steps,
+            site,
+        });
+        states.push(Some(state));
     }
+    Ok(Stages::Planned(plan_stages, stage_images, consumed))
 }
 
 /// The automatic platform ARGs of the global scope.
@@ -471,16 +497,17 @@ impl Ctx<'_> {
 }
 
 /// Stages the target needs, following FROM names (earlier stages only), `COPY --from` and
-/// `RUN --mount from=` references.
+/// `RUN --mount from=` references, and the stages ONBUILD triggers of a stage were found to use.
 fn needed_stages(
     ctx: &Ctx<'_>,
     stages: &[rbuild_parser::Stage<'_>],
     target: usize,
+    trigger_deps: &[BTreeSet<usize>],
 ) -> BTreeSet<usize> {
     let deps: Vec<BTreeSet<usize>> = stages
         .iter()
         .map(|st| {
-            let mut deps = BTreeSet::new();
+            let mut deps = trigger_deps[st.index].clone();
             let base = st.from.image.value.to_ascii_lowercase();
             if let Some(i) = ctx.names[..st.index]
                 .iter()

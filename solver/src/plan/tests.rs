@@ -291,3 +291,131 @@ fn copy_expansion_and_dest() {
         PlanError::Invalid { .. }
     ));
 }
+
+/// An image source whose `onbase` is busybox with ONBUILD triggers in its config.
+struct WithTriggers(Vec<&'static str>);
+
+impl ImageSource for WithTriggers {
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, (String, Option<String>)> {
+        let mut image = Fake.resolve("busybox:1.35", platform)?;
+        if reference == "onbase" {
+            image.config.config.as_mut().unwrap().on_build =
+                Some(self.0.iter().map(|t| t.to_string()).collect());
+            return Ok(image);
+        }
+        Fake.resolve(reference, platform)
+    }
+}
+
+fn plan_triggers(src: &str, triggers: Vec<&'static str>) -> Result<Planned, PlanError> {
+    let parsed = rbuild_parser::parse(src);
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    plan(
+        src,
+        &parsed.dockerfile,
+        &opts(&[], None),
+        &WithTriggers(triggers),
+    )
+}
+
+/// The base image's triggers run right after FROM, in order, with BuildKit's history text;
+/// the child's config does not keep the OnBuild list.
+#[test]
+fn onbuild_triggers_of_the_base_image_run_first() {
+    let planned = plan_triggers(
+        "FROM onbase\nRUN true\n",
+        vec!["COPY ob.txt /onbuild/", "RUN echo hi > /hi"],
+    )
+    .unwrap();
+    let steps = &planned.plan.stages[0].steps;
+    assert_eq!(steps.len(), 3);
+    assert_eq!(steps[0].display, "ONBUILD COPY ob.txt /onbuild/");
+    assert_eq!(steps[0].created_by, "COPY ob.txt /onbuild/ # buildkit");
+    assert!(matches!(steps[0].op, Op::Copy(_)));
+    assert_eq!(steps[0].site.line, 1);
+    assert_eq!(
+        steps[1].created_by,
+        "RUN /bin/sh -c echo hi > /hi # buildkit"
+    );
+    assert_eq!(steps[2].display, "RUN true");
+    let config = planned.images[0].config.config.clone().unwrap();
+    assert_eq!(config.on_build, None);
+}
+
+/// ONBUILD instructions of a stage run in a stage built `FROM` it (BuildKit does so), not in
+/// the stage that declares them, and are not inherited further.
+#[test]
+fn onbuild_of_a_stage_runs_in_its_child_stage() {
+    let src = "FROM busybox:1.35 AS base\nONBUILD RUN touch /t\nFROM base AS child\nFROM child\n";
+    let planned = plan_triggers(src, vec![]).unwrap();
+    let stages = &planned.plan.stages;
+    assert!(stages[0].steps.iter().all(|s| !matches!(s.op, Op::Run(_))));
+    assert_eq!(
+        planned.images[0].config.config.clone().unwrap().on_build,
+        Some(vec!["RUN touch /t".to_string()])
+    );
+    assert_eq!(stages[1].steps.len(), 1);
+    assert_eq!(stages[1].steps[0].display, "ONBUILD RUN touch /t");
+    assert!(stages[2].steps.is_empty());
+    assert_eq!(
+        planned.images[2].config.config.clone().unwrap().on_build,
+        None
+    );
+}
+
+/// A trigger that copies from a stage of the child Dockerfile makes that stage needed.
+#[test]
+fn onbuild_trigger_from_a_child_stage_plans_that_stage() {
+    let src = "FROM busybox:1.35 AS tools\nRUN echo x > /x\nFROM onbase\n";
+    let planned = plan_triggers(src, vec!["COPY --from=tools /x /x"]).unwrap();
+    let stages = &planned.plan.stages;
+    assert_eq!(stages[0].steps.len(), 1);
+    let Op::Copy(c) = &stages[1].steps[0].op else {
+        panic!()
+    };
+    assert_eq!(c.from, FileSource::Stage(0));
+}
+
+/// A trigger expands with the child stage's scope, which starts with the base image's ENV.
+#[test]
+fn onbuild_trigger_expands_in_the_child_scope() {
+    let planned = plan_triggers("FROM onbase\n", vec!["COPY $PATH.txt /p/"]).unwrap();
+    let Op::Copy(c) = &planned.plan.stages[0].steps[0].op else {
+        panic!()
+    };
+    assert!(
+        planned.plan.stages[0].steps[0]
+            .key
+            .vars
+            .contains_key("PATH")
+    );
+    assert_eq!(c.dest, "/p/");
+}
+
+/// A bad trigger is reported at the FROM line, naming the trigger.
+#[test]
+fn bad_onbuild_trigger_points_at_from() {
+    let src = "FROM busybox:1.35\nFROM onbase\n";
+    for trigger in ["FROM busybox", "COPY --chmod=xyz a /b", "RUN a\nRUN b"] {
+        let err = plan_triggers(src, vec!["RUN true", trigger]).unwrap_err();
+        let PlanError::OnbuildTrigger {
+            number,
+            trigger: text,
+            span,
+            ..
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*number, 2);
+        assert_eq!(text, trigger);
+        assert_eq!(
+            &src[span.offset()..span.offset() + span.len()],
+            "FROM onbase"
+        );
+    }
+}

@@ -141,6 +141,18 @@ fn push_compresses_built_layers_once() {
         !stderr.contains("compressing") && stderr.contains("Layer already exists"),
         "{stderr}"
     );
+    // The same image under a new repository of that registry: the remembered gzip blob is
+    // mounted from the first repository, not compressed again.
+    let other = format!("{}/other/app:1", reg.host());
+    let out = env.rbuild().args(["tag", &name, &other]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    let out = env.rbuild().args(["push", &other]).output().unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("compressing") && stderr.contains("Mounted from"),
+        "{stderr}"
+    );
     let oci = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("skopeo")
         .args(["copy", "--quiet", "--src-tls-verify=false"])

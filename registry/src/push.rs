@@ -92,16 +92,26 @@ fn push_layer(
         return Ok((layer.digest.clone(), layer.size, layer.media_type.clone()));
     }
     let comp = opts.compression;
-    if let Some((digest, size)) = source.compressed_digest(&layer.diff_id, comp.name())
-        && repo
+    if let Some((digest, size)) = source.compressed_digest(&layer.diff_id, comp.name()) {
+        // Compressed before: the registry may have it here, or in a repository it can be
+        // mounted from; either way nothing is compressed or uploaded again.
+        let outcome = if repo
             .blob_exists(
                 &digest,
                 Some(&format!("repository:{}:pull,push", repo.name)),
             )?
             .is_some()
-    {
-        progress.blob_done(&digest, tally.count(BlobPush::Skipped));
-        return Ok((digest, size, comp.media_type().to_string()));
+        {
+            Some(BlobPush::Skipped)
+        } else if repo.mount_only(&digest, &opts.mount_from)? {
+            Some(BlobPush::Mounted)
+        } else {
+            None
+        };
+        if let Some(outcome) = outcome {
+            progress.blob_done(&digest, tally.count(outcome));
+            return Ok((digest, size, comp.media_type().to_string()));
+        }
     }
     progress.note(&format!(
         "compressing layer {} with {}",

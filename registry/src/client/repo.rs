@@ -356,35 +356,11 @@ impl<'c> Repo<'c> {
             return Ok(BlobPush::Skipped);
         }
         let what = format!("push blob `{digest}`");
-        let mut session: Option<(String, Option<u64>)> = None;
-        for source in mount_from.iter().filter(|s| **s != self.name) {
-            let scope = format!("{push_scope} repository:{source}:pull");
-            let url = format!(
-                "{}?mount={digest}&from={}",
-                self.url("blobs/uploads/"),
-                url::form_urlencoded::byte_serialize(source.as_bytes()).collect::<String>()
-            );
-            let empty = || -> Result<SendBody<'static>> { Ok(SendBody::none()) };
-            let req = Req {
-                method: Method::POST,
-                url,
-                headers: vec![("content-length", "0".into())],
-                body: Some(&empty),
-                what: &what,
-            };
-            let resp = self.client.execute(&self.ep, &scope, &req)?;
-            match resp.status().as_u16() {
-                201 => return Ok(BlobPush::Mounted),
-                202 => {
-                    session = Some(self.session_from(&resp, &what)?);
-                    break;
-                }
-                _ => {
-                    // A refused mount is not fatal: upload normally.
-                    tracing::debug!(status = resp.status().as_u16(), "mount refused");
-                }
-            }
-        }
+        let session = match self.mount(digest, mount_from, &what)? {
+            Mount::Mounted => return Ok(BlobPush::Mounted),
+            Mount::Session(location, min) => Some((location, min)),
+            Mount::Refused => None,
+        };
         let (location, min_chunk) = match session {
             Some(s) => s,
             None => self.start_upload(&what)?,
@@ -431,6 +407,63 @@ impl<'c> Repo<'c> {
     }
 
     /// The upload URL (resolved against the request) and `OCI-Chunk-Min-Length`.
+    /// Cross-repository mount of `digest` from the first of `mount_from` that has it, without
+    /// uploading anything: `Ok(true)` when the blob is now in this repository.
+    pub fn mount_only(&self, digest: &str, mount_from: &[String]) -> Result<bool> {
+        validate_digest(digest)?;
+        let what = format!("mount blob `{digest}`");
+        match self.mount(digest, mount_from, &what)? {
+            Mount::Mounted => Ok(true),
+            Mount::Refused => Ok(false),
+            Mount::Session(location, _) => {
+                // The registry opened an upload instead: cancel it (best effort).
+                let req = Req {
+                    method: Method::DELETE,
+                    url: location,
+                    headers: Vec::new(),
+                    body: None,
+                    what: &what,
+                };
+                let _ = self.client.execute(&self.ep, &self.push_scope(), &req);
+                Ok(false)
+            }
+        }
+    }
+
+    /// Try `POST ?mount=&from=` for each source repository (never this one).
+    fn mount(&self, digest: &str, mount_from: &[String], what: &str) -> Result<Mount> {
+        let push_scope = self.push_scope();
+        for source in mount_from.iter().filter(|s| **s != self.name) {
+            let scope = format!("{push_scope} repository:{source}:pull");
+            let url = format!(
+                "{}?mount={digest}&from={}",
+                self.url("blobs/uploads/"),
+                url::form_urlencoded::byte_serialize(source.as_bytes()).collect::<String>()
+            );
+            let empty = || -> Result<SendBody<'static>> { Ok(SendBody::none()) };
+            let req = Req {
+                method: Method::POST,
+                url,
+                headers: vec![("content-length", "0".into())],
+                body: Some(&empty),
+                what,
+            };
+            let resp = self.client.execute(&self.ep, &scope, &req)?;
+            match resp.status().as_u16() {
+                201 => return Ok(Mount::Mounted),
+                202 => {
+                    let (location, min) = self.session_from(&resp, what)?;
+                    return Ok(Mount::Session(location, min));
+                }
+                _ => {
+                    // A refused mount is not fatal: the caller uploads normally.
+                    tracing::debug!(status = resp.status().as_u16(), "mount refused");
+                }
+            }
+        }
+        Ok(Mount::Refused)
+    }
+
     fn session_from(
         &self,
         resp: &http::Response<ureq::Body>,
@@ -627,4 +660,12 @@ fn describe_io(e: &std::io::Error) -> String {
         Some(u) => describe_ureq(u),
         None => e.to_string(),
     }
+}
+
+/// What a cross-repository mount attempt gave.
+enum Mount {
+    Mounted,
+    /// The registry started an upload session instead (location, minimum chunk size).
+    Session(String, Option<u64>),
+    Refused,
 }

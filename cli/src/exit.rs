@@ -6,6 +6,9 @@ use crate::args::GlobalArgs;
 pub const USER: u8 = 1;
 /// Bad command-line usage (clap's own errors).
 pub const USAGE: u8 = 2;
+/// `--fail-on-cache-miss` found a step that would run: distinct from a failed build, so CI
+/// can tell "cache cold" from "build broken".
+pub const CACHE_MISS: u8 = 5;
 
 /// Pick the exit code for a failed command. Errors carry their class as a miette code prefix
 /// (`rbuild::registry::...`, `rbuild::store::...`); anything else is a user error.
@@ -17,6 +20,8 @@ pub fn code_for(report: &miette::Report) -> u8 {
         4
     } else if code.starts_with("rbuild::interrupted") {
         130
+    } else if code == "rbuild::build::cache_miss" {
+        CACHE_MISS
     } else {
         USER
     }

@@ -339,7 +339,15 @@ fn fail_on_cache_miss_guards() {
         .arg(ctx.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // Exit 5: a cold cache, which CI can tell from a broken build (1).
+    assert_eq!(out.status.code(), Some(5));
+    let out = env
+        .rbuild()
+        .args(["build", "--fail-on-cache-miss", "-q"])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{:?}", text(&out));
     build(&env, ctx.path(), &[]);
     let out = env
         .rbuild()

@@ -48,7 +48,7 @@ pub struct BuildArgs {
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
 
-    /// Fail instead of building when any step would miss the cache (a CI guard).
+    /// Fail instead of building when any step would miss the cache (a CI guard; exit code 5).
     #[arg(long)]
     pub fail_on_cache_miss: bool,
 

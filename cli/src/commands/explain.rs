@@ -54,7 +54,7 @@ pub fn run(global: &GlobalArgs, args: ExplainArgs) -> miette::Result<u8> {
         args.format == ExplainFormat::Json,
     );
     Ok(if args.build.fail_on_cache_miss && missed > 0 {
-        crate::exit::USER
+        crate::exit::CACHE_MISS
     } else {
         0
     })

@@ -36,6 +36,10 @@ pub struct CacheEntry {
     pub last_used: i64,
     /// How long the step took to build, in milliseconds.
     pub build_ms: u64,
+    /// Layers below this step's result (its position in the chain): among entries used at
+    /// the same time, prune drops the deepest first. 0 in entries written before it existed.
+    #[serde(default)]
+    pub depth: usize,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -271,7 +275,9 @@ impl CacheIndex {
         keep_bytes: Option<u64>,
     ) -> Result<Vec<CacheEntry>, CacheError> {
         let mut entries = self.entries()?;
-        entries.sort_by_key(|e| std::cmp::Reverse(e.last_used));
+        // Most recently used first; among entries used at the same time (one build), parents
+        // before their children, so a size limit evicts the ends of chains first.
+        entries.sort_by_key(|e| (std::cmp::Reverse(e.last_used), e.depth));
         let mut kept_bytes = 0u64;
         let mut removed = Vec::new();
         let mut kept = Vec::new();
@@ -335,6 +341,7 @@ mod tests {
             },
             created: last_used,
             last_used,
+            depth: 0,
             build_ms: 1,
         }
     }
@@ -408,5 +415,31 @@ mod tests {
         assert!(index.get(&new.key).unwrap().is_some());
         assert!(index.get_files("files3").unwrap().is_some());
         assert!(index.get_files("files1").unwrap().is_none());
+    }
+
+    /// Entries of one build share their last use: a size limit keeps the parents and drops
+    /// the ends of the chain.
+    #[test]
+    fn prune_by_size_keeps_parents_of_one_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = CacheIndex::open(dir.path()).unwrap();
+        let mut chain: Vec<CacheEntry> = Vec::new();
+        for n in 1..=4u8 {
+            let mut e = entry(n, 100, 5);
+            e.depth = usize::from(n);
+            chain.push(e);
+        }
+        // Stored child first, so the order on disk does not decide.
+        for e in chain.iter().rev() {
+            index.put(e).unwrap();
+        }
+        let removed = index.prune(100, None, Some(10)).unwrap();
+        let mut removed: Vec<String> = removed.into_iter().map(|e| e.key.to_string()).collect();
+        removed.sort();
+        let mut expect = vec![chain[2].key.to_string(), chain[3].key.to_string()];
+        expect.sort();
+        assert_eq!(removed, expect);
+        assert!(index.get(&chain[0].key).unwrap().is_some());
+        assert!(index.get(&chain[1].key).unwrap().is_some());
     }
 }

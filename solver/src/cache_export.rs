@@ -62,6 +62,9 @@ pub struct ExportedEntry {
     pub created: i64,
     #[serde(default)]
     pub build_ms: u64,
+    /// The entry's position in its chain (prune order), see [`CacheEntry::depth`].
+    #[serde(default)]
+    pub depth: usize,
 }
 
 /// The part of a step site after the Dockerfile: `<stage label>#<step index>`.
@@ -92,6 +95,7 @@ pub fn export(
                 result: entry.result,
                 created: entry.created,
                 build_ms: entry.build_ms,
+                depth: entry.depth,
             },
         );
     }
@@ -350,6 +354,7 @@ pub fn merge(
                 created: entry.created,
                 last_used: now,
                 build_ms: entry.build_ms,
+                depth: entry.depth,
             })?;
             report.imported += 1;
             report
@@ -407,6 +412,7 @@ mod tests {
             created: 1000 + i64::from(n),
             last_used: 2000,
             build_ms: 7,
+            depth: 0,
         };
         cache.put(&e).unwrap();
         e

@@ -422,6 +422,7 @@ fn run_stage(
                 created: opts.now,
                 last_used: opts.now,
                 build_ms: elapsed.as_millis() as u64,
+                depth: parent_layers.len(),
             };
             if let Some(diff_id) = &entry.result.diff_id {
                 shared.worker.keep_layer(&key.0, diff_id)?;

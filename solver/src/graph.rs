@@ -181,6 +181,11 @@ pub fn step_graph(plan: &Plan, order: &StageOrder) -> StepGraph {
     let mut edges = Vec::new();
     for stage in &plan.stages {
         let from_label = match &stage.base {
+            // Not planned (the target does not need it): its FROM was never resolved.
+            _ if skipped.contains(&stage.index) => format!(
+                "skipped: not needed by the target (Dockerfile:{})",
+                stage.site.line
+            ),
             Base::Scratch => "FROM scratch".to_string(),
             Base::Image(img) => format!("FROM {}", img.reference),
             Base::Stage(i) => format!("FROM {}", plan.stages[*i].label()),
@@ -442,5 +447,23 @@ mod tests {
         let dot = g.to_dot();
         assert!(dot.contains("s0_0 -> s1_0 [style=dashed];"), "{dot}");
         assert!(dot.contains(r#"ENV A=\"1\""#), "{dot}");
+    }
+
+    /// A stage the target does not need is shown as skipped, not as `FROM scratch`.
+    #[test]
+    fn skipped_stages_are_labelled_as_skipped() {
+        let p = plan(
+            vec![
+                stage(0, Base::Scratch, Vec::new()),
+                stage(1, Base::Scratch, vec![meta_step(1, 0, "ENV B=2")]),
+            ],
+            1,
+        );
+        let order = stage_order(&p).unwrap();
+        let g = step_graph(&p, &order);
+        let node = g.nodes.iter().find(|n| n.id == "s0_from").unwrap();
+        assert!(node.skipped && node.label.contains("skipped: not needed by the target"));
+        let node = g.nodes.iter().find(|n| n.id == "s1_from").unwrap();
+        assert!(!node.skipped && node.label.ends_with("FROM scratch"));
     }
 }

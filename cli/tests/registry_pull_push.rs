@@ -66,6 +66,20 @@ fn pull_push_pull_round_trip() {
         "{stderr}"
     );
 
+    // RepoDigests: the pulled repository and the pushed one, both at the registry digest;
+    // `images --digests` shows it per repository.
+    let out = a.rbuild().args(["inspect", &src]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+    assert_eq!(
+        v[0]["RepoDigests"],
+        serde_json::json!([
+            format!("{}/base/busybox@{digest}", reg.host()),
+            format!("{}/copy/busybox@{digest}", reg.host())
+        ])
+    );
+    let listing = text(&a.rbuild().args(["images", "--digests"]).output().unwrap()).0;
+    assert!(listing.contains(&digest), "{listing}");
+
     let b = TestEnv::new();
     let by_digest = format!("{}/copy/busybox@{digest}", reg.host());
     let out = b.rbuild().args(["pull", &by_digest]).output().unwrap();
@@ -127,12 +141,32 @@ fn push_compresses_built_layers_once() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out).1);
+    let repo_digests = |image: &str| -> serde_json::Value {
+        let out = env.rbuild().args(["inspect", image]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
+        v[0]["RepoDigests"].clone()
+    };
+    // Built here and never pushed: no registry digest, as with docker.
+    assert_eq!(repo_digests(&name), serde_json::json!([]));
     let out = env.rbuild().args(["push", &name]).output().unwrap();
-    let (_, stderr) = text(&out);
+    let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains("compressing layer") && stderr.contains("Pushed"),
         "{stderr}"
+    );
+    // After the push: the digest the registry has (the compressed manifest's), which a
+    // deploy by digest can use.
+    let pushed = stdout
+        .split("digest: ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    assert_eq!(
+        repo_digests(&name),
+        serde_json::json!([format!("{}/built/app@{pushed}", reg.host())])
     );
     let again = env.rbuild().args(["push", &name]).output().unwrap();
     let (_, stderr) = text(&again);

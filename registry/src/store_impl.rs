@@ -77,7 +77,29 @@ impl PullTarget for Store {
             let reference = Reference::parse(&format!("{name}:{tag}")).map_err(store_err)?;
             self.tag(&record, &reference).map_err(store_err)?;
         }
+        // RepoDigests: the digest the registry resolved the reference to (the index's for a
+        // multi-platform image), as `docker pull` records it.
+        let resolved = index.map_or(&manifest.digest, |i| &i.digest);
+        remember_repo_digest(self, &record.manifest_digest, name, resolved);
         Ok(())
+    }
+}
+
+/// Record `name@digest` as a registry digest of the stored image `local` (best effort: a
+/// failure only loses `RepoDigests` information).
+fn remember_repo_digest(store: &Store, local: &Digest, name: &str, digest: &str) {
+    let recorded = Reference::parse(&format!("{name}@{digest}"))
+        .and_then(|r| store.add_repo_digest(local, &r));
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "cannot record the registry digest of {name}");
+    }
+}
+
+/// After a push of the stored image `image` to `target`: remember the digest the registry
+/// now knows it by.
+pub fn record_pushed(store: &Store, image: &str, target: &RemoteRef, digest: &str) {
+    if let Ok(record) = store.resolve_image(image) {
+        remember_repo_digest(store, &record.manifest_digest, &target.name(), digest);
     }
 }
 

@@ -81,6 +81,7 @@ pub mod manifest;
 pub mod media;
 pub mod reference;
 pub mod refs;
+pub mod repo_digests;
 pub mod store;
 pub mod testing;
 

@@ -85,6 +85,8 @@ pub fn run_group(global: &GlobalArgs, cmd: ImageCommand) -> miette::Result<u8> {
 struct Row<'a> {
     summary: &'a ImageSummary,
     name: Option<&'a Reference>,
+    /// Registry digests recorded for the image (pulls, pushes).
+    remote: std::rc::Rc<Vec<Reference>>,
 }
 
 impl Row<'_> {
@@ -107,12 +109,19 @@ impl Row<'_> {
             id.short().to_string()
         }
     }
+    /// The digest the registry knows this repository's image by (docker's DIGEST column).
     fn digest(&self) -> String {
-        if self.name.is_some() {
-            self.summary.record.manifest_digest.to_string()
-        } else {
-            "<none>".to_string()
+        let Some(name) = self.name else {
+            return "<none>".to_string();
+        };
+        if let Some(d) = name.digest() {
+            return d.to_string();
         }
+        self.remote
+            .iter()
+            .find(|r| r.repository() == name.repository())
+            .and_then(|r| r.digest())
+            .map_or_else(|| "<none>".to_string(), |d| d.to_string())
     }
 }
 
@@ -163,16 +172,23 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> miette::Result<u8> {
     let images = store.list_images()?;
     let mut rows = Vec::new();
     for s in &images {
+        let remote = std::rc::Rc::new(if args.digests || args.format.is_some() {
+            store.repo_digests(&s.record.manifest_digest)?
+        } else {
+            Vec::new()
+        });
         if s.names.is_empty() {
             rows.push(Row {
                 summary: s,
                 name: None,
+                remote: remote.clone(),
             });
         }
         for n in &s.names {
             rows.push(Row {
                 summary: s,
                 name: Some(n),
+                remote: remote.clone(),
             });
         }
     }

@@ -102,11 +102,19 @@ fn extra_str(img: &ImageRecord, key: &str) -> String {
         .to_string()
 }
 
-fn build(img: &ImageRecord, names: &[Reference], last_tag: Option<String>) -> Inspect {
+/// `remote`: the registry digests the store recorded for this image (pulls and pushes);
+/// names that pin a digest count too. A built image never pushed has none, as with docker.
+fn build(
+    img: &ImageRecord,
+    names: &[Reference],
+    remote: &[Reference],
+    last_tag: Option<String>,
+) -> Inspect {
     let c = img.config.config.clone().unwrap_or_default();
     let mut repo_digests: Vec<String> = names
         .iter()
-        .map(|n| format!("{}@{}", n.familiar_name(), img.manifest_digest))
+        .chain(remote)
+        .filter_map(|n| n.digest().map(|d| format!("{}@{d}", n.familiar_name())))
         .collect();
     repo_digests.sort();
     repo_digests.dedup();
@@ -177,7 +185,8 @@ pub fn run(global: &GlobalArgs, args: InspectArgs) -> miette::Result<u8> {
             Ok(img) => {
                 let names = store.names_of(&img.manifest_digest)?;
                 let last_tag = store.last_tag_time(&img.manifest_digest)?;
-                docs.push(build(&img, &names, last_tag));
+                let remote = store.repo_digests(&img.manifest_digest)?;
+                docs.push(build(&img, &names, &remote, last_tag));
             }
             Err(e) => {
                 failed += 1;

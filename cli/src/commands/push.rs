@@ -54,6 +54,7 @@ pub fn run(global: &GlobalArgs, args: PushArgs) -> miette::Result<u8> {
         target.name()
     ));
     let pushed = push_image(&client, &store, &image, &target, &opts, &progress)?;
+    rbuild_registry::store_impl::record_pushed(&store, &args.image, &target, &pushed.digest);
     if args.quiet {
         println!("{}", pushed.digest);
     } else {

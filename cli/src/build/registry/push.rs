@@ -60,6 +60,7 @@ pub fn push_all(
         let pushed = push_image(client, store, &image, &target, &opts, &progress)
             .map_err(Report::new)
             .wrap_err_with(failed)?;
+        rbuild_registry::store_impl::record_pushed(store, &name, &target, &pushed.digest);
         note(&format!(
             "pushed {}: digest: {} size: {}",
             tag.familiar(),

@@ -5,23 +5,11 @@ mod common;
 
 use std::path::Path;
 
-use common::{TestEnv, shared_dir, text};
+use common::{TestEnv, load_busybox, text};
 use serde_json::Value;
 
-fn load_busybox(env: &TestEnv) {
-    let out = env
-        .rbuild()
-        .args(["load", "-i"])
-        .arg(shared_dir().join("images/busybox-1.35.oci.tar"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "load: {:?}", text(&out));
-}
-
 fn write(dir: &Path, name: &str, content: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
+    common::write_file(dir, name, content);
 }
 
 /// Build and return (stdout, stderr); panics with the output when it fails.

@@ -5,12 +5,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{TestEnv, shared_dir, text};
+use common::{TestEnv, text};
 
 fn write(dir: &Path, name: &str, content: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
+    common::write_file(dir, name, content);
 }
 
 /// `/escape -> /tmp/<canary>` in the image: COPY and WORKDIR through it land in the image's
@@ -18,13 +16,7 @@ fn write(dir: &Path, name: &str, content: &str) {
 #[test]
 fn destination_symlinks_stay_in_the_image() {
     let env = TestEnv::new();
-    let out = env
-        .rbuild()
-        .args(["load", "-i"])
-        .arg(shared_dir().join("images/busybox-1.35.oci.tar"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{:?}", text(&out));
+    common::load_busybox(&env);
     let canary = tempfile::Builder::new()
         .prefix("rbuild-canary-")
         .tempdir_in("/tmp")
@@ -134,13 +126,7 @@ fn changed_copy_reuses_unchanged_files_safely() {
 #[test]
 fn chown_groups_and_home_follow_buildkit() {
     let env = TestEnv::new();
-    let out = env
-        .rbuild()
-        .args(["load", "-i"])
-        .arg(shared_dir().join("images/busybox-1.35.oci.tar"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{:?}", text(&out));
+    common::load_busybox(&env);
     let ctx = tempfile::tempdir().unwrap();
     write(ctx.path(), "f", "x\n");
     write(

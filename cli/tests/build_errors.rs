@@ -108,9 +108,7 @@ macro_rules! snapshot {
 }
 
 fn write(dir: &Path, name: &str, content: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
+    common::write_file(dir, name, content);
 }
 
 /// Asserts `haystack` contains every needle, as written or with miette's wrapped lines joined

@@ -6,22 +6,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{TestEnv, shared_dir, text};
+use common::{TestEnv, load_busybox, text};
 
 fn write(dir: &Path, name: &str, content: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
-}
-
-fn load_busybox(env: &TestEnv) {
-    let out = env
-        .rbuild()
-        .args(["load", "-i"])
-        .arg(shared_dir().join("images/busybox-1.35.oci.tar"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "load: {:?}", text(&out));
+    common::write_file(dir, name, content);
 }
 
 /// `rbuild build -q -t TAG [extra...] CTX`, returning the output.

@@ -12,18 +12,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::Command;
 
-use common::{TestEnv, shared_dir, text};
+use common::{TestEnv, load_busybox, text};
 use rbuild_store::Store;
-
-fn load_busybox(env: &TestEnv) {
-    let out = env
-        .rbuild()
-        .args(["load", "-i"])
-        .arg(shared_dir().join("images/busybox-1.35.oci.tar"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "load: {:?}", text(&out));
-}
 
 fn tool(name: &str) -> Command {
     let found = Command::new("sh")

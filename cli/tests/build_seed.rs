@@ -9,9 +9,7 @@ use std::path::Path;
 use common::{TestEnv, shared_dir, text};
 
 fn write(dir: &Path, name: &str, content: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
+    common::write_file(dir, name, content);
 }
 
 /// `rbuild ARGS...` run inside `dir`; panics with the output when it fails; returns stdout.

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{TestEnv, shared_dir, text};
+use common::{TestEnv, text};
 
 fn build(env: &TestEnv, ctx: &Path, snapshotter: &str, tag: &str) -> String {
     let out = env
@@ -25,13 +25,7 @@ fn build(env: &TestEnv, ctx: &Path, snapshotter: &str, tag: &str) -> String {
 #[test]
 fn both_snapshotters_build_the_same_image() {
     let env = TestEnv::new();
-    let out = env
-        .rbuild()
-        .args(["load", "-i"])
-        .arg(shared_dir().join("images/busybox-1.35.oci.tar"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{:?}", text(&out));
+    common::load_busybox(&env);
     let ctx = tempfile::tempdir().unwrap();
     std::fs::write(
         ctx.path().join("Dockerfile"),

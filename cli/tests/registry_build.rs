@@ -13,9 +13,7 @@ use common::{TestEnv, text};
 use real_registry::RealRegistry;
 
 fn write(dir: &Path, name: &str, content: &str) {
-    let path = dir.join(name);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, content).unwrap();
+    common::write_file(dir, name, content);
 }
 
 /// A context directory holding `dockerfile` and `files`.

@@ -78,3 +78,21 @@ pub fn text(out: &Output) -> (String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Load the shared busybox image (`../shared/images/busybox-1.35.oci.tar`) into `env`.
+pub fn load_busybox(env: &TestEnv) {
+    let out = env
+        .rbuild()
+        .args(["load", "-i"])
+        .arg(shared_dir().join("images/busybox-1.35.oci.tar"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "load: {:?}", text(&out));
+}
+
+/// Write `content` to `dir/name`, creating parent directories.
+pub fn write_file(dir: &Path, name: &str, content: &str) {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}

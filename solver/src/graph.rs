@@ -1,7 +1,7 @@
 //! The build graph (petgraph): which stages the target needs, in which order, which can run
 //! side by side, and the step-level DAG that `rbuild plan` prints.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use petgraph::Direction;
@@ -148,11 +148,16 @@ pub struct PlanNode {
 pub struct PlanEdge {
     pub from: String,
     pub to: String,
+    /// `parent`, `base`, `from` (another stage's files), or `var` (an ARG/ENV the step uses).
     pub kind: &'static str,
+    /// For `var` edges: the variable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub var: Option<String>,
 }
 
-/// The step DAG: a base node per stage, one node per step, edges parent→child and from the
-/// last step of a source stage to the step that reads it.
+/// The step DAG: a base node per stage, one node per step, edges parent→child, from the
+/// last step of a source stage to the step that reads it, and from the ARG/ENV step that
+/// defines a variable to each later step of the stage whose key uses it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepGraph {
     pub nodes: Vec<PlanNode>,
@@ -202,11 +207,27 @@ pub fn step_graph(plan: &Plan, order: &StageOrder) -> StepGraph {
                 from: stage_tip(plan, i),
                 to: base_node(stage.index),
                 kind: "base",
+                var: None,
             });
         }
         let mut prev = base_node(stage.index);
+        // Variable → the node of the ARG/ENV step that last set it in this stage.
+        let mut definers: BTreeMap<String, String> = BTreeMap::new();
         for step in &stage.steps {
             let id = step_node(step.id);
+            for name in step.key.vars.keys() {
+                if let Some(def) = definers.get(name).filter(|d| **d != prev) {
+                    edges.push(PlanEdge {
+                        from: def.clone(),
+                        to: id.clone(),
+                        kind: "var",
+                        var: Some(name.clone()),
+                    });
+                }
+            }
+            for name in defined_vars(&step.display) {
+                definers.insert(name, id.clone());
+            }
             nodes.push(PlanNode {
                 id: id.clone(),
                 stage: stage.index,
@@ -223,6 +244,7 @@ pub fn step_graph(plan: &Plan, order: &StageOrder) -> StepGraph {
                 from: prev.clone(),
                 to: id.clone(),
                 kind: "parent",
+                var: None,
             });
             let mut sources = BTreeSet::new();
             match &step.op {
@@ -253,12 +275,55 @@ pub fn step_graph(plan: &Plan, order: &StageOrder) -> StepGraph {
                     from: stage_tip(plan, i),
                     to: id.clone(),
                     kind: "from",
+                    var: None,
                 });
             }
             prev = id;
         }
     }
     StepGraph { nodes, edges }
+}
+
+/// The variables an `ARG`/`ENV` step (by its display text) sets: each `NAME` of `NAME=...`
+/// or of a bare `ARG NAME`, and the first word of the legacy `ENV NAME value` form.
+fn defined_vars(display: &str) -> Vec<String> {
+    let mut words = display.split_whitespace();
+    let keyword = words.next().unwrap_or_default().to_ascii_uppercase();
+    if keyword != "ARG" && keyword != "ENV" {
+        return Vec::new();
+    }
+    let words: Vec<&str> = words.collect();
+    let is_name = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    let assigned: Vec<String> = words
+        .iter()
+        .filter_map(|w| w.split_once('=').map(|(n, _)| n))
+        .filter(|n| is_name(n))
+        .map(str::to_string)
+        .collect();
+    if keyword == "ENV" && !words.first().is_some_and(|w| w.contains('=')) {
+        return words
+            .first()
+            .filter(|w| is_name(w))
+            .map(|w| vec![w.to_string()])
+            .unwrap_or_default();
+    }
+    if keyword == "ARG" {
+        let mut names = assigned;
+        names.extend(
+            words
+                .iter()
+                .filter(|w| !w.contains('=') && is_name(w))
+                .map(|w| w.to_string()),
+        );
+        return names;
+    }
+    assigned
 }
 
 impl StepGraph {
@@ -279,10 +344,10 @@ impl StepGraph {
             );
         }
         for edge in &self.edges {
-            let style = if edge.kind == "parent" {
-                ""
-            } else {
-                " [style=dashed]"
+            let style = match (edge.kind, &edge.var) {
+                ("parent", _) => String::new(),
+                ("var", Some(var)) => format!(" [style=dotted, label={}]", dot_quote(var)),
+                _ => " [style=dashed]".to_string(),
             };
             let _ = writeln!(out, "  {} -> {}{style};", edge.from, edge.to);
         }
@@ -447,6 +512,44 @@ mod tests {
         let dot = g.to_dot();
         assert!(dot.contains("s0_0 -> s1_0 [style=dashed];"), "{dot}");
         assert!(dot.contains(r#"ENV A=\"1\""#), "{dot}");
+    }
+
+    /// Which variables ARG and ENV steps set, by their display text.
+    #[test]
+    fn defined_vars_of_arg_and_env() {
+        assert_eq!(defined_vars("ARG V=1 W"), ["V", "W"]);
+        assert_eq!(defined_vars("ENV A=\"x y\" B=2"), ["A", "B"]);
+        assert_eq!(defined_vars("ENV LEGACY some value"), ["LEGACY"]);
+        assert!(defined_vars("RUN A=1 true").is_empty());
+    }
+
+    /// A step whose key uses a variable gets a `var` edge from the step that set it, unless
+    /// that step is its parent anyway.
+    #[test]
+    fn variable_edges_point_at_the_defining_step() {
+        let mut user = meta_step(0, 2, "LABEL x=$V$E");
+        user.key.vars.insert("V".into(), Some("1".into()));
+        user.key.vars.insert("E".into(), Some("2".into()));
+        let p = plan(
+            vec![stage(
+                0,
+                Base::Scratch,
+                vec![meta_step(0, 0, "ARG V=1"), meta_step(0, 1, "ENV E=2"), user],
+            )],
+            0,
+        );
+        let g = step_graph(&p, &stage_order(&p).unwrap());
+        let vars: Vec<(&str, &str, Option<&str>)> = g
+            .edges
+            .iter()
+            .filter(|e| e.kind == "var")
+            .map(|e| (e.from.as_str(), e.to.as_str(), e.var.as_deref()))
+            .collect();
+        assert_eq!(vars, [("s0_0", "s0_2", Some("V"))]);
+        assert!(
+            g.to_dot()
+                .contains(r#"s0_0 -> s0_2 [style=dotted, label="V"];"#)
+        );
     }
 
     /// A stage the target does not need is shown as skipped, not as `FROM scratch`.

@@ -292,6 +292,21 @@ fn cur_pos(cur: &Cursor<'_>, src: &str) -> usize {
     cur.position().min(src.len())
 }
 
+/// The names of the stages before `current`, in stage order (so suggestions do not depend on
+/// hash order).
+fn earlier_stages<'a>(
+    names: &'a foldhash::HashMap<std::borrow::Cow<'_, str>, usize>,
+    current: usize,
+) -> Vec<&'a str> {
+    let mut earlier: Vec<(&str, usize)> = names
+        .iter()
+        .filter(|(_, i)| **i < current)
+        .map(|(n, i)| (n.as_ref(), *i))
+        .collect();
+    earlier.sort_unstable_by_key(|(_, i)| *i);
+    earlier.into_iter().map(|(n, _)| n).collect()
+}
+
 /// Instructions before the first FROM, and references to stages by name or index.
 fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
     let mut names: foldhash::HashMap<std::borrow::Cow<'_, str>, usize> =
@@ -322,14 +337,7 @@ fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
             }
             Some(_) => {}
             None => {
-                // In stage order, so the suggestion does not depend on hash order.
-                let mut earlier: Vec<(&str, usize)> = names
-                    .iter()
-                    .filter(|(_, i)| **i < current)
-                    .map(|(n, i)| (n.as_ref(), *i))
-                    .collect();
-                earlier.sort_unstable_by_key(|(_, i)| *i);
-                let earlier: Vec<&str> = earlier.into_iter().map(|(n, _)| n).collect();
+                let earlier = earlier_stages(&names, current);
                 if !value.contains([':', '/', '@'])
                     && let Some(d) = diagnostics::unknown_stage_hint(span, value, &earlier)
                 {
@@ -350,6 +358,15 @@ fn check_stages(df: &Dockerfile, diags: &mut Vec<ParseDiagnostic>) {
                         diags.push(diagnostics::stage_self_reference(f.image.span, image));
                     } else if *i > current {
                         diags.push(diagnostics::stage_forward_reference(f.image.span, image));
+                    }
+                } else if !image.contains([':', '/', '@', '$'])
+                    && !image.eq_ignore_ascii_case("scratch")
+                {
+                    // A bare name close to an earlier stage's: probably a misspelt stage.
+                    let earlier = earlier_stages(&names, current);
+                    if let Some(d) = diagnostics::unknown_stage_hint(f.image.span, image, &earlier)
+                    {
+                        diags.push(d);
                     }
                 }
             }

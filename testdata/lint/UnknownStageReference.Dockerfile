@@ -2,3 +2,4 @@ FROM alpine AS builder
 RUN make
 FROM alpine
 COPY --from=buidler /out /out
+FROM biulder

@@ -216,19 +216,64 @@ fn save_is_deterministic_and_round_trips() {
 
 /// Rewrite a tar without one member (test helper).
 fn strip_member(tar_bytes: &[u8], name: &str) -> Vec<u8> {
+    rewrite_member(tar_bytes, name, |_| None)
+}
+
+/// Rewrite a tar with member `name` replaced by what `change` returns (`None`: dropped).
+fn rewrite_member(
+    tar_bytes: &[u8],
+    name: &str,
+    change: impl Fn(Vec<u8>) -> Option<Vec<u8>>,
+) -> Vec<u8> {
     let mut a = tar::Archive::new(tar_bytes);
     let mut b = tar::Builder::new(Vec::new());
     for e in a.entries().unwrap() {
         let mut e = e.unwrap();
-        if e.path().unwrap().to_str() == Some(name) {
-            continue;
-        }
-        let h = e.header().clone();
+        let mut h = e.header().clone();
         let mut data = Vec::new();
         std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        if h.path().unwrap().to_str() == Some(name) {
+            match change(data) {
+                Some(new) => data = new,
+                None => continue,
+            }
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+        }
         b.append(&h, &data[..]).unwrap();
     }
     b.into_inner().unwrap()
+}
+
+#[test]
+/// A docker-archive whose manifest.json names the image with an invalid reference is refused
+/// (as `docker load` does) and the store is unchanged, rather than loading it untagged.
+fn docker_archive_with_a_bad_repo_tag_is_refused() {
+    let (_d, s) = store();
+    s.load(&busybox_tar()[..]).unwrap();
+    let img = s.resolve_image("busybox:1.35").unwrap();
+    let names = s.names_of(&img.manifest_digest).unwrap();
+    let item = SaveItem { image: img, names };
+    let saved = s
+        .save(std::slice::from_ref(&item), SaveFormat::Docker, Vec::new())
+        .unwrap();
+    let stripped = strip_member(&saved, "index.json");
+    let bad = rewrite_member(&stripped, "manifest.json", |bytes| {
+        let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        v[0]["RepoTags"] = serde_json::json!(["Bad Tag"]);
+        Some(serde_json::to_vec(&v).unwrap())
+    });
+    let (_d2, s2) = store();
+    let before = state(&s2);
+    let err = s2
+        .load(&bad[..])
+        .expect_err("a bad RepoTags entry was accepted");
+    assert!(
+        err.to_string()
+            .contains("`Bad Tag` is not a valid image name"),
+        "{err}"
+    );
+    assert_eq!(state(&s2), before);
 }
 
 #[test]

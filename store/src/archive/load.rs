@@ -213,7 +213,7 @@ impl Store {
         let mut prepared = if members.resolve("index.json").is_some() {
             self.prepare_oci(&members, &mut report)?
         } else if members.resolve("manifest.json").is_some() {
-            self.prepare_docker(&members, &mut report)?
+            self.prepare_docker(&members)?
         } else {
             return Err(Error::archive(
                 "the archive has neither `index.json` (OCI layout) nor `manifest.json` (docker-archive)",
@@ -686,7 +686,7 @@ impl Store {
         Ok(out)
     }
 
-    fn prepare_docker(&self, m: &Members, report: &mut LoadReport) -> Result<Vec<Prepared>> {
+    fn prepare_docker(&self, m: &Members) -> Result<Vec<Prepared>> {
         let (bytes, _) = self.read_member(m, "manifest.json", "manifest.json")?;
         let entries: Vec<DockerEntry> = json::parse_strict(
             &bytes,
@@ -716,12 +716,15 @@ impl Store {
             }
             let mut names = Vec::new();
             for t in e.repo_tags.iter().flatten() {
-                match Reference::parse(t) {
-                    Ok(r) => names.push(r),
-                    Err(_) => report
-                        .notes
-                        .push(format!("{what}: `{t}` is not a valid image name; skipped")),
-                }
+                // As `docker load`: a bad name fails the load rather than losing the tag.
+                let r = Reference::parse(t).map_err(|err| {
+                    Error::archive(
+                        format!("{what}: RepoTags entry `{t}` is not a valid image name: {err}"),
+                        "fix the name in the archive's manifest.json, or load it and tag it \
+                         with `rbuild tag`",
+                    )
+                })?;
+                names.push(r);
             }
             let mut members = Vec::new();
             let mut layers = Vec::new();

@@ -547,3 +547,46 @@ fn bzip2_and_xz_archives_decode() {
         assert_eq!(out, data);
     }
 }
+
+#[test]
+/// An archive whose only index entry has a media type that is not an image says so in the
+/// error, instead of a bare "no images"; the store is unchanged.
+fn an_archive_of_non_images_names_the_media_type() {
+    let layer = simple_layer();
+    let p = Parts::new(vec![layer]);
+    let manifest_bytes = {
+        // The manifest the default build makes, to point the index entry at it.
+        let built = p.build();
+        let mut a = tar::Archive::new(&built[..]);
+        let mut index = Vec::new();
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().to_str() == Some("index.json") {
+                std::io::Read::read_to_end(&mut e, &mut index).unwrap();
+            }
+        }
+        let v: serde_json::Value = serde_json::from_slice(&index).unwrap();
+        v["manifests"][0].clone()
+    };
+    let mut p = p;
+    let mut entry = manifest_bytes;
+    entry["mediaType"] = "application/vnd.example.not-an-image".into();
+    p.index_override = Some(
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [entry]
+        }))
+        .unwrap(),
+    );
+    let (_d, s) = store();
+    let before = state(&s);
+    let err = s.load(&p.build()[..]).expect_err("accepted");
+    let text = err.to_string();
+    assert!(
+        text.contains("contains no images")
+            && text.contains("`application/vnd.example.not-an-image` is not an image"),
+        "{text}"
+    );
+    assert_eq!(state(&s), before);
+}

@@ -221,8 +221,14 @@ impl Store {
             ));
         };
         if prepared.is_empty() {
+            // Say why each entry was passed over (e.g. a media type that is not an image).
+            let why = if report.notes.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", report.notes.join("; "))
+            };
             return Err(Error::archive(
-                "the archive contains no images",
+                format!("the archive contains no images{why}"),
                 "check the archive's index.json / manifest.json",
             ));
         }

@@ -491,3 +491,39 @@ fn explain_report_snapshot() {
     );
     insta::assert_snapshot!(shown);
 }
+
+/// The rendered reasons for the other kinds of change, in one report: a build arg used by a
+/// RUN (old → new), files removed from a `COPY .` by a new `.dockerignore` rule and by
+/// deletion, and a changed instruction (`--chmod`). Snapshot (no colour, width 100).
+#[test]
+fn explain_report_snapshot_of_args_ignores_and_instructions() {
+    let (env, ctx) = busybox_case(
+        "FROM busybox:1.35\nARG VERSION=1.2\nCOPY . /ctx/\nRUN echo $VERSION > /v\n\
+         COPY --chmod=644 run.sh /run.sh\n",
+    );
+    write(ctx.path(), "run.sh", "#!/bin/sh\n");
+    write(ctx.path(), "app.log", "noise\n");
+    write(ctx.path(), "old.txt", "old\n");
+    build(&env, ctx.path(), &[]);
+    write(ctx.path(), ".dockerignore", "*.log\n");
+    std::fs::remove_file(ctx.path().join("old.txt")).unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox:1.35\nARG VERSION=1.2\nCOPY . /ctx/\nRUN echo $VERSION > /v\n\
+         COPY --chmod=755 run.sh /run.sh\n",
+    );
+    let out = env
+        .rbuild()
+        .args(["explain", "--build-arg", "VERSION=1.3"])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let shown = stdout.replace(
+        &ctx.path().join("Dockerfile").display().to_string(),
+        "[DOCKERFILE]",
+    );
+    insta::assert_snapshot!(shown);
+}

@@ -550,7 +550,7 @@ fn apply(
     let mut links: HashMap<(u64, u64), RelPath> = HashMap::new();
     let mut dirs: Vec<(RelPath, Attrs)> = Vec::new();
     for item in items {
-        let shown = format!("/{}", item.dest.display());
+        let shown = item.dest.display();
         if let Some(name) = item.dest.as_bytes().rsplit(|&b| b == b'/').next()
             && name.starts_with(b".wh.")
         {

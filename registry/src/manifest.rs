@@ -8,21 +8,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{RegistryError, Result};
 
-/// Media types rbuild reads and writes.
+/// Media types rbuild reads and writes: the store's, under the names this crate uses, plus
+/// the `Accept` header for manifest requests.
 pub mod media {
-    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-    pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-    pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-    pub const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar";
-    pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-    pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-    pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-    pub const DOCKER_FOREIGN_LAYER: &str =
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
-    pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+    pub use rbuild_store::media::{
+        DOCKER_CONFIG, DOCKER_FOREIGN_LAYER_GZIP as DOCKER_FOREIGN_LAYER, DOCKER_LAYER_GZIP,
+        DOCKER_MANIFEST, DOCKER_MANIFEST_LIST as DOCKER_LIST, OCI_CONFIG, OCI_EMPTY, OCI_INDEX,
+        OCI_LAYER_GZIP, OCI_LAYER_TAR as OCI_LAYER, OCI_LAYER_ZSTD, OCI_MANIFEST,
+    };
     /// The `Accept` header for manifest requests: every manifest and index type.
     pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
         application/vnd.oci.image.manifest.v1+json, \
@@ -50,26 +43,8 @@ pub struct Descriptor {
     pub artifact_type: Option<String>,
 }
 
-/// The platform of an index entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub os_version: Option<String>,
-    #[serde(
-        rename = "os.features",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub os_features: Option<Vec<String>>,
-}
+/// The platform of an index entry: the store's type (unknown fields kept).
+pub use rbuild_store::manifest::Platform;
 
 /// An image manifest (OCI or Docker schema 2).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -170,6 +170,7 @@ mod tests {
                 variant: variant.map(str::to_string),
                 os_version: None,
                 os_features: None,
+                extra: Default::default(),
             }),
             artifact_type: None,
         }

@@ -15,28 +15,7 @@ use std::process::Command;
 use common::{TestEnv, load_busybox, text};
 use rbuild_store::Store;
 
-fn tool(name: &str) -> Command {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .unwrap();
-    assert!(
-        found.status.success(),
-        "`{name}` is not installed (CI installs it via .ci/run)"
-    );
-    Command::new(name)
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{run_ok, tool};
 
 /// A context directory holding only `Dockerfile`.
 fn context(dockerfile: &str) -> tempfile::TempDir {

@@ -14,28 +14,7 @@ use common::{TestEnv, text};
 use rbuild_store::Store;
 use store_support::*;
 
-fn tool(name: &str) -> Command {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {name}"))
-        .output()
-        .unwrap();
-    assert!(
-        found.status.success(),
-        "`{name}` is not installed (CI installs it via .ci/run)"
-    );
-    Command::new(name)
-}
-
-fn run_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{run_ok, tool};
 
 /// The conformance-format map of a real directory tree (what umoci unpacked).
 fn describe_tree(root: &Path) -> BTreeMap<String, String> {

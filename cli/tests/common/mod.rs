@@ -96,3 +96,28 @@ pub fn write_file(dir: &Path, name: &str, content: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, content).unwrap();
 }
+
+/// An external tool CI installs (skopeo, umoci, ...), failing clearly when it is missing.
+pub fn tool(name: &str) -> std::process::Command {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {name}"))
+        .output()
+        .unwrap();
+    assert!(
+        found.status.success(),
+        "`{name}` is not installed (CI installs it via .ci/run)"
+    );
+    std::process::Command::new(name)
+}
+
+/// Run `cmd`, assert it succeeded and return its stdout.
+pub fn run_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

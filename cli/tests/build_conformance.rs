@@ -1,13 +1,15 @@
-//! The main acceptance test: every case in `../shared/conformance/build` builds with rbuild
-//! (on the busybox fixture) to the image BuildKit built — the same files (paths, types, modes,
-//! owners, sizes, content digests, symlink targets) and the same config fields.
+//! The main acceptance test: every case in `../shared/conformance/build` and in the project's
+//! own `testdata/conformance/build` builds with rbuild (on the busybox fixture) to the image
+//! BuildKit built — the same files (paths, types, modes, owners, sizes, content digests,
+//! symlink targets) and the same config fields. The recordings were made by BuildKit master
+//! (`testdata/conformance/record.sh`); this test never needs BuildKit.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{TestEnv, shared_dir, text};
+use common::{TestEnv, shared_dir, testdata, text};
 use serde_json::Value;
 
 /// The config fields the conformance format compares, non-empty only.
@@ -86,6 +88,35 @@ fn prepare_context(src: &Path, dest: &Path) {
     }
 }
 
+/// Copy one of the project's own cases into `dest` with the modes a git checkout gives, whatever
+/// the umask of the checkout: directories 0755, files 0755 when their owner may execute them
+/// and 0644 otherwise; symlinks stay symlinks. `testdata/conformance/record.sh` normalises the
+/// same way before BuildKit builds the case.
+fn prepare_own_context(src: &Path, dest: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dest).unwrap();
+    std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let from = entry.path();
+        let to = dest.join(entry.file_name());
+        let meta = std::fs::symlink_metadata(&from).unwrap();
+        if meta.is_dir() {
+            prepare_own_context(&from, &to);
+        } else if meta.file_type().is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from).unwrap(), &to).unwrap();
+        } else {
+            std::fs::copy(&from, &to).unwrap();
+            let mode = if meta.permissions().mode() & 0o100 != 0 {
+                0o755
+            } else {
+                0o644
+            };
+            std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+    }
+}
+
 /// Differences between two flattened trees, one line each (bounded).
 fn diff_files(got: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> Vec<String> {
     let mut out = Vec::new();
@@ -105,11 +136,10 @@ fn diff_files(got: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -
     out
 }
 
-/// Every conformance case builds to BuildKit's files and config.
-#[test]
-fn conformance_cases_match_buildkit() {
+/// Build every case folder of `cases_dir` (context prepared by `prepare`) and compare it
+/// with `cases_dir/expected/CASE.json`; panics listing every case that differs.
+fn check_cases(cases_dir: &Path, prepare: fn(&Path, &Path), min_cases: usize) {
     let shared = shared_dir();
-    let cases_dir = shared.join("conformance/build");
     let env = TestEnv::new();
     let out = env
         .rbuild()
@@ -119,24 +149,33 @@ fn conformance_cases_match_buildkit() {
         .unwrap();
     assert!(out.status.success(), "load failed: {:?}", text(&out));
 
-    let mut cases: Vec<String> = std::fs::read_dir(&cases_dir)
+    let mut cases: Vec<String> = std::fs::read_dir(cases_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| cases_dir.join(n).join("Dockerfile").is_file())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 10, "too few cases: {cases:?}");
+    assert!(cases.len() >= min_cases, "too few cases: {cases:?}");
 
     let contexts = tempfile::tempdir().unwrap();
     let mut failures = Vec::new();
     for name in &cases {
         let context = contexts.path().join(name);
-        prepare_context(&cases_dir.join(name), &context);
+        prepare(&cases_dir.join(name), &context);
+        let recorded = cases_dir.join("expected").join(format!("{name}.json"));
+        let Ok(recorded) = std::fs::read_to_string(&recorded) else {
+            failures.push(format!(
+                "{name}: no recording at {} (record it with BuildKit)",
+                recorded.display()
+            ));
+            continue;
+        };
+        let expected: Value = serde_json::from_str(&recorded).unwrap();
         let tag = format!("conformance/{name}:test");
         let out = env
             .rbuild()
             .args(["build", "--progress", "plain", "-t", &tag])
-            .args(case_args(&cases_dir, name))
+            .args(case_args(cases_dir, name))
             .arg(&context)
             .output()
             .unwrap();
@@ -145,11 +184,6 @@ fn conformance_cases_match_buildkit() {
             failures.push(format!("{name}: build failed\n{stderr}"));
             continue;
         }
-        let expected: Value = serde_json::from_str(
-            &std::fs::read_to_string(cases_dir.join("expected").join(format!("{name}.json")))
-                .unwrap(),
-        )
-        .unwrap();
         let want_files: BTreeMap<String, String> =
             serde_json::from_value(expected["files"].clone()).unwrap();
         let store = rbuild_store::Store::open(env.root()).unwrap();
@@ -175,5 +209,22 @@ fn conformance_cases_match_buildkit() {
         failures.len(),
         cases.len(),
         failures.join("\n")
+    );
+}
+
+/// Every shared conformance case builds to BuildKit's files and config.
+#[test]
+fn conformance_cases_match_buildkit() {
+    check_cases(&shared_dir().join("conformance/build"), prepare_context, 10);
+}
+
+/// Every one of the project's own cases (`testdata/conformance/build`, recorded with BuildKit
+/// master) builds to BuildKit's files and config.
+#[test]
+fn own_conformance_cases_match_buildkit() {
+    check_cases(
+        &testdata().join("conformance/build"),
+        prepare_own_context,
+        30,
     );
 }

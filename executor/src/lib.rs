@@ -57,7 +57,7 @@ pub use mounts::{
     BindMount, BindSource, CacheMount, CacheSeed, RunMount, SecretMount, SecretValue, Sharing,
     TmpfsMount,
 };
-pub use sandbox::{CancelToken, Network, Stdio3, Stream};
+pub use sandbox::{CancelToken, Network, Security, Stdio3, Stream};
 pub use snapshot::Snapshots;
 pub use step::{
     Backend, CapturedLayer, Executor, ExecutorOptions, ExitStatus, RunOutcome, RunStep, StepRootfs,

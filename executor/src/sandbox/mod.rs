@@ -9,16 +9,18 @@
 #![allow(unsafe_code)]
 
 mod cgroup;
+mod devices;
 pub mod fsops;
 mod helper;
 mod init;
 mod launch;
+mod seccomp;
 mod spec;
 mod sys;
 
 pub use helper::main as helper_main;
 pub use launch::{CancelToken, Ended, Launch, Launched, Stdio3, Stream, launch};
-pub use spec::{MountSource, MountSpec, Network, RootfsSpec, SandboxSpec, Status};
+pub use spec::{MountSource, MountSpec, Network, RootfsSpec, SandboxSpec, Security, Status};
 pub use sys::is_root;
 
 /// The hidden first argument that turns the rbuild binary into the sandbox helper.

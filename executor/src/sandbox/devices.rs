@@ -203,10 +203,18 @@ impl DeviceCgroup {
     /// must be attached there. `Ok(None)`: no cgroup mechanism is available here.
     pub fn create(v2_group: Option<&Path>) -> io::Result<Option<DeviceCgroup>> {
         let forced = std::env::var("RBUILD_DEVICE_CGROUP").ok();
+        Self::create_as(v2_group, forced.as_deref())
+    }
+
+    /// [`DeviceCgroup::create`] with the mechanism forced (`v1`, `v2`) or chosen (`None`).
+    fn create_as(
+        v2_group: Option<&Path>,
+        forced: Option<&str>,
+    ) -> io::Result<Option<DeviceCgroup>> {
         let cgroups = std::fs::read_to_string("/proc/self/cgroup")?;
         let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
         let (v1, v2) = locate(&cgroups, &mounts);
-        let use_v1 = match forced.as_deref() {
+        let use_v1 = match forced {
             Some("v1") => true,
             Some("v2") => false,
             _ => v1.is_some() && v2_group.is_none(),
@@ -235,7 +243,7 @@ impl DeviceCgroup {
             Some(dir) => (dir.to_path_buf(), false),
             None => {
                 let Some(point) = v2 else {
-                    return match forced.as_deref() {
+                    return match forced {
                         Some("v2") => Err(io::Error::other("no cgroup v2 hierarchy")),
                         _ => Ok(None),
                     };
@@ -489,5 +497,61 @@ mod tests {
             locate("0::/user.slice\n", unified),
             (None, Some(PathBuf::from("/sys/fs/cgroup")))
         );
+    }
+
+    /// Open `node` from a process placed in a fresh device cgroup (forced to `mechanism`);
+    /// the shell's message tells the cgroup's EPERM from anything else.
+    fn open_confined(mechanism: &str, node: &Path) -> String {
+        use std::io::Write;
+        let cg = DeviceCgroup::create_as(None, Some(mechanism))
+            .unwrap_or_else(|e| panic!("{mechanism}: {e}"))
+            .unwrap_or_else(|| panic!("{mechanism}: no cgroup hierarchy"));
+        let mut child = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg("read go; (: < \"$1\") 2>&1 && echo open-ok")
+            .arg("sh")
+            .arg(node)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        cg.add(child.id() as i32).unwrap();
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Live, as root: a process in the group opens /dev/null-like nodes but not /dev/mem-like
+    /// ones, through the v1 controller and through the v2 BPF program alike.
+    #[test]
+    fn the_device_cgroup_denies_other_devices_on_both_versions() {
+        assert!(super::super::sys::is_root(), "this test needs root");
+        let dir = tempfile::tempdir().unwrap();
+        let make = |name: &str, major: u32, minor: u32| {
+            let path = dir.path().join(name);
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &path,
+                rustix::fs::FileType::CharacterDevice,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                rustix::fs::makedev(major, minor),
+            )
+            .unwrap();
+            path
+        };
+        let null = make("null", 1, 3);
+        let mem = make("mem", 1, 1);
+        for mechanism in ["v1", "v2"] {
+            assert_eq!(
+                open_confined(mechanism, &null).trim(),
+                "open-ok",
+                "{mechanism}"
+            );
+            let denied = open_confined(mechanism, &mem);
+            assert!(
+                denied.contains("Operation not permitted") && !denied.contains("open-ok"),
+                "{mechanism}: {denied}"
+            );
+        }
     }
 }

@@ -301,14 +301,15 @@ fn confine(
         sys::install_seccomp(filter)
             .map_err(|e| std::io::Error::new(e.kind(), format!("seccomp filter: {e}")))?;
     }
-    let caps: Vec<u32> = match spec.security {
-        Security::Insecure => (0..=sys::last_capability()).collect(),
-        Security::Sandbox => DEFAULT_CAPS
-            .iter()
-            .copied()
-            .filter(|c| !(spec.drop_mknod && *c == CAP_MKNOD))
-            .collect(),
-    };
+    if spec.security == Security::Insecure {
+        // Every capability rbuild itself has: root's exec gets its whole bounding set.
+        return drop_privileges(id);
+    }
+    let caps: Vec<u32> = DEFAULT_CAPS
+        .iter()
+        .copied()
+        .filter(|c| !(spec.drop_mknod && *c == CAP_MKNOD))
+        .collect();
     sys::bound_capabilities(&caps)?;
     drop_privileges(id)?;
     if id.uid == 0 {

@@ -337,11 +337,3 @@ pub fn install_seccomp(program: &[seccompiler::sock_filter]) -> io::Result<()> {
     }
     Ok(())
 }
-
-/// The highest capability number this kernel knows (`/proc/sys/kernel/cap_last_cap`).
-pub fn last_capability() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
-}

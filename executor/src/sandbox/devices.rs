@@ -19,10 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kind {
     Char,
-    /// Part of the rule language; the default allowlist has no block-device rule.
-    #[allow(dead_code)]
     Block,
-    Any,
 }
 
 /// Access bits, as the kernel's `BPF_DEVCG_ACC_*`.
@@ -48,11 +45,18 @@ const fn chr(major: u32, minor: Option<u32>) -> Rule {
     }
 }
 
-/// What a sandbox may do with devices (runc's default allowlist, without tun/tap).
-pub(super) const ALLOWED: [Rule; 10] = [
-    // mknod of any character or block device (opening it is another matter).
+/// What a sandbox may do with devices (runc's default allowlist, without tun/tap). mknod of
+/// any character or block device is allowed (opening it is another matter); one rule per type,
+/// since a v1 rule of type `a` would reset the group to allow-all.
+pub(super) const ALLOWED: [Rule; 11] = [
     Rule {
-        kind: Kind::Any,
+        kind: Kind::Char,
+        major: None,
+        minor: None,
+        access: MKNOD,
+    },
+    Rule {
+        kind: Kind::Block,
         major: None,
         minor: None,
         access: MKNOD,
@@ -73,7 +77,6 @@ fn v1_line(rule: &Rule) -> String {
     let kind = match rule.kind {
         Kind::Char => "c",
         Kind::Block => "b",
-        Kind::Any => "a",
     };
     let num = |n: Option<u32>| n.map_or("*".to_string(), |n| n.to_string());
     let mut access = String::new();
@@ -150,7 +153,6 @@ pub(super) fn program(rules: &[Rule]) -> Vec<Insn> {
         match rule.kind {
             Kind::Char => block.push(insn(JMP_JNE_K, TYPE, 0, 0, DEV_CHAR)),
             Kind::Block => block.push(insn(JMP_JNE_K, TYPE, 0, 0, DEV_BLOCK)),
-            Kind::Any => {}
         }
         if let Some(major) = rule.major {
             block.push(insn(JMP_JNE_K, MAJOR, 0, 0, major as i32));
@@ -475,9 +477,14 @@ mod tests {
     #[test]
     fn v1_lines_follow_the_devices_allow_syntax() {
         let lines: Vec<String> = ALLOWED.iter().map(v1_line).collect();
-        assert_eq!(lines[0], "a *:* m");
-        assert_eq!(lines[1], "c 1:3 rwm");
-        assert_eq!(lines[9], "c 136:* rwm");
+        assert_eq!(lines[0], "c *:* m");
+        assert_eq!(lines[1], "b *:* m");
+        assert_eq!(lines[2], "c 1:3 rwm");
+        assert_eq!(lines[10], "c 136:* rwm");
+        assert!(
+            lines.iter().all(|l| !l.starts_with('a')),
+            "`a` resets a v1 group to allow-all"
+        );
     }
 
     #[test]

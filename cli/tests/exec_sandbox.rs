@@ -54,7 +54,7 @@ fn dev_is_minimal_and_sys_and_proc_are_protected() {
     assert!(ran.outcome().status.success(), "{:?}", ran.stderr);
     assert_eq!(
         ran.stdout[0].trim(),
-        "fd full null ptmx pts random shm stderr stdin stdout tty urandom zero"
+        "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero"
     );
     assert_eq!(ran.stdout[1], "sys-ro");
     assert_eq!(ran.stdout[2], "sysrq-ro");
@@ -434,7 +434,7 @@ fn the_copy_backend_runs_steps() {
         |_| {},
     );
     let outcome = ran.outcome();
-    assert_eq!(ran.stdout, ["pid=2", "13"]);
+    assert_eq!(ran.stdout, ["pid=2", "14"]);
     assert_eq!(outcome.rootfs.backend(), Backend::Copy);
     let cs = outcome.rootfs.changeset().unwrap();
     let lines = rbuild_executor::diff::normalized(&cs).unwrap();

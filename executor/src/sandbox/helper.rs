@@ -210,7 +210,7 @@ const DEVICES: [(&str, u32, u32); 6] = [
 ];
 
 /// A minimal `/dev`: a tmpfs with the standard character devices (each bind-mounted from a
-/// private tmpfs, so `/dev` itself can be `nodev`), a private devpts, and shm.
+/// private tmpfs, so `/dev` itself can be `nodev`), a private devpts, shm and mqueue.
 fn mount_dev(root: &OwnedFd, scratch: &Path) -> Result<(), Failure> {
     let target = fsops::open_in_root(root, "dev", true).stage("find /dev")?;
     let tmpfs = fsops::new_mount(
@@ -261,7 +261,7 @@ fn mount_dev(root: &OwnedFd, scratch: &Path) -> Result<(), Failure> {
             fsops::open_in_root(root, &format!("dev/{name}"), true).stage("bind /dev nodes")?;
         fsops::attach(&bind, &at).stage("bind /dev nodes")?;
     }
-    for dir in ["pts", "shm"] {
+    for dir in ["pts", "shm", "mqueue"] {
         rustix::fs::mkdirat(&dev, dir, Mode::from_raw_mode(0o755)).stage("create /dev dirs")?;
     }
     for (link, target) in [
@@ -294,7 +294,18 @@ fn mount_dev(root: &OwnedFd, scratch: &Path) -> Result<(), Failure> {
     )
     .stage("mount /dev/shm")?;
     let shm_target = fsops::open_in_root(root, "dev/shm", true).stage("find /dev/shm")?;
-    fsops::attach(&shm, &shm_target).stage("mount /dev/shm")
+    fsops::attach(&shm, &shm_target).stage("mount /dev/shm")?;
+    // POSIX message queues of the sandbox's own IPC namespace, as Docker mounts them.
+    let mqueue = fsops::new_mount(
+        "mqueue",
+        &[],
+        MountAttrFlags::MOUNT_ATTR_NOSUID
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+    )
+    .stage("mount /dev/mqueue")?;
+    let mqueue_target = fsops::open_in_root(root, "dev/mqueue", true).stage("find /dev/mqueue")?;
+    fsops::attach(&mqueue, &mqueue_target).stage("mount /dev/mqueue")
 }
 
 /// Make every mount of the sandbox `nodev`, then give device access back to the standard

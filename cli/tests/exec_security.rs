@@ -238,7 +238,8 @@ fn entitlements_are_required_and_errors_point_at_the_flag() {
 }
 
 /// `RUN --security=insecure` with `--allow security.insecure` has every capability rbuild
-/// has, no seccomp filter and device access; the next step is confined again.
+/// has, no seccomp filter and device access (the host's loop devices, as BuildKit); the next
+/// step is confined again.
 #[test]
 fn insecure_steps_are_unconfined_and_only_them() {
     let env = TestEnv::new();
@@ -248,7 +249,13 @@ fn insecure_steps_are_unconfined_and_only_them() {
         .lines()
         .find_map(|l| l.strip_prefix("CapBnd:\t").map(str::to_string))
         .unwrap();
-    let devices = "rm -f /tmp/n; mknod /tmp/n c 1 3 && (echo x > /tmp/n) 2>/dev/null && echo dev-ok || echo dev-denied";
+    let lo = Loop::new();
+    let devices = format!(
+        "rm -f /tmp/n; mknod /tmp/n c 1 3 && (echo x > /tmp/n) 2>/dev/null && echo dev-ok \
+         || echo dev-denied; head -c 16 {} 2>/dev/null | grep -q CANARY \
+         && echo host-loop-readable || echo no-host-loop",
+        lo.device.display()
+    );
     let ctx = tempfile::tempdir().unwrap();
     write_file(
         ctx.path(),
@@ -264,9 +271,11 @@ fn insecure_steps_are_unconfined_and_only_them() {
     let mut insecure = expected_status(&own_caps, 0, "unshared");
     insecure[0] = step_lines(&stderr, 1)[0].clone(); // CapInh is whatever rbuild's is
     insecure.push("dev-ok".into());
+    insecure.push("host-loop-readable".into());
     assert_eq!(step_lines(&stderr, 1), insecure);
     let mut confined = expected_status(DOCKER_CAPS, 2, "no-unshare");
     confined.push("dev-denied".into());
+    confined.push("no-host-loop".into());
     assert_eq!(step_lines(&stderr, 2), confined);
 }
 

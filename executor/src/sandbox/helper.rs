@@ -7,7 +7,8 @@
 //! Devices: every mount of the sandbox is `nodev` except the standard device nodes, which are
 //! bind-mounted one by one into `/dev` (a `nodev` tmpfs), and `/dev/pts`; a node the step
 //! creates anywhere cannot be opened, whatever the device cgroup says. `--security=insecure`
-//! leaves the mounts as they are, with a writable `/sys`.
+//! leaves the mounts as they are, with a writable `/sys`, and adds the host devices BuildKit
+//! gives such steps (fuse, kvm, tun, the loop devices, ...).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -122,6 +123,9 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     }
     let insecure = spec.security == Security::Insecure;
     mount_dev(&root, &spec.scratch.join("devices"))?;
+    if insecure {
+        host_devices(&root)?;
+    }
     mount_sys(&root, insecure)?;
     for (i, m) in spec.mounts.iter().enumerate() {
         mount_one(&root, m, &spec.scratch.join(format!("m{i}"))).map_err(|f| Failure {
@@ -306,6 +310,51 @@ fn mount_dev(root: &OwnedFd, scratch: &Path) -> Result<(), Failure> {
     .stage("mount /dev/mqueue")?;
     let mqueue_target = fsops::open_in_root(root, "dev/mqueue", true).stage("find /dev/mqueue")?;
     fsops::attach(&mqueue, &mqueue_target).stage("mount /dev/mqueue")
+}
+
+/// Host devices an insecure step gets in its `/dev`, as BuildKit gives them: kmsg, fuse, cuse,
+/// kvm, tun and the loop devices (those the host has).
+fn host_devices(root: &OwnedFd) -> Result<(), Failure> {
+    let mut names: Vec<String> = ["kmsg", "cuse", "fuse", "kvm", "net/tun", "loop-control"]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    if let Ok(entries) = std::fs::read_dir("/dev") {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name
+                .strip_prefix("loop")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            {
+                names.push(name);
+            }
+        }
+    }
+    let dev = fsops::open_in_root(root, "dev", true).stage("open /dev")?;
+    for name in names {
+        let Ok(st) = rustix::fs::stat(format!("/dev/{name}").as_str()) else {
+            continue;
+        };
+        let kind = FileType::from_raw_mode(st.st_mode);
+        if !matches!(kind, FileType::CharacterDevice | FileType::BlockDevice) {
+            continue;
+        }
+        if let Some((dir, _)) = name.split_once('/') {
+            match rustix::fs::mkdirat(&dev, dir, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(e).stage("create host devices"),
+            }
+        }
+        rustix::fs::mknodat(
+            &dev,
+            name.as_str(),
+            kind,
+            Mode::from_raw_mode(st.st_mode & 0o7777),
+            st.st_rdev,
+        )
+        .stage("create host devices")?;
+    }
+    Ok(())
 }
 
 /// Make every mount of the sandbox `nodev`, then give device access back to the standard

@@ -11,6 +11,7 @@
 //! let mut step = RunStep::new(vec![base, ...], argv, Stdio3::Capture(&mut on_line));
 //! step.env = ...; step.cwd = ...; step.user = ...; step.mounts = ...; step.log_path = ...;
 //! step.network = ...; step.cancel = Some(token.clone());                    // Ctrl-C, failures
+//! step.security = Security::Insecure;    // only for an allowed `RUN --security=insecure`
 //! let outcome = exec.run(step)?;            // Err: setup failure, start failure, cancelled
 //! if !outcome.status.success() { /* report outcome.status, outcome.tail, the log path */ }
 //! match outcome.rootfs.capture_layer(&store, &LayerOptions { source_date_epoch })? {

@@ -54,7 +54,7 @@ fn dev_is_minimal_and_sys_and_proc_are_protected() {
     assert!(ran.outcome().status.success(), "{:?}", ran.stderr);
     assert_eq!(
         ran.stdout[0].trim(),
-        "fd full null ptmx pts random shm stderr stdin stdout tty urandom zero"
+        "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero"
     );
     assert_eq!(ran.stdout[1], "sys-ro");
     assert_eq!(ran.stdout[2], "sysrq-ro");
@@ -65,6 +65,43 @@ fn dev_is_minimal_and_sys_and_proc_are_protected() {
     );
     assert_eq!(ran.stdout[4], "no-mount", "CAP_SYS_ADMIN is dropped");
     assert_eq!(ran.stdout[5], "x");
+}
+
+/// On both backends every mount is nodev: a node the step makes (even of /dev/null's numbers,
+/// which the device cgroup allows) cannot be opened, while /dev/null itself works.
+#[test]
+fn device_nodes_made_by_the_step_cannot_be_opened_on_either_backend() {
+    for backend in [Backend::Overlay, Backend::Copy] {
+        let fx = Fixture::new(backend);
+        let ran = run_sh(
+            &fx.exec,
+            &fx.lowers(),
+            "mknod /n c 1 3 && echo made; (echo x > /n) 2>/dev/null && echo opened || echo denied; \
+             mknod /tmp/n c 1 3; (echo x > /tmp/n) 2>/dev/null && echo opened || echo denied; \
+             echo x > /dev/null && echo null-ok",
+            |_| {},
+        );
+        assert_eq!(
+            ran.stdout,
+            ["made", "denied", "denied", "null-ok"],
+            "{backend:?}: {:?}",
+            ran.stderr
+        );
+    }
+}
+
+/// `Security::Insecure` lifts the confinement: device nodes open, no seccomp filter.
+#[test]
+fn insecure_steps_can_open_devices_and_have_no_seccomp() {
+    let fx = Fixture::new(Backend::Overlay);
+    let script = "mknod /n c 1 3; (echo x > /n) 2>/dev/null && echo opened || echo denied; \
+                  grep '^Seccomp:' /proc/self/status";
+    let ran = run_sh(&fx.exec, &fx.lowers(), script, |s| {
+        s.security = rbuild_executor::Security::Insecure
+    });
+    assert_eq!(ran.stdout, ["opened", "Seccomp:\t0"], "{:?}", ran.stderr);
+    let ran = run_sh(&fx.exec, &fx.lowers(), script, |_| {});
+    assert_eq!(ran.stdout, ["denied", "Seccomp:\t2"], "{:?}", ran.stderr);
 }
 
 /// `--network=none` gives a namespace with only an active loopback; the default is the host's.
@@ -397,7 +434,7 @@ fn the_copy_backend_runs_steps() {
         |_| {},
     );
     let outcome = ran.outcome();
-    assert_eq!(ran.stdout, ["pid=2", "13"]);
+    assert_eq!(ran.stdout, ["pid=2", "14"]);
     assert_eq!(outcome.rootfs.backend(), Backend::Copy);
     let cs = outcome.rootfs.changeset().unwrap();
     let lines = rbuild_executor::diff::normalized(&cs).unwrap();

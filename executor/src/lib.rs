@@ -11,6 +11,7 @@
 //! let mut step = RunStep::new(vec![base, ...], argv, Stdio3::Capture(&mut on_line));
 //! step.env = ...; step.cwd = ...; step.user = ...; step.mounts = ...; step.log_path = ...;
 //! step.network = ...; step.cancel = Some(token.clone());                    // Ctrl-C, failures
+//! step.security = Security::Insecure;    // only for an allowed `RUN --security=insecure`
 //! let outcome = exec.run(step)?;            // Err: setup failure, start failure, cancelled
 //! if !outcome.status.success() { /* report outcome.status, outcome.tail, the log path */ }
 //! match outcome.rootfs.capture_layer(&store, &LayerOptions { source_date_epoch })? {
@@ -57,7 +58,7 @@ pub use mounts::{
     BindMount, BindSource, CacheMount, CacheSeed, RunMount, SecretMount, SecretValue, Sharing,
     TmpfsMount,
 };
-pub use sandbox::{CancelToken, Network, Stdio3, Stream};
+pub use sandbox::{CancelToken, Network, Security, Stdio3, Stream};
 pub use snapshot::Snapshots;
 pub use step::{
     Backend, CapturedLayer, Executor, ExecutorOptions, ExitStatus, RunOutcome, RunStep, StepRootfs,

@@ -19,7 +19,8 @@ use crate::layer::{self, LayerInfo, LayerOptions};
 use crate::lower::LowerView;
 use crate::mounts::{self, RunMount};
 use crate::sandbox::{
-    self, CancelToken, Ended, Launch, MountSpec, Network, RootfsSpec, SandboxSpec, Status, Stdio3,
+    self, CancelToken, Ended, Launch, MountSpec, Network, RootfsSpec, SandboxSpec, Security,
+    Status, Stdio3,
 };
 use crate::snapshot::Snapshots;
 use crate::stubs::{self, Need};
@@ -156,6 +157,8 @@ pub struct RunStep<'a> {
     pub user: String,
     pub hostname: String,
     pub network: Network,
+    /// `Insecure` (`RUN --security=insecure`): every capability and device, no seccomp.
+    pub security: Security,
     pub mounts: Vec<RunMount>,
     /// Where to write the full output (captured mode).
     pub log_path: Option<PathBuf>,
@@ -181,6 +184,7 @@ impl<'a> RunStep<'a> {
             user: String::new(),
             hostname: "rbuild".into(),
             network: Network::Host,
+            security: Security::Sandbox,
             mounts: Vec::new(),
             log_path: None,
             stdio,
@@ -591,6 +595,8 @@ impl Executor {
             user: step.user.clone(),
             hostname: step.hostname.clone(),
             network: step.network,
+            security: step.security,
+            drop_mknod: false,
             mounts: mount_specs,
             new_session: matches!(step.stdio, Stdio3::Capture(_)),
             scratch,

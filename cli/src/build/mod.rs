@@ -4,6 +4,7 @@
 //! share [`prepare`].
 
 pub mod dockerfile;
+pub mod entitlements;
 pub mod explain;
 pub mod finish;
 pub mod images;

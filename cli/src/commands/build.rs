@@ -65,6 +65,11 @@ pub struct BuildArgs {
     #[arg(long, value_name = "MODE", default_value = "default")]
     pub network: String,
 
+    /// Allow what RUN steps may ask for (repeatable, or a comma list): `network.host` for
+    /// `RUN --network=host`, `security.insecure` for `RUN --security=insecure`.
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
+
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
     pub iidfile: Option<PathBuf>,
@@ -281,7 +286,9 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
             eprintln!("verify-reproducible: building twice with {note}");
         }
     }
+    let allowed = build::entitlements::Allowed::parse(&args.allow)?;
     let prepared = build::prepare_with(global, &args, args.quiet, epoch)?;
+    build::entitlements::check(&prepared, allowed)?;
 
     if args.fail_on_cache_miss || args.explain {
         let explanations = crate::commands::explain::dry_run(&prepared, args.no_cache)?;

@@ -185,6 +185,9 @@ impl BuildWorker<'_> {
             (Network::None, _) | (Network::Default, Network::None) => crate::sandbox::Network::None,
             _ => crate::sandbox::Network::Host,
         };
+        if run.security == rbuild_solver::op::Security::Insecure {
+            spec.security = crate::sandbox::Security::Insecure;
+        }
         spec.mounts = mounts;
         spec.memory = self.options.memory;
         spec.log_path = Some(log_path.clone());

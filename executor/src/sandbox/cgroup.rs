@@ -80,6 +80,11 @@ impl MemoryCgroup {
         Ok(())
     }
 
+    /// The group's directory when it is in the v2 hierarchy (where the device filter goes).
+    pub fn v2_dir(&self) -> Option<&Path> {
+        (self.version == Version::V2).then_some(self.dir.as_path())
+    }
+
     /// Move process `pid` (and so its future children) into the cgroup.
     pub fn add(&self, pid: i32) -> io::Result<()> {
         std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())

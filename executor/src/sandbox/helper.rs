@@ -3,6 +3,12 @@
 //! `/dev`, `/sys` and the step's mounts, then forks the PID-1 init of the new PID namespace and
 //! waits for it. Status records go to fd 4. All mounts live in the helper's private mount
 //! namespace, so they vanish with its last process, however the step ends.
+//!
+//! Devices: every mount of the sandbox is `nodev` except the standard device nodes, which are
+//! bind-mounted one by one into `/dev` (a `nodev` tmpfs), and `/dev/pts`; a node the step
+//! creates anywhere cannot be opened, whatever the device cgroup says. `--security=insecure`
+//! leaves the mounts as they are, with a writable `/sys`, and adds the host devices BuildKit
+//! gives such steps (fuse, kvm, tun, the loop devices, ...).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -16,7 +22,8 @@ use rustix::thread::UnshareFlags;
 
 use super::fsops::{self, Overlay};
 use super::init;
-use super::spec::{MountSource, MountSpec, Network, RootfsSpec, SandboxSpec, Status};
+use super::seccomp;
+use super::spec::{MountSource, MountSpec, Network, RootfsSpec, SandboxSpec, Security, Status};
 use super::sys;
 
 /// A failure during setup, tagged with the stage it happened in.
@@ -114,18 +121,29 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     if spec.network == Network::None {
         sys::loopback_up().stage("bring up loopback")?;
     }
-    mount_dev(&root)?;
-    mount_sys(&root)?;
+    let insecure = spec.security == Security::Insecure;
+    mount_dev(&root, &spec.scratch.join("devices"))?;
+    if insecure {
+        host_devices(&root)?;
+    }
+    mount_sys(&root, insecure)?;
     for (i, m) in spec.mounts.iter().enumerate() {
         mount_one(&root, m, &spec.scratch.join(format!("m{i}"))).map_err(|f| Failure {
             stage: f.stage,
             message: format!("`{}`: {}", m.target, f.message),
         })?;
     }
+    if !insecure {
+        nodev_everywhere(&root)?;
+    }
     let proc_target = fsops::open_in_root(&root, "proc", true).stage("find /proc")?;
+    let filters = match spec.security {
+        Security::Sandbox => Some(seccomp::compile().stage("seccomp profile")?),
+        Security::Insecure => None,
+    };
 
     match sys::fork().stage("fork init")? {
-        None => init::run(reporter, &spec, root, proc_target),
+        None => init::run(reporter, &spec, root, proc_target, filters.as_ref()),
         Some(pid) => {
             drop(root);
             drop(proc_target);
@@ -185,8 +203,19 @@ fn mount_rootfs(spec: &SandboxSpec) -> Result<OwnedFd, Failure> {
     }
 }
 
-/// A minimal `/dev`: a tmpfs with the usual character devices, a private devpts, and shm.
-fn mount_dev(root: &OwnedFd) -> Result<(), Failure> {
+/// The standard device nodes: name, major, minor.
+const DEVICES: [(&str, u32, u32); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// A minimal `/dev`: a tmpfs with the standard character devices (each bind-mounted from a
+/// private tmpfs, so `/dev` itself can be `nodev`), a private devpts, shm and mqueue.
+fn mount_dev(root: &OwnedFd, scratch: &Path) -> Result<(), Failure> {
     let target = fsops::open_in_root(root, "dev", true).stage("find /dev")?;
     let tmpfs = fsops::new_mount(
         "tmpfs",
@@ -196,24 +225,47 @@ fn mount_dev(root: &OwnedFd) -> Result<(), Failure> {
     .stage("mount /dev")?;
     fsops::attach(&tmpfs, &target).stage("mount /dev")?;
     let dev = fsops::open_in_root(root, "dev", true).stage("open /dev")?;
-    for (name, major, minor) in [
-        ("null", 1, 3),
-        ("zero", 1, 5),
-        ("full", 1, 7),
-        ("random", 1, 8),
-        ("urandom", 1, 9),
-        ("tty", 5, 0),
-    ] {
+    // The nodes themselves live in a small tmpfs of the helper's (never visible in the step).
+    std::fs::create_dir_all(scratch).stage("scratch")?;
+    let nodes_fs = fsops::new_mount(
+        "tmpfs",
+        &[("mode", "755".into()), ("size", "64k".into())],
+        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+    )
+    .stage("create /dev nodes")?;
+    fsops::attach(&nodes_fs, fsops::open_dir(scratch).stage("scratch")?)
+        .stage("create /dev nodes")?;
+    let nodes = rustix::fs::open(scratch, OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .stage("create /dev nodes")?;
+    for (name, major, minor) in DEVICES {
         rustix::fs::mknodat(
-            &dev,
+            &nodes,
             name,
             FileType::CharacterDevice,
             Mode::from_raw_mode(0o666),
             rustix::fs::makedev(major, minor),
         )
         .stage("create /dev nodes")?;
+        let node = rustix::fs::openat(
+            &nodes,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .stage("create /dev nodes")?;
+        let bind = fsops::clone_tree(&node, false).stage("bind /dev nodes")?;
+        rustix::fs::openat(
+            &dev,
+            name,
+            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::from_raw_mode(0o666),
+        )
+        .stage("bind /dev nodes")?;
+        let at =
+            fsops::open_in_root(root, &format!("dev/{name}"), true).stage("bind /dev nodes")?;
+        fsops::attach(&bind, &at).stage("bind /dev nodes")?;
     }
-    for dir in ["pts", "shm"] {
+    for dir in ["pts", "shm", "mqueue"] {
         rustix::fs::mkdirat(&dev, dir, Mode::from_raw_mode(0o755)).stage("create /dev dirs")?;
     }
     for (link, target) in [
@@ -246,13 +298,88 @@ fn mount_dev(root: &OwnedFd) -> Result<(), Failure> {
     )
     .stage("mount /dev/shm")?;
     let shm_target = fsops::open_in_root(root, "dev/shm", true).stage("find /dev/shm")?;
-    fsops::attach(&shm, &shm_target).stage("mount /dev/shm")
+    fsops::attach(&shm, &shm_target).stage("mount /dev/shm")?;
+    // POSIX message queues of the sandbox's own IPC namespace, as Docker mounts them.
+    let mqueue = fsops::new_mount(
+        "mqueue",
+        &[],
+        MountAttrFlags::MOUNT_ATTR_NOSUID
+            | MountAttrFlags::MOUNT_ATTR_NODEV
+            | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+    )
+    .stage("mount /dev/mqueue")?;
+    let mqueue_target = fsops::open_in_root(root, "dev/mqueue", true).stage("find /dev/mqueue")?;
+    fsops::attach(&mqueue, &mqueue_target).stage("mount /dev/mqueue")
 }
 
-/// A read-only `/sys` (a fresh sysfs; a read-only bind of the host's as a fallback).
-fn mount_sys(root: &OwnedFd) -> Result<(), Failure> {
+/// Host devices an insecure step gets in its `/dev`, as BuildKit gives them: kmsg, fuse, cuse,
+/// kvm, tun and the loop devices (those the host has).
+fn host_devices(root: &OwnedFd) -> Result<(), Failure> {
+    let mut names: Vec<String> = ["kmsg", "cuse", "fuse", "kvm", "net/tun", "loop-control"]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    if let Ok(entries) = std::fs::read_dir("/dev") {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name
+                .strip_prefix("loop")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            {
+                names.push(name);
+            }
+        }
+    }
+    let dev = fsops::open_in_root(root, "dev", true).stage("open /dev")?;
+    for name in names {
+        let Ok(st) = rustix::fs::stat(format!("/dev/{name}").as_str()) else {
+            continue;
+        };
+        let kind = FileType::from_raw_mode(st.st_mode);
+        if !matches!(kind, FileType::CharacterDevice | FileType::BlockDevice) {
+            continue;
+        }
+        if let Some((dir, _)) = name.split_once('/') {
+            match rustix::fs::mkdirat(&dev, dir, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(e).stage("create host devices"),
+            }
+        }
+        rustix::fs::mknodat(
+            &dev,
+            name.as_str(),
+            kind,
+            Mode::from_raw_mode(st.st_mode & 0o7777),
+            st.st_rdev,
+        )
+        .stage("create host devices")?;
+    }
+    Ok(())
+}
+
+/// Make every mount of the sandbox `nodev`, then give device access back to the standard
+/// nodes' bind mounts and `/dev/pts`.
+fn nodev_everywhere(root: &OwnedFd) -> Result<(), Failure> {
+    sys::mount_change_attrs(root, sys::MOUNT_ATTR_NODEV, 0, true).stage("make mounts nodev")?;
+    let names = DEVICES.iter().map(|(name, _, _)| *name).chain(["pts"]);
+    for name in names {
+        let fd =
+            fsops::open_in_root(root, &format!("dev/{name}"), true).stage("open /dev nodes")?;
+        sys::mount_change_attrs(&fd, 0, sys::MOUNT_ATTR_NODEV, false).stage("allow /dev nodes")?;
+    }
+    Ok(())
+}
+
+/// A read-only `/sys` (a fresh sysfs; a read-only bind of the host's as a fallback); writable
+/// for `--security=insecure`.
+fn mount_sys(root: &OwnedFd, writable: bool) -> Result<(), Failure> {
     let target = fsops::open_in_root(root, "sys", true).stage("find /sys")?;
-    let attrs = MountAttrFlags::MOUNT_ATTR_RDONLY
+    let ro = if writable {
+        MountAttrFlags::empty()
+    } else {
+        MountAttrFlags::MOUNT_ATTR_RDONLY
+    };
+    let attrs = ro
         | MountAttrFlags::MOUNT_ATTR_NOSUID
         | MountAttrFlags::MOUNT_ATTR_NODEV
         | MountAttrFlags::MOUNT_ATTR_NOEXEC;
@@ -260,7 +387,7 @@ fn mount_sys(root: &OwnedFd) -> Result<(), Failure> {
         Ok(fd) => fd,
         Err(_) => {
             let host = fsops::open_host(Path::new("/sys")).stage("open host /sys")?;
-            fsops::clone_tree(&host, true).stage("bind /sys")?
+            fsops::clone_tree(&host, !writable).stage("bind /sys")?
         }
     };
     fsops::attach(&sysfs, &target).stage("mount /sys")

@@ -2,8 +2,10 @@
 //! `/proc` (masking the dangerous parts), pivots into the rootfs, forks the command, reaps
 //! every orphan, reports how the command ended and exits — which makes the kernel kill
 //! whatever the step left running. The command process resolves the user from the image's
-//! passwd/group files, creates the working directory, narrows capabilities to Docker's default
-//! set, drops privileges and execs.
+//! passwd/group files, creates the working directory, installs the seccomp filter, narrows
+//! capabilities to Docker's default set (bounding, permitted, effective; inheritable and
+//! ambient empty), drops privileges and execs. `--security=insecure` keeps every capability
+//! and installs no filter, and leaves `/proc` unmasked.
 
 use std::io::Read;
 use std::os::fd::OwnedFd;
@@ -15,13 +17,16 @@ use rustix::process::{Pid, Signal, WaitOptions};
 
 use super::fsops;
 use super::helper::{Failure, Reporter, Stage};
-use super::spec::{SandboxSpec, Status};
+use super::seccomp::Filters;
+use super::spec::{SandboxSpec, Security, Status};
 use super::sys;
 use crate::user;
 
 /// Docker's default capability set (bit numbers): CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL,
 /// SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
 const DEFAULT_CAPS: [u32; 14] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
+/// CAP_MKNOD, dropped too when no device cgroup could be set up.
+const CAP_MKNOD: u32 = 27;
 
 /// `/proc` entries made read-only, and entries hidden.
 const PROC_READONLY: [&str; 5] = ["sys", "sysrq-trigger", "irq", "bus", "fs"];
@@ -41,9 +46,10 @@ pub(super) fn run(
     spec: &SandboxSpec,
     root: OwnedFd,
     proc_target: OwnedFd,
+    filters: Option<&Filters>,
 ) -> ! {
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
-    if let Err(f) = setup(&root, proc_target) {
+    if let Err(f) = setup(&root, proc_target, spec.security) {
         reporter.fail(f);
         sys::exit_now(1);
     }
@@ -53,7 +59,7 @@ pub(super) fn run(
     // capability init still has.
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let child = match sys::fork() {
-        Ok(None) => command(reporter, spec),
+        Ok(None) => command(reporter, spec, filters),
         Ok(Some(pid)) => {
             if let Err(e) = drop_all_capabilities() {
                 reporter.fail(Failure {
@@ -96,7 +102,7 @@ pub(super) fn run(
     }
 }
 
-fn setup(root: &OwnedFd, proc_target: OwnedFd) -> Result<(), Failure> {
+fn setup(root: &OwnedFd, proc_target: OwnedFd, security: Security) -> Result<(), Failure> {
     let proc = fsops::new_mount(
         "proc",
         &[],
@@ -106,6 +112,9 @@ fn setup(root: &OwnedFd, proc_target: OwnedFd) -> Result<(), Failure> {
     )
     .stage("mount /proc")?;
     fsops::attach(&proc, &proc_target).stage("mount /proc")?;
+    if security == Security::Insecure {
+        return enter_root(root);
+    }
     let proc_dir = fsops::open_in_root(root, "proc", true).stage("open /proc")?;
     let open = |name: &str| {
         rustix::fs::openat(
@@ -139,6 +148,10 @@ fn setup(root: &OwnedFd, proc_target: OwnedFd) -> Result<(), Failure> {
             fsops::attach(&empty, &fd).stage("mask /proc")?;
         }
     }
+    enter_root(root)
+}
+
+fn enter_root(root: &OwnedFd) -> Result<(), Failure> {
     // pivot_root(".", ".") stacks the old root on the new one; detaching "." then drops it.
     rustix::process::fchdir(root).stage("enter rootfs")?;
     rustix::process::pivot_root(".", ".").stage("pivot_root")?;
@@ -148,7 +161,7 @@ fn setup(root: &OwnedFd, proc_target: OwnedFd) -> Result<(), Failure> {
 }
 
 /// The command process: identity, working directory, capabilities, exec. Never returns.
-fn command(reporter: &mut Reporter, spec: &SandboxSpec) -> ! {
+fn command(reporter: &mut Reporter, spec: &SandboxSpec, filters: Option<&Filters>) -> ! {
     let program = spec.argv.first().cloned().unwrap_or_default();
     let start_failed = |reporter: &mut Reporter, reason: String| -> ! {
         reporter.send(&Status::StartFailed {
@@ -169,7 +182,7 @@ fn command(reporter: &mut Reporter, spec: &SandboxSpec) -> ! {
     if let Err(reason) = enter_cwd(&spec.cwd, id.uid, id.gid) {
         start_failed(reporter, reason);
     }
-    if let Err(e) = drop_privileges(&id) {
+    if let Err(e) = confine(spec, filters, &id) {
         start_failed(
             reporter,
             format!("cannot switch to user `{}`: {e}", spec.user),
@@ -277,8 +290,47 @@ fn drop_all_capabilities() -> std::io::Result<()> {
     Ok(())
 }
 
+/// Seccomp, capabilities, then the user's identity. The filter goes first: installing it
+/// without `no_new_privs` needs `CAP_SYS_ADMIN`, and it allows the calls that follow.
+fn confine(
+    spec: &SandboxSpec,
+    filters: Option<&Filters>,
+    id: &user::Identity,
+) -> std::io::Result<()> {
+    for filter in filters.into_iter().flatten() {
+        sys::install_seccomp(filter)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("seccomp filter: {e}")))?;
+    }
+    if spec.security == Security::Insecure {
+        // Every capability rbuild itself has: root's exec gets its whole bounding set.
+        return drop_privileges(id);
+    }
+    let caps: Vec<u32> = DEFAULT_CAPS
+        .iter()
+        .copied()
+        .filter(|c| !(spec.drop_mknod && *c == CAP_MKNOD))
+        .collect();
+    sys::bound_capabilities(&caps)?;
+    drop_privileges(id)?;
+    if id.uid == 0 {
+        // Root keeps exactly the set: permitted and effective; nothing inheritable.
+        let mut set = rustix::thread::CapabilitySet::empty();
+        for cap in &caps {
+            set |= rustix::thread::CapabilitySet::from_bits_retain(1u64 << cap);
+        }
+        rustix::thread::set_capabilities(
+            None,
+            rustix::thread::CapabilitySets {
+                effective: set,
+                permitted: set,
+                inheritable: rustix::thread::CapabilitySet::empty(),
+            },
+        )?;
+    }
+    Ok(())
+}
+
 fn drop_privileges(id: &user::Identity) -> std::io::Result<()> {
-    sys::bound_capabilities(&DEFAULT_CAPS)?;
     let groups: Vec<rustix::process::Gid> = id
         .groups
         .iter()

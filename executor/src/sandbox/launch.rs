@@ -1,7 +1,9 @@
 //! The parent side of the sandbox: start the helper (`/proc/self/exe __rbuild-sandbox`, never a
 //! fork of this multi-threaded process) with the spec on fd 3 and a status pipe on fd 4, stream
 //! its output line by line to the caller and in full to a log file, honour cancellation and a
-//! timeout (killing the helper takes the whole sandbox down), and decode how it ended.
+//! timeout (killing the helper takes the whole sandbox down), and decode how it ended. The
+//! helper is put in its memory and device cgroups before it reads its spec, so nothing it
+//! starts escapes them.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -17,7 +19,8 @@ use std::time::{Duration, Instant};
 use rustix::pipe::{PipeFlags, pipe_with};
 
 use super::HELPER_ARG;
-use super::spec::{SandboxSpec, Status};
+use super::devices::DeviceCgroup;
+use super::spec::{SandboxSpec, Security, Status};
 use super::sys;
 use crate::error::{ExecError, Result};
 
@@ -162,6 +165,32 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
             None
         }
     };
+    // The device cgroup: only the standard devices can be opened (not for insecure steps).
+    let mut spec = opts.spec.clone();
+    let devices = match spec.security {
+        Security::Insecure => None,
+        Security::Sandbox => match DeviceCgroup::create(cgroup.as_ref().and_then(|c| c.v2_dir())) {
+            Ok(Some(devices)) => Some(devices),
+            Ok(None) => {
+                // No cgroup hierarchy at all: the nodev mounts still stop device nodes from
+                // being opened, and the step cannot create any.
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "no cgroup hierarchy for a device cgroup: RUN steps get nodev mounts \
+                         and no CAP_MKNOD instead"
+                    )
+                });
+                spec.drop_mknod = true;
+                None
+            }
+            Err(e) => {
+                return Err(ExecError::sandbox(format!(
+                    "cannot restrict the sandbox's devices (device cgroup): {e}"
+                )));
+            }
+        },
+    };
     let io_err = |what: &'static str| {
         move |e: std::io::Error| ExecError::io(what, PathBuf::from("sandbox helper"), e)
     };
@@ -197,12 +226,24 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
         }),
         None => Ok(()),
     };
-    let result = match placed {
-        Ok(()) => supervise(&mut opts, &mut child, spec_w, status_r),
-        Err(e) if opts.memory.is_some() => Err(e),
-        Err(e) => {
+    let fenced = match &devices {
+        Some(d) => d.add(pid).map_err(|e| {
+            ExecError::sandbox(format!(
+                "cannot move the sandbox into its device cgroup: {e}"
+            ))
+        }),
+        None => Ok(()),
+    };
+    let result = match (placed, fenced) {
+        (_, Err(e)) => Err(e),
+        // A v2 device filter lives on the memory cgroup: the move must have worked.
+        (Err(e), _) if opts.memory.is_some() || devices.as_ref().is_some_and(|d| d.shared()) => {
+            Err(e)
+        }
+        (Ok(()), Ok(())) => supervise(&mut opts, &spec, &mut child, spec_w, status_r),
+        (Err(e), Ok(())) => {
             tracing::debug!(error = %e, "no memory cgroup: OOM kills show as SIGKILL");
-            supervise(&mut opts, &mut child, spec_w, status_r)
+            supervise(&mut opts, &spec, &mut child, spec_w, status_r)
         }
     };
     if result.is_err() {
@@ -220,12 +261,13 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
 
 fn supervise(
     opts: &mut Launch<'_>,
+    spec: &SandboxSpec,
     child: &mut std::process::Child,
     spec_w: std::os::fd::OwnedFd,
     status_r: std::os::fd::OwnedFd,
 ) -> Result<Launched> {
     let pid = child.id() as i32;
-    let spec = serde_json::to_vec(opts.spec)
+    let spec = serde_json::to_vec(spec)
         .map_err(|e| ExecError::sandbox(format!("cannot encode the spec: {e}")))?;
     // The helper reads the spec first thing; a failed write means it died and the status pipe
     // says why.

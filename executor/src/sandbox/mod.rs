@@ -3,22 +3,29 @@
 //! a minimal `/dev`, a fresh `/proc`, a read-only `/sys` and the step's mounts, then a PID-1
 //! init runs the command and reaps. This module is the only place in rbuild with `unsafe`.
 //!
+//! Confinement (unless the step is [`Security::Insecure`]): Docker's default capabilities, the
+//! default seccomp profile (`seccomp.rs`, data in `seccomp-profile.json`), a device cgroup
+//! that lets only the standard devices be opened (`devices.rs`: v1 controller or a v2 BPF
+//! program), and `nodev` on every mount but the standard device nodes.
+//!
 //! Protocol: the parent runs `/proc/self/exe __rbuild-sandbox` with the JSON [`SandboxSpec`] on
 //! fd 3 and a pipe on fd 4 that receives JSON-line [`Status`] records; the binary's `main` must
 //! call [`helper_main`] first thing when its first argument is [`HELPER_ARG`].
 #![allow(unsafe_code)]
 
 mod cgroup;
+mod devices;
 pub mod fsops;
 mod helper;
 mod init;
 mod launch;
+mod seccomp;
 mod spec;
 mod sys;
 
 pub use helper::main as helper_main;
 pub use launch::{CancelToken, Ended, Launch, Launched, Stdio3, Stream, launch};
-pub use spec::{MountSource, MountSpec, Network, RootfsSpec, SandboxSpec, Status};
+pub use spec::{MountSource, MountSpec, Network, RootfsSpec, SandboxSpec, Security, Status};
 pub use sys::is_root;
 
 /// The hidden first argument that turns the rbuild binary into the sandbox helper.

@@ -15,6 +15,18 @@ pub enum Network {
     None,
 }
 
+/// How confined the command is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Security {
+    /// Docker's default confinement: its default capability set, the default seccomp profile
+    /// ([`super::seccomp`]), the standard devices only (a device cgroup and `nodev` mounts).
+    #[default]
+    Sandbox,
+    /// `RUN --security=insecure` (needs the `security.insecure` entitlement): every
+    /// capability, no seccomp filter, every device, a writable `/sys` and an unmasked `/proc`.
+    Insecure,
+}
+
 /// How the root filesystem is provided.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum RootfsSpec {
@@ -87,6 +99,10 @@ pub struct SandboxSpec {
     pub user: String,
     pub hostname: String,
     pub network: Network,
+    pub security: Security,
+    /// No device cgroup could be set up: drop `CAP_MKNOD` too (the `nodev` mounts still stop
+    /// device nodes from being opened).
+    pub drop_mknod: bool,
     /// Mounts in order (parents before children).
     pub mounts: Vec<MountSpec>,
     /// Start the command in a new session (no controlling terminal).

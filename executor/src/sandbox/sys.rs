@@ -89,12 +89,18 @@ struct MountAttr {
 }
 
 pub const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+pub const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
 
 /// Set attributes on the mount tree at `fd` (a detached or attached mount, `AT_EMPTY_PATH`).
 pub fn mount_setattr(fd: &OwnedFd, set: u64, recursive: bool) -> io::Result<()> {
+    mount_change_attrs(fd, set, 0, recursive)
+}
+
+/// Set the attributes `set` and clear `clear` on the mount (tree) at `fd`.
+pub fn mount_change_attrs(fd: &OwnedFd, set: u64, clear: u64, recursive: bool) -> io::Result<()> {
     let attr = MountAttr {
         attr_set: set,
-        attr_clr: 0,
+        attr_clr: clear,
         propagation: 0,
         userns_fd: 0,
     };
@@ -198,4 +204,136 @@ pub fn exit_now(code: i32) -> ! {
 /// Whether the effective user is root.
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
+}
+
+/// Load `program` as a `BPF_PROG_TYPE_CGROUP_DEVICE` program and attach it to the cgroup v2
+/// directory `dir` (with `BPF_F_ALLOW_MULTI`, so programs of parent groups still apply). The
+/// attachment keeps the program alive until the group is removed.
+pub fn attach_device_program(
+    dir: &std::path::Path,
+    program: &[super::devices::Insn],
+) -> io::Result<()> {
+    const BPF_PROG_LOAD: libc::c_long = 5;
+    const BPF_PROG_ATTACH: libc::c_long = 8;
+    const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+    const BPF_CGROUP_DEVICE: u32 = 6;
+    const BPF_F_ALLOW_MULTI: u32 = 2;
+    /// The leading fields of `union bpf_attr` for BPF_PROG_LOAD.
+    #[repr(C)]
+    #[derive(Default)]
+    struct ProgLoad {
+        prog_type: u32,
+        insn_cnt: u32,
+        insns: u64,
+        license: u64,
+        log_level: u32,
+        log_size: u32,
+        log_buf: u64,
+        kern_version: u32,
+        prog_flags: u32,
+        prog_name: [u8; 16],
+        prog_ifindex: u32,
+        expected_attach_type: u32,
+    }
+    /// The fields of `union bpf_attr` for BPF_PROG_ATTACH.
+    #[repr(C)]
+    struct ProgAttach {
+        target_fd: u32,
+        attach_bpf_fd: u32,
+        attach_type: u32,
+        attach_flags: u32,
+        replace_bpf_fd: u32,
+    }
+    let license = c"MIT";
+    let mut log = vec![0u8; 64 * 1024];
+    let mut name = [0u8; 16];
+    name[..12].copy_from_slice(b"rbuild_devcg");
+    let load = ProgLoad {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: program.len() as u32,
+        insns: program.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+        prog_name: name,
+        expected_attach_type: BPF_CGROUP_DEVICE,
+        ..Default::default()
+    };
+    // SAFETY: `load` is a properly laid out prefix of `union bpf_attr` (the kernel accepts a
+    // shorter size and zero-fills the rest); the instruction array, license string and log
+    // buffer it points to outlive the call, and the log's size is passed alongside.
+    let prog = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &load as *const ProgLoad,
+            std::mem::size_of::<ProgLoad>(),
+        )
+    };
+    if prog < 0 {
+        let err = io::Error::last_os_error();
+        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+        let verifier = String::from_utf8_lossy(&log[..end]);
+        return Err(io::Error::new(
+            err.kind(),
+            format!("loading the device filter: {err} {}", verifier.trim()),
+        ));
+    }
+    // SAFETY: the kernel just returned this descriptor; nothing else owns it.
+    let prog = unsafe { OwnedFd::from_raw_fd(prog as RawFd) };
+    let group = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    let attach = ProgAttach {
+        target_fd: group.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+        replace_bpf_fd: 0,
+    };
+    // SAFETY: `attach` is a properly laid out prefix of `union bpf_attr` naming two open
+    // descriptors; the kernel only reads it.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attach as *const ProgAttach,
+            std::mem::size_of::<ProgAttach>(),
+        )
+    };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!("attaching the device filter to {}: {err}", dir.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// Install a classic-BPF seccomp filter on the calling thread without setting `no_new_privs`
+/// (the caller must hold `CAP_SYS_ADMIN`), as Docker does unless asked for no-new-privileges.
+pub fn install_seccomp(program: &[seccompiler::sock_filter]) -> io::Result<()> {
+    let prog = libc::sock_fprog {
+        len: u16::try_from(program.len())
+            .map_err(|_| io::Error::other("the seccomp filter is too long"))?,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `program`, a valid array of classic BPF instructions whose
+    // layout matches `struct sock_filter`, and both outlive the call; the kernel copies them.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_ulong,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -42,6 +42,7 @@ pub use records::{
     Changed, FieldChange, FileRecord, ModeOverride, Overrides, RECORDS_VERSION, RecordKind,
     RecordsDiff, RecordsDigest, canonicalize, diff, digest, encode,
 };
+pub use glob::MobyPattern;
 pub use sources::{
     CopyItem, CopyRequest, ResolvedSources, RootKind, SourceArg, SourceRoot, is_reserved_name,
 };

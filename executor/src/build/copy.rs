@@ -434,11 +434,12 @@ fn copy_parents_from_view(
             message: format!("`{pivot}` in `{source}` is not a directory"),
         });
     }
-    let matcher = rbuild_solver::context::MobyPattern::new(pattern_rel.as_bytes()).map_err(|e| {
-        StepError::Invalid {
-            message: format!("invalid --parents source `{source}`: {}", e.reason),
-        }
-    })?;
+    let matcher =
+        rbuild_solver::context::MobyPattern::new(pattern_rel.as_bytes()).map_err(|e| {
+            StepError::Invalid {
+                message: format!("invalid --parents source `{source}`: {}", e.reason),
+            }
+        })?;
     let exclude_res: Vec<regex::Regex> = excludes
         .iter()
         .map(|e| glob_path_regex(e))
@@ -754,8 +755,12 @@ fn apply(
         if item.merge {
             // Created (with its missing parents) as a destination parent when missing; an
             // existing directory keeps its mode and owner.
-            root.mkdir_all(&item.dest, (item.attrs.uid, item.attrs.gid), item.attrs.mode)
-                .map_err(io_err("create directory"))?;
+            root.mkdir_all(
+                &item.dest,
+                (item.attrs.uid, item.attrs.gid),
+                item.attrs.mode,
+            )
+            .map_err(io_err("create directory"))?;
             dirs.push((item.dest.clone(), item.attrs, true));
             continue;
         }

@@ -217,12 +217,7 @@ fn resolve_in(root: &RootDir, rel: &RelPath) -> io::Result<Vec<u8>> {
                 if target.starts_with(b"/") {
                     current.clear();
                 }
-                pending.extend(
-                    target
-                        .split(|&b| b == b'/')
-                        .rev()
-                        .map(<[u8]>::to_vec),
-                );
+                pending.extend(target.split(|&b| b == b'/').rev().map(<[u8]>::to_vec));
             }
             Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {
                 if !pending.iter().all(|c| c.is_empty() || c == b".") {

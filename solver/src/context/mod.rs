@@ -36,13 +36,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use error::{ContextError, ExcludedHere, Source, SourceError, source};
+pub use glob::MobyPattern;
 pub use hash::{ContentHash, HashStats, StatCache};
 pub use ignore::{DockerIgnore, Rule};
 pub use records::{
     Changed, FieldChange, FileRecord, ModeOverride, Overrides, RECORDS_VERSION, RecordKind,
     RecordsDiff, RecordsDigest, canonicalize, diff, digest, encode,
 };
-pub use glob::MobyPattern;
 pub use sources::{
     CopyItem, CopyRequest, ResolvedSources, RootKind, SourceArg, SourceRoot, is_reserved_name,
 };

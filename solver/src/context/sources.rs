@@ -242,8 +242,10 @@ impl BuildContext {
     /// without a lock file). A literal source that is missing is an error.
     pub fn resolve(&self, req: &CopyRequest<'_>) -> Result<ResolvedSources, SourceError> {
         let excludes = self.compile_excludes(req)?;
-        let mut out = ResolvedSources::default();
-        out.multiple = req.sources.len() > 1;
+        let mut out = ResolvedSources {
+            multiple: req.sources.len() > 1,
+            ..ResolvedSources::default()
+        };
         for (si, arg) in req.sources.iter().enumerate() {
             let raw = arg.text.as_bytes();
             let (pivot, cleaned) = if req.parents {

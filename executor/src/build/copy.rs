@@ -1044,6 +1044,212 @@ mod tests {
         assert!(re.is_match("tmp") && re.is_match("tmp/x") && !re.is_match("tmpx"));
     }
 
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
+
+    use rbuild_solver::op::FileSource;
+
+    fn op(sources: &[&str], dest: &str) -> CopyOp {
+        CopyOp {
+            add: false,
+            from: FileSource::Stage(0),
+            sources: sources
+                .iter()
+                .map(|p| CopySource::Path {
+                    path: p.to_string(),
+                    span: 0..0,
+                })
+                .collect(),
+            dest: dest.into(),
+            chown: None,
+            chmod: None,
+            link: false,
+            parents: false,
+            excludes: Vec::new(),
+            checksum: None,
+            keep_git_dir: false,
+            unpack: None,
+            workdir: "/".into(),
+        }
+    }
+
+    /// A step writing into its upper directory over `image`, copying from `source`.
+    struct Step {
+        image: tempfile::TempDir,
+        source: tempfile::TempDir,
+        upper: tempfile::TempDir,
+    }
+
+    impl Step {
+        fn new() -> Step {
+            Step {
+                image: tempfile::tempdir().unwrap(),
+                source: tempfile::tempdir().unwrap(),
+                upper: tempfile::tempdir().unwrap(),
+            }
+        }
+        fn run(&self, op: &CopyOp) -> Result<(), StepError> {
+            let dest = Dest::upper(self.upper.path(), &[self.image.path().to_path_buf()]).unwrap();
+            let inputs = CopyInputs {
+                context: None,
+                step: None,
+                source_layers: Some(vec![self.source.path().to_path_buf()]),
+                reuse: None,
+            };
+            copy(&dest, op, &inputs)
+        }
+        fn out(&self, rel: &str) -> std::fs::Metadata {
+            std::fs::symlink_metadata(self.upper.path().join(rel)).unwrap()
+        }
+    }
+
+    fn mkdir(root: &Path, rel: &str, mode: u32, owner: u32) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        std::os::unix::fs::chown(&p, Some(owner), Some(owner)).unwrap();
+    }
+
+    /// A directory's contents merged into an existing directory leave its mode and owner
+    /// alone (only the mtime comes from the source); `--chmod` applies to what is copied.
+    #[test]
+    fn merging_into_an_existing_directory_keeps_its_mode_and_owner() {
+        let step = Step::new();
+        mkdir(step.image.path(), "tmp", 0o1777, 7);
+        mkdir(step.source.path(), "conf/sub", 0o700, 0);
+        mkdir(step.source.path(), "conf", 0o700, 0);
+        std::fs::write(step.source.path().join("conf/a"), "a").unwrap();
+        let mut op = op(&["/conf/"], "/tmp/");
+        op.chmod = Some("640".into());
+        op.chown = Some("5:5".into());
+        step.run(&op).unwrap();
+        let tmp = step.out("tmp");
+        assert_eq!((tmp.mode() & 0o7777, tmp.uid()), (0o1777, 7));
+        let src_mtime = std::fs::metadata(step.source.path().join("conf"))
+            .unwrap()
+            .mtime();
+        assert_eq!(tmp.mtime(), src_mtime);
+        let a = step.out("tmp/a");
+        assert_eq!((a.mode() & 0o7777, a.uid(), a.gid()), (0o640, 5, 5));
+        assert_eq!(step.out("tmp/sub").mode() & 0o7777, 0o640);
+    }
+
+    /// A missing merge destination is created like a destination parent: 0755 (or an octal
+    /// `--chmod`), owned per `--chown` — not with the source directory's mode.
+    #[test]
+    fn missing_merge_destination_is_created_as_a_parent() {
+        let step = Step::new();
+        mkdir(step.source.path(), "conf", 0o700, 3);
+        std::fs::write(step.source.path().join("conf/a"), "a").unwrap();
+        step.run(&op(&["/conf"], "/new/dir")).unwrap();
+        let d = step.out("new/dir");
+        assert_eq!((d.mode() & 0o7777, d.uid()), (0o755, 0));
+        let mut with_chown = op(&["/conf"], "/other/");
+        with_chown.chown = Some("9".into());
+        with_chown.chmod = Some("u+x,g-w".into());
+        step.run(&with_chown).unwrap();
+        let d = step.out("other");
+        assert_eq!((d.mode() & 0o7777, d.uid(), d.gid()), (0o755, 9, 9));
+    }
+
+    /// Created parents: 0755 with a symbolic `--chmod`, the permission bits of an octal one.
+    #[test]
+    fn parent_modes_follow_buildkit() {
+        let symbolic = Chmod::parse("u+x,g-w").unwrap();
+        let octal = Chmod::parse("4750").unwrap();
+        assert_eq!(Parents::new(None, Some(&symbolic)).mode, 0o755);
+        assert_eq!(Parents::new(Some((1, 2)), Some(&octal)).mode, 0o750);
+        assert_eq!(Parents::new(Some((1, 2)), None).owner, (1, 2));
+        let step = Step::new();
+        std::fs::write(step.source.path().join("f"), "f").unwrap();
+        let mut o = op(&["/f"], "/a/b/");
+        o.chmod = Some("u+x,g-w".into());
+        step.run(&o).unwrap();
+        assert_eq!(step.out("a").mode() & 0o7777, 0o755);
+        assert_eq!(step.out("a/b/f").mode() & 0o7777, 0o744);
+    }
+
+    /// A destination that is a symlink is written through (resolved in the image), dangling
+    /// or not; the link itself stays.
+    #[test]
+    fn symlink_destinations_are_written_through() {
+        let step = Step::new();
+        mkdir(step.image.path(), "etc", 0o755, 0);
+        symlink("/etc/target", step.image.path().join("dangling")).unwrap();
+        symlink("etc", step.image.path().join("dirlink")).unwrap();
+        std::fs::write(step.source.path().join("f"), "f").unwrap();
+        step.run(&op(&["/f"], "/dangling")).unwrap();
+        step.run(&op(&["/f"], "/dirlink")).unwrap();
+        assert!(step.out("etc/target").is_file());
+        assert!(step.out("etc/f").is_file());
+        assert!(!step.upper.path().join("dangling").exists());
+        assert!(!step.upper.path().join("dirlink").exists());
+    }
+
+    /// `COPY --from` copies a FIFO as a FIFO.
+    #[test]
+    fn fifos_are_copied() {
+        let step = Step::new();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &step.source.path().join("p"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o640),
+            0,
+        )
+        .unwrap();
+        step.run(&op(&["/p"], "/q")).unwrap();
+        let q = step.out("q");
+        assert!(q.file_type().is_fifo());
+        assert_eq!(q.mode() & 0o7777, 0o640);
+    }
+
+    /// Wildcards matching nothing copy nothing (alone or together); a literal missing
+    /// source is an error.
+    #[test]
+    fn empty_wildcards_copy_nothing() {
+        let step = Step::new();
+        std::fs::write(step.source.path().join("f"), "f").unwrap();
+        step.run(&op(&["/none*"], "/out/")).unwrap();
+        step.run(&op(&["/none*", "/no[p]e"], "/out/")).unwrap();
+        assert!(
+            std::fs::read_dir(step.upper.path())
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        let e = step.run(&op(&["/none*", "/missing"], "/out/")).unwrap_err();
+        assert!(matches!(e, StepError::SourceMissing { .. }), "{e:?}");
+        // One match renames the file, as BuildKit does.
+        step.run(&op(&["/f*"], "/renamed")).unwrap();
+        assert!(step.out("renamed").is_file());
+    }
+
+    /// `COPY --parents --from` keeps the path below the pivot with its directories.
+    #[test]
+    fn parents_from_a_stage_keep_their_directories() {
+        let step = Step::new();
+        mkdir(step.source.path(), "a/b/c", 0o750, 4);
+        mkdir(step.source.path(), "a/x", 0o755, 0);
+        std::fs::write(step.source.path().join("a/b/c/f.js"), "f").unwrap();
+        std::fs::write(step.source.path().join("a/x/g.js"), "g").unwrap();
+        std::fs::write(step.source.path().join("a/x/h.txt"), "h").unwrap();
+        let mut o = op(&["/a/./b/c/f.js", "/a/**/g.js"], "/out/");
+        o.parents = true;
+        step.run(&o).unwrap();
+        assert!(step.out("out/b/c/f.js").is_file());
+        let c = step.out("out/b/c");
+        assert_eq!((c.mode() & 0o7777, c.uid()), (0o750, 4));
+        assert!(step.out("out/a/x/g.js").is_file());
+        assert!(!step.upper.path().join("out/a/x/h.txt").exists());
+        assert!(!step.upper.path().join("out/a/b").exists());
+        let mut missing = op(&["/a/./nope.js"], "/out/");
+        missing.parents = true;
+        assert!(matches!(
+            step.run(&missing).unwrap_err(),
+            StepError::SourceMissing { .. }
+        ));
+    }
+
     #[test]
     fn tar_detection() {
         let mut header = tar::Header::new_ustar();

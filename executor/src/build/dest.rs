@@ -446,6 +446,41 @@ mod tests {
         assert_eq!(rel_path("x/./y").unwrap().as_bytes(), b"x/y");
     }
 
+    /// Destination resolution follows every link in-root, the last one too, dangling ones
+    /// to the path they name; the upper-directory and mounted variants agree.
+    #[test]
+    fn destinations_resolve_through_links() {
+        let root_dir = tempfile::tempdir().unwrap();
+        let r = root_dir.path();
+        std::fs::create_dir_all(r.join("etc/deep")).unwrap();
+        std::fs::write(r.join("etc/file"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/file", r.join("tofile")).unwrap();
+        std::os::unix::fs::symlink("../../etc/deep", r.join("etc/deep/up")).unwrap();
+        std::os::unix::fs::symlink("/opt/missing/x", r.join("dangling")).unwrap();
+        std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
+        let fd = rustix::fs::open(
+            r,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let overlay = Dest::overlay(fd.as_fd()).unwrap();
+        let upper = tempfile::tempdir().unwrap();
+        let over_upper = Dest::upper(upper.path(), &[r.to_path_buf()]).unwrap();
+        for dest in [&overlay, &over_upper] {
+            let res = |p: &str| {
+                let r = dest.resolve(&rel_path(p).unwrap()).unwrap();
+                String::from_utf8_lossy(r.as_bytes()).into_owned()
+            };
+            assert_eq!(res("/tofile"), "etc/file");
+            assert_eq!(res("/etc/deep/up/new"), "etc/deep/new");
+            assert_eq!(res("/dangling"), "opt/missing/x");
+            assert_eq!(res("/plain/../etc"), "etc");
+            assert_eq!(res("/"), "");
+            assert!(dest.resolve(&rel_path("/loop").unwrap()).is_err());
+        }
+    }
+
     /// Writes through a root descriptor stay inside it, even through absolute symlinks.
     #[test]
     fn writes_stay_in_root() {

@@ -1191,7 +1191,7 @@ mod tests {
         let step = Step::new();
         rustix::fs::mknodat(
             rustix::fs::CWD,
-            &step.source.path().join("p"),
+            step.source.path().join("p"),
             FileType::Fifo,
             Mode::from_raw_mode(0o640),
             0,

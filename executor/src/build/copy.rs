@@ -1,8 +1,14 @@
 //! COPY and ADD: from the build context (the sources the solver resolved before the build),
 //! from another stage or image (their snapshots, read through a merged view), here-documents
 //! and downloaded URLs; ADD extracts local tar archives (plain, gzip, bzip2, xz, zstd) with the
-//! store's in-root unpacker. Destination rules are docker's: a trailing `/`, several sources or
-//! an existing directory mean "into"; missing parents are created (owned per `--chown`).
+//! store's in-root unpacker (or copies them as files when they are not archives). Destination
+//! rules are BuildKit's (fsutil `copy`): the destination is resolved in the image with every
+//! symlink followed, the last one and dangling ones too; a trailing `/` or an existing
+//! directory means "into" (several sources require it); a source directory's contents merge
+//! into the destination, which keeps its own mode and owner when it exists; missing parents
+//! are created owned per `--chown`, 0755 or the octal `--chmod` (a symbolic one applies only
+//! to what is copied); a wildcard matching nothing copies nothing. `COPY --from` also copies
+//! FIFOs and device nodes, and `--parents` keeps the path below the `/./` pivot.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -1185,7 +1191,7 @@ mod tests {
         assert!(!step.upper.path().join("dirlink").exists());
     }
 
-    /// `COPY --from` copies a FIFO as a FIFO.
+    /// `COPY --from` copies a FIFO as a FIFO, and a device node as one.
     #[test]
     fn fifos_are_copied() {
         let step = Step::new();
@@ -1197,10 +1203,22 @@ mod tests {
             0,
         )
         .unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            step.source.path().join("null"),
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(1, 3),
+        )
+        .unwrap();
         step.run(&op(&["/p"], "/q")).unwrap();
+        step.run(&op(&["/null"], "/dev/")).unwrap();
         let q = step.out("q");
         assert!(q.file_type().is_fifo());
         assert_eq!(q.mode() & 0o7777, 0o640);
+        let null = step.out("dev/null");
+        assert!(null.file_type().is_char_device());
+        assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
     }
 
     /// Wildcards matching nothing copy nothing (alone or together); a literal missing

@@ -485,6 +485,9 @@ fn copy_parents_from_view(
             if exclude_res.iter().any(|re| re.is_match(&rel_text)) {
                 continue;
             }
+            if entry.meta.kind == Kind::Socket {
+                continue;
+            }
             if matcher.matches(&rel) {
                 for (dir_rel, dir_entry, emitted) in chain.iter_mut() {
                     if !*emitted {
@@ -654,6 +657,11 @@ fn walk_view(
                 format!("{rel}/{}", name.to_string_lossy())
             };
             if excludes.iter().any(|re| re.is_match(&child_rel)) {
+                continue;
+            }
+            // Sockets inside a copied directory are left out, as layer tars cannot hold them
+            // (BuildKit's differ drops them too); naming one as the source is an error.
+            if entry.meta.kind == Kind::Socket {
                 continue;
             }
             let child_dst = dst.join(name.as_bytes());
@@ -1219,6 +1227,24 @@ mod tests {
         let null = step.out("dev/null");
         assert!(null.file_type().is_char_device());
         assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
+    }
+
+    /// A socket inside a copied directory is left out; named as the source it is an error.
+    #[test]
+    fn sockets_are_left_out_of_directories() {
+        let step = Step::new();
+        mkdir(step.source.path(), "run", 0o755, 0);
+        std::fs::write(step.source.path().join("run/pid"), "1").unwrap();
+        let _listener =
+            std::os::unix::net::UnixListener::bind(step.source.path().join("run/s.sock")).unwrap();
+        step.run(&op(&["/run"], "/out/")).unwrap();
+        assert!(step.out("out/pid").is_file());
+        assert!(!step.upper.path().join("out/s.sock").exists());
+        let e = step.run(&op(&["/run/s.sock"], "/x")).unwrap_err();
+        assert!(
+            matches!(&e, StepError::Invalid { message } if message.contains("socket")),
+            "{e:?}"
+        );
     }
 
     /// Wildcards matching nothing copy nothing (alone or together); a literal missing

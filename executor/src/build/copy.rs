@@ -421,7 +421,11 @@ fn copy_parents_from_view(
     };
     let text = |r: &RelPath| String::from_utf8_lossy(r.as_bytes()).into_owned();
     if required {
-        let full = pivot_rel.join(pattern_rel.as_bytes());
+        let full = if pattern_rel.is_root() {
+            pivot_rel.clone()
+        } else {
+            pivot_rel.join(pattern_rel.as_bytes())
+        };
         let found = view
             .resolve(&text(&full), false)
             .map_err(|e| StepError::io("resolve", source, e))?;
@@ -439,6 +443,17 @@ fn copy_parents_from_view(
         return Err(StepError::Invalid {
             message: format!("`{pivot}` in `{source}` is not a directory"),
         });
+    }
+    if pattern_rel.is_root() {
+        // Nothing after the pivot: the whole directory, merged into the destination.
+        return walk_view(
+            view,
+            &resolved.existing,
+            dest_root,
+            "",
+            excludes,
+            &mut |d, e, kind| visit(d, e, kind),
+        );
     }
     let matcher =
         rbuild_solver::context::MobyPattern::new(pattern_rel.as_bytes()).map_err(|e| {
@@ -1286,6 +1301,10 @@ mod tests {
         assert!(step.out("out/a/x/g.js").is_file());
         assert!(!step.upper.path().join("out/a/x/h.txt").exists());
         assert!(!step.upper.path().join("out/a/b").exists());
+        let mut whole = op(&["/a/./"], "/whole/");
+        whole.parents = true;
+        step.run(&whole).unwrap();
+        assert!(step.out("whole/b/c/f.js").is_file() && step.out("whole/x/h.txt").is_file());
         let mut missing = op(&["/a/./nope.js"], "/out/");
         missing.parents = true;
         assert!(matches!(

@@ -315,7 +315,8 @@ fn copy_into_existing_directories_keeps_their_mode_and_owner() {
 }
 
 /// `ADD rootfs.tar.xz /` extracts into the root (how base images are made), `ADD file /`
-/// copies the file there, and ADD of a non-archive to `dir/` creates the directory.
+/// copies the file there, ADD of a non-archive to `dir/` creates the directory, and several
+/// archives extract in source order.
 #[test]
 fn add_archives_and_files_to_the_root() {
     let env = TestEnv::new();
@@ -331,10 +332,21 @@ fn add_archives_and_files_to_the_root() {
             .arg(ctx.path().join("rootfs.tar.xz"))
             .arg("."),
     );
+    let over = tempfile::tempdir().unwrap();
+    write(over.path(), "etc/os-release", "ID=over\n");
+    common::run_ok(
+        common::tool("tar")
+            .arg("-C")
+            .arg(over.path())
+            .arg("-czf")
+            .arg(ctx.path().join("a-over.tar.gz"))
+            .arg("."),
+    );
     write(
         ctx.path(),
         "Dockerfile",
-        "FROM scratch\nADD rootfs.tar.xz /\nADD notes.txt /\nADD notes.txt /docs/\nADD notes.txt /renamed\n",
+        "FROM scratch\nADD rootfs.tar.xz /\nADD notes.txt /\nADD notes.txt /docs/\nADD notes.txt /renamed\n\
+         ADD rootfs.tar.xz a-over.tar.gz /both/\n",
     );
     write(ctx.path(), "notes.txt", "notes\n");
     let dest = tempfile::tempdir().unwrap();
@@ -354,6 +366,9 @@ fn add_archives_and_files_to_the_root() {
     assert_eq!(read("docs/notes.txt"), "notes\n");
     assert_eq!(read("renamed"), "notes\n");
     assert!(!fs.join("rootfs.tar.xz").exists());
+    // Archives extract in source order: the later one wins where they overlap.
+    assert_eq!(read("both/etc/os-release"), "ID=over\n");
+    assert_eq!(read("both/bin/tool"), "#!/bin/sh\n");
 }
 
 /// Wildcards matching nothing copy nothing (one or several, from the context or a stage); a

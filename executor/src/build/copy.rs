@@ -756,8 +756,13 @@ fn apply(
         ),
         None => None,
     };
-    // Directories first (sorted by path), so files land in place; later duplicates win.
-    items.sort_by(|a, b| a.dest.as_bytes().cmp(b.dest.as_bytes()));
+    // Directories first (sorted by path), so files land in place; later duplicates win. An
+    // ADD archive sorts at the directory it extracts into, so archives keep their source
+    // order (a later one wins where they overlap, as in BuildKit).
+    fn sort_key(item: &Item) -> &[u8] {
+        item.extract.as_ref().unwrap_or(&item.dest).as_bytes()
+    }
+    items.sort_by(|a, b| sort_key(a).cmp(sort_key(b)));
     let mut links: HashMap<(u64, u64), RelPath> = HashMap::new();
     // (path, attributes, merge: only the mtime is set)
     let mut dirs: Vec<(RelPath, Attrs, bool)> = Vec::new();

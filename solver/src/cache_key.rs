@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Bump when anything about what enters a key changes; old cache entries then simply miss.
-pub const CACHE_KEY_VERSION: u32 = 1;
+/// 2: COPY/ADD follow BuildKit's merge-root, parent-mode, empty-wildcard and symlink-destination
+/// rules, so layers cached under 1 may differ from what the same key builds now.
+pub const CACHE_KEY_VERSION: u32 = 2;
 
 /// A cache key: lowercase hex of a blake3 digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

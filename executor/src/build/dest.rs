@@ -137,6 +137,18 @@ impl Dest {
         root.dir(rel, false)
     }
 
+    /// `rel` with every symlink on it followed inside the root, the last component too, as
+    /// BuildKit resolves a COPY destination: a link to a directory is copied into, a link to
+    /// a file is written through, and a dangling link names the path its target would have.
+    pub fn resolve(&self, rel: &RelPath) -> io::Result<RelPath> {
+        let resolved = match self {
+            Dest::Upper(upper) => upper.resolve(rel)?,
+            Dest::Overlay(root) => resolve_in(root, rel)?,
+        };
+        clean(&resolved, AbsolutePaths::Strip)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+    }
+
     /// The directory that will hold `rel` (created as needed) and `rel`'s last component.
     pub fn parent_of(
         &self,
@@ -169,6 +181,117 @@ impl Dest {
             upper.forget_resolutions();
         }
     }
+}
+
+/// `Dest::resolve` for a mounted step: a walk over the root's entries, `..` stopping at the
+/// root, absolute link targets restarting from it, missing components kept lexically.
+fn resolve_in(root: &RootDir, rel: &RelPath) -> io::Result<Vec<u8>> {
+    let mut pending: Vec<Vec<u8>> = rel.components().map(<[u8]>::to_vec).collect();
+    pending.reverse();
+    let mut current: Vec<Vec<u8>> = Vec::new();
+    let mut missing = false;
+    let mut links = 0;
+    while let Some(comp) = pending.pop() {
+        if comp.is_empty() || comp == b"." {
+            continue;
+        }
+        if comp == b".." {
+            current.pop();
+            continue;
+        }
+        if missing {
+            current.push(comp);
+            continue;
+        }
+        let here = RelPath::root();
+        let dir_rel = current.iter().fold(here, |p, c| p.join(c));
+        let dir = root.dir(&dir_rel, false)?;
+        match rustix::fs::statat(&dir, comp.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                links += 1;
+                if links > 40 {
+                    return Err(Errno::LOOP.into());
+                }
+                let target = rustix::fs::readlinkat(&dir, comp.as_slice(), Vec::new())?;
+                let target = target.as_bytes();
+                if target.starts_with(b"/") {
+                    current.clear();
+                }
+                pending.extend(target.split(|&b| b == b'/').rev().map(<[u8]>::to_vec));
+            }
+            Ok(st) if FileType::from_raw_mode(st.st_mode) != FileType::Directory => {
+                if !pending.iter().all(|c| c.is_empty() || c == b".") {
+                    return Err(Errno::NOTDIR.into());
+                }
+                current.push(comp);
+            }
+            Ok(_) => current.push(comp),
+            Err(Errno::NOENT) => {
+                missing = true;
+                current.push(comp);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(current.join(&b'/'))
+}
+
+/// Set only the modification (and access) time of an open entry.
+pub fn set_mtime(fd: impl AsFd, mtime: i64) -> io::Result<()> {
+    let t = Timespec {
+        tv_sec: mtime,
+        tv_nsec: 0,
+    };
+    rustix::fs::futimens(
+        &fd,
+        &Timestamps {
+            last_access: t,
+            last_modification: t,
+        },
+    )?;
+    Ok(())
+}
+
+/// Create (or replace) a FIFO or device node `name` in `dir` with its owner, mode and mtime.
+pub fn make_node(
+    dir: BorrowedFd<'_>,
+    name: &[u8],
+    kind: FileType,
+    rdev: u64,
+    attrs: &Attrs,
+) -> io::Result<()> {
+    clear_for(dir, name, false)?;
+    rustix::fs::mknodat(dir, name, kind, Mode::from_raw_mode(0o600), rdev)?;
+    rustix::fs::chownat(
+        dir,
+        name,
+        Some(rustix::process::Uid::from_raw(attrs.uid)),
+        Some(rustix::process::Gid::from_raw(attrs.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )?;
+    // After chown, which clears set-id bits.
+    rustix::fs::chmodat(
+        dir,
+        name,
+        Mode::from_raw_mode(attrs.mode & 0o7777),
+        AtFlags::empty(),
+    )?;
+    if let Some(mtime) = attrs.mtime {
+        let t = Timespec {
+            tv_sec: mtime,
+            tv_nsec: 0,
+        };
+        rustix::fs::utimensat(
+            dir,
+            name,
+            &Timestamps {
+                last_access: t,
+                last_modification: t,
+            },
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?;
+    }
+    Ok(())
 }
 
 /// What is at `name` in `dir`, without following a symlink.
@@ -321,6 +444,41 @@ mod tests {
         assert_eq!(rel_path("/a/b/../c/").unwrap().as_bytes(), b"a/c");
         assert_eq!(rel_path("/../..").unwrap().as_bytes(), b"");
         assert_eq!(rel_path("x/./y").unwrap().as_bytes(), b"x/y");
+    }
+
+    /// Destination resolution follows every link in-root, the last one too, dangling ones
+    /// to the path they name; the upper-directory and mounted variants agree.
+    #[test]
+    fn destinations_resolve_through_links() {
+        let root_dir = tempfile::tempdir().unwrap();
+        let r = root_dir.path();
+        std::fs::create_dir_all(r.join("etc/deep")).unwrap();
+        std::fs::write(r.join("etc/file"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc/file", r.join("tofile")).unwrap();
+        std::os::unix::fs::symlink("../../etc/deep", r.join("etc/deep/up")).unwrap();
+        std::os::unix::fs::symlink("/opt/missing/x", r.join("dangling")).unwrap();
+        std::os::unix::fs::symlink("loop", r.join("loop")).unwrap();
+        let fd = rustix::fs::open(
+            r,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .unwrap();
+        let overlay = Dest::overlay(fd.as_fd()).unwrap();
+        let upper = tempfile::tempdir().unwrap();
+        let over_upper = Dest::upper(upper.path(), &[r.to_path_buf()]).unwrap();
+        for dest in [&overlay, &over_upper] {
+            let res = |p: &str| {
+                let r = dest.resolve(&rel_path(p).unwrap()).unwrap();
+                String::from_utf8_lossy(r.as_bytes()).into_owned()
+            };
+            assert_eq!(res("/tofile"), "etc/file");
+            assert_eq!(res("/etc/deep/up/new"), "etc/deep/new");
+            assert_eq!(res("/dangling"), "opt/missing/x");
+            assert_eq!(res("/plain/../etc"), "etc");
+            assert_eq!(res("/"), "");
+            assert!(dest.resolve(&rel_path("/loop").unwrap()).is_err());
+        }
     }
 
     /// Writes through a root descriptor stay inside it, even through absolute symlinks.

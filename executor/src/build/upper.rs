@@ -57,6 +57,13 @@ impl UpperDest {
             .is_ok_and(|r| r.missing.is_empty() && r.leaf.is_some_and(|l| l.meta.kind == Kind::Dir))
     }
 
+    /// `rel` with every symlink followed in the merged view (the last one too); missing
+    /// components are kept as named.
+    pub fn resolve(&self, rel: &RelPath) -> io::Result<Vec<u8>> {
+        let resolved = self.view.resolve(&Self::text(rel), true)?;
+        Ok(resolved.full().as_os_str().as_bytes().to_vec())
+    }
+
     /// A small regular file of the merged view, bounded.
     pub fn read_small(&self, path: &str, max: u64) -> Option<String> {
         let resolved = self.view.resolve(path, true).ok()?;

@@ -36,6 +36,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub use error::{ContextError, ExcludedHere, Source, SourceError, source};
+pub use glob::MobyPattern;
 pub use hash::{ContentHash, HashStats, StatCache};
 pub use ignore::{DockerIgnore, Rule};
 pub use records::{

@@ -236,15 +236,16 @@ impl BuildContext {
 
     /// Resolves the sources of one COPY/ADD (see the module docs for the rules).
     ///
-    /// A wildcard that matches nothing is accepted when another source of the instruction
-    /// matched something (BuildKit allows empty wildcards, which makes the
-    /// `COPY package.json yarn.loc[k] ./` idiom work); when the whole instruction matches
-    /// nothing the first such wildcard is an error.
+    /// A wildcard that matches nothing adds nothing, even when no source of the instruction
+    /// matched anything: dockerfile2llb sets `AllowEmptyWildcard` on every copy, which makes
+    /// the `COPY package.json yarn.loc[k] ./` idiom work (and `COPY yarn.lock* ./` a no-op
+    /// without a lock file). A literal source that is missing is an error.
     pub fn resolve(&self, req: &CopyRequest<'_>) -> Result<ResolvedSources, SourceError> {
         let excludes = self.compile_excludes(req)?;
-        let mut out = ResolvedSources::default();
-        let mut empty_wildcard: Option<usize> = None;
-        out.multiple = req.sources.len() > 1;
+        let mut out = ResolvedSources {
+            multiple: req.sources.len() > 1,
+            ..ResolvedSources::default()
+        };
         for (si, arg) in req.sources.iter().enumerate() {
             let raw = arg.text.as_bytes();
             let (pivot, cleaned) = if req.parents {
@@ -283,9 +284,6 @@ impl BuildContext {
                         Err(m) => return Err(self.miss_error(req, arg, &n, m)),
                     }
                 }
-                if hits.is_empty() && empty_wildcard.is_none() {
-                    empty_wildcard = Some(si);
-                }
                 hits
             } else {
                 vec![cleaned.clone()]
@@ -296,22 +294,6 @@ impl BuildContext {
                     .map_err(|m| self.miss_error(req, arg, &n, m))?;
                 self.add_root(&mut out, req, si, &n, &pivot, idx, &excludes)?;
             }
-        }
-        if out.roots.is_empty()
-            && let Some(si) = empty_wildcard
-        {
-            let arg = &req.sources[si];
-            return Err(SourceError::NoMatch {
-                source_text: arg.text.clone(),
-                help: format!(
-                    "wildcards follow Go `filepath.Match` relative to the context root `{}`; \
-                     files excluded by `{}` are not part of the context",
-                    self.root().display(),
-                    self.ignore().name()
-                ),
-                src: req.dockerfile.clone(),
-                span: arg.span,
-            });
         }
         Ok(out)
     }

@@ -209,8 +209,9 @@ fn source_symlinks_followed_inside_context() {
     );
 }
 
-/// Wildcards follow `filepath.Match`; an empty wildcard is an error only when nothing else
-/// matched; `--exclude` and `--parents` shape the result.
+/// Wildcards follow `filepath.Match`; a wildcard matching nothing adds nothing (BuildKit's
+/// `AllowEmptyWildcard`), alone or beside other sources; `--exclude` and `--parents` shape
+/// the result.
 #[test]
 fn wildcards_exclude_and_parents() {
     let ctx = BuildContext::load(&fixture("basic"), None).unwrap();
@@ -218,11 +219,13 @@ fn wildcards_exclude_and_parents() {
     assert_eq!(dests(&r), ["lib.rs", "main.rs"]);
     let r = resolve(&ctx, &["*/*.md"]).unwrap();
     assert_eq!(dests(&r), ["readme.md"]);
-    let e = resolve(&ctx, &["*.nothing"]).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "no file in the build context matches `*.nothing`"
-    );
+    let r = resolve(&ctx, &["*.nothing"]).unwrap();
+    assert!(r.roots.is_empty() && r.items.is_empty(), "{r:?}");
+    let r = resolve(&ctx, &["*.nothing", "yarn.loc[k]"]).unwrap();
+    assert!(r.roots.is_empty() && r.items.is_empty(), "{r:?}");
+    // A literal missing source stays an error, even beside an empty wildcard.
+    let e = resolve(&ctx, &["*.nothing", "missing.txt"]).unwrap_err();
+    assert!(matches!(e, SourceError::NotFound { .. }), "{e:?}");
     let r = resolve(&ctx, &["app/main.rs", "yarn.loc[k]"]).unwrap();
     assert_eq!(dests(&r), ["main.rs"]);
     let e = resolve(&ctx, &["app/[a-"]).unwrap_err();
@@ -583,14 +586,14 @@ fn parents_double_star_recurses() {
 }
 
 /// Without `--parents` a source is a Go `filepath.Match` glob (`**` is `*`); with it, a
-/// pattern matching nothing is still the "matches nothing" error.
+/// pattern matching nothing copies nothing, as without.
 #[test]
-fn double_star_without_parents_is_one_level_and_no_match_is_an_error() {
+fn double_star_without_parents_is_one_level_and_no_match_is_empty() {
     let (_t, ctx) = js_context(false);
     let r = resolve(&ctx, &["proj/**/a.js"]).unwrap();
     assert_eq!(dests(&r), ["a.js"]);
-    let e = resolve_with(&ctx, &["proj/**/none.js"], &[], true).unwrap_err();
-    assert!(matches!(e, SourceError::NoMatch { .. }), "{e:?}");
+    let r = resolve_with(&ctx, &["proj/**/none.js"], &[], true).unwrap();
+    assert!(r.roots.is_empty(), "{r:?}");
     let e = resolve_with(&ctx, &["proj/**/[z"], &[], true).unwrap_err();
     assert!(matches!(e, SourceError::BadWildcard { .. }), "{e:?}");
 }

@@ -618,6 +618,30 @@ mod tests {
         );
     }
 
+    /// An inline file (a heredoc script) is written with its exact mode, whatever the umask,
+    /// into the step's directory and bound read-only at its target.
+    #[test]
+    fn inline_files_are_written_with_their_mode_and_bound_read_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = InlineFile {
+            target: "/dev/pipes/EOF".into(),
+            content: b"#!/bin/sh\necho hi\n".to_vec(),
+            mode: 0o755,
+        };
+        let prepared = prepare(dir.path(), dir.path(), &[RunMount::File(file)]).unwrap();
+        let m = &prepared.mounts[0];
+        assert_eq!(m.target, "/dev/pipes/EOF");
+        assert!(m.readonly && !m.dir);
+        let MountSource::Bind { root, subpath } = &m.source else {
+            panic!("{:?}", m.source)
+        };
+        let path = root.join(subpath);
+        assert_eq!(std::fs::read(&path).unwrap(), b"#!/bin/sh\necho hi\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o755);
+    }
+
     #[test]
     fn secrets_default_to_run_secrets_and_can_be_env_only() {
         let mut out = Prepared::default();

@@ -267,18 +267,17 @@ fn run_stage(
             let mut reasons = Vec::new();
             if history.is_empty() {
                 reasons.push(MissReason::NeverBuilt);
-            }
-            if let (false, true, ParentNote::Step { display, line }) =
-                (history.is_empty(), parent_unknown, &tip)
-            {
-                reasons.push(MissReason::ParentChanged {
-                    parent: display.clone(),
-                    line: Some(*line),
-                });
-            }
-            for (s, layers) in &sources {
-                if layers.is_none() && !history.is_empty() {
-                    reasons.push(source_stage_reason(plan, *s, deps));
+            } else {
+                if parent_unknown && let ParentNote::Step { display, line } = &tip {
+                    reasons.push(MissReason::ParentChanged {
+                        parent: display.clone(),
+                        line: Some(*line),
+                    });
+                }
+                for (s, layers) in &sources {
+                    if layers.is_none() {
+                        reasons.push(source_stage_reason(plan, *s, deps));
+                    }
                 }
             }
             if let Some(previous) = history.into_iter().next() {

@@ -527,3 +527,77 @@ fn explain_report_snapshot_of_args_ignores_and_instructions() {
     );
     insta::assert_snapshot!(shown);
 }
+
+/// `explain` names files by their context path (`src/b.txt`, not the destination-relative
+/// `b.txt`), says "no earlier build" on an empty store (not "its parent changed" or "source
+/// stage changed"), and for `COPY --from` names the files that changed in the source stage,
+/// in a dry run and in the build that rebuilds it.
+#[test]
+fn explain_names_context_paths_and_source_stage_files() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox:1.35 AS builder\nCOPY src/ /src/\nRUN cat /src/* > /all\nFROM busybox:1.35\nCOPY --from=builder /all /all\nCOPY src/ /app/\n",
+    );
+    write(ctx.path(), "src/a.txt", "a\n");
+    write(ctx.path(), "src/b.txt", "b\n");
+
+    let explained = explain(&env, ctx.path(), &[]);
+    for step in explained["steps"].as_array().unwrap() {
+        assert_eq!(
+            step["reasons"],
+            serde_json::json!([{"reason": "never_built"}]),
+            "{step}"
+        );
+    }
+
+    build(&env, ctx.path(), &[]);
+    write(ctx.path(), "src/b.txt", "bb\n");
+    std::fs::remove_file(ctx.path().join("src/a.txt")).unwrap();
+    let expected_files = serde_json::json!({
+        "added": [],
+        "removed": ["src/a.txt"],
+        "changed": [["src/b.txt", ["content"]]],
+        "unknown": false,
+    });
+    let explained = explain(&env, ctx.path(), &[]);
+    let copy = reasons_of(&explained, "COPY src/ /src/");
+    assert_eq!(copy[0]["diff"], expected_files, "{copy:?}");
+    let from = reasons_of(&explained, "COPY --from=builder");
+    assert_eq!(
+        from,
+        vec![serde_json::json!({
+            "reason": "source_stage_changed",
+            "stage": "builder",
+            "files": expected_files,
+        })]
+    );
+    let (_, stderr) = build(&env, ctx.path(), &[]);
+    assert!(
+        stderr.contains(
+            "missed: stage `builder` changed: 2 files changed — src/b.txt (content), src/a.txt (removed)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("missed: its parent changed (`COPY --from=builder /all /all`, line 5); 2 files changed — src/b.txt (content), src/a.txt (removed)"),
+        "{stderr}"
+    );
+
+    // A source stage changed by an instruction, not by files: its first missed step is named.
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox:1.35 AS builder\nCOPY src/ /src/\nRUN cat /src/* /src/* > /all\nFROM busybox:1.35\nCOPY --from=builder /all /all\nCOPY src/ /app/\n",
+    );
+    let explained = explain(&env, ctx.path(), &[]);
+    let from = reasons_of(&explained, "COPY --from=builder");
+    assert_eq!(
+        from[0]["step"],
+        serde_json::json!(["RUN cat /src/* /src/* > /all", 3]),
+        "{from:?}"
+    );
+}

@@ -2,7 +2,9 @@
 //! own `testdata/conformance/build` builds with rbuild (on the busybox fixture) to the image
 //! BuildKit built — the same files (paths, types, modes, owners, sizes, content digests,
 //! symlink targets) and the same config fields. The recordings were made by BuildKit master
-//! (`testdata/conformance/record.sh`); this test never needs BuildKit.
+//! (`testdata/conformance/record.sh`); this test never needs BuildKit. Beside the cases,
+//! BuildKit behaviour checked on the fixture directly: heredoc RUN forms (shebang scripts) and
+//! global ARGs in `FROM` naming a stage.
 
 mod common;
 
@@ -227,4 +229,159 @@ fn own_conformance_cases_match_buildkit() {
         prepare_own_context,
         30,
     );
+}
+
+/// Build `dockerfile` on the busybox fixture with `extra` flags, writing the final root
+/// filesystem to a directory; returns it (and the tempdir holding it and the context `ctx/`)
+/// or the build's status and stderr.
+fn build_local(
+    env: &TestEnv,
+    dockerfile: &str,
+    extra: &[&str],
+) -> Result<(tempfile::TempDir, std::path::PathBuf), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = dir.path().join("ctx");
+    common::write_file(&ctx, "Dockerfile", dockerfile);
+    let out_dir = dir.path().join("out");
+    let out = env
+        .rbuild()
+        .args(["build", "--progress", "plain"])
+        .args(extra)
+        .arg("-o")
+        .arg(format!("type=local,dest={}", out_dir.display()))
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(format!("{:?}\n{}", out.status, text(&out).1));
+    }
+    Ok((dir, out_dir))
+}
+
+fn read(dir: &Path, path: &str) -> String {
+    std::fs::read_to_string(dir.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A heredoc RUN whose script starts with a shebang runs as a script of that interpreter, as
+/// BuildKit does (`/bin/sh -c /dev/pipes/EOF`, the file mounted read-only and executable);
+/// the other heredoc forms keep going to the shell; nothing of the script lands in the layer.
+#[test]
+fn heredoc_run_forms_on_busybox() {
+    let env = TestEnv::new();
+    common::load_busybox(&env);
+    let dockerfile = r#"FROM busybox:1.35
+ARG WHO=arg
+RUN <<EOF
+#!/bin/sh
+echo "sh as $0 for $WHO" > /shebang-sh.txt
+EOF
+RUN <<EOF
+#!/bin/busybox sh
+echo "busybox sh" > /shebang-busybox.txt
+EOF
+RUN <<-SCRIPT
+	#!/usr/bin/env sh
+	echo "env sh, tabs stripped" > /shebang-env.txt
+	SCRIPT
+RUN <<EOF
+#!/usr/bin/awk -f
+BEGIN { print "awk ran " (1 + 2) > "/shebang-awk.txt" }
+EOF
+RUN <<EOF
+echo "plain heredoc" > /plain.txt
+EOF
+RUN <<EOF cat > /cat.txt
+piped to cat
+EOF
+RUN <<FILE1 cat > /multi1.txt && <<FILE2 cat > /multi2.txt
+I am
+first
+FILE1
+I am
+second
+FILE2
+"#;
+    let (keep, out) = build_local(&env, dockerfile, &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        read(&out, "shebang-sh.txt"),
+        "sh as /dev/pipes/EOF for arg\n"
+    );
+    assert_eq!(read(&out, "shebang-busybox.txt"), "busybox sh\n");
+    assert_eq!(read(&out, "shebang-env.txt"), "env sh, tabs stripped\n");
+    assert_eq!(read(&out, "shebang-awk.txt"), "awk ran 3\n");
+    assert_eq!(read(&out, "plain.txt"), "plain heredoc\n");
+    assert_eq!(read(&out, "cat.txt"), "piped to cat\n");
+    assert_eq!(read(&out, "multi1.txt"), "I am\nfirst\n");
+    assert_eq!(read(&out, "multi2.txt"), "I am\nsecond\n");
+    assert!(
+        !out.join("dev/pipes").exists(),
+        "the script's mount point must not be in the image"
+    );
+    // BuildKit's history text for the shebang form.
+    let out = env
+        .rbuild()
+        .args(["build", "-q", "-t", "heredocs"])
+        .arg(keep.path().join("ctx"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    let store = rbuild_store::Store::open(env.root()).unwrap();
+    let history: Vec<String> = store
+        .resolve_image("heredocs")
+        .unwrap()
+        .config
+        .history
+        .into_iter()
+        .filter_map(|h| h.created_by)
+        .collect();
+    assert!(
+        history.contains(&"RUN |1 WHO=arg /bin/sh -c /dev/pipes/EOF # buildkit".to_string()),
+        "{history:#?}"
+    );
+}
+
+/// A shebang script that fails fails the step with its exit code.
+#[test]
+fn failing_shebang_heredoc_fails_the_build() {
+    let env = TestEnv::new();
+    common::load_busybox(&env);
+    let err = build_local(
+        &env,
+        "FROM busybox:1.35\nRUN <<EOF\n#!/bin/sh\nexit 7\nEOF\n",
+        &[],
+    )
+    .unwrap_err();
+    assert!(err.contains("exit code: 7"), "{err}");
+    assert!(err.contains("/bin/sh -c /dev/pipes/EOF"), "{err}");
+}
+
+/// A global ARG used in `FROM` that names an earlier stage is that stage (BuildKit matches the
+/// expanded name against the stages): by default, through `--build-arg`, and with `AS`.
+#[test]
+fn global_arg_in_from_names_an_earlier_stage() {
+    let env = TestEnv::new();
+    common::load_busybox(&env);
+    let dockerfile = "ARG BASE=builder\nFROM busybox:1.35 AS builder\nRUN echo builder > /from.txt\nFROM busybox:1.35 AS other\nRUN echo other > /from.txt\nFROM ${BASE} AS x\nRUN cat /from.txt > /seen.txt\nFROM ${BASE}\nRUN cat /from.txt > /last.txt\n";
+    let (keep, out) = build_local(&env, dockerfile, &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read(&out, "last.txt"), "builder\n");
+    let (_other, out) = build_local(&env, dockerfile, &["--build-arg", "BASE=other"])
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read(&out, "last.txt"), "other\n");
+    let (_x, out) = build_local(
+        &env,
+        dockerfile,
+        &["--build-arg", "BASE=builder", "--target", "x"],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(read(&out, "seen.txt"), "builder\n");
+    // `plan` and `explain` go through the same planner.
+    for cmd in ["plan", "explain"] {
+        let out = env
+            .rbuild()
+            .arg(cmd)
+            .arg(keep.path().join("ctx"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd}: {:?}", text(&out));
+    }
 }

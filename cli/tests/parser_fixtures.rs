@@ -106,6 +106,23 @@ fn parse_reads_stdin() {
     assert_eq!(text(&out).0, "(from \"alpine\")\n(run \"echo hi\")\n");
 }
 
+/// Unknown instructions dump as BuildKit does: one empty argument after the flags, also as an
+/// ONBUILD trigger.
+#[test]
+fn parse_dump_of_unknown_instructions_has_the_empty_argument() {
+    let out = rbuild()
+        .args(["parse", "--dump", "-"])
+        .write_stdin("FROM alpine\nfoo --x=1 bar\nONBUILD bogus\n")
+        .output()
+        .unwrap();
+    assert_eq!(
+        text(&out).0,
+        "(from \"alpine\")\n(foo [\"--x=1\"] \"\")\n(onbuild (bogus \"\"))\n",
+        "{:?}",
+        text(&out).1
+    );
+}
+
 /// `--format json` emits the typed tree with spans.
 #[test]
 fn parse_json_has_typed_instructions_with_spans() {

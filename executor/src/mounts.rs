@@ -1,7 +1,8 @@
 //! RUN mounts (`RUN --mount=type=cache|bind|tmpfs|secret`), as the solver hands them over
 //! (already parsed and defaulted), and their preparation for the sandbox: persistent cache
 //! directories under `$ROOT/cache-mounts/` with the sharing modes, bind sources resolved inside
-//! their own root, read-write binds whose writes are discarded, tmpfs, and in-memory secrets.
+//! their own root, read-write binds whose writes are discarded, tmpfs, in-memory secrets, and
+//! files made for the step (a heredoc script, bound read-only from the step's directory).
 //! Nothing mounted here can end up in the step's layer: mounts cover the rootfs, and their
 //! mount points come from the stub layer (see `stubs`).
 
@@ -159,6 +160,16 @@ impl SecretMount {
     }
 }
 
+/// A file the build makes for the step: a heredoc script that starts with a shebang (BuildKit
+/// mounts it at `/dev/pipes/<name>` and runs it). It is written into the step's own directory
+/// and bound read-only at `target`; unlike a secret's tmpfs, that mount allows executing it.
+#[derive(Clone, Debug)]
+pub struct InlineFile {
+    pub target: String,
+    pub content: Vec<u8>,
+    pub mode: u32,
+}
+
 /// One RUN mount.
 #[derive(Clone, Debug)]
 pub enum RunMount {
@@ -166,6 +177,7 @@ pub enum RunMount {
     Bind(BindMount),
     Tmpfs(TmpfsMount),
     Secret(SecretMount),
+    File(InlineFile),
 }
 
 /// Secrets larger than this are refused (BuildKit's limit is 500 KiB).
@@ -207,9 +219,34 @@ pub(crate) fn prepare(root: &Path, step_dir: &Path, mounts: &[RunMount]) -> Resu
                 },
             }),
             RunMount::Secret(s) => prepare_secret(s, &mut out)?,
+            RunMount::File(f) => prepare_file(&scratch, f, &mut out)?,
         }
     }
     Ok(out)
+}
+
+/// Write an inline file into `scratch` (the step's own directory, removed with it) with its
+/// mode, and bind it read-only at its target.
+fn prepare_file(scratch: &Path, f: &InlineFile, out: &mut Prepared) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::create_dir_all(scratch).ctx("cannot create", scratch)?;
+    let path = scratch.join("file");
+    let mut file = File::create(&path).ctx("cannot create", &path)?;
+    file.write_all(&f.content).ctx("cannot write", &path)?;
+    // After the write: the mode is exact, whatever the umask.
+    file.set_permissions(std::fs::Permissions::from_mode(f.mode & 0o7777))
+        .ctx("cannot set the mode of", &path)?;
+    out.mounts.push(PreparedMount {
+        target: f.target.clone(),
+        dir: false,
+        readonly: true,
+        source: MountSource::Bind {
+            root: scratch.to_path_buf(),
+            subpath: "file".into(),
+        },
+    });
+    Ok(())
 }
 
 fn mount_err(target: &str, message: impl Into<String>) -> ExecError {
@@ -579,6 +616,30 @@ mod tests {
             err.to_string().contains("secret `tok` is required"),
             "{err}"
         );
+    }
+
+    /// An inline file (a heredoc script) is written with its exact mode, whatever the umask,
+    /// into the step's directory and bound read-only at its target.
+    #[test]
+    fn inline_files_are_written_with_their_mode_and_bound_read_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = InlineFile {
+            target: "/dev/pipes/EOF".into(),
+            content: b"#!/bin/sh\necho hi\n".to_vec(),
+            mode: 0o755,
+        };
+        let prepared = prepare(dir.path(), dir.path(), &[RunMount::File(file)]).unwrap();
+        let m = &prepared.mounts[0];
+        assert_eq!(m.target, "/dev/pipes/EOF");
+        assert!(m.readonly && !m.dir);
+        let MountSource::Bind { root, subpath } = &m.source else {
+            panic!("{:?}", m.source)
+        };
+        let path = root.join(subpath);
+        assert_eq!(std::fs::read(&path).unwrap(), b"#!/bin/sh\necho hi\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o755);
     }
 
     #[test]

@@ -68,6 +68,10 @@ impl Node {
             s.push(' ');
             s.push_str(&go_quote(&a.value));
         }
+        // BuildKit parses an unknown instruction's arguments as one empty node, printed `""`.
+        if self.kind.is_empty() {
+            s.push_str(" \"\"");
+        }
         if let Some(child) = &self.child {
             s.push_str(" (");
             s.push_str(&child.dump());
@@ -713,6 +717,18 @@ mod tests {
         assert_eq!(go_quote("\t\n\u{0}\u{7f}"), r#""\t\n\x00\x7f""#);
         assert_eq!(go_quote("♥☃é"), "\"♥☃é\"");
         assert_eq!(go_quote("\u{a0}\u{200b}"), r#""\u00a0\u200b""#);
+    }
+
+    /// An unknown instruction dumps BuildKit's empty argument node, with or without flags and
+    /// arguments, also as an ONBUILD trigger; known instructions without arguments do not.
+    #[test]
+    fn unknown_instructions_dump_an_empty_argument() {
+        let src = "FROM a\nfoo --x=1 bar baz\nONBUILD bogus\nONBUILD Bogus --y arg\nBAR\nCMD\n";
+        assert_eq!(
+            crate::parse(src).dockerfile.dump(),
+            "(from \"a\")\n(foo [\"--x=1\"] \"\")\n(onbuild (bogus \"\"))\n\
+             (onbuild (bogus [\"--y\"] \"\"))\n(bar \"\")\n(cmd)\n"
+        );
     }
 
     #[test]

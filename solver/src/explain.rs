@@ -66,6 +66,68 @@ pub enum MissReason {
         set: String,
         diff: FileDiff,
     },
+    /// A stage the step reads (`COPY --from`, a mount's `from`) changed (or, in a dry run,
+    /// would be rebuilt): what changed in it.
+    SourceStageChanged {
+        stage: String,
+        /// The files that changed in the stage's own inputs, over its steps that missed.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        files: Option<FileDiff>,
+        /// Its first step that missed (text, line), when no file change explains it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        step: Option<(String, usize)>,
+    },
+}
+
+/// The reason for a step whose source stage `stage` changed, from the stage's steps that
+/// missed (text, line, reasons), in order: the file changes they name (a nested source stage's
+/// included), merged, or else the first of them.
+pub fn source_stage_changed(stage: &str, missed: &[(&str, usize, &[MissReason])]) -> MissReason {
+    let mut files: Option<FileDiff> = None;
+    for (_, _, reasons) in missed {
+        for reason in *reasons {
+            let diff = match reason {
+                MissReason::FilesChanged { diff, .. } => diff,
+                MissReason::SourceStageChanged {
+                    files: Some(diff), ..
+                } => diff,
+                _ => continue,
+            };
+            let all = files.get_or_insert_with(FileDiff::default);
+            for path in &diff.added {
+                if !all.added.contains(path) {
+                    all.added.push(path.clone());
+                }
+            }
+            for path in &diff.removed {
+                if !all.removed.contains(path) {
+                    all.removed.push(path.clone());
+                }
+            }
+            for change in &diff.changed {
+                if !all.changed.contains(change) {
+                    all.changed.push(change.clone());
+                }
+            }
+            all.unknown |= diff.unknown;
+        }
+    }
+    // A known file list wins over "no longer stored" in another step.
+    if let Some(diff) = &mut files
+        && diff.total() > 0
+    {
+        diff.unknown = false;
+    }
+    MissReason::SourceStageChanged {
+        stage: stage.to_string(),
+        step: match files {
+            Some(_) => None,
+            None => missed
+                .first()
+                .map(|(text, line, _)| (text.to_string(), *line)),
+        },
+        files,
+    }
 }
 
 /// Differences between two file sets, each changed path with what changed.
@@ -272,34 +334,49 @@ impl fmt::Display for MissReason {
                 } else {
                     format!(" in {set}")
                 };
-                if diff.unknown {
-                    return write!(
-                        f,
-                        "files changed{what} (earlier file list no longer stored)"
-                    );
-                }
-                let total = diff.total();
-                let noun = if total == 1 { "file" } else { "files" };
-                write!(f, "{total} {noun} changed{what} — ")?;
-                let mut items: Vec<String> = Vec::new();
-                for (path, aspects) in &diff.changed {
-                    items.push(format!("{path} ({})", aspects.join(", ")));
-                }
-                for path in &diff.added {
-                    items.push(format!("{path} (added)"));
-                }
-                for path in &diff.removed {
-                    items.push(format!("{path} (removed)"));
-                }
-                let shown: Vec<&str> = items.iter().take(FILES_SHOWN).map(String::as_str).collect();
-                write!(f, "{}", shown.join(", "))?;
-                if items.len() > FILES_SHOWN {
-                    write!(f, ", and {} more", items.len() - FILES_SHOWN)?;
-                }
-                Ok(())
+                write_files(f, diff, &what)
             }
+            MissReason::SourceStageChanged { stage, files, step } => match (files, step) {
+                (Some(diff), _) => {
+                    write!(f, "stage `{stage}` changed: ")?;
+                    write_files(f, diff, "")
+                }
+                (None, Some((text, line))) => {
+                    write!(f, "stage `{stage}` changed: `{text}` (line {line}) missed")
+                }
+                (None, None) => write!(f, "stage `{stage}` has other content than last time"),
+            },
         }
     }
+}
+
+/// `2 files changed{what} — src/a (content), src/b (added)`, at most [`FILES_SHOWN`] names.
+fn write_files(f: &mut fmt::Formatter<'_>, diff: &FileDiff, what: &str) -> fmt::Result {
+    if diff.unknown {
+        return write!(
+            f,
+            "files changed{what} (earlier file list no longer stored)"
+        );
+    }
+    let total = diff.total();
+    let noun = if total == 1 { "file" } else { "files" };
+    write!(f, "{total} {noun} changed{what} — ")?;
+    let mut items: Vec<String> = Vec::new();
+    for (path, aspects) in &diff.changed {
+        items.push(format!("{path} ({})", aspects.join(", ")));
+    }
+    for path in &diff.added {
+        items.push(format!("{path} (added)"));
+    }
+    for path in &diff.removed {
+        items.push(format!("{path} (removed)"));
+    }
+    let shown: Vec<&str> = items.iter().take(FILES_SHOWN).map(String::as_str).collect();
+    write!(f, "{}", shown.join(", "))?;
+    if items.len() > FILES_SHOWN {
+        write!(f, ", and {} more", items.len() - FILES_SHOWN)?;
+    }
+    Ok(())
 }
 
 /// The explanation for one step of a build.
@@ -413,6 +490,55 @@ mod tests {
                 "VERSION changed 1.2 → 1.3",
                 "user changed root → (unset)"
             ]
+        );
+    }
+
+    /// A changed source stage is explained by the files its missed steps name (merged, also
+    /// from a stage it reads itself), else by its first missed step.
+    #[test]
+    fn source_stage_reasons_name_files_or_the_first_missed_step() {
+        let files = |changed: &[&str], removed: &[&str]| MissReason::FilesChanged {
+            set: "context".into(),
+            diff: FileDiff {
+                changed: changed
+                    .iter()
+                    .map(|p| (p.to_string(), vec!["content".to_string()]))
+                    .collect(),
+                removed: removed.iter().map(|p| p.to_string()).collect(),
+                ..FileDiff::default()
+            },
+        };
+        let parent = MissReason::ParentChanged {
+            parent: "COPY src/ /src/".into(),
+            line: Some(2),
+        };
+        let nested = source_stage_changed("deps", &[("COPY lock /l", 2, &[files(&["lock"], &[])])]);
+        let first = [files(&["src/b.txt"], &["src/a.txt"])];
+        let second = [parent.clone(), nested];
+        let reason = source_stage_changed(
+            "builder",
+            &[("COPY src/ /src/", 2, &first), ("RUN make", 3, &second)],
+        );
+        assert_eq!(
+            reason.to_string(),
+            "stage `builder` changed: 3 files changed — src/b.txt (content), lock (content), src/a.txt (removed)"
+        );
+        let only_parent = [parent];
+        let changed = [MissReason::InstructionChanged {
+            old: "RUN a".into(),
+            new: "RUN b".into(),
+        }];
+        let reason = source_stage_changed(
+            "builder",
+            &[("RUN b", 3, &changed), ("RUN c", 4, &only_parent)],
+        );
+        assert_eq!(
+            reason.to_string(),
+            "stage `builder` changed: `RUN b` (line 3) missed"
+        );
+        assert_eq!(
+            source_stage_changed("builder", &[]).to_string(),
+            "stage `builder` has other content than last time"
         );
     }
 

@@ -72,6 +72,63 @@ pub struct Inputs {
     pub steps: BTreeMap<StepId, StepInputs>,
     /// Named file sets per step, for cache keys.
     pub files: BTreeMap<StepId, BTreeMap<String, FilesInput>>,
+    /// For each record list of this build (by digest): destination path → context path. The
+    /// stored lists hold destination paths only (the key follows the result), so explanations
+    /// use this to name files as they are in the context (`src/b.txt`, not `b.txt`).
+    pub context_paths: BTreeMap<String, BTreeMap<PathBuf, PathBuf>>,
+}
+
+impl Inputs {
+    /// [`files_diff`], naming files by their context path: a path this build copies by its
+    /// own source path, another (a removed file) through the closest copied directory above it.
+    pub fn files_diff(&self, cache: &CacheIndex, old: &str, new: &str) -> Option<FileDiff> {
+        let mut diff = files_diff(cache, old, new)?;
+        if let Some(paths) = self.context_paths.get(new) {
+            let map = |p: &mut String| *p = context_path(paths, p);
+            diff.added.iter_mut().for_each(map);
+            diff.removed.iter_mut().for_each(map);
+            diff.changed.iter_mut().for_each(|(p, _)| map(p));
+        }
+        Some(diff)
+    }
+
+    fn remember_paths(&mut self, digest: &str, records: &[FileRecord]) {
+        self.context_paths
+            .entry(digest.to_string())
+            .or_insert_with(|| {
+                records
+                    .iter()
+                    .filter(|r| !r.source_path.as_os_str().is_empty())
+                    .map(|r| (r.path.clone(), r.source_path.clone()))
+                    .collect()
+            });
+    }
+}
+
+/// The context path of `shown` (a destination path as [`files_diff`] shows it, `.` for the
+/// copied directory itself), from a destination → context path table.
+fn context_path(paths: &BTreeMap<PathBuf, PathBuf>, shown: &str) -> String {
+    let dest = if shown == "." {
+        PathBuf::new()
+    } else {
+        PathBuf::from(shown)
+    };
+    let mut prefix = dest.as_path();
+    loop {
+        if let Some(source) = paths.get(prefix) {
+            let rest = dest.strip_prefix(prefix).unwrap_or(&dest);
+            let full = if rest.as_os_str().is_empty() {
+                source.clone()
+            } else {
+                source.join(rest)
+            };
+            return full.to_string_lossy().into_owned();
+        }
+        match prefix.parent() {
+            Some(parent) => prefix = parent,
+            None => return shown.to_string(),
+        }
+    }
 }
 
 /// Whether any needed step reads the build context.
@@ -184,7 +241,9 @@ pub fn prepare(
                         let records = ctx
                             .records(&resolved, &overrides(copy), stat_cache)
                             .map_err(Report::new)?;
-                        sets.insert("context".to_string(), record_set(cache, &records)?);
+                        let set = record_set(cache, &records)?;
+                        inputs.remember_paths(&set.digest, &records);
+                        sets.insert("context".to_string(), set);
                         step_inputs.copy = Some(resolved);
                     }
                     for src in &copy.sources {
@@ -241,7 +300,9 @@ pub fn prepare(
                         let records = ctx
                             .records(&resolved, &Overrides::default(), stat_cache)
                             .map_err(Report::new)?;
-                        sets.insert(format!("mount:{target}"), record_set(cache, &records)?);
+                        let set = record_set(cache, &records)?;
+                        inputs.remember_paths(&set.digest, &records);
+                        sets.insert(format!("mount:{target}"), set);
                         step_inputs.mounts.insert(target.clone(), resolved);
                     }
                 }
@@ -397,6 +458,29 @@ mod tests {
         assert_eq!(redact("https://u:secret@h/x"), "https://u:xxxxx@h/x");
         assert_eq!(redact("https://h/x@y"), "https://h/x@y");
         assert_eq!(redact("https://h/x"), "https://h/x");
+    }
+
+    /// Destination paths map to context paths: exactly, or below the closest copied
+    /// directory (a removed file), or stay as they are when nothing maps them.
+    #[test]
+    fn context_paths_of_destination_paths() {
+        let paths: BTreeMap<PathBuf, PathBuf> = [
+            ("", "src"),
+            ("b.txt", "src/b.txt"),
+            ("sub", "src/sub"),
+            ("renamed", "other/x"),
+        ]
+        .into_iter()
+        .map(|(d, s)| (PathBuf::from(d), PathBuf::from(s)))
+        .collect();
+        assert_eq!(context_path(&paths, "b.txt"), "src/b.txt");
+        assert_eq!(context_path(&paths, "."), "src");
+        assert_eq!(context_path(&paths, "gone.txt"), "src/gone.txt");
+        assert_eq!(context_path(&paths, "sub/deep/f"), "src/sub/deep/f");
+        assert_eq!(context_path(&paths, "renamed"), "other/x");
+        let files_only: BTreeMap<PathBuf, PathBuf> =
+            [(PathBuf::from("a.txt"), PathBuf::from("dir/a.txt"))].into();
+        assert_eq!(context_path(&files_only, "c.txt"), "c.txt");
     }
 
     /// Stored records decode back to what was encoded.

@@ -252,23 +252,35 @@ fn run_stage(
         } else {
             layers.clone()
         };
+        let parent_unknown = parent_for_step.is_none();
         let (Some(parent_layers), Some(stage_layers)) = (parent_for_step, known_sources) else {
             // Dry run after a step that would be rebuilt: its key is unknown until then. Say
-            // so, and also name what changed in the step's own inputs (its files, variables,
-            // instruction), compared with its last build, ignoring the parent.
-            let mut reasons = vec![match &tip {
-                ParentNote::Step { display, line } => MissReason::ParentChanged {
-                    parent: display.clone(),
-                    line: Some(*line),
-                },
-                _ => MissReason::InputChanged {
-                    name: "source stage".into(),
-                    old: None,
-                    new: Some("would be rebuilt".into()),
-                },
-            }];
-            let site = format!("{}#{}#{}", opts.site_prefix, stage.label(), step.id.index);
-            if let Some(previous) = shared.cache.site_history(&site)?.into_iter().next() {
+            // so (the parent, or what changed in the source stages), and also name what changed
+            // in the step's own inputs (its files, variables, instruction), compared with its
+            // last build, ignoring the parent. Never built at all: say that instead.
+            let site = format!(
+                "{}#{}",
+                opts.site_prefix,
+                crate::cache_export::site_suffix(&stage.label(), step.id.index)
+            );
+            let history = shared.cache.site_history(&site)?;
+            let mut reasons = Vec::new();
+            if history.is_empty() {
+                reasons.push(MissReason::NeverBuilt);
+            } else {
+                if parent_unknown && let ParentNote::Step { display, line } = &tip {
+                    reasons.push(MissReason::ParentChanged {
+                        parent: display.clone(),
+                        line: Some(*line),
+                    });
+                }
+                for (s, layers) in &sources {
+                    if layers.is_none() {
+                        reasons.push(source_stage_reason(plan, *s, deps));
+                    }
+                }
+            }
+            if let Some(previous) = history.into_iter().next() {
                 let stage_layers: BTreeMap<usize, Vec<String>> = BTreeMap::new();
                 let mut now = preimage_for(plan, stage, step, &[], &stage_layers, &tip, opts);
                 now.parent = previous.preimage.parent.clone();
@@ -361,6 +373,17 @@ fn run_stage(
         } else {
             if !opts.no_cache {
                 reasons.extend(closest_reasons(shared, &site, &preimage)?);
+                // A source stage's content is keyed by its chain id: say what changed in it.
+                for reason in &mut reasons {
+                    if let MissReason::InputChanged { name, .. } = reason
+                        && let Some(label) = name.strip_prefix("stage:")
+                        && let Some(s) = step_stage_sources(step)
+                            .into_iter()
+                            .find(|&s| plan.stages[s].label() == label)
+                    {
+                        *reason = source_stage_reason(plan, s, deps);
+                    }
+                }
             }
             shared.reporter.event(Event::StepMiss {
                 stage,
@@ -495,6 +518,26 @@ fn preimage_for(
         parent: tip.clone(),
     };
     preimage
+}
+
+/// Why source stage `s` changed, from its outcome: the files its missed steps name.
+fn source_stage_reason(plan: &Plan, s: usize, deps: &BTreeMap<usize, StageOutcome>) -> MissReason {
+    let stage = &plan.stages[s];
+    let missed: Vec<(&str, usize, &[MissReason])> = deps
+        .get(&s)
+        .map(|outcome| {
+            outcome
+                .steps
+                .iter()
+                .filter(|r| !r.cached)
+                .filter_map(|r| {
+                    let step = stage.steps.get(r.id.index)?;
+                    Some((step.display.as_str(), step.site.line, r.reasons.as_slice()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    explain::source_stage_changed(&stage.label(), &missed)
 }
 
 /// Compare with the earlier builds of the same site and keep the closest explanation.

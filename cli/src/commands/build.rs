@@ -206,8 +206,7 @@ fn solve_and_commit(
         &note,
     );
     let cache = &prepared.cache;
-    let files_diff =
-        |_set: &str, old: &str, new: &str| rbuild_solver::inputs::files_diff(cache, old, new);
+    let files_diff = |_set: &str, old: &str, new: &str| prepared.inputs.files_diff(cache, old, new);
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));

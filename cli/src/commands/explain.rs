@@ -66,8 +66,7 @@ pub fn dry_run(
     no_cache: bool,
 ) -> miette::Result<Vec<rbuild_solver::explain::StepExplanation>> {
     let cache = &prepared.cache;
-    let files_diff =
-        |_set: &str, old: &str, new: &str| rbuild_solver::inputs::files_diff(cache, old, new);
+    let files_diff = |_set: &str, old: &str, new: &str| prepared.inputs.files_diff(cache, old, new);
     let opts = SolveOptions {
         no_cache,
         jobs: 1,

@@ -146,15 +146,12 @@ impl BuildWorker<'_> {
                 target,
                 content,
                 mode,
-            } => {
-                // A heredoc script: an in-memory file, like a secret, never in the layer.
-                let mut file =
-                    SecretMount::new("heredoc", Some(SecretValue::Bytes(content.clone())));
-                file.target = Some(target.clone());
-                file.required = true;
-                file.mode = *mode;
-                mounts::RunMount::Secret(file)
-            }
+            } => mounts::RunMount::File(mounts::InlineFile {
+                // A heredoc script: bound read-only and executable, never in the layer.
+                target: target.clone(),
+                content: content.clone(),
+                mode: *mode,
+            }),
         })
     }
 

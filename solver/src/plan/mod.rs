@@ -154,15 +154,21 @@ pub fn plan(
         names: &names,
     };
 
-    // Which stages the target needs, from the static references (FROM name, --from, mounts).
-    // ONBUILD triggers may name stages of this Dockerfile too (`COPY --from=stage`); they are
-    // only known once the base is resolved, so such a reference adds the stage and plans again.
-    let mut trigger_deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); stages.stages.len()];
+    // Which stages the target needs, from the static references (FROM name after expansion
+    // with the global ARGs, --from, mounts). ONBUILD triggers may name stages of this
+    // Dockerfile too (`COPY --from=stage`); they are only known once the base is resolved, so
+    // such a reference adds the stage and plans again. Planning adds every stage it finds it
+    // needs the same way, so the static analysis can never leave a needed stage unplanned.
+    let mut extra_deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); stages.stages.len()];
     let (plan_stages, stage_images, consumed) = loop {
-        let needed = needed_stages(&ctx, &stages.stages, target, &trigger_deps);
+        let needed = needed_stages(&ctx, &stages.stages, target, &extra_deps, &global);
         match plan_stages(&ctx, &stages.stages, &needed, &global, consumed.clone())? {
             Stages::Planned(stages, images, consumed) => break (stages, images, consumed),
-            Stages::Needs { stage, deps } => trigger_deps[stage].extend(deps),
+            Stages::Needs { stage, deps } => {
+                // Each round adds a stage that was not needed before, so this ends.
+                debug_assert!(deps.iter().all(|d| !needed.contains(d)));
+                extra_deps[stage].extend(deps)
+            }
         }
     };
 
@@ -253,15 +259,17 @@ fn plan_stages(
             });
         }
         let lower = image.to_ascii_lowercase();
-        let earlier_stage = names[..st.index]
-            .iter()
-            .rposition(|n| n.as_deref() == Some(lower.as_str()));
+        let earlier_stage = base_stage(names, st.index, &image);
         // The triggers: the ONBUILD list of the base image, or the ONBUILD instructions of the
         // base stage (BuildKit runs both); the child's own config starts without them.
         let (base, mut state, onbuild) = if let Some(i) = earlier_stage {
-            let base_state = states[i]
-                .clone()
-                .expect("a stage used as a base is needed, so it was planned");
+            let Some(base_state) = states[i].clone() else {
+                // Not planned: the static analysis missed it. Plan again with it.
+                return Ok(Stages::Needs {
+                    stage: st.index,
+                    deps: BTreeSet::from([i]),
+                });
+            };
             let onbuild = base_state
                 .config
                 .config
@@ -496,22 +504,34 @@ impl Ctx<'_> {
     }
 }
 
-/// Stages the target needs, following FROM names (earlier stages only), `COPY --from` and
-/// `RUN --mount from=` references, and the stages ONBUILD triggers of a stage were found to use.
+/// The stage a `FROM` names: `image` is the base name after expansion with the global ARGs
+/// (BuildKit expands it before matching it against stage names). Only earlier stages count,
+/// and the latest of two with the same name wins.
+fn base_stage(names: &[Option<String>], stage: usize, image: &str) -> Option<usize> {
+    let lower = image.to_ascii_lowercase();
+    names[..stage.min(names.len())]
+        .iter()
+        .rposition(|n| n.as_deref() == Some(lower.as_str()))
+}
+
+/// Stages the target needs, following FROM names (expanded with the global ARGs; earlier
+/// stages only), `COPY --from` and `RUN --mount from=` references, and the stages planning
+/// found a stage to use beyond those (ONBUILD triggers).
 fn needed_stages(
     ctx: &Ctx<'_>,
     stages: &[rbuild_parser::Stage<'_>],
     target: usize,
-    trigger_deps: &[BTreeSet<usize>],
+    extra_deps: &[BTreeSet<usize>],
+    global: &Vars,
 ) -> BTreeSet<usize> {
     let deps: Vec<BTreeSet<usize>> = stages
         .iter()
         .map(|st| {
-            let mut deps = trigger_deps[st.index].clone();
-            let base = st.from.image.value.to_ascii_lowercase();
-            if let Some(i) = ctx.names[..st.index]
-                .iter()
-                .rposition(|n| n.as_deref() == Some(base.as_str()))
+            let mut deps = extra_deps[st.index].clone();
+            // An expansion error is reported when the stage is planned.
+            if let Ok(image) =
+                expand::word(global, &st.from.image, ctx.escape, &mut BTreeMap::new())
+                && let Some(i) = base_stage(ctx.names, st.index, &image)
             {
                 deps.insert(i);
             }

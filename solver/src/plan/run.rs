@@ -45,13 +45,16 @@ pub fn dispatch(
                 [doc] if is_only_heredoc(&word.value, doc) => {
                     let data = doc.content().into_owned();
                     if data.starts_with("#!") {
+                        // BuildKit writes the script (0755) into a read-only mount at
+                        // `/dev/pipes/` and has the shell run it, so the kernel starts the
+                        // shebang's interpreter: argv is SHELL + the script's path.
                         let target = format!("{PIPES_DIR}/{}", doc.name);
                         mounts.push(RunMount::InlineFile {
                             target: target.clone(),
                             content: data.into_bytes(),
                             mode: 0o755,
                         });
-                        args = vec![target];
+                        args.push(target);
                     } else {
                         args.push(data);
                     }

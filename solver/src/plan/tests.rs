@@ -59,8 +59,12 @@ fn plan_text(src: &str, opts: &PlanOptions) -> Result<Planned, PlanError> {
     plan(src, &parsed.dockerfile, opts, &Fake)
 }
 
+/// `../shared` beside the repository, or `$RBUILD_SHARED` (as the CLI tests' harness).
 fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/build")
+    std::env::var_os("RBUILD_SHARED")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared"))
+        .join("conformance/build")
 }
 
 /// The compared config fields of a planned target stage, as JSON.
@@ -213,6 +217,49 @@ fn stage_references() {
     assert!(matches!(froms[2], FileSource::Image(_)));
 }
 
+/// A global ARG in `FROM` that names an earlier stage is that stage (BuildKit expands the
+/// base name with the global ARGs before matching stage names), as a default, as a build arg,
+/// and with `AS`; a build arg can also turn it into an image, leaving the stage unused.
+#[test]
+fn global_arg_in_from_names_a_stage() {
+    let src = "ARG BASE=builder\nFROM busybox:1.35 AS builder\nENV FROM_BUILDER=1\nFROM busybox:1.35 AS other\nENV FROM_OTHER=1\nFROM ${BASE} AS x\nRUN true\n";
+    let env = |planned: &Planned| {
+        planned.images[planned.plan.target]
+            .config
+            .config
+            .clone()
+            .unwrap_or_default()
+            .env
+            .unwrap_or_default()
+    };
+    let planned = plan_text(src, &opts(&[], None)).unwrap();
+    assert_eq!(planned.plan.stages[2].base, Base::Stage(0));
+    assert!(env(&planned).contains(&"FROM_BUILDER=1".to_string()));
+    let order = crate::graph::stage_order(&planned.plan).unwrap();
+    assert_eq!(order.skipped, vec![1]);
+
+    let planned = plan_text(src, &opts(&[("BASE", "OTHER")], None)).unwrap();
+    assert_eq!(planned.plan.stages[2].base, Base::Stage(1));
+    assert!(env(&planned).contains(&"FROM_OTHER=1".to_string()));
+    assert!(
+        planned.plan.stages[0].steps.is_empty(),
+        "builder is not needed"
+    );
+
+    let planned = plan_text(src, &opts(&[("BASE", "busybox:1.35")], None)).unwrap();
+    assert!(matches!(planned.plan.stages[2].base, Base::Image(_)));
+    let order = crate::graph::stage_order(&planned.plan).unwrap();
+    assert_eq!(order.skipped, vec![0, 1]);
+
+    // Without a name, and through a stage that is itself based on an ARG-named stage.
+    let src =
+        "ARG A=one\nARG B=two\nFROM busybox:1.35 AS one\nFROM ${A} AS two\nENV T=2\nFROM $B\n";
+    let planned = plan_text(src, &opts(&[], None)).unwrap();
+    assert_eq!(planned.plan.stages[1].base, Base::Stage(0));
+    assert_eq!(planned.plan.stages[2].base, Base::Stage(1));
+    assert!(env(&planned).contains(&"T=2".to_string()));
+}
+
 /// Unknown targets suggest the closest stage name.
 #[test]
 fn unknown_target_suggests() {
@@ -268,7 +315,8 @@ fn run_heredocs() {
         runs[1].argv,
         vec!["/bin/sh", "-c", "<<EOT cat - > /x\nbody\nEOT"]
     );
-    assert_eq!(runs[2].argv, vec!["/dev/pipes/EOT"]);
+    // A shebang script is a file the shell runs (BuildKit: `/bin/sh -c /dev/pipes/EOT`).
+    assert_eq!(runs[2].argv, vec!["/bin/sh", "-c", "/dev/pipes/EOT"]);
     assert!(matches!(
         runs[2].mounts[0],
         crate::op::RunMount::InlineFile { .. }

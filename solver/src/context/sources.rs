@@ -386,10 +386,10 @@ impl BuildContext {
                 RootKind::Dir
             }
             _ => {
+                // `--exclude` patterns are relative to a copied directory; a file source is
+                // copied whatever they say (BuildKit matches them against the path below the
+                // source, which is empty for a file).
                 let name = file_name(named);
-                if excludes.is_excluded(name) {
-                    return Ok(());
-                }
                 let dest = if req.parents {
                     base.clone()
                 } else {

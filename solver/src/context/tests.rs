@@ -233,8 +233,11 @@ fn wildcards_exclude_and_parents() {
 
     let r = resolve_with(&ctx, &["app"], &["*.log"], false).unwrap();
     assert_eq!(dests(&r), ["", "lib.rs", "main.rs"]);
+    // A file source is never excluded, named or matched by a wildcard (BuildKit).
     let r = resolve_with(&ctx, &["app/*"], &["main.rs"], false).unwrap();
-    assert_eq!(dests(&r), ["debug.log", "lib.rs"]);
+    assert_eq!(dests(&r), ["debug.log", "lib.rs", "main.rs"]);
+    let r = resolve_with(&ctx, &["app/main.rs"], &["*.rs"], false).unwrap();
+    assert_eq!(dests(&r), ["main.rs"]);
     let e = resolve_with(&ctx, &["app"], &["[z"], false).unwrap_err();
     assert!(matches!(e, SourceError::BadExclude { .. }), "{e:?}");
 

@@ -224,8 +224,16 @@ pub fn dispatch(
                     None,
                 ));
             }
+            // The config keeps an absolute WORKDIR as written (BuildKit's NormalizeWorkdir only
+            // joins and cleans relative ones); the directory made, and every later use of the
+            // working directory (`State::workdir`), is the cleaned path.
             let path = normalize_workdir(&state.workdir(), &requested);
-            state.container().working_dir = Some(path.clone());
+            let config_path = if requested.starts_with('/') {
+                requested.clone()
+            } else {
+                path.clone()
+            };
+            state.container().working_dir = Some(config_path.clone());
             if path != "/" {
                 step.op = Op::Mkdir(MkdirOp {
                     path: path.clone(),
@@ -235,7 +243,7 @@ pub fn dispatch(
                 step.key.inputs.insert("user".into(), state.user());
                 step.key.vars = used.clone();
             }
-            step.created_by = format!("WORKDIR {path}");
+            step.created_by = format!("WORKDIR {config_path}");
         }
         Instruction::Stopsignal(sig) => {
             let value = expand::word(&state.vars, &sig.signal, escape, &mut used)?;

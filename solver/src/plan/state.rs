@@ -83,11 +83,12 @@ impl StageState {
         self.config.config.as_ref()
     }
 
-    /// The absolute working directory (`/` when unset).
+    /// The working directory as a clean absolute path (the config may hold it as written).
     pub fn workdir(&self) -> String {
         self.container_ref()
-            .and_then(|c| c.working_dir.clone())
+            .and_then(|c| c.working_dir.as_deref())
             .filter(|w| !w.is_empty())
+            .map(super::meta::clean_path)
             .unwrap_or_else(|| "/".into())
     }
 

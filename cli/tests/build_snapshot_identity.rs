@@ -6,6 +6,7 @@
 //! (overlay snapshots) and for exports (the flattener).
 
 mod common;
+mod store_support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -447,4 +448,141 @@ proptest! {
             check_views(&env, &ctx, snapshotter, "prop", tmp.path());
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile layers: one in-root rule for snapshots (RUN, `rbuild run`) and the flattener (exports).
+
+/// Layers with entries below a lower layer's absolute (and escaping relative) symlinks, a
+/// whiteout and an opaque marker reached through symlinks, and a whiteout of the symlink itself.
+/// containerd applies each layer on the mounted chain below, resolving every parent in-root
+/// through those symlinks; the snapshots must do the same, so `rbuild run` (both snapshotters),
+/// `-o type=local` and the flattened store agree, and nothing outside the root is touched.
+#[test]
+fn hostile_layers_resolve_in_root_the_same_way_everywhere() {
+    use rbuild_store::testing::TarBuilder;
+    let env = TestEnv::new();
+    common::load_busybox(&env);
+    let work = tempfile::tempdir().unwrap();
+    // Host canaries: the absolute symlink names a real host directory.
+    let canary_dir = work.path().join("canary-dir");
+    std::fs::create_dir(&canary_dir).unwrap();
+    std::fs::write(canary_dir.join("keep"), b"host").unwrap();
+    let canary = canary_dir.display().to_string();
+    let canary_in_root = canary.trim_start_matches('/').to_string();
+
+    let busybox = {
+        let store = rbuild_store::Store::open(env.root()).unwrap();
+        let image = store.resolve_image("busybox:1.35").unwrap();
+        assert_eq!(image.layers.len(), 1);
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut store.open_layer(&image.layers[0].descriptor).unwrap(),
+            &mut bytes,
+        )
+        .unwrap();
+        bytes
+    };
+    let l1 = {
+        let mut t = TarBuilder::new();
+        t.symlink("esc", &canary)
+            .symlink("rel", "../../../etc")
+            .dir("victim")
+            .file("victim/keep", b"keep")
+            .file("victim/gone", b"gone")
+            .symlink("vlink", "/victim")
+            .dir("d")
+            .file("d/old", b"old")
+            .symlink("dl", "/d")
+            .symlink("home-link", "/home");
+        t.finish()
+    };
+    let l2 = {
+        let mut t = TarBuilder::new();
+        t.file("esc/pwned", b"pwned")
+            .file("rel/owned", b"owned")
+            .file("vlink/.wh.gone", b"")
+            .file("dl/.wh..wh..opq", b"")
+            .file("dl/new", b"new")
+            .dir("home-link/sub")
+            .file("home-link/sub/f", b"f");
+        t.finish()
+    };
+    let l3 = {
+        let mut t = TarBuilder::new();
+        t.file(".wh.esc", b"")
+            .file(format!("{canary_in_root}/after"), b"after");
+        t.finish()
+    };
+    let archive = work.path().join("hostile.tar");
+    std::fs::write(
+        &archive,
+        store_support::Parts::new("docker.io/library/hostile:1", vec![busybox, l1, l2, l3]).build(),
+    )
+    .unwrap();
+    let out = env
+        .rbuild()
+        .args(["load", "-i"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "load: {:?}", text(&out));
+
+    let ctx = work.path().join("ctx");
+    write_file(&ctx, "Dockerfile", "FROM hostile:1\n");
+    let local = listing_of_dir(&build(&env, &ctx, "overlay", "hostile-out", work.path()));
+    let flat = listing_of_flattened(env.root(), "hostile:1");
+    assert_same("-o type=local", &local, "flattened", &flat);
+    for snapshotter in ["overlay", "copy"] {
+        let run = listing_of_run(env.root(), snapshotter, "hostile:1");
+        assert_same(
+            &format!("rbuild run ({snapshotter})"),
+            &run,
+            "-o type=local",
+            &local,
+        );
+    }
+    // The in-root meaning, spelled out.
+    let file = |p: &str| {
+        local
+            .get(p)
+            .map(|l| l.split(' ').next().unwrap().to_string())
+    };
+    assert_eq!(
+        file(&format!("{canary_in_root}/pwned")).as_deref(),
+        Some("file")
+    );
+    assert_eq!(
+        file(&format!("{canary_in_root}/after")).as_deref(),
+        Some("file")
+    );
+    assert_eq!(file("etc/owned").as_deref(), Some("file"));
+    assert_eq!(file("victim/keep").as_deref(), Some("file"));
+    assert_eq!(file("victim/gone"), None, "whiteout through a symlink");
+    assert_eq!(file("d/old"), None, "opaque marker through a symlink");
+    assert_eq!(file("d/new").as_deref(), Some("file"));
+    assert_eq!(file("home/sub/f").as_deref(), Some("file"));
+    assert_eq!(
+        file("esc"),
+        None,
+        "the whiteout hides the symlink, not its target"
+    );
+    assert_eq!(
+        run_cat(
+            env.root(),
+            "overlay",
+            "hostile:1",
+            &format!("{canary}/pwned")
+        ),
+        "pwned"
+    );
+    // Nothing escaped to the host.
+    let host: Vec<_> = std::fs::read_dir(&canary_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(host, ["keep"]);
+    assert_eq!(std::fs::read(canary_dir.join("keep")).unwrap(), b"host");
+    assert!(!Path::new("/etc/owned").exists());
+    store_support::assert_fsck_ok(&env);
 }

@@ -315,6 +315,56 @@ mod tests {
         assert_eq!(std::fs::read_dir(snaps.dir()).unwrap().count(), 0);
     }
 
+    fn stored(store: &Store, build: impl FnOnce(&mut rbuild_store::testing::TarBuilder)) -> Layer {
+        let mut t = rbuild_store::testing::TarBuilder::new();
+        build(&mut t);
+        let blob = store.put_blob(&t.finish()).unwrap();
+        Layer {
+            descriptor: rbuild_store::Descriptor::new(
+                rbuild_store::media::OCI_LAYER_TAR,
+                blob.digest.clone(),
+                blob.size,
+            ),
+            diff_id: blob.digest,
+        }
+    }
+
+    /// The same top layer on two parents gets two snapshots (keyed by chain id), each applied
+    /// on its own chain.
+    #[test]
+    fn one_layer_on_two_parents_is_two_snapshots() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let snaps = Snapshots::open(root.path()).unwrap();
+        let a = stored(&store, |t| {
+            t.dir("d").file("d/x", b"a");
+        });
+        let b = stored(&store, |t| {
+            t.symlink("d", "/elsewhere");
+        });
+        let top = stored(&store, |t| {
+            t.file("d/y", b"y");
+        });
+        let on_a = snaps
+            .ensure_chain(&store, &[a.clone(), top.clone()])
+            .unwrap();
+        let on_b = snaps
+            .ensure_chain(&store, &[b.clone(), top.clone()])
+            .unwrap();
+        assert_ne!(on_a[1], on_b[1]);
+        assert_eq!(std::fs::read(on_a[1].join("d/y")).unwrap(), b"y");
+        // On `b`, `d` is a symlink: the entry lands where it points, inside the root.
+        assert_eq!(std::fs::read(on_b[1].join("elsewhere/y")).unwrap(), b"y");
+        assert!(!on_b[1].join("d").exists());
+        let chain = rbuild_store::chain::chain_id(Some(&b.diff_id), &top.diff_id);
+        assert_eq!(on_b[1], store.snapshot_path(&chain));
+        assert_eq!(on_b[1], snaps.path(chain.as_str()).unwrap());
+        // Nothing is ever named by the top layer's bare diff_id.
+        assert!(!store.snapshot_path(&top.diff_id).exists());
+        // A second call reuses what exists.
+        assert_eq!(snaps.ensure_chain(&store, &[b, top]).unwrap(), on_b);
+    }
+
     #[test]
     fn diff_ids_are_validated() {
         let root = tempfile::tempdir().unwrap();

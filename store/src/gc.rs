@@ -207,9 +207,11 @@ impl Store {
         // `snapshots/<hex>` (keyed by one layer's diff_id) are from earlier versions: they are
         // not valid views of any chain, so they always go; `snapshots/v2/<hex>` are by chain.
         let legacy = self.layout.snapshots();
-        self.sweep_snapshots(&legacy, &mut report, |_| true)?;
+        self.sweep_snapshots(&legacy, &mut report, true, |_| true)?;
         let current = self.snapshot_dir();
-        self.sweep_snapshots(&current, &mut report, |d| !live.snapshots.contains(d))?;
+        self.sweep_snapshots(&current, &mut report, false, |d| {
+            !live.snapshots.contains(d)
+        })?;
 
         let cache = self.layout.cache_keys();
         let entries = match fs::read_dir(&cache) {
@@ -380,13 +382,16 @@ impl Store {
     }
 
     /// Remove the entries of the snapshot directory `dir` named by a digest hex for which
-    /// `doomed` says so, and staging directories of dead processes.
+    /// `doomed` says so, and staging directories of dead processes. In the `legacy` directory
+    /// of earlier versions, also their `.tmp-*` staging directories older than an hour.
     fn sweep_snapshots(
         &self,
         dir: &std::path::Path,
         report: &mut GcReport,
+        legacy: bool,
         doomed: impl Fn(&Digest) -> bool,
     ) -> Result<()> {
+        let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
         let entries = match fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -400,6 +405,11 @@ impl Store {
             } else if let Some(owner) = name.strip_prefix("tmp-") {
                 fsutil::owner_of(owner)
                     .is_some_and(|(pid, start)| !fsutil::process_alive(pid, start))
+            } else if legacy && name.starts_with(".tmp-") {
+                entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff)
             } else {
                 false
             };
@@ -590,6 +600,13 @@ mod tests {
         fs::create_dir_all(s.snapshot_path(&diff_ids[2])).unwrap();
         let legacy = s.layout.snapshots().join(diff_ids[1].hex());
         fs::create_dir_all(&legacy).unwrap();
+        let legacy_tmp = s.layout.snapshots().join(".tmp-old");
+        fs::create_dir_all(&legacy_tmp).unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        fs::File::open(&legacy_tmp)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         drop(s);
         let s = Store::open_with(d.path(), StoreOptions::default()).unwrap();
         let r = s.collect_garbage().unwrap();
@@ -601,7 +618,8 @@ mod tests {
             !legacy.exists(),
             "diff_id-keyed snapshots of old versions go"
         );
-        assert_eq!(r.snapshots.len(), 2, "{:?}", r.snapshots);
+        assert!(!legacy_tmp.exists(), "and their stale temporaries");
+        assert_eq!(r.snapshots.len(), 3, "{:?}", r.snapshots);
         // Untagged and unreferenced: every chain goes.
         s.untag(&Reference::parse("chain:1").unwrap()).unwrap();
         s.prune(&PruneOptions::default()).unwrap();

@@ -343,7 +343,7 @@ WORKDIR /app
 COPY requirements.txt .
 RUN cat requirements.txt > /installed.txt
 COPY a/ ./a/
-RUN touch /app/a/.keep && find /app | sort > /seen1.txt
+RUN touch /app/a/.keep && rm -rf /app/a/sub && find /app | sort > /seen1.txt
 COPY . .
 RUN find /app -type f | sort | xargs cat > /seen2.txt; chmod -R go-w /app
 ";

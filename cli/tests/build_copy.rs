@@ -56,11 +56,21 @@ fn destination_symlinks_stay_in_the_image() {
     }
 }
 
-fn layer_of_last_step(env: &TestEnv, tag: &str) -> (rbuild_store::Store, rbuild_store::Digest) {
+/// The store, the last layer's diff_id and its chain id (what names its snapshot).
+fn layer_of_last_step(
+    env: &TestEnv,
+    tag: &str,
+) -> (
+    rbuild_store::Store,
+    rbuild_store::Digest,
+    rbuild_store::Digest,
+) {
     let store = rbuild_store::Store::open(env.root()).unwrap();
     let image = store.resolve_image(tag).unwrap();
     let diff_id = image.layers.last().unwrap().diff_id.clone();
-    (store, diff_id)
+    let diff_ids: Vec<_> = image.layers.iter().map(|l| l.diff_id.clone()).collect();
+    let chain = rbuild_store::chain::chain_ids(&diff_ids).pop().unwrap();
+    (store, diff_id, chain)
 }
 
 /// Rebuilding a COPY after one file changed reuses the unchanged files of the previous layer's
@@ -85,8 +95,8 @@ fn changed_copy_reuses_unchanged_files_safely() {
         assert!(out.status.success(), "{:?}", text(&out));
     };
     build();
-    let (store, first) = layer_of_last_step(&env, "reuse");
-    let first_snapshot = store.snapshot_path(&first);
+    let (store, first, first_chain) = layer_of_last_step(&env, "reuse");
+    let first_snapshot = store.snapshot_path(&first_chain);
 
     // Same size, same mtime, different bytes.
     let changed = ctx.path().join("src/f3.txt");
@@ -97,9 +107,9 @@ fn changed_copy_reuses_unchanged_files_safely() {
     drop(f);
     // (The context's stat cache still notices: the ctime changed.)
     build();
-    let (store, second) = layer_of_last_step(&env, "reuse");
+    let (store, second, second_chain) = layer_of_last_step(&env, "reuse");
     assert_ne!(first, second);
-    let second_snapshot = store.snapshot_path(&second);
+    let second_snapshot = store.snapshot_path(&second_chain);
     let ino = |root: &Path, p: &str| std::fs::metadata(root.join(p)).unwrap().ino();
     assert_eq!(
         ino(&first_snapshot, "app/src/f1.txt"),

@@ -69,12 +69,12 @@ fn conform(case: &str, steps: &[Vec<&str>]) {
         .unwrap();
     let image = store.resolve_image("busybox:1.35").unwrap();
     let base_layer = &image.layers[0];
-    let base = fx
+    let mut chain = fx
         .exec
         .snapshots()
-        .ensure_layer(&store, base_layer)
+        .ensure_chain(&store, std::slice::from_ref(base_layer))
         .unwrap();
-    let mut chain = vec![base];
+    let mut chain_id = base_layer.diff_id.clone();
     let mut captured = Vec::new();
     for (i, argv) in steps.iter().enumerate() {
         let mut err = Vec::new();
@@ -99,9 +99,10 @@ fn conform(case: &str, steps: &[Vec<&str>]) {
             .unwrap()
             .expect("every RUN of these cases changes something");
         assert!(store.has_blob(&layer.diff_id));
+        chain_id = rbuild_store::chain::chain_id(Some(&chain_id), &layer.diff_id);
         let snap = outcome
             .rootfs
-            .commit_snapshot(&store, &layer.diff_id)
+            .commit_snapshot(&store, &chain_id)
             .unwrap()
             .unwrap();
         chain.push(snap);

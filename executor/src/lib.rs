@@ -6,9 +6,9 @@
 //! ```text
 //! let store = Store::open(root)?;
 //! let exec = Executor::new(store.root(), ExecutorOptions::default())?;    // once per build
-//! let base = exec.snapshots().ensure_layer(&store, &layer)?;              // per parent layer
+//! let lowers = exec.snapshots().ensure_chain(&store, &parent_layers)?;    // snapshot per chain
 //! let mut on_line = |stream: Stream, line: &[u8]| { /* progress */ };
-//! let mut step = RunStep::new(vec![base, ...], argv, Stdio3::Capture(&mut on_line));
+//! let mut step = RunStep::new(lowers, argv, Stdio3::Capture(&mut on_line));
 //! step.env = ...; step.cwd = ...; step.user = ...; step.mounts = ...; step.log_path = ...;
 //! step.network = ...; step.cancel = Some(token.clone());                    // Ctrl-C, failures
 //! step.security = Security::Insecure;    // only for an allowed `RUN --security=insecure`
@@ -17,8 +17,10 @@
 //! match outcome.rootfs.capture_layer(&store, &LayerOptions { source_date_epoch })? {
 //!     None => { /* the step changed nothing */ }
 //!     Some(CapturedLayer { diff_id, size, warnings }) => {
-//!         // blob digest == diff_id (uncompressed); reuse the upper as the next snapshot:
-//!         outcome.rootfs.commit_snapshot(&store, &diff_id)?;
+//!         // blob digest == diff_id (uncompressed); reuse the upper as the snapshot of the
+//!         // chain parent + layer (snapshots are keyed by chain id, never by diff_id):
+//!         let chain = chain::chain_id(chain_ids(&parent_diff_ids).last(), &diff_id);
+//!         outcome.rootfs.commit_snapshot(&store, &chain)?;
 //!     }
 //! }
 //! ```

@@ -287,15 +287,17 @@ impl StepRootfs {
     }
 
     /// Publish the overlay upper directory as the snapshot of the layer captured from it
-    /// (leased in `store`), saving an unpack; see [`StepRootfs::into_snapshot`]. `None` for the
-    /// copy backend.
+    /// (leased in `store`), saving an unpack; see [`StepRootfs::into_snapshot`]. `chain_id` is
+    /// the chain id of the step's parent layers plus the captured layer
+    /// (`rbuild_store::chain::chain_id`), never the bare diff_id: the upper holds copy-ups that
+    /// are only right on this parent. `None` for the copy backend.
     pub fn commit_snapshot(
         self,
         store: &rbuild_store::Store,
-        diff_id: &rbuild_store::Digest,
+        chain_id: &rbuild_store::Digest,
     ) -> Result<Option<PathBuf>> {
         match &self.kind {
-            RootfsKind::Overlay { upper } => Ok(Some(store.commit_snapshot(upper, diff_id)?)),
+            RootfsKind::Overlay { upper } => Ok(Some(store.commit_snapshot(upper, chain_id)?)),
             RootfsKind::Copy { .. } => Ok(None),
         }
     }
@@ -326,11 +328,12 @@ impl StepRootfs {
 
     /// Keep the upper directory as the snapshot of the layer written from it (overlay
     /// backend), saving an unpack. Its mtimes are not clamped to `SOURCE_DATE_EPOCH` and it may
-    /// hold unchanged copy-ups; later steps see the same files either way. Returns `None` for
-    /// the copy backend, whose layer must be unpacked into a snapshot instead.
-    pub fn into_snapshot(self, snapshots: &Snapshots, diff_id: &str) -> Result<Option<PathBuf>> {
+    /// hold unchanged copy-ups, so it is valid only on this step's parent chain: `chain_id` is
+    /// that chain plus the layer. Returns `None` for the copy backend, whose layer must be
+    /// unpacked into a snapshot instead.
+    pub fn into_snapshot(self, snapshots: &Snapshots, chain_id: &str) -> Result<Option<PathBuf>> {
         match &self.kind {
-            RootfsKind::Overlay { upper } => Ok(Some(snapshots.adopt(diff_id, upper)?)),
+            RootfsKind::Overlay { upper } => Ok(Some(snapshots.adopt(chain_id, upper)?)),
             RootfsKind::Copy { .. } => Ok(None),
         }
     }

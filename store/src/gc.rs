@@ -1,12 +1,15 @@
 //! Garbage collection and pruning. Roots: index.json entries (tagged and untagged images),
 //! `refs/<kind>/<name>` digests, and the leases of live processes. The mark phase walks
-//! manifests and indexes to configs and layers; config diff_ids mark snapshots live. The sweep
-//! (under the exclusive store lock) removes unmarked blobs, snapshots of no live diff_id,
+//! manifests and indexes to configs and layers; the chain ids of every prefix of a live
+//! config's diff_ids mark snapshots live (a snapshot is keyed by its layer chain, see
+//! [`crate::chain`]). The sweep (under the exclusive store lock) removes unmarked blobs,
+//! snapshots of no live chain, the diff_id-keyed snapshot directories of earlier versions,
 //! `cache/keys/` entries without a `refs/cache/` ref, and leftovers of dead processes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 use crate::digest::Digest;
@@ -25,7 +28,7 @@ use crate::store::Store;
 pub struct LiveSet {
     /// Blobs to keep.
     pub blobs: BTreeSet<Digest>,
-    /// Snapshot names (diff_ids) to keep.
+    /// Snapshot names (layer chain ids) to keep.
     pub snapshots: BTreeSet<Digest>,
     /// Names of live `refs/cache/` refs: `cache/keys/<name>[.*]` entries are kept.
     pub cache_names: BTreeSet<String>,
@@ -126,7 +129,6 @@ impl Store {
                 Ok(Document::Manifest(m)) => {
                     queue.push((m.config.digest.clone(), Some(m.config.media_type.clone())));
                     for l in &m.layers {
-                        live.snapshots.insert(l.digest.clone());
                         queue.push((l.digest.clone(), Some(l.media_type.clone())));
                     }
                     if let Some(s) = &m.subject {
@@ -140,7 +142,8 @@ impl Store {
                             "config",
                         )
                     {
-                        live.snapshots.extend(c.rootfs.diff_ids);
+                        live.snapshots
+                            .extend(crate::chain::chain_ids(&c.rootfs.diff_ids));
                     }
                 }
                 Ok(Document::Index(i)) => {
@@ -201,24 +204,14 @@ impl Store {
             fsutil::fsync_dir(&blobs)?;
         }
 
-        let snaps = self.layout.snapshots();
-        for entry in fs::read_dir(&snaps).ctx("list", &snaps)? {
-            let entry = entry.ctx("list", &snaps)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let remove = if let Ok(d) = Digest::from_hex(&name) {
-                !live.snapshots.contains(&d)
-            } else if let Some(owner) = name.strip_prefix("tmp-") {
-                fsutil::owner_of(owner)
-                    .is_some_and(|(pid, start)| !fsutil::process_alive(pid, start))
-            } else {
-                false
-            };
-            if remove {
-                let size = fsutil::dir_size(&entry.path());
-                fsutil::remove_tree(&entry.path())?;
-                report.snapshots.push((name, size));
-            }
-        }
+        // `snapshots/<hex>` (keyed by one layer's diff_id) are from earlier versions: they are
+        // not valid views of any chain, so they always go; `snapshots/v2/<hex>` are by chain.
+        let legacy = self.layout.snapshots();
+        self.sweep_snapshots(&legacy, &mut report, true, |_| true)?;
+        let current = self.snapshot_dir();
+        self.sweep_snapshots(&current, &mut report, false, |d| {
+            !live.snapshots.contains(d)
+        })?;
 
         let cache = self.layout.cache_keys();
         let entries = match fs::read_dir(&cache) {
@@ -388,30 +381,83 @@ impl Store {
         Ok(report)
     }
 
-    /// Where the snapshot of `diff_id` lives (whether or not it exists).
-    pub fn snapshot_path(&self, diff_id: &Digest) -> PathBuf {
-        self.layout.snapshots().join(diff_id.hex())
+    /// Remove the entries of the snapshot directory `dir` named by a digest hex for which
+    /// `doomed` says so, and staging directories of dead processes. In the `legacy` directory
+    /// of earlier versions, also their `.tmp-*` staging directories older than an hour.
+    fn sweep_snapshots(
+        &self,
+        dir: &std::path::Path,
+        report: &mut GcReport,
+        legacy: bool,
+        doomed: impl Fn(&Digest) -> bool,
+    ) -> Result<()> {
+        let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).ctx("list", dir),
+        };
+        for entry in entries {
+            let entry = entry.ctx("list", dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let remove = if let Ok(d) = Digest::from_hex(&name) {
+                doomed(&d)
+            } else if let Some(owner) = name.strip_prefix("tmp-") {
+                fsutil::owner_of(owner)
+                    .is_some_and(|(pid, start)| !fsutil::process_alive(pid, start))
+            } else if legacy && name.starts_with(".tmp-") {
+                entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff)
+            } else {
+                false
+            };
+            if remove {
+                let size = fsutil::dir_size(&entry.path());
+                fsutil::remove_tree(&entry.path())?;
+                report.snapshots.push((name, size));
+            }
+        }
+        Ok(())
     }
 
-    /// A fresh staging directory for building the snapshot of `diff_id`; the diff_id is leased
-    /// first. Unpack into it, then `commit_snapshot`. GC removes staging dirs of dead processes.
-    pub fn create_snapshot_staging(&self, diff_id: &Digest) -> Result<PathBuf> {
-        self.hold_snapshot(diff_id)?;
+    /// The directory of snapshots, `snapshots/v2/<chain id hex>`. A snapshot is the overlay
+    /// lower directory that, stacked on the snapshots of the shorter chains below it, shows
+    /// the view of its whole layer chain; it is only valid on that chain.
+    pub fn snapshot_dir(&self) -> PathBuf {
+        self.layout.snapshots().join("v2")
+    }
+
+    /// Where the snapshot of the layer chain `chain_id` ([`crate::chain::chain_ids`]) lives
+    /// (whether or not it exists). Never pass a bare diff_id of a layer above the first.
+    pub fn snapshot_path(&self, chain_id: &Digest) -> PathBuf {
+        self.snapshot_dir().join(chain_id.hex())
+    }
+
+    /// A fresh staging directory for building the snapshot of `chain_id`; the chain id is
+    /// leased first. Fill it, then `commit_snapshot`. GC removes staging dirs of dead processes.
+    pub fn create_snapshot_staging(&self, chain_id: &Digest) -> Result<PathBuf> {
+        self.hold_snapshot(chain_id)?;
         let (pid, start) = fsutil::self_identity();
-        let dir = tempfile::Builder::new()
+        let dir = self.snapshot_dir();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .ctx("create", &dir)?;
+        let staging = tempfile::Builder::new()
             .prefix(&format!("tmp-{pid}-{start}."))
-            .tempdir_in(self.layout.snapshots())
-            .ctx(
-                "create a snapshot staging directory in",
-                self.layout.snapshots(),
-            )?;
-        Ok(dir.keep())
+            .tempdir_in(&dir)
+            .ctx("create a snapshot staging directory in", &dir)?;
+        Ok(staging.keep())
     }
 
-    /// Make a staged snapshot durable and move it to `snapshots/<hex>`. If another process
-    /// committed the same snapshot first, the staging copy is removed and theirs is used.
-    pub fn commit_snapshot(&self, staging: &std::path::Path, diff_id: &Digest) -> Result<PathBuf> {
-        let target = self.snapshot_path(diff_id);
+    /// Make a staged snapshot durable and move it to `snapshots/v2/<chain id hex>`. If another
+    /// process committed the same snapshot first, the staging copy is removed and theirs is
+    /// used. The staging directory must be on the store's filesystem.
+    pub fn commit_snapshot(&self, staging: &std::path::Path, chain_id: &Digest) -> Result<PathBuf> {
+        let target = self.snapshot_path(chain_id);
         let fd = rustix::fs::open(
             staging,
             rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
@@ -420,7 +466,7 @@ impl Store {
         .ctx("open", staging)?;
         rustix::fs::syncfs(&fd).ctx("sync the filesystem of", staging)?;
         let _g = self.lock_shared()?;
-        self.record_in_lease(Held::Snapshot, diff_id)?;
+        self.record_in_lease(Held::Snapshot, chain_id)?;
         match rustix::fs::renameat_with(
             rustix::fs::CWD,
             staging,
@@ -432,7 +478,7 @@ impl Store {
             Err(rustix::io::Errno::EXIST) => fsutil::remove_tree(staging)?,
             Err(e) => return Err(Error::io("rename snapshot into", &target, e.into())),
         }
-        fsutil::fsync_dir(&self.layout.snapshots())?;
+        fsutil::fsync_dir(&self.snapshot_dir())?;
         Ok(target)
     }
 }
@@ -522,6 +568,64 @@ mod tests {
             "the solver's own files stay"
         );
         assert!(s.layout.cache_keys().join("k1.json").exists());
+    }
+
+    /// Snapshots are kept by layer chain: every prefix chain of a live image's diff_ids stays,
+    /// a directory named by a live layer's bare diff_id (above the first layer) is not a view
+    /// of anything and goes, and so do the diff_id-keyed directories of earlier versions.
+    #[test]
+    fn gc_keeps_snapshots_by_chain_id() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_with(d.path(), StoreOptions::default()).unwrap();
+        let layers: Vec<Layer> = [b"one".as_slice(), b"two", b"three"]
+            .iter()
+            .map(|c| {
+                let b = s.put_blob(c).unwrap();
+                Layer {
+                    descriptor: Descriptor::new(media::OCI_LAYER_TAR, b.digest.clone(), b.size),
+                    diff_id: b.digest,
+                }
+            })
+            .collect();
+        let img = s
+            .commit_image(&crate::ImageConfig::new_for_host(), &layers)
+            .unwrap();
+        s.tag(&img, &Reference::parse("chain:1").unwrap()).unwrap();
+        let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let chains = crate::chain::chain_ids(&diff_ids);
+        for c in &chains {
+            fs::create_dir_all(s.snapshot_path(c)).unwrap();
+        }
+        // The top layer's diff_id as a snapshot name: the old, wrong key.
+        fs::create_dir_all(s.snapshot_path(&diff_ids[2])).unwrap();
+        let legacy = s.layout.snapshots().join(diff_ids[1].hex());
+        fs::create_dir_all(&legacy).unwrap();
+        let legacy_tmp = s.layout.snapshots().join(".tmp-old");
+        fs::create_dir_all(&legacy_tmp).unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        fs::File::open(&legacy_tmp)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        drop(s);
+        let s = Store::open_with(d.path(), StoreOptions::default()).unwrap();
+        let r = s.collect_garbage().unwrap();
+        for c in &chains {
+            assert!(s.snapshot_path(c).is_dir(), "chain {c} must be kept");
+        }
+        assert!(!s.snapshot_path(&diff_ids[2]).exists());
+        assert!(
+            !legacy.exists(),
+            "diff_id-keyed snapshots of old versions go"
+        );
+        assert!(!legacy_tmp.exists(), "and their stale temporaries");
+        assert_eq!(r.snapshots.len(), 3, "{:?}", r.snapshots);
+        // Untagged and unreferenced: every chain goes.
+        s.untag(&Reference::parse("chain:1").unwrap()).unwrap();
+        s.prune(&PruneOptions::default()).unwrap();
+        for c in &chains {
+            assert!(!s.snapshot_path(c).exists());
+        }
     }
 
     #[test]

@@ -66,7 +66,9 @@ impl Layout {
     pub fn leases(&self) -> PathBuf {
         self.root.join("leases")
     }
-    /// Unpacked layers for overlay mounts (owned by the executor): `snapshots/<diff_id hex>`.
+    /// Unpacked layers for overlay mounts (owned by the executor): `snapshots/v2/<chain id
+    /// hex>` (`snapshots/<hex>` entries keyed by diff_id are from earlier versions; GC removes
+    /// them).
     pub fn snapshots(&self) -> PathBuf {
         self.root.join("snapshots")
     }

@@ -20,7 +20,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 pub enum Held {
     /// A blob (and anything it references, if it is a manifest or index).
     Blob,
-    /// A snapshot directory `snapshots/<hex>`.
+    /// A snapshot directory `snapshots/v2/<chain id hex>`.
     Snapshot,
 }
 

@@ -8,7 +8,7 @@
 //! `org.opencontainers.image.ref.name` and `io.containerd.image.name` holding the full
 //! normalised reference; entries without a name are untagged images), `blobs/sha256/<hex>`.
 //! Beside it: `ingest/` (blobs being written), `tmp/`, `refs/<kind>/<name>` (GC roots of other
-//! subsystems), `leases/` (per-process protection), `snapshots/<diff_id hex>` (executor),
+//! subsystems), `leases/` (per-process protection), `snapshots/v2/<chain id hex>` (executor),
 //! `cache/` (solver), `containers/` (`rbuild run`), `quarantine/` (fsck), `LOCK`,
 //! `index.lock`, `rbuild-store-version`.
 //!
@@ -39,8 +39,8 @@
 //!   [`Store::get_ref`], [`Store::list_refs`], [`Store::touch_ref`] (kinds
 //!   [`refs::KIND_CACHE`], [`refs::KIND_CONTAINER`]); [`Store::hold_blob`],
 //!   [`Store::hold_snapshot`] (lease until the handle is dropped or the process dies).
-//! - Snapshots: [`Store::snapshot_path`], [`Store::create_snapshot_staging`],
-//!   [`Store::commit_snapshot`].
+//! - Snapshots (keyed by layer chain id, [`chain::chain_ids`]): [`Store::snapshot_path`],
+//!   [`Store::create_snapshot_staging`], [`Store::commit_snapshot`], [`Store::snapshot_dir`].
 //! - Maintenance: [`Store::prune`], [`Store::collect_garbage`], [`Store::live_set`],
 //!   [`Store::fsck`]. Archives: [`Store::load`], [`Store::load_file`], [`Store::save`],
 //!   [`Store::save_dir`] (the same as a layout directory),
@@ -54,15 +54,17 @@
 //!
 //! Live = reachable from index.json entries, from every `refs/<kind>/<name>` digest, and from
 //! the leases of live processes (a lease names a PID and its start time; a dead PID's lease is
-//! expired), walking manifests/indexes to configs and layers. A snapshot `snapshots/<hex>` is
-//! live when `sha256:<hex>` is a live layer digest, a live config's diff_id, listed in a ref, or
-//! leased; `snapshots/tmp-<pid>-<start>.*` staging dirs of dead processes are removed. A
+//! expired), walking manifests/indexes to configs and layers. A snapshot `snapshots/v2/<hex>` is
+//! live when `sha256:<hex>` is the chain id of a prefix of a live config's diff_ids, listed in
+//! a ref, or leased; `tmp-<pid>-<start>.*` staging dirs of dead processes are removed, and so are
+//! the diff_id-keyed `snapshots/<hex>` directories of earlier versions (never valid views). A
 //! `cache/keys/<name>[.<suffix>]` entry is live while `refs/cache/<name>` exists; the rest of
 //! `cache/` is the solver's own and never touched. GC runs under the exclusive `LOCK`; every
 //! step that makes content reachable holds it shared.
 
 pub mod archive;
 pub mod blob;
+pub mod chain;
 pub mod config;
 pub mod digest;
 pub mod error;

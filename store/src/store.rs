@@ -100,10 +100,10 @@ impl Store {
         self.record_in_lease(Held::Blob, digest)
     }
 
-    /// Protect `snapshots/<diff_id>` from GC until this store handle is dropped. Call it before
-    /// creating or mounting the snapshot.
-    pub fn hold_snapshot(&self, diff_id: &Digest) -> Result<()> {
+    /// Protect the snapshot of the layer chain `chain_id` from GC until this store handle is
+    /// dropped. Call it before creating or mounting the snapshot.
+    pub fn hold_snapshot(&self, chain_id: &Digest) -> Result<()> {
         let _g = self.lock_shared()?;
-        self.record_in_lease(Held::Snapshot, diff_id)
+        self.record_in_lease(Held::Snapshot, chain_id)
     }
 }

@@ -78,10 +78,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
         let _ = store.remove_ref(KIND_CONTAINER, id);
     })?;
 
-    let mut lowers = Vec::with_capacity(image.layers.len());
-    for layer in &image.layers {
-        lowers.push(exec.snapshots().ensure_layer(&store, layer)?);
-    }
+    let lowers = exec.snapshots().ensure_chain(&store, &image.layers)?;
     let cfg = image.config.config.clone().unwrap_or_default();
     let defaults = ImageDefaults {
         entrypoint: cfg.entrypoint,

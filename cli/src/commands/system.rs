@@ -147,7 +147,7 @@ fn df(global: &GlobalArgs, args: DfArgs) -> miette::Result<u8> {
     let mut snap_live = 0;
     let mut snap_bytes = 0;
     let mut snap_dead_bytes = 0;
-    if let Ok(entries) = std::fs::read_dir(store.layout().snapshots()) {
+    if let Ok(entries) = std::fs::read_dir(store.snapshot_dir()) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let Ok(d) = Digest::from_hex(&name) else {

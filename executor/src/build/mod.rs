@@ -8,7 +8,7 @@ mod dest;
 pub mod error;
 mod rootfs;
 mod run;
-mod upper;
+pub(crate) mod upper;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -50,6 +50,8 @@ pub struct BuildWorker<'a> {
     options: WorkerOptions,
     cancel: crate::sandbox::CancelToken,
     logs: PathBuf,
+    /// diff_id → chain id of the snapshot each layer built here was made on.
+    produced: std::sync::Mutex<std::collections::HashMap<String, Digest>>,
 }
 
 impl<'a> BuildWorker<'a> {
@@ -92,6 +94,7 @@ impl<'a> BuildWorker<'a> {
             options,
             cancel: exec_cancel,
             logs,
+            produced: Default::default(),
         })
     }
 
@@ -109,19 +112,40 @@ impl<'a> BuildWorker<'a> {
         })
     }
 
-    /// Snapshot directories of a layer chain (bottom first), unpacking missing ones in
-    /// parallel; each is leased against GC for this build.
+    /// Snapshot directories of a layer chain (bottom first), one per prefix chain, applying
+    /// missing ones in order; each is leased against GC for this build.
     fn chain(&self, diff_ids: &[String]) -> Result<Vec<PathBuf>, StepError> {
-        diff_ids
+        let layers = diff_ids
             .par_iter()
-            .map(|diff_id| {
-                let layer = self.stored_layer(diff_id)?;
-                self.exec
-                    .snapshots()
-                    .ensure_layer(self.store, &layer)
-                    .map_err(StepError::Exec)
-            })
-            .collect()
+            .map(|diff_id| self.stored_layer(diff_id))
+            .collect::<Result<Vec<_>, StepError>>()?;
+        self.exec
+            .snapshots()
+            .ensure_chain(self.store, &layers)
+            .map_err(StepError::Exec)
+    }
+
+    /// The chain id of `diff_ids` (`None` for no layers): what names their snapshot.
+    fn chain_id(diff_ids: &[String]) -> Result<Option<Digest>, StepError> {
+        let digests = diff_ids
+            .iter()
+            .map(|d| Digest::parse(d))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rbuild_store::chain::chain_ids(&digests).pop())
+    }
+
+    /// Remember which chain a step's new layer was made on, so `keep_layer` can keep that
+    /// snapshot alive with the cache entry.
+    fn produced(&self, parent: Option<&Digest>, layer: &Option<Layer>) {
+        if let Some(layer) = layer
+            && let Ok(d) = Digest::parse(&layer.diff_id)
+            && let Ok(mut map) = self.produced.lock()
+        {
+            map.insert(
+                layer.diff_id.clone(),
+                rbuild_store::chain::chain_id(parent, &d),
+            );
+        }
     }
 
     fn log_path(&self, step: &Step) -> PathBuf {
@@ -150,6 +174,7 @@ impl<'a> BuildWorker<'a> {
         body: impl FnOnce(&dest::Dest) -> Result<(), StepError>,
     ) -> Result<Option<Layer>, StepError> {
         let lowers = self.chain(req.parent_layers)?;
+        let parent = Self::chain_id(req.parent_layers)?;
         let rootfs = FileRootfs::new(&self.store.root().join("exec"), &lowers, mount)?;
         {
             let dest = if mount {
@@ -160,7 +185,9 @@ impl<'a> BuildWorker<'a> {
             .map_err(|e| StepError::io("open", "the step root", e))?;
             body(&dest)?;
         }
-        Ok(rootfs.finish(self.store, &self.layer_options())?)
+        let layer = rootfs.finish(self.store, &self.layer_options(), parent.as_ref())?;
+        self.produced(parent.as_ref(), &layer);
+        Ok(layer)
     }
 
     fn copy(&self, req: &ExecRequest<'_>, op: &CopyOp) -> Result<Option<Layer>, StepError> {
@@ -169,13 +196,17 @@ impl<'a> BuildWorker<'a> {
             FileSource::Stage(i) => Some(self.chain(&req.stage_layers[i])?),
             FileSource::Image(img) => Some(self.chain(&img.diff_ids)?),
         };
+        // The previous build's snapshot of this step, if it was made on the same parent chain
+        // (snapshots are keyed by chain: on another parent it is not there to find).
+        let parent = Self::chain_id(req.parent_layers)?;
         let reuse = req
             .previous_layer
             .filter(|_| op.from == FileSource::Context)
             .and_then(|d| Digest::parse(d).ok())
             .and_then(|d| {
-                let path = self.store.snapshot_path(&d);
-                (path.is_dir() && self.store.hold_snapshot(&d).is_ok()).then_some(path)
+                let chain = rbuild_store::chain::chain_id(parent.as_ref(), &d);
+                let path = self.store.snapshot_path(&chain);
+                (path.is_dir() && self.store.hold_snapshot(&chain).is_ok()).then_some(path)
             });
         let inputs = copy::CopyInputs {
             context: self.inputs.context.as_deref(),
@@ -239,8 +270,18 @@ impl Worker for BuildWorker<'_> {
 
     fn keep_layer(&self, key: &str, diff_id: &str) -> miette::Result<()> {
         let digest = Digest::parse(diff_id).map_err(miette::Report::new)?;
+        // The layer, and the snapshot of the chain it was made on (GC keeps both).
+        let mut digests = vec![digest];
+        if let Some(chain) = self
+            .produced
+            .lock()
+            .ok()
+            .and_then(|m| m.get(diff_id).cloned())
+        {
+            digests.push(chain);
+        }
         self.store
-            .set_ref(rbuild_store::refs::KIND_CACHE, key, &[digest])
+            .set_ref(rbuild_store::refs::KIND_CACHE, key, &digests)
             .map_err(miette::Report::new)
     }
 

@@ -15,7 +15,7 @@ use crate::layer::{self, LayerOptions};
 use crate::lower::LowerView;
 use crate::sandbox::fsops::{self, Overlay};
 use rbuild_solver::worker::Layer;
-use rbuild_store::Store;
+use rbuild_store::{Digest, Store};
 
 pub struct FileRootfs {
     _temp: tempfile::TempDir,
@@ -99,8 +99,14 @@ impl FileRootfs {
     }
 
     /// Turn what the step wrote into an uncompressed layer blob in the store (`None` when
-    /// nothing changed) and keep the upper directory as that layer's snapshot.
-    pub fn finish(mut self, store: &Store, options: &LayerOptions) -> Result<Option<Layer>> {
+    /// nothing changed) and keep the upper directory as the snapshot of the chain `parent`
+    /// (the chain id of the lower layers, `None` for none) plus the new layer.
+    pub fn finish(
+        mut self,
+        store: &Store,
+        options: &LayerOptions,
+        parent: Option<&Digest>,
+    ) -> Result<Option<Layer>> {
         // Unmount before reading the upper directory: the overlay must be quiescent.
         self.root.take();
         if let Some(target) = self.mounted.take() {
@@ -115,7 +121,8 @@ impl FileRootfs {
         let mut writer = store.blob_writer()?;
         layer::write_tar(&changes, &mut writer, options)?;
         let blob = writer.commit()?;
-        store.commit_snapshot(&self.upper, &blob.digest)?;
+        let chain = rbuild_store::chain::chain_id(parent, &blob.digest);
+        store.commit_snapshot(&self.upper, &chain)?;
         Ok(Some(Layer {
             diff_id: blob.digest.to_string(),
             size: blob.size,

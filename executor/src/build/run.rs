@@ -224,13 +224,17 @@ impl BuildWorker<'_> {
         let Some(captured) = captured else {
             return Ok(None);
         };
+        // The upper directory is the snapshot of this layer on this parent chain.
+        let parent = Self::chain_id(req.parent_layers).map_err(|e| e.at(step))?;
+        let chain = rbuild_store::chain::chain_id(parent.as_ref(), &captured.diff_id);
         rootfs
-            .commit_snapshot(self.store, &captured.diff_id)
+            .commit_snapshot(self.store, &chain)
             .map_err(|e| StepError::Exec(e).at(step))?;
         let layer = Some(Layer {
             diff_id: captured.diff_id.to_string(),
             size: captured.size,
         });
+        self.produced(parent.as_ref(), &layer);
         Ok(layer)
     }
 }

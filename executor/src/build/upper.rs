@@ -143,6 +143,77 @@ impl UpperDest {
         self.ready.borrow().get(rel.as_bytes()).cloned()
     }
 
+    /// The directory at `rel` in the merged view, resolved in-root and copied up into the upper
+    /// directory (with its ancestors), as a path relative to the upper directory; `None` when
+    /// the path is missing or leads through or ends at a non-directory.
+    pub fn existing_dir(&self, rel: &RelPath) -> io::Result<Option<PathBuf>> {
+        let resolved = match self.view.resolve(&Self::text(rel), true) {
+            Ok(r) => r,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let is_dir = resolved
+            .leaf
+            .as_ref()
+            .is_some_and(|l| l.meta.kind == Kind::Dir);
+        if !resolved.missing.is_empty() || !is_dir {
+            return Ok(None);
+        }
+        let mut path = PathBuf::new();
+        for comp in resolved.existing.components() {
+            path.push(comp);
+            self.copy_up_dir(&path)?;
+        }
+        Ok(Some(path))
+    }
+
+    /// Whether something is visible at the resolved path `rel` of the merged view.
+    pub fn exists(&self, rel: &Path) -> io::Result<bool> {
+        Ok(self.view.lookup(rel)?.is_some())
+    }
+
+    /// Copy the non-directory visible at resolved `rel` up into the upper directory (its parent
+    /// must be there already) unless the upper directory has it, like an overlayfs copy-up.
+    pub fn copy_up_entry(&self, rel: &Path) -> io::Result<()> {
+        let in_upper = self.upper.join(rel);
+        let below = self
+            .view
+            .lookup(rel)?
+            .ok_or_else(|| io::Error::from(Errno::NOENT))?;
+        if below.layer == 0 {
+            return Ok(()); // the upper directory's own entry
+        }
+        // The parent is a directory of ours, opened without following anything.
+        self.open_upper_dir(rel.parent().unwrap_or(Path::new("")))?;
+        match below.meta.kind {
+            Kind::Dir => return Err(Errno::ISDIR.into()),
+            Kind::File => {
+                std::fs::copy(&below.path, &in_upper)?;
+            }
+            Kind::Symlink => {
+                let target = std::fs::read_link(&below.path)?;
+                std::os::unix::fs::symlink(target, &in_upper)?;
+            }
+            Kind::CharDev | Kind::BlockDev | Kind::Fifo => {
+                let ft = match below.meta.kind {
+                    Kind::CharDev => rustix::fs::FileType::CharacterDevice,
+                    Kind::BlockDev => rustix::fs::FileType::BlockDevice,
+                    _ => rustix::fs::FileType::Fifo,
+                };
+                rustix::fs::mknodat(
+                    rustix::fs::CWD,
+                    &in_upper,
+                    ft,
+                    Mode::from_raw_mode(below.meta.mode),
+                    below.meta.rdev,
+                )?;
+            }
+            Kind::Socket => return Err(Errno::OPNOTSUPP.into()),
+        }
+        let xattrs = fsmeta::xattrs(&below.path)?;
+        fsmeta::apply_meta(&in_upper, &below.meta, &xattrs)
+    }
+
     /// A symlink was written: earlier resolutions may now be stale.
     pub fn forget_resolutions(&self) {
         self.ready.borrow_mut().clear();

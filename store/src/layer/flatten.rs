@@ -248,6 +248,9 @@ impl FlatTree {
                                 .and_then(|t| self.entries.get(t.as_bytes()).cloned());
                             match found {
                                 Some(e) if e.kind != FlatKind::Dir => {
+                                    for a in p.ancestors() {
+                                        seen.entry(a.to_vec()).or_insert(false);
+                                    }
                                     seen.insert(p.as_bytes().to_vec(), true);
                                     self.replace(&p, e);
                                     continue;

@@ -19,7 +19,9 @@ pub use flatten::{FlatEntry, FlatKind, FlatTree, Spool, flatten_image, flatten_i
 pub use inroot::RootDir;
 pub use path::{AbsolutePaths, RelPath};
 pub use scan::{LayerScan, scan, scan_headers};
-pub use unpack::{DuplicatePolicy, UnpackMode, UnpackOptions, UnpackStats, unpack};
+pub use unpack::{
+    DuplicatePolicy, LowerLayers, UnpackMode, UnpackOptions, UnpackStats, unpack, unpack_over,
+};
 
 #[cfg(test)]
 mod tests;
@@ -44,6 +46,33 @@ impl Store {
             r,
             dest,
             opts,
+            &self.limits,
+            layer.descriptor.digest.as_str(),
+        )?;
+        if stats.diff_id != layer.diff_id {
+            return Err(Error::DigestMismatch {
+                what: format!("uncompressed content of layer {}", layer.descriptor.digest),
+                expected: layer.diff_id.clone(),
+                actual: stats.diff_id,
+            });
+        }
+        Ok(stats)
+    }
+
+    /// Apply a stored layer (diff_id verified) to `dest` as an overlay lower directory on top
+    /// of `below`, resolving its paths in-root through the lower layers ([`unpack_over`]).
+    pub fn unpack_layer_over(
+        &self,
+        layer: &Layer,
+        dest: &Path,
+        below: &dyn LowerLayers,
+    ) -> Result<UnpackStats> {
+        let r = self.open_layer(&layer.descriptor)?;
+        let stats = unpack_over(
+            r,
+            dest,
+            below,
+            &UnpackOptions::new(UnpackMode::OverlayLower),
             &self.limits,
             layer.descriptor.digest.as_str(),
         )?;

@@ -426,6 +426,31 @@ fn overlay_lower_mode_writes_overlayfs_whiteouts() {
         s.root.join("c/x").is_file(),
         "same-layer file wins over its whiteout"
     );
+    assert!(getx(&s.root.join("c"), "trusted.overlay.opaque").is_none());
+}
+
+/// A directory made where this layer whited out the lower one is opaque: the lower
+/// directory's children stay hidden (as the flattener and overlayfs itself show it).
+#[test]
+fn overlay_lower_directory_over_a_whiteout_is_opaque() {
+    let s = Sandbox::new();
+    let mut t = TarBuilder::new();
+    t.file(".wh.d", b"").dir("d").file("d/new", b"1");
+    s.unpack(&t.finish(), UnpackMode::OverlayLower).unwrap();
+    assert!(s.root.join("d").is_dir());
+    assert_eq!(
+        getx(&s.root.join("d"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    let mut lower = TarBuilder::new();
+    lower.dir("d").file("d/old", b"0");
+    let mut tree = FlatTree::new();
+    tree.apply_layer(&lower.finish()[..], &Limits::default(), "l1")
+        .unwrap();
+    tree.apply_layer(&t.finish()[..], &Limits::default(), "l2")
+        .unwrap();
+    let keys: Vec<String> = tree.to_conformance_map().into_keys().collect();
+    assert_eq!(keys, ["/d", "/d/new"]);
 }
 
 #[test]
@@ -549,4 +574,28 @@ fn hardlinks_flatten_to_their_target_and_unpack_matches_flatten() {
         };
         assert_eq!(kind, disk, "{p}");
     }
+}
+
+/// A whiteout of a directory that holds a hard link of the same layer hides only the lower
+/// content: the link stays (the flattener marks a hard link's parents as this layer's, as the
+/// unpacker does for every entry).
+#[test]
+fn whiteout_of_a_hardlinks_parent_keeps_the_link_like_the_unpacker() {
+    let s = Sandbox::new();
+    let mut l1 = TarBuilder::new();
+    l1.dir("d").file("d/lower", b"1");
+    let mut l2 = TarBuilder::new();
+    l2.file("t", b"t").hardlink("d/h", "t").file(".wh.d", b"");
+    s.unpack(&l1.finish(), UnpackMode::Merged).unwrap();
+    s.unpack(&l2.finish(), UnpackMode::Merged).unwrap();
+    assert!(s.root.join("d/h").is_file());
+    assert!(!s.root.join("d/lower").exists());
+    let mut tree = FlatTree::new();
+    tree.apply_layer(&l1.finish()[..], &Limits::default(), "l1")
+        .unwrap();
+    tree.apply_layer(&l2.finish()[..], &Limits::default(), "l2")
+        .unwrap();
+    let keys: Vec<String> = tree.to_conformance_map().into_keys().collect();
+    assert_eq!(keys, ["/d", "/d/h", "/t"]);
+    s.assert_host_untouched();
 }

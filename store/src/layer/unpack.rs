@@ -5,6 +5,16 @@
 //! character devices, opaque markers the `trusted.overlay.opaque=y` xattr); `Plain` extracts
 //! an archive with no whiteout semantics (ADD). Ownership, modes incl. setuid, xattrs incl.
 //! `security.capability`, and mtimes are preserved.
+//!
+//! [`unpack_over`] applies a layer in `OverlayLower` form *on top of* the layers below it
+//! ([`LowerLayers`]), the way containerd's applier does through a mount of the parent chain:
+//! every entry's parent (and a hard link's target's parent, an opaque marker's directory) is
+//! resolved in-root through the merged view, following symlinks of lower layers (absolute ones
+//! re-anchored at the root); existing directories on the way are copied up with their
+//! attributes, missing ones created `0755 0:0`; a whiteout whose parent does not resolve to a
+//! directory, or whose target is not visible, changes nothing; a hard link to a lower file
+//! copies it up first. The result stacked on the lower layers shows exactly the tree the
+//! flattener (`layer::flatten`) computes.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -65,6 +75,26 @@ impl UnpackOptions {
     }
 }
 
+/// The layers below the one being unpacked by [`unpack_over`], merged with the destination on
+/// top (what an overlay mount of the chain with the destination as upper would show). Paths are
+/// relative to the root; results are resolved (no symlinks), relative paths into the
+/// destination.
+pub trait LowerLayers {
+    /// Resolve directory `dir` in-root in the merged view, following every symlink, and make it
+    /// exist as a directory in the destination: existing directories are copied up with their
+    /// attributes; missing ones are created `0755 0:0` when `create`, else `Ok(None)` is
+    /// returned (also when the path leads through or ends at a non-directory). With `create`, a
+    /// non-directory on the way is `ENOTDIR` and a symlink loop `ELOOP`.
+    fn prepare_dir(&self, dir: &RelPath, create: bool) -> io::Result<Option<RelPath>>;
+    /// Whether the resolved path `p` is visible in the merged view (not followed).
+    fn exists(&self, p: &RelPath) -> io::Result<bool>;
+    /// Copy the visible non-directory at resolved `p` up into the destination unless the
+    /// destination has it (its parent is already there); `ENOENT` when nothing is visible.
+    fn copy_up(&self, p: &RelPath) -> io::Result<()>;
+    /// The destination changed in a way that may change earlier resolutions.
+    fn invalidate(&self);
+}
+
 /// What an unpack did.
 #[derive(Debug, Clone)]
 pub struct UnpackStats {
@@ -85,6 +115,38 @@ pub fn unpack(
     limits: &Limits,
     name: &str,
 ) -> Result<UnpackStats> {
+    unpack_impl(reader, dest, None, opts, limits, name)
+}
+
+/// Apply the uncompressed layer `reader` to `dest` in `OverlayLower` form on top of `below`
+/// (see the module doc): `dest` then is the overlay lower directory of this layer *on that
+/// chain*. `opts.mode` must be `OverlayLower`.
+pub fn unpack_over(
+    reader: impl Read,
+    dest: &Path,
+    below: &dyn LowerLayers,
+    opts: &UnpackOptions,
+    limits: &Limits,
+    name: &str,
+) -> Result<UnpackStats> {
+    if opts.mode != UnpackMode::OverlayLower || !opts.base.is_root() {
+        return Err(Error::layer(
+            name,
+            "internal error: a layer is applied over lower layers only as an overlay lower \
+             directory at the root",
+        ));
+    }
+    unpack_impl(reader, dest, Some(below), opts, limits, name)
+}
+
+fn unpack_impl(
+    reader: impl Read,
+    dest: &Path,
+    below: Option<&dyn LowerLayers>,
+    opts: &UnpackOptions,
+    limits: &Limits,
+    name: &str,
+) -> Result<UnpackStats> {
     let root = RootDir::open(dest)?;
     let mut hashing = HashingReader::new(reader);
     let mut tar = TarReader::new(&mut hashing, limits, name);
@@ -95,6 +157,8 @@ pub fn unpack(
         seen: HashMap::new(),
         dir_times: Vec::new(),
         euid_root: rustix::process::geteuid().is_root(),
+        below,
+        reshaped: false,
     };
     let mut entries = 0;
     while let Some(entry) = tar.next_entry()? {
@@ -121,6 +185,10 @@ struct Unpacker<'a> {
     seen: HashMap<Vec<u8>, bool>,
     dir_times: Vec<(RelPath, Timestamps)>,
     euid_root: bool,
+    /// The chain below, for [`unpack_over`].
+    below: Option<&'a dyn LowerLayers>,
+    /// Set when an entry replaced something or made a symlink (resolutions may change).
+    reshaped: bool,
 }
 
 fn ts(secs: i64, nsec: u32) -> Timestamps {
@@ -147,6 +215,14 @@ impl Unpacker<'_> {
     }
 
     fn apply<R: Read>(&mut self, tar: &mut TarReader<R>, entry: &Entry) -> Result<()> {
+        if let Some(below) = self.below {
+            let r = self.apply_over(below, tar, entry);
+            if self.reshaped {
+                below.invalidate();
+                self.reshaped = false;
+            }
+            return r;
+        }
         let meaning = if self.opts.mode == UnpackMode::Plain {
             let p = path::clean(&entry.path, self.opts.absolute).map_err(|m| {
                 Error::layer(self.name, format!("entry `{}` {m}", entry.display_path()))
@@ -186,9 +262,155 @@ impl Unpacker<'_> {
             }
             Meaning::Add(p) => {
                 let p = self.full(&p);
-                self.add(tar, entry, &p)
+                self.add(tar, entry, &p, None)
             }
         }
+    }
+
+    /// [`apply`](Self::apply) on top of the lower layers (see the module doc).
+    fn apply_over<R: Read>(
+        &mut self,
+        below: &dyn LowerLayers,
+        tar: &mut TarReader<R>,
+        entry: &Entry,
+    ) -> Result<()> {
+        let resolve_err = |u: &Self, p: &RelPath, e: io::Error| {
+            let why = match e.raw_os_error() {
+                Some(libc::ENOTDIR) => "a parent is not a directory".to_string(),
+                Some(libc::ELOOP) => "too many levels of symbolic links".to_string(),
+                _ => e.to_string(),
+            };
+            u.fail(p, "create parent directories of", why)
+        };
+        match path::interpret(&entry.path, self.opts.absolute, self.name)? {
+            Meaning::Ignore => Ok(()),
+            Meaning::Whiteout(p) => {
+                self.reshaped = true;
+                let Some((parent, name)) = p.split_last() else {
+                    return Ok(());
+                };
+                let dir = match below.prepare_dir(&parent, false) {
+                    Ok(Some(d)) => d,
+                    Ok(None) => return Ok(()),
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)) => {
+                        return Ok(());
+                    }
+                    Err(e) => return Err(self.fail(&p, "resolve", e)),
+                };
+                let p = dir.join(name);
+                match self.seen.get(p.as_bytes()) {
+                    Some(true) => Ok(()),
+                    Some(false) => self.make_opaque(&p),
+                    None => {
+                        if !below.exists(&p).map_err(|e| self.fail(&p, "resolve", e))? {
+                            return Ok(());
+                        }
+                        let (dir, name) = self
+                            .root
+                            .parent(&p, false)
+                            .map_err(|e| self.fail(&p, "open parent of", e))?;
+                        match inroot::remove_all_at(dir.as_fd(), &name) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                            Err(e) => return Err(self.fail(&p, "replace", e)),
+                        }
+                        rustix::fs::mknodat(
+                            &dir,
+                            name.as_slice(),
+                            FileType::CharacterDevice,
+                            Mode::empty(),
+                            rustix::fs::makedev(0, 0),
+                        )
+                        .map_err(|e| self.fail(&p, "create whiteout", e))
+                    }
+                }
+            }
+            Meaning::Opaque(d) => {
+                self.reshaped = true;
+                let d = match below.prepare_dir(&d, false) {
+                    Ok(Some(d)) => d,
+                    Ok(None) => return Ok(()),
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)) => {
+                        return Ok(());
+                    }
+                    Err(e) => return Err(self.fail(&d, "resolve", e)),
+                };
+                self.mark_ancestors(&d, true);
+                self.make_opaque(&d)
+            }
+            Meaning::Add(p) => {
+                let Some((parent, name)) = p.split_last() else {
+                    return self.add(tar, entry, &p, None);
+                };
+                let dir = match below.prepare_dir(&parent, true) {
+                    Ok(Some(d)) => d,
+                    Ok(None) => return Err(resolve_err(self, &p, Errno::NOENT.into())),
+                    Err(e) => return Err(resolve_err(self, &p, e)),
+                };
+                let p = dir.join(name);
+                let target = if entry.kind == Kind::Hardlink {
+                    Some(self.hardlink_target_over(below, entry, &p)?)
+                } else {
+                    None
+                };
+                self.add(tar, entry, &p, target.as_ref())
+            }
+        }
+    }
+
+    /// Resolve a hard link's target over the lower layers (its parent followed in-root, the
+    /// last component not) and copy it up when it lies below.
+    fn hardlink_target_over(
+        &self,
+        below: &dyn LowerLayers,
+        entry: &Entry,
+        p: &RelPath,
+    ) -> Result<RelPath> {
+        let not_found = |why: String| {
+            self.fail(
+                p,
+                "link",
+                format!(
+                    "hardlink target `{}` not found in the root ({why})",
+                    String::from_utf8_lossy(&entry.link)
+                ),
+            )
+        };
+        let target = path::clean(&entry.link, AbsolutePaths::Strip).map_err(|m| {
+            Error::layer(
+                self.name,
+                format!(
+                    "hardlink `{}` target `{}` {m}",
+                    p.display(),
+                    String::from_utf8_lossy(&entry.link)
+                ),
+            )
+        })?;
+        let (parent, name) = target
+            .split_last()
+            .ok_or_else(|| not_found("it is the root".into()))?;
+        let dir = match below.prepare_dir(&parent, false) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Err(not_found("no such directory".into())),
+            Err(e) => return Err(not_found(e.to_string())),
+        };
+        let t = dir.join(name);
+        if !self.seen.contains_key(t.as_bytes()) {
+            below.copy_up(&t).map_err(|e| not_found(e.to_string()))?;
+        }
+        Ok(t)
+    }
+
+    /// Hide everything the lower layers (and unrelated copy-ups) have below directory `d`,
+    /// keeping this layer's own entries: mark it opaque.
+    fn make_opaque(&mut self, d: &RelPath) -> Result<()> {
+        self.hide_lower_children(d)?;
+        let fd = self
+            .root
+            .dir(d, false)
+            .map_err(|e| self.fail(d, "open directory", e))?;
+        rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
+            .map_err(|e| self.fail(d, "mark opaque", e))
     }
 
     fn full(&self, p: &RelPath) -> RelPath {
@@ -293,7 +515,15 @@ impl Unpacker<'_> {
         Ok((uid, gid))
     }
 
-    fn add<R: Read>(&mut self, tar: &mut TarReader<R>, entry: &Entry, p: &RelPath) -> Result<()> {
+    /// Add one entry at `p`; `link_target` overrides a hard link's target path (already
+    /// resolved by [`apply_over`](Self::apply_over)).
+    fn add<R: Read>(
+        &mut self,
+        tar: &mut TarReader<R>,
+        entry: &Entry,
+        p: &RelPath,
+        link_target: Option<&RelPath>,
+    ) -> Result<()> {
         if p.is_root() {
             if entry.kind != Kind::Dir {
                 return Err(Error::layer(
@@ -345,6 +575,9 @@ impl Unpacker<'_> {
             .ok()
             .map(|st| FileType::from_raw_mode(st.st_mode));
         let name = name.as_slice();
+        // Replacing an entry, or adding a symlink, may change how later paths resolve.
+        self.reshaped |= entry.kind == Kind::Symlink
+            || existing.is_some_and(|t| !(t == FileType::Directory && entry.kind == Kind::Dir));
         let remove_existing = |u: &Self| -> Result<()> {
             if existing.is_some() {
                 inroot::remove_all_at(dir.as_fd(), name).map_err(|e| u.fail(p, "replace", e))?;
@@ -353,6 +586,13 @@ impl Unpacker<'_> {
         };
         match entry.kind {
             Kind::Dir => {
+                // A directory replacing this layer's whiteout of the same path (an earlier
+                // entry) must not show the lower directory's contents again: opaque, as
+                // overlayfs marks a directory made where one was removed.
+                let over_whiteout = self.opts.mode == UnpackMode::OverlayLower
+                    && existing == Some(FileType::CharacterDevice)
+                    && rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| st.st_rdev == 0);
                 if existing != Some(FileType::Directory) {
                     remove_existing(self)?;
                     rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(0o700))
@@ -365,6 +605,10 @@ impl Unpacker<'_> {
                     Mode::empty(),
                 )
                 .map_err(|e| self.fail(p, "open directory", e))?;
+                if over_whiteout {
+                    rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
+                        .map_err(|e| self.fail(p, "mark opaque", e))?;
+                }
                 self.set_meta_fd(fd.as_fd(), entry, p, true)?;
                 self.dir_times
                     .push((p.clone(), ts(entry.mtime, entry.mtime_nsec)));
@@ -398,7 +642,11 @@ impl Unpacker<'_> {
                 self.set_meta_at(dir.as_fd(), name, entry, p, true)?;
             }
             Kind::Hardlink => {
-                let target = path::clean(&entry.link, AbsolutePaths::Strip).map_err(|m| {
+                let target = match link_target {
+                    Some(t) => Ok(t.clone()),
+                    None => path::clean(&entry.link, AbsolutePaths::Strip),
+                }
+                .map_err(|m| {
                     Error::layer(
                         self.name,
                         format!(
@@ -408,7 +656,11 @@ impl Unpacker<'_> {
                         ),
                     )
                 })?;
-                let target = self.full(&target);
+                let target = if link_target.is_some() {
+                    target
+                } else {
+                    self.full(&target)
+                };
                 if &target == p || target.is_root() {
                     return Err(Error::layer(
                         self.name,

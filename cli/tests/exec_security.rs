@@ -123,7 +123,8 @@ fn host_devices_cannot_be_opened_from_run_or_rbuild_run() {
 
 const STATUS_SCRIPT: &str = "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|Seccomp|NoNewPrivs):' /proc/self/status; \
      unshare -U true 2>/dev/null && echo unshared || echo no-unshare; \
-     chroot / true && echo chroot-ok";
+     chroot / true && echo chroot-ok; \
+     echo oom_score_adj=$(cat /proc/self/oom_score_adj)";
 
 /// The lines of the status script, tab-separated as the kernel prints them.
 fn expected_status(caps: &str, seccomp: u8, unshare: &str) -> Vec<String> {
@@ -137,6 +138,8 @@ fn expected_status(caps: &str, seccomp: u8, unshare: &str) -> Vec<String> {
         format!("Seccomp:\t{seccomp}"),
         unshare.into(),
         "chroot-ok".into(),
+        // The helper and init are shielded from the OOM killer; the step is not.
+        "oom_score_adj=0".into(),
     ]
 }
 

@@ -182,6 +182,8 @@ fn command(reporter: &mut Reporter, spec: &SandboxSpec, filters: Option<&Filters
     if let Err(reason) = enter_cwd(&spec.cwd, id.uid, id.gid) {
         start_failed(reporter, reason);
     }
+    // The helper and init are shielded from the OOM killer (launch.rs); the step is not.
+    let _ = std::fs::write("/proc/self/oom_score_adj", "0");
     if let Err(e) = confine(spec, filters, &id) {
         start_failed(
             reporter,

@@ -219,6 +219,12 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     if let Some(c) = opts.cancel {
         c.register(pid);
     }
+    // The helper and the step's init supervise the step inside its memory cgroup: the OOM
+    // killer must pick the step's processes, never them, or the report of how the step ended
+    // is lost. The command process puts its own score back to 0 before it execs.
+    if let Err(e) = std::fs::write(format!("/proc/{pid}/oom_score_adj"), "-1000") {
+        tracing::debug!(error = %e, "cannot protect the sandbox helper from the OOM killer");
+    }
     // The helper waits for its spec before creating anything, so nothing escapes the move.
     let placed = match &cgroup {
         Some(cg) => cg.add(pid).map_err(|e| {

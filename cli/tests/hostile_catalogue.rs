@@ -1481,3 +1481,101 @@ fn host_guard_detects_a_leftover_process() {
         std::panic::resume_unwind(e);
     }
 }
+
+// ---- 4.F Store faults -----------------------------------------------------------------------
+
+/// A bit flip in a stored layer: a build using it fails naming the layer, `save` refuses to
+/// export it (no archive is written), `fsck --full` reports it, `--repair` quarantines it,
+/// and loading the image again repairs the store.
+#[test]
+fn f11_a_corrupted_blob_is_detected_on_use_and_by_fsck_and_repaired() {
+    let c = Case::new();
+    // busybox's layer: its largest blob.
+    let blob = std::fs::read_dir(c.env.root().join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let digest = Digest::from_hex(blob.file_name().unwrap().to_str().unwrap()).unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let at = bytes.len() - 100;
+    bytes[at] ^= 0x55;
+    let mode = mode_of(&blob);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&blob, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&blob, &bytes).unwrap();
+        std::fs::set_permissions(&blob, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    c.dockerfile("FROM busybox:1.35\nRUN true\n");
+    c.build_fails(&[], &["Dockerfile:2", digest.as_str()]);
+
+    let saved = c.out.path().join("saved.tar");
+    let out = c
+        .rbuild()
+        .args(["save", "-o"])
+        .arg(&saved)
+        .arg("busybox:1.35")
+        .output()
+        .unwrap();
+    let (_, e) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "save of a corrupt blob: {e}");
+    assert!(e.contains(digest.as_str()) && e.contains("corrupt"), "{e}");
+    assert!(!saved.exists(), "an archive of corrupt content was written");
+    let leftovers: Vec<_> = std::fs::read_dir(c.out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".rbuild-save-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let fsck = |args: &[&str]| {
+        c.rbuild()
+            .args(["store", "fsck"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = fsck(&["--full"]);
+    let (o, e) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{o}\n{e}");
+    assert!(o.contains(digest.as_str()) && o.contains("corrupt"), "{o}");
+    let out = fsck(&["--full", "--repair"]);
+    let (o, _) = text(&out);
+    assert!(o.contains("quarantine"), "{o}");
+    assert!(c.env.root().join("quarantine").join(digest.hex()).exists());
+    common::load_busybox(&c.env);
+    let root = c.build_local(&[]);
+    assert!(root.join("bin/busybox").is_file());
+    c.guard.check();
+}
+
+/// A store written by a newer rbuild (format version 99) is refused by every command with
+/// exit 4, and not modified.
+#[test]
+fn f13_a_store_from_a_newer_rbuild_is_refused_untouched() {
+    let c = Case::new();
+    let version = c.env.root().join("rbuild-store-version");
+    std::fs::write(&version, "99\n").unwrap();
+    let before = c.state();
+    c.dockerfile("FROM busybox:1.35\n");
+    for args in [
+        &["images"][..],
+        &["build", "."][..],
+        &["store", "fsck"][..],
+        &["prune", "-a", "-f"][..],
+    ] {
+        let out = c.rbuild().current_dir(&c.ctx).args(args).output().unwrap();
+        let (_, e) = text(&out);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {e}");
+        assert!(
+            e.contains("newer than this rbuild supports"),
+            "{args:?}: {e}"
+        );
+    }
+    assert_eq!(c.state(), before);
+    assert_eq!(std::fs::read_to_string(&version).unwrap(), "99\n");
+    std::fs::write(&version, "1\n").unwrap();
+    c.guard.check();
+}

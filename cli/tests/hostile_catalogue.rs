@@ -819,6 +819,19 @@ fn c7_url_credentials_never_appear_in_error_messages() {
     c.guard.check();
 }
 
+/// A body larger than the download cap (`RBUILD_MAX_DOWNLOAD`, lowered to 1 KiB here) stops
+/// the build at the ADD line with an error naming the knob; nothing is committed.
+#[test]
+fn c8_oversized_downloads_are_cut_at_the_cap() {
+    let mut c = Case::new();
+    c.guard.allow_tmp_leftovers(DOWNLOAD_LEFTOVER);
+    let (addr, _) = http_server(vec![("/big", "", vec![b'x'; 64 << 10])]);
+    c.dockerfile(&format!("FROM busybox:1.35\nADD http://{addr}/big /big\n"));
+    c.set_var("RBUILD_MAX_DOWNLOAD", "1024");
+    c.build_fails(&[], &["Dockerfile:2", "RBUILD_MAX_DOWNLOAD"]);
+    c.guard.check();
+}
+
 /// A `Content-Disposition` file name with `../` never moves the file out of the destination.
 #[test]
 fn c9_content_disposition_cannot_choose_a_path() {
@@ -1577,5 +1590,73 @@ fn f13_a_store_from_a_newer_rbuild_is_refused_untouched() {
     assert_eq!(c.state(), before);
     assert_eq!(std::fs::read_to_string(&version).unwrap(), "99\n");
     std::fs::write(&version, "1\n").unwrap();
+    c.guard.check();
+}
+
+/// The rbuild binary as a plain `std::process::Command` (to run several at once), bound to the
+/// case's store and carrying the guard's marker.
+fn spawnable(c: &Case) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("rbuild"));
+    cmd.env_remove("RBUILD_ROOT")
+        .env("NO_COLOR", "1")
+        .env("RBUILD_HOSTGUARD", c.guard.marker())
+        .arg("--root")
+        .arg(c.env.root())
+        .current_dir(&c.ctx);
+    cmd
+}
+
+/// Two builds of the same Dockerfile on one store at the same time: both succeed, the tag
+/// names a complete image, and the store is consistent.
+#[test]
+fn f9_concurrent_builds_of_the_same_dockerfile_both_succeed() {
+    let c = Case::new();
+    c.file("a", b"a\n");
+    c.dockerfile("FROM busybox:1.35\nCOPY a /a\nRUN sleep 0.5 && cat /a > /b\n");
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            spawnable(&c)
+                .args(["build", "-q", "-t", "f9", "."])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+    }
+    assert_eq!(c.run_sh("f9", "cat /b"), "a\n");
+    c.guard.check();
+}
+
+/// `prune -f` (dangling images, build cache, unreferenced blobs) in a loop while a build runs:
+/// the build succeeds and its image is complete — the blobs and layers it holds in flight are
+/// protected by its leases — and the store is consistent afterwards.
+#[test]
+fn f10_prune_during_a_build_loses_nothing_in_flight() {
+    let c = Case::new();
+    c.dockerfile("FROM busybox:1.35\nRUN sleep 1 && echo done > /x\nRUN cat /x > /y\n");
+    let mut build = spawnable(&c)
+        .args(["build", "-q", "-t", "f10", "."])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut prunes = 0;
+    while build.try_wait().unwrap().is_none() {
+        let out = spawnable(&c).args(["prune", "-f"]).output().unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+        prunes += 1;
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = build.wait_with_output().unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        prunes >= 3,
+        "prune ran only {prunes} times during the build"
+    );
+    assert_eq!(c.run_sh("f10", "cat /y"), "done\n");
     c.guard.check();
 }

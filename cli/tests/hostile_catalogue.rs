@@ -1191,6 +1191,70 @@ fn d25_d26_mislabelled_compression_and_bad_rootfs_are_handled() {
     c.guard.check();
 }
 
+/// A PAX `size` record overrides the ustar size field, in both directions, as in Go's
+/// `archive/tar` and GNU tar (CVE-2025-62518, CVE-2026-33055): a ustar size of 0 with PAX 600
+/// reads 600 bytes of content; a ustar size of 1024 with PAX 0 reads none, so the header
+/// hidden in those bytes is an entry of its own — what containerd would see.
+#[test]
+fn d20_pax_size_overrides_the_ustar_size() {
+    use rbuild_store::testing::pax_record;
+    let c = Case::new();
+    let mut t = TarBuilder::new();
+    let pax = pax_record(b"size", b"600");
+    t.raw_header(
+        b"PaxHeaders/grow",
+        b'x',
+        pax.len() as u64,
+        0o644,
+        0,
+        0,
+        b"",
+        0,
+        (0, 0),
+    )
+    .data(&pax)
+    .raw_header(b"grow", b'0', 0, 0o644, 0, 0, b"", 0, (0, 0))
+    .data(&[b'p'; 600]);
+    let pax = pax_record(b"size", b"0");
+    let mut hidden = TarBuilder::new();
+    hidden.file("smuggled", b"seen by Go\n");
+    let hidden = hidden.bytes().to_vec();
+    assert_eq!(hidden.len(), 1024);
+    t.raw_header(
+        b"PaxHeaders/shrink",
+        b'x',
+        pax.len() as u64,
+        0o644,
+        0,
+        0,
+        b"",
+        0,
+        (0, 0),
+    )
+    .data(&pax)
+    .raw_header(b"shrink", b'0', 1024, 0o644, 0, 0, b"", 0, (0, 0))
+    .raw(&hidden)
+    .file("after", b"after\n");
+    c.load(&image_on_busybox(
+        "docker.io/library/d20:1",
+        vec![t.finish()],
+    ));
+    c.dockerfile("FROM d20:1\nRUN wc -c < /grow > /seen\n");
+    let root = c.build_local(&[]);
+    assert_eq!(std::fs::read(root.join("grow")).unwrap(), vec![b'p'; 600]);
+    assert_eq!(
+        std::fs::read_to_string(root.join("seen")).unwrap().trim(),
+        "600"
+    );
+    assert_eq!(std::fs::read(root.join("shrink")).unwrap(), b"");
+    assert_eq!(
+        std::fs::read(root.join("smuggled")).unwrap(),
+        b"seen by Go\n"
+    );
+    assert_eq!(std::fs::read(root.join("after")).unwrap(), b"after\n");
+    c.guard.check();
+}
+
 /// Non-UTF-8, newline-bearing and long (PAX) names in a layer survive byte for byte into
 /// RUN and the exported root filesystem.
 #[test]

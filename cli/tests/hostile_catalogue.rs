@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use common::host::HostGuard;
+use common::host::{HostGuard, processes_with};
 use common::{TestEnv, text};
 use rbuild_store::Digest;
 use rbuild_store::testing::{RawEntry, TarBuilder, gzip};
@@ -719,8 +719,9 @@ fn c3_archive_detection_by_content_not_name() {
     c.guard.check();
 }
 
-/// A tiny HTTP server on 127.0.0.1 serving `routes` (path → extra headers, body); every
-/// request's head is recorded. Anything else is 404.
+/// A tiny HTTP server on 127.0.0.1 serving `routes` (path → extra headers, body; a route whose
+/// headers hold a `Location` answers 302); every request's head is recorded. Anything else is
+/// 404.
 fn http_server(
     routes: Vec<(&'static str, &'static str, Vec<u8>)>,
 ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
@@ -744,6 +745,7 @@ fn http_server(
             let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
             log.lock().unwrap().push(head);
             let (status, headers, body) = match routes.iter().find(|r| r.0 == path) {
+                Some((_, h, b)) if h.contains("Location:") => ("302 Found", *h, b.clone()),
                 Some((_, h, b)) => ("200 OK", *h, b.clone()),
                 None => ("404 Not Found", "", b"not found\n".to_vec()),
             };
@@ -815,6 +817,37 @@ fn c7_url_credentials_never_appear_in_error_messages() {
     assert!(
         !messages.iter().any(|l| l.contains("s3cr3t")),
         "the error message shows the secret:\n{e}"
+    );
+    c.guard.check();
+}
+
+/// Hostile redirects of an ADD URL: to a `file:` URL (a host file) and in a loop. Each is an
+/// error at the ADD line; the host file's content never reaches the image.
+#[test]
+fn c5_hostile_redirects_of_add_urls_are_errors() {
+    let c = Case::new();
+    let host_file = c.guard.tmp_canary().join("file");
+    let to_file = format!("Location: file://{}\r\n", host_file.display());
+    let to_file: &'static str = Box::leak(to_file.into_boxed_str());
+    let (addr, seen) = http_server(vec![
+        ("/to-file", to_file, Vec::new()),
+        ("/loop", "Location: /loop\r\n", Vec::new()),
+    ]);
+    for path in ["to-file", "loop"] {
+        c.dockerfile(&format!(
+            "FROM busybox:1.35\nADD http://{addr}/{path} /got\n"
+        ));
+        c.build_fails(&[], &["Dockerfile:2", path]);
+    }
+    let loops = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.starts_with("GET /loop "))
+        .count();
+    assert!(
+        (2..=21).contains(&loops),
+        "the loop was followed {loops} times"
     );
     c.guard.check();
 }
@@ -1467,6 +1500,54 @@ fn g4_daemonized_processes_do_not_outlive_the_step() {
         .filter(|c| c.contains(&format!(": {mark}")))
         .collect();
     assert!(alive.is_empty(), "survivors: {alive:?}");
+    c.guard.check();
+}
+
+/// A step that ignores SIGTERM, SIGINT and SIGHUP cannot hold the build: Ctrl-C ends rbuild
+/// with 130 within the grace period, and none of the step's processes survive.
+#[test]
+fn g7_a_step_ignoring_sigterm_is_killed_on_interrupt() {
+    let c = Case::new();
+    let var = format!("G7MARK={}", std::process::id());
+    c.dockerfile(&format!(
+        "FROM busybox:1.35\nENV {var}\nRUN trap '' TERM INT HUP; while :; do sleep 1; done\n"
+    ));
+    let mut child = spawnable(&c)
+        .args(["build", "--progress", "plain", "."])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !processes_with(&var)
+        .iter()
+        .any(|(_, cmd)| cmd.starts_with("sleep"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the RUN never started"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "rbuild exited early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sent = std::time::Instant::now();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < std::time::Duration::from_secs(20),
+            "rbuild did not exit after SIGINT"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(processes_with(&var), [], "step processes survived");
     c.guard.check();
 }
 

@@ -234,7 +234,7 @@ impl HostGuard {
             leaked.join("\n")
         );
 
-        let alive = processes_with(&self.marker);
+        let alive = processes_with(&format!("RBUILD_HOSTGUARD={}", self.marker));
         assert!(alive.is_empty(), "processes left behind: {alive:?}");
 
         for dir in ["tmp", "ingest"] {
@@ -275,8 +275,9 @@ fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// Processes (pid, command) whose environment holds `marker`, this test process excluded.
-pub fn processes_with(marker: &str) -> Vec<(u32, String)> {
+/// Processes (pid, command) whose environment holds the entry `var` (`NAME=value`), this
+/// test process excluded.
+pub fn processes_with(var: &str) -> Vec<(u32, String)> {
     let me = std::process::id();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -293,10 +294,7 @@ pub fn processes_with(marker: &str) -> Vec<(u32, String)> {
         let Ok(env) = std::fs::read(entry.path().join("environ")) else {
             continue;
         };
-        if env
-            .split(|b| *b == 0)
-            .any(|kv| kv.ends_with(marker.as_bytes()) && kv.starts_with(b"RBUILD_HOSTGUARD="))
-        {
+        if env.split(|b| *b == 0).any(|kv| kv == var.as_bytes()) {
             let cmd = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             found.push((pid, String::from_utf8_lossy(&cmd).replace('\0', " ")));
         }

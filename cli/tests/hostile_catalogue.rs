@@ -32,7 +32,11 @@ struct Case {
 
 impl Case {
     fn new() -> Case {
-        let env = TestEnv::new();
+        Case::on(TestEnv::new())
+    }
+
+    /// A case whose store is `env` (busybox is loaded into it).
+    fn on(env: TestEnv) -> Case {
         common::load_busybox(&env);
         let guard = HostGuard::new(&env);
         let ctx = guard.context();
@@ -1804,4 +1808,71 @@ fn f10_prune_during_a_build_loses_nothing_in_flight() {
     );
     assert_eq!(c.run_sh("f10", "cat /y"), "done\n");
     c.guard.check();
+}
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
+struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    fn new(size: &str) -> SmallFs {
+        let dir = tempfile::Builder::new()
+            .prefix("rbuild-small-")
+            .tempdir()
+            .unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs (tests run as root)");
+        SmallFs { dir }
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A full disk: the store lives on a 24 MiB tmpfs. A RUN that fills it fails (ENOSPC inside
+/// the step) and its directory is cleaned up; loading an image larger than the free space
+/// fails naming the cause, with no ingest left; the images stored before are intact, and
+/// once space is free again a build succeeds.
+#[test]
+fn f7_g6_a_full_disk_fails_cleanly_and_the_store_survives() {
+    let fs = SmallFs::new("24m");
+    let env = TestEnv {
+        root: tempfile::Builder::new()
+            .prefix("root-")
+            .tempdir_in(fs.dir.path())
+            .unwrap(),
+    };
+    let c = Case::on(env);
+    c.dockerfile("FROM busybox:1.35\nRUN dd if=/dev/zero of=/big bs=1M count=64\n");
+    c.build_fails(&[], &["Dockerfile:2", "No space left on device"]);
+    c.guard.check();
+
+    let big = layer(|t| {
+        t.file("big", &vec![7u8; 40 << 20]);
+    });
+    let archive = Parts::new("docker.io/library/big:1", vec![big]).build();
+    let file = c.out.path().join("big.tar");
+    std::fs::write(&file, archive).unwrap();
+    let out = c.rbuild().args(["load", "-i"]).arg(&file).output().unwrap();
+    let (_, e) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{e}");
+    assert!(e.contains("No space left on device"), "{e}");
+    c.guard.check();
+
+    c.dockerfile("FROM busybox:1.35\nRUN echo ok > /ok\n");
+    let root = c.build_local(&[]);
+    assert_eq!(std::fs::read(root.join("ok")).unwrap(), b"ok\n");
+    c.guard.check();
+    drop(c);
 }

@@ -1755,6 +1755,57 @@ fn spawnable(c: &Case) -> std::process::Command {
     cmd
 }
 
+/// `kill -9` of rbuild at several points of a build (while its RUN writes files, while the
+/// layer is diffed and committed): after each kill the store passes `fsck --full`, no step
+/// process survives, and the next build completes with the right content — a half-made step
+/// never becomes a cache entry.
+#[test]
+fn f2_kill_9_during_a_build_leaves_a_consistent_store() {
+    let c = Case::new();
+    let var = format!("F2MARK={}", std::process::id());
+    c.dockerfile(&format!(
+        "FROM busybox:1.35\nENV {var}\nRUN for i in $(seq 150); do head -c 65536 /dev/urandom > /f$i; done\nRUN ls / | grep -c '^f' > /count\n"
+    ));
+    for extra_ms in [0u64, 150, 400, 800, 1200] {
+        let mut child = spawnable(&c)
+            .args(["build", "--progress", "plain", "-t", "f2", "."])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while processes_with(&var).is_empty() && child.try_wait().unwrap().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the RUN never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(extra_ms));
+        let _ = child.kill();
+        child.wait().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert_eq!(processes_with(&var), [], "step processes survived kill -9");
+        let out = c
+            .rbuild()
+            .args(["store", "fsck", "--full"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "after kill at +{extra_ms}ms: {:?}",
+            text(&out)
+        );
+    }
+    let root = c.build_local(&["-t", "f2"]);
+    assert_eq!(
+        std::fs::read_to_string(root.join("count")).unwrap(),
+        "150\n"
+    );
+    assert_eq!(c.run_sh("f2", "cat /count"), "150\n");
+    c.guard.check();
+}
+
 /// Two builds of the same Dockerfile on one store at the same time: both succeed, the tag
 /// names a complete image, and the store is consistent.
 #[test]

@@ -6,8 +6,8 @@
 //! content (a directory's listing), mode, owner, mtime and inode. `check()` then asserts:
 //! every canary is unchanged and nothing new appeared beside them; no mount under the store or
 //! the work directory is left in `/proc/self/mountinfo`; no process started through the guard
-//! (they carry a marker in their environment) is still alive; the store's `tmp/` and `ingest/`
-//! are empty; and `rbuild store fsck --full` passes.
+//! (they carry a marker in their environment) is still alive; the store's `tmp/`, `ingest/`
+//! and `exec/` (step directories) are empty; and `rbuild store fsck --full` passes.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -237,7 +237,7 @@ impl HostGuard {
         let alive = processes_with(&format!("RBUILD_HOSTGUARD={}", self.marker));
         assert!(alive.is_empty(), "processes left behind: {alive:?}");
 
-        for dir in ["tmp", "ingest"] {
+        for dir in ["tmp", "ingest", "exec"] {
             if dir == "tmp" && self.tmp_leftovers_allowed.is_some() {
                 continue;
             }

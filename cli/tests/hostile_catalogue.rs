@@ -1644,6 +1644,48 @@ fn host_guard_detects_a_leftover_process() {
     }
 }
 
+// ---- 4.E Registry faults (through the CLI) ---------------------------------------------------
+
+/// A captive portal: every request, `/v2/` and manifests included, gets `200 text/html`. A
+/// pull and a build FROM it fail with exit 3 (pull) / 1 (build) naming the reference, and
+/// nothing is stored.
+#[test]
+fn e22_a_captive_portal_is_not_a_registry() {
+    use std::io::{BufRead, BufReader, Write};
+    let c = Case::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let body = "<html><body>Please log in to the hotel wifi</body></html>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let reference = format!("127.0.0.1:{port}/app:1");
+    let before = c.state();
+    let out = c.rbuild().args(["pull", &reference]).output().unwrap();
+    let (_, e) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{e}");
+    assert!(e.contains(&reference) && e.contains("manifest"), "{e}");
+    assert_eq!(c.state(), before);
+    c.dockerfile(&format!("FROM {reference}\n"));
+    c.build_fails(&[], &["Dockerfile:1", &reference]);
+    assert_eq!(c.state(), before);
+    c.guard.check();
+}
+
 // ---- 4.F Store faults -----------------------------------------------------------------------
 
 /// A bit flip in a stored layer: a build using it fails naming the layer, `save` refuses to

@@ -1969,3 +1969,142 @@ fn f7_g6_a_full_disk_fails_cleanly_and_the_store_survives() {
     c.guard.check();
     drop(c);
 }
+
+// ---- The rule everywhere: random hostile layers --------------------------------------------
+
+/// One tar entry of a random hostile layer, with `{T}` in a name or link standing for the
+/// guard's `/tmp` canary directory and `{W}` for the work directory (the context's parent).
+#[derive(Debug, Clone)]
+enum Hostile {
+    File(&'static str),
+    Dir(&'static str),
+    Symlink(&'static str, &'static str),
+    Hardlink(&'static str, &'static str),
+}
+
+fn hostile_entry() -> impl proptest::strategy::Strategy<Value = Hostile> {
+    use proptest::prelude::*;
+    // Mostly names a loader accepts (so later layers, RUN and `run` see the result), sometimes
+    // ones it must refuse.
+    let names = prop_oneof![
+        12 => prop::sample::select(vec![
+            "a", "a/b", "l", "l/x", "l/x/y", "l/file", "m", "m/sub/z", "etc/passwd", "{T}/file",
+            "{T}/sub/new", "a/.wh.b", ".wh.l", "a/.wh..wh..opq",
+        ]),
+        1 => prop::sample::select(vec!["../esc", "./l/../../esc", "/../{T}/x"]),
+    ];
+    let targets = prop::sample::select(vec![
+        "/",
+        "..",
+        "../../../../..",
+        "{T}",
+        "{T}/file",
+        "{T}/sub",
+        "{W}",
+        "{W}/canary",
+        "/etc",
+        "a",
+        "l/x",
+        "../../../../{W}/canary",
+    ]);
+    // Hard links may only name earlier entries of their layer: mostly `a`, sometimes not.
+    let link_targets = prop_oneof![
+        4 => Just("a"),
+        1 => prop::sample::select(vec!["etc/passwd", "l", "{T}/file", "../../a"]),
+    ];
+    prop_oneof![
+        3 => names.clone().prop_map(Hostile::File),
+        2 => names.clone().prop_map(Hostile::Dir),
+        4 => (names.clone(), targets).prop_map(|(n, t)| Hostile::Symlink(n, t)),
+        1 => (names, link_targets).prop_map(|(n, t)| Hostile::Hardlink(n, t)),
+    ]
+}
+
+/// The layer of `entries` (a name used twice keeps its first entry: duplicates are a refusal
+/// of their own, tested elsewhere).
+fn hostile_layer(entries: &[Hostile], t_dir: &str, w_dir: &str) -> Vec<u8> {
+    let fill = |s: &str| s.replace("{T}", t_dir).replace("{W}", w_dir);
+    let mut t = TarBuilder::new();
+    let mut seen = std::collections::HashSet::new();
+    for e in entries {
+        let (Hostile::File(n) | Hostile::Dir(n) | Hostile::Symlink(n, _) | Hostile::Hardlink(n, _)) =
+            e;
+        if !seen.insert(*n) {
+            continue;
+        }
+        match e {
+            Hostile::File(n) => t.file(fill(n), b"pwned\n"),
+            Hostile::Dir(n) => {
+                let mut d = RawEntry::new(fill(n), b'5');
+                d.mode = 0o777;
+                t.entry(d)
+            }
+            Hostile::Symlink(n, target) => t.symlink(fill(n), fill(target)),
+            Hostile::Hardlink(n, target) => t.hardlink(fill(n), fill(target)),
+        };
+    }
+    t.finish()
+}
+
+/// What a step or container does with such an image: write through every path the layers
+/// might have redirected (errors ignored).
+const WRITE_EVERYWHERE: &str = "for p in /a /a/b /l /l/x /l/x/y /l/file /m/sub/z /esc /etc/passwd \
+     /tmp/rbuild-canary-*/file /tmp/rbuild-canary-*/sub/x; do echo pwned > $p; mkdir -p $p/d; \
+     chmod 777 $p; done 2>/dev/null; true";
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 12,
+        failure_persistence: None,
+        max_shrink_iters: 20,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Random sequences of hostile layers (symlinks and hard links to host canaries and out
+    /// of the root, `..` names, whiteouts, directories over links) go through `load`, a build
+    /// FROM them whose RUN writes through every such path, `rbuild run` doing the same, the
+    /// export, and `ADD` of the same tar: each either works or fails with a pointed error
+    /// (exit 1 or 4, never a panic), and the host is never touched.
+    #[test]
+    fn random_hostile_layers_never_touch_the_host(
+        layers in proptest::collection::vec(proptest::collection::vec(hostile_entry(), 1..6), 1..4)
+    ) {
+        let c = Case::new();
+        let t_dir = c.guard.tmp_canary().to_str().unwrap().to_string();
+        let w_dir = c.guard.work().to_str().unwrap().to_string();
+        let tars: Vec<Vec<u8>> = layers.iter().map(|l| hostile_layer(l, &t_dir, &w_dir)).collect();
+        let file = c.out.path().join("random.tar");
+        std::fs::write(&file, image_on_busybox("docker.io/library/random:1", tars.clone()).build()).unwrap();
+        let ok_or_pointed = |what: &str, out: &Output| {
+            let (o, e) = text(out);
+            assert!(
+                matches!(out.status.code(), Some(0) | Some(1) | Some(4)),
+                "{what}: exit {:?}\n{o}\n{e}", out.status.code()
+            );
+            assert!(!e.contains("panicked"), "{what}: {e}");
+        };
+        let out = c.rbuild().args(["load", "-i"]).arg(&file).output().unwrap();
+        ok_or_pointed("load", &out);
+        if out.status.success() {
+            c.dockerfile(&format!("FROM random:1\nRUN {WRITE_EVERYWHERE}\n"));
+            let dest = c.out.path().join("rootfs");
+            let out = c.build(&["-o", &format!("type=local,dest={}", dest.display())]);
+            ok_or_pointed("build", &out);
+            let out = c
+                .rbuild()
+                .args(["run", "--rm", "random:1", "sh", "-c", WRITE_EVERYWHERE])
+                .timeout(std::time::Duration::from_secs(60))
+                .output()
+                .unwrap();
+            ok_or_pointed("run", &out);
+        }
+        c.file("evil.tar", &tars[0]);
+        c.dockerfile(&format!(
+            "FROM busybox:1.35\nADD evil.tar /dst/\nRUN cd /dst && {}\n",
+            WRITE_EVERYWHERE.replace(" /", " ./")
+        ));
+        let out = c.build(&[]);
+        ok_or_pointed("ADD", &out);
+        c.guard.check();
+    }
+}

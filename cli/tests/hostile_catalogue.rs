@@ -1798,9 +1798,10 @@ fn spawnable(c: &Case) -> std::process::Command {
 }
 
 /// `kill -9` of rbuild at several points of a build (while its RUN writes files, while the
-/// layer is diffed and committed): after each kill the store passes `fsck --full`, no step
-/// process survives, and the next build completes with the right content — a half-made step
-/// never becomes a cache entry.
+/// layer is diffed and committed): after each kill the store passes `fsck --full` (which names
+/// a partial blob as a dead process's leftover), no step process survives, `fsck --repair`
+/// removes the leftovers, and the next build completes with the right content — a half-made
+/// step never becomes a cache entry.
 #[test]
 fn f2_kill_9_during_a_build_leaves_a_consistent_store() {
     let c = Case::new();
@@ -1833,12 +1834,27 @@ fn f2_kill_9_during_a_build_leaves_a_consistent_store() {
             .args(["store", "fsck", "--full"])
             .output()
             .unwrap();
+        let (o, e) = text(&out);
         assert!(
             out.status.success(),
-            "after kill at +{extra_ms}ms: {:?}",
-            text(&out)
+            "after kill at +{extra_ms}ms: {o}\n{e}"
+        );
+        // A partial blob of the killed process is reported as its leftover.
+        let ingest = std::fs::read_dir(c.env.root().join("ingest"))
+            .unwrap()
+            .count();
+        assert!(
+            ingest == 0 || o.contains("leftover of a dead process"),
+            "unreported ingest after kill at +{extra_ms}ms:\n{o}"
         );
     }
+    // Leftovers of the killed processes go with `fsck --repair` (or the next prune).
+    let out = c
+        .rbuild()
+        .args(["store", "fsck", "--full", "--repair"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
     let root = c.build_local(&["-t", "f2"]);
     assert_eq!(
         std::fs::read_to_string(root.join("count")).unwrap(),
@@ -2072,9 +2088,11 @@ proptest::proptest! {
         let c = Case::new();
         let t_dir = c.guard.tmp_canary().to_str().unwrap().to_string();
         let w_dir = c.guard.work().to_str().unwrap().to_string();
-        let tars: Vec<Vec<u8>> = layers.iter().map(|l| hostile_layer(l, &t_dir, &w_dir)).collect();
+        let tars: Vec<Vec<u8>> =
+            layers.iter().map(|l| hostile_layer(l, &t_dir, &w_dir)).collect();
         let file = c.out.path().join("random.tar");
-        std::fs::write(&file, image_on_busybox("docker.io/library/random:1", tars.clone()).build()).unwrap();
+        let image = image_on_busybox("docker.io/library/random:1", tars.clone());
+        std::fs::write(&file, image.build()).unwrap();
         let ok_or_pointed = |what: &str, out: &Output| {
             let (o, e) = text(out);
             assert!(
@@ -2105,6 +2123,134 @@ proptest::proptest! {
         ));
         let out = c.build(&[]);
         ok_or_pointed("ADD", &out);
+        c.guard.check();
+    }
+}
+
+/// One entry of a random hostile build context (`{T}`/`{W}` as for layers).
+#[derive(Debug, Clone)]
+enum CtxEntry {
+    File(&'static str),
+    Dir(&'static str),
+    Symlink(&'static str, &'static str),
+    Hardlink(&'static str, &'static str),
+}
+
+fn ctx_entry() -> impl proptest::strategy::Strategy<Value = CtxEntry> {
+    use proptest::prelude::*;
+    let names = prop::sample::select(vec![
+        "a",
+        "b",
+        "d/a",
+        "d/e/f",
+        "l",
+        "m",
+        ".dockerignore",
+        ".wh.x",
+        "d/.wh..wh..opq",
+        "Dockerfile2",
+    ]);
+    let targets = prop::sample::select(vec![
+        "/",
+        "..",
+        "../..",
+        "../canary",
+        "{T}",
+        "{T}/file",
+        "{W}/canary",
+        "/etc/passwd",
+        "a",
+        "d",
+        "l",
+        "m",
+        "d/e",
+        "../context/l",
+    ]);
+    prop_oneof![
+        3 => names.clone().prop_map(CtxEntry::File),
+        2 => names.clone().prop_map(CtxEntry::Dir),
+        4 => (names.clone(), targets).prop_map(|(n, t)| CtxEntry::Symlink(n, t)),
+        1 => (names.clone(), names).prop_map(|(n, t)| CtxEntry::Hardlink(n, t)),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 10,
+        failure_persistence: None,
+        max_shrink_iters: 20,
+        ..proptest::prelude::ProptestConfig::default()
+    })]
+
+    /// Random hostile contexts (symlinks to host canaries, out of the context, in loops,
+    /// `.wh.` names, a symlinked `.dockerignore`, hard links) built with `COPY . /app/` and
+    /// with COPY and ADD of each name: every build either works or fails with exit 1 and a
+    /// report (never a panic), nothing of the host's canaries reaches the image, and the host
+    /// is untouched.
+    #[test]
+    fn random_hostile_contexts_never_touch_the_host(
+        entries in proptest::collection::vec(ctx_entry(), 1..8)
+    ) {
+        let c = Case::new();
+        let t_dir = c.guard.tmp_canary().to_str().unwrap().to_string();
+        let w_dir = c.guard.work().to_str().unwrap().to_string();
+        let fill = |s: &str| s.replace("{T}", &t_dir).replace("{W}", &w_dir);
+        for e in &entries {
+            let (CtxEntry::File(n)
+            | CtxEntry::Dir(n)
+            | CtxEntry::Symlink(n, _)
+            | CtxEntry::Hardlink(n, _)) = e;
+            let path = c.ctx.join(n);
+            if std::fs::symlink_metadata(&path).is_ok() {
+                continue;
+            }
+            if std::fs::create_dir_all(path.parent().unwrap()).is_err() {
+                continue;
+            }
+            let _ = match e {
+                CtxEntry::File(_) => std::fs::write(&path, b"ctx\n"),
+                CtxEntry::Dir(_) => std::fs::create_dir(&path),
+                CtxEntry::Symlink(_, t) => std::os::unix::fs::symlink(fill(t), &path),
+                CtxEntry::Hardlink(_, t) => std::fs::hard_link(c.ctx.join(t), &path),
+            };
+        }
+        let builds: Vec<String> = std::iter::once("FROM busybox:1.35\nCOPY . /app/\n".to_string())
+            .chain(["a", "b", "d", "l", "m", "d/e/f", "../canary"].iter().flat_map(|n| {
+                [
+                    format!("FROM busybox:1.35\nCOPY {n} /x/\n"),
+                    format!("FROM busybox:1.35\nADD {n} /x/\n"),
+                ]
+            }))
+            .collect();
+        for (i, df) in builds.iter().enumerate() {
+            c.dockerfile(df);
+            let dest = c.out.path().join(format!("out{i}"));
+            let out = c.build(&["-o", &format!("type=local,dest={}", dest.display())]);
+            let (o, e) = text(&out);
+            assert!(
+                matches!(out.status.code(), Some(0) | Some(1)),
+                "{df}: exit {:?}\n{o}\n{e}",
+                out.status.code()
+            );
+            assert!(!e.contains("panicked"), "{df}: {e}");
+            if out.status.success() {
+                let copied = walkdir::WalkDir::new(&dest)
+                    .into_iter()
+                    .flatten()
+                    .filter(|f| {
+                        f.path().starts_with(dest.join("app")) || f.path().starts_with(dest.join("x"))
+                    })
+                    .filter(|f| f.file_type().is_file());
+                for f in copied {
+                    let bytes = std::fs::read(f.path()).unwrap();
+                    assert!(
+                        !bytes.starts_with(b"canary file") && !bytes.starts_with(b"work canary"),
+                        "{df}: host content in {}",
+                        f.path().display()
+                    );
+                }
+            }
+        }
         c.guard.check();
     }
 }

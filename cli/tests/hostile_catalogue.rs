@@ -1646,6 +1646,64 @@ fn host_guard_detects_a_leftover_process() {
 
 // ---- 4.E Registry faults (through the CLI) ---------------------------------------------------
 
+/// A layer descriptor with `urls` (a foreign layer pointing at another host): the pull is
+/// refused naming the layer, the foreign host is never contacted (ContainerDrip,
+/// CVE-2020-15157), and nothing is stored.
+#[test]
+fn e10_foreign_layer_urls_are_never_fetched() {
+    let c = Case::new();
+    let (foreign, foreign_seen) = http_server(vec![("/layer", "", b"not a layer".to_vec())]);
+    let layer_bytes = layer(|t| {
+        t.file("x", b"x");
+    });
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [Digest::of(&layer_bytes).to_string()]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": Digest::of(&config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": Digest::of(&layer_bytes).to_string(), "size": layer_bytes.len(),
+                    "urls": [format!("http://{foreign}/layer")]}],
+    }))
+    .unwrap();
+    let manifest_headers = format!(
+        "Content-Type: application/vnd.oci.image.manifest.v1+json\r\nDocker-Content-Digest: {}\r\n",
+        Digest::of(&manifest)
+    );
+    let manifest_headers: &'static str = Box::leak(manifest_headers.into_boxed_str());
+    let config_path: &'static str =
+        Box::leak(format!("/v2/app/blobs/{}", Digest::of(&config)).into_boxed_str());
+    let layer_path: &'static str =
+        Box::leak(format!("/v2/app/blobs/{}", Digest::of(&layer_bytes)).into_boxed_str());
+    let (registry, _) = http_server(vec![
+        ("/v2/", "Content-Type: application/json\r\n", b"{}".to_vec()),
+        ("/v2/app/manifests/1", manifest_headers, manifest),
+        (config_path, "", config),
+        (layer_path, "", layer_bytes.clone()),
+    ]);
+    let before = c.state();
+    let out = c
+        .rbuild()
+        .args(["pull", &format!("{registry}/app:1")])
+        .output()
+        .unwrap();
+    let (_, e) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{e}");
+    assert!(e.contains("foreign layer"), "{e}");
+    assert!(
+        foreign_seen.lock().unwrap().is_empty(),
+        "the foreign host was contacted: {:?}",
+        foreign_seen.lock().unwrap()
+    );
+    assert_eq!(c.state(), before);
+    c.guard.check();
+}
+
 /// A captive portal: every request, `/v2/` and manifests included, gets `200 text/html`. A
 /// pull and a build FROM it fail with exit 3 (pull) / 1 (build) naming the reference, and
 /// nothing is stored.

@@ -540,6 +540,59 @@ fn b5_devices_are_refused_and_sockets_skipped() {
     c.guard.check();
 }
 
+/// A context file rewritten in place while builds read it: every build either fails with
+/// "file changed" naming the file or copies a whole file, and the cache is never poisoned — once the file is
+/// stable, a build gives exactly its content (a layer recorded under another content's key
+/// would be reused here).
+#[test]
+fn b8_a_file_changing_during_the_build_never_poisons_the_cache() {
+    let c = Case::new();
+    let size = 4 << 20;
+    let a = vec![b'A'; size];
+    let b = vec![b'B'; size];
+    c.file("f", &a);
+    c.dockerfile("FROM busybox:1.35\nCOPY f /f\n");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let racer = {
+        let (stop, path, a, b) = (stop.clone(), c.ctx.join("f"), a.clone(), b.clone());
+        std::thread::spawn(move || {
+            use std::io::{Seek, Write};
+            let mut flip = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                for chunk in (if flip { &a } else { &b }).chunks(64 << 10) {
+                    f.write_all(chunk).unwrap();
+                }
+                f.rewind().unwrap();
+                flip = !flip;
+            }
+        })
+    };
+    for i in 0..4 {
+        let dest = c.out.path().join(format!("race{i}"));
+        let out = c.build(&["-o", &format!("type=local,dest={}", dest.display())]);
+        let (_, e) = text(&out);
+        if out.status.success() {
+            let got = std::fs::read(dest.join("f")).unwrap();
+            assert_eq!(got.len(), size);
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{e}");
+            assert!(e.contains("file changed") && e.contains("`f`"), "{e}");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    racer.join().unwrap();
+    for content in [&a, &b, &a] {
+        c.file("f", content);
+        let root = c.build_local(&[]);
+        assert!(
+            std::fs::read(root.join("f")).unwrap() == *content,
+            "the cache served another version of `f` than the context holds"
+        );
+    }
+    c.guard.check();
+}
+
 /// Non-UTF-8 bytes, newlines, backslashes and colons in names, and 255-byte names survive
 /// byte for byte; a path longer than PATH_MAX is an explicit error naming it.
 #[test]

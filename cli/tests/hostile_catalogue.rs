@@ -1757,6 +1757,66 @@ fn e10_foreign_layer_urls_are_never_fetched() {
     c.guard.check();
 }
 
+/// A blob whose URL redirects to itself: the pull stops with a clear error after a bounded
+/// number of hops (no endless loop), and nothing is stored.
+#[test]
+fn e21_a_redirect_loop_on_a_blob_ends() {
+    let c = Case::new();
+    let layer_bytes = layer(|t| {
+        t.file("x", b"x");
+    });
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [Digest::of(&layer_bytes).to_string()]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": Digest::of(&config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": Digest::of(&layer_bytes).to_string(), "size": layer_bytes.len()}],
+    }))
+    .unwrap();
+    let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let manifest_headers = leak(format!(
+        "Content-Type: application/vnd.oci.image.manifest.v1+json\r\nDocker-Content-Digest: {}\r\n",
+        Digest::of(&manifest)
+    ));
+    let config_path = leak(format!("/v2/app/blobs/{}", Digest::of(&config)));
+    let layer_path = leak(format!("/v2/app/blobs/{}", Digest::of(&layer_bytes)));
+    let (registry, seen) = http_server(vec![
+        ("/v2/", "Content-Type: application/json\r\n", b"{}".to_vec()),
+        ("/v2/app/manifests/1", manifest_headers, manifest),
+        (config_path, "", config),
+        (
+            layer_path,
+            leak(format!("Location: {layer_path}\r\n")),
+            Vec::new(),
+        ),
+    ]);
+    let before = c.state();
+    let out = c
+        .rbuild()
+        .args(["pull", &format!("{registry}/app:1")])
+        .timeout(std::time::Duration::from_secs(120))
+        .output()
+        .unwrap();
+    let (_, e) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{e}");
+    assert!(e.contains("redirect"), "{e}");
+    let hops = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|h| h.contains(layer_path))
+        .count();
+    assert!(hops <= 100, "followed the loop {hops} times");
+    assert_eq!(c.state(), before);
+    c.guard.check();
+}
+
 /// A captive portal: every request, `/v2/` and manifests included, gets `200 text/html`. A
 /// pull and a build FROM it fail with exit 3 (pull) / 1 (build) naming the reference, and
 /// nothing is stored.

@@ -1,7 +1,8 @@
 //! `HostGuard`: the invariants every hostile-input test asserts (catalogue §4.0 I1–I3).
 //!
 //! A guard places canary files and directories where an escape would land — beside the store
-//! root, in the parent of the build context (the work directory the test hands to rbuild), at
+//! root, inside it (the parent of its step, scratch and snapshot directories), in the parent of
+//! the build context (the work directory the test hands to rbuild), at
 //! `/tmp/rbuild-canary-<unique>`, and at any absolute path a case names — and records each one's
 //! content (a directory's listing), mode, owner, mtime and inode. `check()` then asserts:
 //! every canary is unchanged and nothing new appeared beside them; no mount under the store or
@@ -113,6 +114,10 @@ impl HostGuard {
         for dir in [&tmp_canary, &root_canary] {
             g.place_dir(dir);
         }
+        // Inside the store root, the parent of its work directories (`exec/`, `tmp/`,
+        // `snapshots/`): where a `..` out of a step or snapshot directory would land.
+        let in_root = g.root.join("hostguard-canary");
+        g.place_dir(&in_root);
         let work_dir = g.work.path().to_path_buf();
         g.place_file(&work_dir.join("canary"), b"work canary\n", 0o600);
         g.place_dir(&work_dir.join("canary-dir"));

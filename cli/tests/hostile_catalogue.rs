@@ -245,6 +245,19 @@ fn refused_before_anything_runs(dockerfile: &str, line: usize, needle: &str) {
 
 const PREFIX: &str = "FROM busybox:1.35\nRUN echo EXEC$((6*7))\n";
 
+/// The probe the A-cases rely on: with a valid Dockerfile the prefix's RUN does print
+/// `EXEC42`, so its absence after a refusal means nothing ran.
+#[test]
+fn a0_the_probe_step_prints_its_marker_when_it_runs() {
+    let c = Case::new();
+    c.dockerfile(PREFIX);
+    let out = c.build(&[]);
+    let (o, e) = text(&out);
+    assert!(out.status.success(), "{o}\n{e}");
+    assert!(e.contains("EXEC42"), "{e}");
+    c.guard.check();
+}
+
 #[test]
 fn a1_empty_and_comment_only_dockerfiles_are_refused() {
     refused_before_anything_runs("", 1, "file with no instructions");

@@ -1,8 +1,10 @@
 //! `save`: write images as an OCI image-layout tar (`oci-layout`, `index.json`,
 //! `blobs/sha256/...`), or as a docker-archive that is at the same time an OCI layout (plus
 //! `manifest.json` and `repositories`, like `docker save` ≥ 25). Blobs are written exactly as
-//! stored, so manifest digests survive; the output is byte-for-byte deterministic. The same
-//! content can be written as a directory (`save_dir`: an OCI image layout on disk).
+//! stored, so manifest digests survive; the output is byte-for-byte deterministic. Every blob is
+//! hashed as it is copied: a blob corrupted in the store fails the save (catalogue F11) rather
+//! than producing an archive that no tool can load. The same content can be written as a
+//! directory (`save_dir`: an OCI image layout on disk).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -11,7 +13,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::archive::writer::TarOut;
-use crate::digest::Digest;
+use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
 use crate::image::ImageRecord;
@@ -124,7 +126,17 @@ impl Store {
         Ok(())
     }
 
-    /// Write `items` to `out` in `format`. Blobs are re-checked for size as they are copied.
+    /// The error when the bytes copied from blob `d` hash to something else.
+    fn check_copied_digest(d: &Digest, copied: HashingReader<std::fs::File>) -> Result<()> {
+        let (got, _) = copied.finish();
+        if &got != d {
+            return Err(Error::corrupt(format!("blob {d} hashes to {got}")));
+        }
+        Ok(())
+    }
+
+    /// Write `items` to `out` in `format`. Blobs are re-checked for size and digest as they
+    /// are copied.
     pub fn save<W: Write>(&self, items: &[SaveItem], format: SaveFormat, out: W) -> Result<W> {
         let plan = plan(items, format)?;
         let io_err = |e: std::io::Error| Error::io("write archive", "<output>", e);
@@ -133,9 +145,10 @@ impl Store {
         tar.dir("blobs/sha256/").map_err(io_err)?;
         for (d, size) in &plan.blobs {
             self.check_blob_size(d, *size)?;
-            let mut f = self.open_blob(d)?;
+            let mut f = HashingReader::new(self.open_blob(d)?);
             tar.file_from(&blob_name(d), *size, &mut f)
                 .ctx("copy blob into the archive", self.blob_path(d))?;
+            Self::check_copied_digest(d, f)?;
         }
         for (name, bytes) in &plan.files {
             tar.file(name, bytes).map_err(io_err)?;
@@ -154,7 +167,7 @@ impl Store {
         for (d, size) in &plan.blobs {
             self.check_blob_size(d, *size)?;
             let to = blobs.join(d.hex());
-            let mut from = self.open_blob(d)?;
+            let mut from = HashingReader::new(self.open_blob(d)?);
             let mut file = std::fs::File::create(&to).ctx("create", &to)?;
             let copied = std::io::copy(&mut from, &mut file).ctx("copy blob to", &to)?;
             if copied != *size {
@@ -162,6 +175,7 @@ impl Store {
                     "blob {d} changed size while it was copied ({copied} bytes, expected {size})"
                 )));
             }
+            Self::check_copied_digest(d, from)?;
             file.sync_all().ctx("fsync", &to)?;
         }
         for (name, bytes) in &plan.files {

@@ -177,23 +177,19 @@ pub fn dispatch(
         }
         Instruction::Volume(volume) => {
             let mut paths = Vec::new();
+            // Each word (shell or JSON form) expands to one path, never split further
+            // (BuildKit's single-word expander); an empty result is an error.
             for word in &volume.paths {
-                let expanded = if volume.json {
-                    vec![expand::word(&state.vars, word, escape, &mut used)?]
-                } else {
-                    expand::words(&state.vars, word, escape, &mut used)?
-                };
-                for path in expanded {
-                    if path.is_empty() {
-                        return Err(PlanError::invalid(
-                            word.span,
-                            "VOLUME specified can not be an empty string",
-                            "empty volume",
-                            Some("name a path, e.g. `VOLUME /data`".into()),
-                        ));
-                    }
-                    paths.push(path);
+                let path = expand::word(&state.vars, word, escape, &mut used)?;
+                if path.trim().is_empty() {
+                    return Err(PlanError::invalid(
+                        word.span,
+                        "VOLUME specified can not be an empty string",
+                        "empty volume",
+                        Some("name a path, e.g. `VOLUME /data`".into()),
+                    ));
                 }
+                paths.push(path);
             }
             let volumes = state.container().volumes.get_or_insert_with(BTreeMap::new);
             for path in &paths {

@@ -284,6 +284,35 @@ fn empty_base_names_the_arg() {
     assert!(help.contains("IMAGE"), "{help}");
 }
 
+/// VOLUME words expand to one path each in both forms (never split); an empty one is refused.
+#[test]
+fn volume_words_are_single_paths() {
+    let planned = plan_text(
+        "FROM busybox:1.35\nARG V=\"a b\"\nVOLUME $V /c\nVOLUME [\"$V\"]\n",
+        &opts(&[], None),
+    )
+    .unwrap();
+    let fields = config_fields(&planned);
+    let volumes = fields["Volumes"].as_object().unwrap();
+    assert_eq!(
+        volumes.keys().collect::<Vec<_>>(),
+        ["/c", "a b"],
+        "{fields:#}"
+    );
+    // (`VOLUME [""]` is the parser's error; these are empty only once expanded.)
+    for src in [
+        "VOLUME \"\"",
+        "ARG E\nVOLUME $E",
+        "ARG E=\" \"\nVOLUME [\"$E\"]",
+    ] {
+        let err = plan_text(&format!("FROM busybox:1.35\n{src}\n"), &opts(&[], None)).unwrap_err();
+        assert!(
+            err.to_string().contains("can not be an empty string"),
+            "{src}: {err}"
+        );
+    }
+}
+
 /// Unused stages are not resolved (an unknown image there is no error) and get no steps.
 #[test]
 fn unused_stage_is_not_resolved() {

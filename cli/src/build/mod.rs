@@ -150,8 +150,11 @@ pub fn prepare_with(
         target: args.target.clone(),
         platform: platform(args.platform.as_deref())?,
     };
-    let mut planned =
-        plan::plan(&text.text, &parsed, &opts, &images).map_err(|e| plan_report(&text, e))?;
+    let mut planned = {
+        // Every expansion of the build counts against one budget (see `shell::Limits`).
+        let _budget = rbuild_parser::shell::budget(dockerfile::expansion_limits()?);
+        plan::plan(&text.text, &parsed, &opts, &images).map_err(|e| plan_report(&text, e))?
+    };
     if let Some(epoch) = epoch {
         reproducible::key_epoch(&mut planned.plan, epoch);
     }

@@ -69,6 +69,14 @@ pub enum ContextError {
         span: SourceSpan,
     },
 
+    /// The ignore file is larger than any real one (`/dev/zero`, a generated blob).
+    #[error("`{path}` is larger than {limit} MiB, the limit for an ignore file")]
+    #[diagnostic(
+        code(rbuild::context::dockerignore_too_large),
+        help("an ignore file lists patterns, one per line; remove or shorten it")
+    )]
+    IgnoreFileTooLarge { path: String, limit: u64 },
+
     /// The context's `.dockerignore` is a symlink that leaves the context.
     #[error("`.dockerignore` is a symlink to `{target}`, which is outside the build context")]
     #[diagnostic(

@@ -203,3 +203,265 @@ fn assert_fsck(env: &TestEnv) {
 fn exists(p: &Path) -> bool {
     std::fs::symlink_metadata(p).is_ok()
 }
+
+// ---- §4 outputs never destroy anything ---------------------------------------------------------
+
+fn loaded() -> TestEnv {
+    let env = TestEnv::new();
+    common::load_busybox(&env);
+    env
+}
+
+fn file_type(p: &Path) -> std::fs::FileType {
+    std::fs::symlink_metadata(p).unwrap().file_type()
+}
+
+/// `save -o /dev/full` writes into the device (and fails: the device is full) without
+/// replacing the host's `/dev/full`; `/dev/stdout`, a FIFO and a symlink the user named are
+/// written through; the store still passes fsck.
+#[test]
+fn save_writes_through_devices_fifos_and_symlinks() {
+    use std::os::unix::fs::FileTypeExt;
+    let env = loaded();
+    let out = env
+        .rbuild()
+        .args(["save", "-o", "/dev/full", "busybox:1.35"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{:?}", text(&out));
+    assert!(text(&out).1.contains("No space left"), "{:?}", text(&out));
+    assert!(
+        file_type(Path::new("/dev/full")).is_char_device(),
+        "/dev/full was replaced"
+    );
+
+    // `/dev/stdout` when stdout is a pipe: the archive comes through the pipe.
+    let out = env
+        .rbuild()
+        .args(["save", "-o", "/dev/stdout", "busybox:1.35"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(out.stdout.len() > 100_000, "{} bytes", out.stdout.len());
+
+    // A named pipe stays a pipe; the reader gets the archive.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    common::run_ok(std::process::Command::new("mkfifo").arg(&fifo));
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read(fifo).unwrap().len())
+    };
+    env.rbuild()
+        .args(["save", "-o"])
+        .arg(&fifo)
+        .arg("busybox:1.35")
+        .timeout(Duration::from_secs(60))
+        .assert()
+        .success();
+    assert!(reader.join().unwrap() > 100_000);
+    assert!(file_type(&fifo).is_fifo(), "the FIFO was replaced");
+
+    // A symlink the user named is followed: the link stays, its target gets the archive.
+    let target = dir.path().join("real.tar");
+    let link = dir.path().join("link.tar");
+    std::fs::write(&target, "old").unwrap();
+    std::os::unix::fs::symlink("real.tar", &link).unwrap();
+    env.rbuild()
+        .args(["save", "-o"])
+        .arg(&link)
+        .arg("busybox:1.35")
+        .assert()
+        .success();
+    assert!(file_type(&link).is_symlink(), "the symlink was replaced");
+    assert!(std::fs::metadata(&target).unwrap().len() > 100_000);
+    assert_fsck(&env);
+}
+
+/// No output may land inside the store root: `save -o $ROOT/index.json` (directly, through a
+/// symlinked parent, or through a symlink) is refused and the store stays sound; so are
+/// build outputs, `--iidfile` and `--metadata-file` there, and a directory output holding
+/// the store.
+#[test]
+fn outputs_inside_the_store_are_refused() {
+    let env = loaded();
+    let root = env.root().to_path_buf();
+    let index = std::fs::read(root.join("index.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(&root, dir.path().join("store-link")).unwrap();
+    std::os::unix::fs::symlink(root.join("index.json"), dir.path().join("index-link")).unwrap();
+    for dest in [
+        root.join("index.json"),
+        root.join("new.tar"),
+        dir.path().join("store-link/index.json"),
+        dir.path().join("index-link"),
+    ] {
+        let out = env
+            .rbuild()
+            .args(["save", "-o"])
+            .arg(&dest)
+            .arg("busybox:1.35")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{dest:?}: {:?}", text(&out));
+        assert!(
+            text(&out).1.contains("inside the image store"),
+            "{:?}",
+            text(&out)
+        );
+    }
+    assert_eq!(std::fs::read(root.join("index.json")).unwrap(), index);
+    assert!(!root.join("new.tar").exists());
+    assert_fsck(&env);
+
+    let ctx = context("FROM busybox:1.35\nCOPY a /a\n");
+    write_file(ctx.path(), "a", "a\n");
+    let flag = |f: &str, p: &Path| format!("{f}={}", p.display());
+    for extra in [
+        vec![
+            "-o".to_string(),
+            format!("type=tar,dest={}", root.join("x.tar").display()),
+        ],
+        vec![
+            "-o".to_string(),
+            format!("type=oci,dest={}", root.join("index.json").display()),
+        ],
+        vec![
+            "-o".to_string(),
+            format!("type=local,dest={}", root.join("blobs").display()),
+        ],
+        vec![
+            "-o".to_string(),
+            format!("type=local,dest={}", root.parent().unwrap().display()),
+        ],
+        vec![flag("--iidfile", &root.join("index.json"))],
+        vec![flag("--metadata-file", &root.join("index.json"))],
+    ] {
+        let out = env
+            .rbuild()
+            .current_dir(ctx.path())
+            .args(["build", "--progress", "plain"])
+            .args(&extra)
+            .arg(".")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {:?}", text(&out));
+        let stderr = text(&out).1;
+        assert!(stderr.contains("the image store"), "{extra:?}: {stderr}");
+        assert_eq!(
+            std::fs::read(root.join("index.json")).unwrap(),
+            index,
+            "{extra:?}"
+        );
+        assert_fsck(&env);
+    }
+    assert!(!root.join("x.tar").exists());
+}
+
+/// `--iidfile /dev/stdout` writes through; `--iidfile` through a symlink follows it.
+#[test]
+fn iidfile_writes_through_devices_and_symlinks() {
+    let env = TestEnv::new();
+    let ctx = context("FROM scratch\nCOPY a /a\n");
+    write_file(ctx.path(), "a", "a\n");
+    let out = env
+        .rbuild()
+        .current_dir(ctx.path())
+        .args(["build", "-q", "--iidfile", "/dev/stderr", "."])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(stdout.trim()), "{stdout} / {stderr}");
+    let link = ctx.path().join("iid");
+    std::os::unix::fs::symlink("iid.real", &link).unwrap();
+    env.rbuild()
+        .current_dir(ctx.path())
+        .args([
+            "build",
+            "-q",
+            "--iidfile",
+            "iid",
+            "--metadata-file",
+            "/dev/null",
+            ".",
+        ])
+        .assert()
+        .success();
+    assert!(file_type(&link).is_symlink());
+    let id = std::fs::read_to_string(ctx.path().join("iid.real")).unwrap();
+    assert!(id.starts_with("sha256:"), "{id}");
+}
+
+/// `--root` on a non-empty directory that is not a store is refused, untouched (mode kept).
+#[test]
+fn root_on_a_foreign_directory_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "notes.txt", "mine\n");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = common::rbuild()
+        .arg("--root")
+        .arg(dir.path())
+        .arg("images")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("is not an rbuild store"),
+        "{:?}",
+        text(&out)
+    );
+    let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755);
+    assert!(!dir.path().join("index.json").exists());
+    // An empty directory and an existing store are fine.
+    let empty = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        common::rbuild()
+            .arg("--root")
+            .arg(empty.path())
+            .arg("images")
+            .assert()
+            .success();
+    }
+}
+
+/// `prune -a` asks even when stdin is not a terminal: `n` (or no answer) keeps everything,
+/// `y` proceeds, `-f` does not ask.
+#[test]
+fn prune_asks_before_removing() {
+    let env = loaded();
+    for (answer, kept) in [("n\n", true), ("", true), ("yes\n", false)] {
+        let out = env
+            .rbuild()
+            .args(["prune", "-a"])
+            .write_stdin(answer)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+        assert!(
+            text(&out)
+                .1
+                .contains("Are you sure you want to continue? [y/N]"),
+            "{:?}",
+            text(&out)
+        );
+        let images = env.rbuild().arg("images").output().unwrap();
+        assert_eq!(
+            text(&images).0.contains("busybox"),
+            kept,
+            "answer {answer:?}"
+        );
+    }
+    common::load_busybox(&env);
+    let out = env
+        .rbuild()
+        .args(["system", "prune", "-a", "-f"])
+        .output()
+        .unwrap();
+    assert!(!text(&out).1.contains("Are you sure"), "{:?}", text(&out));
+    let images = env.rbuild().arg("images").output().unwrap();
+    assert!(!text(&images).0.contains("busybox"));
+    assert_fsck(&env);
+}

@@ -282,6 +282,12 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
         }
     }
     let prepared = build::prepare_with(global, &args, args.quiet, epoch)?;
+    // No output may land in the store: refused before anything is built.
+    build::output::check_outside_store(
+        &outputs,
+        [&args.iidfile, &args.metadata_file],
+        prepared.store.root(),
+    )?;
 
     if args.fail_on_cache_miss || args.explain {
         let explanations = crate::commands::explain::dry_run(&prepared, args.no_cache)?;
@@ -359,10 +365,10 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     }
     finish::tag_all(&prepared, &image, &names)?;
     if let Some(path) = &args.iidfile {
-        finish::write_iidfile(path, &image)?;
+        finish::write_iidfile(prepared.store.root(), path, &image)?;
     }
     if let Some(path) = &args.metadata_file {
-        finish::write_metadata(path, &image, &names)?;
+        finish::write_metadata(prepared.store.root(), path, &image, &names)?;
     }
     let note = |text: &str| reporter.line(text);
     build::registry::publish(

@@ -465,3 +465,66 @@ fn prune_asks_before_removing() {
     assert!(!text(&images).0.contains("busybox"));
     assert_fsck(&env);
 }
+
+// ---- §6 smaller ----------------------------------------------------------------------------------
+
+/// A FIFO in the build context is skipped with the documented warning (and never opened: the
+/// build does not block on it).
+#[test]
+fn fifo_in_the_context_is_skipped_with_a_warning() {
+    let env = TestEnv::new();
+    let ctx = context("FROM scratch\nCOPY . /ctx/\n");
+    write_file(ctx.path(), "a", "a\n");
+    common::run_ok(std::process::Command::new("mkfifo").arg(ctx.path().join("pipe")));
+    let out = env
+        .rbuild()
+        .current_dir(ctx.path())
+        .args(["build", "--progress", "plain", "-t", "fifo", "."])
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = text(&out).1;
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "warning: `pipe`: skipped fifo: special files are not part of the build context"
+        ),
+        "{stderr}"
+    );
+}
+
+/// A `--secret` whose file is missing fails before the build starts, even when the step that
+/// mounts it is cached, with a hint about the flag.
+#[test]
+fn missing_secret_file_is_reported_before_the_build() {
+    let env = TestEnv::new();
+    let ctx = context("FROM scratch\nCOPY a /a\n");
+    write_file(ctx.path(), "a", "a\n");
+    write_file(ctx.path(), "tok", "secret\n");
+    env.rbuild()
+        .current_dir(ctx.path())
+        .args(["build", "--secret", "id=tok,src=tok", "."])
+        .assert()
+        .success();
+    let out = env
+        .rbuild()
+        .current_dir(ctx.path())
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--secret",
+            "id=tok,src=nope",
+            ".",
+        ])
+        .output()
+        .unwrap();
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot read the file of `--secret id=tok,src=nope`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("src="), "{stderr}");
+    assert!(!stderr.contains("#1"), "the build started: {stderr}");
+}

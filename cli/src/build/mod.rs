@@ -185,11 +185,15 @@ pub fn prepare_with(
         registry::cache::import(&mut session, &store, &cache, &cache_from, &prefix, &warn);
     }
     let context = if inputs::needs_context(&planned.plan, &order) {
-        Some(
-            BuildContext::load(&context_dir, dockerfile_path.as_deref())
-                .map_err(Report::new)
-                .wrap_err("cannot read the build context")?,
-        )
+        let context = BuildContext::load(&context_dir, dockerfile_path.as_deref())
+            .map_err(Report::new)
+            .wrap_err("cannot read the build context")?;
+        if !quiet {
+            for w in context.warnings() {
+                eprintln!("warning: `{}`: {}", w.path.display(), w.message);
+            }
+        }
+        Some(context)
     } else {
         None
     };

@@ -139,6 +139,23 @@ fn secrets(args: &BuildArgs) -> miette::Result<BTreeMap<String, SecretSource>> {
             ));
         };
         let source = source.unwrap_or_else(|| SecretSource::Env(id.clone()));
+        // Checked before the build starts: a RUN step that hits the cache never reads it, and
+        // a typo in the path must not pass silently then.
+        if let SecretSource::File(path) = &source {
+            let problem = match std::fs::metadata(path) {
+                Ok(m) if m.is_file() => None,
+                Ok(_) => Some("it is not a regular file".to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(problem) = problem {
+                return Err(miette::miette!(
+                    code = "rbuild::usage::secret",
+                    help = "fix the `src=` path of `--secret id={id},src=FILE` (relative to the \
+                            current directory), or pass the value with `--secret id={id},env=VAR`",
+                    "cannot read the file of `--secret {raw}`: {problem}"
+                ));
+            }
+        }
         out.insert(id, source);
     }
     Ok(out)

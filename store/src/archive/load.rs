@@ -749,10 +749,11 @@ impl Store {
                 .platform
                 .as_ref()
                 .is_none_or(|p| p.os == host.os && p.architecture == host.architecture);
-            if media::is_index(&nested.media_type) && fits {
-                if let Some(d) = self.host_manifest(m, nested, what, depth + 1, seen)? {
-                    return Ok(Some(d));
-                }
+            if media::is_index(&nested.media_type)
+                && fits
+                && let Some(d) = self.host_manifest(m, nested, what, depth + 1, seen)?
+            {
+                return Ok(Some(d));
             }
         }
         Ok(None)

@@ -528,3 +528,128 @@ fn missing_secret_file_is_reported_before_the_build() {
     assert!(stderr.contains("src="), "{stderr}");
     assert!(!stderr.contains("#1"), "the build started: {stderr}");
 }
+
+/// `ADD https://…` trusts the CA that `SSL_CERT_FILE` names (as pull and push do): a local
+/// HTTPS server whose certificate a test CA signed serves the file; without that CA the
+/// download fails with a hint about SSL_CERT_FILE.
+#[test]
+fn add_https_uses_the_registry_transport_and_its_ca_store() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let openssl = |args: &[&str]| {
+        common::run_ok(common::tool("openssl").current_dir(d).args(args));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-subj",
+        "/CN=rbuild test CA",
+        "-days",
+        "2",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        d.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    std::fs::create_dir(d.join("www")).unwrap();
+    std::fs::write(d.join("www/hello.txt"), "hello over tls\n").unwrap();
+    let server = "import http.server, ssl, sys, functools\n\
+        h = functools.partial(http.server.SimpleHTTPRequestHandler, directory='www')\n\
+        s = http.server.ThreadingHTTPServer(('127.0.0.1', 0), h)\n\
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+        c.load_cert_chain('srv.crt', 'srv.key')\n\
+        s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+        print(s.server_address[1], flush=True)\n\
+        s.serve_forever()\n";
+    let mut child = common::tool("python3")
+        .current_dir(d)
+        .args(["-c", server])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let url = format!("https://127.0.0.1:{}/hello.txt", port.trim());
+
+    let env = TestEnv::new();
+    let ctx = context(&format!("FROM scratch\nADD {url} /hello.txt\n"));
+    let build = |ca: Option<&Path>| {
+        let mut cmd = env.rbuild();
+        cmd.current_dir(ctx.path())
+            .args([
+                "build",
+                "--progress",
+                "plain",
+                "-o",
+                "type=local,dest=out",
+                ".",
+            ])
+            .env("NO_PROXY", "127.0.0.1")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("https_proxy")
+            .timeout(Duration::from_secs(120));
+        match ca {
+            Some(ca) => cmd.env("SSL_CERT_FILE", ca),
+            None => cmd.env_remove("SSL_CERT_FILE"),
+        };
+        cmd.output().unwrap()
+    };
+    let untrusted = build(None);
+    let with_ca = build(Some(&d.join("ca.crt")));
+    let _ = child.kill();
+    let _ = child.wait();
+    let stderr = text(&untrusted).1;
+    assert_eq!(untrusted.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("SSL_CERT_FILE"), "{stderr}");
+    let stderr = text(&with_ca).1;
+    assert!(with_ca.status.success(), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(ctx.path().join("out/hello.txt")).unwrap(),
+        "hello over tls\n"
+    );
+}

@@ -200,8 +200,12 @@ pub fn prepare_with(
     let mut stat_cache =
         StatCache::open(stat_cache_path(&store, &context_dir)).map_err(Report::new)?;
     let source = context::source(&text.name, text.text.clone());
+    // `ADD <url>` downloads go through the registry transport (CA store, proxies, retries).
     let fetch = |url: &str, checksum: Option<&str>| {
-        rbuild_executor::fetch::fetch_url(&store, url, checksum)
+        let client = session
+            .client()
+            .map_err(|e| (e.to_string(), Some("fix `registries.toml`".to_string())))?;
+        rbuild_executor::fetch::fetch_url(&store, client, url, checksum)
     };
     let inputs = inputs::prepare(
         &planned.plan,

@@ -747,3 +747,46 @@ pub fn shorten(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
         Some((i, _)) => format!("{}…", &s[..i]).into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use miette::SourceCode;
+
+    /// A short source reads as miette's own; a huge line is cut to a window around the span,
+    /// with the span's true line and column.
+    #[test]
+    fn huge_lines_are_cut_around_the_span() {
+        let short = CutSource::new("Dockerfile", "FROM a\nRUN b\n".to_string());
+        let c = short.read_span(&(7..10).into(), 2, 2).unwrap();
+        assert_eq!(c.data(), b"FROM a\nRUN b\n");
+
+        let mut text = String::from("FROM scratch\n");
+        text.push_str(&"é".repeat(50_000));
+        text.push_str("BAD");
+        text.push_str(&"x".repeat(50_000));
+        text.push('\n');
+        let at = text.find("BAD").unwrap();
+        let cut = CutSource::new("Dockerfile", text.clone());
+        let c = cut.read_span(&(at..at + 3).into(), 2, 2).unwrap();
+        assert!(
+            c.data().len() <= 2 * CutSource::<String>::WINDOW + 8,
+            "{}",
+            c.data().len()
+        );
+        let shown = std::str::from_utf8(c.data()).unwrap();
+        assert!(shown.contains("BAD"), "{shown}");
+        assert_eq!(c.line(), 1);
+        assert_eq!(c.span().offset(), at - shown.find("BAD").unwrap());
+        drop(c);
+        // The whole report stays short.
+        let d = ParseDiagnostic {
+            span: Span::new(at, at + 3),
+            ..error("x", Span::new(at, at + 3), "bad".into(), "here")
+        };
+        let report = miette::Report::new(d).with_source_code(cut);
+        assert!(format!("{report:?}").len() < 2000);
+        assert_eq!(shorten("abcdef", 3), "abc…");
+        assert_eq!(shorten("abc", 3), "abc");
+    }
+}

@@ -9,7 +9,7 @@ use std::io::IsTerminal;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use miette::{LabeledSpan, Report};
+use miette::{Context, LabeledSpan, Report};
 use rbuild_executor::export::{Rootfs, RootfsOptions};
 use rbuild_store::archive::{SaveFormat, SaveItem};
 use rbuild_store::{ImageRecord, Reference, Store};
@@ -776,7 +776,7 @@ pub fn write_output_file(
                 .write(true)
                 .open(&dev)
                 .map_err(|e| io_error("open", &dev, e))?;
-            fill(&mut file)?;
+            fill(&mut file).wrap_err(format!("cannot write to `{}`", dev.display()))?;
             return Ok(());
         }
         FileTarget::Replace(real) => real,
@@ -788,7 +788,7 @@ pub fn write_output_file(
         .suffix(".rbuild-tmp")
         .tempfile_in(&parent)
         .map_err(|e| io_error("create a temporary file in", &parent, e))?;
-    fill(tmp.as_file_mut())?;
+    fill(tmp.as_file_mut()).wrap_err(format!("cannot write `{}`", path.display()))?;
     use std::os::unix::fs::PermissionsExt;
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o644))

@@ -5,16 +5,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::{Diagnostic, SourceSpan};
+use rbuild_parser::diagnostics::CutSource;
 use thiserror::Error;
 
 /// Source text for diagnostics (a Dockerfile or a `.dockerignore`), cheap to clone into
-/// every error that labels it.
-pub type Source = Arc<NamedSource<Arc<str>>>;
+/// every error that labels it. A huge line shows as a window around the span.
+pub type Source = Arc<CutSource<Arc<str>>>;
 
 /// Makes a [`Source`] from a display name and text.
 pub fn source(name: impl AsRef<str>, text: impl Into<Arc<str>>) -> Source {
-    Arc::new(NamedSource::new(name, text.into()))
+    Arc::new(CutSource::new(name.as_ref(), text.into()))
 }
 
 /// Failure to read the build context, parse its `.dockerignore`, or hash its files.

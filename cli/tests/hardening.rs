@@ -653,3 +653,34 @@ fn add_https_uses_the_registry_transport_and_its_ca_store() {
         "hello over tls\n"
     );
 }
+
+/// Build outputs use the same helper: `-o type=tar,dest=FIFO` and `type=oci,dest=FIFO` write
+/// into the pipe, which stays a pipe.
+#[test]
+fn build_outputs_write_through_fifos() {
+    use std::os::unix::fs::FileTypeExt;
+    let env = TestEnv::new();
+    let ctx = context("FROM scratch\nCOPY a /a\n");
+    write_file(ctx.path(), "a", "a\n");
+    for kind in ["tar", "oci"] {
+        let fifo = ctx.path().join(format!("{kind}.pipe"));
+        common::run_ok(std::process::Command::new("mkfifo").arg(&fifo));
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).unwrap())
+        };
+        let out = env
+            .rbuild()
+            .current_dir(ctx.path())
+            .args(["build", "--progress", "plain", "-o"])
+            .arg(format!("type={kind},dest={}", fifo.display()))
+            .arg(".")
+            .timeout(Duration::from_secs(60))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{kind}: {:?}", text(&out));
+        let bytes = reader.join().unwrap();
+        assert!(bytes.len() >= 1024, "{kind}: {} bytes", bytes.len());
+        assert!(file_type(&fifo).is_fifo(), "{kind}: the FIFO was replaced");
+    }
+}

@@ -180,6 +180,8 @@ impl Layout {
             "quarantine",
             "LOCK",
             "index.lock",
+            // Configuration a user may write before the first command creates the store.
+            "registries.toml",
         ];
         let root = &self.root;
         if self.version_file().exists() {

@@ -169,6 +169,16 @@ fn dockerfile_reads_are_capped_and_reports_stay_short() {
         "{}",
         &stderr[stderr.len() - 300..]
     );
+    let stderr = fails_fast(
+        env.rbuild()
+            .current_dir(ctx.path())
+            .args(["parse", "many.df"]),
+    );
+    assert!(
+        stderr.contains("and 4950 more"),
+        "{}",
+        &stderr[stderr.len() - 300..]
+    );
 }
 
 /// A Dockerfile-specific ignore file that is a symlink to `/dev/zero` is refused (not a

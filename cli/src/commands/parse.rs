@@ -72,8 +72,14 @@ pub fn run(_global: &GlobalArgs, args: ParseArgs) -> miette::Result<u8> {
         parsed.has_errors()
     };
     if blocking {
-        for d in parsed.errors().filter(|d| d.syntax || !args.dump) {
+        let shown = crate::commands::check::MAX_SHOWN;
+        let mut errors = parsed.errors().filter(|d| d.syntax || !args.dump);
+        for d in errors.by_ref().take(shown) {
             eprintln!("{}", render(d, &src.name, text));
+        }
+        let hidden = errors.count();
+        if hidden > 0 {
+            eprintln!("... and {hidden} more errors (`rbuild check --format json` lists them all)");
         }
         return Ok(exit::USER);
     }

@@ -4,6 +4,9 @@
 //! filesystem into a directory), `tar` (the root filesystem as a tar stream), `oci` and
 //! `docker` (image archives or layout directories). Files appear only complete (temp file +
 //! rename); a new directory appears only complete (staging directory + rename).
+//! [`write_output_file`] is the one writer of file outputs for every command (`save -o`,
+//! `--iidfile`, `--metadata-file` too): character devices and FIFOs are written through, never
+//! replaced; a symlink the user named is followed; nothing is written inside the store.
 
 use std::io::IsTerminal;
 use std::ops::Range;

@@ -269,8 +269,9 @@ fn save_writes_through_devices_fifos_and_symlinks() {
         .timeout(Duration::from_secs(60))
         .assert()
         .success();
-    assert!(reader.join().unwrap() > 100_000);
+    // Checked before joining: a replaced FIFO would leave the reader waiting forever.
     assert!(file_type(&fifo).is_fifo(), "the FIFO was replaced");
+    assert!(reader.join().unwrap() > 100_000);
 
     // A symlink the user named is followed: the link stays, its target gets the archive.
     let target = dir.path().join("real.tar");
@@ -689,8 +690,9 @@ fn build_outputs_write_through_fifos() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{kind}: {:?}", text(&out));
+        // Checked before joining: a replaced FIFO would leave the reader waiting forever.
+        assert!(file_type(&fifo).is_fifo(), "{kind}: the FIFO was replaced");
         let bytes = reader.join().unwrap();
         assert!(bytes.len() >= 1024, "{kind}: {} bytes", bytes.len());
-        assert!(file_type(&fifo).is_fifo(), "{kind}: the FIFO was replaced");
     }
 }

@@ -1,9 +1,10 @@
-//! Downloads for `ADD <url>`: streamed to a temporary file in the store, hashed while reading,
-//! bounded in size, verified against `--checksum`, with the mtime from `Last-Modified`. HTTPS
-//! sources never follow redirects to plain HTTP; credentials in the URL are never printed.
+//! Downloads for `ADD <url>`: requested through the registry crate's transport (system CA
+//! store and `SSL_CERT_FILE`, proxies, timeouts, retries — what pull and push use), streamed
+//! to a temporary file in the store, hashed while reading, bounded in size, verified against
+//! `--checksum`, with the mtime from `Last-Modified`. HTTPS sources never follow redirects to
+//! plain HTTP; credentials in the URL are never printed.
 
 use std::io::{Read, Write};
-use std::time::Duration;
 
 use rbuild_solver::inputs::{FetchedUrl, redact};
 use rbuild_store::Store;
@@ -19,26 +20,18 @@ fn max_download() -> u64 {
         .unwrap_or(DEFAULT_MAX_DOWNLOAD)
 }
 
-/// Download `url` into the store's temporary area.
+/// Download `url` into the store's temporary area through `client`'s transport.
 pub fn fetch_url(
     store: &Store,
+    client: &rbuild_registry::Client,
     url: &str,
     checksum: Option<&str>,
 ) -> Result<FetchedUrl, (String, Option<String>)> {
     let shown = redact(url);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(Duration::from_secs(60)))
-        .timeout_recv_body(Some(Duration::from_secs(600)))
-        .max_redirects(10)
-        .https_only(url.starts_with("https://"))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let response = agent.get(url).call().map_err(|e| {
+    let response = client.get_url(url).map_err(|(message, help)| {
         (
-            format!("request failed: {}", scrub(&e.to_string(), url, &shown)),
-            Some("check the URL and that this machine can reach it".into()),
+            scrub(&message, url, &shown),
+            Some(scrub(&help, url, &shown)),
         )
     })?;
     let status = response.status();

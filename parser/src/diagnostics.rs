@@ -199,6 +199,9 @@ pub(crate) fn invalid_check_directive(span: Span, detail: &str) -> ParseDiagnost
 
 pub(crate) fn unknown_instruction(word: &Word, known: &[&str]) -> ParseDiagnostic {
     let upper = word.value.to_uppercase();
+    let upper = shorten(&upper, SHOWN);
+    // Only a short word can be a typo worth a suggestion (and the similarity is quadratic).
+    let known = if word.value.len() <= 64 { known } else { &[] };
     error(
         "unknown_instruction",
         word.span,
@@ -309,7 +312,10 @@ pub(crate) fn key_value_missing_equals(span: Span, word: &str) -> ParseDiagnosti
     error(
         "invalid_key_value",
         span,
-        format!("syntax error - can't find = in `{word}`; must be of the form: name=value"),
+        format!(
+            "syntax error - can't find = in `{}`; must be of the form: name=value",
+            shorten(word, SHOWN)
+        ),
         "no `=`",
     )
     .help("quote values that contain spaces: name=\"a b\"")
@@ -407,10 +413,24 @@ pub(crate) fn expansion_syntax(span: Span, word: &str, detail: &str) -> ParseDia
     error(
         "expansion_syntax",
         span,
-        format!("failed to process `{word}`: {detail}"),
+        format!("failed to process `{}`: {detail}", shorten(word, SHOWN)),
         "here",
     )
     .help("check quotes and `${...}` substitutions; escape a literal `$` as `\\$`")
+}
+
+pub(crate) fn expansion_too_large(span: Span, detail: &str) -> ParseDiagnostic {
+    error(
+        "expansion_too_large",
+        span,
+        format!("variable expansion too large: {detail}"),
+        "expands past the limit",
+    )
+    .help(
+        "a variable that refers to itself several times grows exponentially from line to line; \
+         the limits are RBUILD_EXPANSION_LIMIT (one word) and RBUILD_EXPANSION_TOTAL (the whole \
+         build)",
+    )
 }
 
 // ---- flags --------------------------------------------------------------------------------
@@ -445,7 +465,7 @@ pub(crate) fn flag_not_dashed(span: Span, arg: &str) -> ParseDiagnostic {
     error(
         "invalid_flag",
         span,
-        format!("flag should start with `--`: `{arg}`"),
+        format!("flag should start with `--`: `{}`", shorten(arg, SHOWN)),
         "not a flag",
     )
 }
@@ -485,7 +505,10 @@ pub(crate) fn flag_value(span: Span, name: &str, value: &str, detail: &str) -> P
     error(
         "invalid_flag_value",
         span,
-        format!("invalid value `{value}` for `--{name}`: {detail}"),
+        format!(
+            "invalid value `{}` for `--{name}`: {detail}",
+            shorten(value, SHOWN)
+        ),
         "invalid value",
     )
 }
@@ -639,4 +662,131 @@ pub(crate) fn lint(rule: &'static str, span: Span, message: String) -> ParseDiag
 
 pub(crate) fn lint_help(d: ParseDiagnostic, help: impl Into<String>) -> ParseDiagnostic {
     d.help(help)
+}
+
+// ---- rendering ----------------------------------------------------------------------------
+
+/// A source for miette reports that never shows a huge snippet: when the lines around a span
+/// (with their context) exceed [`CutSource::MAX_SNIPPET`] bytes, only a window of the span's
+/// own line is shown — [`CutSource::WINDOW`] bytes either side of the span's start — with its
+/// true line and column. A 4 MiB line of NULs thus renders as a few hundred bytes.
+#[derive(Debug, Clone)]
+pub struct CutSource<T> {
+    name: String,
+    text: T,
+}
+
+impl<T: AsRef<str>> CutSource<T> {
+    /// Snippets larger than this are cut to a window.
+    pub const MAX_SNIPPET: usize = 4096;
+    /// Bytes of the line shown before and after the span's start when cutting.
+    pub const WINDOW: usize = 100;
+
+    pub fn new(name: impl Into<String>, text: T) -> Self {
+        CutSource {
+            name: name.into(),
+            text,
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        self.text.as_ref()
+    }
+}
+
+impl<T: AsRef<str> + Send + Sync> miette::SourceCode for CutSource<T> {
+    fn read_span<'a>(
+        &'a self,
+        span: &miette::SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
+        let text = self.text.as_ref();
+        let full = text.read_span(span, context_lines_before, context_lines_after)?;
+        if full.data().len() <= Self::MAX_SNIPPET {
+            return Ok(Box::new(miette::MietteSpanContents::new_named(
+                self.name.clone(),
+                full.data(),
+                *full.span(),
+                full.line(),
+                full.column(),
+                full.line_count(),
+            )));
+        }
+        let start = span.offset().min(text.len());
+        let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+        let mut lo = start.saturating_sub(Self::WINDOW).max(line_start);
+        while !text.is_char_boundary(lo) {
+            lo -= 1;
+        }
+        let mut hi = (start + span.len().min(Self::WINDOW) + Self::WINDOW).min(line_end);
+        while !text.is_char_boundary(hi) {
+            hi += 1;
+        }
+        let line = memchr::memchr_iter(b'\n', &text.as_bytes()[..line_start]).count();
+        let column = text[line_start..lo].chars().count();
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.name.clone(),
+            &text.as_bytes()[lo..hi],
+            miette::SourceSpan::from(lo..hi),
+            line,
+            column,
+            1,
+        )))
+    }
+}
+
+/// How many characters of a word written in the Dockerfile a message quotes.
+pub const SHOWN: usize = 200;
+
+/// `s` for a message: at most `max` characters, with `…` when cut.
+pub fn shorten(s: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(max) {
+        None => s.into(),
+        Some((i, _)) => format!("{}…", &s[..i]).into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use miette::SourceCode;
+
+    /// A short source reads as miette's own; a huge line is cut to a window around the span,
+    /// with the span's true line and column.
+    #[test]
+    fn huge_lines_are_cut_around_the_span() {
+        let short = CutSource::new("Dockerfile", "FROM a\nRUN b\n".to_string());
+        let c = short.read_span(&(7..10).into(), 2, 2).unwrap();
+        assert_eq!(c.data(), b"FROM a\nRUN b\n");
+
+        let mut text = String::from("FROM scratch\n");
+        text.push_str(&"é".repeat(50_000));
+        text.push_str("BAD");
+        text.push_str(&"x".repeat(50_000));
+        text.push('\n');
+        let at = text.find("BAD").unwrap();
+        let cut = CutSource::new("Dockerfile", text.clone());
+        let c = cut.read_span(&(at..at + 3).into(), 2, 2).unwrap();
+        assert!(
+            c.data().len() <= 2 * CutSource::<String>::WINDOW + 8,
+            "{}",
+            c.data().len()
+        );
+        let shown = std::str::from_utf8(c.data()).unwrap();
+        assert!(shown.contains("BAD"), "{shown}");
+        assert_eq!(c.line(), 1);
+        assert_eq!(c.span().offset(), at - shown.find("BAD").unwrap());
+        drop(c);
+        // The whole report stays short.
+        let d = ParseDiagnostic {
+            span: Span::new(at, at + 3),
+            ..error("x", Span::new(at, at + 3), "bad".into(), "here")
+        };
+        let report = miette::Report::new(d).with_source_code(cut);
+        assert!(format!("{report:?}").len() < 2000);
+        assert_eq!(shorten("abcdef", 3), "abc…");
+        assert_eq!(shorten("abc", 3), "abc");
+    }
 }

@@ -20,6 +20,10 @@
 //!   [`shell::Expanded`] result lists the variable names that were `used` (set) and `unset` —
 //!   every reference, including those inside an unused `${A:-$B}` default. `Env` is implemented
 //!   for closures `Fn(&str) -> Option<String>` and string maps.
+//!   Expansion is bounded ([`shell::Limits`]: 4 MiB per word; 64 MiB per build inside a
+//!   [`shell::budget`] scope, which the CLI opens around planning); [`shell::check_sizes`] is
+//!   the same check for `rbuild check`. [`diagnostics::CutSource`] renders reports without
+//!   printing a huge line whole.
 //!   [`Instruction::expands_variables`] says which instructions the builder expands (ADD COPY
 //!   ENV EXPOSE FROM LABEL STOPSIGNAL USER VOLUME WORKDIR, ARG defaults, ONBUILD of those).
 //! - [`Parsed::has_syntax_errors`]: errors BuildKit's own parser would refuse; only these make

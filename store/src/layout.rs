@@ -113,6 +113,7 @@ impl Layout {
                 "point --root (or RBUILD_ROOT) at a directory",
             ));
         }
+        self.refuse_foreign_directory()?;
         let fresh = !root.join("index.json").exists();
         fs::DirBuilder::new()
             .recursive(true)
@@ -158,6 +159,53 @@ impl Layout {
             // persist_noclobber: if another process won the race, keep its index.
             let _ = tmp.persist_noclobber(self.index_json());
             fsutil::fsync_dir(root)?;
+        }
+        Ok(())
+    }
+
+    /// An existing directory becomes a store only when it is empty, or holds nothing but what
+    /// `init` creates (another process may be half-way through creating the store); a store
+    /// has its version file. Anything else (a home directory, a project, an OCI layout from
+    /// another tool) is refused rather than taken over and made private.
+    fn refuse_foreign_directory(&self) -> Result<()> {
+        const STORE_ENTRIES: &[&str] = &[
+            "oci-layout",
+            "index.json",
+            "blobs",
+            "ingest",
+            "tmp",
+            "refs",
+            "leases",
+            "snapshots",
+            "cache",
+            "containers",
+            "quarantine",
+            "LOCK",
+            "index.lock",
+            // Configuration a user may write before the first command creates the store.
+            "registries.toml",
+        ];
+        let root = &self.root;
+        if self.version_file().exists() {
+            return Ok(());
+        }
+        let Ok(entries) = fs::read_dir(root) else {
+            return Ok(()); // missing: created below; unreadable: the creation reports it
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if !STORE_ENTRIES.contains(&name.as_ref()) && !name.starts_with(".tmp") {
+                return Err(Error::usage(
+                    format!(
+                        "`{}` is not an rbuild store: it is a non-empty directory (it holds \
+                         `{name}`)",
+                        root.display()
+                    ),
+                    "point --root (or RBUILD_ROOT) at an existing store, an empty directory or \
+                     a new path; rbuild does not take over a directory that holds other files",
+                ));
+            }
         }
         Ok(())
     }

@@ -590,3 +590,88 @@ fn an_archive_of_non_images_names_the_media_type() {
     );
     assert_eq!(state(&s), before);
 }
+
+/// An archive whose `index.json` leads to the image through `levels` nested image indexes
+/// (the innermost lists the host manifest and a decoy for another platform; the outer ones
+/// list the next index without a platform, as tools that wrap indexes write them).
+fn nested_index_archive(levels: usize) -> Vec<u8> {
+    let layer = simple_layer();
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": rbuild_store::manifest::host_arch(), "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [Digest::of(&layer).to_string()]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": Digest::of(&config).to_string(), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": Digest::of(&layer).to_string(), "size": layer.len()}],
+    }))
+    .unwrap();
+    let index_of = |entries: serde_json::Value| {
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": entries,
+        }))
+        .unwrap()
+    };
+    let mut blobs = vec![layer, config, manifest.clone()];
+    let mut next = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": Digest::of(&manifest).to_string(), "size": manifest.len(),
+        "platform": {"os": "linux", "architecture": rbuild_store::manifest::host_arch()},
+    });
+    let mut first = true;
+    for _ in 0..levels {
+        let mut entries = vec![next];
+        if first {
+            entries.insert(
+                0,
+                serde_json::json!({
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": Digest::of(b"decoy").to_string(), "size": 5,
+                    "platform": {"os": "linux", "architecture": "s390x"},
+                }),
+            );
+            first = false;
+        }
+        let index = index_of(serde_json::Value::Array(entries));
+        next = serde_json::json!({
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "digest": Digest::of(&index).to_string(), "size": index.len(),
+        });
+        blobs.push(index);
+    }
+    next["annotations"] =
+        serde_json::json!({"io.containerd.image.name": "docker.io/library/nested:1"});
+    let mut t = TarBuilder::new();
+    t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    for b in &blobs {
+        t.file(format!("blobs/sha256/{}", Digest::of(b).hex()), b);
+    }
+    t.file("index.json", &index_of(serde_json::json!([next])));
+    t.finish()
+}
+
+#[test]
+/// Two and three levels of nested indexes load (as skopeo reads them); deeper nesting is
+/// refused with a clear error and leaves the store as it was.
+fn nested_image_indexes_load_within_a_bound() {
+    for levels in [1, 2, 3] {
+        let (_d, s) = store();
+        s.load(&nested_index_archive(levels)[..])
+            .unwrap_or_else(|e| panic!("{levels} levels: {e}"));
+        s.resolve_image("nested:1").unwrap();
+        let report = s
+            .fsck(FsckOptions {
+                full: true,
+                repair: false,
+            })
+            .unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+    }
+    assert_refused(&nested_index_archive(6), "nest deeper than 4 levels");
+}

@@ -5,7 +5,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use miette::{NamedSource, Report};
+use miette::Report;
+use rbuild_parser::diagnostics::CutSource;
 use rbuild_parser::{Dockerfile, Severity};
 
 /// The Dockerfile text and the name diagnostics show for it.
@@ -19,8 +20,9 @@ pub struct DockerfileText {
 }
 
 impl DockerfileText {
-    pub fn source(&self) -> NamedSource<Arc<str>> {
-        NamedSource::new(&self.name, self.text.clone())
+    /// The text for a report; a huge line shows as a window around the span.
+    pub fn source(&self) -> CutSource<Arc<str>> {
+        CutSource::new(&self.name, self.text.clone())
     }
 
     /// A planning or context error with the Dockerfile attached for rendering.
@@ -46,29 +48,8 @@ pub fn locate(file: Option<&Path>, context: &Path) -> Option<PathBuf> {
 }
 
 pub fn read(path: Option<&Path>) -> miette::Result<(DockerfileText, Vec<u8>)> {
-    let (name, bytes) = match path {
-        None => {
-            let mut bytes = Vec::new();
-            std::io::stdin().read_to_end(&mut bytes).map_err(|e| {
-                miette::miette!(
-                    code = "rbuild::io",
-                    "cannot read the Dockerfile from stdin: {e}"
-                )
-            })?;
-            ("<stdin>".to_string(), bytes)
-        }
-        Some(path) => {
-            let bytes = fs_err::read(path).map_err(|e| {
-                miette::miette!(
-                    code = "rbuild::build::no_dockerfile",
-                    help =
-                        "pass the Dockerfile with `-f FILE`, or run from the directory that has it",
-                    "cannot read the Dockerfile: {e}"
-                )
-            })?;
-            (display_name(path), bytes)
-        }
-    };
+    let bytes = read_bytes(path)?;
+    let name = path.map_or_else(|| "<stdin>".to_string(), display_name);
     let text: Arc<str> = String::from_utf8_lossy(&bytes).into();
     Ok((
         DockerfileText {
@@ -78,6 +59,89 @@ pub fn read(path: Option<&Path>) -> miette::Result<(DockerfileText, Vec<u8>)> {
         },
         bytes,
     ))
+}
+
+/// The default cap on a Dockerfile's size. BuildKit has no explicit one (its gRPC messages
+/// stop at 16 MiB and its lines at 64 KiB); real Dockerfiles are kilobytes, and the cap keeps
+/// `-f /dev/zero` or a stray binary from reading forever or flooding the terminal.
+pub const MAX_DOCKERFILE_SIZE: u64 = 4 << 20;
+/// Environment variable overriding [`MAX_DOCKERFILE_SIZE`] (bytes, or with a KiB/MiB suffix).
+pub const ENV_MAX_DOCKERFILE_SIZE: &str = "RBUILD_MAX_DOCKERFILE_SIZE";
+
+fn max_dockerfile_size() -> miette::Result<u64> {
+    let Some(raw) = std::env::var_os(ENV_MAX_DOCKERFILE_SIZE) else {
+        return Ok(MAX_DOCKERFILE_SIZE);
+    };
+    let raw = raw.to_string_lossy();
+    rbuild_parser::shell::parse_size(&raw)
+        .map(|n| n as u64)
+        .ok_or_else(|| {
+            miette::miette!(
+                code = "rbuild::usage::size",
+                help = "give a number of bytes, optionally with a KiB, MiB or GiB suffix",
+                "{ENV_MAX_DOCKERFILE_SIZE}={raw} is not a size"
+            )
+        })
+}
+
+/// The expansion limits of a build (defaults, or `RBUILD_EXPANSION_LIMIT` and
+/// `RBUILD_EXPANSION_TOTAL`).
+pub fn expansion_limits() -> miette::Result<rbuild_parser::shell::Limits> {
+    rbuild_parser::shell::Limits::from_env().map_err(|m| {
+        miette::miette!(
+            code = "rbuild::usage::size",
+            help = "give a number of bytes, optionally with a KiB, MiB or GiB suffix",
+            "{m}"
+        )
+    })
+}
+
+/// A Dockerfile's bytes from `path` (`None`: stdin), read with the size cap so an endless
+/// source (`/dev/zero`, a pipe that never closes its flood) stops at the cap.
+pub fn read_bytes(path: Option<&Path>) -> miette::Result<Vec<u8>> {
+    let cap = max_dockerfile_size()?;
+    let shown = path.map_or_else(|| "<stdin>".to_string(), |p| p.display().to_string());
+    let reader: Box<dyn Read> = match path {
+        None => Box::new(std::io::stdin()),
+        Some(path) => {
+            let file = std::fs::File::open(path).map_err(|e| {
+                miette::miette!(
+                    code = "rbuild::build::no_dockerfile",
+                    help =
+                        "pass the Dockerfile with `-f FILE`, or run from the directory that has it",
+                    "cannot read the Dockerfile `{shown}`: {e}"
+                )
+            })?;
+            if file.metadata().is_ok_and(|m| m.is_dir()) {
+                return Err(miette::miette!(
+                    code = "rbuild::build::no_dockerfile",
+                    help = "pass the Dockerfile with `-f FILE`, not its directory",
+                    "cannot read the Dockerfile `{shown}`: it is a directory"
+                ));
+            }
+            Box::new(file)
+        }
+    };
+    let mut bytes = Vec::new();
+    reader.take(cap + 1).read_to_end(&mut bytes).map_err(|e| {
+        miette::miette!(
+            code = "rbuild::build::no_dockerfile",
+            "cannot read the Dockerfile `{shown}`: {e}"
+        )
+    })?;
+    if bytes.len() as u64 > cap {
+        return Err(miette::miette!(
+            code = "rbuild::build::dockerfile_too_large",
+            help = format!(
+                "a Dockerfile is text of at most {}; check the `-f` path, or set \
+                 {ENV_MAX_DOCKERFILE_SIZE} to raise the limit",
+                rbuild_parser::shell::human_size(cap as usize)
+            ),
+            "the Dockerfile `{shown}` is larger than {}",
+            rbuild_parser::shell::human_size(cap as usize)
+        ));
+    }
+    Ok(bytes)
 }
 
 fn display_name(path: &Path) -> String {
@@ -98,6 +162,9 @@ fn display_name(path: &Path) -> String {
     }
 }
 
+/// How many parse errors (and, separately, warnings) a build prints.
+pub const MAX_SHOWN: usize = 50;
+
 /// Parse; print warnings; fail with every error rendered (the first as the report, the rest
 /// as related diagnostics).
 pub fn parse(text: &DockerfileText, bytes: &[u8], quiet: bool) -> miette::Result<Dockerfile> {
@@ -109,10 +176,17 @@ pub fn parse(text: &DockerfileText, bytes: &[u8], quiet: bool) -> miette::Result
         .into_iter()
         .partition(|d| d.severity == Severity::Error || treat_warnings_as_errors);
     if !quiet {
-        for warning in warnings {
+        let total = warnings.len();
+        for warning in warnings.into_iter().take(MAX_SHOWN) {
             eprintln!(
                 "{:?}",
                 Report::new(warning).with_source_code(source.clone())
+            );
+        }
+        if total > MAX_SHOWN {
+            eprintln!(
+                "... and {} more warnings (`rbuild check --format json` lists them all)",
+                total - MAX_SHOWN
             );
         }
     }
@@ -122,11 +196,13 @@ pub fn parse(text: &DockerfileText, bytes: &[u8], quiet: bool) -> miette::Result
     let count = errors.len();
     let mut iter = errors.into_iter();
     let first = iter.next().expect("at least one error");
-    let rest: Vec<Report> = iter
-        .map(|d| Report::new(d).with_source_code(source.clone()))
-        .collect();
-    for extra in &rest {
-        eprintln!("{extra:?}");
+    // The first is the report; at most MAX_SHOWN - 1 others are printed before it.
+    for extra in iter.by_ref().take(MAX_SHOWN - 1) {
+        eprintln!("{:?}", Report::new(extra).with_source_code(source.clone()));
+    }
+    let hidden = iter.count();
+    if hidden > 0 {
+        eprintln!("... and {hidden} more errors (`rbuild check --format json` lists them all)");
     }
     let report = Report::new(first).with_source_code(source);
     if count > 1 {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use miette::Report;
+use miette::{Context, Report};
 use rbuild_solver::image;
 use rbuild_solver::scheduler::Solved;
 use rbuild_store::{Descriptor, Digest, ImageRecord, Layer, Reference, media};
@@ -77,12 +77,32 @@ pub fn tag_all(prepared: &Prepared, image: &ImageRecord, tags: &[Reference]) -> 
     Ok(())
 }
 
-pub fn write_iidfile(path: &Path, image: &ImageRecord) -> miette::Result<()> {
-    fs_err::write(path, image.id().as_str())
-        .map_err(|e| miette::miette!(code = "rbuild::io", "cannot write --iidfile: {e}"))
+/// Write `bytes` to an output file with the outputs' one helper (never into the store, never
+/// replacing a device or FIFO).
+fn write_small(store: &Path, path: &Path, flag: &str, bytes: &[u8]) -> miette::Result<()> {
+    use std::io::Write;
+    super::output::write_output_file(path, store, false, |f| {
+        f.write_all(bytes).map_err(|e| {
+            miette::miette!(
+                code = "rbuild::io",
+                "cannot write {flag} `{}`: {e}",
+                path.display()
+            )
+        })
+    })
+    .wrap_err(format!("cannot write {flag}"))
 }
 
-pub fn write_metadata(path: &Path, image: &ImageRecord, tags: &[Reference]) -> miette::Result<()> {
+pub fn write_iidfile(store: &Path, path: &Path, image: &ImageRecord) -> miette::Result<()> {
+    write_small(store, path, "--iidfile", image.id().as_str().as_bytes())
+}
+
+pub fn write_metadata(
+    store: &Path,
+    path: &Path,
+    image: &ImageRecord,
+    tags: &[Reference],
+) -> miette::Result<()> {
     let value = serde_json::json!({
         "containerimage.digest": image.manifest_digest.as_str(),
         "containerimage.config.digest": image.config_digest.as_str(),
@@ -93,8 +113,8 @@ pub fn write_metadata(path: &Path, image: &ImageRecord, tags: &[Reference]) -> m
             "size": image.manifest_size,
         },
     });
-    fs_err::write(path, serde_json::to_vec_pretty(&value).expect("json"))
-        .map_err(|e| miette::miette!(code = "rbuild::io", "cannot write --metadata-file: {e}"))
+    let json = serde_json::to_vec_pretty(&value).expect("json");
+    write_small(store, path, "--metadata-file", &json)
 }
 
 /// Docker-style human size (`1.98MB`, decimal units).

@@ -151,8 +151,11 @@ pub fn prepare_with(
         target: args.target.clone(),
         platform: platform(args.platform.as_deref())?,
     };
-    let mut planned =
-        plan::plan(&text.text, &parsed, &opts, &images).map_err(|e| plan_report(&text, e))?;
+    let mut planned = {
+        // Every expansion of the build counts against one budget (see `shell::Limits`).
+        let _budget = rbuild_parser::shell::budget(dockerfile::expansion_limits()?);
+        plan::plan(&text.text, &parsed, &opts, &images).map_err(|e| plan_report(&text, e))?
+    };
     if let Some(epoch) = epoch {
         reproducible::key_epoch(&mut planned.plan, epoch);
     }
@@ -183,19 +186,27 @@ pub fn prepare_with(
         registry::cache::import(&mut session, &store, &cache, &cache_from, &prefix, &warn);
     }
     let context = if inputs::needs_context(&planned.plan, &order) {
-        Some(
-            BuildContext::load(&context_dir, dockerfile_path.as_deref())
-                .map_err(Report::new)
-                .wrap_err("cannot read the build context")?,
-        )
+        let context = BuildContext::load(&context_dir, dockerfile_path.as_deref())
+            .map_err(Report::new)
+            .wrap_err("cannot read the build context")?;
+        if !quiet {
+            for w in context.warnings() {
+                eprintln!("warning: `{}`: {}", w.path.display(), w.message);
+            }
+        }
+        Some(context)
     } else {
         None
     };
     let mut stat_cache =
         StatCache::open(stat_cache_path(&store, &context_dir)).map_err(Report::new)?;
     let source = context::source(&text.name, text.text.clone());
+    // `ADD <url>` downloads go through the registry transport (CA store, proxies, retries).
     let fetch = |url: &str, checksum: Option<&str>| {
-        rbuild_executor::fetch::fetch_url(&store, url, checksum)
+        let client = session
+            .client()
+            .map_err(|e| (e.to_string(), Some("fix `registries.toml`".to_string())))?;
+        rbuild_executor::fetch::fetch_url(&store, client, url, checksum)
     };
     let inputs = inputs::prepare(
         &planned.plan,

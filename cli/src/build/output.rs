@@ -4,12 +4,15 @@
 //! filesystem into a directory), `tar` (the root filesystem as a tar stream), `oci` and
 //! `docker` (image archives or layout directories). Files appear only complete (temp file +
 //! rename); a new directory appears only complete (staging directory + rename).
+//! [`write_output_file`] is the one writer of file outputs for every command (`save -o`,
+//! `--iidfile`, `--metadata-file` too): character devices and FIFOs are written through, never
+//! replaced; a symlink the user named is followed; nothing is written inside the store.
 
 use std::io::IsTerminal;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use miette::{LabeledSpan, Report};
+use miette::{Context, LabeledSpan, Report};
 use rbuild_executor::export::{Rootfs, RootfsOptions};
 use rbuild_store::archive::{SaveFormat, SaveItem};
 use rbuild_store::{ImageRecord, Reference, Store};
@@ -636,32 +639,173 @@ fn parent_dir(path: &Path) -> miette::Result<PathBuf> {
     Ok(parent)
 }
 
-/// Write `path` through a temp file beside it, renamed into place only when `fill` succeeded
-/// and the build was not interrupted.
-fn write_file_atomically(
+/// Where a file output really goes.
+#[derive(Debug, PartialEq, Eq)]
+enum FileTarget {
+    /// A regular file or a new path (symlinks the user named already followed): written to a
+    /// temp file beside it and renamed over it.
+    Replace(PathBuf),
+    /// A character device or FIFO (`/dev/stdout`, `/dev/null`, a named pipe): opened and
+    /// written into, never replaced.
+    WriteThrough(PathBuf),
+}
+
+/// Follow the symlinks of `path` as far as they resolve (a dangling link names the file to
+/// create); decide how to write it.
+fn file_target(path: &Path) -> miette::Result<FileTarget> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => {
+            let real = std::fs::canonicalize(path).map_err(|e| io_error("resolve", path, e))?;
+            Ok(FileTarget::Replace(real))
+        }
+        Ok(meta) if meta.is_dir() => Err(io_error(
+            "write a file at",
+            path,
+            "it is a directory; name a file inside it",
+        )),
+        Ok(meta) if meta.file_type().is_char_device() || meta.file_type().is_fifo() => {
+            Ok(FileTarget::WriteThrough(path.to_path_buf()))
+        }
+        Ok(_) => Err(io_error(
+            "write to",
+            path,
+            "it is a block device or socket, which an output never overwrites",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // New, or a dangling symlink: the file is created where the links lead.
+            let mut p = path.to_path_buf();
+            for _ in 0..40 {
+                match std::fs::read_link(&p) {
+                    Ok(t) => {
+                        p = match p.parent() {
+                            Some(dir) if t.is_relative() => dir.join(t),
+                            _ => t,
+                        }
+                    }
+                    Err(_) => return Ok(FileTarget::Replace(p)),
+                }
+            }
+            Err(io_error(
+                "resolve",
+                path,
+                "too many levels of symbolic links",
+            ))
+        }
+        Err(e) => Err(io_error("inspect", path, e)),
+    }
+}
+
+/// `path` made absolute with the symlinks of its existing ancestors resolved.
+fn resolved(path: &Path) -> PathBuf {
+    let abs = absolute(path);
+    let mut head = abs.as_path();
+    let mut tail = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(head) {
+            let mut out = real;
+            out.extend(tail.iter().rev());
+            return out;
+        }
+        match (head.parent(), head.file_name()) {
+            (Some(parent), Some(name)) => {
+                tail.push(name.to_os_string());
+                head = parent;
+            }
+            _ => return abs,
+        }
+    }
+}
+
+/// Refuse a destination inside the store root (writing there would corrupt the store that
+/// `rbuild fsck` cannot repair), or, for a directory output, one that contains the store.
+pub fn outside_store(path: &Path, store_root: &Path, directory: bool) -> miette::Result<()> {
+    let dest = resolved(path);
+    let root = resolved(store_root);
+    let inside = dest.starts_with(&root);
+    if inside || (directory && root.starts_with(&dest)) {
+        return Err(miette::miette!(
+            code = "rbuild::output::in_store",
+            help = "write outputs outside the store; the store is changed only by rbuild's own \
+                    commands",
+            "refusing to write to `{}`: it is {} the image store `{}`",
+            path.display(),
+            if inside {
+                "inside"
+            } else {
+                "a directory holding"
+            },
+            root.display()
+        ));
+    }
+    Ok(())
+}
+
+/// [`outside_store`] for every output destination of a build and its extra files
+/// (`--iidfile`, `--metadata-file`), checked before the build starts.
+pub fn check_outside_store<'a>(
+    specs: &[OutputSpec],
+    files: impl IntoIterator<Item = &'a Option<PathBuf>>,
+    store_root: &Path,
+) -> miette::Result<()> {
+    for spec in specs {
+        if let Some(Dest::Path(path)) = &spec.dest {
+            outside_store(path, store_root, spec.directory)?;
+        }
+    }
+    for path in files.into_iter().flatten() {
+        outside_store(path, store_root, false)?;
+    }
+    Ok(())
+}
+
+/// The one way rbuild writes a file output (`save -o`, `-o type=tar|oci|docker,dest=FILE`,
+/// `--iidfile`, `--metadata-file`): never inside the store; through a character device or
+/// FIFO (`/dev/stdout`, a named pipe) without replacing it; a symlink the user named is
+/// followed; a regular file or new path gets a temp file beside it, renamed into place only
+/// when `fill` succeeded and the command was not interrupted. `sync` fsyncs before the rename.
+pub fn write_output_file(
     path: &Path,
+    store_root: &Path,
+    sync: bool,
     fill: impl FnOnce(&mut std::fs::File) -> miette::Result<()>,
 ) -> miette::Result<()> {
-    let parent = parent_dir(path)?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let target = file_target(path)?;
+    let (FileTarget::Replace(real) | FileTarget::WriteThrough(real)) = &target;
+    outside_store(real, store_root, false)?;
+    let real = match target {
+        FileTarget::WriteThrough(dev) => {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&dev)
+                .map_err(|e| io_error("open", &dev, e))?;
+            fill(&mut file).wrap_err(format!("cannot write to `{}`", dev.display()))?;
+            return Ok(());
+        }
+        FileTarget::Replace(real) => real,
+    };
+    let parent = parent_dir(&real)?;
+    let name = real.file_name().unwrap_or_default().to_string_lossy();
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(".rbuild-tmp")
         .tempfile_in(&parent)
         .map_err(|e| io_error("create a temporary file in", &parent, e))?;
-    fill(tmp.as_file_mut())?;
+    fill(tmp.as_file_mut()).wrap_err(format!("cannot write `{}`", path.display()))?;
     use std::os::unix::fs::PermissionsExt;
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o644))
         .map_err(|e| io_error("chmod", tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| io_error("fsync", tmp.path(), e))?;
+    if sync {
+        tmp.as_file()
+            .sync_all()
+            .map_err(|e| io_error("fsync", tmp.path(), e))?;
+    }
     if crate::interrupt::interrupted() {
         return Err(interrupted());
     }
-    tmp.persist(path)
-        .map_err(|e| io_error("rename into place", path, e.error))?;
+    tmp.persist(&real)
+        .map_err(|e| io_error("rename into place", &real, e.error))?;
     Ok(())
 }
 
@@ -740,6 +884,11 @@ pub fn write(
         Dest::Stdout => "stdout".to_string(),
         Dest::Path(p) => format!("`{}`", p.display()),
     };
+    if let Dest::Path(path) = dest
+        && spec.directory
+    {
+        outside_store(path, store.root(), true)?;
+    }
     let what = match spec.kind {
         OutputType::Image => return Ok(None),
         OutputType::Local => {
@@ -767,7 +916,7 @@ pub fn write(
                     .map_err(Report::new)?,
                 Dest::Path(path) => {
                     let mut stats = None;
-                    write_file_atomically(path, |file| {
+                    write_output_file(path, store.root(), true, |file| {
                         stats = Some(rootfs.write_tar(file, &opts).map_err(Report::new)?);
                         Ok(())
                     })?;
@@ -798,11 +947,14 @@ pub fn write(
                 Dest::Path(path) if spec.directory => write_dir_atomically(path, |dir| {
                     store.save_dir(&items, format, dir).map_err(Report::new)
                 })?,
-                Dest::Path(path) => write_file_atomically(path, |file| {
-                    store
+                Dest::Path(path) => write_output_file(path, store.root(), true, |file| {
+                    let out = store
                         .save(&items, format, std::io::BufWriter::new(file))
                         .map_err(Report::new)?;
-                    Ok(())
+                    // Flushed here so a full disk or device is an error, not lost in a drop.
+                    out.into_inner()
+                        .map(drop)
+                        .map_err(|e| io_error("write", path, e.into_error()))
                 })?,
             }
             let form = match (spec.kind, spec.directory) {

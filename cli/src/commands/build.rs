@@ -144,6 +144,23 @@ fn secrets(args: &BuildArgs) -> miette::Result<BTreeMap<String, SecretSource>> {
             ));
         };
         let source = source.unwrap_or_else(|| SecretSource::Env(id.clone()));
+        // Checked before the build starts: a RUN step that hits the cache never reads it, and
+        // a typo in the path must not pass silently then.
+        if let SecretSource::File(path) = &source {
+            let problem = match std::fs::metadata(path) {
+                Ok(m) if m.is_file() => None,
+                Ok(_) => Some("it is not a regular file".to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(problem) = problem {
+                return Err(miette::miette!(
+                    code = "rbuild::usage::secret",
+                    help = "fix the `src=` path of `--secret id={id},src=FILE` (relative to the \
+                            current directory), or pass the value with `--secret id={id},env=VAR`",
+                    "cannot read the file of `--secret {raw}`: {problem}"
+                ));
+            }
+        }
         out.insert(id, source);
     }
     Ok(out)
@@ -288,6 +305,12 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     let allowed = build::entitlements::Allowed::parse(&args.allow)?;
     let prepared = build::prepare_with(global, &args, args.quiet, epoch)?;
     build::entitlements::check(&prepared, allowed)?;
+    // No output may land in the store: refused before anything is built.
+    build::output::check_outside_store(
+        &outputs,
+        [&args.iidfile, &args.metadata_file],
+        prepared.store.root(),
+    )?;
 
     if args.fail_on_cache_miss || args.explain {
         let explanations = crate::commands::explain::dry_run(&prepared, args.no_cache)?;
@@ -365,10 +388,10 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     }
     finish::tag_all(&prepared, &image, &names)?;
     if let Some(path) = &args.iidfile {
-        finish::write_iidfile(path, &image)?;
+        finish::write_iidfile(prepared.store.root(), path, &image)?;
     }
     if let Some(path) = &args.metadata_file {
-        finish::write_metadata(path, &image, &names)?;
+        finish::write_metadata(prepared.store.root(), path, &image, &names)?;
     }
     let note = |text: &str| reporter.line(text);
     build::registry::publish(

@@ -27,9 +27,23 @@ pub enum CheckFormat {
     Json,
 }
 
+/// How many diagnostics the pretty format prints; the count line still counts them all.
+pub const MAX_SHOWN: usize = 50;
+
 pub fn run(_global: &GlobalArgs, args: CheckArgs) -> miette::Result<u8> {
     let src = read_source(&args.file)?;
-    let pb = rbuild_parser::parse_bytes(&src.bytes);
+    let mut pb = rbuild_parser::parse_bytes(&src.bytes);
+    // Variables that grow past the expansion limits fail the build: report them here too.
+    let limits = crate::build::dockerfile::expansion_limits()?;
+    if let Some(mut d) = rbuild_parser::shell::check_sizes(&pb.parsed.dockerfile, limits) {
+        let index = rbuild_parser::LineIndex::new(&pb.text);
+        (d.line, d.column) = index.line_col(&pb.text, d.span.start);
+        let at = pb
+            .parsed
+            .diagnostics
+            .partition_point(|x| x.span.start <= d.span.start);
+        pb.parsed.diagnostics.insert(at, d);
+    }
     let parsed = &pb.parsed;
     let errors = parsed.errors().count();
     let warnings = parsed.warnings().count();
@@ -50,8 +64,15 @@ pub fn run(_global: &GlobalArgs, args: CheckArgs) -> miette::Result<u8> {
             );
         }
         CheckFormat::Pretty => {
-            for d in &parsed.diagnostics {
+            let shown = parsed.diagnostics.len().min(MAX_SHOWN);
+            for d in &parsed.diagnostics[..shown] {
                 eprintln!("{}", render(d, &src.name, &pb.text));
+            }
+            if shown < parsed.diagnostics.len() {
+                eprintln!(
+                    "... and {} more (`--format json` lists them all)",
+                    parsed.diagnostics.len() - shown
+                );
             }
             let verdict = if errors + warnings == 0 {
                 format!("{}: no problems found", src.name)

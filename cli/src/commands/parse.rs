@@ -2,7 +2,6 @@
 //! BuildKit's AST dump (`--dump`), or JSON for tools. Also the file-reading and diagnostic
 //! rendering helpers `check` shares.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
@@ -41,37 +40,23 @@ pub(crate) struct Source {
 }
 
 pub(crate) fn read_source(path: &Path) -> miette::Result<Source> {
-    if path == Path::new("-") {
-        let mut bytes = Vec::new();
-        std::io::stdin().read_to_end(&mut bytes).map_err(|e| {
-            miette::miette!(
-                code = "rbuild::io::read",
-                "cannot read the Dockerfile from stdin: {e}"
-            )
-        })?;
-        return Ok(Source {
-            name: "<stdin>".into(),
-            bytes,
-        });
-    }
-    let bytes = std::fs::read(path).map_err(|e| {
-        miette::miette!(
-            code = "rbuild::io::read",
-            help = "pass the Dockerfile's path, or `-` to read it from stdin",
-            "cannot read `{}`: {e}",
-            path.display()
-        )
-    })?;
+    let stdin = path == Path::new("-");
+    let bytes = crate::build::dockerfile::read_bytes((!stdin).then_some(path))?;
     Ok(Source {
-        name: path.display().to_string(),
+        name: if stdin {
+            "<stdin>".into()
+        } else {
+            path.display().to_string()
+        },
         bytes,
     })
 }
 
 /// Render one diagnostic with its source snippet the way miette's installed hook does.
 pub(crate) fn render(diag: &ParseDiagnostic, name: &str, text: &str) -> String {
-    let report = miette::Report::new(diag.clone())
-        .with_source_code(miette::NamedSource::new(name, text.to_string()));
+    let report = miette::Report::new(diag.clone()).with_source_code(
+        rbuild_parser::diagnostics::CutSource::new(name, std::sync::Arc::<str>::from(text)),
+    );
     format!("{report:?}")
 }
 
@@ -87,8 +72,14 @@ pub fn run(_global: &GlobalArgs, args: ParseArgs) -> miette::Result<u8> {
         parsed.has_errors()
     };
     if blocking {
-        for d in parsed.errors().filter(|d| d.syntax || !args.dump) {
+        let shown = crate::commands::check::MAX_SHOWN;
+        let mut errors = parsed.errors().filter(|d| d.syntax || !args.dump);
+        for d in errors.by_ref().take(shown) {
             eprintln!("{}", render(d, &src.name, text));
+        }
+        let hidden = errors.count();
+        if hidden > 0 {
+            eprintln!("... and {hidden} more errors (`rbuild check --format json` lists them all)");
         }
         return Ok(exit::USER);
     }

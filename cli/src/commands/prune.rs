@@ -3,7 +3,7 @@
 //! within `--filter until=DURATION`), then every unreferenced blob and snapshot; print what
 //! was reclaimed.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 
 use clap::Args;
 use rbuild_store::gc::PruneOptions;
@@ -92,7 +92,9 @@ fn parse_until(filters: &[String]) -> miette::Result<Option<jiff::Timestamp>> {
 
 pub fn run(global: &GlobalArgs, args: PruneArgs) -> miette::Result<u8> {
     let until = parse_until(&args.filters)?;
-    if !args.force && std::io::stdin().is_terminal() {
+    // As docker: the question is asked whether or not stdin is a terminal (`echo n | rbuild
+    // prune -a` keeps everything; end of input is "no"); only `-f` skips it.
+    if !args.force {
         eprint!(
             "WARNING! This will remove:\n  - {}\n{}\nAre you sure you want to continue? [y/N] ",
             if args.all {
@@ -110,6 +112,7 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> miette::Result<u8> {
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("Nothing removed.");
             return Ok(0);
         }
     }

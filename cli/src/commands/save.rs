@@ -57,23 +57,20 @@ pub fn run(global: &GlobalArgs, args: SaveArgs) -> miette::Result<u8> {
     };
     match &args.output {
         Some(path) => {
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(std::path::Path::new("."));
-            let tmp = tempfile::Builder::new()
-                .prefix(".rbuild-save-")
-                .tempfile_in(dir)
-                .map_err(|e| rbuild_store::Error::io("create a temporary file in", dir, e))?;
             // Like `docker save` and `cp`, no fsync: the rename only makes a complete file
             // appear under the name at once.
-            let file = tmp
-                .as_file()
-                .try_clone()
-                .map_err(|e| rbuild_store::Error::io("open", tmp.path(), e))?;
-            store.save(&items, format, file)?;
-            tmp.persist(path)
-                .map_err(|e| rbuild_store::Error::io("rename into place", path, e.error))?;
+            crate::build::output::write_output_file(path, store.root(), false, |file| {
+                let out = store
+                    .save(
+                        &items,
+                        format,
+                        std::io::BufWriter::with_capacity(1 << 20, file),
+                    )
+                    .map_err(miette::Report::new)?;
+                out.into_inner()
+                    .map(drop)
+                    .map_err(|e| rbuild_store::Error::io("write", path, e.into_error()).into())
+            })?;
         }
         None => {
             if std::io::stdout().is_terminal() {

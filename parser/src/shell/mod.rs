@@ -5,10 +5,19 @@
 //! Written by hand (not with nom) because the semantics are those of a small state machine with
 //! recursion through `${...}`; the recursion depth is bounded by [`MAX_NESTING`].
 
+mod limits;
 mod pattern;
+mod sizes;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+pub use sizes::check_sizes;
+
+pub use limits::{
+    BudgetGuard, DEFAULT_PER_BUILD, DEFAULT_PER_WORD, ENV_PER_BUILD, ENV_PER_WORD, Limits, budget,
+    human as human_size, parse_size,
+};
 
 /// How deep `${a:-${b:-...}}` may nest before expansion fails (instead of exhausting the stack).
 pub const MAX_NESTING: usize = 200;
@@ -75,12 +84,39 @@ impl Expanded {
     }
 }
 
-/// A syntax or `${V?message}` error, with the byte offset in the word where it was detected.
+/// A syntax, `${V?message}` or size error, with the byte offset in the word where it was
+/// detected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct ExpandError {
     pub message: String,
     pub offset: usize,
+    pub kind: ExpandErrorKind,
+}
+
+/// What went wrong in an [`ExpandError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpandErrorKind {
+    /// Bad syntax or a `${V?message}` that fired.
+    Syntax,
+    /// The word grew past the per-word bound, or the build's expansions past their total
+    /// (see [`Limits`]).
+    TooLarge,
+}
+
+impl ExpandError {
+    pub fn is_too_large(&self) -> bool {
+        self.kind == ExpandErrorKind::TooLarge
+    }
+}
+
+/// Charge a finished top-level expansion to the budget (see [`budget`]).
+fn charged(value: &str, word: &str) -> Result<(), ExpandError> {
+    limits::charge(value.len()).map_err(|message| ExpandError {
+        message,
+        offset: word.len(),
+        kind: ExpandErrorKind::TooLarge,
+    })
 }
 
 /// Expand `word` as one word (BuildKit's `ProcessWord`): quotes are removed, spaces kept.
@@ -94,8 +130,9 @@ pub(crate) fn expand_value(word: &str, env: &dyn Env, escape: char) -> Result<St
     let lx = Lexer::new(escape);
     let mut st = State::new(&lx, word, Source::Env(env), false);
     st.record = false;
-    st.process_until(None, lx.raw_escapes, 0)
-        .map(|(value, _)| value)
+    let (value, _) = st.process_until(None, lx.raw_escapes, 0)?;
+    charged(&value, word)?;
+    Ok(value)
 }
 
 /// Expand and split into words (BuildKit's `ProcessWords`, used for EXPOSE, VOLUME, ...):
@@ -263,6 +300,7 @@ impl Lexer {
     fn run(&self, word: &str, env: &dyn Env, split: bool) -> Result<Expanded, ExpandError> {
         let mut st = State::new(self, word, Source::Env(env), split);
         let (value, words) = st.process_until(None, self.raw_escapes, 0)?;
+        charged(&value, word)?;
         Ok(Expanded {
             value,
             words,
@@ -291,6 +329,8 @@ struct State<'a> {
     record: bool,
     src: &'a str,
     pos: usize,
+    /// The per-word size bound (see [`Limits`]).
+    limit: usize,
     source: Source<'a>,
     used: BTreeSet<String>,
     unset: BTreeSet<String>,
@@ -375,6 +415,7 @@ impl<'a> State<'a> {
             record: true,
             src,
             pos: 0,
+            limit: limits::per_word(),
             source,
             used: BTreeSet::new(),
             unset: BTreeSet::new(),
@@ -408,7 +449,19 @@ impl<'a> State<'a> {
         ExpandError {
             message: message.into(),
             offset: self.pos,
+            kind: ExpandErrorKind::Syntax,
         }
+    }
+
+    /// Fail when text being built has grown past the per-word bound.
+    fn bounded(&self, len: usize) -> Result<(), ExpandError> {
+        if len <= self.limit {
+            return Ok(());
+        }
+        Err(ExpandError {
+            kind: ExpandErrorKind::TooLarge,
+            ..self.err(limits::too_large(self.limit))
+        })
     }
 
     fn lookup(&mut self, name: &str) -> Option<Cow<'static, str>> {
@@ -493,6 +546,7 @@ impl<'a> State<'a> {
             if discard {
                 result.clear();
             }
+            self.bounded(result.len())?;
         }
         if let Some(stop) = stop {
             return Err(self.err(format!(
@@ -545,7 +599,10 @@ impl<'a> State<'a> {
                     }
                     return Ok(());
                 }
-                Some('$') => self.dollar(depth, out)?,
+                Some('$') => {
+                    self.dollar(depth, out)?;
+                    self.bounded(out.len())?;
+                }
                 Some(ch) if ch == escape => {
                     self.next();
                     if raw_escapes {
@@ -742,12 +799,17 @@ impl<'a> State<'a> {
             })?;
         let value = self.lookup(name);
         let replaced = match value {
-            None if self.lx.skip_unset => format!("${{{name}/{pat}/{replacement}}}"),
-            None => pattern::replace("", &pat, &replacement, all).map_err(|m| self.err(m))?,
-            Some(value) => {
-                pattern::replace(&value, &pat, &replacement, all).map_err(|m| self.err(m))?
-            }
-        };
+            None if self.lx.skip_unset => Ok(format!("${{{name}/{pat}/{replacement}}}")),
+            None => pattern::replace("", &pat, &replacement, all, self.limit),
+            Some(value) => pattern::replace(&value, &pat, &replacement, all, self.limit),
+        }
+        .map_err(|e| match e {
+            pattern::ReplaceError::Pattern(m) => self.err(m),
+            pattern::ReplaceError::TooLarge => ExpandError {
+                kind: ExpandErrorKind::TooLarge,
+                ..self.err(limits::too_large(self.limit))
+            },
+        })?;
         out.push_str(&replaced);
         Ok(())
     }
@@ -802,6 +864,50 @@ mod tests {
         }
         let err = check_syntax(&w, '\\').unwrap_err();
         assert!(err.message.contains("nest"), "{err}");
+    }
+
+    /// A word that grows past the per-word bound fails as too large, wherever the growth
+    /// comes from: repeated references, or a replacement that multiplies the value.
+    #[test]
+    fn expansion_is_bounded_per_word() {
+        let _scope = budget(Limits {
+            per_word: 1000,
+            per_build: usize::MAX,
+        });
+        let big = "x".repeat(400);
+        let env = vec![("B", big.as_str()), ("R", "yyyy")];
+        assert_eq!(expand_word("$B$B", &env, '\\').unwrap().value.len(), 800);
+        let err = expand_word("$B$B$B", &env, '\\').unwrap_err();
+        assert!(err.is_too_large(), "{err:?}");
+        assert!(err.message.contains(ENV_PER_WORD), "{err}");
+        let err = expand_word("\"$B${B}$B\"", &env, '\\').unwrap_err();
+        assert!(err.is_too_large(), "{err:?}");
+        let err = expand_words("${B//x/$R}", &env, '\\').unwrap_err();
+        assert!(err.is_too_large(), "{err:?}");
+        assert_eq!(
+            expand_word("${B//x/y}", &env, '\\').unwrap().value.len(),
+            400
+        );
+        // A syntax error stays a syntax error.
+        assert!(!expand_word("${B", &env, '\\').unwrap_err().is_too_large());
+    }
+
+    /// Inside a budget scope, all expansions together are bounded too.
+    #[test]
+    fn expansion_is_bounded_per_build() {
+        let big = "x".repeat(400);
+        let env = vec![("B", big.as_str())];
+        let _scope = budget(Limits {
+            per_word: 1000,
+            per_build: 1000,
+        });
+        expand_word("$B", &env, '\\').unwrap();
+        expand_value("$B", &env, '\\').unwrap();
+        let err = expand_word("$B", &env, '\\').unwrap_err();
+        assert!(
+            err.is_too_large() && err.message.contains(ENV_PER_BUILD),
+            "{err}"
+        );
     }
 
     #[test]

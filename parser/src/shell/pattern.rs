@@ -82,16 +82,48 @@ pub(super) fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<St
     Ok(trimmed.chars().rev().collect())
 }
 
-/// `${V/pat/rep}` (first match) and `${V//pat/rep}` (all matches).
-pub(super) fn replace(value: &str, pattern: &str, rep: &str, all: bool) -> Result<String, String> {
-    let re = to_regex(pattern, true, false)?;
-    if all {
-        // Like BuildKit (Go's ReplaceAllString), `$1`/`${name}` in the replacement refer to groups.
-        Ok(re.replace_all(value, rep).into_owned())
+/// Why a replacement failed.
+#[derive(Debug)]
+pub(super) enum ReplaceError {
+    Pattern(String),
+    /// The result would exceed the size bound.
+    TooLarge,
+}
+
+/// `${V/pat/rep}` (first match) and `${V//pat/rep}` (all matches); the result may not exceed
+/// `limit` bytes (checked as it grows: `${V//?/$REP}` multiplies sizes).
+pub(super) fn replace(
+    value: &str,
+    pattern: &str,
+    rep: &str,
+    all: bool,
+    limit: usize,
+) -> Result<String, ReplaceError> {
+    let re = to_regex(pattern, true, false).map_err(ReplaceError::Pattern)?;
+    let out = if all {
+        // Like BuildKit (Go's ReplaceAllString), `$1`/`${name}` in the replacement refer to
+        // groups: the regex crate's replace_all semantics, built piecewise to stay bounded.
+        let mut out = String::new();
+        let mut last = 0;
+        for caps in re.captures_iter(value) {
+            let Some(m) = caps.get(0) else { continue };
+            out.push_str(&value[last..m.start()]);
+            caps.expand(rep, &mut out);
+            last = m.end();
+            if out.len() > limit {
+                return Err(ReplaceError::TooLarge);
+            }
+        }
+        out.push_str(&value[last..]);
+        out
     } else {
-        Ok(match re.find(value) {
+        match re.find(value) {
             Some(m) => format!("{}{}{}", &value[..m.start()], rep, &value[m.end()..]),
             None => value.to_string(),
-        })
+        }
+    };
+    if out.len() > limit {
+        return Err(ReplaceError::TooLarge);
     }
+    Ok(out)
 }

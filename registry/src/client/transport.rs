@@ -209,6 +209,121 @@ impl Client {
         }
     }
 
+    /// GET an arbitrary URL (`ADD https://…`) through the registry transport: the system CA
+    /// store or `$SSL_CERT_FILE`, proxies from the environment (`HTTPS_PROXY`, `NO_PROXY`, ...),
+    /// the configured timeouts, and retries with backoff on resets, timeouts, 5xx and 429.
+    /// Redirects are followed (at most 10), never from `https` to plain `http`; no credentials
+    /// are sent. Returns the final response whatever its status (after retries); errors are a
+    /// message without the URL (which may hold a password) and a help line.
+    pub fn get_url(&self, url: &str) -> std::result::Result<Response<Body>, (String, String)> {
+        let attempts = self.config.network.retries.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let failure = match self.get_following_redirects(url) {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let retryable =
+                        status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+                    if !retryable || attempt >= attempts {
+                        return Ok(resp);
+                    }
+                    let retry_after = resp
+                        .headers()
+                        .get(http::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER));
+                    drop(resp);
+                    std::thread::sleep(self.backoff(attempt, retry_after));
+                    continue;
+                }
+                Err(f) => f,
+            };
+            match failure {
+                UrlFailure::Fatal(message, help) => return Err((message, help)),
+                UrlFailure::Transient(reason) if attempt < attempts => {
+                    tracing::debug!(%reason, attempt, "retrying a download after a network error");
+                    std::thread::sleep(self.backoff(attempt, None));
+                }
+                UrlFailure::Transient(reason) => {
+                    let reason = if attempts > 1 {
+                        format!("{reason} (after {attempts} attempts)")
+                    } else {
+                        reason
+                    };
+                    return Err((
+                        format!("request failed: {reason}"),
+                        "check the URL and that this machine can reach it (proxies come from \
+                         HTTPS_PROXY/HTTP_PROXY/NO_PROXY)"
+                            .into(),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn get_following_redirects(
+        &self,
+        url: &str,
+    ) -> std::result::Result<Response<Body>, UrlFailure> {
+        let mut current = url::Url::parse(url).map_err(|e| {
+            UrlFailure::Fatal(
+                format!("not a valid URL: {e}"),
+                "write a full `https://host/path` URL".into(),
+            )
+        })?;
+        for _ in 0..=MAX_REDIRECTS {
+            let resp = self.agent.get(current.as_str()).call().map_err(|e| {
+                let reason = describe_ureq(&e);
+                match failure_kind(&e) {
+                    FailureKind::Transient => UrlFailure::Transient(reason),
+                    FailureKind::Tls => UrlFailure::Fatal(
+                        format!("request failed: {reason}"),
+                        "the server's certificate is not trusted: rbuild uses the system CA \
+                         store; point SSL_CERT_FILE at a bundle that holds your CA (for a \
+                         TLS-inspecting proxy, its CA)"
+                            .into(),
+                    ),
+                    FailureKind::Permanent => UrlFailure::Fatal(
+                        format!("request failed: {reason}"),
+                        "check the URL and that this machine can reach it".into(),
+                    ),
+                }
+            })?;
+            if !resp.status().is_redirection() {
+                return Ok(resp);
+            }
+            let Some(location) = resp
+                .headers()
+                .get(http::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+            else {
+                return Ok(resp);
+            };
+            let next = current.join(location).map_err(|_| {
+                UrlFailure::Fatal(
+                    "the server redirected to an invalid location".into(),
+                    "check the URL".into(),
+                )
+            })?;
+            if current.scheme() == "https" && next.scheme() != "https" {
+                return Err(UrlFailure::Fatal(
+                    format!(
+                        "the server redirected from https to {}, which rbuild refuses",
+                        next.scheme()
+                    ),
+                    "use a URL whose redirects stay on https".into(),
+                ));
+            }
+            current = next;
+        }
+        Err(UrlFailure::Fatal(
+            format!("more than {MAX_REDIRECTS} redirects"),
+            "check the URL".into(),
+        ))
+    }
+
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(d) = retry_after {
             return d;
@@ -587,6 +702,14 @@ pub(crate) fn redact_url(text: &str) -> String {
     }
 }
 
+/// Why a URL download attempt failed.
+enum UrlFailure {
+    /// Worth retrying (resets, timeouts).
+    Transient(String),
+    /// Not worth retrying: a message and a help line.
+    Fatal(String, String),
+}
+
 /// Whether a transport failure is worth retrying.
 #[derive(Debug, PartialEq, Eq)]
 enum FailureKind {
@@ -604,7 +727,10 @@ fn failure_kind(e: &ureq::Error) -> FailureKind {
         ureq::Error::HostNotFound | ureq::Error::BadUri(_) => FailureKind::Permanent,
         ureq::Error::Io(io) => {
             let text = io.to_string();
-            if text.contains("corrupt message") || text.contains("InvalidContentType") {
+            if text.contains("corrupt message")
+                || text.contains("InvalidContentType")
+                || text.contains("invalid peer certificate")
+            {
                 FailureKind::Tls
             } else if text.contains("Name or service not known")
                 || text.contains("No address associated with hostname")
@@ -752,6 +878,11 @@ mod tests {
         let io = |m: &str| ureq::Error::Io(std::io::Error::other(m.to_string()));
         assert_eq!(
             failure_kind(&io("received corrupt message of type InvalidContentType")),
+            FailureKind::Tls
+        );
+        // An untrusted certificate does not become trusted by retrying.
+        assert_eq!(
+            failure_kind(&io("invalid peer certificate: UnknownIssuer")),
             FailureKind::Tls
         );
         assert_eq!(

@@ -5,16 +5,17 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::{Diagnostic, SourceSpan};
+use rbuild_parser::diagnostics::CutSource;
 use thiserror::Error;
 
 /// Source text for diagnostics (a Dockerfile or a `.dockerignore`), cheap to clone into
-/// every error that labels it.
-pub type Source = Arc<NamedSource<Arc<str>>>;
+/// every error that labels it. A huge line shows as a window around the span.
+pub type Source = Arc<CutSource<Arc<str>>>;
 
 /// Makes a [`Source`] from a display name and text.
 pub fn source(name: impl AsRef<str>, text: impl Into<Arc<str>>) -> Source {
-    Arc::new(NamedSource::new(name, text.into()))
+    Arc::new(CutSource::new(name.as_ref(), text.into()))
 }
 
 /// Failure to read the build context, parse its `.dockerignore`, or hash its files.
@@ -68,6 +69,14 @@ pub enum ContextError {
         #[label("{reason}")]
         span: SourceSpan,
     },
+
+    /// The ignore file is larger than any real one (`/dev/zero`, a generated blob).
+    #[error("`{path}` is larger than {limit} MiB, the limit for an ignore file")]
+    #[diagnostic(
+        code(rbuild::context::dockerignore_too_large),
+        help("an ignore file lists patterns, one per line; remove or shorten it")
+    )]
+    IgnoreFileTooLarge { path: String, limit: u64 },
 
     /// The context's `.dockerignore` is a symlink that leaves the context.
     #[error("`.dockerignore` is a symlink to `{target}`, which is outside the build context")]

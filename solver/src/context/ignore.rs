@@ -162,7 +162,7 @@ impl DockerIgnore {
             let mut specific = df.as_os_str().to_owned();
             specific.push(".dockerignore");
             let specific = PathBuf::from(specific);
-            match fs_err::read(&specific) {
+            match read_capped(&specific) {
                 Ok(bytes) => {
                     let name = specific
                         .file_name()
@@ -170,8 +170,9 @@ impl DockerIgnore {
                         .unwrap_or_else(|| ".dockerignore".into());
                     return Self::parse(&name, &bytes);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(ContextError::io(specific.display(), e)),
+                Err(Some(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(Some(e)) => return Err(ContextError::io(specific.display(), e)),
+                Err(None) => return Err(too_large(&specific)),
             }
         }
         let mut rel = b".dockerignore".to_vec();
@@ -195,7 +196,10 @@ impl DockerIgnore {
                 rel = pathutil::clean(&joined);
                 continue;
             }
-            let bytes = fs_err::read(&abs).map_err(|e| ContextError::io(abs.display(), e))?;
+            let bytes = read_capped(&abs).map_err(|e| match e {
+                Some(e) => ContextError::io(abs.display(), e),
+                None => too_large(&abs),
+            })?;
             return Self::parse(".dockerignore", &bytes);
         }
         Err(ContextError::io(
@@ -203,7 +207,41 @@ impl DockerIgnore {
             std::io::Error::from_raw_os_error(rustix::io::Errno::LOOP.raw_os_error()),
         ))
     }
+}
 
+/// The largest ignore file read (`/dev/zero` behind a symlink must not read forever).
+pub const MAX_IGNORE_FILE: u64 = 4 << 20;
+
+/// Read an ignore file, at most [`MAX_IGNORE_FILE`] bytes (`Err(None)` when it is larger).
+/// It must be a regular file: a FIFO or device would block or never end.
+fn read_capped(path: &Path) -> Result<Vec<u8>, Option<std::io::Error>> {
+    use std::io::Read;
+    // Checked before opening: opening a FIFO blocks until someone writes to it.
+    if !std::fs::metadata(path).map_err(Some)?.is_file() {
+        return Err(Some(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    let file = std::fs::File::open(path).map_err(Some)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_IGNORE_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Some)?;
+    if bytes.len() as u64 > MAX_IGNORE_FILE {
+        return Err(None);
+    }
+    Ok(bytes)
+}
+
+fn too_large(path: &Path) -> ContextError {
+    ContextError::IgnoreFileTooLarge {
+        path: path.display().to_string(),
+        limit: MAX_IGNORE_FILE >> 20,
+    }
+}
+
+impl DockerIgnore {
     /// Builds a rule set from patterns written elsewhere (COPY `--exclude` values), each with
     /// its span in that other source. Patterns are trimmed and cleaned as moby's
     /// `patternmatcher.New` does. On error returns the index of the bad pattern, the error's

@@ -19,6 +19,21 @@ pub enum PlanError {
         span: SourceSpan,
     },
 
+    #[error("variable expansion too large: {message}")]
+    #[diagnostic(
+        code(rbuild::plan::expansion_too_large),
+        help(
+            "a variable that refers to itself several times grows exponentially from line to \
+             line; the limits are RBUILD_EXPANSION_LIMIT (one word) and RBUILD_EXPANSION_TOTAL \
+             (the whole build)"
+        )
+    )]
+    ExpansionTooLarge {
+        message: String,
+        #[label("expands past the limit")]
+        span: SourceSpan,
+    },
+
     #[error("base image name `{written}` is empty after expansion")]
     #[diagnostic(code(rbuild::plan::empty_base), help("{help}"))]
     EmptyBase {

@@ -63,6 +63,12 @@ fn record(vars: &Vars, expanded: &shell::Expanded, used: &mut BTreeMap<String, O
 }
 
 fn expansion_error(word: &Word, err: shell::ExpandError) -> PlanError {
+    if err.is_too_large() {
+        return PlanError::ExpansionTooLarge {
+            message: err.message,
+            span: word.span.into(),
+        };
+    }
     PlanError::Expansion {
         word: word.value.clone(),
         message: err.message,

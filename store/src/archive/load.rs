@@ -155,6 +155,9 @@ fn plan_entry(entry: &crate::layer::tar::Entry, m: &Members) -> Result<Plan> {
     }
 }
 
+/// How deep image indexes may nest in a loaded archive (the top-level entry is depth 0).
+pub const MAX_INDEX_DEPTH: usize = 4;
+
 fn archive_err(e: Error) -> Error {
     match e {
         Error::Layer { message, .. } => Error::archive(
@@ -585,24 +588,11 @@ impl Store {
                     }
                 }
             }
-            // A multi-platform index: take the host platform's manifest.
-            for _ in 0..4 {
-                if !media::is_index(&desc.media_type) {
-                    break;
-                }
-                let blob = self.oci_blob(m, &desc, &what)?;
-                let bytes = std::fs::read(blob.path()).ctx("read", blob.path())?;
-                let doc = manifest::parse_document(
-                    &bytes,
-                    Some(&desc.media_type),
-                    self.limits.max_json_bytes,
-                    &what,
-                )?;
-                let Document::Index(i) = doc else {
-                    return Err(Error::json(&what, "declared as an index but is a manifest"));
-                };
-                desc = image::select_platform(&i.manifests, &Platform::host())
-                    .cloned()
+            // A multi-platform index (possibly nested): take the host platform's manifest.
+            if media::is_index(&desc.media_type) {
+                let mut seen = Vec::new();
+                desc = self
+                    .host_manifest(m, &desc, &what, 0, &mut seen)?
                     .ok_or_else(|| {
                         Error::archive(
                             format!("{what} has no manifest for linux/{}", manifest::host_arch()),
@@ -690,6 +680,83 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// The host platform's manifest under the image index `desc`: one listed in it, else one
+    /// found in the nested indexes it lists (those without a platform or for this one), depth
+    /// first. Nesting is bounded by [`MAX_INDEX_DEPTH`]; an index that lists itself (directly
+    /// or through others) is refused. `None`: no manifest for this platform.
+    fn host_manifest(
+        &self,
+        m: &Members,
+        desc: &Descriptor,
+        what: &str,
+        depth: usize,
+        seen: &mut Vec<(Digest, bool)>,
+    ) -> Result<Option<Descriptor>> {
+        if depth >= MAX_INDEX_DEPTH {
+            return Err(Error::archive(
+                format!("{what}: image indexes nest deeper than {MAX_INDEX_DEPTH} levels"),
+                "a multi-platform image needs one index (two or three when tools wrap it); \
+                 this archive is malformed or hostile",
+            ));
+        }
+        // `seen`: (digest, still on the current path). On the path: a cycle; visited before:
+        // it had no manifest for this platform then either.
+        match seen.iter().find(|(d, _)| *d == desc.digest) {
+            Some((_, true)) => {
+                return Err(Error::archive(
+                    format!("{what}: image index {} lists itself (a cycle)", desc.digest),
+                    "this archive is malformed or hostile",
+                ));
+            }
+            Some((_, false)) => return Ok(None),
+            None => {}
+        }
+        seen.push((desc.digest.clone(), true));
+        let found = self.host_manifest_in(m, desc, what, depth, seen);
+        if let Some(entry) = seen.iter_mut().find(|(d, _)| *d == desc.digest) {
+            entry.1 = false;
+        }
+        found
+    }
+
+    fn host_manifest_in(
+        &self,
+        m: &Members,
+        desc: &Descriptor,
+        what: &str,
+        depth: usize,
+        seen: &mut Vec<(Digest, bool)>,
+    ) -> Result<Option<Descriptor>> {
+        let blob = self.oci_blob(m, desc, what)?;
+        let bytes = std::fs::read(blob.path()).ctx("read", blob.path())?;
+        let doc = manifest::parse_document(
+            &bytes,
+            Some(&desc.media_type),
+            self.limits.max_json_bytes,
+            what,
+        )?;
+        let Document::Index(i) = doc else {
+            return Err(Error::json(what, "declared as an index but is a manifest"));
+        };
+        let host = Platform::host();
+        if let Some(d) = image::select_platform(&i.manifests, &host) {
+            return Ok(Some(d.clone()));
+        }
+        for nested in &i.manifests {
+            let fits = nested
+                .platform
+                .as_ref()
+                .is_none_or(|p| p.os == host.os && p.architecture == host.architecture);
+            if media::is_index(&nested.media_type)
+                && fits
+                && let Some(d) = self.host_manifest(m, nested, what, depth + 1, seen)?
+            {
+                return Ok(Some(d));
+            }
+        }
+        Ok(None)
     }
 
     fn prepare_docker(&self, m: &Members) -> Result<Vec<Prepared>> {

@@ -119,6 +119,8 @@ impl Fixture {
             .unwrap();
         let root = tmp.path().join("root");
         std::fs::create_dir(&root).unwrap();
+        // The store first, as the CLI does: a store root holding other things is refused.
+        rbuild_store::Store::open(&root).unwrap();
         let exec = Executor::new(&root, options).unwrap();
         let base = exec
             .snapshots()

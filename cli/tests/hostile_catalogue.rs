@@ -832,13 +832,10 @@ fn http_server(
 
 /// Finding: `ADD <url>` keeps its download in `$ROOT/tmp` after the build (`fetch.rs` keeps
 /// the temporary file; the next command removes it). Reported; the guard tolerates only that.
-const DOWNLOAD_LEFTOVER: &str = "ADD <url> downloads stay in $ROOT/tmp until the next command";
-
 /// `ADD URL` of an archive stores the file, never extracts it (Docker semantics).
 #[test]
 fn c4_remote_archives_are_not_extracted() {
-    let mut c = Case::new();
-    c.guard.allow_tmp_leftovers(DOWNLOAD_LEFTOVER);
+    let c = Case::new();
     let tar = layer(|t| {
         t.file("inner", b"x");
     });
@@ -857,8 +854,7 @@ fn c4_remote_archives_are_not_extracted() {
 /// the catalogue forbids; the progress line echoes the Dockerfile's own text.)
 #[test]
 fn c7_url_credentials_never_appear_in_error_messages() {
-    let mut c = Case::new();
-    c.guard.allow_tmp_leftovers(DOWNLOAD_LEFTOVER);
+    let c = Case::new();
     let (addr, seen) = http_server(vec![("/f", "", b"body\n".to_vec())]);
     c.dockerfile(&format!(
         "FROM busybox:1.35\nADD http://alice:s3cr3t-pw@{addr}/f /f\n"
@@ -926,8 +922,7 @@ fn c5_hostile_redirects_of_add_urls_are_errors() {
 /// the build at the ADD line with an error naming the knob; nothing is committed.
 #[test]
 fn c8_oversized_downloads_are_cut_at_the_cap() {
-    let mut c = Case::new();
-    c.guard.allow_tmp_leftovers(DOWNLOAD_LEFTOVER);
+    let c = Case::new();
     let (addr, _) = http_server(vec![("/big", "", vec![b'x'; 64 << 10])]);
     c.dockerfile(&format!("FROM busybox:1.35\nADD http://{addr}/big /big\n"));
     c.set_var("RBUILD_MAX_DOWNLOAD", "1024");
@@ -938,8 +933,7 @@ fn c8_oversized_downloads_are_cut_at_the_cap() {
 /// A `Content-Disposition` file name with `../` never moves the file out of the destination.
 #[test]
 fn c9_content_disposition_cannot_choose_a_path() {
-    let mut c = Case::new();
-    c.guard.allow_tmp_leftovers(DOWNLOAD_LEFTOVER);
+    let c = Case::new();
     let (addr, _) = http_server(vec![(
         "/get",
         "Content-Disposition: attachment; filename=\"../../../../escaped\"\r\n",

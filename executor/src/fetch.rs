@@ -105,12 +105,11 @@ pub fn fetch_url(
             ));
         }
     }
-    let (_, path) = file
-        .keep()
-        .map_err(|e| (format!("cannot keep the download: {e}"), None))?;
+    let file = file.into_temp_path();
     Ok(FetchedUrl {
         url: url.to_string(),
-        path,
+        path: file.to_path_buf(),
+        file: std::sync::Arc::new(file),
         digest,
         size,
         modified,

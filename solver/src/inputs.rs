@@ -20,12 +20,15 @@ use crate::explain::FileDiff;
 use crate::graph::StageOrder;
 use crate::op::{CopyOp, CopySource, FileSource, Op, Plan, RunMount, StepId};
 
-/// A file downloaded for `ADD <url>`.
+/// A file downloaded for `ADD <url>`. The download is a temporary file in the store, removed
+/// when the last clone of this value is dropped (the build is over).
 #[derive(Debug, Clone)]
 pub struct FetchedUrl {
     pub url: String,
     /// Where the body was saved.
     pub path: PathBuf,
+    /// Owns the file at `path`.
+    pub file: std::sync::Arc<tempfile::TempPath>,
     /// `sha256:...` of the body.
     pub digest: String,
     pub size: u64,

@@ -85,8 +85,6 @@ pub struct HostGuard {
     /// Paths created by the guard (removed on drop), in creation order.
     created: Vec<PathBuf>,
     marker: String,
-    /// Why leftovers in `$ROOT/tmp` are tolerated (a known, reported finding), if they are.
-    tmp_leftovers_allowed: Option<&'static str>,
 }
 
 impl HostGuard {
@@ -108,7 +106,6 @@ impl HostGuard {
             seen: BTreeMap::new(),
             created: Vec::new(),
             marker: format!("rbuild-hostguard-{id}"),
-            tmp_leftovers_allowed: None,
         };
         std::fs::create_dir_all(g.work.path().join("context")).unwrap();
         for dir in [&tmp_canary, &root_canary] {
@@ -199,12 +196,6 @@ impl HostGuard {
         cmd
     }
 
-    /// Tolerate files left in `$ROOT/tmp` after the commands ended, for a known finding named
-    /// by `reason` (remove the call once it is fixed). Everything else is still checked.
-    pub fn allow_tmp_leftovers(&mut self, reason: &'static str) {
-        self.tmp_leftovers_allowed = Some(reason);
-    }
-
     /// Assert the invariants (see the module doc). Call after the case's last command.
     pub fn check(&self) {
         let mut changed = Vec::new();
@@ -243,9 +234,6 @@ impl HostGuard {
         assert!(alive.is_empty(), "processes left behind: {alive:?}");
 
         for dir in ["tmp", "ingest", "exec"] {
-            if dir == "tmp" && self.tmp_leftovers_allowed.is_some() {
-                continue;
-            }
             let left: Vec<_> = std::fs::read_dir(self.root.join(dir))
                 .map(|d| d.map(|e| e.unwrap().file_name()).collect())
                 .unwrap_or_default();

@@ -1955,6 +1955,62 @@ fn f13_a_store_from_a_newer_rbuild_is_refused_untouched() {
     c.guard.check();
 }
 
+/// A store root that other users can write, or that belongs to another user, is refused by
+/// every command (exit 4, a store error) and left as it is, also when it is reached through a symlink; a
+/// symlink to a private store of one's own works.
+#[test]
+fn f14_a_store_root_others_control_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let c = Case::new();
+    c.dockerfile("FROM busybox:1.35\n");
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(c.env.root(), &link).unwrap();
+    let rbuild_at = |root: &Path, args: &[&str]| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("rbuild"))
+            .env_remove("RBUILD_ROOT")
+            .current_dir(&c.ctx)
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Through the symlink, a private store of one's own works.
+    let out = rbuild_at(&link, &["images"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let set_mode = |m: u32| {
+        std::fs::set_permissions(c.env.root(), std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    for mode in [0o777u32, 0o1777, 0o720] {
+        set_mode(mode);
+        for root in [c.env.root(), link.as_path()] {
+            for args in [&["images"][..], &["build", "."][..]] {
+                let out = rbuild_at(root, args);
+                let (_, e) = text(&out);
+                assert_eq!(out.status.code(), Some(4), "{mode:o} {args:?}: {e}");
+                assert!(e.contains("can be written by other users"), "{e}");
+                assert!(e.contains("chmod 700"), "{e}");
+            }
+        }
+        let now = std::fs::metadata(c.env.root())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(now, mode, "the mode was changed");
+    }
+    set_mode(0o700);
+    // Owned by another user.
+    rustix::fs::chown(c.env.root(), Some(rustix::fs::Uid::from_raw(4321)), None).unwrap();
+    let out = rbuild_at(c.env.root(), &["images"]);
+    let (_, e) = text(&out);
+    assert_eq!(out.status.code(), Some(4), "{e}");
+    assert!(e.contains("belongs to uid 4321"), "{e}");
+    rustix::fs::chown(c.env.root(), Some(rustix::fs::Uid::from_raw(0)), None).unwrap();
+    c.guard.check();
+}
+
 /// The rbuild binary as a plain `std::process::Command` (to run several at once), bound to the
 /// case's store and carrying the guard's marker.
 fn spawnable(c: &Case) -> std::process::Command {

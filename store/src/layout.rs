@@ -124,6 +124,7 @@ impl Layout {
             // The store holds setuid binaries and device nodes from images: keep it private.
             let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
         }
+        self.check_ownership()?;
         self.check_version()?;
         for dir in [
             self.blobs(),
@@ -206,6 +207,42 @@ impl Layout {
                      a new path; rbuild does not take over a directory that holds other files",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// The store holds image content that runs as root (setuid files, device nodes): a root
+    /// directory (its symlink followed) that another user owns, or that others can write, would
+    /// let them plant blobs, tags or snapshots. Refused rather than used.
+    fn check_ownership(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let root = &self.root;
+        let meta = fs::metadata(root).ctx("inspect store directory", root)?;
+        let me = rustix::process::geteuid().as_raw();
+        if meta.uid() != me {
+            return Err(Error::usage(
+                format!(
+                    "store root `{}` belongs to uid {}, not to you (uid {me})",
+                    root.display(),
+                    meta.uid()
+                ),
+                "use a store of your own (--root DIR or RBUILD_ROOT); a store another user \
+                 controls could hand you content they planted",
+            ));
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(Error::usage(
+                format!(
+                    "store root `{}` can be written by other users (mode {mode:04o})",
+                    root.display()
+                ),
+                format!(
+                    "make it private (`chmod 700 {}`); others could plant blobs, tags or \
+                     snapshots in it",
+                    root.display()
+                ),
+            ));
         }
         Ok(())
     }

@@ -175,8 +175,11 @@ impl Platform {
     }
 
     /// The index entry that best runs on `self` (entries without a platform are skipped);
-    /// ties keep index order.
-    pub fn select<'a>(&self, entries: &'a [Descriptor]) -> Option<&'a Descriptor> {
+    /// ties keep index order (image-index.md: the first match wins).
+    pub fn select<'a>(
+        &self,
+        entries: impl IntoIterator<Item = &'a Descriptor>,
+    ) -> Option<&'a Descriptor> {
         let mut best: Option<(&Descriptor, u32)> = None;
         for d in entries {
             let Some(p) = &d.platform else { continue };

@@ -47,7 +47,9 @@
 //!   [`Store::import`].
 //! - Types: [`Digest`] (validated sha256), [`Reference`] (Docker grammar and normalisation),
 //!   [`ImageConfig`] (every Docker field, unknown fields kept), [`Manifest`], [`Index`],
-//!   [`Descriptor`], [`Limits`], [`Error`] (miette codes `rbuild::store::*` = store faults,
+//!   [`Descriptor`], [`Platform`] (the one platform type of rbuild: `os/arch[/variant]`
+//!   parsing with containerd's normalisation, [`Platform::host`], index-entry matching),
+//!   [`Limits`], [`Error`] (miette codes `rbuild::store::*` = store faults,
 //!   others = bad input).
 //!
 //! # GC rules

@@ -7,9 +7,10 @@ use serde_json::json;
 
 use crate::client::repo::Repo;
 use crate::client::transport::Client;
-use crate::digest::sha256_digest;
 use crate::error::{RegistryError, Result};
-use crate::manifest::{Descriptor, Manifest, media};
+use rbuild_store::Digest;
+
+use crate::manifest::{Descriptor, Document, media};
 use crate::progress::Progress;
 use crate::push::{PushOptions, push_layers};
 use crate::remote::RemoteRef;
@@ -25,7 +26,7 @@ const MAX_INDEX_BYTES: u64 = 64 << 20;
 /// One layer the imported cache can provide.
 #[derive(Debug, Clone)]
 pub struct CacheLayer {
-    pub diff_id: String,
+    pub diff_id: Digest,
     /// The blob in the registry (fetch it with `pull::fetch_blob`).
     pub blob: Descriptor,
 }
@@ -36,13 +37,13 @@ pub struct ImportedCache {
     pub index: Vec<u8>,
     pub layers: Vec<CacheLayer>,
     /// Digest of the cache manifest.
-    pub digest: String,
+    pub digest: Digest,
 }
 
 /// The result of an export.
 #[derive(Debug, Clone)]
 pub struct ExportedCache {
-    pub digest: String,
+    pub digest: Digest,
     pub uploaded: usize,
     pub skipped: usize,
 }
@@ -62,7 +63,7 @@ pub fn export_cache(
     let repo = Repo::new(client, ep, &target.repository);
     let mut counts = (0, 0, 0);
     let pushed = push_layers(&repo, source, layers, opts, progress, &mut counts)?;
-    let index_digest = sha256_digest(index);
+    let index_digest = Digest::of(index);
     let owned = index.to_vec();
     let open = move || -> Result<Box<dyn std::io::Read + Send>> {
         Ok(Box::new(std::io::Cursor::new(owned.clone())))
@@ -112,7 +113,7 @@ pub fn import_cache(client: &Client, reference: &RemoteRef) -> Result<ImportedCa
         reference: display.clone(),
         reason,
     };
-    let Manifest::Image(m) = &fetched.manifest else {
+    let Document::Manifest(m) = &fetched.manifest else {
         return Err(bad("a build cache is a manifest, not an index".into()));
     };
     if m.config.media_type != CACHE_ARTIFACT_TYPE {
@@ -133,18 +134,13 @@ pub fn import_cache(client: &Client, reference: &RemoteRef) -> Result<ImportedCa
         .layers
         .iter()
         .map(|d| {
-            let diff_id = d
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(DIFF_ID_ANNOTATION))
-                .cloned()
-                .ok_or_else(|| {
-                    bad(format!(
-                        "layer `{}` lacks the `{DIFF_ID_ANNOTATION}` annotation",
-                        d.digest
-                    ))
-                })?;
-            crate::digest::validate_digest(&diff_id)?;
+            let diff_id = d.annotation(DIFF_ID_ANNOTATION).ok_or_else(|| {
+                bad(format!(
+                    "layer `{}` lacks the `{DIFF_ID_ANNOTATION}` annotation",
+                    d.digest
+                ))
+            })?;
+            let diff_id = Digest::parse(diff_id)?;
             Ok(CacheLayer {
                 diff_id,
                 blob: d.clone(),

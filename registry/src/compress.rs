@@ -5,7 +5,9 @@
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
-use crate::digest::StreamHasher;
+use rbuild_store::Digest;
+use rbuild_store::digest::Hasher;
+
 use crate::error::{RegistryError, Result};
 use crate::manifest::media;
 
@@ -57,14 +59,14 @@ const ZSTD_LEVEL: i32 = 3;
 /// A compressed layer staged in a temporary file.
 pub struct Compressed {
     pub file: tempfile::NamedTempFile,
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
 }
 
 /// A `Write` that hashes into a shared hasher (gzp needs an owned `'static` writer).
 struct SharedHashingFile {
     file: std::fs::File,
-    hasher: Arc<Mutex<StreamHasher>>,
+    hasher: Arc<Mutex<Hasher>>,
 }
 
 impl Write for SharedHashingFile {
@@ -93,7 +95,7 @@ pub fn compress(
         threads
     };
     let file = tempfile::NamedTempFile::new_in(tmp_dir).map_err(io)?;
-    let hasher = Arc::new(Mutex::new(StreamHasher::new()));
+    let hasher = Arc::new(Mutex::new(Hasher::new()));
     let out = SharedHashingFile {
         file: file.reopen().map_err(io)?,
         hasher: hasher.clone(),
@@ -118,7 +120,7 @@ pub fn compress(
             // gzp owns the writer and flushes it on finish; rebuild a handle for the flush below.
             out = std::io::BufWriter::new(SharedHashingFile {
                 file: file.reopen().map_err(io)?,
-                hasher: Arc::new(Mutex::new(StreamHasher::new())),
+                hasher: Arc::new(Mutex::new(Hasher::new())),
             });
         }
         (Compression::Zstd, n) => {
@@ -151,13 +153,13 @@ mod tests {
             .collect()
     }
 
-    fn roundtrip(c: Compression, threads: usize) -> (String, u64) {
+    fn roundtrip(c: Compression, threads: usize) -> (Digest, u64) {
         let data = sample();
         let dir = tempfile::tempdir().unwrap();
         let out = compress(&mut data.as_slice(), c, threads, dir.path()).unwrap();
         let bytes = std::fs::read(out.file.path()).unwrap();
         assert_eq!(bytes.len() as u64, out.size);
-        assert_eq!(crate::digest::sha256_digest(&bytes), out.digest);
+        assert_eq!(Digest::of(&bytes), out.digest);
         let mut plain = Vec::new();
         match c {
             Compression::Gzip => {

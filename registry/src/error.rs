@@ -175,3 +175,45 @@ impl RegistryError {
 }
 
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+/// The store's errors pass through with their own codes, spans and help, except a digest or
+/// platform given to a registry command, which stays this crate's invalid input (exit class
+/// "registry", as before the types moved to the store).
+impl From<rbuild_store::Error> for RegistryError {
+    fn from(e: rbuild_store::Error) -> Self {
+        match e {
+            rbuild_store::Error::InvalidDigest { input, reason } => RegistryError::InvalidInput {
+                kind: "digest",
+                value: input,
+                reason,
+                help: "digests look like `sha256:` followed by 64 lowercase hex digits".into(),
+            },
+            rbuild_store::Error::InvalidPlatform { input, reason } => RegistryError::InvalidInput {
+                kind: "platform",
+                value: input,
+                reason,
+                help: "platforms look like `linux/amd64`, `linux/arm64` or `linux/arm/v7`".into(),
+            },
+            other => RegistryError::Store(Box::new(other)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use miette::Diagnostic;
+
+    #[test]
+    fn store_input_errors_keep_the_registry_class() {
+        let code = |e: RegistryError| e.code().map(|c| c.to_string()).unwrap_or_default();
+        let platform = "linux//x".parse::<rbuild_store::Platform>().unwrap_err();
+        let e = RegistryError::from(platform);
+        assert!(e.to_string().contains("invalid platform `linux//x`"), "{e}");
+        assert_eq!(code(e), "rbuild::registry::invalid_input");
+        let digest = rbuild_store::Digest::parse("sha256:ABC").unwrap_err();
+        assert_eq!(code(digest.into()), "rbuild::registry::invalid_input");
+        let reference = rbuild_store::Reference::parse("a b").unwrap_err();
+        assert_eq!(code(reference.into()), "rbuild::reference::invalid");
+    }
+}

@@ -5,7 +5,7 @@
 //! between threads):
 //!
 //! - [`Client::new`]`(`[`RegistriesConfig::load`]`(Some(root))?)` — one per command.
-//! - [`pull::pull_image`]`(&client, &store, &RemoteRef, &PlatformSpec, &progress) ->
+//! - [`pull::pull_image`]`(&client, &store, &RemoteRef, &Platform, &progress) ->
 //!   Result<PulledImage>` — `rbuild pull`, `FROM` auto-pull and `build --pull`.
 //! - [`push::push_image`]`(&client, &store, &LocalImage, &RemoteRef, &PushOptions,
 //!   &progress) -> Result<PushedImage>` — `rbuild push` and `build --push`;
@@ -20,17 +20,18 @@
 //! - [`auth::credentials::store_login`] / [`auth::credentials::remove_login`] and
 //!   [`Client::check_login`] — `rbuild login` / `logout`.
 //!
-//! The store side is the [`store_api`] traits ([`PullTarget`], [`PushSource`]).
+//! The store side is the [`store_api`] traits ([`PullTarget`], [`PushSource`]). The OCI model
+//! is the store's: [`Digest`], [`Descriptor`], manifests and indexes
+//! (`rbuild_store::manifest`), [`Platform`] (parsing, host, index-entry matching) and
+//! `rbuild_store::Reference` (the grammar behind [`RemoteRef`]).
 
 pub mod auth;
 pub mod cache;
 pub mod client;
 pub mod compress;
 pub mod config;
-pub mod digest;
 pub mod error;
 pub mod manifest;
-pub mod platform;
 pub mod progress;
 pub mod pull;
 pub mod push;
@@ -46,10 +47,10 @@ pub use client::transport::Client;
 pub use compress::Compression;
 pub use config::{Endpoint, RegistriesConfig};
 pub use error::{RegistryError, Result};
-pub use manifest::{Descriptor, FetchedManifest};
-pub use platform::PlatformSpec;
+pub use manifest::FetchedManifest;
 pub use progress::{BlobOutcome, NoProgress, Progress};
 pub use pull::{PulledImage, pull_image};
 pub use push::{PushOptions, PushedImage, push_image, push_index};
+pub use rbuild_store::{Descriptor, Digest, Platform};
 pub use remote::RemoteRef;
 pub use store_api::{Ingest, LocalImage, LocalIndex, LocalLayer, PullTarget, PushSource};

@@ -1,10 +1,9 @@
-//! Manifest and index documents: media types, the descriptor model, parsing of exactly the
-//! verified bytes, and the checks the distribution spec asks of clients (`mediaType` agrees
-//! with `Content-Type`, no document that is both an index and a manifest, bounded sizes).
+//! Manifests as the distribution protocol serves them: the `Accept` header, the fetched bytes
+//! kept beside their parsed form, and the checks the spec asks of clients (`mediaType` agrees
+//! with `Content-Type`, bounded sizes). The document model (descriptor, manifest, index,
+//! platform) and its strict parsing are the store's (`rbuild_store::manifest`).
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
+use rbuild_store::Digest;
 
 use crate::error::{RegistryError, Result};
 
@@ -14,7 +13,8 @@ pub mod media {
     pub use rbuild_store::media::{
         DOCKER_CONFIG, DOCKER_FOREIGN_LAYER_GZIP as DOCKER_FOREIGN_LAYER, DOCKER_LAYER_GZIP,
         DOCKER_MANIFEST, DOCKER_MANIFEST_LIST as DOCKER_LIST, OCI_CONFIG, OCI_EMPTY, OCI_INDEX,
-        OCI_LAYER_GZIP, OCI_LAYER_TAR as OCI_LAYER, OCI_LAYER_ZSTD, OCI_MANIFEST,
+        OCI_LAYER_GZIP, OCI_LAYER_TAR as OCI_LAYER, OCI_LAYER_ZSTD, OCI_MANIFEST, is_index,
+        is_manifest,
     };
     /// The `Accept` header for manifest requests: every manifest and index type.
     pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -26,69 +26,16 @@ pub mod media {
 /// Largest manifest accepted (the spec asks clients to handle at least 4 MB).
 pub const MAX_MANIFEST_BYTES: u64 = 8 << 20;
 
-/// A content descriptor (OCI `descriptor.md`), Docker-compatible.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub urls: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub artifact_type: Option<String>,
-}
+pub use rbuild_store::manifest::{Descriptor, Document, Index, Manifest, Platform};
 
-/// The platform of an index entry: the store's type (unknown fields kept).
-pub use rbuild_store::manifest::Platform;
-
-/// An image manifest (OCI or Docker schema 2).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ImageManifest {
-    pub schema_version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub artifact_type: Option<String>,
-    pub config: Descriptor,
-    pub layers: Vec<Descriptor>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<Descriptor>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
-}
-
-/// An image index or Docker manifest list.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ImageIndex {
-    pub schema_version: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub media_type: Option<String>,
-    pub manifests: Vec<Descriptor>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub annotations: Option<BTreeMap<String, String>>,
-}
-
-/// A parsed manifest document.
-#[derive(Debug, Clone)]
-pub enum Manifest {
-    Image(Box<ImageManifest>),
-    Index(ImageIndex),
-}
-
-/// Manifest bytes exactly as served, their digest, media type and parsed form.
+/// Manifest bytes exactly as served (the digest is over these; the parsed form is never
+/// re-serialised), their digest, media type and parsed form.
 #[derive(Debug, Clone)]
 pub struct FetchedManifest {
     pub bytes: Vec<u8>,
-    pub digest: String,
+    pub digest: Digest,
     pub media_type: String,
-    pub manifest: Manifest,
+    pub manifest: Document,
 }
 
 fn invalid(reference: &str, reason: impl Into<String>) -> RegistryError {
@@ -108,93 +55,53 @@ pub fn essence(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
-fn is_index_type(mt: &str) -> bool {
-    mt == media::OCI_INDEX || mt == media::DOCKER_LIST
-}
-
-fn is_manifest_type(mt: &str) -> bool {
-    mt == media::OCI_MANIFEST || mt == media::DOCKER_MANIFEST
-}
-
-/// Parse verified manifest bytes. `content_type` is the response header, if any.
+/// Parse verified manifest bytes. `content_type` is the response header, if any. The
+/// protocol's checks are here (schema 1, `Content-Type`); the document's own (duplicate keys,
+/// `mediaType` agreement, manifest/index ambiguity, descriptor digests) are the store's.
 pub fn parse_manifest(
     reference: &str,
     bytes: &[u8],
     content_type: Option<&str>,
-) -> Result<(Manifest, String)> {
+) -> Result<(Document, String)> {
     let value: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| invalid(reference, format!("not valid JSON: {e}")))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| invalid(reference, "the document is not a JSON object"))?;
-    if obj.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1) {
+    if value.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1) {
         return Err(invalid(
             reference,
             "Docker schema 1 manifests are not supported (deprecated since 2017)",
         ));
     }
-    let has_manifests = obj.contains_key("manifests");
-    let has_image_parts = obj.contains_key("layers") || obj.contains_key("config");
-    if has_manifests && has_image_parts {
-        // CVE-2021-41190: a document readable both ways is refused.
-        return Err(invalid(
-            reference,
-            "ambiguous document: it has both `manifests` and `layers`/`config`",
-        ));
-    }
-    let body_type = obj
-        .get("mediaType")
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
     let header_type = content_type
         .map(essence)
-        .filter(|ct| is_index_type(ct) || is_manifest_type(ct));
-    if let (Some(b), Some(h)) = (&body_type, &header_type)
-        && b != h
+        .filter(|ct| media::is_index(ct) || media::is_manifest(ct));
+    if let (Some(body), Some(header)) = (value.get("mediaType"), &header_type)
+        && body.as_str() != Some(header.as_str())
     {
         return Err(invalid(
             reference,
-            format!("`mediaType` `{b}` differs from the `Content-Type` `{h}` the registry sent"),
+            format!(
+                "`mediaType` {body} differs from the `Content-Type` `{header}` the registry sent"
+            ),
         ));
     }
-    let media_type = body_type.or(header_type).unwrap_or_else(|| {
-        if has_manifests {
-            media::OCI_INDEX.into()
-        } else {
-            media::OCI_MANIFEST.into()
-        }
-    });
-    let manifest = if is_index_type(&media_type) {
-        if !has_manifests {
-            return Err(invalid(
-                reference,
-                format!("an index (`{media_type}`) without `manifests`"),
-            ));
-        }
-        Manifest::Index(
-            serde_json::from_slice(bytes).map_err(|e| invalid(reference, e.to_string()))?,
-        )
-    } else if is_manifest_type(&media_type) {
-        Manifest::Image(
-            serde_json::from_slice(bytes).map_err(|e| invalid(reference, e.to_string()))?,
-        )
-    } else {
-        return Err(invalid(
-            reference,
-            format!("unsupported manifest media type `{media_type}`"),
-        ));
-    };
-    let descriptors: Vec<&Descriptor> = match &manifest {
-        Manifest::Image(m) => std::iter::once(&m.config).chain(m.layers.iter()).collect(),
-        Manifest::Index(i) => i.manifests.iter().collect(),
+    let document = rbuild_store::manifest::parse_document(
+        bytes,
+        header_type.as_deref(),
+        MAX_MANIFEST_BYTES,
+        "manifest",
+    )
+    .map_err(|e| match e {
+        rbuild_store::Error::Json { message, .. } => invalid(reference, message),
+        other => invalid(reference, other.to_string()),
+    })?;
+    let (own_type, descriptors): (_, Vec<&Descriptor>) = match &document {
+        Document::Manifest(m) => (
+            m.media_type.clone(),
+            std::iter::once(&m.config).chain(m.layers.iter()).collect(),
+        ),
+        Document::Index(i) => (i.media_type.clone(), i.manifests.iter().collect()),
     };
     for d in descriptors {
-        crate::digest::validate_digest(&d.digest).map_err(|_| {
-            invalid(
-                reference,
-                format!("descriptor digest `{}` is not a sha256 digest", d.digest),
-            )
-        })?;
         if d.size > (1u64 << 53) {
             return Err(invalid(
                 reference,
@@ -202,7 +109,14 @@ pub fn parse_manifest(
             ));
         }
     }
-    Ok((manifest, media_type))
+    let media_type = own_type.or(header_type).unwrap_or_else(|| {
+        match document {
+            Document::Index(_) => media::OCI_INDEX,
+            Document::Manifest(_) => media::OCI_MANIFEST,
+        }
+        .to_string()
+    });
+    Ok((document, media_type))
 }
 
 /// True for layer media types rbuild can unpack.
@@ -232,7 +146,7 @@ mod tests {
         let (m, mt) =
             parse_manifest("r", manifest_json("").as_bytes(), Some(media::OCI_MANIFEST)).unwrap();
         assert_eq!(mt, media::OCI_MANIFEST);
-        assert!(matches!(m, Manifest::Image(_)));
+        assert!(matches!(m, Document::Manifest(_)));
     }
 
     #[test]

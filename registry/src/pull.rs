@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::client::repo::Repo;
 use crate::client::transport::Client;
 use crate::error::{RegistryError, Result};
-use crate::manifest::{Descriptor, FetchedManifest, Manifest, is_supported_layer, media};
-use crate::platform::PlatformSpec;
+use rbuild_store::{Digest, Platform};
+
+use crate::manifest::{Descriptor, Document, FetchedManifest, Manifest, is_supported_layer, media};
 use crate::progress::{BlobOutcome, Progress};
 use crate::remote::RemoteRef;
 use crate::store_api::{Ingest, PullTarget};
@@ -19,7 +20,7 @@ use crate::store_api::{Ingest, PullTarget};
 pub struct PulledImage {
     /// The digest the reference resolved to (the index digest for multi-platform images):
     /// what `docker pull` prints as `Digest:`.
-    pub digest: String,
+    pub digest: Digest,
     /// The platform manifest actually used.
     pub manifest: FetchedManifest,
     /// The index the manifest was selected from, if any.
@@ -59,7 +60,7 @@ pub fn resolve<'c>(
 pub fn select_platform(
     repo: &Repo<'_>,
     top: &FetchedManifest,
-    platform: &PlatformSpec,
+    platform: &Platform,
     display: &str,
 ) -> Result<(FetchedManifest, Option<FetchedManifest>)> {
     let mut seen = vec![top.digest.clone()];
@@ -67,21 +68,14 @@ pub fn select_platform(
     let mut current = top.clone();
     for _depth in 0..3 {
         match &current.manifest {
-            Manifest::Image(_) => return Ok((current, index)),
-            Manifest::Index(idx) => {
+            Document::Manifest(_) => return Ok((current, index)),
+            Document::Index(idx) => {
                 let Some(entry) = platform.select(&idx.manifests) else {
                     let available = idx
                         .manifests
                         .iter()
                         .filter_map(|d| d.platform.as_ref())
-                        .map(|p| {
-                            let mut s = format!("{}/{}", p.os, p.architecture);
-                            if let Some(v) = &p.variant {
-                                s.push('/');
-                                s.push_str(v);
-                            }
-                            s
-                        })
+                        .map(Platform::to_string)
                         .collect::<Vec<_>>();
                     return Err(RegistryError::NoPlatform {
                         reference: display.to_string(),
@@ -116,7 +110,7 @@ pub fn select_platform(
 }
 
 /// Check that an image manifest is a runnable container image rbuild can unpack.
-fn check_image(display: &str, m: &crate::manifest::ImageManifest) -> Result<()> {
+fn check_image(display: &str, m: &Manifest) -> Result<()> {
     let bad = |reason: String| RegistryError::Manifest {
         reference: display.to_string(),
         reason,
@@ -237,13 +231,13 @@ pub fn pull_image(
     client: &Client,
     store: &dyn PullTarget,
     reference: &RemoteRef,
-    platform: &PlatformSpec,
+    platform: &Platform,
     progress: &dyn Progress,
 ) -> Result<PulledImage> {
     let display = reference.to_string();
     let (repo, top) = resolve(client, reference)?;
     let (manifest, index) = select_platform(&repo, &top, platform, &display)?;
-    let Manifest::Image(image) = &manifest.manifest else {
+    let Document::Manifest(image) = &manifest.manifest else {
         return Err(RegistryError::Manifest {
             reference: display,
             reason: "the platform entry is not an image manifest".into(),
@@ -313,7 +307,7 @@ pub fn fetch_blob(
 
 /// The digest a reference currently resolves to, by HEAD (cheaper than GET under Docker Hub
 /// rate limits), trying mirrors first: `build --pull` compares it with the local image.
-pub fn resolve_digest(client: &Client, reference: &RemoteRef) -> Result<String> {
+pub fn resolve_digest(client: &Client, reference: &RemoteRef) -> Result<Digest> {
     if let Some(d) = &reference.digest {
         return Ok(d.clone());
     }
@@ -324,8 +318,8 @@ pub fn resolve_digest(client: &Client, reference: &RemoteRef) -> Result<String> 
         let repo = Repo::new(client, ep, &reference.repository);
         let outcome = match repo.head_manifest(reference.reference()) {
             // A registry that omits Docker-Content-Digest on HEAD: hash the GET body instead.
-            Ok(Some(d)) if d.starts_with("sha256:") => Ok(d),
-            Ok(_) => repo
+            Ok(Some(d)) => Ok(d),
+            Ok(None) => repo
                 .get_manifest(reference.reference(), &reference.to_string())
                 .map(|m| m.digest),
             Err(e) => Err(e),

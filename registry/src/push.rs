@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use rbuild_store::Digest;
 use serde_json::Value;
 
 use crate::client::repo::{BlobPush, Repo};
@@ -33,7 +34,7 @@ pub struct PushOptions {
 #[derive(Debug, Clone)]
 pub struct PushedImage {
     /// Digest of the manifest as pushed.
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     pub media_type: String,
     /// The exact manifest bytes pushed.
@@ -83,16 +84,20 @@ fn push_layer(
     opts: &PushOptions,
     progress: &dyn Progress,
     tally: &Tally,
-) -> Result<(String, u64, String)> {
+) -> Result<(Digest, u64, String)> {
     if !is_uncompressed(&layer.media_type) {
-        let open = || source.open_blob(&layer.digest);
-        progress.blob_start(&layer.digest, layer.size);
-        let outcome = repo.push_blob(&layer.digest, layer.size, &open, &opts.mount_from)?;
-        progress.blob_done(&layer.digest, tally.count(outcome));
-        return Ok((layer.digest.clone(), layer.size, layer.media_type.clone()));
+        let digest = Digest::parse(&layer.digest)?;
+        let open = || source.open_blob(&digest);
+        progress.blob_start(&digest, layer.size);
+        let outcome = repo.push_blob(&digest, layer.size, &open, &opts.mount_from)?;
+        progress.blob_done(&digest, tally.count(outcome));
+        return Ok((digest, layer.size, layer.media_type.clone()));
     }
     let comp = opts.compression;
-    if let Some((digest, size)) = source.compressed_digest(&layer.diff_id, comp.name()) {
+    let remembered = source
+        .compressed_digest(&layer.diff_id, comp.name())
+        .and_then(|(digest, size)| Some((Digest::parse(&digest).ok()?, size)));
+    if let Some((digest, size)) = remembered {
         // Compressed before: the registry may have it here, or in a repository it can be
         // mounted from; either way nothing is compressed or uploaded again.
         let outcome = if repo
@@ -151,11 +156,11 @@ pub(crate) fn push_layers(
     opts: &PushOptions,
     progress: &dyn Progress,
     tally_out: &mut (usize, usize, usize),
-) -> Result<Vec<(String, u64, String)>> {
+) -> Result<Vec<(Digest, u64, String)>> {
     let tally = Tally::default();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<(String, u64, String)>>> = Mutex::new(vec![None; layers.len()]);
+    let results: Mutex<Vec<Option<(Digest, u64, String)>>> = Mutex::new(vec![None; layers.len()]);
     let first_error: Mutex<Option<RegistryError>> = Mutex::new(None);
     let workers = repo
         .client
@@ -288,7 +293,7 @@ fn push_one(
             } else {
                 layer_mt.clone()
             };
-            entry["digest"] = Value::from(digest.clone());
+            entry["digest"] = Value::from(digest.to_string());
             entry["size"] = Value::from(*size);
             entry["mediaType"] = Value::from(layer_mt);
         }
@@ -297,7 +302,7 @@ fn push_one(
         (image.manifest.clone(), image.manifest_media_type.clone())
     };
     let reference = if by_digest {
-        crate::digest::sha256_digest(&bytes)
+        Digest::of(&bytes).to_string()
     } else {
         target.reference().to_string()
     };
@@ -349,7 +354,7 @@ pub fn push_index(
         uploaded += pushed.uploaded;
         skipped += pushed.skipped;
         mounted += pushed.mounted;
-        entry["digest"] = Value::from(pushed.digest);
+        entry["digest"] = Value::from(pushed.digest.to_string());
         entry["size"] = Value::from(pushed.size);
         entry["mediaType"] = Value::from(pushed.media_type);
     }

@@ -1,7 +1,11 @@
-//! `RemoteRef`: the registry, repository and tag/digest a pull or push talks about, parsed
-//! with docker's normalisation (`nginx` → `docker.io/library/nginx:latest`).
+//! `RemoteRef`: the registry, repository and tag/digest a pull or push talks about. Parsing
+//! is the store's one reference grammar ([`rbuild_store::Reference`], docker's normalisation:
+//! `nginx` → `docker.io/library/nginx:latest`); the registry name is then made canonical
+//! (`index.docker.io`, `registry-1.docker.io` → `docker.io`).
 
 use std::fmt;
+
+use rbuild_store::{Digest, Reference};
 
 use crate::error::{RegistryError, Result};
 
@@ -13,54 +17,45 @@ pub struct RemoteRef {
     /// Repository path (`library/nginx`).
     pub repository: String,
     pub tag: Option<String>,
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
 }
 
 impl RemoteRef {
     /// Parse a docker-style reference.
     pub fn parse(text: &str) -> Result<Self> {
-        let parsed: oci_spec::distribution::Reference =
-            text.parse().map_err(|e: oci_spec::distribution::ParseError| RegistryError::InvalidInput {
-                kind: "image reference",
-                value: text.to_string(),
-                reason: e.to_string().to_lowercase(),
-                help: "references look like `nginx`, `nginx:1.27`, `ghcr.io/org/app:tag` or `name@sha256:<hex>`".into(),
-            })?;
-        if let Some(d) = parsed.digest() {
-            crate::digest::validate_digest(d)?;
+        Ok(Self::from_reference(&Reference::parse(text)?))
+    }
+
+    /// The registry's view of a parsed store reference.
+    pub fn from_reference(reference: &Reference) -> Self {
+        RemoteRef {
+            registry: crate::config::canonical_registry(reference.domain()).to_string(),
+            repository: reference.path().to_string(),
+            tag: reference.tag().map(str::to_string),
+            digest: reference.digest().cloned(),
         }
-        let registry = crate::config::canonical_registry(parsed.registry()).to_string();
-        let tag = match (parsed.tag(), parsed.digest()) {
-            (None, None) => Some("latest".to_string()),
-            (t, _) => t.map(str::to_string),
-        };
-        Ok(RemoteRef {
-            registry,
-            repository: parsed.repository().to_string(),
-            tag,
-            digest: parsed.digest().map(str::to_string),
-        })
     }
 
     /// What to ask the registry for: the digest if pinned, else the tag.
     pub fn reference(&self) -> &str {
         self.digest
-            .as_deref()
+            .as_ref()
+            .map(Digest::as_str)
             .or(self.tag.as_deref())
             .unwrap_or("latest")
     }
 
     /// The same repository with another tag or digest.
-    pub fn with_reference(&self, tag_or_digest: &str) -> Self {
+    pub fn with_reference(&self, tag_or_digest: &str) -> Result<Self> {
         let mut r = self.clone();
-        if tag_or_digest.starts_with("sha256:") {
+        if tag_or_digest.contains(':') {
             r.tag = None;
-            r.digest = Some(tag_or_digest.to_string());
+            r.digest = Some(Digest::parse(tag_or_digest)?);
         } else {
             r.tag = Some(tag_or_digest.to_string());
             r.digest = None;
         }
-        r
+        Ok(r)
     }
 
     /// `registry/repository` without tag or digest.
@@ -106,5 +101,18 @@ mod tests {
         let r = RemoteRef::parse(&format!("localhost:5000/x@{d}")).unwrap();
         assert_eq!(r.reference(), d);
         assert!(RemoteRef::parse("library/UPPER").is_err() && RemoteRef::parse("a b").is_err());
+        // Docker Hub's aliases name one registry; a bad digest is refused by the store's
+        // grammar with its own diagnostic.
+        for alias in [
+            "index.docker.io/library/nginx",
+            "registry-1.docker.io/library/nginx",
+        ] {
+            assert_eq!(
+                RemoteRef::parse(alias).unwrap().to_string(),
+                "docker.io/library/nginx:latest"
+            );
+        }
+        let e = RemoteRef::parse("x@sha256:abc").unwrap_err();
+        assert!(e.to_string().contains("digest"), "{e}");
     }
 }

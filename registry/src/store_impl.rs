@@ -69,7 +69,7 @@ impl PullTarget for Store {
         }
         let desc = StoreDescriptor::new(
             manifest.media_type.clone(),
-            digest(&manifest.digest)?,
+            manifest.digest.clone(),
             manifest.bytes.len() as u64,
         );
         let record = self.add_image(&desc).map_err(store_err)?;
@@ -202,5 +202,5 @@ pub fn mount_candidates(store: &Store, image: &str, target: &RemoteRef) -> Vec<S
 
 /// A `RemoteRef` from a store reference.
 pub fn remote_ref(reference: &Reference) -> Result<RemoteRef> {
-    RemoteRef::parse(&reference.to_string())
+    Ok(RemoteRef::from_reference(reference))
 }

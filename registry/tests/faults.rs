@@ -6,12 +6,12 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rbuild_registry::digest::sha256_digest;
 use rbuild_registry::{
-    Client, Credential, NoProgress, PlatformSpec, RegistriesConfig, RegistryError, RemoteRef,
+    Client, Credential, NoProgress, Platform, RegistriesConfig, RegistryError, RemoteRef,
     StaticCredentials, pull_image,
 };
 use support::fake_http::{FakeHttp, Reply, Seen, reply};
+use support::sha256_digest;
 use support::test_store::TestStore;
 
 /// A tiny image: config, one layer, manifest.
@@ -89,7 +89,7 @@ fn pull(
     store: &TestStore,
 ) -> Result<rbuild_registry::PulledImage, RegistryError> {
     let r = RemoteRef::parse(&format!("{host}/t/img:1")).unwrap();
-    pull_image(client, store, &r, &PlatformSpec::host(), &NoProgress)
+    pull_image(client, store, &r, &Platform::host(), &NoProgress)
 }
 
 fn assert_store_empty(store: &TestStore) {

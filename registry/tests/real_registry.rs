@@ -5,13 +5,13 @@ mod support;
 
 use std::sync::Arc;
 
-use rbuild_registry::digest::sha256_digest;
-use rbuild_registry::manifest::{Manifest, media};
+use rbuild_registry::manifest::{Document, media};
 use rbuild_registry::{
-    Client, Compression, Credential, LocalImage, LocalLayer, NoProgress, PlatformSpec, PushOptions,
+    Client, Compression, Credential, LocalImage, LocalLayer, NoProgress, Platform, PushOptions,
     RegistriesConfig, RegistryError, RemoteRef, StaticCredentials, pull_image, push_image,
 };
 use support::real_registry::RealRegistry;
+use support::sha256_digest;
 use support::test_store::TestStore;
 
 fn client_with(cfg: RegistriesConfig, creds: Vec<(String, Credential)>) -> Client {
@@ -26,13 +26,13 @@ fn r(s: &str) -> RemoteRef {
     RemoteRef::parse(s).unwrap()
 }
 
-fn amd64() -> PlatformSpec {
+fn amd64() -> Platform {
     "linux/amd64".parse().unwrap()
 }
 
 /// The pulled image as a LocalImage for pushing it again.
 fn local_image(store: &TestStore, pulled: &rbuild_registry::PulledImage) -> LocalImage {
-    let Manifest::Image(m) = &pulled.manifest.manifest else {
+    let Document::Manifest(m) = &pulled.manifest.manifest else {
         panic!("image manifest expected")
     };
     let config: serde_json::Value =
@@ -47,7 +47,7 @@ fn local_image(store: &TestStore, pulled: &rbuild_registry::PulledImage) -> Loca
             .zip(diff_ids)
             .map(|(l, d)| LocalLayer {
                 diff_id: d.as_str().unwrap().to_string(),
-                digest: l.digest.clone(),
+                digest: l.digest.to_string(),
                 size: l.size,
                 media_type: l.media_type.clone(),
             })
@@ -253,7 +253,7 @@ fn multi_platform_index_selects_platform() {
         Ok(Box::new(std::io::Cursor::new(arm_config.clone())))
     };
     repo.push_blob(
-        &sha256_digest(&arm_config),
+        &rbuild_store::Digest::of(&arm_config),
         arm_config.len() as u64,
         &open,
         &[],

@@ -284,39 +284,6 @@ pub struct MkdirOp {
     pub user: String,
 }
 
-/// The OS/architecture a build targets.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// The platform of this machine in OCI terms.
-    pub fn host() -> Platform {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            other => other,
-        };
-        let variant = (architecture == "arm64").then(|| "v8".to_string());
-        Platform {
-            os: "linux".into(),
-            architecture: architecture.into(),
-            variant,
-        }
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(variant) = &self.variant {
-            write!(f, "/{variant}")?;
-        }
-        Ok(())
-    }
-}
+/// The OS/architecture a build targets: the store's one platform type (parsing,
+/// normalisation, `Platform::host()` and index matching live there).
+pub use rbuild_store::Platform;

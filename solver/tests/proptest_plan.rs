@@ -135,11 +135,7 @@ fn check(src: &str, build_args: &[(String, String)], target: Option<String>) {
     let opts = PlanOptions {
         build_args: build_args.iter().cloned().collect::<BTreeMap<_, _>>(),
         target,
-        platform: Platform {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-            variant: None,
-        },
+        platform: Platform::new("linux", "amd64", None),
     };
     // The CLI plans only Dockerfiles without errors; plan the others too, it must cope.
     let Ok(planned) = plan(src, &parsed.dockerfile, &opts, &FakeImages) else {

@@ -103,6 +103,56 @@ impl fmt::Debug for Digest {
     }
 }
 
+/// A digest reads as its `sha256:<hex>` text wherever a `&str` is expected.
+impl std::ops::Deref for Digest {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Digest {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Digest {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Digest {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Digest {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl PartialEq<Digest> for String {
+    fn eq(&self, other: &Digest) -> bool {
+        *self == other.0
+    }
+}
+
+impl PartialEq<Digest> for &str {
+    fn eq(&self, other: &Digest) -> bool {
+        *self == other.0
+    }
+}
+
+impl From<Digest> for String {
+    fn from(d: Digest) -> String {
+        d.0
+    }
+}
+
 impl FromStr for Digest {
     type Err = Error;
     fn from_str(s: &str) -> Result<Digest> {
@@ -258,11 +308,54 @@ mod tests {
         }
     }
 
+    /// The registry's former validator's cases: the store's `Digest` refuses the same.
+    #[test]
+    fn registry_digest_cases() {
+        let good = Digest::of(b"abc");
+        assert!(Digest::parse(good.as_str()).is_ok());
+        assert!(Digest::parse("sha256:ABC").is_err());
+        assert!(Digest::parse("md5:00").is_err());
+        assert!(Digest::parse(&good.to_uppercase()).is_err());
+    }
+
+    #[test]
+    fn hasher_matches_one_shot() {
+        let mut h = Hasher::new();
+        h.update(b"ab");
+        h.update(b"c");
+        assert_eq!(h.len(), 3);
+        assert_eq!(h.finish(), Digest::of(b"abc"));
+    }
+
     #[test]
     fn short_id_is_twelve_hex() {
         let d = Digest::of(b"x");
         assert_eq!(d.short().len(), 12);
         assert!(d.hex().starts_with(d.short()));
+    }
+
+    #[test]
+    fn reads_and_compares_as_text() {
+        let d = Digest::of(b"{}");
+        let text: &str = &d;
+        assert_eq!(text, EMPTY_JSON_DIGEST);
+        assert_eq!(d, EMPTY_JSON_DIGEST);
+        assert_eq!(EMPTY_JSON_DIGEST, d);
+        let owned = EMPTY_JSON_DIGEST.to_string();
+        assert_eq!(d, owned);
+        assert_eq!(owned, d);
+        assert_eq!(String::from(d.clone()), owned);
+        assert!(d != *"sha256:00");
+    }
+
+    #[test]
+    fn hashing_writer_counts_and_hashes() {
+        let mut w = HashingWriter::new(Vec::new());
+        w.write_all(b"ab").unwrap();
+        w.write_all(b"c").unwrap();
+        let (inner, digest, len) = w.finish();
+        assert_eq!((inner.as_slice(), len), (&b"abc"[..], 3));
+        assert_eq!(digest, Digest::of(b"abc"));
     }
 
     #[test]

@@ -55,6 +55,14 @@ pub enum Error {
     )]
     InvalidDigest { input: String, reason: String },
 
+    /// A platform string is not `os/arch[/variant]`.
+    #[error("invalid platform `{input}`: {reason}")]
+    #[diagnostic(
+        code(rbuild::platform::invalid),
+        help("platforms look like `linux/amd64`, `linux/arm64` or `linux/arm/v7`")
+    )]
+    InvalidPlatform { input: String, reason: String },
+
     /// An image reference does not follow Docker's grammar.
     #[error("invalid reference format: {reason}")]
     #[diagnostic(code(rbuild::reference::invalid), help("{help}"))]

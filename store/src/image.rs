@@ -577,14 +577,14 @@ fn apply_tag(
     Some(prev.digest)
 }
 
-/// Pick the manifest for `want` from an index's entries (first match wins, per image-index.md).
+/// Pick the image manifest for `want` from an index's entries with the one matching rule
+/// ([`Platform::select`]: best fit, the first of equals, per image-index.md).
 pub fn select_platform<'a>(manifests: &'a [Descriptor], want: &Platform) -> Option<&'a Descriptor> {
-    manifests.iter().find(|d| {
-        media::is_manifest(&d.media_type)
-            && d.platform
-                .as_ref()
-                .is_some_and(|p| p.os == want.os && p.architecture == want.architecture)
-    })
+    want.select(
+        manifests
+            .iter()
+            .filter(|d| media::is_manifest(&d.media_type)),
+    )
 }
 
 /// "No such image" with the closest names as suggestions.
@@ -652,6 +652,28 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open_with(dir.path(), StoreOptions::default()).unwrap();
         (dir, s)
+    }
+
+    /// The host's image is the best fit, not the first entry that shares os/arch: an exact
+    /// entry beats an earlier variant entry, other OSes and index entries never match.
+    #[test]
+    fn select_platform_prefers_the_exact_entry() {
+        let host = Platform::host();
+        let entry = |mt: &str, os: &str, variant: Option<&str>, n: u8| {
+            let mut d = Descriptor::new(mt, Digest::of(&[n]), 1);
+            d.platform = Some(Platform::new(os, &host.architecture, variant));
+            d
+        };
+        let entries = vec![
+            entry(media::OCI_INDEX, "linux", host.variant.as_deref(), 0),
+            entry(media::OCI_MANIFEST, "windows", host.variant.as_deref(), 1),
+            entry(media::OCI_MANIFEST, "linux", Some("v1000"), 2),
+            entry(media::DOCKER_MANIFEST, "linux", host.variant.as_deref(), 3),
+            entry(media::OCI_MANIFEST, "linux", host.variant.as_deref(), 4),
+        ];
+        let chosen = select_platform(&entries, &host).unwrap();
+        assert_eq!(chosen.digest, Digest::of(&[3]));
+        assert!(select_platform(&entries[..2], &host).is_none());
     }
 
     #[test]

@@ -47,7 +47,9 @@
 //!   [`Store::import`].
 //! - Types: [`Digest`] (validated sha256), [`Reference`] (Docker grammar and normalisation),
 //!   [`ImageConfig`] (every Docker field, unknown fields kept), [`Manifest`], [`Index`],
-//!   [`Descriptor`], [`Limits`], [`Error`] (miette codes `rbuild::store::*` = store faults,
+//!   [`Descriptor`], [`Platform`] (the one platform type of rbuild: `os/arch[/variant]`
+//!   parsing with containerd's normalisation, [`Platform::host`], index-entry matching),
+//!   [`Limits`], [`Error`] (miette codes `rbuild::store::*` = store faults,
 //!   others = bad input).
 //!
 //! # GC rules
@@ -81,6 +83,7 @@ pub mod limits;
 pub mod lock;
 pub mod manifest;
 pub mod media;
+pub mod platform;
 pub mod reference;
 pub mod refs;
 pub mod repo_digests;
@@ -94,7 +97,8 @@ pub use error::{Error, Result};
 pub use image::{ImageRecord, ImageSummary, Layer};
 pub use layout::default_root;
 pub use limits::Limits;
-pub use manifest::{Descriptor, Index, Manifest, Platform};
+pub use manifest::{Descriptor, Document, Index, Manifest};
 pub use media::Compression;
+pub use platform::Platform;
 pub use reference::Reference;
 pub use store::{Store, StoreOptions};

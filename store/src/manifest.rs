@@ -11,6 +11,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::json;
 use crate::media;
+pub use crate::platform::{Platform, host_arch};
 
 /// The annotation OCI layouts use as the tag of an index.json entry.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -57,57 +58,6 @@ impl Descriptor {
 
     pub fn annotation(&self, key: &str) -> Option<&str> {
         self.annotations.as_ref()?.get(key).map(String::as_str)
-    }
-}
-
-/// A platform of an index entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Platform {
-    pub architecture: String,
-    pub os: String,
-    #[serde(
-        rename = "os.version",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub os_version: Option<String>,
-    #[serde(
-        rename = "os.features",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub os_features: Option<Vec<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
-    #[serde(flatten)]
-    pub extra: BTreeMap<String, Value>,
-}
-
-impl Platform {
-    /// The platform this rbuild runs on, in OCI/Go naming.
-    pub fn host() -> Platform {
-        Platform {
-            architecture: host_arch().to_string(),
-            os: "linux".to_string(),
-            os_version: None,
-            os_features: None,
-            variant: None,
-            extra: BTreeMap::new(),
-        }
-    }
-}
-
-/// GOARCH-style name of the host CPU architecture.
-pub fn host_arch() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "arm" => "arm",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        other => other,
     }
 }
 

@@ -93,6 +93,7 @@ pub fn platform(text: Option<&str>) -> miette::Result<Platform> {
             os: os.to_string(),
             architecture: arch.to_string(),
             variant: parts.get(2).map(|v| v.to_string()),
+            ..Platform::default()
         }),
         _ => Err(miette::miette!(
             code = "rbuild::usage::platform",

@@ -3,7 +3,7 @@
 //! the transfer progress renderer that `push` shares.
 
 use clap::Args;
-use rbuild_registry::{Client, PlatformSpec, RegistriesConfig, RemoteRef, pull_image};
+use rbuild_registry::{Client, Platform, RegistriesConfig, RemoteRef, pull_image};
 
 use crate::args::GlobalArgs;
 
@@ -25,8 +25,10 @@ pub struct PullArgs {
 pub fn run(global: &GlobalArgs, args: PullArgs) -> miette::Result<u8> {
     let reference = RemoteRef::parse(&args.image)?;
     let platform = match &args.platform {
-        Some(p) => p.parse::<PlatformSpec>()?,
-        None => PlatformSpec::host(),
+        Some(p) => p
+            .parse::<Platform>()
+            .map_err(rbuild_registry::RegistryError::from)?,
+        None => Platform::host(),
     };
     let store = super::storeutil::open_store(global)?;
     let config = RegistriesConfig::load(Some(store.root()))?;

@@ -4,6 +4,9 @@
 
 use std::io::{Read, Write};
 
+use rbuild_store::Digest;
+use rbuild_store::digest::Hasher;
+
 use ureq::SendBody;
 use ureq::http::{self, Method, StatusCode};
 
@@ -11,7 +14,6 @@ use super::transport::{
     Client, Req, authority, describe_ureq, read_limited, redact_url, status_error,
 };
 use crate::config::Endpoint;
-use crate::digest::{StreamHasher, sha256_digest, validate_digest};
 use crate::error::{RegistryError, Result};
 use crate::manifest::{FetchedManifest, MAX_MANIFEST_BYTES, media, parse_manifest};
 
@@ -90,21 +92,21 @@ impl<'c> Repo<'c> {
                 reason: format!("larger than {MAX_MANIFEST_BYTES} bytes"),
             });
         }
-        let digest = sha256_digest(&bytes);
-        if reference.starts_with("sha256:") && reference != digest {
+        let digest = Digest::of(&bytes);
+        if reference.starts_with("sha256:") && digest != reference {
             return Err(RegistryError::DigestMismatch {
                 registry: self.ep.host.clone(),
                 expected: reference.to_string(),
-                actual: digest,
+                actual: digest.to_string(),
             });
         }
         if let Some(h) = header_digest.filter(|h| h.starts_with("sha256:"))
-            && h != digest
+            && digest != h
         {
             return Err(RegistryError::DigestMismatch {
                 registry: self.ep.host.clone(),
                 expected: h,
-                actual: digest,
+                actual: digest.to_string(),
             });
         }
         let (manifest, media_type) = parse_manifest(display, &bytes, content_type.as_deref())?;
@@ -116,8 +118,9 @@ impl<'c> Repo<'c> {
         })
     }
 
-    /// HEAD a manifest: its digest when it exists (`Docker-Content-Digest`), `None` on 404.
-    pub fn head_manifest(&self, reference: &str) -> Result<Option<String>> {
+    /// HEAD a manifest: its digest when it exists (a valid `Docker-Content-Digest`, else the
+    /// digest asked for), `None` on 404 or when the registry names no digest for a tag.
+    pub fn head_manifest(&self, reference: &str) -> Result<Option<Digest>> {
         let what = format!("check manifest `{}:{reference}`", self.name);
         let req = Req {
             method: Method::HEAD,
@@ -128,19 +131,17 @@ impl<'c> Repo<'c> {
         };
         let resp = self.client.execute(&self.ep, &self.pull_scope(), &req)?;
         match resp.status().as_u16() {
-            200 => Ok(header(&resp, "docker-content-digest").or_else(|| {
-                reference
-                    .starts_with("sha256:")
-                    .then(|| reference.to_string())
-            })),
+            200 => Ok(header(&resp, "docker-content-digest")
+                .and_then(|h| Digest::parse(&h).ok())
+                .or_else(|| Digest::parse(reference).ok())),
             404 => Ok(None),
             _ => Err(status_error(&self.ep, &what, resp)),
         }
     }
 
     /// PUT manifest bytes exactly as given, with `Content-Type` = their media type.
-    pub fn put_manifest(&self, reference: &str, bytes: &[u8], media_type: &str) -> Result<String> {
-        let digest = sha256_digest(bytes);
+    pub fn put_manifest(&self, reference: &str, bytes: &[u8], media_type: &str) -> Result<Digest> {
+        let digest = Digest::of(bytes);
         let what = format!("push manifest `{}:{reference}`", self.name);
         let owned = bytes.to_vec();
         let body = move || -> Result<SendBody<'static>> {
@@ -163,11 +164,11 @@ impl<'c> Repo<'c> {
             return Err(status_error(&self.ep, &what, resp));
         }
         if let Some(h) = header(&resp, "docker-content-digest").filter(|h| h.starts_with("sha256:"))
-            && h != digest
+            && digest != h
         {
             return Err(RegistryError::DigestMismatch {
                 registry: self.ep.host.clone(),
-                expected: digest,
+                expected: digest.to_string(),
                 actual: h,
             });
         }
@@ -205,15 +206,14 @@ impl<'c> Repo<'c> {
     /// `progress` is called with the byte count of each chunk written.
     pub fn fetch_blob(
         &self,
-        digest: &str,
+        digest: &Digest,
         size: u64,
         out: &mut dyn Write,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<()> {
-        validate_digest(digest)?;
         let what = format!("pull blob `{digest}`");
         let attempts = self.client.config.network.retries.max(1);
-        let mut hasher = StreamHasher::new();
+        let mut hasher = Hasher::new();
         let mut last_problem = String::new();
         let mut truncated = false;
         let mut buf = vec![0u8; 256 * 1024];
@@ -263,7 +263,7 @@ impl<'c> Repo<'c> {
             };
             if let Some(h) =
                 header(&resp, "docker-content-digest").filter(|h| h.starts_with("sha256:"))
-                && h != digest
+                && *digest != h
             {
                 return Err(RegistryError::DigestMismatch {
                     registry: self.ep.host.clone(),
@@ -303,11 +303,11 @@ impl<'c> Repo<'c> {
             match outcome {
                 Ok(()) if hasher.len() == size => {
                     let actual = hasher.finish();
-                    if actual != digest {
+                    if actual != *digest {
                         return Err(RegistryError::DigestMismatch {
                             registry: self.ep.host.clone(),
                             expected: digest.to_string(),
-                            actual,
+                            actual: actual.to_string(),
                         });
                     }
                     return Ok(());
@@ -322,7 +322,7 @@ impl<'c> Repo<'c> {
                     last_problem = reason;
                 }
             }
-            tracing::debug!(digest, attempt, problem = %last_problem, "resuming blob download");
+            tracing::debug!(%digest, attempt, problem = %last_problem, "resuming blob download");
         }
         if truncated {
             return Err(RegistryError::SizeMismatch {
@@ -345,12 +345,11 @@ impl<'c> Repo<'c> {
     /// single PUT with 413).
     pub fn push_blob(
         &self,
-        digest: &str,
+        digest: &Digest,
         size: u64,
         open: BlobOpener<'_>,
         mount_from: &[String],
     ) -> Result<BlobPush> {
-        validate_digest(digest)?;
         let push_scope = self.push_scope();
         if self.blob_exists(digest, Some(&push_scope))?.is_some() {
             return Ok(BlobPush::Skipped);
@@ -409,8 +408,7 @@ impl<'c> Repo<'c> {
     /// The upload URL (resolved against the request) and `OCI-Chunk-Min-Length`.
     /// Cross-repository mount of `digest` from the first of `mount_from` that has it, without
     /// uploading anything: `Ok(true)` when the blob is now in this repository.
-    pub fn mount_only(&self, digest: &str, mount_from: &[String]) -> Result<bool> {
-        validate_digest(digest)?;
+    pub fn mount_only(&self, digest: &Digest, mount_from: &[String]) -> Result<bool> {
         let what = format!("mount blob `{digest}`");
         match self.mount(digest, mount_from, &what)? {
             Mount::Mounted => Ok(true),

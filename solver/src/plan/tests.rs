@@ -45,11 +45,7 @@ fn opts(args: &[(&str, &str)], target: Option<&str>) -> PlanOptions {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         target: target.map(str::to_string),
-        platform: Platform {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-            variant: None,
-        },
+        platform: Platform::new("linux", "amd64", None),
     }
 }
 

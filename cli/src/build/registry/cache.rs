@@ -213,7 +213,7 @@ fn export_one(
             }
             layers.push(LocalLayer {
                 diff_id: diff_id.clone(),
-                digest: source.blob.digest.clone(),
+                digest: source.blob.digest.to_string(),
                 size: source.blob.size,
                 media_type: source.blob.media_type.clone(),
             });

@@ -4,7 +4,7 @@
 //! reference in the Dockerfile, with the registry's own words.
 
 use rbuild_registry::store_impl::remote_ref;
-use rbuild_registry::{PlatformSpec, RegistryError, pull_image};
+use rbuild_registry::{RegistryError, pull_image};
 use rbuild_solver::op::Platform;
 use rbuild_store::{Digest, ImageRecord, Reference, Store};
 
@@ -47,10 +47,7 @@ impl ImagePuller for Puller<'_> {
     fn pull(&self, reference: &Reference, platform: &Platform) -> Result<ImageRecord, SourceError> {
         let client = self.session.client().map_err(config_failure)?;
         let remote = remote_ref(reference).map_err(|e| failure("pull", reference, &e))?;
-        let spec: PlatformSpec = platform
-            .to_string()
-            .parse()
-            .map_err(|e: RegistryError| failure("pull", reference, &e))?;
+        let spec = platform.normalized();
         let progress = TransferProgress::new(false, self.session.quiet());
         progress.line(&format!(
             "{}: Pulling from {} ({platform})",

@@ -80,7 +80,9 @@ impl BuildWorker<'_> {
                 uid,
                 gid,
                 from,
+                subpath,
             } => mounts::RunMount::Cache(CacheMount {
+                subpath: subpath.clone(),
                 seed: match from {
                     None => None,
                     Some((source, subpath)) => {

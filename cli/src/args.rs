@@ -238,9 +238,39 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// `--pids-limit N`: a number of tasks, or `-1` for no limit (docker's convention).
+pub fn parse_pids_limit(text: &str) -> Result<rbuild_executor::sandbox::PidsLimit, String> {
+    use rbuild_executor::sandbox::{MIN_PIDS_LIMIT, PidsLimit};
+    let n: i64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of processes (or -1 for no limit)"))?;
+    match n {
+        -1 => Ok(PidsLimit::Unlimited),
+        n if n >= MIN_PIDS_LIMIT as i64 => Ok(PidsLimit::Max(n as u64)),
+        _ => Err(format!(
+            "`{text}` is below the minimum pids limit, {MIN_PIDS_LIMIT} (use -1 for no limit)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod memory_tests {
-    use super::parse_memory;
+    use super::{parse_memory, parse_pids_limit};
+    use rbuild_executor::sandbox::PidsLimit;
+
+    #[test]
+    fn pids_limits_take_minus_one_for_unlimited() {
+        assert_eq!(parse_pids_limit("64"), Ok(PidsLimit::Max(64)));
+        assert_eq!(parse_pids_limit("-1"), Ok(PidsLimit::Unlimited));
+        assert!(parse_pids_limit("0").unwrap_err().contains("minimum"));
+        assert!(parse_pids_limit("-2").unwrap_err().contains("minimum"));
+        assert!(
+            parse_pids_limit("lots")
+                .unwrap_err()
+                .contains("not a number")
+        );
+    }
 
     #[test]
     fn memory_sizes_use_binary_units() {

@@ -2,6 +2,7 @@
 //! BuildKit's do, and neither their contents nor the mount points they needed reach the layer;
 //! `/etc/hosts` and `/etc/resolv.conf` come from the host but are never captured.
 
+mod common;
 mod exec_support;
 
 use std::path::{Path, PathBuf};
@@ -428,4 +429,192 @@ fn mount_targets_behind_image_symlinks_stay_inside_the_rootfs() {
         "nothing on the host"
     );
     assert_eq!(changes(&ran), Vec::<String>::new());
+}
+
+/// A cache mount of `source=` (`subpath`) shows that directory of the cache, made on demand
+/// with the mount's owner and mode; a later step mounting the whole cache sees its files under
+/// it, and the cache's key (its directory) is the same.
+#[test]
+fn cache_subpaths_mount_a_directory_of_the_cache_made_on_demand() {
+    let fx = Fixture::new(Backend::Overlay);
+    let mut sub = CacheMount::new("/c");
+    sub.id = "shared".into();
+    sub.subpath = "/sub/deeper".into();
+    sub.uid = 1000;
+    sub.mode = 0o750;
+    let ran = run_sh(
+        &fx.exec,
+        &fx.lowers(),
+        "echo in-sub > /c/f; stat -c '%u %a' /c; ls /c",
+        |s| s.mounts = vec![RunMount::Cache(sub.clone())],
+    );
+    assert!(ran.outcome().status.success(), "{:?}", ran.stderr);
+    assert_eq!(ran.stdout, ["1000 750", "f"]);
+    let mut whole = CacheMount::new("/whole");
+    whole.id = "shared".into();
+    let ran = run_sh(&fx.exec, &fx.lowers(), "cat /whole/sub/deeper/f", |s| {
+        s.mounts = vec![RunMount::Cache(whole.clone())]
+    });
+    assert_eq!(ran.stdout, ["in-sub"], "{:?}", ran.stderr);
+    let data = cache_dir(&fx.root, "shared").join("data");
+    assert_eq!(
+        std::fs::read_to_string(data.join("sub/deeper/f")).unwrap(),
+        "in-sub\n"
+    );
+    // A file where a directory is wanted is an error naming the source, not a file mount.
+    std::fs::write(data.join("plain"), "x").unwrap();
+    let mut file = whole.clone();
+    file.subpath = "/plain".into();
+    let ran = run_sh(&fx.exec, &fx.lowers(), "true", |s| {
+        s.mounts = vec![RunMount::Cache(file)]
+    });
+    match &ran.result {
+        Err(e @ ExecError::Mount { .. }) => {
+            assert!(e.to_string().contains("plain"), "{e}")
+        }
+        other => panic!("expected a mount error, got {:?}", other.as_ref().err()),
+    }
+}
+
+/// Whatever a step plants in a shared cache (symlinks to `/` or to host directories, `..`
+/// chains), a `source=` subpath resolves inside the cache: host canaries are never shown or
+/// written, and `../../etc` is the cache's own `etc`.
+#[test]
+fn cache_subpaths_never_leave_the_cache() {
+    let fx = Fixture::new(Backend::Overlay);
+    let canary = fx.tmp.path().join("canary");
+    std::fs::create_dir(&canary).unwrap();
+    std::fs::write(canary.join("keep"), "k").unwrap();
+    let mount = |subpath: &str| {
+        let mut c = CacheMount::new("/c");
+        c.id = "planted".into();
+        c.subpath = subpath.into();
+        vec![RunMount::Cache(c)]
+    };
+    let plant = format!(
+        "echo cache > /c/marker; ln -s / /c/root; ln -s {} /c/host; ln -s ../../../../../.. /c/up",
+        canary.display()
+    );
+    let ran = run_sh(&fx.exec, &fx.lowers(), &plant, |s| s.mounts = mount("/"));
+    assert!(ran.outcome().status.success(), "{:?}", ran.stderr);
+
+    // `root` -> `/` is the cache's root; `up/..` too.
+    for subpath in ["/root", "/up", "/up/../root"] {
+        let ran = run_sh(
+            &fx.exec,
+            &fx.lowers(),
+            "cat /c/marker; ls /c | wc -l",
+            |s| s.mounts = mount(subpath),
+        );
+        assert_eq!(ran.stdout, ["cache", "4"], "{subpath}: {:?}", ran.stderr);
+    }
+    // `host` -> the canary's host path: resolved inside the cache, where it does not exist
+    // (and is not made through a symlink): the mount is refused, the canary untouched.
+    let ran = run_sh(&fx.exec, &fx.lowers(), "echo pwned > /c/pwned", |s| {
+        s.mounts = mount("/host")
+    });
+    assert!(
+        matches!(&ran.result, Err(ExecError::Mount { message, .. }) if message.contains("`host`")),
+        "{:?}",
+        ran.result.as_ref().err()
+    );
+    // Once that path exists inside the cache, the symlink leads there.
+    let inside = cache_dir(&fx.root, "planted")
+        .join("data")
+        .join(canary.strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&inside).unwrap();
+    let ran = run_sh(
+        &fx.exec,
+        &fx.lowers(),
+        "ls /c | wc -l; echo pwned > /c/pwned",
+        |s| s.mounts = mount("/host"),
+    );
+    assert_eq!(ran.stdout, ["0"], "{:?}", ran.stderr);
+    // `../../etc` stays in the cache: an empty directory, not the host's /etc.
+    let ran = run_sh(
+        &fx.exec,
+        &fx.lowers(),
+        "[ -e /c/passwd ] && echo host-etc || echo cache-etc",
+        |s| s.mounts = mount("../../etc"),
+    );
+    assert_eq!(ran.stdout, ["cache-etc"], "{:?}", ran.stderr);
+    let data = cache_dir(&fx.root, "planted").join("data");
+    assert!(data.join("etc").is_dir());
+    assert_eq!(
+        std::fs::read_to_string(inside.join("pwned")).unwrap(),
+        "pwned\n"
+    );
+    assert_eq!(std::fs::read_dir(&canary).unwrap().count(), 1);
+    assert_eq!(std::fs::read_to_string(canary.join("keep")).unwrap(), "k");
+}
+
+/// CVE-2024-23651: one step keeps swapping a cache directory for a symlink to a host
+/// directory while parallel steps mount it with `source=`; none of them ever writes to the
+/// host (each either mounts a directory of the cache or fails to set up).
+#[test]
+fn a_step_racing_symlinks_into_a_shared_cache_cannot_redirect_a_subpath_mount() {
+    let fx = Fixture::new(Backend::Overlay);
+    let canary = fx.tmp.path().join("canary");
+    std::fs::create_dir(&canary).unwrap();
+    std::fs::write(canary.join("keep"), "k").unwrap();
+    let mount = |subpath: &str| {
+        let mut c = CacheMount::new("/c");
+        c.id = "raced".into();
+        c.subpath = subpath.into();
+        vec![RunMount::Cache(c)]
+    };
+    let swapper = format!(
+        "i=0; while [ $i -lt 1500 ]; do rm -rf /c/sub; ln -s {} /c/sub; rm -f /c/sub; \
+         mkdir /c/sub; i=$((i+1)); done",
+        canary.display()
+    );
+    let (mut mounted, mut refused) = (0, 0);
+    std::thread::scope(|s| {
+        let fx = &fx;
+        let swapping = s.spawn(move || {
+            let ran = run_sh(&fx.exec, &fx.lowers(), &swapper, |st| {
+                st.mounts = mount("/")
+            });
+            assert!(ran.outcome().status.success(), "{:?}", ran.stderr);
+        });
+        while !swapping.is_finished() {
+            let ran = run_sh(&fx.exec, &fx.lowers(), "echo x > /c/written", |st| {
+                st.mounts = mount("/sub")
+            });
+            match ran.result {
+                Ok(_) => mounted += 1,
+                Err(_) => refused += 1,
+            }
+        }
+    });
+    assert!(mounted + refused > 0);
+    eprintln!("{mounted} steps mounted the subpath, {refused} were refused");
+    assert_eq!(std::fs::read_dir(&canary).unwrap().count(), 1);
+    assert_eq!(std::fs::read_to_string(canary.join("keep")).unwrap(), "k");
+}
+
+/// End to end: `RUN --mount=type=cache,source=sub` writes under the cache's `sub/`, a later
+/// step mounting the whole cache reads it there, and `source=../../etc` is the cache's own
+/// (empty, made on demand) `etc`, not the host's.
+#[test]
+fn dockerfile_cache_sources_are_subdirectories_of_the_cache() {
+    let env = common::TestEnv::new();
+    common::load_busybox(&env);
+    let ctx = tempfile::tempdir().unwrap();
+    common::write_file(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox:1.35\n\
+         RUN --mount=type=cache,id=k,target=/c,source=sub echo in-sub > /c/f\n\
+         RUN --mount=type=cache,id=k,target=/c test \"$(cat /c/sub/f)\" = in-sub && ! test -e /c/f\n\
+         RUN --mount=type=cache,id=k,target=/c,source=../../etc test ! -e /c/passwd && ls /c | wc -l > /n\n\
+         RUN test \"$(cat /n)\" = 0\n",
+    );
+    let out = env
+        .rbuild()
+        .args(["build", "--progress", "plain"])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{:?}", common::text(&out));
 }

@@ -3,9 +3,10 @@
 //! users and working directories, exit codes and signals, output capture, cancellation, and
 //! deep overlay chains.
 
+mod common;
 mod exec_support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use exec_support::{Fixture, run_sh};
@@ -457,4 +458,145 @@ fn stale_step_directories_are_removed_on_start() {
     let _again = rbuild_executor::Executor::new(&fx.root, ExecutorOptions::default()).unwrap();
     assert!(!stale.exists());
     assert!(live.exists());
+}
+
+/// A step is capped in tasks (`pids.max`): a bounded fork bomb under a small cap fails as
+/// having hit the cap, and nothing it started survives; the default cap lets a step run a
+/// hundred processes at once, and `Unlimited` sets none.
+#[test]
+fn a_fork_bomb_stops_at_the_pids_limit_and_normal_steps_are_not_bothered() {
+    use rbuild_executor::sandbox::PidsLimit;
+    let fx = Fixture::new(Backend::Overlay);
+    let lowers = fx.lowers();
+    let ran = run_sh(
+        &fx.exec,
+        &lowers,
+        "for i in $(seq 200); do sleep 3701 & done; wait",
+        |s| s.pids = PidsLimit::Max(64),
+    );
+    let status = ran.outcome().status.clone();
+    assert_eq!(
+        status,
+        ExitStatus::PidsLimit {
+            code: status.code(),
+            limit: 64
+        },
+        "{:?}",
+        ran.stderr
+    );
+    assert!(!status.success());
+    assert!(status.to_string().contains("pids limit of 64"), "{status}");
+    drop(ran);
+    assert_eq!(processes_matching("sleep 3701"), 0);
+
+    for pids in [PidsLimit::Default, PidsLimit::Unlimited] {
+        let ran = run_sh(
+            &fx.exec,
+            &lowers,
+            "for i in $(seq 100); do sleep 1 & done; wait; echo done",
+            |s| s.pids = pids,
+        );
+        assert!(ran.outcome().status.success(), "{pids:?}: {:?}", ran.stderr);
+        assert_eq!(ran.stdout, ["done"]);
+    }
+}
+
+/// The sandbox cgroups (pids) of process `pid` still present.
+fn pids_groups_of(pid: u32) -> Vec<PathBuf> {
+    let ours = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let path = ours
+        .lines()
+        .find_map(|l| {
+            l.split(':')
+                .nth(1)
+                .filter(|c| c.split(',').any(|c| c == "pids"))
+                .map(|_| l.splitn(3, ':').nth(2).unwrap().to_string())
+        })
+        .expect("no cgroup v1 pids hierarchy on this machine");
+    let dir = Path::new("/sys/fs/cgroup/pids").join(path.trim_start_matches('/'));
+    let prefix = format!("rbuild-pids-{pid}-");
+    std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// `rbuild build --pids-limit 64` over a fork bomb: the build fails with a report naming the
+/// limit and the flag, no process of the step survives and its cgroup is gone; the same kind
+/// of step under the default works; `rbuild run --pids-limit` caps the container alike, and a
+/// limit too small to start a step is refused.
+#[test]
+fn the_pids_limit_flags_cap_builds_and_containers() {
+    let env = common::TestEnv::new();
+    common::load_busybox(&env);
+    let ctx = tempfile::tempdir().unwrap();
+    let build = |dockerfile: &str, extra: &[&str]| {
+        common::write_file(ctx.path(), "Dockerfile", dockerfile);
+        // A std command, to know the build's pid (its cgroups are named after it).
+        let child = std::process::Command::new(exec_support::helper())
+            .env_remove("RBUILD_ROOT")
+            .env("NO_COLOR", "1")
+            .arg("--root")
+            .arg(env.root())
+            .args(["build", "--progress", "plain"])
+            .args(extra)
+            .arg(ctx.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            pids_groups_of(pid),
+            Vec::<PathBuf>::new(),
+            "cgroups left behind"
+        );
+        out
+    };
+    let out = build(
+        "FROM busybox:1.35\nRUN for i in $(seq 200); do sleep 3702 & done; wait\n",
+        &["--pids-limit", "64"],
+    );
+    let (_, stderr) = common::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for needle in [
+        "the pids limit of 64 processes and threads was reached",
+        "--pids-limit N",
+        "2 | RUN for i in",
+    ] {
+        assert!(stderr.contains(needle), "no {needle:?} in {stderr}");
+    }
+    assert_eq!(processes_matching("sleep 3702"), 0);
+
+    let out = build(
+        "FROM busybox:1.35\nRUN for i in $(seq 100); do sleep 1 & done; wait\n",
+        &[],
+    );
+    assert!(out.status.success(), "{:?}", common::text(&out));
+
+    let run = |args: &[&str]| {
+        let out = env.rbuild().arg("run").args(args).output().unwrap();
+        let (_, stderr) = common::text(&out);
+        (out.status.code(), stderr)
+    };
+    let (code, stderr) = run(&[
+        "--rm",
+        "--pids-limit",
+        "16",
+        "busybox:1.35",
+        "sh",
+        "-c",
+        "for i in $(seq 50); do sleep 3703 & done; wait",
+    ]);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("pids limit of 16"), "{stderr}");
+    assert_eq!(processes_matching("sleep 3703"), 0);
+    let (code, stderr) = run(&["--rm", "--pids-limit", "-1", "busybox:1.35", "true"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = run(&["--rm", "--pids-limit", "2", "busybox:1.35", "true"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("below the minimum pids limit"), "{stderr}");
 }

@@ -43,6 +43,10 @@ pub struct CacheMount {
     pub readonly: bool,
     /// `from=`: the cache starts as a copy of a directory of another stage or image.
     pub seed: Option<CacheSeed>,
+    /// The directory of the cache that is mounted (`source=` without `from=`; `/` for all of
+    /// it). Resolved inside the cache as if it were `/` (a symlink or `..` in the cache never
+    /// leads out of it) and created when missing, with the mount's mode and owner.
+    pub subpath: String,
 }
 
 /// The initial contents of a cache mount (`--mount=type=cache,from=STAGE,source=DIR`).
@@ -69,6 +73,7 @@ impl CacheMount {
             gid: 0,
             readonly: false,
             seed: None,
+            subpath: "/".into(),
         }
     }
 
@@ -357,16 +362,89 @@ fn prepare_cache(root: &Path, scratch: &Path, c: &CacheMount, out: &mut Prepared
             }
         },
     };
+    ensure_cache_subdir(&source_dir, c).map_err(|e| {
+        mount_err(
+            &c.target,
+            format!("cache source `{}`: {e}", c.subpath.trim_start_matches('/')),
+        )
+    })?;
     out.guards.push(lock);
+    // The helper resolves the subpath again, in-root from a descriptor of the cache
+    // (`openat2(RESOLVE_IN_ROOT)`) and binds that descriptor: a step racing to swap a
+    // component for a symlink meanwhile still cannot point the mount outside the cache.
     out.mounts.push(PreparedMount {
         target: c.target.clone(),
         dir: true,
         readonly: c.readonly,
         source: MountSource::Bind {
             root: source_dir,
-            subpath: "/".into(),
+            subpath: c.subpath.clone(),
         },
     });
+    Ok(())
+}
+
+/// Create the missing directories of `c.subpath` inside the cache at `root`, resolving each
+/// component in-root (other steps sharing the cache may have planted symlinks or be renaming
+/// things right now), with the mount's mode and owner. The components must be directories.
+fn ensure_cache_subdir(root: &Path, c: &CacheMount) -> std::io::Result<()> {
+    use crate::sandbox::fsops::open_in_root;
+    use rustix::fs::{Mode, OFlags};
+    let comps: Vec<&str> = c
+        .subpath
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    if comps.is_empty() {
+        return Ok(());
+    }
+    let root = crate::sandbox::fsops::open_dir(root)?;
+    let mut parent = root.try_clone()?;
+    for (i, comp) in comps.iter().enumerate() {
+        if *comp == ".." {
+            // Cleaned by the planner; a `..` from elsewhere is still clamped at the root.
+            parent = open_in_root(&root, &comps[..=i].join("/"), false)?;
+            continue;
+        }
+        let path = comps[..=i].join("/");
+        match open_in_root(&root, &path, false) {
+            Ok(fd) => {
+                parent = fd;
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        // `parent` is a directory of the cache (resolved in-root); the new name is made and
+        // opened relative to it, never through a path string.
+        match rustix::fs::mkdirat(&parent, *comp, Mode::from_raw_mode(0o700)) {
+            Ok(()) => {
+                let dir = rustix::fs::openat(
+                    &parent,
+                    *comp,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )?;
+                rustix::fs::fchown(
+                    &dir,
+                    Some(rustix::fs::Uid::from_raw(c.uid)),
+                    Some(rustix::fs::Gid::from_raw(c.gid)),
+                )?;
+                rustix::fs::fchmod(&dir, Mode::from_raw_mode(c.mode & 0o7777))?;
+            }
+            // Made meanwhile by a step sharing the cache: use theirs.
+            Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        parent = open_in_root(&root, &path, false)?;
+    }
+    let meta = rustix::fs::fstat(&parent)?;
+    if rustix::fs::FileType::from_raw_mode(meta.st_mode) != rustix::fs::FileType::Directory {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "not a directory in the cache",
+        ));
+    }
     Ok(())
 }
 

@@ -84,6 +84,12 @@ pub enum ExitStatus {
     OutOfMemory {
         code: i32,
     },
+    /// Failed after a fork or clone was refused because the step had `limit` tasks
+    /// (processes + threads) already (the sandbox's pids cgroup says so).
+    PidsLimit {
+        code: i32,
+        limit: u64,
+    },
 }
 
 impl ExitStatus {
@@ -96,7 +102,7 @@ impl ExitStatus {
         match self {
             ExitStatus::Exited(c) => *c,
             ExitStatus::Signaled { signal, .. } => 128 + signal,
-            ExitStatus::OutOfMemory { code } => *code,
+            ExitStatus::OutOfMemory { code } | ExitStatus::PidsLimit { code, .. } => *code,
         }
     }
 }
@@ -112,6 +118,13 @@ impl std::fmt::Display for ExitStatus {
                 write!(
                     f,
                     "out of memory: the OOM killer killed a process; exit code: {code}"
+                )
+            }
+            ExitStatus::PidsLimit { code, limit } => {
+                write!(
+                    f,
+                    "a fork failed: the pids limit of {limit} processes and threads was \
+                     reached; exit code: {code}"
                 )
             }
         }
@@ -167,6 +180,8 @@ pub struct RunStep<'a> {
     pub timeout: Option<Duration>,
     /// Memory limit in bytes (memory + swap) for the step's processes.
     pub memory: Option<u64>,
+    /// Cap on the step's tasks (processes + threads); the default unless set.
+    pub pids: crate::sandbox::PidsLimit,
     /// Keep the upper directory in `DIR/upper` (for `rbuild run` containers); the step's other
     /// scratch files still go away with the handle.
     pub container_dir: Option<PathBuf>,
@@ -191,6 +206,7 @@ impl<'a> RunStep<'a> {
             cancel: None,
             timeout: None,
             memory: None,
+            pids: crate::sandbox::PidsLimit::Default,
             container_dir: None,
         }
     }
@@ -616,6 +632,7 @@ impl Executor {
             cancel: step.cancel.as_ref(),
             timeout: step.timeout,
             memory: step.memory,
+            pids: step.pids,
         });
         drop(prepared);
         let launched = launched?;
@@ -651,6 +668,11 @@ impl Executor {
         let status = if launched.oom_killed && !status.success() {
             ExitStatus::OutOfMemory {
                 code: status.code(),
+            }
+        } else if let (Some(limit), false) = (launched.pids_limit_hit, status.success()) {
+            ExitStatus::PidsLimit {
+                code: status.code(),
+                limit,
             }
         } else {
             status

@@ -204,6 +204,10 @@ pub enum RunMount {
         gid: u32,
         /// Optional seed directory for a new cache.
         from: Option<(FileSource, String)>,
+        /// The directory of the cache that is mounted (`source=` without `from=`): cleaned
+        /// like BuildKit's `path.Join("/", source)`, so `..` never leaves the cache; `/` for
+        /// the whole cache.
+        subpath: String,
     },
     Tmpfs {
         target: String,

@@ -99,6 +99,11 @@ pub struct BuildArgs {
     #[arg(short = 'm', long, value_name = "SIZE", value_parser = crate::args::parse_memory)]
     pub memory: Option<u64>,
 
+    /// Most processes and threads each RUN step may have at once (default 8192; -1 for no
+    /// limit); a step whose fork fails at the limit says so.
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = crate::args::parse_pids_limit)]
+    pub pids_limit: Option<rbuild_executor::sandbox::PidsLimit>,
+
     #[command(flatten)]
     pub registry: crate::build::registry::RegistryArgs,
 
@@ -211,6 +216,7 @@ fn solve_and_commit(
             network: inputs.network,
             secrets: inputs.secrets.clone(),
             memory: args.memory,
+            pids: args.pids_limit.unwrap_or_default(),
             backend: inputs.backend,
         },
         inputs.cancel,

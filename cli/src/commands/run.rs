@@ -47,6 +47,11 @@ pub struct RunArgs {
     #[arg(short = 'm', long, value_name = "SIZE", value_parser = crate::args::parse_memory)]
     pub memory: Option<u64>,
 
+    /// Most processes and threads the container may have at once (default 8192; -1 for no
+    /// limit).
+    #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = crate::args::parse_pids_limit)]
+    pub pids_limit: Option<rbuild_executor::sandbox::PidsLimit>,
+
     /// The image to run.
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -117,6 +122,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
         NetworkArg::Host | NetworkArg::Default => Network::Host,
     };
     step.memory = args.memory;
+    step.pids = args.pids_limit.unwrap_or_default();
     if !args.rm {
         step.container_dir = Some(container.dir.clone());
     }
@@ -133,7 +139,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
         Ok(outcome) => {
             let status = outcome.status.clone();
             drop(outcome);
-            if let ExitStatus::OutOfMemory { .. } = status {
+            if let ExitStatus::OutOfMemory { .. } | ExitStatus::PidsLimit { .. } = status {
                 eprintln!("rbuild: container {}: {status}", &id[..12]);
             }
             drop(container);

@@ -37,6 +37,8 @@ pub struct WorkerOptions {
     pub secrets: BTreeMap<String, SecretSource>,
     /// `--memory`: limit (bytes, memory + swap) for every RUN step.
     pub memory: Option<u64>,
+    /// `--pids-limit`: cap on the tasks of every RUN step.
+    pub pids: crate::sandbox::PidsLimit,
     /// How step root filesystems are made and diffed (`--snapshotter`).
     pub backend: crate::Backend,
 }

@@ -80,7 +80,9 @@ impl BuildWorker<'_> {
                 uid,
                 gid,
                 from,
+                subpath,
             } => mounts::RunMount::Cache(CacheMount {
+                subpath: subpath.clone(),
                 seed: match from {
                     None => None,
                     Some((source, subpath)) => {
@@ -187,6 +189,7 @@ impl BuildWorker<'_> {
         }
         spec.mounts = mounts;
         spec.memory = self.options.memory;
+        spec.pids = self.options.pids;
         spec.log_path = Some(log_path.clone());
         spec.cancel = Some(self.cancel.clone());
         let outcome = self
@@ -205,6 +208,12 @@ impl BuildWorker<'_> {
                 }
             }
             help.push_str(&format!("full log: {}", log_path.display()));
+            if let crate::step::ExitStatus::PidsLimit { limit, .. } = outcome.status {
+                help.push_str(&format!(
+                    "\nthe step may have at most {limit} processes and threads: raise the \
+                     limit with `rbuild build --pids-limit N` (-1 for no limit)"
+                ));
+            }
             return Err(miette::Report::new(StepFailure {
                 code: "rbuild::build::run_failed",
                 message: format!(

@@ -2,8 +2,8 @@
 //! fork of this multi-threaded process) with the spec on fd 3 and a status pipe on fd 4, stream
 //! its output line by line to the caller and in full to a log file, honour cancellation and a
 //! timeout (killing the helper takes the whole sandbox down), and decode how it ended. The
-//! helper is put in its memory and device cgroups before it reads its spec, so nothing it
-//! starts escapes them.
+//! helper is put in its memory, pids and device cgroups before it reads its spec, so nothing
+//! it starts escapes them.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -20,6 +20,7 @@ use rustix::pipe::{PipeFlags, pipe_with};
 
 use super::HELPER_ARG;
 use super::devices::DeviceCgroup;
+use super::pids::{PidsCgroup, PidsLimit};
 use super::spec::{SandboxSpec, Security, Status};
 use super::sys;
 use crate::error::{ExecError, Result};
@@ -120,6 +121,8 @@ pub struct Launch<'a> {
     pub timeout: Option<Duration>,
     /// Memory limit in bytes (memory + swap) for everything in the sandbox.
     pub memory: Option<u64>,
+    /// Cap on the sandbox's tasks (processes + threads).
+    pub pids: PidsLimit,
 }
 
 /// The result of [`launch`]: how it ended and the last lines of output.
@@ -128,6 +131,8 @@ pub struct Launched {
     pub tail: Vec<String>,
     /// The kernel's OOM killer killed a process of the sandbox.
     pub oom_killed: bool,
+    /// A fork or clone failed at this cap on the sandbox's tasks.
+    pub pids_limit_hit: Option<u64>,
 }
 
 /// Lines of output kept for error reports.
@@ -142,6 +147,7 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
             ended: Ended::Cancelled,
             tail: Vec::new(),
             oom_killed: false,
+            pids_limit_hit: None,
         });
     }
     // A memory cgroup: the limit, and telling OOM kills from other SIGKILLs.
@@ -164,6 +170,34 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
             tracing::debug!(error = %e, "no memory cgroup: OOM kills show as SIGKILL");
             None
         }
+    };
+    // A pids cgroup: a fork bomb stops at the cap, not at the host's limit.
+    let pids = match opts.pids.value() {
+        None => None,
+        Some(limit) => match PidsCgroup::create(limit, cgroup.as_ref().and_then(|c| c.v2_dir())) {
+            Ok(Some(pids)) => Some(pids),
+            Ok(None) | Err(_) if opts.pids == PidsLimit::Default => {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    tracing::warn!(
+                        "no writable pids cgroup: RUN steps run without the default limit of \
+                         {limit} processes"
+                    )
+                });
+                None
+            }
+            Ok(None) => {
+                return Err(ExecError::sandbox(format!(
+                    "a pids limit ({limit}) needs a writable pids cgroup (cgroup v1 `pids` or \
+                     a cgroup v2 hierarchy that delegates `pids`), and none is available"
+                )));
+            }
+            Err(e) => {
+                return Err(ExecError::sandbox(format!(
+                    "cannot create a pids cgroup (limit {limit}): {e}"
+                )));
+            }
+        },
     };
     // The device cgroup: only the standard devices can be opened (not for insecure steps).
     let mut spec = opts.spec.clone();
@@ -240,10 +274,20 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
         }),
         None => Ok(()),
     };
-    let result = match (placed, fenced) {
+    let capped = match &pids {
+        Some(p) => p.add(pid).map_err(|e| {
+            ExecError::sandbox(format!("cannot move the sandbox into its pids cgroup: {e}"))
+        }),
+        None => Ok(()),
+    };
+    let result = match (placed, fenced.and(capped)) {
         (_, Err(e)) => Err(e),
-        // A v2 device filter lives on the memory cgroup: the move must have worked.
-        (Err(e), _) if opts.memory.is_some() || devices.as_ref().is_some_and(|d| d.shared()) => {
+        // A v2 device filter and pids cap live on the memory cgroup: the move must have worked.
+        (Err(e), _)
+            if opts.memory.is_some()
+                || devices.as_ref().is_some_and(|d| d.shared())
+                || pids.as_ref().is_some_and(|p| p.shared()) =>
+        {
             Err(e)
         }
         (Ok(()), Ok(())) => supervise(&mut opts, &spec, &mut child, spec_w, status_r),
@@ -261,6 +305,7 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     }
     result.map(|mut launched| {
         launched.oom_killed = cgroup.as_ref().is_some_and(|cg| cg.oom_killed());
+        launched.pids_limit_hit = pids.as_ref().filter(|p| p.hit_limit()).map(|p| p.limit());
         launched
     })
 }
@@ -364,6 +409,7 @@ fn supervise(
         ended,
         tail: tail.into_iter().collect(),
         oom_killed: false,
+        pids_limit_hit: None,
     })
 }
 

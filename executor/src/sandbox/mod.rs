@@ -6,7 +6,8 @@
 //! Confinement (unless the step is [`Security::Insecure`]): Docker's default capabilities, the
 //! default seccomp profile (`seccomp.rs`, data in `seccomp-profile.json`), a device cgroup
 //! that lets only the standard devices be opened (`devices.rs`: v1 controller or a v2 BPF
-//! program), and `nodev` on every mount but the standard device nodes.
+//! program), and `nodev` on every mount but the standard device nodes. Every sandbox (insecure
+//! ones too) is also capped in tasks by a pids cgroup (`pids.rs`).
 //!
 //! Protocol: the parent runs `/proc/self/exe __rbuild-sandbox` with the JSON [`SandboxSpec`] on
 //! fd 3 and a pipe on fd 4 that receives JSON-line [`Status`] records; the binary's `main` must
@@ -19,12 +20,14 @@ pub mod fsops;
 mod helper;
 mod init;
 mod launch;
+mod pids;
 mod seccomp;
 mod spec;
 mod sys;
 
 pub use helper::main as helper_main;
 pub use launch::{CancelToken, Ended, Launch, Launched, Stdio3, Stream, launch};
+pub use pids::{DEFAULT_PIDS_LIMIT, MIN_PIDS_LIMIT, PidsLimit};
 pub use spec::{MountSource, MountSpec, Network, RootfsSpec, SandboxSpec, Security, Status};
 pub use sys::is_root;
 

@@ -189,13 +189,20 @@ fn mount_key(mount: &RunMount) -> (String, String) {
             uid,
             gid,
             from,
+            subpath,
         } => (
             format!("mount:{target}"),
             format!(
-                "cache id={id} sharing={sharing:?} ro={readonly} mode={mode:o} uid={uid} gid={gid} from={}",
+                "cache id={id} sharing={sharing:?} ro={readonly} mode={mode:o} uid={uid} gid={gid} from={}{}",
                 from.as_ref()
                     .map(|(s, p)| format!("{}:{p}", source_key(s)))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                // Only a subdirectory is named: keys of whole-cache mounts stay as they were.
+                if subpath == "/" {
+                    String::new()
+                } else {
+                    format!(" subpath={subpath}")
+                }
             ),
         ),
         RunMount::Tmpfs { target, size } => (
@@ -313,6 +320,12 @@ fn convert_mount(
                 mode: m.mode.unwrap_or(0o755),
                 uid: m.uid.unwrap_or(0),
                 gid: m.gid.unwrap_or(0),
+                // With `from`, `source` names the seed's directory; without, a directory of
+                // the cache itself.
+                subpath: match (&from, &m.source) {
+                    (None, Some(source)) => super::meta::clean_path(source),
+                    _ => "/".into(),
+                },
                 from: from.map(|f| (f, m.source.clone().unwrap_or_else(|| "/".into()))),
             }
         }

@@ -492,3 +492,32 @@ fn bad_onbuild_trigger_points_at_from() {
         );
     }
 }
+
+/// `--mount=type=cache,source=DIR` without `from`: a directory of the cache, cleaned like
+/// BuildKit's `path.Join("/", source)` (so `..` stays in the cache), in the step's key; with
+/// `from`, `source` is the seed's directory and the whole cache is mounted.
+#[test]
+fn cache_mount_sources_are_cache_subpaths() {
+    let src = "FROM busybox:1.35 AS seed\nFROM busybox:1.35\n\
+               RUN --mount=type=cache,target=/c,source=../../etc/./x/ true\n\
+               RUN --mount=type=cache,target=/c true\n\
+               RUN --mount=type=cache,target=/c,from=seed,source=/opt true\n";
+    let planned = plan_text(src, &opts(&[], None)).unwrap();
+    let steps = &planned.plan.stages[1].steps;
+    let cache = |i: usize| match &steps[i].op {
+        Op::Run(r) => match &r.mounts[0] {
+            crate::op::RunMount::Cache { subpath, from, .. } => (subpath.clone(), from.clone()),
+            other => panic!("{other:?}"),
+        },
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(cache(0), ("/etc/x".to_string(), None));
+    assert_eq!(cache(1).0, "/");
+    let (subpath, from) = cache(2);
+    assert_eq!(subpath, "/");
+    assert_eq!(from.unwrap().1, "/opt");
+    let key = |i: usize| steps[i].key.inputs["mount:/c"].clone();
+    assert!(key(0).ends_with(" subpath=/etc/x"), "{}", key(0));
+    assert!(!key(1).contains("subpath"), "{}", key(1));
+    assert_eq!(key(0), format!("{} subpath=/etc/x", key(1)));
+}

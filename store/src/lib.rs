@@ -47,7 +47,7 @@
 //!   [`Store::import`].
 //! - Types: [`Digest`] (validated sha256), [`Reference`] (Docker grammar and normalisation),
 //!   [`ImageConfig`] (every Docker field, unknown fields kept), [`Manifest`], [`Index`],
-//!   [`Descriptor`], [`Limits`], [`Error`] (miette codes `rbuild::store::*` = store faults,
+//!   [`Descriptor`], [`Limits`], [`size`] (the size parser/formatter every crate uses), [`Error`] (miette codes `rbuild::store::*` = store faults,
 //!   others = bad input).
 //!
 //! # GC rules
@@ -84,6 +84,7 @@ pub mod media;
 pub mod reference;
 pub mod refs;
 pub mod repo_digests;
+pub mod size;
 pub mod store;
 pub mod testing;
 

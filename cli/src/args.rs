@@ -212,26 +212,14 @@ mod tests {
     }
 }
 
-/// A memory size as docker's `--memory` takes it: a number with an optional unit `b`, `k`,
-/// `m`, `g` (binary multiples; `kb`, `mb`, `gb` alike). Docker's minimum, 6 MiB, applies.
+/// A memory size as docker's `--memory` takes it: [`rbuild_store::size`]'s grammar with the
+/// binary base (`512m`, `2g`, `8mb`, `1.5GiB`; k, m, g are powers of 1024, as docker's
+/// `RAMInBytes`). Docker's minimum, 6 MiB, applies. Clap prints the error after the flag and
+/// its value (`invalid value '12x' for '--memory <SIZE>'`).
 pub fn parse_memory(text: &str) -> Result<u64, String> {
-    let t = text.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (e.g. `512m`, `2g`)"))?;
-    let shift = match unit.strip_suffix('b').unwrap_or(unit) {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        "t" => 40,
-        _ => return Err(format!("unknown unit in `{text}`: use b, k, m or g")),
-    };
-    let bytes = n
-        .checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("`{text}` is too large"))?;
+    use rbuild_store::size::{Base, parse};
+    let bytes = parse(text, Base::Binary)
+        .map_err(|e| format!("{e} (e.g. `512m`, `2g`; k, m, g are powers of 1024)"))?;
     if bytes < 6 << 20 {
         return Err(format!("`{text}` is below the minimum memory limit, 6m"));
     }
@@ -281,5 +269,9 @@ mod memory_tests {
         assert!(parse_memory("1m").unwrap_err().contains("minimum"));
         assert!(parse_memory("12x").unwrap_err().contains("unit"));
         assert!(parse_memory("m").unwrap_err().contains("not a size"));
+        // The spellings `--keep-storage` takes mean the same here, in binary units.
+        assert_eq!(parse_memory("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_memory("10 MB"), Ok(10 << 20));
+        assert!(parse_memory("5XB").unwrap_err().contains("unit"));
     }
 }

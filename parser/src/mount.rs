@@ -169,7 +169,9 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
-/// Sizes like `64m`, `1g`, `1024` (binary multiples, as Docker's `RAMInBytes`).
+/// Sizes like `64m`, `1g`, `1024` (binary multiples, as Docker's `RAMInBytes`). The same
+/// meaning as `rbuild_store::size::parse` with the binary base; kept local because the parser
+/// depends on no other rbuild crate.
 fn parse_size(v: &str) -> Option<u64> {
     let v = v.trim();
     let num_len = v.len()

@@ -49,7 +49,8 @@
 //!   [`ImageConfig`] (every Docker field, unknown fields kept), [`Manifest`], [`Index`],
 //!   [`Descriptor`], [`Platform`] (the one platform type of rbuild: `os/arch[/variant]`
 //!   parsing with containerd's normalisation, [`Platform::host`], index-entry matching),
-//!   [`Limits`], [`Error`] (miette codes `rbuild::store::*` = store faults,
+//!   [`Limits`], [`size`] (the one size parser and formatter), [`Error`] (miette codes
+//!   `rbuild::store::*` = store faults,
 //!   others = bad input).
 //!
 //! # GC rules
@@ -87,6 +88,7 @@ pub mod platform;
 pub mod reference;
 pub mod refs;
 pub mod repo_digests;
+pub mod size;
 pub mod store;
 pub mod testing;
 

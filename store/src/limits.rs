@@ -40,12 +40,13 @@ impl Limits {
     pub fn from_env() -> Result<Limits> {
         let mut limits = Limits::default();
         if let Ok(v) = std::env::var("RBUILD_MAX_LAYER_SIZE") {
-            limits.max_layer_bytes = parse_size(&v).ok_or_else(|| {
-                Error::usage(
-                    format!("RBUILD_MAX_LAYER_SIZE=`{v}` is not a size"),
-                    "use a byte count such as `1073741824` or `1G`",
-                )
-            })?;
+            limits.max_layer_bytes =
+                crate::size::parse(&v, crate::size::Base::Binary).map_err(|e| {
+                    Error::usage(
+                        format!("RBUILD_MAX_LAYER_SIZE: {e}"),
+                        crate::size::help(crate::size::Base::Binary),
+                    )
+                })?;
         }
         Ok(limits)
     }
@@ -62,17 +63,10 @@ impl Limits {
     }
 }
 
-/// Parse `123`, `4k`, `5M`, `6G`, `7T` (powers of 1024).
+/// Parse `123`, `4k`, `5M`, `6G`, `7T`, `1.5GiB` (powers of 1024): [`crate::size::parse`] with
+/// the binary base.
 pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.char_indices().last()? {
-        (i, 'k' | 'K') => (&s[..i], 1u64 << 10),
-        (i, 'm' | 'M') => (&s[..i], 1 << 20),
-        (i, 'g' | 'G') => (&s[..i], 1 << 30),
-        (i, 't' | 'T') => (&s[..i], 1 << 40),
-        _ => (s, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
+    crate::size::parse(s, crate::size::Base::Binary).ok()
 }
 
 #[cfg(test)]
@@ -86,5 +80,7 @@ mod tests {
         assert_eq!(parse_size("1G"), Some(1 << 30));
         assert_eq!(parse_size("x"), None);
         assert_eq!(parse_size(""), None);
+        assert_eq!(parse_size("3T"), Some(3 << 40));
+        assert_eq!(parse_size("1.5GiB"), Some(3 << 29));
     }
 }

@@ -65,7 +65,8 @@ pub fn read(path: Option<&Path>) -> miette::Result<(DockerfileText, Vec<u8>)> {
 /// stop at 16 MiB and its lines at 64 KiB); real Dockerfiles are kilobytes, and the cap keeps
 /// `-f /dev/zero` or a stray binary from reading forever or flooding the terminal.
 pub const MAX_DOCKERFILE_SIZE: u64 = 4 << 20;
-/// Environment variable overriding [`MAX_DOCKERFILE_SIZE`] (bytes, or with a KiB/MiB suffix).
+/// Environment variable overriding [`MAX_DOCKERFILE_SIZE`] (a [`rbuild_store::size`] size,
+/// binary units).
 pub const ENV_MAX_DOCKERFILE_SIZE: &str = "RBUILD_MAX_DOCKERFILE_SIZE";
 
 fn max_dockerfile_size() -> miette::Result<u64> {
@@ -73,15 +74,14 @@ fn max_dockerfile_size() -> miette::Result<u64> {
         return Ok(MAX_DOCKERFILE_SIZE);
     };
     let raw = raw.to_string_lossy();
-    rbuild_parser::shell::parse_size(&raw)
-        .map(|n| n as u64)
-        .ok_or_else(|| {
-            miette::miette!(
-                code = "rbuild::usage::size",
-                help = "give a number of bytes, optionally with a KiB, MiB or GiB suffix",
-                "{ENV_MAX_DOCKERFILE_SIZE}={raw} is not a size"
-            )
-        })
+    use rbuild_store::size::{Base, help, parse};
+    parse(&raw, Base::Binary).map_err(|e| {
+        miette::miette!(
+            code = "rbuild::usage::size",
+            help = help(Base::Binary),
+            "{ENV_MAX_DOCKERFILE_SIZE}: {e}"
+        )
+    })
 }
 
 /// The expansion limits of a build (defaults, or `RBUILD_EXPANSION_LIMIT` and

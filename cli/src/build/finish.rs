@@ -116,36 +116,3 @@ pub fn write_metadata(
     let json = serde_json::to_vec_pretty(&value).expect("json");
     write_small(store, path, "--metadata-file", &json)
 }
-
-/// Docker-style human size (`1.98MB`, decimal units).
-pub fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < units.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{value:.3}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            + units[unit]
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(1_982_256), "1.982MB");
-        assert_eq!(human_size(1_500_000_000), "1.5GB");
-    }
-}

@@ -926,7 +926,7 @@ pub fn write(
             format!(
                 "root filesystem tar to {shown} ({} entries, {})",
                 stats.entries,
-                super::finish::human_size(stats.bytes)
+                rbuild_store::size::human(stats.bytes)
             )
         }
         OutputType::Oci | OutputType::Docker => {

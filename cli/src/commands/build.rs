@@ -423,7 +423,7 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
             counts.cached,
             counts.built,
             counts.metadata,
-            finish::human_size(image.size())
+            rbuild_store::size::human(image.size())
         ),
         serde_json::json!({
             "image_id": image.id().to_string(),

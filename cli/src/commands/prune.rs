@@ -35,34 +35,17 @@ pub struct PruneArgs {
     pub keep_storage: Option<String>,
 }
 
-/// `10GB`, `512MiB`, `1000` (bytes).
+/// `--keep-storage`: [`rbuild_store::size`]'s grammar with the decimal base (`10GB`, `500MB`
+/// are powers of 1000 as docker's `FromHumanSize`; `2GiB` powers of 1024; `1000` bytes).
 fn parse_size(text: &str) -> miette::Result<u64> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().map_err(|_| size_error(text))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(size_error(text)),
-    };
-    Ok((n * mult) as u64)
-}
-
-fn size_error(text: &str) -> miette::Report {
-    miette::miette!(
-        code = "rbuild::prune::size",
-        help = "use a size like `10GB`, `500MB` or `2GiB`",
-        "invalid size `{text}`"
-    )
+    use rbuild_store::size::{Base, help, parse};
+    parse(text, Base::Decimal).map_err(|e| {
+        miette::miette!(
+            code = "rbuild::prune::size",
+            help = help(Base::Decimal),
+            "invalid value for --keep-storage: {e}"
+        )
+    })
 }
 
 fn parse_until(filters: &[String]) -> miette::Result<Option<jiff::Timestamp>> {
@@ -184,5 +167,10 @@ mod tests {
         assert_eq!(parse_size("1000").unwrap(), 1000);
         assert!(parse_size("ten").is_err());
         assert!(parse_size("5XB").is_err());
+        // The spellings `--memory` takes mean the same here, in decimal units.
+        assert_eq!(parse_size("512m").unwrap(), 512_000_000);
+        assert_eq!(parse_size("1.5 GiB").unwrap(), 3 << 29);
+        let e = format!("{:?}", parse_size("5XB").unwrap_err());
+        assert!(e.contains("--keep-storage") && e.contains("`5XB`"), "{e}");
     }
 }

@@ -17,45 +17,8 @@ pub fn open_store(global: &GlobalArgs) -> miette::Result<Store> {
     Ok(Store::open(root)?)
 }
 
-/// Docker's `units.HumanSizeWithPrecision(n, 3)`: decimal units, three significant digits
-/// (`1.98MB`, `123kB`, `0B`), including Go's `%g` switch to exponent form (`1e+03kB`).
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut size = bytes as f64;
-    let mut i = 0;
-    while size >= 1000.0 && i < UNITS.len() - 1 {
-        size /= 1000.0;
-        i += 1;
-    }
-    format!("{}{}", go_g(size, 3), UNITS[i])
-}
-
-/// Go's `%.*g`: `prec` significant digits, exponent form when the exponent is < -4 or >= prec,
-/// trailing zeros removed.
-fn go_g(v: f64, prec: usize) -> String {
-    if v == 0.0 {
-        return "0".to_string();
-    }
-    let sci = format!("{:.*e}", prec - 1, v);
-    let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    if exp < -4 || exp >= prec as i32 {
-        let mant = trim_zeros(mant);
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mant}e{sign}{:02}", exp.abs())
-    } else {
-        let decimals = (prec as i32 - 1 - exp).max(0) as usize;
-        trim_zeros(&format!("{v:.decimals$}")).to_string()
-    }
-}
-
-fn trim_zeros(s: &str) -> &str {
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        s
-    }
-}
+/// Docker-style human size (`1.98MB`): the store's one formatter, [`rbuild_store::size::human`].
+pub use rbuild_store::size::human as human_size;
 
 /// Docker's `units.HumanDuration` + " ago": `Less than a second ago`, `2 hours ago`, ...
 pub fn relative_time(then: Option<jiff::Timestamp>) -> String {
@@ -290,18 +253,6 @@ pub fn print_error(e: impl Into<miette::Report>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_match_docker() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(1_031_788), "1.03MB");
-        assert_eq!(human_size(1_982_256), "1.98MB");
-        assert_eq!(human_size(4_857_856), "4.86MB");
-        assert_eq!(human_size(123_000), "123kB");
-        assert_eq!(human_size(1_200_000_000), "1.2GB");
-        assert_eq!(human_size(999_999), "1e+03kB");
-    }
 
     #[test]
     fn durations_match_docker() {

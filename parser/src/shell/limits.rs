@@ -55,7 +55,9 @@ impl Limits {
     }
 }
 
-/// `1048576`, `512k`, `4MiB`, `1g`: a byte count with an optional binary suffix.
+/// `1048576`, `512k`, `4MiB`, `1g`: a byte count with an optional binary suffix (a subset of
+/// `rbuild_store::size::parse` with the binary base, kept local because the parser depends on
+/// no other rbuild crate).
 pub fn parse_size(raw: &str) -> Option<usize> {
     let s = raw.trim();
     let digits = s.bytes().take_while(u8::is_ascii_digit).count();

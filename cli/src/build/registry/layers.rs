@@ -153,7 +153,7 @@ impl RemoteLayers {
                     note(&format!(
                         "fetched cache layer {} ({}) from {}",
                         crate::commands::pull::short(diff_id),
-                        crate::build::finish::human_size(source.blob.size),
+                        rbuild_store::size::human(source.blob.size),
                         source.reference
                     ));
                     return Ok(());

@@ -226,19 +226,24 @@ pub fn parse_memory(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
-/// `--pids-limit N`: a number of tasks, or `-1` for no limit (docker's convention).
+/// `--pids-limit N`: a number of tasks, or `0`/`-1` for no limit (docker's convention: any
+/// value below 1 lifts the limit). The kernel refuses `pids.max` above `PID_MAX_LIMIT`.
 pub fn parse_pids_limit(text: &str) -> Result<rbuild_executor::sandbox::PidsLimit, String> {
-    use rbuild_executor::sandbox::{MIN_PIDS_LIMIT, PidsLimit};
+    use rbuild_executor::sandbox::{MAX_PIDS_LIMIT, MIN_PIDS_LIMIT, PidsLimit};
     let n: i64 = text
         .trim()
         .parse()
         .map_err(|_| format!("`{text}` is not a number of processes (or -1 for no limit)"))?;
     match n {
-        -1 => Ok(PidsLimit::Unlimited),
-        n if n >= MIN_PIDS_LIMIT as i64 => Ok(PidsLimit::Max(n as u64)),
-        _ => Err(format!(
+        ..=0 => Ok(PidsLimit::Unlimited),
+        n if (n as u64) < MIN_PIDS_LIMIT => Err(format!(
             "`{text}` is below the minimum pids limit, {MIN_PIDS_LIMIT} (use -1 for no limit)"
         )),
+        n if (n as u64) > MAX_PIDS_LIMIT => Err(format!(
+            "`{text}` is above the kernel's largest pids limit, {MAX_PIDS_LIMIT} (use -1 for no \
+             limit)"
+        )),
+        n => Ok(PidsLimit::Max(n as u64)),
     }
 }
 
@@ -251,8 +256,11 @@ mod memory_tests {
     fn pids_limits_take_minus_one_for_unlimited() {
         assert_eq!(parse_pids_limit("64"), Ok(PidsLimit::Max(64)));
         assert_eq!(parse_pids_limit("-1"), Ok(PidsLimit::Unlimited));
-        assert!(parse_pids_limit("0").unwrap_err().contains("minimum"));
-        assert!(parse_pids_limit("-2").unwrap_err().contains("minimum"));
+        assert_eq!(parse_pids_limit("0"), Ok(PidsLimit::Unlimited));
+        assert_eq!(parse_pids_limit("-2"), Ok(PidsLimit::Unlimited));
+        assert!(parse_pids_limit("7").unwrap_err().contains("minimum"));
+        assert_eq!(parse_pids_limit("4194304"), Ok(PidsLimit::Max(4194304)));
+        assert!(parse_pids_limit("4194305").unwrap_err().contains("largest"));
         assert!(
             parse_pids_limit("lots")
                 .unwrap_err()

@@ -162,8 +162,12 @@ fn concurrent_loads_and_prune_lose_nothing() {
         let deadline = Instant::now() + Duration::from_secs(20);
         let (mut la, mut lb) = (la, lb);
         loop {
-            let status = spawn(&["prune", "-f"], None).wait().unwrap();
-            assert!(status.success());
+            let out = spawn(&["prune", "-f"], None).wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "prune failed in round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             prunes += 1;
             if la.try_wait().unwrap().is_some() && lb.try_wait().unwrap().is_some() {
                 break;

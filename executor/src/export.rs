@@ -70,24 +70,6 @@ fn cancelled() -> ExecError {
     }
 }
 
-/// Counts bytes written.
-struct Counting<W> {
-    inner: W,
-    count: u64,
-}
-
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 impl Rootfs {
     /// Flatten `image`'s layers; file contents go to an unlinked file in the store's `tmp/`.
     pub fn load(store: &Store, image: &ImageRecord) -> Result<Rootfs, ExportError> {
@@ -112,13 +94,8 @@ impl Rootfs {
         out: W,
         opts: &RootfsOptions<'_>,
     ) -> Result<RootfsStats, ExportError> {
-        let mut out = io::BufWriter::with_capacity(
-            1 << 20,
-            Counting {
-                inner: out,
-                count: 0,
-            },
-        );
+        let mut out =
+            io::BufWriter::with_capacity(1 << 20, rbuild_store::digest::CountingWriter::new(out));
         // The first path (in name order) of every node: later paths of it are hard links.
         let mut first: HashMap<u64, &[u8]> = HashMap::new();
         let mut entries = 0;
@@ -194,7 +171,7 @@ impl Rootfs {
         let counting = out.into_inner().map_err(|e| write_err(e.into_error()))?;
         Ok(RootfsStats {
             entries,
-            bytes: counting.count,
+            bytes: counting.count(),
         })
     }
 

@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::mpsc;
 
-use sha2::{Digest, Sha256};
+use rbuild_store::digest::{CountingWriter, HashingWriter};
 
 use crate::diff::{ChangeKind, Changeset};
 use crate::error::{ExecError, IoContext, Result};
@@ -48,10 +48,10 @@ pub fn write_layer<W: Write>(
 ) -> Result<LayerInfo> {
     let mut hashing = HashingWriter::new(out);
     write_tar(changeset, &mut hashing, options)?;
-    let (mut inner, hasher, size) = hashing.finish();
+    let (mut inner, diff_id, size) = hashing.finish();
     inner.flush().map_err(write_err)?;
     Ok(LayerInfo {
-        diff_id: format!("sha256:{}", hex::encode(hasher.finalize())),
+        diff_id: diff_id.to_string(),
         size,
     })
 }
@@ -84,13 +84,7 @@ pub fn write_tar<W: Write>(changeset: &Changeset, out: W, options: &LayerOptions
             }
         });
         let mut w = TarWriter {
-            out: io::BufWriter::with_capacity(
-                1 << 20,
-                CountingWriter {
-                    inner: out,
-                    count: 0,
-                },
-            ),
+            out: io::BufWriter::with_capacity(1 << 20, CountingWriter::new(out)),
             options,
             links: &links,
             prefetched: rx,
@@ -102,25 +96,8 @@ pub fn write_tar<W: Write>(changeset: &Changeset, out: W, options: &LayerOptions
         w.out.write_all(&end).map_err(write_err)?;
         let mut counting = w.out.into_inner().map_err(|e| write_err(e.into_error()))?;
         counting.flush().map_err(write_err)?;
-        Ok(counting.count)
+        Ok(counting.count())
     })
-}
-
-struct CountingWriter<W> {
-    inner: W,
-    count: u64,
-}
-
-impl<W: Write> Write for CountingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Files up to this size are read ahead whole; bigger ones are streamed.
@@ -459,41 +436,6 @@ pub(crate) fn pad<W: Write>(out: &mut W, len: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// A writer that hashes and counts what passes through it.
-pub struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
-    }
-
-    /// The inner writer, the hasher and the byte count.
-    pub fn finish(self) -> (W, Sha256, u64) {
-        (self.inner, self.hasher, self.count)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,10 +513,7 @@ mod tests {
         let mut out = Vec::new();
         let info = write_layer(&cs, &mut out, &LayerOptions::default()).unwrap();
         assert_eq!(info.size, out.len() as u64);
-        assert_eq!(
-            info.diff_id,
-            format!("sha256:{}", hex::encode(Sha256::digest(&out)))
-        );
+        assert_eq!(info.diff_id, rbuild_store::Digest::of(&out).to_string());
         let mut archive = tar::Archive::new(&out[..]);
         let mut seen = std::collections::BTreeMap::new();
         for e in archive.entries().unwrap() {
@@ -669,17 +608,14 @@ mod tests {
     fn pax_record_lengths_count_themselves() {
         let (_tx, rx) = mpsc::sync_channel(1);
         let mut w = TarWriter {
-            out: io::BufWriter::new(CountingWriter {
-                inner: Vec::new(),
-                count: 0,
-            }),
+            out: io::BufWriter::new(CountingWriter::new(Vec::new())),
             options: &LayerOptions::default(),
             links: &[],
             prefetched: rx,
         };
         let value = vec![b'v'; 93]; // "103 path=" + 93 bytes + "\n" is 103 bytes long
         write_pax_block(&mut w.out, &[(b"path".to_vec(), value)]).unwrap();
-        let bytes = w.out.into_inner().ok().unwrap().inner;
+        let bytes = w.out.into_inner().ok().unwrap().into_inner();
         let data = &bytes[BLOCK..];
         assert!(data.starts_with(b"103 path="));
         assert_eq!(data.iter().position(|&b| b == b'\n'), Some(102));

@@ -284,9 +284,51 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// A writer that counts the bytes written through it (tar and export streams whose size is
+/// reported but whose digest another writer computes).
+pub struct CountingWriter<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> CountingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        CountingWriter { inner, count: 0 }
+    }
+
+    /// Bytes written so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counting_writer_counts_what_the_inner_writer_took() {
+        let mut w = CountingWriter::new(Vec::new());
+        w.write_all(b"hello").unwrap();
+        w.write_all(b" world").unwrap();
+        assert_eq!(w.count(), 11);
+        assert_eq!(w.into_inner(), b"hello world");
+    }
 
     #[test]
     fn empty_json_digest_matches_spec() {

@@ -1,9 +1,9 @@
 //! Small durable-filesystem helpers: atomic replace of a file (temp + fsync + rename + fsync of
 //! the directory), directory fsync, and process liveness checks used by leases and ingests.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use crate::error::{IoContext, Result};
@@ -43,19 +43,25 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
 
 /// Create `path` with `bytes` if it does not exist yet (durably); an existing file is kept.
 pub fn create_if_missing(path: &Path, bytes: &[u8]) -> Result<()> {
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(path)
-    {
-        Ok(mut f) => {
-            f.write_all(bytes).ctx("write", path)?;
-            f.sync_all().ctx("fsync", path)?;
-            Ok(())
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e).ctx("create", path),
+    if path.exists() {
+        return Ok(());
+    }
+    // Written whole to a temporary file, then published without replacing: a process racing
+    // to create the same store never reads the file half-written (an empty version file would
+    // read as a corrupt store).
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .permissions(fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+        .ctx("create a temporary file in", dir)?;
+    tmp.as_file_mut()
+        .write_all(bytes)
+        .ctx("write", tmp.path())?;
+    tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e.error).ctx("create", path),
     }
 }
 

@@ -271,3 +271,29 @@ impl Layout {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Processes racing to create one store (two loads and a prune started together) all
+    /// succeed: none reads a file another is still writing (an empty version file once made
+    /// a concurrent `prune` fail as "corrupt").
+    #[test]
+    fn racing_inits_of_a_new_store_all_succeed() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("store");
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..8)
+                    .map(|_| s.spawn(|| Layout::new(&root).init()))
+                    .collect();
+                for h in handles {
+                    h.join().unwrap().unwrap();
+                }
+            });
+            let version = fs::read_to_string(Layout::new(&root).version_file()).unwrap();
+            assert_eq!(version.trim(), FORMAT_VERSION.to_string());
+        }
+    }
+}

@@ -87,13 +87,26 @@ fn max_dockerfile_size() -> miette::Result<u64> {
 /// The expansion limits of a build (defaults, or `RBUILD_EXPANSION_LIMIT` and
 /// `RBUILD_EXPANSION_TOTAL`).
 pub fn expansion_limits() -> miette::Result<rbuild_parser::shell::Limits> {
-    rbuild_parser::shell::Limits::from_env().map_err(|m| {
-        miette::miette!(
-            code = "rbuild::usage::size",
-            help = "give a number of bytes, optionally with a KiB, MiB or GiB suffix",
-            "{m}"
-        )
-    })
+    use rbuild_parser::shell::{ENV_PER_BUILD, ENV_PER_WORD, Limits};
+    use rbuild_store::size::{Base, help, parse};
+    let mut limits = Limits::default();
+    for (var, slot) in [
+        (ENV_PER_WORD, &mut limits.per_word),
+        (ENV_PER_BUILD, &mut limits.per_build),
+    ] {
+        let Some(raw) = std::env::var_os(var) else {
+            continue;
+        };
+        let bytes = parse(&raw.to_string_lossy(), Base::Binary).map_err(|e| {
+            miette::miette!(
+                code = "rbuild::usage::size",
+                help = help(Base::Binary),
+                "{var}: {e}"
+            )
+        })?;
+        *slot = usize::try_from(bytes).unwrap_or(usize::MAX);
+    }
+    Ok(limits)
 }
 
 /// A Dockerfile's bytes from `path` (`None`: stdin), read with the size cap so an endless

@@ -112,28 +112,21 @@ impl<'a> StoreImages<'a> {
     /// manifest, so a build pinned to the index digest stays offline).
     fn stored_index_entry(&self, parsed: &Reference, platform: &Platform) -> Option<ImageRecord> {
         let bytes = self.store.read_blob(parsed.digest()?).ok()?;
-        let index: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        index["manifests"].as_array()?.iter().find_map(|entry| {
-            let p = &entry["platform"];
-            let matches = p["os"].as_str() == Some(platform.os.as_str())
-                && p["architecture"].as_str() == Some(platform.architecture.as_str())
-                && platform
-                    .variant
-                    .as_deref()
-                    .is_none_or(|v| p["variant"].as_str() == Some(v));
-            if !matches {
-                return None;
-            }
-            let digest = rbuild_store::Digest::parse(entry["digest"].as_str()?).ok()?;
-            self.store.image(&digest).ok()
-        })
+        let index: rbuild_store::Index = serde_json::from_slice(&bytes).ok()?;
+        let entry = platform.select(&index.manifests)?;
+        self.store.image(&entry.digest).ok()
     }
 }
 
 /// Whether an image runs on `platform` (an image without a recorded platform is accepted).
 fn platform_matches(record: &ImageRecord, platform: &Platform) -> bool {
-    record.config.architecture.is_empty()
-        || (record.config.architecture == platform.architecture && record.config.os == platform.os)
+    let config = &record.config;
+    config.architecture.is_empty()
+        || platform.matches(&Platform::new(
+            &config.os,
+            &config.architecture,
+            config.variant.as_deref(),
+        ))
 }
 
 impl ImageSource for StoreImages<'_> {

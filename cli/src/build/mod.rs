@@ -82,25 +82,20 @@ pub fn build_args(args: &BuildArgs) -> miette::Result<BTreeMap<String, String>> 
     Ok(out)
 }
 
-/// Parse `--platform os/arch[/variant]`.
+/// Parse `--platform os/arch[/variant]` with the store's one platform grammar, normalised as
+/// containerd does (`linux/x86_64` is `linux/amd64`, `linux/arm64/v8` is `linux/arm64`), so the
+/// cache key, TARGETARCH and the image matched are the same however the platform is spelled.
 pub fn platform(text: Option<&str>) -> miette::Result<Platform> {
     let Some(text) = text else {
         return Ok(Platform::host());
     };
-    let parts: Vec<&str> = text.split('/').collect();
-    match parts.as_slice() {
-        [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
-            os: os.to_string(),
-            architecture: arch.to_string(),
-            variant: parts.get(2).map(|v| v.to_string()),
-            ..Platform::default()
-        }),
-        _ => Err(miette::miette!(
+    text.parse::<Platform>().map_err(|e| {
+        miette::miette!(
             code = "rbuild::usage::platform",
             help = "write `--platform linux/amd64` (os/arch[/variant])",
-            "invalid platform `{text}`"
-        )),
-    }
+            "invalid platform `{text}`: {e}"
+        )
+    })
 }
 
 /// Read, parse and plan the Dockerfile; read the context and resolve every input. The

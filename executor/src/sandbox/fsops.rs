@@ -26,13 +26,15 @@ pub fn open_in_root(root: impl AsFd, path: &str, nofollow: bool) -> io::Result<O
     if nofollow {
         flags |= OFlags::NOFOLLOW;
     }
-    Ok(rustix::fs::openat2(
-        root,
-        rel,
-        flags,
-        Mode::empty(),
-        RESOLVE,
-    )?)
+    // The kernel answers EAGAIN when a rename elsewhere raced the in-root walk (a step
+    // sharing a cache may rename all the time): walk again, a bounded number of times.
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(root.as_fd(), rel, flags, Mode::empty(), RESOLVE) {
+            Err(rustix::io::Errno::AGAIN) if tries < 64 => tries += 1,
+            other => return Ok(other?),
+        }
+    }
 }
 
 /// Like [`open_in_root`], creating missing components: directories (0755) and, when `dir` is

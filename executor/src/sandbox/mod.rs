@@ -27,7 +27,7 @@ mod sys;
 
 pub use helper::main as helper_main;
 pub use launch::{CancelToken, Ended, Launch, Launched, Stdio3, Stream, launch};
-pub use pids::{DEFAULT_PIDS_LIMIT, MIN_PIDS_LIMIT, PidsLimit};
+pub use pids::{DEFAULT_PIDS_LIMIT, MAX_PIDS_LIMIT, MIN_PIDS_LIMIT, PidsLimit};
 pub use spec::{MountSource, MountSpec, Network, RootfsSpec, SandboxSpec, Security, Status};
 pub use sys::is_root;
 

@@ -15,6 +15,8 @@ pub const DEFAULT_PIDS_LIMIT: u64 = 8192;
 
 /// Fewer tasks than this cannot even start a step (helper, init, the command, a shell's child).
 pub const MIN_PIDS_LIMIT: u64 = 8;
+/// The largest `pids.max` the kernel takes (`PID_MAX_LIMIT` on 64-bit).
+pub const MAX_PIDS_LIMIT: u64 = 4 << 20;
 
 /// How many tasks a sandbox may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,6 +53,65 @@ pub struct PidsCgroup {
 
 static SERIAL: AtomicU64 = AtomicU64::new(0);
 
+/// Make a fresh group `rbuild-pids-<pid>-<serial>` under `parent`. A name taken by a group a
+/// killed rbuild with the same pid left behind is removed (an empty group) or skipped.
+/// `Ok(None)`: the hierarchy is not writable here.
+fn make_v1_group(parent: &Path) -> io::Result<Option<PathBuf>> {
+    let mut last = None;
+    for _ in 0..16 {
+        let dir = parent.join(format!(
+            "rbuild-pids-{}-{}",
+            std::process::id(),
+            SERIAL.fetch_add(1, Ordering::Relaxed)
+        ));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(Some(dir)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // Ours would have a serial this process has not handed out yet: stale.
+                if std::fs::remove_dir(&dir).is_ok() && std::fs::create_dir(&dir).is_ok() {
+                    return Ok(Some(dir));
+                }
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)))
+}
+
+/// Remove the (empty) groups that rbuild processes which no longer run left under `parent`
+/// (a SIGKILL skips their cleanup). Groups of live processes and non-empty ones stay.
+fn sweep_stale_v1(parent: &Path) {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(|| {
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("rbuild-pids-"))
+                .and_then(|rest| rest.split_once('-'))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir(entry.path());
+            }
+        }
+    });
+}
+
 impl PidsCgroup {
     /// Cap a sandbox at `limit` tasks. `v2_group` is the sandbox's v2 group when one exists
     /// (its memory cgroup). `Ok(None)`: no pids controller is available here.
@@ -58,23 +119,10 @@ impl PidsCgroup {
         let cgroups = std::fs::read_to_string("/proc/self/cgroup")?;
         let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
         if let Some(parent) = locate_v1(&cgroups, &mounts) {
-            let dir = parent.join(format!(
-                "rbuild-pids-{}-{}",
-                std::process::id(),
-                SERIAL.fetch_add(1, Ordering::Relaxed)
-            ));
-            match std::fs::create_dir(&dir) {
-                Ok(()) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
-                    ) =>
-                {
-                    return Ok(None);
-                }
-                Err(e) => return Err(e),
-            }
+            sweep_stale_v1(&parent);
+            let Some(dir) = make_v1_group(&parent)? else {
+                return Ok(None);
+            };
             let cgroup = PidsCgroup {
                 dir,
                 owned: true,

@@ -16,7 +16,7 @@ pub use sizes::check_sizes;
 
 pub use limits::{
     BudgetGuard, DEFAULT_PER_BUILD, DEFAULT_PER_WORD, ENV_PER_BUILD, ENV_PER_WORD, Limits, budget,
-    human as human_size, parse_size,
+    human as human_size,
 };
 
 /// How deep `${a:-${b:-...}}` may nest before expansion fails (instead of exhausting the stack).

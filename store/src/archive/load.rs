@@ -745,10 +745,7 @@ impl Store {
             return Ok(Some(d.clone()));
         }
         for nested in &i.manifests {
-            let fits = nested
-                .platform
-                .as_ref()
-                .is_none_or(|p| p.os == host.os && p.architecture == host.architecture);
+            let fits = nested.platform.as_ref().is_none_or(|p| host.matches(p));
             if media::is_index(&nested.media_type)
                 && fits
                 && let Some(d) = self.host_manifest(m, nested, what, depth + 1, seen)?

@@ -241,11 +241,8 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
             .stderr(Stdio::piped());
     }
     let (a, b) = (spec_r.as_raw_fd(), status_w.as_raw_fd());
-    // SAFETY: the closure runs in the forked child before exec and only calls fcntl, dup2 and
-    // close (async-signal-safe) on descriptors that stay open in the parent until spawn returns.
-    unsafe {
-        cmd.pre_exec(move || sys::place_fds(a, b));
-    }
+    // spec_r and status_w stay open until spawn returns.
+    sys::pass_fds_3_and_4(&mut cmd, a, b);
     let mut child = cmd.spawn().map_err(io_err("cannot start"))?;
     drop(spec_r);
     drop(status_w);

@@ -1,7 +1,7 @@
 //! The Linux sandbox RUN steps and `rbuild run` execute in: a re-exec'd single-threaded helper
 //! builds new mount/PID/UTS/IPC (and optionally network) namespaces over the step's rootfs,
 //! a minimal `/dev`, a fresh `/proc`, a read-only `/sys` and the step's mounts, then a PID-1
-//! init runs the command and reaps. This module is the only place in rbuild with `unsafe`.
+//! init runs the command and reaps. Its `sys` module is the only place in rbuild with `unsafe`.
 //!
 //! Confinement (unless the step is [`Security::Insecure`]): Docker's default capabilities, the
 //! default seccomp profile (`seccomp.rs`, data in `seccomp-profile.json`), a device cgroup
@@ -12,7 +12,6 @@
 //! Protocol: the parent runs `/proc/self/exe __rbuild-sandbox` with the JSON [`SandboxSpec`] on
 //! fd 3 and a pipe on fd 4 that receives JSON-line [`Status`] records; the binary's `main` must
 //! call [`helper_main`] first thing when its first argument is [`HELPER_ARG`].
-#![allow(unsafe_code)]
 
 mod cgroup;
 mod devices;

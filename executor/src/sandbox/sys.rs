@@ -1,6 +1,9 @@
 //! The few raw system calls the sandbox needs that rustix does not wrap safely: fork, taking
 //! ownership of inherited descriptors, `mount_setattr`, bringing loopback up, capability
-//! bounding, signal dispositions and `_exit`. Every `unsafe` block says why it is sound.
+//! bounding, signal dispositions, `_exit` and the pre-exec descriptor placement of the helper.
+//! Every `unsafe` block says why it is sound. This is the only module of rbuild allowed to
+//! use `unsafe` (the workspace denies it everywhere else).
+#![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -32,9 +35,21 @@ pub fn inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Make `cmd`'s child place `a` at fd 3 and `b` at fd 4 (without close-on-exec) before it
+/// execs. `a` and `b` must stay open in the parent until `cmd` is spawned.
+pub fn pass_fds_3_and_4(cmd: &mut std::process::Command, a: RawFd, b: RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls fcntl, dup2 and
+    // close (async-signal-safe, no allocation) on descriptors the caller keeps open in the
+    // parent until spawn returns.
+    unsafe {
+        cmd.pre_exec(move || place_fds(a, b));
+    }
+}
+
 /// In a forked child before exec: place `a` at fd 3 and `b` at fd 4 (without close-on-exec).
 /// Only async-signal-safe calls are made.
-pub fn place_fds(a: RawFd, b: RawFd) -> io::Result<()> {
+fn place_fds(a: RawFd, b: RawFd) -> io::Result<()> {
     // SAFETY: fcntl/dup2/close are async-signal-safe and operate on descriptors the parent
     // created for this child; moving both above 10 first avoids clobbering one with the other.
     unsafe {

@@ -4,7 +4,8 @@
 //! config's diff_ids mark snapshots live (a snapshot is keyed by its layer chain, see
 //! [`crate::chain`]). The sweep (under the exclusive store lock) removes unmarked blobs,
 //! snapshots of no live chain, the diff_id-keyed snapshot directories of earlier versions,
-//! `cache/keys/` entries without a `refs/cache/` ref, and leftovers of dead processes.
+//! and leftovers of dead processes. `cache/` is the solver's: its index entries are kept alive
+//! by `refs/cache/` refs and never swept here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -30,8 +31,6 @@ pub struct LiveSet {
     pub blobs: BTreeSet<Digest>,
     /// Snapshot names (layer chain ids) to keep.
     pub snapshots: BTreeSet<Digest>,
-    /// Names of live `refs/cache/` refs: `cache/keys/<name>[.*]` entries are kept.
-    pub cache_names: BTreeSet<String>,
 }
 
 /// What a collection removed.
@@ -39,7 +38,6 @@ pub struct LiveSet {
 pub struct GcReport {
     pub blobs: Vec<(Digest, u64)>,
     pub snapshots: Vec<(String, u64)>,
-    pub cache_entries: Vec<String>,
     pub ingests: usize,
     pub expired_leases: usize,
     pub tmp: usize,
@@ -90,9 +88,6 @@ impl Store {
         }
         for kind in self.ref_kinds()? {
             for r in self.list_refs(&kind)? {
-                if kind == KIND_CACHE {
-                    live.cache_names.insert(r.name.clone());
-                }
                 for d in r.digests {
                     live.snapshots.insert(d.clone());
                     queue.push((d, None));
@@ -213,24 +208,6 @@ impl Store {
             !live.snapshots.contains(d)
         })?;
 
-        let cache = self.layout.cache_keys();
-        let entries = match fs::read_dir(&cache) {
-            Ok(e) => Some(e),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).ctx("list", &cache),
-        };
-        for entry in entries.into_iter().flatten() {
-            let entry = entry.ctx("list", &cache)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue; // temp files of atomic writes in progress
-            }
-            let key = name.split('.').next().unwrap_or(&name);
-            if !live.cache_names.contains(key) && !live.cache_names.contains(&name) {
-                fsutil::remove_tree(&entry.path())?;
-                report.cache_entries.push(name);
-            }
-        }
         Ok(report)
     }
 
@@ -546,13 +523,10 @@ mod tests {
         fs::create_dir_all(s.snapshot_path(&kept)).unwrap();
         let stray = Digest::of(b"stray");
         fs::create_dir_all(s.snapshot_path(&stray)).unwrap();
-        fs::create_dir_all(s.layout.cache_keys()).unwrap();
-        fs::write(s.layout.cache_keys().join("k1.json"), b"{}").unwrap();
-        fs::write(s.layout.cache_keys().join("gone.json"), b"{}").unwrap();
         fs::create_dir_all(s.layout.cache().join("context")).unwrap();
         drop(s);
         let s = Store::open_with(d.path(), StoreOptions::default()).unwrap();
-        let r = s.collect_garbage().unwrap();
+        s.collect_garbage().unwrap();
         assert!(s.has_blob(&kept));
         assert!(s.snapshot_path(&kept).exists());
         assert!(!s.snapshot_path(&stray).exists());
@@ -562,12 +536,10 @@ mod tests {
                 .unwrap()
                 .exists()
         );
-        assert_eq!(r.cache_entries, vec!["gone.json".to_string()]);
         assert!(
             s.layout.cache().join("context").exists(),
             "the solver's own files stay"
         );
-        assert!(s.layout.cache_keys().join("k1.json").exists());
     }
 
     /// Snapshots are kept by layer chain: every prefix chain of a live image's diff_ids stays,

@@ -72,14 +72,19 @@ impl Layout {
     pub fn snapshots(&self) -> PathBuf {
         self.root.join("snapshots")
     }
-    /// Build-cache state (owned by the solver; GC never touches it, except `cache/keys/`).
+    /// Build-cache state (owned by the solver; GC never touches it).
     pub fn cache(&self) -> PathBuf {
         self.root.join("cache")
     }
-    /// Per-entry cache metadata: `cache/keys/<name>[.<suffix>]` lives while
-    /// `refs/cache/<name>` does; GC removes the rest.
-    pub fn cache_keys(&self) -> PathBuf {
-        self.root.join("cache/keys")
+    /// The solver's cache index (`cache/_index-v1`; names starting with `_` are the
+    /// solver's own). Its entries' GC roots are `refs/cache/<key>` refs.
+    pub fn cache_index(&self) -> PathBuf {
+        self.cache().join("_index-v1")
+    }
+    /// The stat cache of one build context (`cache/context/<key>`, `key` naming the context
+    /// directory).
+    pub fn context_stat_cache(&self, key: &str) -> PathBuf {
+        self.cache().join("context").join(key)
     }
     /// Containers of `rbuild run` (owned by the runner).
     pub fn containers(&self) -> PathBuf {

@@ -60,9 +60,10 @@
 //! expired), walking manifests/indexes to configs and layers. A snapshot `snapshots/v2/<hex>` is
 //! live when `sha256:<hex>` is the chain id of a prefix of a live config's diff_ids, listed in
 //! a ref, or leased; `tmp-<pid>-<start>.*` staging dirs of dead processes are removed, and so are
-//! the diff_id-keyed `snapshots/<hex>` directories of earlier versions (never valid views). A
-//! `cache/keys/<name>[.<suffix>]` entry is live while `refs/cache/<name>` exists; the rest of
-//! `cache/` is the solver's own and never touched. GC runs under the exclusive `LOCK`; every
+//! the diff_id-keyed `snapshots/<hex>` directories of earlier versions (never valid views).
+//! `cache/` is the solver's own (its index at [`layout::Layout::cache_index`], stat caches at
+//! [`layout::Layout::context_stat_cache`]) and never touched; `refs/cache/<key>` refs keep the
+//! blobs of its entries. GC runs under the exclusive `LOCK`; every
 //! step that makes content reachable holds it shared.
 
 pub mod archive;

@@ -247,15 +247,14 @@ fn plan_report(text: &DockerfileText, err: PlanError) -> Report {
     text.report(err)
 }
 
-/// The cache index lives in `$ROOT/cache/_index-v1` (names starting with `_` are the solver's
-/// own; the store's GC manages the per-entry GC roots in `refs/cache/`).
+/// The solver's cache index of `store` (the path is the store layout's).
 pub fn cache_dir(store: &Store) -> PathBuf {
-    store.layout().cache().join("_index-v1")
+    store.layout().cache_index()
 }
 
 /// The stat cache of a context directory lives in the store, keyed by the context's path.
 fn stat_cache_path(store: &Store, context: &Path) -> PathBuf {
     let abs = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
     let key = blake3::hash(abs.as_os_str().as_encoded_bytes()).to_hex();
-    store.layout().cache().join("context").join(&key[..32])
+    store.layout().context_stat_cache(&key[..32])
 }

@@ -1,17 +1,14 @@
 //! `--change` for `rbuild import`: a Dockerfile metadata instruction (CMD, ENTRYPOINT, ENV,
 //! EXPOSE, LABEL, USER, WORKDIR, VOLUME, STOPSIGNAL) parsed by `rbuild-parser` and applied to
-//! an image config; values are expanded against the config's environment, as `docker import`
-//! does. Errors point into the `--change` text.
-
-use std::collections::HashMap;
+//! an image config by the planner's own code (`rbuild_solver::plan::apply_metadata`), so a
+//! change means what the same line means in a Dockerfile; values are expanded against the
+//! config's environment, as `docker import` does. Errors point into the `--change` text.
 
 use miette::{Diagnostic, SourceSpan};
-use rbuild_parser::{CommandForm, Instruction, KeyValue, Word, shell};
+use rbuild_solver::plan::METADATA_INSTRUCTIONS;
 use rbuild_store::ContainerConfig;
-use serde_json::Value;
 use thiserror::Error;
 
-const ALLOWED: &str = "CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, WORKDIR, VOLUME, STOPSIGNAL";
 /// The change is parsed as the second line of a tiny Dockerfile.
 const PREFIX: &str = "FROM scratch\n";
 
@@ -47,13 +44,6 @@ impl ChangeError {
             help: help.to_string(),
         }
     }
-
-    /// An error at a parser span (offsets into `PREFIX + change`).
-    fn word(change: &str, w: &Word, reason: impl Into<String>, label: &str, help: &str) -> Self {
-        let s = w.span.start.saturating_sub(PREFIX.len());
-        let e = w.span.end.saturating_sub(PREFIX.len());
-        ChangeError::at(change, s, e, reason, label, help)
-    }
 }
 
 /// Apply one `--change` line to `config`.
@@ -79,7 +69,7 @@ pub fn apply(change: &str, config: &mut ContainerConfig) -> Result<(), ChangeErr
             .next()
             .unwrap_or_default()
             .to_ascii_uppercase();
-        let known: Vec<&str> = ALLOWED.split(", ").collect();
+        let known = METADATA_INSTRUCTIONS;
         // Edit distance rather than Jaro-Winkler: it catches transpositions like `CDM`.
         let closest = known
             .iter()
@@ -89,8 +79,8 @@ pub fn apply(change: &str, config: &mut ContainerConfig) -> Result<(), ChangeErr
             .map(|(_, k)| k);
         let help = match (d.help.as_deref(), closest) {
             (Some(h), _) => h.to_string(),
-            (None, Some(k)) => format!("did you mean `{k}`? --change accepts {ALLOWED}"),
-            (None, None) => format!("--change accepts {ALLOWED}"),
+            (None, Some(k)) => format!("did you mean `{k}`? --change accepts {}", allowed()),
+            (None, None) => format!("--change accepts {}", allowed()),
         };
         return Err(ChangeError::at(
             change,
@@ -108,172 +98,48 @@ pub fn apply(change: &str, config: &mut ContainerConfig) -> Result<(), ChangeErr
             change.len(),
             "there is no instruction",
             "empty",
-            &format!("--change accepts {ALLOWED}"),
+            &format!("--change accepts {}", allowed()),
         ));
     };
-    let env: HashMap<String, String> = config
-        .env
-        .iter()
-        .flatten()
-        .filter_map(|e| {
-            e.split_once('=')
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect();
-    let expand = |w: &Word| -> Result<String, ChangeError> {
-        shell::expand_word(&w.value, &env, '\\')
-            .map(|x| x.value)
-            .map_err(|e| {
-                ChangeError::word(
-                    change,
-                    w,
-                    format!("cannot expand `{}`: {e}", w.value),
-                    "here",
-                    "check the quoting and `${...}` syntax",
-                )
-            })
-    };
-    let expand_list = |w: &Word| -> Result<Vec<String>, ChangeError> {
-        shell::expand_words(&w.value, &env, '\\')
-            .map(|x| x.words)
-            .map_err(|e| {
-                ChangeError::word(
-                    change,
-                    w,
-                    format!("cannot expand `{}`: {e}", w.value),
-                    "here",
-                    "check the quoting and `${...}` syntax",
-                )
-            })
-    };
-    let pairs = |kvs: &[KeyValue]| -> Result<Vec<(String, String)>, ChangeError> {
-        kvs.iter()
-            .map(|kv| Ok((expand(&kv.key)?, expand(&kv.value)?)))
-            .collect()
-    };
-    let command = |form: &CommandForm| -> Vec<String> {
-        match form {
-            CommandForm::Exec(words) => words.iter().map(|w| w.value.clone()).collect(),
-            CommandForm::Shell(w) => {
-                let mut argv = config
-                    .shell
-                    .clone()
-                    .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-                argv.push(w.value.clone());
-                argv
-            }
-        }
-    };
-    match instr {
-        Instruction::Cmd(c) => config.cmd = Some(command(&c.command)),
-        Instruction::Entrypoint(c) => config.entrypoint = Some(command(&c.command)),
-        Instruction::Env(e) => {
-            let vars = pairs(&e.vars)?;
-            let list = config.env.get_or_insert_with(Vec::new);
-            for (k, v) in vars {
-                list.retain(|x| x.split('=').next() != Some(k.as_str()));
-                list.push(format!("{k}={v}"));
-            }
-        }
-        Instruction::Label(l) => {
-            let vars = pairs(&l.labels)?;
-            let labels = config.labels.get_or_insert_with(Default::default);
-            labels.extend(vars);
-        }
-        Instruction::Expose(e) => {
-            let mut ports = Vec::new();
-            for w in &e.ports {
-                for p in expand_list(w)? {
-                    let (port, proto) = p.split_once('/').unwrap_or((p.as_str(), "tcp"));
-                    let (lo, hi) = port.split_once('-').unwrap_or((port, port));
-                    let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>()) else {
-                        return Err(ChangeError::word(
-                            change,
-                            w,
-                            format!("`{p}` is not a port"),
-                            "this port",
-                            "use `80`, `80/tcp`, `53/udp` or `8000-8010`",
-                        ));
-                    };
-                    if lo == 0 || hi < lo || !matches!(proto, "tcp" | "udp" | "sctp") {
-                        return Err(ChangeError::word(
-                            change,
-                            w,
-                            format!("`{p}` is not a port"),
-                            "this port",
-                            "use `80`, `80/tcp`, `53/udp` or `8000-8010`",
-                        ));
-                    }
-                    ports.extend((lo..=hi).map(|n| format!("{n}/{proto}")));
-                }
-            }
-            let map = config.exposed_ports.get_or_insert_with(Default::default);
-            for p in ports {
-                map.insert(p, Value::Object(Default::default()));
-            }
-        }
-        Instruction::Volume(v) => {
-            let mut paths = Vec::new();
-            for w in &v.paths {
-                if v.json {
-                    paths.push(w.value.clone());
-                } else {
-                    paths.extend(expand_list(w)?);
-                }
-            }
-            let map = config.volumes.get_or_insert_with(Default::default);
-            for p in paths {
-                map.insert(p, Value::Object(Default::default()));
-            }
-        }
-        Instruction::User(u) => config.user = Some(expand(&u.user)?),
-        Instruction::Workdir(w) => {
-            let dir = expand(&w.path)?;
-            config.working_dir = Some(if dir.starts_with('/') {
-                dir
-            } else {
-                let base = config.working_dir.clone().unwrap_or_else(|| "/".into());
-                format!("{}/{dir}", base.trim_end_matches('/'))
-            });
-        }
-        Instruction::Stopsignal(s) => {
-            let sig = expand(&s.signal)?;
-            let ok = sig.parse::<u32>().is_ok_and(|n| (1..=64).contains(&n))
-                || (sig.len() > 3
-                    && sig.starts_with("SIG")
-                    && sig[3..].chars().all(|c| {
-                        c.is_ascii_uppercase() || c.is_ascii_digit() || c == '+' || c == '-'
-                    }));
-            if !ok {
-                return Err(ChangeError::word(
-                    change,
-                    &s.signal,
-                    format!("`{sig}` is not a signal"),
-                    "this signal",
-                    "use a name like `SIGTERM` or a number",
-                ));
-            }
-            config.stop_signal = Some(sig);
-        }
-        other => {
-            let m = other.meta();
-            let s = m.span.start.saturating_sub(PREFIX.len());
-            let word_end = change[s.min(change.len())..]
-                .find(char::is_whitespace)
-                .map(|i| s + i)
-                .unwrap_or(change.len());
-            let keyword = change.get(s..word_end).unwrap_or(change).to_string();
-            return Err(ChangeError::at(
-                change,
-                s,
-                word_end,
-                format!("`{keyword}` cannot be used with --change"),
-                "this instruction",
-                &format!("--change accepts {ALLOWED}"),
-            ));
-        }
+    let keyword = &instr.meta().keyword;
+    if !METADATA_INSTRUCTIONS.contains(&keyword.value.to_ascii_uppercase().as_str()) {
+        let s = keyword.span.start.saturating_sub(PREFIX.len());
+        let e = keyword.span.end.saturating_sub(PREFIX.len());
+        return Err(ChangeError::at(
+            change,
+            s,
+            e,
+            format!("`{}` cannot be used with --change", keyword.value),
+            "this instruction",
+            &format!("--change accepts {}", allowed()),
+        ));
     }
-    Ok(())
+    rbuild_solver::plan::apply_metadata(config, &text, instr).map_err(|e| plan_error(change, &e))
+}
+
+fn allowed() -> String {
+    METADATA_INSTRUCTIONS.join(", ")
+}
+
+/// A planner error (spans into `PREFIX + change`) as an error pointing into the `--change`.
+fn plan_error(change: &str, e: &rbuild_solver::plan::PlanError) -> ChangeError {
+    use miette::Diagnostic;
+    let (start, end, label) = e
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|l| {
+            (
+                l.offset().saturating_sub(PREFIX.len()),
+                (l.offset() + l.len()).saturating_sub(PREFIX.len()),
+                l.label().unwrap_or("here").to_string(),
+            )
+        })
+        .unwrap_or((0, change.len(), "here".to_string()));
+    let help = e
+        .help()
+        .map(|h| h.to_string())
+        .unwrap_or_else(|| format!("--change accepts {}", allowed()));
+    ChangeError::at(change, start, end, e.to_string(), &label, &help)
 }
 
 #[cfg(test)]
@@ -316,6 +182,30 @@ mod tests {
         assert_eq!(c.working_dir.unwrap(), "/srv/sub");
         assert!(c.volumes.unwrap().contains_key("/data"));
         assert_eq!(c.stop_signal.unwrap(), "SIGINT");
+    }
+
+    /// A change means what the same line means in a Dockerfile (the planner's code applies
+    /// it): relative WORKDIRs are joined and cleaned, EXPOSE takes `ip:host:` prefixes and any
+    /// protocol case, a VOLUME word is one path.
+    #[test]
+    fn changes_mean_what_the_dockerfile_line_means() {
+        let c = cfg(&[
+            "WORKDIR /srv",
+            "WORKDIR ../opt/./x",
+            "EXPOSE 127.0.0.1:8080:80 53/UDP",
+            "ENV DIR=/var/lib/app",
+            "VOLUME $DIR /cache",
+            "ENTRYPOINT [\"/bin/app\"]",
+        ]);
+        assert_eq!(c.working_dir.as_deref(), Some("/opt/x"));
+        let ports: Vec<&String> = c.exposed_ports.as_ref().unwrap().keys().collect();
+        assert_eq!(ports, ["53/udp", "80/tcp"]);
+        let volumes: Vec<&String> = c.volumes.as_ref().unwrap().keys().collect();
+        assert_eq!(volumes, ["/cache", "/var/lib/app"]);
+        assert_eq!(c.entrypoint.unwrap(), ["/bin/app"]);
+        // ENTRYPOINT after a CMD of the same import keeps it, as in one Dockerfile stage.
+        let c = cfg(&["CMD [\"x\"]", "ENTRYPOINT [\"/e\"]"]);
+        assert_eq!(c.cmd.unwrap(), ["x"]);
     }
 
     #[test]

@@ -565,6 +565,91 @@ fn static_from_refs(ins: &Instruction) -> Vec<String> {
     }
 }
 
+/// The metadata instructions [`apply_metadata`] takes (`rbuild import --change`).
+pub const METADATA_INSTRUCTIONS: &[&str] = &[
+    "CMD",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "LABEL",
+    "USER",
+    "WORKDIR",
+    "VOLUME",
+    "STOPSIGNAL",
+];
+
+/// Apply one metadata instruction (one of [`METADATA_INSTRUCTIONS`]) to `config` exactly as a
+/// Dockerfile stage would: the planner's own code, so `import --change` and a build agree on
+/// WORKDIR normalisation, EXPOSE and VOLUME words, signals and command forms. Values expand
+/// against the config's `Env` alone (no ARGs; no default PATH is added). `src` is the text
+/// `ins` was parsed from: error spans point into it. Any other instruction is refused with
+/// [`PlanError::Invalid`] at its keyword.
+pub fn apply_metadata(
+    config: &mut rbuild_store::ContainerConfig,
+    src: &str,
+    ins: &Instruction,
+) -> Result<(), PlanError> {
+    struct NoImages;
+    impl ImageSource for NoImages {
+        fn resolve(
+            &self,
+            reference: &str,
+            _: &Platform,
+        ) -> Result<ResolvedImage, (String, Option<String>)> {
+            Err((format!("no image `{reference}` here"), None))
+        }
+    }
+    let keyword = &ins.meta().keyword;
+    let name = keyword.value.to_ascii_uppercase();
+    if !METADATA_INSTRUCTIONS.contains(&name.as_str()) {
+        return Err(PlanError::invalid(
+            keyword.span,
+            format!("`{}` is not a metadata instruction", keyword.value),
+            "this instruction",
+            Some(format!("use one of {}", METADATA_INSTRUCTIONS.join(", "))),
+        ));
+    }
+    let lines = LineIndex::new(src);
+    let opts = PlanOptions {
+        build_args: BTreeMap::new(),
+        target: None,
+        platform: Platform::host(),
+    };
+    let ctx = Ctx {
+        src,
+        lines: &lines,
+        escape: '\\',
+        opts: &opts,
+        images: &NoImages,
+        names: &[],
+    };
+    let mut vars = Vars::default();
+    for entry in config.env.iter().flatten() {
+        let (k, v) = entry.split_once('=').unwrap_or((entry.as_str(), ""));
+        vars.set(k, v);
+    }
+    let mut state = StageState {
+        vars,
+        build_args: Vec::new(),
+        config: ImageConfig {
+            config: Some(config.clone()),
+            ..ImageConfig::default()
+        },
+        cmd_set: config.cmd.is_some(),
+    };
+    let mut step = Step {
+        id: StepId { stage: 0, index: 0 },
+        display: String::new(),
+        site: ctx.site(ins.span()),
+        op: crate::op::Op::Meta,
+        created_by: String::new(),
+        key: crate::op::KeyParts::default(),
+    };
+    meta::dispatch(&ctx, &mut state, ins, &mut step)?;
+    *config = state.config.config.unwrap_or_default();
+    Ok(())
+}
+
 /// Turn one instruction into a step, updating the stage state.
 fn dispatch(
     ctx: &Ctx<'_>,

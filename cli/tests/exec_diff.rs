@@ -118,7 +118,7 @@ fn run_both(script: &str, host: bool) -> Both {
 
 /// The step's layer, also checked by the store's validating layer reader (what `load` and
 /// pull accept): same diff_id, no rule broken.
-fn layer_bytes(o: &RunOutcome, epoch: Option<i64>) -> Option<(String, Vec<u8>)> {
+fn layer_bytes(o: &RunOutcome, epoch: Option<i64>) -> Option<(rbuild_store::Digest, Vec<u8>)> {
     let mut buf = Vec::new();
     let opts = LayerOptions {
         source_date_epoch: epoch,
@@ -128,7 +128,7 @@ fn layer_bytes(o: &RunOutcome, epoch: Option<i64>) -> Option<(String, Vec<u8>)> 
         assert_eq!(info.size, buf.len() as u64);
         let scan = rbuild_store::layer::scan(&buf[..], &rbuild_store::Limits::default(), "step")
             .unwrap_or_else(|e| panic!("the store rejects the layer: {e:?}"));
-        assert_eq!(scan.diff_id.as_str(), info.diff_id);
+        assert_eq!(scan.diff_id, info.diff_id);
         (info.diff_id, buf)
     })
 }

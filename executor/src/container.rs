@@ -107,7 +107,7 @@ pub struct ContainerRecord {
     pub name: String,
     /// The image as the user named it, and its manifest digest.
     pub image: String,
-    pub image_digest: String,
+    pub image_digest: rbuild_store::Digest,
     pub created: String,
     pub argv: Vec<String>,
     /// Started with `--rm`: remove when it exits (or, if rbuild died, on the next start).
@@ -141,7 +141,7 @@ impl Containers {
         &self,
         name: Option<&str>,
         image: &str,
-        image_digest: &str,
+        image_digest: &rbuild_store::Digest,
         argv: &[String],
         remove_on_exit: bool,
     ) -> Result<Container> {
@@ -184,7 +184,7 @@ impl Containers {
             id,
             name,
             image: image.to_string(),
-            image_digest: image_digest.to_string(),
+            image_digest: image_digest.clone(),
             created: jiff::Timestamp::now().to_string(),
             argv: argv.to_vec(),
             remove_on_exit,
@@ -338,6 +338,10 @@ mod tests {
         assert!(err.to_string().contains("no command specified"), "{err}");
     }
 
+    fn digest() -> rbuild_store::Digest {
+        rbuild_store::Digest::of(b"x")
+    }
+
     #[test]
     fn container_names_are_unique_and_records_round_trip() {
         let root = tempfile::tempdir().unwrap();
@@ -346,22 +350,22 @@ mod tests {
             .create(
                 Some("web"),
                 "busybox:1.35",
-                "sha256:x",
+                &digest(),
                 &["sh".into()],
                 false,
             )
             .unwrap();
         assert!(a.dir.join("container.json").exists());
         let err = cs
-            .create(Some("web"), "busybox", "sha256:x", &[], false)
+            .create(Some("web"), "busybox", &digest(), &[], false)
             .err()
             .unwrap();
         assert!(err.to_string().contains("already in use"), "{err}");
         assert!(
-            cs.create(Some("../x"), "busybox", "sha256:x", &[], false)
+            cs.create(Some("../x"), "busybox", &digest(), &[], false)
                 .is_err()
         );
-        let b = cs.create(None, "busybox", "sha256:x", &[], false).unwrap();
+        let b = cs.create(None, "busybox", &digest(), &[], false).unwrap();
         assert!(b.record.name.starts_with("rbuild-"));
         assert_eq!(cs.list().unwrap().len(), 2);
         cs.remove(&a.record.id).unwrap();
@@ -373,9 +377,9 @@ mod tests {
     fn abandoned_rm_containers_are_removed_and_running_ones_kept() {
         let root = tempfile::tempdir().unwrap();
         let cs = Containers::open(root.path()).unwrap();
-        let running = cs.create(None, "busybox", "sha256:x", &[], true).unwrap();
-        let kept = cs.create(None, "busybox", "sha256:x", &[], false).unwrap();
-        let dead = cs.create(None, "busybox", "sha256:x", &[], true).unwrap();
+        let running = cs.create(None, "busybox", &digest(), &[], true).unwrap();
+        let kept = cs.create(None, "busybox", &digest(), &[], false).unwrap();
+        let dead = cs.create(None, "busybox", &digest(), &[], true).unwrap();
         let dead_id = dead.record.id.clone();
         drop(dead); // its lock is released, as when rbuild is killed
         drop(kept);

@@ -8,7 +8,8 @@ use std::io::{Read, Write};
 
 use rbuild_solver::inputs::{FetchedUrl, redact};
 use rbuild_store::Store;
-use sha2::{Digest as _, Sha256};
+use rbuild_store::digest::Hasher;
+use sha2::Digest as _;
 
 /// Largest body `ADD` downloads (override with `RBUILD_MAX_DOWNLOAD`, in bytes).
 const DEFAULT_MAX_DOWNLOAD: u64 = 16 << 30;
@@ -61,7 +62,7 @@ pub fn fetch_url(
     })?;
     let limit = max_download();
     let mut reader = response.into_body().into_reader().take(limit + 1);
-    let mut hasher = Sha256::new();
+    let mut hasher = Hasher::new();
     // `--checksum` may name sha384 or sha512; the body is keyed by sha256 either way.
     let mut other = OtherDigests::for_checksum(checksum);
     let mut buf = vec![0u8; 1 << 20];
@@ -88,12 +89,12 @@ pub fn fetch_url(
         file.write_all(&buf[..n])
             .map_err(|e| (format!("cannot write the download: {e}"), None))?;
     }
-    let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
+    let digest = hasher.finish();
     if let Some(expected) = checksum {
         let got = match expected.split_once(':').map(|(alg, _)| alg) {
             Some("sha384") => format!("sha384:{}", hex::encode(other.sha384.finalize())),
             Some("sha512") => format!("sha512:{}", hex::encode(other.sha512.finalize())),
-            _ => digest.clone(),
+            _ => digest.to_string(),
         };
         if !expected.eq_ignore_ascii_case(&got) {
             return Err((

@@ -33,10 +33,10 @@ pub struct LayerOptions {
     pub source_date_epoch: Option<i64>,
 }
 
-/// The written layer: its diff_id (`sha256:<hex>` of the uncompressed tar) and size in bytes.
+/// The written layer: its diff_id (the digest of the uncompressed tar) and size in bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerInfo {
-    pub diff_id: String,
+    pub diff_id: rbuild_store::Digest,
     pub size: u64,
 }
 
@@ -50,10 +50,7 @@ pub fn write_layer<W: Write>(
     write_tar(changeset, &mut hashing, options)?;
     let (mut inner, diff_id, size) = hashing.finish();
     inner.flush().map_err(write_err)?;
-    Ok(LayerInfo {
-        diff_id: diff_id.to_string(),
-        size,
-    })
+    Ok(LayerInfo { diff_id, size })
 }
 
 /// Write `changeset` as a tar stream into `out` without hashing it (for sinks that hash, such
@@ -513,7 +510,7 @@ mod tests {
         let mut out = Vec::new();
         let info = write_layer(&cs, &mut out, &LayerOptions::default()).unwrap();
         assert_eq!(info.size, out.len() as u64);
-        assert_eq!(info.diff_id, rbuild_store::Digest::of(&out).to_string());
+        assert_eq!(info.diff_id, rbuild_store::Digest::of(&out));
         let mut archive = tar::Archive::new(&out[..]);
         let mut seen = std::collections::BTreeMap::new();
         for e in archive.entries().unwrap() {

@@ -10,6 +10,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use rbuild_store::Digest;
 use serde::{Deserialize, Serialize};
 
 use crate::cache_key::{CacheKey, Preimage};
@@ -20,8 +21,9 @@ const SITE_HISTORY: usize = 16;
 /// What a cached step produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedResult {
-    /// The layer's uncompressed digest; `None` when the step changed no files.
-    pub diff_id: Option<String>,
+    /// The layer's uncompressed digest; `None` when the step changed no files. Stored as its
+    /// `sha256:<hex>` text; an entry whose digest does not parse reads as absent.
+    pub diff_id: Option<Digest>,
     /// Uncompressed layer size in bytes.
     pub size: u64,
 }
@@ -336,7 +338,7 @@ mod tests {
             key: preimage.key(),
             preimage,
             result: CachedResult {
-                diff_id: Some(format!("sha256:{n:064}")),
+                diff_id: Some(Digest::from_hex(&format!("{n:064}")).unwrap()),
                 size,
             },
             created: last_used,

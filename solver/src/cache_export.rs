@@ -24,6 +24,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine;
+use rbuild_store::Digest;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{CacheEntry, CacheError, CacheIndex, CachedResult};
@@ -57,7 +58,7 @@ pub struct ExportedEntry {
     /// the importer re-anchors it to its own Dockerfile path for explanations.
     pub site: String,
     pub preimage: Preimage,
-    pub result: CachedResult,
+    pub result: ExportedResult,
     /// Unix seconds the step was built (kept, so the imported image gets the same `created`).
     pub created: i64,
     #[serde(default)]
@@ -65,6 +66,26 @@ pub struct ExportedEntry {
     /// The entry's position in its chain (prune order), see [`CacheEntry::depth`].
     #[serde(default)]
     pub depth: usize,
+}
+
+/// What an exported step produced, as the document carries it: the layer digest stays text
+/// until [`merge`] checks it (a malformed one refuses that entry, not the whole document).
+/// Serialises exactly as [`CachedResult`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportedResult {
+    /// `sha256:<hex>` of the layer, `None` when the step changed no files.
+    pub diff_id: Option<String>,
+    /// Uncompressed layer size in bytes.
+    pub size: u64,
+}
+
+impl From<CachedResult> for ExportedResult {
+    fn from(r: CachedResult) -> ExportedResult {
+        ExportedResult {
+            diff_id: r.diff_id.map(String::from),
+            size: r.size,
+        }
+    }
 }
 
 /// The part of a step site after the Dockerfile: `<stage label>#<step index>`.
@@ -92,7 +113,7 @@ pub fn export(
                 key: entry.key,
                 site: site.clone(),
                 preimage: entry.preimage,
-                result: entry.result,
+                result: entry.result.into(),
                 created: entry.created,
                 build_ms: entry.build_ms,
                 depth: entry.depth,
@@ -126,12 +147,13 @@ impl ExportedIndex {
         serde_json::to_vec(self).expect("an exported index serialises")
     }
 
-    /// Every layer (diff_id) the entries produced, sorted and unique.
-    pub fn layers(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
+    /// Every layer (diff_id) the entries produced, sorted and unique (a malformed digest, which
+    /// [`export`] never writes, is left out).
+    pub fn layers(&self) -> Vec<Digest> {
+        let mut out: Vec<Digest> = self
             .entries
             .iter()
-            .filter_map(|e| e.result.diff_id.clone())
+            .filter_map(|e| Digest::parse(e.result.diff_id.as_deref()?).ok())
             .collect();
         out.sort();
         out.dedup();
@@ -190,15 +212,15 @@ pub struct MergeReport {
     pub bad_files: usize,
     /// Usable entries (imported or already present): key and the layer the local index now
     /// associates with it.
-    pub usable: Vec<(CacheKey, Option<String>)>,
+    pub usable: Vec<(CacheKey, Option<Digest>)>,
 }
 
 /// How [`merge`] learns about layers.
 pub struct LayerAvailability<'a> {
     /// The layer is in the local store.
-    pub local: &'a dyn Fn(&str) -> bool,
+    pub local: &'a dyn Fn(&Digest) -> bool,
     /// The layer can be fetched (the cache artifact lists it).
-    pub remote: &'a dyn Fn(&str) -> bool,
+    pub remote: &'a dyn Fn(&Digest) -> bool,
 }
 
 fn has_control(s: &str) -> bool {
@@ -237,12 +259,8 @@ fn is_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-fn is_sha256(d: &str) -> bool {
-    d.strip_prefix("sha256:").is_some_and(|hex| is_hex(hex, 64))
-}
-
-/// Check one entry; `Err(reason)` refuses it.
-fn check(entry: &ExportedEntry) -> Result<(), String> {
+/// Check one entry and parse its layer digest; `Err(reason)` refuses it.
+fn check(entry: &ExportedEntry) -> Result<Option<Digest>, String> {
     let recomputed = entry.preimage.key();
     if recomputed != entry.key {
         return Err(format!(
@@ -250,18 +268,19 @@ fn check(entry: &ExportedEntry) -> Result<(), String> {
             recomputed.short()
         ));
     }
-    if let Some(d) = &entry.result.diff_id
-        && !is_sha256(d)
-    {
-        return Err("its layer digest is not a sha256 digest".into());
-    }
+    let diff_id = match &entry.result.diff_id {
+        Some(d) => Some(
+            Digest::parse(d).map_err(|_| "its layer digest is not a sha256 digest".to_string())?,
+        ),
+        None => None,
+    };
     if entry.site.len() > MAX_SITE_LEN || has_control(&entry.site) || !entry.site.contains('#') {
         return Err("its step site is malformed".into());
     }
     if preimage_has_control(&entry.preimage) {
         return Err("its preimage holds control characters or malformed digests".into());
     }
-    Ok(())
+    Ok(diff_id)
 }
 
 /// Merge an exported index into `cache`. Imported entries are seeded into the site history of
@@ -308,21 +327,28 @@ pub fn merge(
             report.other_version += 1;
             continue;
         }
-        if let Err(reason) = check(&entry) {
-            report.rejected.push(Rejected {
-                key: entry
-                    .key
-                    .0
-                    .chars()
-                    .take(64)
-                    .collect::<String>()
-                    .escape_debug()
-                    .to_string(),
-                reason,
-            });
-            continue;
-        }
-        if let Some(d) = &entry.result.diff_id
+        let diff_id = match check(&entry) {
+            Ok(diff_id) => diff_id,
+            Err(reason) => {
+                report.rejected.push(Rejected {
+                    key: entry
+                        .key
+                        .0
+                        .chars()
+                        .take(64)
+                        .collect::<String>()
+                        .escape_debug()
+                        .to_string(),
+                    reason,
+                });
+                continue;
+            }
+        };
+        let result = CachedResult {
+            diff_id,
+            size: entry.result.size,
+        };
+        if let Some(d) = &result.diff_id
             && !(layers.local)(d)
             && !(layers.remote)(d)
         {
@@ -330,12 +356,9 @@ pub fn merge(
             continue;
         }
         let local = cache.get(&entry.key)?;
-        let local_usable = local.as_ref().is_some_and(|l| {
-            l.result
-                .diff_id
-                .as_deref()
-                .is_none_or(|d| (layers.local)(d))
-        });
+        let local_usable = local
+            .as_ref()
+            .is_some_and(|l| l.result.diff_id.as_ref().is_none_or(|d| (layers.local)(d)));
         if local_usable {
             let local = local.expect("checked above");
             report.present += 1;
@@ -350,16 +373,14 @@ pub fn merge(
             cache.put(&CacheEntry {
                 key: entry.key.clone(),
                 preimage: entry.preimage,
-                result: entry.result.clone(),
+                result: result.clone(),
                 created: entry.created,
                 last_used: now,
                 build_ms: entry.build_ms,
                 depth: entry.depth,
             })?;
             report.imported += 1;
-            report
-                .usable
-                .push((entry.key.clone(), entry.result.diff_id.clone()));
+            report.usable.push((entry.key.clone(), result.diff_id));
         }
         cache.seed_site(&format!("{site_prefix}#{}", entry.site), &entry.key)?;
     }
@@ -406,7 +427,7 @@ mod tests {
             key: preimage.key(),
             preimage,
             result: CachedResult {
-                diff_id: diff_id.map(str::to_string),
+                diff_id: diff_id.map(|d| Digest::parse(d).unwrap()),
                 size: 5,
             },
             created: 1000 + i64::from(n),
@@ -425,8 +446,8 @@ mod tests {
     }
 
     fn avail<'a>(
-        local: &'a dyn Fn(&str) -> bool,
-        remote: &'a dyn Fn(&str) -> bool,
+        local: &'a dyn Fn(&Digest) -> bool,
+        remote: &'a dyn Fn(&Digest) -> bool,
     ) -> LayerAvailability<'a> {
         LayerAvailability { local, remote }
     }
@@ -448,8 +469,8 @@ mod tests {
         assert_eq!(doc.files.len(), 2);
 
         let (_b, dst) = open();
-        let no = |_: &str| false;
-        let yes = |_: &str| true;
+        let no = |_: &Digest| false;
+        let yes = |_: &Digest| true;
         let report = merge(
             &dst,
             &doc.to_bytes(),
@@ -493,7 +514,7 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode(b"other"),
         );
 
-        let yes = |_: &str| true;
+        let yes = |_: &Digest| true;
         for (doc, rejected, other) in [
             (&tampered, 1, 0),
             (&bad_layer, 1, 0),
@@ -523,10 +544,10 @@ mod tests {
         let doc = export(&src, &[("0#1".into(), e.key.clone())]).unwrap();
         let (_b, dst) = open();
         let mut local = e.clone();
-        local.result.diff_id = Some(format!("sha256:{}", "2".repeat(64)));
+        local.result.diff_id = Some(Digest::from_hex(&"2".repeat(64)).unwrap());
         dst.put(&local).unwrap();
-        let yes = |_: &str| true;
-        let no = |_: &str| false;
+        let yes = |_: &Digest| true;
+        let no = |_: &Digest| false;
         let r = merge(&dst, &doc.to_bytes(), "D", 1, &avail(&yes, &yes)).unwrap();
         assert_eq!((r.present, r.imported), (1, 0));
         assert_eq!(dst.get(&e.key).unwrap().unwrap().result, local.result);
@@ -542,7 +563,7 @@ mod tests {
     #[test]
     fn foreign_documents_are_refused() {
         let (_a, dst) = open();
-        let yes = |_: &str| true;
+        let yes = |_: &Digest| true;
         let a = avail(&yes, &yes);
         assert!(matches!(
             merge(&dst, b"{}", "D", 1, &a),

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use rbuild_store::Digest;
 use serde::{Deserialize, Serialize};
 
 /// Bump when anything about what enters a key changes; old cache entries then simply miss.
@@ -59,15 +60,16 @@ pub enum ParentNote {
 
 /// The identity of a root filesystem built from layers: blake3 over the ordered diff_ids
 /// (empty string for scratch). Rebuilding a parent that yields identical layers keeps it, so
-/// lookups continue after a miss.
-pub fn chain_id(diff_ids: &[String]) -> String {
+/// lookups continue after a miss. Each diff_id enters as its `sha256:<hex>` text.
+pub fn chain_id(diff_ids: &[Digest]) -> String {
     if diff_ids.is_empty() {
         return String::new();
     }
     let mut hasher = blake3::Hasher::new();
     for diff_id in diff_ids {
-        hasher.update(&(diff_id.len() as u64).to_le_bytes());
-        hasher.update(diff_id.as_bytes());
+        let text = diff_id.as_str();
+        hasher.update(&(text.len() as u64).to_le_bytes());
+        hasher.update(text.as_bytes());
     }
     hasher.finalize().to_hex().to_string()
 }
@@ -184,7 +186,7 @@ mod tests {
     fn base() -> Preimage {
         let mut p = Preimage::new(
             "linux/amd64".into(),
-            chain_id(&["sha256:aa".into()]),
+            chain_id(&[Digest::of(b"aa")]),
             r#"RUN ["/bin/sh","-c","make"]"#.into(),
         );
         p.vars.insert("VERSION".into(), Some("1.2".into()));
@@ -259,7 +261,7 @@ mod tests {
     /// Chain ids depend on every layer and their order.
     #[test]
     fn chain_ids() {
-        let (a, b) = ("sha256:a".to_string(), "sha256:b".to_string());
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
         assert_eq!(chain_id(&[]), "");
         assert_ne!(
             chain_id(&[a.clone(), b.clone()]),

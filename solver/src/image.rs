@@ -2,7 +2,7 @@
 //! base's layers and history, then one history entry per instruction (empty_layer where the
 //! step produced no layer), and the creation time.
 
-use rbuild_store::{Digest, History, ImageConfig};
+use rbuild_store::{History, ImageConfig};
 
 use crate::op::Base;
 use crate::plan::Planned;
@@ -66,10 +66,7 @@ pub fn assemble(
         .expect("assemble is called for solved stages");
     for (step, record) in plan_stage.steps.iter().zip(&outcome.steps) {
         if let Some(layer) = &record.layer {
-            config
-                .rootfs
-                .diff_ids
-                .push(Digest::parse(&layer.diff_id).expect("workers return valid digests"));
+            config.rootfs.diff_ids.push(layer.diff_id.clone());
         }
         if step.created_by.is_empty() {
             continue;

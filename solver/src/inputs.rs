@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use miette::Report;
+use rbuild_store::Digest;
 
 use crate::cache::CacheIndex;
 use crate::cache_key::FilesInput;
@@ -29,8 +30,8 @@ pub struct FetchedUrl {
     pub path: PathBuf,
     /// Owns the file at `path`.
     pub file: std::sync::Arc<tempfile::TempPath>,
-    /// `sha256:...` of the body.
-    pub digest: String,
+    /// The sha256 of the body.
+    pub digest: Digest,
     pub size: u64,
     /// Unix seconds from `Last-Modified`, the file's mtime in the image.
     pub modified: Option<i64>,
@@ -265,7 +266,7 @@ pub fn prepare(
                             sets.insert(
                                 format!("url:{url}"),
                                 FilesInput {
-                                    digest: fetched.digest.clone(),
+                                    digest: fetched.digest.to_string(),
                                     count: 1,
                                     bytes: fetched.size,
                                 },

@@ -4,6 +4,7 @@
 
 use std::ops::Range;
 
+use rbuild_store::Digest;
 use serde::{Deserialize, Serialize};
 
 /// A byte range in the Dockerfile, for diagnostics.
@@ -64,12 +65,12 @@ pub enum Base {
 pub struct ImageBase {
     /// The reference as the user wrote it after expansion, normalised (`docker.io/library/x:y`).
     pub reference: String,
-    /// `sha256:...` of the manifest the reference resolved to.
-    pub manifest_digest: String,
-    /// `sha256:...` of the image config (the image ID).
-    pub config_digest: String,
+    /// The digest of the manifest the reference resolved to.
+    pub manifest_digest: Digest,
+    /// The digest of the image config (the image ID).
+    pub config_digest: Digest,
     /// Uncompressed layer digests, bottom first.
-    pub diff_ids: Vec<String>,
+    pub diff_ids: Vec<Digest>,
 }
 
 /// A Dockerfile location: the instruction's byte span and 1-based line.

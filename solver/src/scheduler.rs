@@ -8,6 +8,8 @@ use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::Instant;
 
+use rbuild_store::Digest;
+
 use crate::cache::{CacheEntry, CacheIndex, CachedResult};
 use crate::cache_key::{CacheKey, FilesInput, Note, ParentNote, Preimage, chain_id};
 use crate::explain::{self, FileDiff, MissReason};
@@ -56,7 +58,7 @@ pub struct StepRecord {
 #[derive(Debug, Clone)]
 pub struct StageOutcome {
     /// The stage's layer chain; `None` in a dry run once a step would be rebuilt.
-    pub layers: Option<Vec<String>>,
+    pub layers: Option<Vec<Digest>>,
     /// Describes the stage's last file-changing step (the parent of a stage built on it).
     pub tip: ParentNote,
     pub steps: Vec<StepRecord>,
@@ -211,7 +213,7 @@ fn run_stage(
             Some(img.diff_ids.clone()),
             ParentNote::Image {
                 reference: img.reference.clone(),
-                manifest_digest: img.manifest_digest.clone(),
+                manifest_digest: img.manifest_digest.to_string(),
             },
         ),
         Base::Stage(i) => (deps[i].layers.clone(), deps[i].tip.clone()),
@@ -238,11 +240,11 @@ fn run_stage(
             });
             continue;
         }
-        let sources: BTreeMap<usize, Option<Vec<String>>> = step_stage_sources(step)
+        let sources: BTreeMap<usize, Option<Vec<Digest>>> = step_stage_sources(step)
             .into_iter()
             .map(|s| (s, deps.get(&s).and_then(|o| o.layers.clone())))
             .collect();
-        let known_sources: Option<BTreeMap<usize, Vec<String>>> = sources
+        let known_sources: Option<BTreeMap<usize, Vec<Digest>>> = sources
             .iter()
             .map(|(s, l)| l.clone().map(|l| (*s, l)))
             .collect();
@@ -281,7 +283,7 @@ fn run_stage(
                 }
             }
             if let Some(previous) = history.into_iter().next() {
-                let stage_layers: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+                let stage_layers: BTreeMap<usize, Vec<Digest>> = BTreeMap::new();
                 let mut now = preimage_for(plan, stage, step, &[], &stage_layers, &tip, opts);
                 now.parent = previous.preimage.parent.clone();
                 now.note.parent = previous.preimage.note.parent.clone();
@@ -332,7 +334,7 @@ fn run_stage(
                     if entry
                         .result
                         .diff_id
-                        .as_deref()
+                        .as_ref()
                         .is_none_or(|d| shared.worker.has_layer(d)) =>
                 {
                     Some(entry)
@@ -424,7 +426,7 @@ fn run_stage(
                 parent_layers: &parent_layers,
                 stage_layers: &stage_layers,
                 cancel: &opts.cancel,
-                previous_layer: previous.as_deref(),
+                previous_layer: previous.as_ref(),
                 log: &mut log,
             });
             let layer = match result {
@@ -488,8 +490,8 @@ fn preimage_for(
     plan: &Plan,
     stage: &Stage,
     step: &Step,
-    parent_layers: &[String],
-    stage_layers: &BTreeMap<usize, Vec<String>>,
+    parent_layers: &[Digest],
+    stage_layers: &BTreeMap<usize, Vec<Digest>>,
     tip: &ParentNote,
     opts: &SolveOptions<'_>,
 ) -> Preimage {

@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use rbuild_store::Digest;
+
 use crate::op::{Plan, Step};
 
 /// A produced layer, stored uncompressed in the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layer {
-    /// `sha256:...` of the uncompressed tar.
-    pub diff_id: String,
+    /// The digest of the uncompressed tar.
+    pub diff_id: Digest,
     pub size: u64,
 }
 
@@ -20,13 +22,13 @@ pub struct ExecRequest<'a> {
     pub plan: &'a Plan,
     pub step: &'a Step,
     /// Layers (bottom first) of the root filesystem the step runs on.
-    pub parent_layers: &'a [String],
+    pub parent_layers: &'a [Digest],
     /// Final layer chains of the stages the step reads from (`COPY --from`, `--mount from=`).
-    pub stage_layers: &'a BTreeMap<usize, Vec<String>>,
+    pub stage_layers: &'a BTreeMap<usize, Vec<Digest>>,
     pub cancel: &'a CancelToken,
     /// The layer the last build of this same step produced, if any: a hint for reusing
     /// unchanged files (the worker must verify before reusing anything).
-    pub previous_layer: Option<&'a str>,
+    pub previous_layer: Option<&'a Digest>,
     /// Live output of the step (RUN's stdout and stderr), as it arrives.
     pub log: &'a mut dyn FnMut(&[u8]),
 }
@@ -37,10 +39,10 @@ pub trait Worker: Sync {
     fn execute(&self, req: ExecRequest<'_>) -> miette::Result<Option<Layer>>;
 
     /// Whether a layer recorded in the cache is still available (it may have been pruned).
-    fn has_layer(&self, diff_id: &str) -> bool;
+    fn has_layer(&self, diff_id: &Digest) -> bool;
 
     /// Keep `diff_id` alive for the cache entry `key` (a GC root), before the entry is written.
-    fn keep_layer(&self, key: &str, diff_id: &str) -> miette::Result<()> {
+    fn keep_layer(&self, key: &str, diff_id: &Digest) -> miette::Result<()> {
         let _ = (key, diff_id);
         Ok(())
     }

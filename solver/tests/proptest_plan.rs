@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use rbuild_solver::graph::{stage_order, step_graph};
 use rbuild_solver::op::{ImageBase, Platform};
 use rbuild_solver::plan::{ImageSource, PlanOptions, ResolvedImage, plan};
-use rbuild_store::ImageConfig;
+use rbuild_store::{Digest, ImageConfig};
 
 /// Resolves every reference except those containing `missing`; references containing `onb`
 /// carry ONBUILD triggers (good and bad ones, some naming stages of the child Dockerfile).
@@ -57,9 +57,9 @@ impl ImageSource for FakeImages {
         Ok(ResolvedImage {
             base: ImageBase {
                 reference: reference.to_string(),
-                manifest_digest: format!("sha256:{}", "b".repeat(64)),
-                config_digest: format!("sha256:{}", "c".repeat(64)),
-                diff_ids: vec![format!("sha256:{}", "a".repeat(64))],
+                manifest_digest: Digest::from_hex(&"b".repeat(64)).unwrap(),
+                config_digest: Digest::from_hex(&"c".repeat(64)).unwrap(),
+                diff_ids: vec![Digest::from_hex(&"a".repeat(64)).unwrap()],
             },
             config,
         })

@@ -44,10 +44,10 @@ pub fn commit(
             known.insert(&layer.diff_id, layer);
         }
     }
-    let built: BTreeMap<String, u64> = solved
+    let built: BTreeMap<&Digest, u64> = solved
         .records()
         .filter_map(|r| r.layer.as_ref())
-        .map(|l| (l.diff_id.clone(), l.size))
+        .map(|l| (&l.diff_id, l.size))
         .collect();
     let mut layers = Vec::with_capacity(config.rootfs.diff_ids.len());
     for diff_id in &config.rootfs.diff_ids {
@@ -55,7 +55,7 @@ pub fn commit(
             layers.push((*layer).clone());
             continue;
         }
-        let size = match built.get(diff_id.as_str()) {
+        let size = match built.get(diff_id) {
             Some(size) => *size,
             None => prepared.store.blob_size(diff_id).map_err(Report::new)?,
         };

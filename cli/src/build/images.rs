@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use rbuild_solver::op::{ImageBase, Platform};
 use rbuild_solver::plan::{ImageSource, ResolvedImage};
-use rbuild_store::{ImageRecord, Reference, Store};
+use rbuild_store::{Digest, ImageRecord, Reference, Store};
 
 /// A failure shown under the image reference in the Dockerfile: message and help line.
 pub type SourceError = (String, Option<String>);
@@ -25,7 +25,7 @@ pub trait ImagePuller: Sync {
 pub struct StoreImages<'a> {
     store: &'a Store,
     /// Every image resolved during planning, by manifest digest.
-    seen: Mutex<BTreeMap<String, ImageRecord>>,
+    seen: Mutex<BTreeMap<Digest, ImageRecord>>,
     /// Images already resolved, by reference and platform: each is pulled or checked once.
     resolved: Mutex<BTreeMap<String, ImageRecord>>,
     puller: Option<&'a dyn ImagePuller>,
@@ -51,7 +51,7 @@ impl<'a> StoreImages<'a> {
     }
 
     /// The image records used as bases, by manifest digest.
-    pub fn records(&self) -> BTreeMap<String, ImageRecord> {
+    pub fn records(&self) -> BTreeMap<Digest, ImageRecord> {
         self.seen.lock().expect("images lock").clone()
     }
 
@@ -160,13 +160,9 @@ impl ImageSource for StoreImages<'_> {
         let _ = self.store.hold_blob(&record.manifest_digest);
         let base = ImageBase {
             reference: parsed.to_string(),
-            manifest_digest: record.manifest_digest.to_string(),
-            config_digest: record.config_digest.to_string(),
-            diff_ids: record
-                .layers
-                .iter()
-                .map(|l| l.diff_id.to_string())
-                .collect(),
+            manifest_digest: record.manifest_digest.clone(),
+            config_digest: record.config_digest.clone(),
+            diff_ids: record.layers.iter().map(|l| l.diff_id.clone()).collect(),
         };
         let config = record.config.clone();
         self.seen

@@ -39,7 +39,7 @@ pub struct Prepared {
     pub inputs: Inputs,
     pub cache: CacheIndex,
     /// Base images by manifest digest (their layer descriptors are reused).
-    pub bases: BTreeMap<String, ImageRecord>,
+    pub bases: BTreeMap<rbuild_store::Digest, ImageRecord>,
     /// Registry access for the rest of the build (cache layers, `--push`, `--cache-to`).
     pub registry: registry::Session,
 }

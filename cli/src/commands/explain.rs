@@ -39,8 +39,8 @@ impl Worker for DryRun<'_> {
         ))
     }
 
-    fn has_layer(&self, diff_id: &str) -> bool {
-        rbuild_store::Digest::parse(diff_id).is_ok_and(|d| self.store.has_blob(&d))
+    fn has_layer(&self, diff_id: &rbuild_store::Digest) -> bool {
+        self.store.has_blob(diff_id)
     }
 }
 

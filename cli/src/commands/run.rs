@@ -105,7 +105,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
     let container = containers.create(
         args.name.as_deref(),
         &args.image,
-        manifest.as_str(),
+        &manifest,
         &process.argv,
         args.rm,
     )?;

@@ -48,12 +48,12 @@ pub struct BuildWorker<'a> {
     exec: Executor,
     inputs: &'a Inputs,
     /// Stored layers of base images by diff_id (they may be compressed).
-    bases: BTreeMap<String, rbuild_store::Layer>,
+    bases: BTreeMap<Digest, rbuild_store::Layer>,
     options: WorkerOptions,
     cancel: crate::sandbox::CancelToken,
     logs: PathBuf,
     /// diff_id → chain id of the snapshot each layer built here was made on.
-    produced: std::sync::Mutex<std::collections::HashMap<String, Digest>>,
+    produced: std::sync::Mutex<std::collections::HashMap<Digest, Digest>>,
 }
 
 impl<'a> BuildWorker<'a> {
@@ -61,7 +61,7 @@ impl<'a> BuildWorker<'a> {
         store: &'a Store,
         _plan: &'a Plan,
         inputs: &'a Inputs,
-        bases: &BTreeMap<String, ImageRecord>,
+        bases: &BTreeMap<Digest, ImageRecord>,
         options: WorkerOptions,
         cancel: &worker::CancelToken,
     ) -> miette::Result<BuildWorker<'a>> {
@@ -86,7 +86,7 @@ impl<'a> BuildWorker<'a> {
         let bases = bases
             .values()
             .flat_map(|r| r.layers.iter())
-            .map(|l| (l.diff_id.to_string(), l.clone()))
+            .map(|l| (l.diff_id.clone(), l.clone()))
             .collect();
         Ok(BuildWorker {
             store,
@@ -102,21 +102,20 @@ impl<'a> BuildWorker<'a> {
 
     /// The stored layer of a diff_id: a base image's (maybe compressed) or one we built
     /// (uncompressed, blob digest = diff_id).
-    fn stored_layer(&self, diff_id: &str) -> Result<rbuild_store::Layer, StepError> {
+    fn stored_layer(&self, diff_id: &Digest) -> Result<rbuild_store::Layer, StepError> {
         if let Some(layer) = self.bases.get(diff_id) {
             return Ok(layer.clone());
         }
-        let digest = Digest::parse(diff_id)?;
-        let size = self.store.blob_size(&digest)?;
+        let size = self.store.blob_size(diff_id)?;
         Ok(rbuild_store::Layer {
-            descriptor: Descriptor::new(media::OCI_LAYER_TAR, digest.clone(), size),
-            diff_id: digest,
+            descriptor: Descriptor::new(media::OCI_LAYER_TAR, diff_id.clone(), size),
+            diff_id: diff_id.clone(),
         })
     }
 
     /// Snapshot directories of a layer chain (bottom first), one per prefix chain, applying
     /// missing ones in order; each is leased against GC for this build.
-    fn chain(&self, diff_ids: &[String]) -> Result<Vec<PathBuf>, StepError> {
+    fn chain(&self, diff_ids: &[Digest]) -> Result<Vec<PathBuf>, StepError> {
         let layers = diff_ids
             .par_iter()
             .map(|diff_id| self.stored_layer(diff_id))
@@ -128,24 +127,19 @@ impl<'a> BuildWorker<'a> {
     }
 
     /// The chain id of `diff_ids` (`None` for no layers): what names their snapshot.
-    fn chain_id(diff_ids: &[String]) -> Result<Option<Digest>, StepError> {
-        let digests = diff_ids
-            .iter()
-            .map(|d| Digest::parse(d))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rbuild_store::chain::chain_ids(&digests).pop())
+    fn chain_id(diff_ids: &[Digest]) -> Option<Digest> {
+        rbuild_store::chain::chain_ids(diff_ids).pop()
     }
 
     /// Remember which chain a step's new layer was made on, so `keep_layer` can keep that
     /// snapshot alive with the cache entry.
     fn produced(&self, parent: Option<&Digest>, layer: &Option<Layer>) {
         if let Some(layer) = layer
-            && let Ok(d) = Digest::parse(&layer.diff_id)
             && let Ok(mut map) = self.produced.lock()
         {
             map.insert(
                 layer.diff_id.clone(),
-                rbuild_store::chain::chain_id(parent, &d),
+                rbuild_store::chain::chain_id(parent, &layer.diff_id),
             );
         }
     }
@@ -176,7 +170,7 @@ impl<'a> BuildWorker<'a> {
         body: impl FnOnce(&dest::Dest) -> Result<(), StepError>,
     ) -> Result<Option<Layer>, StepError> {
         let lowers = self.chain(req.parent_layers)?;
-        let parent = Self::chain_id(req.parent_layers)?;
+        let parent = Self::chain_id(req.parent_layers);
         let rootfs = FileRootfs::new(&self.store.root().join("exec"), &lowers, mount)?;
         {
             let dest = if mount {
@@ -200,13 +194,12 @@ impl<'a> BuildWorker<'a> {
         };
         // The previous build's snapshot of this step, if it was made on the same parent chain
         // (snapshots are keyed by chain: on another parent it is not there to find).
-        let parent = Self::chain_id(req.parent_layers)?;
+        let parent = Self::chain_id(req.parent_layers);
         let reuse = req
             .previous_layer
             .filter(|_| op.from == FileSource::Context)
-            .and_then(|d| Digest::parse(d).ok())
             .and_then(|d| {
-                let chain = rbuild_store::chain::chain_id(parent.as_ref(), &d);
+                let chain = rbuild_store::chain::chain_id(parent.as_ref(), d);
                 let path = self.store.snapshot_path(&chain);
                 (path.is_dir() && self.store.hold_snapshot(&chain).is_ok()).then_some(path)
             });
@@ -266,14 +259,13 @@ impl Worker for BuildWorker<'_> {
         }
     }
 
-    fn has_layer(&self, diff_id: &str) -> bool {
-        Digest::parse(diff_id).is_ok_and(|d| self.store.has_blob(&d))
+    fn has_layer(&self, diff_id: &Digest) -> bool {
+        self.store.has_blob(diff_id)
     }
 
-    fn keep_layer(&self, key: &str, diff_id: &str) -> miette::Result<()> {
-        let digest = Digest::parse(diff_id).map_err(miette::Report::new)?;
+    fn keep_layer(&self, key: &str, diff_id: &Digest) -> miette::Result<()> {
         // The layer, and the snapshot of the chain it was made on (GC keeps both).
-        let mut digests = vec![digest];
+        let mut digests = vec![diff_id.clone()];
         if let Some(chain) = self
             .produced
             .lock()

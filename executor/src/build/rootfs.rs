@@ -124,7 +124,7 @@ impl FileRootfs {
         let chain = rbuild_store::chain::chain_id(parent, &blob.digest);
         store.commit_snapshot(&self.upper, &chain)?;
         Ok(Some(Layer {
-            diff_id: blob.digest.to_string(),
+            diff_id: blob.digest,
             size: blob.size,
         }))
     }

@@ -99,7 +99,11 @@ impl BuildWorker<'_> {
                         Some(CacheSeed {
                             lowers: self.chain(diff_ids)?,
                             subpath: subpath.clone(),
-                            identity: diff_ids.join(","),
+                            identity: diff_ids
+                                .iter()
+                                .map(|d| d.as_str())
+                                .collect::<Vec<_>>()
+                                .join(","),
                         })
                     }
                 },
@@ -234,13 +238,13 @@ impl BuildWorker<'_> {
             return Ok(None);
         };
         // The upper directory is the snapshot of this layer on this parent chain.
-        let parent = Self::chain_id(req.parent_layers).map_err(|e| e.at(step))?;
+        let parent = Self::chain_id(req.parent_layers);
         let chain = rbuild_store::chain::chain_id(parent.as_ref(), &captured.diff_id);
         rootfs
             .commit_snapshot(self.store, &chain)
             .map_err(|e| StepError::Exec(e).at(step))?;
         let layer = Some(Layer {
-            diff_id: captured.diff_id.to_string(),
+            diff_id: captured.diff_id,
             size: captured.size,
         });
         self.produced(parent.as_ref(), &layer);

@@ -277,9 +277,10 @@ pub fn dispatch_copy(
                 Some(i) => FileSource::Stage(i),
                 None => {
                     let resolved = ctx.resolve_not_stage(&flag.raw, flag.span, ctx.names)?;
-                    step.key
-                        .inputs
-                        .insert("from-image".into(), resolved.base.manifest_digest.clone());
+                    step.key.inputs.insert(
+                        "from-image".into(),
+                        resolved.base.manifest_digest.to_string(),
+                    );
                     FileSource::Image(resolved.base)
                 }
             }

@@ -244,7 +244,7 @@ fn source_key(source: &FileSource) -> String {
         FileSource::Context => "context".into(),
         // The stage's content enters the key through `stage:<name>` inputs.
         FileSource::Stage(i) => format!("stage-{i}"),
-        FileSource::Image(img) => img.manifest_digest.clone(),
+        FileSource::Image(img) => img.manifest_digest.to_string(),
     }
 }
 

@@ -9,6 +9,10 @@ use super::*;
 
 const BUSYBOX_CONFIG: &str = r#"{"architecture":"amd64","config":{"Cmd":["sh"],"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},"created":"1970-01-01T00:00:00Z","history":[{"created":"1970-01-01T00:00:00Z","created_by":"rootfs from busybox:1.35"}],"os":"linux","rootfs":{"diff_ids":["sha256:8e72dda08fadc620728434017439e53ba873d653053fb4ba8165b0de42186d16"],"type":"layers"}}"#;
 
+fn digest(text: &str) -> rbuild_store::Digest {
+    rbuild_store::Digest::parse(text).unwrap()
+}
+
 struct Fake;
 
 impl ImageSource for Fake {
@@ -24,14 +28,15 @@ impl ImageSource for Fake {
         Ok(ResolvedImage {
             base: ImageBase {
                 reference: "docker.io/library/busybox:1.35".into(),
-                manifest_digest:
-                    "sha256:0221852225c8456bdfa025a2656be6c12be059d535ada46e9423f596afea515e".into(),
-                config_digest:
-                    "sha256:8366966a27353925d9cd7cb6d939eb5795d9e77fb389e545f4c8d787dd3cdf70".into(),
-                diff_ids: vec![
-                    "sha256:8e72dda08fadc620728434017439e53ba873d653053fb4ba8165b0de42186d16"
-                        .into(),
-                ],
+                manifest_digest: digest(
+                    "sha256:0221852225c8456bdfa025a2656be6c12be059d535ada46e9423f596afea515e",
+                ),
+                config_digest: digest(
+                    "sha256:8366966a27353925d9cd7cb6d939eb5795d9e77fb389e545f4c8d787dd3cdf70",
+                ),
+                diff_ids: vec![digest(
+                    "sha256:8e72dda08fadc620728434017439e53ba873d653053fb4ba8165b0de42186d16",
+                )],
             },
             config,
         })

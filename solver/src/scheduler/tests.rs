@@ -19,7 +19,7 @@ struct FakeWorker {
     log: Mutex<Vec<String>>,
     barrier: Option<Barrier>,
     fail_on: Option<String>,
-    pruned: Mutex<Vec<String>>,
+    pruned: Mutex<Vec<Digest>>,
 }
 
 impl Worker for FakeWorker {
@@ -47,14 +47,14 @@ impl Worker for FakeWorker {
             return Ok(None);
         }
         let mut chain = req.parent_layers.to_vec();
-        chain.push(req.step.key.canonical.clone());
+        chain.push(Digest::of(req.step.key.canonical.as_bytes()));
         Ok(Some(Layer {
-            diff_id: format!("sha256:{}", chain_id(&chain)),
+            diff_id: Digest::from_hex(&chain_id(&chain)).unwrap(),
             size: 10,
         }))
     }
 
-    fn has_layer(&self, diff_id: &str) -> bool {
+    fn has_layer(&self, diff_id: &Digest) -> bool {
         !self.pruned.lock().unwrap().iter().any(|d| d == diff_id)
     }
 }
@@ -101,9 +101,9 @@ fn stage(index: usize, cmds: &[&str]) -> Stage {
         name: Some(format!("s{index}")),
         base: Base::Image(ImageBase {
             reference: "busybox:1.35".into(),
-            manifest_digest: "sha256:m".into(),
-            config_digest: "sha256:c".into(),
-            diff_ids: vec!["sha256:base".into()],
+            manifest_digest: Digest::of(b"m"),
+            config_digest: Digest::of(b"c"),
+            diff_ids: vec![Digest::of(b"base")],
         }),
         steps: cmds
             .iter()

@@ -46,9 +46,9 @@ pub fn import(
                 continue;
             }
         };
-        let remote: BTreeSet<&str> = imported.layers.iter().map(|l| l.diff_id.as_str()).collect();
-        let local = |d: &str| is_local(store, d);
-        let known = |d: &str| remote.contains(d) || session.layers.has_source(d);
+        let remote: BTreeSet<&Digest> = imported.layers.iter().map(|l| &l.diff_id).collect();
+        let local = |d: &Digest| store.has_blob(d);
+        let known = |d: &Digest| remote.contains(d) || session.layers.has_source(d);
         let availability = LayerAvailability {
             local: &local,
             remote: &known,
@@ -95,11 +95,13 @@ pub fn import(
         }
         for (key, diff_id) in &report.usable {
             let Some(diff_id) = diff_id else { continue };
-            if is_local(store, diff_id) {
+            if store.has_blob(diff_id) {
                 // The layer is already here (built or fetched before): root it for this key.
-                if let Ok(d) = Digest::parse(diff_id) {
-                    let _ = store.set_ref(rbuild_store::refs::KIND_CACHE, &key.0, &[d]);
-                }
+                let _ = store.set_ref(
+                    rbuild_store::refs::KIND_CACHE,
+                    &key.0,
+                    std::slice::from_ref(diff_id),
+                );
             } else {
                 session.layers.add_key(diff_id, &key.0);
             }
@@ -111,10 +113,6 @@ pub fn import(
             imported.layers.len()
         ));
     }
-}
-
-fn is_local(store: &Store, diff_id: &str) -> bool {
-    Digest::parse(diff_id).is_ok_and(|d| store.has_blob(&d))
 }
 
 /// The steps an export covers: (site suffix, key) of every keyed step of the chosen stages.
@@ -203,7 +201,7 @@ fn export_one(
     let mut layers = Vec::new();
     let mut mount_from = BTreeSet::new();
     for diff_id in doc.layers() {
-        if !is_local(input.store, &diff_id)
+        if !input.store.has_blob(&diff_id)
             && let Some(source) = same_registry_source(session, &diff_id, target)
         {
             // Only in the registry we export to: name its blob there (HEAD skips it, or a
@@ -212,7 +210,7 @@ fn export_one(
                 mount_from.insert(source.reference.repository.clone());
             }
             layers.push(LocalLayer {
-                diff_id: diff_id.clone(),
+                diff_id: diff_id.to_string(),
                 digest: source.blob.digest.to_string(),
                 size: source.blob.size,
                 media_type: source.blob.media_type.clone(),
@@ -222,11 +220,10 @@ fn export_one(
         session
             .layers
             .ensure_local(session, input.store, std::slice::from_ref(&diff_id), note)?;
-        let digest = Digest::parse(&diff_id).map_err(Report::new)?;
-        let size = input.store.blob_size(&digest).map_err(Report::new)?;
+        let size = input.store.blob_size(&diff_id).map_err(Report::new)?;
         layers.push(LocalLayer {
-            diff_id: diff_id.clone(),
-            digest: diff_id.clone(),
+            diff_id: diff_id.to_string(),
+            digest: diff_id.to_string(),
             size,
             media_type: rbuild_store::media::OCI_LAYER_TAR.to_string(),
         });
@@ -269,7 +266,7 @@ fn export_one(
 
 fn same_registry_source<'a>(
     session: &'a Session,
-    diff_id: &str,
+    diff_id: &Digest,
     target: &RemoteRef,
 ) -> Option<&'a Source> {
     session

@@ -32,34 +32,34 @@ pub struct Source {
 /// The layers imported caches can provide, by diff_id.
 #[derive(Default)]
 pub struct RemoteLayers {
-    sources: BTreeMap<String, Vec<Source>>,
+    sources: BTreeMap<Digest, Vec<Source>>,
     /// Cache keys whose entries produced each layer (they become its GC roots once fetched).
-    keys: BTreeMap<String, BTreeSet<String>>,
+    keys: BTreeMap<Digest, BTreeSet<String>>,
     /// One download per layer at a time, whichever stage asks first.
-    locks: Mutex<BTreeMap<String, Arc<Mutex<()>>>>,
+    locks: Mutex<BTreeMap<Digest, Arc<Mutex<()>>>>,
 }
 
 impl RemoteLayers {
-    pub fn add_source(&mut self, diff_id: &str, source: Source) {
+    pub fn add_source(&mut self, diff_id: &Digest, source: Source) {
         self.sources
-            .entry(diff_id.to_string())
+            .entry(diff_id.clone())
             .or_default()
             .push(source);
     }
 
-    pub fn add_key(&mut self, diff_id: &str, key: &str) {
+    pub fn add_key(&mut self, diff_id: &Digest, key: &str) {
         self.keys
-            .entry(diff_id.to_string())
+            .entry(diff_id.clone())
             .or_default()
             .insert(key.to_string());
     }
 
-    pub fn has_source(&self, diff_id: &str) -> bool {
+    pub fn has_source(&self, diff_id: &Digest) -> bool {
         self.sources.contains_key(diff_id)
     }
 
     /// The first place a layer can be fetched from.
-    pub fn source(&self, diff_id: &str) -> Option<&Source> {
+    pub fn source(&self, diff_id: &Digest) -> Option<&Source> {
         self.sources.get(diff_id).and_then(|s| s.first())
     }
 
@@ -69,13 +69,12 @@ impl RemoteLayers {
         &self,
         session: &Session,
         store: &Store,
-        diff_ids: &[String],
+        diff_ids: &[Digest],
         note: &(dyn Fn(&str) + Sync),
     ) -> miette::Result<()> {
-        let mut missing: Vec<&str> = diff_ids
+        let mut missing: Vec<&Digest> = diff_ids
             .iter()
-            .map(String::as_str)
-            .filter(|d| self.has_source(d) && !is_local(store, d))
+            .filter(|d| self.has_source(d) && !store.has_blob(d))
             .collect();
         missing.sort_unstable();
         missing.dedup();
@@ -121,24 +120,23 @@ impl RemoteLayers {
         &self,
         client: &Client,
         store: &Store,
-        diff_id: &str,
+        diff_id: &Digest,
         note: &(dyn Fn(&str) + Sync),
     ) -> miette::Result<()> {
         let lock = self
             .locks
             .lock()
             .expect("layer locks")
-            .entry(diff_id.to_string())
+            .entry(diff_id.clone())
             .or_default()
             .clone();
         let _one_at_a_time = lock.lock().expect("layer lock");
-        if is_local(store, diff_id) {
+        if store.has_blob(diff_id) {
             return Ok(());
         }
-        let digest = Digest::parse(diff_id).map_err(Report::new)?;
         let mut last = None;
         for source in self.sources.get(diff_id).into_iter().flatten() {
-            match fetch_from(client, store, &digest, source) {
+            match fetch_from(client, store, diff_id, source) {
                 Ok(()) => {
                     // GC roots like those of locally built entries: one ref per cache key.
                     for key in self.keys.get(diff_id).into_iter().flatten() {
@@ -146,7 +144,7 @@ impl RemoteLayers {
                             .set_ref(
                                 rbuild_store::refs::KIND_CACHE,
                                 key,
-                                std::slice::from_ref(&digest),
+                                std::slice::from_ref(diff_id),
                             )
                             .map_err(Report::new)?;
                     }
@@ -163,10 +161,6 @@ impl RemoteLayers {
         }
         Err(last.expect("only called for layers with a source"))
     }
-}
-
-fn is_local(store: &Store, diff_id: &str) -> bool {
-    Digest::parse(diff_id).is_ok_and(|d| store.has_blob(&d))
 }
 
 /// Download `source` into a temporary file, then decompress it into the store as the blob
@@ -332,7 +326,7 @@ impl<'a> CacheAwareWorker<'a> {
 
 impl Worker for CacheAwareWorker<'_> {
     fn execute(&self, req: ExecRequest<'_>) -> miette::Result<Option<Layer>> {
-        let mut needed: Vec<String> = req.parent_layers.to_vec();
+        let mut needed: Vec<Digest> = req.parent_layers.to_vec();
         needed.extend(req.stage_layers.values().flatten().cloned());
         self.session
             .layers
@@ -343,11 +337,11 @@ impl Worker for CacheAwareWorker<'_> {
         self.inner.execute(req)
     }
 
-    fn has_layer(&self, diff_id: &str) -> bool {
+    fn has_layer(&self, diff_id: &Digest) -> bool {
         self.inner.has_layer(diff_id) || self.session.layers.has_source(diff_id)
     }
 
-    fn keep_layer(&self, key: &str, diff_id: &str) -> miette::Result<()> {
+    fn keep_layer(&self, key: &str, diff_id: &Digest) -> miette::Result<()> {
         self.inner.keep_layer(key, diff_id)
     }
 

@@ -1,5 +1,7 @@
 //! Exit codes and the miette report hook: how a failed command looks to its user and to CI.
 
+use rbuild_store::ErrorClass;
+
 use crate::args::GlobalArgs;
 
 /// A Dockerfile, build or user-input error.
@@ -10,21 +12,45 @@ pub const USAGE: u8 = 2;
 /// can tell "cache cold" from "build broken".
 pub const CACHE_MISS: u8 = 5;
 
-/// Pick the exit code for a failed command. Errors carry their class as a miette code prefix
-/// (`rbuild::registry::...`, `rbuild::store::...`); anything else is a user error.
-pub fn code_for(report: &miette::Report) -> u8 {
-    let code = report.code().map(|c| c.to_string()).unwrap_or_default();
-    if code.starts_with("rbuild::registry") {
-        3
-    } else if code.starts_with("rbuild::store") {
-        4
-    } else if code.starts_with("rbuild::interrupted") {
-        130
-    } else if code == "rbuild::build::cache_miss" {
-        CACHE_MISS
-    } else {
-        USER
+/// The exit code of each class of failure.
+pub fn code_of(class: ErrorClass) -> u8 {
+    match class {
+        ErrorClass::Input => USER,
+        ErrorClass::Registry => 3,
+        ErrorClass::Store => 4,
+        ErrorClass::CacheMiss => CACHE_MISS,
+        ErrorClass::Interrupted => 130,
     }
+}
+
+/// The class of a failed command's error, from its type: every error type of rbuild knows its
+/// class (`class()`); diagnostics of other types (the parser's, the planner's, the context's,
+/// the cli's own usage errors) are bad input.
+pub fn class_of(report: &miette::Report) -> ErrorClass {
+    if let Some(e) = report.downcast_ref::<rbuild_store::Failure>() {
+        e.class()
+    } else if let Some(e) = report.downcast_ref::<rbuild_store::Error>() {
+        e.class()
+    } else if let Some(e) = report.downcast_ref::<rbuild_registry::RegistryError>() {
+        e.class()
+    } else if let Some(e) = report.downcast_ref::<rbuild_executor::ExecError>() {
+        e.class()
+    } else if let Some(e) = report.downcast_ref::<rbuild_executor::export::ExportError>() {
+        e.class()
+    } else if let Some(e) = report.downcast_ref::<rbuild_executor::build::error::StepFailure>() {
+        e.class
+    } else if let Some(e) = report.downcast_ref::<rbuild_solver::cache::CacheError>() {
+        e.class()
+    } else if let Some(e) = report.downcast_ref::<rbuild_solver::cache_export::ImportError>() {
+        e.class()
+    } else {
+        ErrorClass::Input
+    }
+}
+
+/// Pick the exit code for a failed command.
+pub fn code_for(report: &miette::Report) -> u8 {
+    code_of(class_of(report))
 }
 
 /// Configure miette's graphical renderer once: colours only on a terminal and without
@@ -74,4 +100,60 @@ pub fn quiet_on_broken_pipe() {
         }
         default_hook(info);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rbuild_store::Failure;
+
+    fn code(e: impl miette::Diagnostic + Send + Sync + 'static) -> u8 {
+        code_for(&miette::Report::new(e))
+    }
+
+    /// Each error type gives its class's exit code, whatever its diagnostic code string says.
+    #[test]
+    fn exit_codes_follow_the_error_types() {
+        assert_eq!(code(rbuild_store::Error::corrupt("x")), 4);
+        assert_eq!(
+            code(rbuild_store::Error::usage("root refused", "use another")),
+            4
+        );
+        assert_eq!(
+            code(rbuild_store::Digest::parse("sha256:x").unwrap_err()),
+            1
+        );
+        assert_eq!(code(Failure::interrupted("stopped")), 130);
+        assert_eq!(code(Failure::store_io("disk")), 4);
+        assert_eq!(
+            code(Failure::new(
+                ErrorClass::CacheMiss,
+                "rbuild::build::cache_miss",
+                "m"
+            )),
+            CACHE_MISS
+        );
+        // A Failure's class decides, not its code string.
+        assert_eq!(
+            code(Failure::new(
+                ErrorClass::Input,
+                "rbuild::store::looks_like_store",
+                "m"
+            )),
+            USER
+        );
+        assert_eq!(
+            code(rbuild_executor::ExecError::Cancelled {
+                reason: "ctrl-c".into()
+            }),
+            130
+        );
+        assert_eq!(
+            code(rbuild_executor::ExecError::Store(
+                rbuild_store::Error::corrupt("x")
+            )),
+            4
+        );
+        assert_eq!(code_for(&miette::miette!("anything else")), USER);
+    }
 }

@@ -103,6 +103,16 @@ pub enum ExecError {
 }
 
 impl ExecError {
+    /// A cancelled step is [`ErrorClass::Interrupted`](rbuild_store::ErrorClass); a store
+    /// error keeps its class; every other failure of a step is the build's input's.
+    pub fn class(&self) -> rbuild_store::ErrorClass {
+        match self {
+            ExecError::Cancelled { .. } => rbuild_store::ErrorClass::Interrupted,
+            ExecError::Store(e) => e.class(),
+            _ => rbuild_store::ErrorClass::Input,
+        }
+    }
+
     /// An I/O error on `path` while doing `action` (e.g. "cannot read").
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         ExecError::Io {

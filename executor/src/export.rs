@@ -34,6 +34,15 @@ pub enum ExportError {
     Exec(#[from] ExecError),
 }
 
+impl ExportError {
+    pub fn class(&self) -> rbuild_store::ErrorClass {
+        match self {
+            ExportError::Store(e) => e.class(),
+            ExportError::Exec(e) => e.class(),
+        }
+    }
+}
+
 /// How to export.
 #[derive(Clone, Copy)]
 pub struct RootfsOptions<'a> {

@@ -4,7 +4,8 @@
 use miette::Diagnostic;
 use thiserror::Error;
 
-/// What went wrong talking to a registry. Codes are `rbuild::registry::*` (exit code 3).
+/// What went wrong talking to a registry. Codes are `rbuild::registry::*`; the class is
+/// [`rbuild_store::ErrorClass::Registry`] (exit code 3) except for store errors passed through.
 #[derive(Debug, Error, Diagnostic)]
 pub enum RegistryError {
     /// The registry answered with an HTTP error status.
@@ -155,6 +156,15 @@ fn registry_message(message: &str) -> String {
 }
 
 impl RegistryError {
+    /// A registry failure ([`ErrorClass::Registry`](rbuild_store::ErrorClass)), or the local
+    /// store's error passed through ([`ErrorClass::Store`](rbuild_store::ErrorClass)).
+    pub fn class(&self) -> rbuild_store::ErrorClass {
+        match self {
+            RegistryError::Store(_) => rbuild_store::ErrorClass::Store,
+            _ => rbuild_store::ErrorClass::Registry,
+        }
+    }
+
     pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         RegistryError::Io {
             what: what.into(),

@@ -44,6 +44,7 @@ pub struct CacheEntry {
     pub depth: usize,
 }
 
+/// The cache index failed (a store fault: [`rbuild_store::ErrorClass::Store`]).
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum CacheError {
     #[error("cannot access the build cache at `{path}`")]
@@ -56,6 +57,12 @@ pub enum CacheError {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl CacheError {
+    pub fn class(&self) -> rbuild_store::ErrorClass {
+        rbuild_store::ErrorClass::Store
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {

@@ -185,6 +185,15 @@ pub enum ImportError {
     Cache(#[from] CacheError),
 }
 
+impl ImportError {
+    pub fn class(&self) -> rbuild_store::ErrorClass {
+        match self {
+            ImportError::Cache(e) => e.class(),
+            _ => rbuild_store::ErrorClass::Input,
+        }
+    }
+}
+
 /// An entry that was refused, with the reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {

@@ -221,11 +221,9 @@ fn run_stage(
     let mut records = Vec::with_capacity(stage.steps.len());
     for step in &stage.steps {
         if opts.cancel.is_cancelled() {
-            return Err(miette::miette!(
-                code = "rbuild::interrupted",
-                "build cancelled before `{}`",
-                step.display
-            ));
+            return Err(miette::Report::new(rbuild_store::Failure::interrupted(
+                format!("build cancelled before `{}`", step.display),
+            )));
         }
         if !step.op.changes_files() {
             shared.reporter.event(Event::StepMeta { stage, step });

@@ -12,6 +12,34 @@ use crate::digest::Digest;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// The store's own faults (I/O, corruption, format, a refused root, a missing blob) are
+    /// [`ErrorClass::Store`]; bad input handed to the store (digests, references, archives,
+    /// layers, limits, unknown images) is [`ErrorClass::Input`].
+    pub fn class(&self) -> crate::ErrorClass {
+        use crate::ErrorClass::{Input, Store};
+        match self {
+            Error::Io { .. }
+            | Error::Corrupt { .. }
+            | Error::NewerFormat { .. }
+            | Error::MissingBlob { .. }
+            | Error::Usage { .. } => Store,
+            Error::InvalidDigest { .. }
+            | Error::InvalidPlatform { .. }
+            | Error::InvalidReference { .. }
+            | Error::ImageNotFound { .. }
+            | Error::Ambiguous { .. }
+            | Error::Conflict { .. }
+            | Error::Layer { .. }
+            | Error::Archive { .. }
+            | Error::DigestMismatch { .. }
+            | Error::SizeMismatch { .. }
+            | Error::Json { .. }
+            | Error::Limit { .. } => Input,
+        }
+    }
+}
+
 #[derive(Debug, Error, Diagnostic)]
 pub enum Error {
     /// A filesystem operation on the store or a rootfs failed.

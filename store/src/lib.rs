@@ -49,9 +49,10 @@
 //!   [`ImageConfig`] (every Docker field, unknown fields kept), [`Manifest`], [`Index`],
 //!   [`Descriptor`], [`Platform`] (the one platform type of rbuild: `os/arch[/variant]`
 //!   parsing with containerd's normalisation, [`Platform::host`], index-entry matching),
-//!   [`Limits`], [`size`] (the one size parser and formatter), [`Error`] (miette codes
-//!   `rbuild::store::*` = store faults,
-//!   others = bad input).
+//!   [`Limits`], [`size`] (the one size parser and formatter), [`Error`] (its `class()`:
+//!   store faults vs bad input), [`ErrorClass`] (the kinds of failure every crate's errors
+//!   report, which the cli maps to exit codes) and [`Failure`] (a typed diagnostic for a
+//!   failure without an error type of its own).
 //!
 //! # GC rules
 //!
@@ -69,6 +70,7 @@
 pub mod archive;
 pub mod blob;
 pub mod chain;
+pub mod class;
 pub mod config;
 pub mod digest;
 pub mod error;
@@ -94,6 +96,7 @@ pub mod store;
 pub mod testing;
 
 pub use blob::{BlobInfo, BlobWriter, PendingBlob};
+pub use class::{ErrorClass, Failure};
 pub use config::{ContainerConfig, Healthcheck, History, ImageConfig, RootFs};
 pub use digest::Digest;
 pub use error::{Error, Result};

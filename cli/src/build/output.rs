@@ -623,10 +623,9 @@ fn io_error(action: &str, path: &Path, e: impl std::fmt::Display) -> Report {
 }
 
 fn interrupted() -> Report {
-    miette::miette!(
-        code = "rbuild::interrupted",
-        "interrupted while writing the outputs: nothing partial was left at their destinations"
-    )
+    Report::new(rbuild_store::Failure::interrupted(
+        "interrupted while writing the outputs: nothing partial was left at their destinations",
+    ))
 }
 
 /// The directory a destination lives in, created when missing.

@@ -89,11 +89,10 @@ fn json_diff(a: Option<&Value>, b: Option<&Value>, path: &str, out: &mut Vec<Str
 fn config_json(store: &Store, image: &ImageRecord) -> miette::Result<Value> {
     let bytes = store.read_blob(&image.config_digest).map_err(Report::new)?;
     serde_json::from_slice(&bytes).map_err(|e| {
-        miette::miette!(
-            code = "rbuild::store::corrupt",
+        miette::Report::new(rbuild_store::Error::corrupt(format!(
             "the config of image {} is not JSON: {e}",
             image.id()
-        )
+        )))
     })
 }
 

@@ -255,11 +255,12 @@ fn solve_and_commit(
         Ok(solved) => solved,
         Err(_) if inputs.cancel.is_cancelled() && crate::interrupt::interrupted() => {
             // The step that was running failed only because it was killed: not worth showing.
-            return Err(miette::miette!(
-                code = "rbuild::interrupted",
-                help = "the store is as it was, apart from layers already cached; \
-                        run the build again to continue from there",
-                "build interrupted: nothing was tagged"
+            return Err(miette::Report::new(
+                rbuild_store::Failure::interrupted("build interrupted: nothing was tagged")
+                    .with_help(
+                        "the store is as it was, apart from layers already cached; run the \
+                         build again to continue from there",
+                    ),
             ));
         }
         // Step failures are labelled at their instruction: show them on the Dockerfile.
@@ -327,10 +328,13 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
             if !args.explain {
                 build::explain::print(&prepared.dockerfile, &explanations, false);
             }
-            return Err(miette::miette!(
-                code = "rbuild::build::cache_miss",
-                help = "remove --fail-on-cache-miss to build anyway",
-                "some steps would miss the cache"
+            return Err(miette::Report::new(
+                rbuild_store::Failure::new(
+                    rbuild_store::ErrorClass::CacheMiss,
+                    "rbuild::build::cache_miss",
+                    "some steps would miss the cache",
+                )
+                .with_help("remove --fail-on-cache-miss to build anyway"),
             ));
         }
     }

@@ -36,7 +36,7 @@ pub fn run(global: &GlobalArgs, args: PushArgs) -> miette::Result<u8> {
     let client = Client::new(config);
     let tmp_dir = store.layout().tmp();
     fs_err::create_dir_all(&tmp_dir)
-        .map_err(|e| miette::miette!(code = "rbuild::store::io", "{e}"))?;
+        .map_err(|e| miette::Report::new(rbuild_store::Failure::store_io(e.to_string())))?;
     // Benchmark knob: RBUILD_COMPRESS_THREADS=1 selects the single-threaded gzip encoder.
     let compress_threads = std::env::var("RBUILD_COMPRESS_THREADS")
         .ok()

@@ -87,12 +87,20 @@ fn fsck(global: &GlobalArgs, args: FsckArgs) -> miette::Result<u8> {
         );
         Ok(0)
     } else {
-        Err(miette::miette!(
-            code = "rbuild::store::fsck",
-            help = "`rbuild store fsck --full --repair` quarantines corrupt blobs; pull or load the affected images again",
-            "the store at `{}` has {} problem(s)",
-            store.root().display(),
-            r.problems.len()
+        Err(miette::Report::new(
+            rbuild_store::Failure::new(
+                rbuild_store::ErrorClass::Store,
+                "rbuild::store::fsck",
+                format!(
+                    "the store at `{}` has {} problem(s)",
+                    store.root().display(),
+                    r.problems.len()
+                ),
+            )
+            .with_help(
+                "`rbuild store fsck --full --repair` quarantines corrupt blobs; pull or load the \
+                 affected images again",
+            ),
         ))
     }
 }

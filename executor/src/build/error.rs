@@ -62,6 +62,9 @@ impl From<rbuild_store::Error> for StepError {
 #[derive(Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct StepFailure {
+    /// The failure's class: a failed step is the build's input's, a store fault while
+    /// running it is the store's.
+    pub class: rbuild_store::ErrorClass,
     pub code: &'static str,
     pub message: String,
     pub label: String,
@@ -85,6 +88,9 @@ impl Diagnostic for StepFailure {
         ))))
     }
 }
+
+/// The code of a step that failed on a store fault.
+const STORE_CODE: &str = "rbuild::store::build";
 
 /// The first line of the instruction, for labels.
 pub fn step_span(step: &Step) -> SourceSpan {
@@ -153,10 +159,16 @@ impl StepError {
             }
             StepError::Store(e) => {
                 let help = e.help().map(|h| h.to_string());
-                ("rbuild::store::build", format!("{what} failed: {e}"), "here".to_string(), help)
+                (STORE_CODE, format!("{what} failed: {e}"), "here".to_string(), help)
             }
         };
+        let class = if code == STORE_CODE {
+            rbuild_store::ErrorClass::Store
+        } else {
+            rbuild_store::ErrorClass::Input
+        };
         miette::Report::new(StepFailure {
+            class,
             code,
             message,
             label,

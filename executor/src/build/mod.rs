@@ -78,10 +78,9 @@ impl<'a> BuildWorker<'a> {
         cancel.on_cancel(move || hook.cancel());
         let logs = store.root().join("logs");
         fs_err::create_dir_all(&logs).map_err(|e| {
-            miette::miette!(
-                code = "rbuild::store::io",
+            miette::Report::new(rbuild_store::Failure::store_io(format!(
                 "cannot create the log directory: {e}"
-            )
+            )))
         })?;
         let bases = bases
             .values()
@@ -244,11 +243,9 @@ impl<'a> BuildWorker<'a> {
 impl Worker for BuildWorker<'_> {
     fn execute(&self, mut req: ExecRequest<'_>) -> miette::Result<Option<Layer>> {
         if req.cancel.is_cancelled() {
-            return Err(miette::miette!(
-                code = "rbuild::interrupted",
-                "build cancelled before `{}`",
-                req.step.display
-            ));
+            return Err(miette::Report::new(rbuild_store::Failure::interrupted(
+                format!("build cancelled before `{}`", req.step.display),
+            )));
         }
         let step = req.step;
         match &step.op {

@@ -219,6 +219,7 @@ impl BuildWorker<'_> {
                 ));
             }
             return Err(miette::Report::new(StepFailure {
+                class: rbuild_store::ErrorClass::Input,
                 code: "rbuild::build::run_failed",
                 message: format!(
                     "process \"{}\" did not complete successfully: {}",

@@ -231,7 +231,7 @@ fn export_one(
     let client = session.client()?;
     let tmp_dir = input.store.layout().tmp();
     fs_err::create_dir_all(&tmp_dir)
-        .map_err(|e| miette::miette!(code = "rbuild::store::io", "{e}"))?;
+        .map_err(|e| miette::Report::new(rbuild_store::Failure::store_io(e.to_string())))?;
     let opts = PushOptions {
         compression: spec.compression.unwrap_or(input.compression),
         compress_threads: 0,

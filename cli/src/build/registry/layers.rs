@@ -181,7 +181,7 @@ fn fetch_from(
     };
     let tmp_dir = store.layout().tmp();
     fs_err::create_dir_all(&tmp_dir)
-        .map_err(|e| miette::miette!(code = "rbuild::store::io", "{e}"))?;
+        .map_err(|e| miette::Report::new(rbuild_store::Failure::store_io(e.to_string())))?;
     let staging = TempBlob {
         dir: tmp_dir,
         done: Mutex::new(None),
@@ -202,7 +202,7 @@ fn fetch_from(
         .wrap_err_with(context)?;
     let reader = file
         .reopen()
-        .map_err(|e| miette::miette!(code = "rbuild::store::io", "{e}"))?;
+        .map_err(|e| miette::Report::new(rbuild_store::Failure::store_io(e.to_string())))?;
     let declared = rbuild_store::media::layer_compression(&source.blob.media_type);
     let (codec, mut plain) = rbuild_store::layer::decompress(
         BufReader::with_capacity(1 << 20, reader),

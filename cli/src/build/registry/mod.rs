@@ -101,10 +101,13 @@ impl Session {
                 .map_err(|e| describe(&e))
         });
         client.as_ref().map_err(|message| {
-            miette::miette!(
-                code = "rbuild::registry::config",
-                help = "fix `registries.toml` in the store root or `~/.config/rbuild/`",
-                "{message}"
+            miette::Report::new(
+                rbuild_store::Failure::new(
+                    rbuild_store::ErrorClass::Registry,
+                    "rbuild::registry::config",
+                    message.clone(),
+                )
+                .with_help("fix `registries.toml` in the store root or `~/.config/rbuild/`"),
             )
         })
     }

@@ -33,7 +33,7 @@ pub fn push_all(
     let client = session.client()?;
     let tmp_dir = store.layout().tmp();
     fs_err::create_dir_all(&tmp_dir)
-        .map_err(|e| miette::miette!(code = "rbuild::store::io", "{e}"))?;
+        .map_err(|e| miette::Report::new(rbuild_store::Failure::store_io(e.to_string())))?;
     for tag in tags {
         let failed = || {
             format!(

@@ -6,17 +6,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::mpsc;
-use std::time::Instant;
 
 use rbuild_store::Digest;
 
-use crate::cache::{CacheEntry, CacheIndex, CachedResult};
+use crate::cache::CacheIndex;
 use crate::cache_key::{CacheKey, FilesInput, Note, ParentNote, Preimage, chain_id};
 use crate::explain::{self, FileDiff, MissReason};
 use crate::graph::StageOrder;
-use crate::op::{Base, FileSource, Op, Plan, RunMount, Stage, Step, StepId};
+use crate::op::{FileSource, Op, Plan, RunMount, Stage, Step, StepId};
 use crate::reporter::{Event, Reporter};
-use crate::worker::{CancelToken, ExecRequest, Layer, Worker};
+use crate::worker::{CancelToken, Layer, Worker};
 
 /// Computes the per-file differences of a named file set between two record digests, for
 /// explanations; `None` when the records are unknown.
@@ -52,6 +51,21 @@ pub struct StepRecord {
     /// When the step's result was built (unix seconds): now, or the cache entry's time; `None`
     /// for metadata steps and unknown (dry-run) results.
     pub built_at: Option<i64>,
+}
+
+impl StepRecord {
+    /// A record of `step` with nothing known yet: no key, not cached, no layer, no reasons.
+    fn new(step: &Step) -> StepRecord {
+        StepRecord {
+            id: step.id,
+            key: None,
+            cached: false,
+            layer: None,
+            reasons: Vec::new(),
+            preimage: None,
+            built_at: None,
+        }
+    }
 }
 
 /// The result of one stage.
@@ -198,292 +212,6 @@ fn step_stage_sources(step: &Step) -> BTreeSet<usize> {
     out
 }
 
-fn run_stage(
-    shared: &Shared<'_>,
-    stage_ix: usize,
-    deps: &BTreeMap<usize, StageOutcome>,
-) -> miette::Result<StageOutcome> {
-    let plan = shared.plan;
-    let opts = shared.opts;
-    let stage = &plan.stages[stage_ix];
-    shared.reporter.event(Event::StageStart { stage });
-    let (mut layers, mut tip) = match &stage.base {
-        Base::Scratch => (Some(Vec::new()), ParentNote::Scratch),
-        Base::Image(img) => (
-            Some(img.diff_ids.clone()),
-            ParentNote::Image {
-                reference: img.reference.clone(),
-                manifest_digest: img.manifest_digest.to_string(),
-            },
-        ),
-        Base::Stage(i) => (deps[i].layers.clone(), deps[i].tip.clone()),
-    };
-    let mut records = Vec::with_capacity(stage.steps.len());
-    for step in &stage.steps {
-        if opts.cancel.is_cancelled() {
-            return Err(miette::Report::new(rbuild_store::Failure::interrupted(
-                format!("build cancelled before `{}`", step.display),
-            )));
-        }
-        if !step.op.changes_files() {
-            shared.reporter.event(Event::StepMeta { stage, step });
-            records.push(StepRecord {
-                id: step.id,
-                key: None,
-                cached: true,
-                layer: None,
-                reasons: Vec::new(),
-                preimage: None,
-                built_at: None,
-            });
-            continue;
-        }
-        let sources: BTreeMap<usize, Option<Vec<Digest>>> = step_stage_sources(step)
-            .into_iter()
-            .map(|s| (s, deps.get(&s).and_then(|o| o.layers.clone())))
-            .collect();
-        let known_sources: Option<BTreeMap<usize, Vec<Digest>>> = sources
-            .iter()
-            .map(|(s, l)| l.clone().map(|l| (*s, l)))
-            .collect();
-        // A `COPY --link` layer is built on nothing, whatever is below it.
-        let parent_for_step = if step.op.is_independent() {
-            Some(Vec::new())
-        } else {
-            layers.clone()
-        };
-        let parent_unknown = parent_for_step.is_none();
-        let (Some(parent_layers), Some(stage_layers)) = (parent_for_step, known_sources) else {
-            // Dry run after a step that would be rebuilt: its key is unknown until then. Say
-            // so (the parent, or what changed in the source stages), and also name what changed
-            // in the step's own inputs (its files, variables, instruction), compared with its
-            // last build, ignoring the parent. Never built at all: say that instead.
-            let site = format!(
-                "{}#{}",
-                opts.site_prefix,
-                crate::cache_export::site_suffix(&stage.label(), step.id.index)
-            );
-            let history = shared.cache.site_history(&site)?;
-            let mut reasons = Vec::new();
-            if history.is_empty() {
-                reasons.push(MissReason::NeverBuilt);
-            } else {
-                if parent_unknown && let ParentNote::Step { display, line } = &tip {
-                    reasons.push(MissReason::ParentChanged {
-                        parent: display.clone(),
-                        line: Some(*line),
-                    });
-                }
-                for (s, layers) in &sources {
-                    if layers.is_none() {
-                        reasons.push(source_stage_reason(plan, *s, deps));
-                    }
-                }
-            }
-            if let Some(previous) = history.into_iter().next() {
-                let stage_layers: BTreeMap<usize, Vec<Digest>> = BTreeMap::new();
-                let mut now = preimage_for(plan, stage, step, &[], &stage_layers, &tip, opts);
-                now.parent = previous.preimage.parent.clone();
-                now.note.parent = previous.preimage.note.parent.clone();
-                // Source stages are unknown too: compare only the step's own inputs.
-                now.inputs.retain(|k, _| !k.starts_with("stage:"));
-                let mut before = previous.preimage.clone();
-                before.inputs.retain(|k, _| !k.starts_with("stage:"));
-                let mut diff = |set: &str, old: &str, new: &str| (opts.files_diff)(set, old, new);
-                reasons.extend(explain::compare(&now, &before, &mut diff));
-            }
-            shared.reporter.event(Event::StepMiss {
-                stage,
-                step,
-                key: None,
-                reasons: &reasons,
-            });
-            records.push(StepRecord {
-                id: step.id,
-                key: None,
-                cached: false,
-                layer: None,
-                reasons,
-                preimage: None,
-                built_at: None,
-            });
-            layers = None;
-            tip = ParentNote::Step {
-                display: step.display.clone(),
-                line: step.site.line,
-            };
-            continue;
-        };
-
-        let preimage = preimage_for(plan, stage, step, &parent_layers, &stage_layers, &tip, opts);
-        let key = preimage.key();
-        let site = format!(
-            "{}#{}",
-            opts.site_prefix,
-            crate::cache_export::site_suffix(&stage.label(), step.id.index)
-        );
-        let mut reasons = Vec::new();
-        let hit = if opts.no_cache {
-            reasons.push(MissReason::NoCache);
-            None
-        } else {
-            match shared.cache.get(&key)? {
-                Some(entry)
-                    if entry
-                        .result
-                        .diff_id
-                        .as_ref()
-                        .is_none_or(|d| shared.worker.has_layer(d)) =>
-                {
-                    Some(entry)
-                }
-                Some(_) => {
-                    reasons.push(MissReason::LayerMissing { key: key.0.clone() });
-                    None
-                }
-                None => None,
-            }
-        };
-
-        let layer = if let Some(entry) = hit {
-            shared.reporter.event(Event::StepCached {
-                stage,
-                step,
-                key: &key.0,
-            });
-            if !opts.dry_run {
-                shared.worker.touch_layer(&key.0);
-                shared.cache.touch(&key, opts.now)?;
-                shared.cache.record_site(&site, &key)?;
-            }
-            let layer = entry.result.diff_id.map(|diff_id| Layer {
-                diff_id,
-                size: entry.result.size,
-            });
-            records.push(StepRecord {
-                id: step.id,
-                key: Some(key),
-                cached: true,
-                layer: layer.clone(),
-                reasons: Vec::new(),
-                preimage: Some(preimage),
-                built_at: Some(entry.created),
-            });
-            layer
-        } else {
-            if !opts.no_cache {
-                reasons.extend(closest_reasons(shared, &site, &preimage)?);
-                // A source stage's content is keyed by its chain id: say what changed in it.
-                for reason in &mut reasons {
-                    if let MissReason::InputChanged { name, .. } = reason
-                        && let Some(label) = name.strip_prefix("stage:")
-                        && let Some(s) = step_stage_sources(step)
-                            .into_iter()
-                            .find(|&s| plan.stages[s].label() == label)
-                    {
-                        *reason = source_stage_reason(plan, s, deps);
-                    }
-                }
-            }
-            shared.reporter.event(Event::StepMiss {
-                stage,
-                step,
-                key: Some(&key.0),
-                reasons: &reasons,
-            });
-            if opts.dry_run {
-                records.push(StepRecord {
-                    id: step.id,
-                    key: Some(key),
-                    cached: false,
-                    layer: None,
-                    reasons,
-                    preimage: Some(preimage),
-                    built_at: None,
-                });
-                layers = None;
-                tip = ParentNote::Step {
-                    display: step.display.clone(),
-                    line: step.site.line,
-                };
-                continue;
-            }
-            let started = Instant::now();
-            let reporter = shared.reporter;
-            let id = step.id;
-            let mut log = |data: &[u8]| reporter.event(Event::StepLog { step: id, data });
-            let previous = shared
-                .cache
-                .site_history(&site)?
-                .into_iter()
-                .next()
-                .and_then(|e| e.result.diff_id);
-            let result = shared.worker.execute(ExecRequest {
-                plan,
-                step,
-                parent_layers: &parent_layers,
-                stage_layers: &stage_layers,
-                cancel: &opts.cancel,
-                previous_layer: previous.as_ref(),
-                log: &mut log,
-            });
-            let layer = match result {
-                Ok(layer) => layer,
-                Err(err) => {
-                    shared.reporter.event(Event::StepFailed { stage, step });
-                    return Err(err);
-                }
-            };
-            let elapsed = started.elapsed();
-            let entry = CacheEntry {
-                key: key.clone(),
-                preimage: preimage.clone(),
-                result: CachedResult {
-                    diff_id: layer.as_ref().map(|l| l.diff_id.clone()),
-                    size: layer.as_ref().map_or(0, |l| l.size),
-                },
-                created: opts.now,
-                last_used: opts.now,
-                build_ms: elapsed.as_millis() as u64,
-                depth: parent_layers.len(),
-            };
-            if let Some(diff_id) = &entry.result.diff_id {
-                shared.worker.keep_layer(&key.0, diff_id)?;
-            }
-            shared.cache.put(&entry)?;
-            shared.cache.record_site(&site, &key)?;
-            shared.reporter.event(Event::StepDone {
-                stage,
-                step,
-                layer: layer.as_ref(),
-                elapsed,
-            });
-            records.push(StepRecord {
-                id: step.id,
-                key: Some(key),
-                cached: false,
-                layer: layer.clone(),
-                reasons,
-                preimage: Some(preimage),
-                built_at: Some(opts.now),
-            });
-            layer
-        };
-        if let (Some(chain), Some(layer)) = (layers.as_mut(), layer) {
-            chain.push(layer.diff_id);
-        }
-        tip = ParentNote::Step {
-            display: step.display.clone(),
-            line: step.site.line,
-        };
-    }
-    Ok(StageOutcome {
-        layers,
-        tip,
-        steps: records,
-    })
-}
-
 fn preimage_for(
     plan: &Plan,
     stage: &Stage,
@@ -560,6 +288,9 @@ fn closest_reasons(
     }
     Ok(best.unwrap_or_else(|| vec![MissReason::NeverBuilt]))
 }
+
+mod stage;
+use stage::run_stage;
 
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,7 @@ use super::*;
 use crate::graph::stage_order;
 use crate::op::*;
 use crate::reporter::Silent;
+use crate::worker::ExecRequest;
 
 /// Produces a layer whose digest is a function of the parent chain and the instruction, like a
 /// reproducible build would.

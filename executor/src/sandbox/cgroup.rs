@@ -2,9 +2,14 @@
 //! any other SIGKILL (its `oom_kill` counter). cgroup v1 (a child of our own memory cgroup)
 //! and v2 (under `<cgroup2 mount>/rbuild`, whose `memory` controller we enable) are handled;
 //! when neither can be created the sandbox runs without one (no limit, no OOM detection).
+//!
+//! [`new_group`] makes every per-sandbox group of rbuild (memory, devices, pids): a fresh name
+//! per sandbox, groups left by killed rbuild processes swept, a stale name never an error.
 
+use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One sandbox's memory cgroup; removed on drop.
@@ -26,11 +31,6 @@ impl MemoryCgroup {
     /// Create a cgroup for one sandbox, limited to `limit` bytes (memory + swap) when given.
     /// `Ok(None)`: no writable memory controller here (not root, or none mounted).
     pub fn create(limit: Option<u64>) -> io::Result<Option<MemoryCgroup>> {
-        let name = format!(
-            "rbuild-{}-{}",
-            std::process::id(),
-            SERIAL.fetch_add(1, Ordering::Relaxed)
-        );
         let cgroups = std::fs::read_to_string("/proc/self/cgroup")?;
         let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
         let Some((parent, version)) = locate(&cgroups, &mounts) else {
@@ -39,19 +39,9 @@ impl MemoryCgroup {
         if version == Version::V2 && enable_memory(&parent).is_err() {
             return Ok(None);
         }
-        let dir = parent.join(name);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
-                ) =>
-            {
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
-        }
+        let Some(dir) = new_group(&parent, "rbuild")? else {
+            return Ok(None);
+        };
         let cgroup = MemoryCgroup { dir, version };
         if let Some(bytes) = limit {
             cgroup.limit(bytes)?;
@@ -176,6 +166,76 @@ fn locate(proc_cgroup: &str, mountinfo: &str) -> Option<(PathBuf, Version)> {
         .then(|| (point.join("rbuild"), Version::V2))
 }
 
+/// A fresh, empty cgroup directory `<prefix>-<pid>-<serial>` under `parent` for one sandbox.
+/// The pid and serial make it unique among live rbuild processes; a directory already there
+/// under that name was left by a killed rbuild whose pid was reused (its drop never ran): it is
+/// removed when empty, or the next serial is taken. The first call for a parent and prefix
+/// also removes the empty groups of rbuild processes that no longer run. `Ok(None)`: the
+/// hierarchy is not writable here.
+pub(super) fn new_group(parent: &Path, prefix: &str) -> io::Result<Option<PathBuf>> {
+    sweep_dead(parent, prefix);
+    let mut last = None;
+    for _ in 0..16 {
+        let dir = parent.join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            SERIAL.fetch_add(1, Ordering::Relaxed)
+        ));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(Some(dir)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                // This process has not handed out that serial yet: the group is stale.
+                if std::fs::remove_dir(&dir).is_ok() && std::fs::create_dir(&dir).is_ok() {
+                    return Ok(Some(dir));
+                }
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)))
+}
+
+/// Remove, once per process for each parent and prefix, the empty `<prefix>-<pid>-<n>` groups
+/// of processes that no longer run. Non-empty groups and those of live processes stay.
+fn sweep_dead(parent: &Path, prefix: &str) {
+    static SWEPT: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+    let key = parent.join(prefix);
+    {
+        let mut swept = SWEPT.lock().unwrap_or_else(|e| e.into_inner());
+        if !swept.get_or_insert_with(HashSet::new).insert(key) {
+            return;
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let lead = format!("{prefix}-");
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&lead))
+            .and_then(|rest| rest.split_once('-'))
+            .filter(|(_, serial)| serial.parse::<u64>().is_ok())
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir(entry.path());
+        }
+    }
+}
+
 /// v2: create `dir` (a group of ours, holding no processes) and enable `memory` for its
 /// children; the hierarchy's root must delegate the controller to it.
 fn enable_memory(dir: &Path) -> io::Result<()> {
@@ -197,6 +257,29 @@ fn enable_memory(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names left by killed processes never fail a sandbox: a stale name of ours is reused or
+    /// skipped, dead processes' empty groups are swept, other groups stay.
+    #[test]
+    fn new_groups_survive_stale_names_and_sweep_the_dead() {
+        let parent = tempfile::tempdir().unwrap();
+        let me = std::process::id();
+        let next = SERIAL.load(Ordering::Relaxed);
+        for serial in next..next + 40 {
+            std::fs::create_dir(parent.path().join(format!("t-{me}-{serial}"))).unwrap();
+        }
+        let dead = parent.path().join("t-999999999-0");
+        std::fs::create_dir(&dead).unwrap();
+        let busy = parent.path().join("t-999999998-0");
+        std::fs::create_dir(&busy).unwrap();
+        std::fs::write(busy.join("cgroup.procs"), "1").unwrap();
+        let other = parent.path().join("t-x-0");
+        std::fs::create_dir(&other).unwrap();
+        let dir = new_group(parent.path(), "t").unwrap().unwrap();
+        assert!(dir.is_dir());
+        assert!(!dead.exists(), "a dead process's empty group is swept");
+        assert!(busy.exists() && other.exists());
+    }
 
     #[test]
     fn counters_are_read_from_both_formats() {

@@ -13,7 +13,6 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Device type of a rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -197,8 +196,6 @@ pub struct DeviceCgroup {
     mechanism: Mechanism,
 }
 
-static SERIAL: AtomicU64 = AtomicU64::new(0);
-
 impl DeviceCgroup {
     /// Confine a sandbox's devices. `v2_group` is the sandbox's v2 group when one exists
     /// already (its memory cgroup): a process is in one group per hierarchy, so the program
@@ -221,17 +218,12 @@ impl DeviceCgroup {
             Some("v2") => false,
             _ => v1.is_some() && v2_group.is_none(),
         };
-        let name = format!(
-            "rbuild-dev-{}-{}",
-            std::process::id(),
-            SERIAL.fetch_add(1, Ordering::Relaxed)
-        );
+        let not_writable = || io::Error::from(io::ErrorKind::PermissionDenied);
         if use_v1 {
             let Some(parent) = v1 else {
                 return Err(io::Error::other("no cgroup v1 `devices` hierarchy"));
             };
-            let dir = parent.join(name);
-            std::fs::create_dir(&dir)?;
+            let dir = super::cgroup::new_group(&parent, "rbuild-dev")?.ok_or_else(not_writable)?;
             let cgroup = DeviceCgroup {
                 mechanism: Mechanism::V1(dir.clone()),
             };
@@ -255,8 +247,8 @@ impl DeviceCgroup {
                     Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
                     _ => {}
                 }
-                let dir = parent.join(name);
-                std::fs::create_dir(&dir)?;
+                let dir =
+                    super::cgroup::new_group(&parent, "rbuild-dev")?.ok_or_else(not_writable)?;
                 (dir, true)
             }
         };

@@ -6,7 +6,6 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Tasks (processes + threads) a step may have unless told otherwise. Docker has no default
 /// and podman's is 2048; this is high enough for parallel make, npm, JVM and rustc builds on
@@ -51,67 +50,6 @@ pub struct PidsCgroup {
     limit: u64,
 }
 
-static SERIAL: AtomicU64 = AtomicU64::new(0);
-
-/// Make a fresh group `rbuild-pids-<pid>-<serial>` under `parent`. A name taken by a group a
-/// killed rbuild with the same pid left behind is removed (an empty group) or skipped.
-/// `Ok(None)`: the hierarchy is not writable here.
-fn make_v1_group(parent: &Path) -> io::Result<Option<PathBuf>> {
-    let mut last = None;
-    for _ in 0..16 {
-        let dir = parent.join(format!(
-            "rbuild-pids-{}-{}",
-            std::process::id(),
-            SERIAL.fetch_add(1, Ordering::Relaxed)
-        ));
-        match std::fs::create_dir(&dir) {
-            Ok(()) => return Ok(Some(dir)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
-                ) =>
-            {
-                return Ok(None);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                // Ours would have a serial this process has not handed out yet: stale.
-                if std::fs::remove_dir(&dir).is_ok() && std::fs::create_dir(&dir).is_ok() {
-                    return Ok(Some(dir));
-                }
-                last = Some(e);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| io::Error::from(io::ErrorKind::AlreadyExists)))
-}
-
-/// Remove the (empty) groups that rbuild processes which no longer run left under `parent`
-/// (a SIGKILL skips their cleanup). Groups of live processes and non-empty ones stay.
-fn sweep_stale_v1(parent: &Path) {
-    static SWEPT: std::sync::Once = std::sync::Once::new();
-    SWEPT.call_once(|| {
-        let Ok(entries) = std::fs::read_dir(parent) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(pid) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix("rbuild-pids-"))
-                .and_then(|rest| rest.split_once('-'))
-                .and_then(|(pid, _)| pid.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if !Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_dir(entry.path());
-            }
-        }
-    });
-}
-
 impl PidsCgroup {
     /// Cap a sandbox at `limit` tasks. `v2_group` is the sandbox's v2 group when one exists
     /// (its memory cgroup). `Ok(None)`: no pids controller is available here.
@@ -119,8 +57,7 @@ impl PidsCgroup {
         let cgroups = std::fs::read_to_string("/proc/self/cgroup")?;
         let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
         if let Some(parent) = locate_v1(&cgroups, &mounts) {
-            sweep_stale_v1(&parent);
-            let Some(dir) = make_v1_group(&parent)? else {
+            let Some(dir) = super::cgroup::new_group(&parent, "rbuild-pids")? else {
                 return Ok(None);
             };
             let cgroup = PidsCgroup {

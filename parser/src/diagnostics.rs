@@ -1,4 +1,4 @@
-//! Every message the parser emits, and [`lint`], the constructor of the linter's warnings
+//! Every message the parser emits, and `lint()`, the constructor of the linter's warnings
 //! (whose messages live with their rules in `lint/`). Errors carry codes
 //! `rbuild::parse::<name>`, warnings `rbuild::lint::<RuleName>` (BuildKit's rule names); each
 //! has a label at the exact span and, where we can tell, a help line.

@@ -1,6 +1,8 @@
 //! The project's own parser fixtures (`testdata/parser/{ok,err}`): accepted files snapshot
 //! their typed listing and AST dump; refused files snapshot the rendered diagnostics (80
-//! columns, no colour) and must exit 1 with a `file:line:col` location.
+//! columns, no colour) and must exit 1 with a `file:line:col` location. Also the binary's
+//! own handling: stdin, a missing file, `check` reporting every error. (The dump of unknown
+//! instructions and the JSON of the typed tree are parser tests: `parser/tests/`.)
 
 mod common;
 
@@ -104,39 +106,6 @@ fn parse_reads_stdin() {
         .output()
         .unwrap();
     assert_eq!(text(&out).0, "(from \"alpine\")\n(run \"echo hi\")\n");
-}
-
-/// Unknown instructions dump as BuildKit does: one empty argument after the flags, also as an
-/// ONBUILD trigger.
-#[test]
-fn parse_dump_of_unknown_instructions_has_the_empty_argument() {
-    let out = rbuild()
-        .args(["parse", "--dump", "-"])
-        .write_stdin("FROM alpine\nfoo --x=1 bar\nONBUILD bogus\n")
-        .output()
-        .unwrap();
-    assert_eq!(
-        text(&out).0,
-        "(from \"alpine\")\n(foo [\"--x=1\"] \"\")\n(onbuild (bogus \"\"))\n",
-        "{:?}",
-        text(&out).1
-    );
-}
-
-/// `--format json` emits the typed tree with spans.
-#[test]
-fn parse_json_has_typed_instructions_with_spans() {
-    let out = rbuild()
-        .args(["parse", "--format", "json", "-"])
-        .write_stdin("FROM alpine AS b\nCOPY --chown=1:1 a /b\n")
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_str(&text(&out).0).unwrap();
-    let copy = &v["instructions"][1];
-    assert_eq!(copy["instruction"], "COPY");
-    assert_eq!(copy["flags"]["chown"]["raw"], "1:1");
-    assert_eq!(copy["flags"]["chown"]["span"]["start"], 22);
-    assert_eq!(copy["dest"]["value"], "/b");
 }
 
 /// A missing file is a clear error, not a panic.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::lint::{Rule, RuleSet};
 use crate::mount::Mount;
 use crate::node::Node;
 use crate::span::{Span, Word};
@@ -21,22 +22,39 @@ pub struct Directives {
     pub check: CheckSettings,
 }
 
-/// What `# check=` asks for.
+/// What `# check=` asks for. The rule names are read once, when the directive is parsed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct CheckSettings {
-    /// Rule names to skip; `["all"]` skips every rule.
+    /// Rule names to skip, as written (any case); `all` skips every rule.
     pub skip: Vec<String>,
+    /// The rules [`skip`](Self::skip) switches off (every rule for `all`).
+    #[serde(skip)]
+    pub skipped: RuleSet,
+    /// The names in `skip` that are neither `all` nor a rule, in order (the linter warns
+    /// about them).
+    #[serde(skip)]
+    pub unknown_skips: Vec<String>,
     /// Treat warnings as errors.
     pub error: bool,
     pub span: Option<Span>,
 }
 
 impl CheckSettings {
+    /// Add one name of `skip=`: `all`, a rule (ignoring ASCII case) or an unknown name.
+    pub(crate) fn add_skip(&mut self, name: &str) {
+        if name.eq_ignore_ascii_case("all") {
+            self.skipped = RuleSet::all();
+        } else if let Some(rule) = Rule::from_name(name) {
+            self.skipped.insert(rule);
+        } else {
+            self.unknown_skips.push(name.to_string());
+        }
+        self.skip.push(name.to_string());
+    }
+
     /// Whether `rule` is switched off.
-    pub fn skips(&self, rule: &str) -> bool {
-        self.skip
-            .iter()
-            .any(|s| s.eq_ignore_ascii_case("all") || s.eq_ignore_ascii_case(rule))
+    pub fn skips(&self, rule: Rule) -> bool {
+        self.skipped.contains(rule)
     }
 }
 

@@ -1,11 +1,13 @@
-//! Every message the parser and the linter emit. Errors carry codes `rbuild::parse::<name>`,
-//! warnings `rbuild::lint::<RuleName>` (BuildKit's rule names); each has a label at the exact
-//! span and, where we can tell, a help line. Only this module builds diagnostic text.
+//! Every message the parser emits, and `lint()`, the constructor of the linter's warnings
+//! (whose messages live with their rules in `lint/`). Errors carry codes
+//! `rbuild::parse::<name>`, warnings `rbuild::lint::<RuleName>` (BuildKit's rule names); each
+//! has a label at the exact span and, where we can tell, a help line.
 
 use std::fmt::Display;
 
 use serde::Serialize;
 
+use crate::lint::Rule;
 use crate::span::{Span, Word};
 
 /// Error or warning.
@@ -27,8 +29,8 @@ pub struct ParseDiagnostic {
     pub span: Span,
     pub label: String,
     pub help: Option<String>,
-    /// The lint rule name for warnings (what `# check=skip=` names).
-    pub rule: Option<&'static str>,
+    /// The lint rule of a warning (what `# check=skip=` names); serialized as its name.
+    pub rule: Option<Rule>,
     /// 1-based position of `span.start`, filled in by [`crate::parse`].
     pub line: usize,
     pub column: usize,
@@ -614,37 +616,22 @@ pub(crate) fn unknown_stage_hint(
     stages: &[&str],
 ) -> Option<ParseDiagnostic> {
     let close = suggest(name, stages)?;
-    let mut d = lint(
-        "UnknownStageReference",
+    let d = lint(
+        Rule::UnknownStageReference,
         span,
         format!("`{name}` is not a stage defined above; it will be used as an image name"),
     );
-    d.url = None;
     Some(d.help(format!("did you mean {close}?")))
 }
 
 // ---- lint warnings ------------------------------------------------------------------------
 
-/// A BuildKit build-check warning.
-pub(crate) fn lint(rule: &'static str, span: Span, message: String) -> ParseDiagnostic {
-    // The docs page is the rule name in kebab case (`JSONArgsRecommended` →
-    // `json-args-recommended`).
-    const DOCS: &str = "https://docs.docker.com/go/dockerfile/rule/";
-    let mut url = String::with_capacity(DOCS.len() + 2 * rule.len() + 1);
-    url.push_str(DOCS);
-    for (i, c) in rule.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            url.push('-');
-        }
-        url.push(c.to_ascii_lowercase());
-    }
-    url.push('/');
-    if url.contains("j-s-o-n") {
-        url = url.replace("j-s-o-n", "json");
-    }
-    let mut code = String::with_capacity("rbuild::lint::".len() + rule.len());
+/// A BuildKit build-check warning of `rule`, linked to the rule's docs page.
+pub(crate) fn lint(rule: Rule, span: Span, message: String) -> ParseDiagnostic {
+    let name = rule.as_str();
+    let mut code = String::with_capacity("rbuild::lint::".len() + name.len());
     code.push_str("rbuild::lint::");
-    code.push_str(rule);
+    code.push_str(name);
     ParseDiagnostic {
         code,
         severity: Severity::Warning,
@@ -655,7 +642,7 @@ pub(crate) fn lint(rule: &'static str, span: Span, message: String) -> ParseDiag
         rule: Some(rule),
         line: 0,
         column: 0,
-        url: Some(url),
+        url: rule.url().map(String::from),
         syntax: false,
     }
 }

@@ -7,6 +7,9 @@
 //!   BOM, invalid UTF-8, NUL bytes): never fail, never panic. [`Parsed::diagnostics`] holds
 //!   every error (`rbuild::parse::<name>`) and lint warning (`rbuild::lint::<RuleName>`),
 //!   each with a span, label and help line; [`Parsed::has_errors`] says whether to stop.
+//!   A warning's [`ParseDiagnostic::rule`] is a [`Rule`] (BuildKit's rule names;
+//!   [`Rule::ALL`], [`Rule::from_name`]); `# check=skip=` is read into
+//!   [`CheckSettings::skipped`], a [`RuleSet`].
 //! - [`Dockerfile`]: [`Directives`] (escape, syntax, check settings) and
 //!   `instructions: Vec<`[`Instruction`]`>`, one typed struct per instruction, each with a
 //!   [`Meta`] (keyword as written, [`Span`], lines). [`Dockerfile::stages`] groups them into
@@ -30,7 +33,8 @@
 //!   the AST dump impossible (instruction-level errors still dump, as in BuildKit).
 //!
 //! Module map: `lines` (physical/logical lines) → `node` (BuildKit's raw node, dump) →
-//! `instructions` (typing, flags, mounts) → `parser` (driver, stage checks) → `lint`.
+//! `instructions` (typing, flags, mounts) → `parser` (driver, stage checks) → `lint` (the rule
+//! names, one file per rule, the driver running them).
 
 // Diagnostics are the (rare) error path of every internal step; boxing them would add an
 // allocation to each without making the happy path faster.
@@ -53,7 +57,7 @@ mod span;
 
 pub use ast::*;
 pub use diagnostics::{ParseDiagnostic, Severity};
-pub use lint::RULES as LINT_RULES;
+pub use lint::{Rule, RuleSet, UnknownRule};
 pub use mount::{Mount, MountError, MountSharing, MountType, parse_mount, parse_mount_with};
 pub use node::{Node, go_quote};
 pub use span::{LineIndex, Span, Word};

@@ -68,12 +68,9 @@ fn parse_check(value: &str, span: Span, diags: &mut Vec<ParseDiagnostic>) -> Che
     for part in value.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('=') {
             Some((k, v)) if k.trim().eq_ignore_ascii_case("skip") => {
-                settings.skip.extend(
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from),
-                );
+                for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    settings.add_skip(name);
+                }
             }
             Some((k, v)) if k.trim().eq_ignore_ascii_case("error") => {
                 match v.trim().to_ascii_lowercase().as_str() {

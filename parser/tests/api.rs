@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use rbuild_parser::{
-    Chmod, CommandForm, HealthcheckKind, Instruction, MountSharing, MountType, NetworkMode, parse,
-    parse_bytes,
+    Chmod, CommandForm, HealthcheckKind, Instruction, MountSharing, MountType, NetworkMode, Rule,
+    parse, parse_bytes,
 };
 
 fn text(src: &str, span: rbuild_parser::Span) -> &str {
@@ -160,5 +160,44 @@ fn backtick_escape_directive() {
     assert_eq!(
         p.dockerfile.dump(),
         "(from \"a\")\n(run \"dir C:\\\\   /w\")\n"
+    );
+}
+
+/// The typed tree serializes with typed flags and spans (what `rbuild parse --format json`
+/// prints as `instructions`).
+#[test]
+fn json_has_typed_instructions_with_spans() {
+    let p = parse("FROM alpine AS b\nCOPY --chown=1:1 a /b\n");
+    let v = serde_json::to_value(&p.dockerfile.instructions).unwrap();
+    let copy = &v[1];
+    assert_eq!(copy["instruction"], "COPY");
+    assert_eq!(copy["flags"]["chown"]["raw"], "1:1");
+    assert_eq!(copy["flags"]["chown"]["span"]["start"], 22);
+    assert_eq!(copy["dest"]["value"], "/b");
+}
+
+/// Lint warnings carry their [`Rule`], serialized as BuildKit's name; `# check=skip=` is read
+/// once into the rules it switches off, ignoring case, with unknown names kept for a warning.
+#[test]
+fn lint_rules_are_typed_and_skips_are_read_once() {
+    let p = parse("# check=skip=jsonargsrecommended,Nope\nFROM a AS B\nCMD x\n");
+    let check = &p.dockerfile.directives.check;
+    assert_eq!(check.skip, ["jsonargsrecommended", "Nope"]);
+    assert!(check.skips(Rule::JsonArgsRecommended));
+    assert!(!check.skips(Rule::StageNameCasing));
+    assert_eq!(check.unknown_skips, ["Nope"]);
+    let rules: Vec<Option<Rule>> = p.diagnostics.iter().map(|d| d.rule).collect();
+    assert_eq!(rules, [None, Some(Rule::StageNameCasing)]);
+    let v = serde_json::to_value(&p.diagnostics[1]).unwrap();
+    assert_eq!(v["rule"], "StageNameCasing");
+    assert_eq!(
+        v["url"],
+        "https://docs.docker.com/go/dockerfile/rule/stage-name-casing/"
+    );
+    assert_eq!(Rule::JsonArgsRecommended.to_string(), "JSONArgsRecommended");
+    assert!(
+        parse("# check=skip=all\nFROM a AS B\nCMD x\n")
+            .diagnostics
+            .is_empty()
     );
 }

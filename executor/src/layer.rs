@@ -3,7 +3,13 @@
 //! field by field (ustar, empty uname/gname, no atime/ctime), PAX records for what ustar cannot
 //! hold (long names and link targets, big ids and sizes, `SCHILY.xattr.*`), hard links only
 //! between entries of the same layer, mtimes clamped to `SOURCE_DATE_EPOCH` when given. The
-//! sha256 of the stream is computed while writing: it is the layer's diff_id.
+//! sha256 of the stream is computed while writing: it is the layer's diff_id (build layers
+//! are stored uncompressed).
+//!
+//! Details: PAX records are sorted; `hdrcharset=BINARY` marks names that are not UTF-8;
+//! overlayfs control xattrs and `security.selinux` are never written; whiteouts and opaque
+//! markers are empty mode-0 files owned by 0:0, dated `SOURCE_DATE_EPOCH` (or 0); mtimes are
+//! whole seconds. Contents of small files are read ahead, in order, by a second thread.
 //!
 //! The `tar` crate is used for header field encoding only: its `Builder` follows symlinks and
 //! writes GNU long-name records by default, and `HeaderMode::Deterministic` loses ownership.

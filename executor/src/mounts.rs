@@ -1,10 +1,23 @@
 //! RUN mounts (`RUN --mount=type=cache|bind|tmpfs|secret`), as the solver hands them over
-//! (already parsed and defaulted), and their preparation for the sandbox: persistent cache
-//! directories under `$ROOT/cache-mounts/` with the sharing modes, bind sources resolved inside
-//! their own root, read-write binds whose writes are discarded, tmpfs, in-memory secrets, and
-//! files made for the step (a heredoc script, bound read-only from the step's directory).
-//! Nothing mounted here can end up in the step's layer: mounts cover the rootfs, and their
-//! mount points come from the stub layer (see `stubs`).
+//! (already parsed and defaulted), and their preparation for the sandbox. Nothing mounted here
+//! can end up in the step's layer: mounts cover the rootfs, and their mount points come from the
+//! stub layer (see `stubs`).
+//!
+//! - `cache`: a persistent directory `$ROOT/cache-mounts/<sha256(key)[..32]>/data` (ids never
+//!   become paths) with BuildKit's sharing modes: `shared` (a shared file lock), `locked` (an
+//!   exclusive lock), `private` (the directory when free, else a throwaway copy). With
+//!   `from=STAGE|IMAGE,source=DIR` the cache starts as a copy of that directory and is another
+//!   cache for other source content: the key hashes the id, the source's identity (its layer
+//!   digests) and the subpath.
+//! - `bind`: from a host tree or from layers, the source resolved inside its own root,
+//!   read-only unless `rw`; `rw` writes land in a throwaway overlay upper (a file: a throwaway
+//!   copy). A bind of the build context hides what `.dockerignore` excludes (an overlay with a
+//!   layer of whiteouts over the context directory), so a RUN sees exactly the files its cache
+//!   key covers.
+//! - `tmpfs`, with an optional size.
+//! - `secret`: from a file or bytes, written into a private tmpfs inside the helper's mount
+//!   namespace (never on disk), 0400 by default; or exposed as an environment variable.
+//! - Files made for the step (a heredoc script), bound read-only from the step's directory.
 
 use std::fs::File;
 use std::io::Read;

@@ -12,6 +12,15 @@
 //! directory, synced, renamed into place) and is leased against GC while in use;
 //! [`Snapshots::ensure`] fills one from a closure (a crash leaves a `.tmp-*` directory that
 //! [`Snapshots::open`] removes later).
+//!
+//! [`Snapshots::ensure_chain`]`(&store, &layers)` returns one snapshot per prefix, leasing each
+//! chain id and making the missing ones in order with `Store::unpack_layer_over` (diff_id
+//! verified) in a store staging directory. A finished overlay step's upper directory becomes
+//! the snapshot of parent chain + its layer (`StepRootfs::commit_snapshot(&store, &chain_id)`)
+//! instead of unpacking the layer again; `capture_layer(&store, ..)` streams the layer into an
+//! uncompressed store blob (the blob writer hashes: digest = diff_id). A context COPY
+//! hard-links unchanged files from the previous build's snapshot of the same step only when
+//! that snapshot sits on the same parent chain (keyed by chain, it is not found otherwise).
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -1,9 +1,22 @@
 //! Running one step: [`Executor::run`] takes a [`RunStep`] (parent layers, expanded argv/env,
-//! cwd, user, mounts, output sink), builds its rootfs (an overlay of the parent snapshots plus a
-//! fresh upper, or a flattened copy when overlayfs is not available), runs it in the sandbox,
-//! and returns the exit status with a [`StepRootfs`] handle that turns the step's changes into
-//! a changeset or a layer. Step directories live in `$ROOT/exec/` and are removed when the
-//! handle is dropped; ones left by a killed process are removed by the next [`Executor::new`].
+//! cwd, user, mounts, output sink), builds its rootfs, runs it in the sandbox, and returns the
+//! exit status with a [`StepRootfs`] handle that turns the step's changes into a changeset or a
+//! layer. Step directories live in `$ROOT/exec/step-*` (a `lock` file held while running) and
+//! are removed when the handle is dropped; ones left by a killed process are removed by the next
+//! [`Executor::new`].
+//!
+//! Root filesystems. Backend `overlay` (the default; global flag `--snapshotter
+//! overlay|copy|auto`, or `RBUILD_SNAPSHOTTER`): the parent snapshots are overlay lower dirs
+//! under a fresh upper/work pair, mounted with `redirect_dir=off,metacopy=off,index=off` so the
+//! upper stays self-describing. Lower dirs are passed one by one with `fsconfig(lowerdir+)` (no
+//! length limit, Linux ≥ 6.8); older kernels get the classic mount(2) with short symlinked names
+//! (`RBUILD_OVERLAY_LEGACY=1` forces it; both are tested with 120 layers). Backend `copy` (chosen
+//! automatically when the overlay mount fails, e.g. inside an overlay): the snapshots are
+//! flattened into a plain directory (`materialize`) and bind-mounted. Mount points the image
+//! lacks come from the stub layer (`stubs`).
+//!
+//! Not done: rootless operation. A non-root caller gets an error naming what it would need
+//! (newuidmap/newgidmap, `/etc/subuid`); user namespaces are not implemented.
 
 use std::fs::File;
 use std::io::Write;

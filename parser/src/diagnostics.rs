@@ -2,6 +2,11 @@
 //! (whose messages live with their rules in `lint/`). Errors carry codes
 //! `rbuild::parse::<name>`, warnings `rbuild::lint::<RuleName>` (BuildKit's rule names); each
 //! has a label at the exact span and, where we can tell, a help line.
+//!
+//! Errors BuildKit's own parser would refuse are marked `syntax`; only they block
+//! `rbuild parse --dump`. Deliberate differences from BuildKit: a misplaced `# escape=` is an
+//! error (BuildKit silently ignores it); stage references that point forward are errors; bind,
+//! cache and tmpfs mounts need `target`; a continuation at end of file is a warning.
 
 use std::fmt::Display;
 

@@ -1,6 +1,9 @@
-//! Physical lines and logical lines. A logical line is an instruction with its continuation
-//! lines joined (escape removed, comment and blank lines inside dropped), plus a segment table
-//! that maps every offset in the joined text back to the source, so words keep exact spans.
+//! Physical lines and logical lines. Physical lines handle CRLF and a BOM; parser directives
+//! (`escape`, `syntax`, `check`) are read at the top. A logical line is an instruction with its
+//! continuation lines (escape character) joined — escape removed, comment, blank and empty
+//! continuation lines inside dropped — plus a segment table that maps every offset in the
+//! joined text back to the source, so every word keeps an exact span even when the instruction
+//! spans many lines.
 //!
 //! Hand-written rather than nom: the rules are line-oriented state (directives, escape token,
 //! heredoc bodies read after the instruction line) and must stay linear in the input size.

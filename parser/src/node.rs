@@ -1,6 +1,8 @@
-//! The raw syntax node, BuildKit's first stage: split a logical line into keyword, flags and
-//! arguments with the per-instruction argument rules (JSON or shell form, whitespace lists,
-//! `name=value` words, ONBUILD sub-commands), and print it in BuildKit's AST dump format.
+//! The raw syntax node, BuildKit's first stage: split a logical line into keyword, flags (quotes
+//! removed) and arguments with the per-instruction argument rules (JSON exec form with shell
+//! fallback via `json`, whitespace lists, `name=value` words, legacy `ENV k v`, ONBUILD
+//! sub-commands), and print it in BuildKit's AST dump format (S-expressions; [`go_quote`] is
+//! Go's `strconv.Quote`), so `rbuild parse --dump` matches BuildKit byte for byte.
 
 use serde::Serialize;
 

@@ -1,6 +1,10 @@
 //! The driver: read directives, walk physical lines into logical lines (continuations,
 //! comments, blank lines), read heredoc bodies, build nodes and typed instructions, check
 //! stage references, collect every diagnostic. Never fails, never panics; linear in the input.
+//!
+//! Besides what each instruction checks, it refuses instructions before the first `FROM`, and
+//! stage references (`COPY --from`, `RUN --mount from=`, `FROM`) that point forward, at the
+//! stage itself, or at a missing index.
 
 use crate::ast::*;
 use crate::diagnostics::{self, ParseDiagnostic};

@@ -2,6 +2,11 @@
 //! the solver) travels as the config blob of a small OCI artifact manifest whose layers are
 //! the cached layer blobs, each annotated with its diff_id. Export uploads only new blobs;
 //! import reads the index and lets the caller fetch just the layers it needs.
+//!
+//! The config blob's media type is `application/vnd.rbuild.cache.v1+json` (the solver's
+//! `rbuild.cache.index` document); each layer descriptor carries the annotation
+//! `dev.rbuild.diff_id`. What a build does with an imported cache (trust rules, lazy layer
+//! fetches) is the solver's `cache_export` and the build session's business.
 
 use serde_json::json;
 

@@ -1,5 +1,14 @@
 //! `registries.toml`: per-registry mirrors and insecure (plain HTTP) opt-ins, plus network
-//! timeouts and retry counts. Turns a registry name into the ordered endpoints to try.
+//! timeouts, retries, parallelism and upload chunking (the keys: [`RegistriesConfig`]). Turns a
+//! registry name into the ordered endpoints to try.
+//!
+//! Read from `$ROOT/registries.toml` (the store root), else `$XDG_CONFIG_HOME/rbuild/` (or
+//! `~/.config/rbuild/`); every key is optional. Pulls try the mirrors in order, then the
+//! registry itself; pushes go to the registry. A mirror is `[http[s]://]host[:port][/prefix]`:
+//! `docker.io/library/nginx` is requested as `/v2/<prefix>/library/nginx/...` on it, and an
+//! explicit `http://` opts that mirror into plain HTTP. Otherwise plain HTTP is allowed only
+//! for loopback hosts and registries with `insecure = true`. This is how `FROM nginx` works in
+//! an offline CI: seed a local registry with `library/nginx` and map `docker.io` to it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,6 +26,7 @@ use crate::error::{RegistryError, Result};
 /// read_timeout_secs = 30      # idle time between two reads (not a total)
 /// retries = 5                 # attempts on resets, 5xx and 429
 /// parallel = 4                # concurrent blob transfers
+/// backoff_ms = 250            # first retry delay, doubled per attempt, with jitter
 /// chunk_size_mb = 16          # optional: chunked uploads instead of one PUT per blob
 ///
 /// [registries."docker.io"]

@@ -1,5 +1,8 @@
 //! The registry crate's error type: every failure says which registry, which object and what
-//! the registry itself answered, and never contains a credential.
+//! the registry itself answered, and never contains a credential. Codes are
+//! `rbuild::registry::*`; the class is `ErrorClass::Registry` (exit 3), except that a wrapped
+//! store error keeps `Store`. The registry's own `errors[].code: message` is carried along;
+//! URLs lose userinfo and query strings, and `Credential`'s Debug redacts secrets.
 
 use miette::Diagnostic;
 use thiserror::Error;

@@ -2,6 +2,12 @@
 //! kept beside their parsed form, and the checks the spec asks of clients (`mediaType` agrees
 //! with `Content-Type`, bounded sizes). The document model (descriptor, manifest, index,
 //! platform) and its strict parsing are the store's (`rbuild_store::manifest`).
+//!
+//! [`FetchedManifest`] keeps the exact bytes served, their `Digest`, the media type and the
+//! parsed `rbuild_store::manifest::Document`. Docker schema 1 is refused; a manifest may be at
+//! most [`MAX_MANIFEST_BYTES`] (8 MiB). The document checks (duplicate keys, both index and
+//! manifest fields — CVE-2021-41190, descriptor digests) are
+//! `rbuild_store::manifest::parse_document`'s.
 
 use rbuild_store::Digest;
 

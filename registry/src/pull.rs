@@ -1,6 +1,9 @@
-//! Pulling: resolve a reference (mirrors first), select the platform from an index, then
-//! download config and layers in parallel into store ingests, committing nothing until every
-//! blob has been verified, and finally record the image.
+//! Pulling: resolve a reference (mirrors first, falling through to the next endpoint on
+//! network errors, 404, 429 and 5xx), select the platform from an index (at most two levels of
+//! index, cycles refused), then download the missing config and layers in parallel into store
+//! ingests, committing nothing until every blob has been verified, and finally record the
+//! image (and its registry digest, for `RepoDigests`). Pulled layers are verified by digest;
+//! they are not run through the store's layer scan.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,6 +1,9 @@
 //! Pushing: compress uncompressed local layers on all cores (remembering the compressed
 //! digests), upload config and layers in parallel (skipping blobs the registry has and
 //! mounting from sibling repositories), then PUT the manifest — always blobs before manifest.
+//! Compression is gzip via gzp in parallel blocks, or multithreaded zstd, at pinned levels so
+//! the same layer always gives the same digest; compressed digests are remembered per
+//! (diff_id, compression) by the store side (`store_impl`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

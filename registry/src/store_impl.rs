@@ -1,7 +1,12 @@
 //! The store traits implemented for `rbuild_store::Store`: pulls ingest through the store's
 //! verified `BlobWriter` and register images with `add_image` + `tag`; pushes read image
 //! records and blobs. Compressed digests per (diff_id, compression) are remembered in
-//! `<root>/registry/compressed.json` so a second push does not recompress.
+//! `<root>/registry/compressed.json` (`"<diff_id> <gzip|zstd>" → [digest, size]`, written
+//! atomically under a lock file) so a second push does not recompress. Push mount candidates
+//! are the other local names of the image on the same registry. The registry digests of pulled
+//! and pushed images (`record_image`, `record_pushed`) go to the store's `repo-digests.json`
+//! (`rbuild_store::repo_digests`), which `inspect`'s `RepoDigests` and `images --digests`
+//! read, so a built image shows none until pushed, as with docker.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -1,11 +1,19 @@
 //! The build-cache index on disk: step key → result layer, with the full preimage kept for
 //! `explain`, a short history of keys per step site, and the file lists keys were made from.
 //!
-//! Layout under the directory given to [`CacheIndex::open`] (the CLI uses `$ROOT/cache/v1`):
-//! `entries/<key>.json` one entry per key, `sites/<hash>.json` the recent keys of one step site
-//! (Dockerfile + stage + position), `files/<digest>.json` file records by digest, `LOCK`.
-//! Every file is written to a temporary name, fsynced and renamed, so a crash leaves either
-//! the old or the new version. Entries are only written after their layer is in the store.
+//! Layout under the directory given to [`CacheIndex::open`] (the CLI uses
+//! `rbuild_store::layout::Layout::cache_index`, `$ROOT/cache/_index-v1`): `entries/<key>.json`
+//! one entry per key (preimage + resulting layer), `sites/<hash>.json` the recent keys of one
+//! step site (Dockerfile path + stage + position), `files/<digest>.json` file record lists by
+//! digest, `LOCK`.
+//!
+//! Every file is written to a temporary name, fsynced and renamed, so a crash leaves either the
+//! old or the new version; a corrupt or foreign-format entry reads as a miss. Entries are only
+//! written after their layer is in the store, so an entry always names a stored layer; a failed
+//! or cancelled step writes nothing. [`CacheIndex::prune`] drops entries by age and then by
+//! least-recent use down to a size (`prune --keep-storage`); among entries last used together
+//! (one build) the deepest in their chain go first, so parents outlive their children. The
+//! store's GC never looks in here: each entry's layer is kept alive by a `refs/cache/<key>` ref.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

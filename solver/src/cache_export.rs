@@ -19,7 +19,13 @@
 //! layer digests must be well-formed sha256 digests the importer can actually obtain; strings
 //! with control characters are refused (they would reach the terminal through `explain`); a
 //! record list is stored only if its blake3 digest matches its name. A local entry whose layer
-//! is still stored is never overwritten.
+//! is still stored is never overwritten; one whose layer is gone is replaced. Anyone who can
+//! push to the cache reference decides which layer a key maps to (as with BuildKit): a cache
+//! is as trusted as the registry repository it lives in.
+//!
+//! [`merge`] seeds the imported keys into the site history of the *importing* build's
+//! Dockerfile, after the local keys, so `explain` on another machine compares with the
+//! exporter's builds although the Dockerfile paths differ.
 
 use std::collections::BTreeMap;
 

@@ -12,6 +12,11 @@
 //! | secrets, cache-mount contents, proxy ARGs not declared | no | never enter keys |
 //! | display text, Dockerfile line, parent's display | no | kept beside the key for `explain` |
 //!
+//! The parent enters by content, not by its key: a rebuilt parent that yields identical
+//! layers keeps its children cached, so lookups go on after a miss. Metadata-only
+//! instructions add no layer and are nobody's parent, so changing a LABEL does not rebuild the
+//! RUN after it.
+//!
 //! The encoding is hand-written (tag, length, bytes) — never `Debug`, serde or `std::hash`,
 //! whose output may change between compiler or crate versions.
 

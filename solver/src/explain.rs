@@ -1,5 +1,11 @@
 //! Why a step missed the cache: compare its preimage with the closest previous one for the same
-//! step and name every difference (cargo's "dirty reason", for Dockerfiles).
+//! step site and name every difference (cargo's "dirty reason", for Dockerfiles).
+//!
+//! [`MissReason`] is typed and serialisable, with old and new values: `--no-cache`, never built,
+//! layer pruned, parent changed (named), base image now resolves elsewhere, FROM names another
+//! base, platform, instruction text, each variable's value or use, each named input, each file set
+//! (with the changed files: content, mode `0664→0644`, owner, type, symlink target, added,
+//! removed), and a source stage that changed (with what changed in it).
 
 use std::fmt;
 

@@ -1,5 +1,10 @@
 //! The build graph (petgraph): which stages the target needs, in which order, which can run
-//! side by side, and the step-level DAG that `rbuild plan` prints.
+//! side by side, and the step-level DAG that `rbuild plan` prints as dot or JSON.
+//!
+//! Step edges are `parent` (the step it builds on), `base` (a stage used as FROM), `from` (a
+//! stage read by `COPY --from` or a mount), and `var` (from the ARG/ENV step that set a variable
+//! to each later step whose key uses it). Stages the target does not need are kept in the graph,
+//! labelled as skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;

@@ -1,7 +1,9 @@
 //! What each step reads from outside the image, resolved before anything runs: COPY/ADD
 //! sources in the build context (with pointed errors), files downloaded for ADD URLs, and
-//! context bind mounts of RUN. Produces the named file sets that enter cache keys and keeps
-//! their records in the cache index so `explain` can name changed files.
+//! context bind mounts of RUN — for every stage the target needs. Produces the named file sets
+//! that enter cache keys and keeps their record lists in the cache index, under their digest, so
+//! `explain` can name changed files. ADD URLs are downloaded here and keyed by their content
+//! (the sha256 of the bytes, a [`Digest`]), not by the URL.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

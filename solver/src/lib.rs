@@ -1,6 +1,12 @@
 //! rbuild-solver plans a build: the stage/step DAG, the build context, content-hash cache keys,
 //! the cache index and the explanations of cache misses. It never executes a step itself: it
 //! calls a [`worker::Worker`] for every step that misses.
+//!
+//! Module map: `plan` (Dockerfile → expanded steps and configs) → `graph` (stage order, step DAG)
+//! → `context` + `inputs` (what steps read, hashed once) → `cache_key` (keys only from its
+//! explicit encoding) → `scheduler` (lookups in `cache`, misses to the worker, events to a
+//! `reporter`) → `image` (final config). `explain` names why a key missed; `cache_export` moves
+//! the index between machines.
 
 pub mod cache;
 pub mod cache_export;

@@ -1,7 +1,9 @@
 //! Runs a plan: needed stages in dependency order, independent stages in parallel (bounded by
-//! `jobs`), steps of a stage in sequence. For every file-changing step it computes the cache
-//! key, reuses a cached layer or asks the worker to build one, and records why it missed.
-//! A dry run (`explain`) does the same without executing anything.
+//! `jobs`, `-j`), steps of a stage in sequence. For every file-changing step it computes the
+//! cache key, reuses a cached layer or asks the worker to build one, reports events to a
+//! [`crate::reporter::Reporter`], and records why it missed. A dry run (`explain`)
+//! does the same without executing anything. The first failure cancels the others: the shared
+//! cancel token fires, and the worker's cancel hooks kill running sandboxes.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;

@@ -1,5 +1,13 @@
 //! The contract between the solver and whatever executes steps (the executor crate, or a fake
 //! in tests): the solver says which step to run on which layers; the worker returns the layer.
+//!
+//! Digests cross this contract as `rbuild_store::Digest`: `Layer.diff_id`, the parent and
+//! source-stage chains, `has_layer`/`keep_layer`, as do a base image's manifest, config and
+//! diff_ids (`op::ImageBase`), an ADD download's sha256 (`inputs::FetchedUrl`) and a cached
+//! result's layer (`cache::CachedResult`). Text is parsed into a `Digest` once, where it enters
+//! (a stored image record, a cache entry, a registry answer, an imported cache document); keys
+//! hash the same `sha256:<hex>` text. `keep_layer` is how a cache entry's layer (and the snapshot
+//! of its chain) becomes a GC root (`refs/cache/<key>` in the store).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

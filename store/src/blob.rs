@@ -1,6 +1,23 @@
-//! Blob storage: the streaming `BlobWriter` (hash while writing into `ingest/`, fsync, verify,
-//! rename into `blobs/sha256/`, fsync the directory; an existing blob counts as success) and
-//! the read side (`open_blob`, `read_blob` with re-verification, `has_blob`, `blob_size`).
+//! Blob storage: the streaming `BlobWriter` and the read side (`open_blob`, `read_blob` with
+//! re-verification, `has_blob`, `blob_size`).
+//!
+//! Crash safety: a blob is streamed into `ingest/` while hashed, fsynced (errors checked),
+//! verified against the expected digest and size, then — holding `LOCK` shared and after its
+//! digest is recorded in the process lease — renamed with `RENAME_NOREPLACE` into
+//! `blobs/sha256/` (an existing blob counts as success), and the directory is fsynced. Images are
+//! written layers → config → manifest → index.json, and index.json, refs and the format file are
+//! replaced by temp file + fsync + rename + directory fsync (`fsutil`), so a crash leaves only
+//! unreferenced blobs or ingest files, never a reference to a missing blob. Manifests and
+//! configs are re-hashed every time they are read. (`kill -9` at random moments during `load` is
+//! tested 20 times per run, each followed by `fsck --full`.)
+//!
+//! What is stored: blobs exactly as received. `load` and pulls keep compressed layers compressed
+//! and manifests byte for byte, so manifest digests and RepoDigests survive and `save` copies
+//! blobs with `copy_file_range`. Layers built here (executor) are stored uncompressed: committing
+//! costs one sha256 pass, the blob digest equals the diff_id, `load`/`unpack` need no
+//! decompression, and compression happens once, at push or export. Config diff_ids are always
+//! digests of the uncompressed tar. Sizes shown by `images`/`inspect`/`history` are stored bytes
+//! (as docker's containerd store reports content size).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};

@@ -2,10 +2,14 @@
 //! failures that have no error type of their own. The cli turns the class into the exit code
 //! (`cli/src/exit.rs`); nothing decides it from a diagnostic's code string.
 //!
-//! Every error type of rbuild answers `class()`: the store's (its own faults vs bad input),
-//! the registry's, the executor's (a cancelled step is [`ErrorClass::Interrupted`]), the
-//! solver's and the cli's. A [`Failure`] is the typed replacement for an ad-hoc
-//! `miette!(code = …)` report: message, help, code for the reader, class for the machine.
+//! Every error type that can be something other than bad input answers `class()`: the store's
+//! (its own faults vs bad input), the registry's, the executor's (a cancelled step is
+//! [`ErrorClass::Interrupted`]), the executor's export and step failures, and the solver's cache
+//! index and cache import. The remaining diagnostic types (the parser's, the planner's, the
+//! build context's, the cli's usage errors) are bad input by definition: the cli classes any
+//! report it does not recognise as [`ErrorClass::Input`]. A [`Failure`] is the typed replacement
+//! for an ad-hoc `miette!(code = …)` report: message, help, code for the reader, class for the
+//! machine.
 
 use std::fmt::Display;
 

@@ -1,6 +1,8 @@
 //! The store's error type: one enum whose variants carry a miette code (`rbuild::store::*` for
 //! store and I/O faults, `rbuild::image::*`, `rbuild::reference::*`, `rbuild::layer::*`,
-//! `rbuild::archive::*`, `rbuild::limit::*` for bad input) and a help line.
+//! `rbuild::archive::*`, `rbuild::limit::*` for bad input) and a help line. `Error::class`
+//! says which: the store's own faults are `ErrorClass::Store` (exit 4), bad input handed to it
+//! is `ErrorClass::Input` (exit 1). References carry a span into what the user typed.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,8 +16,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// The store's own faults (I/O, corruption, format, a refused root, a missing blob) are
-    /// [`ErrorClass::Store`]; bad input handed to the store (digests, references, archives,
-    /// layers, limits, unknown images) is [`ErrorClass::Input`].
+    /// [`ErrorClass::Store`](crate::ErrorClass::Store); bad input handed to the store
+    /// (digests, references, archives, layers, limits, unknown images) is
+    /// [`ErrorClass::Input`](crate::ErrorClass::Input).
     pub fn class(&self) -> crate::ErrorClass {
         use crate::ErrorClass::{Input, Store};
         match self {

@@ -1,11 +1,26 @@
 //! Garbage collection and pruning. Roots: index.json entries (tagged and untagged images),
 //! `refs/<kind>/<name>` digests, and the leases of live processes. The mark phase walks
-//! manifests and indexes to configs and layers; the chain ids of every prefix of a live
-//! config's diff_ids mark snapshots live (a snapshot is keyed by its layer chain, see
+//! manifests and indexes to configs, layers and subjects; a blob is kept iff it is marked. A
+//! snapshot `snapshots/v2/<hex>` is kept iff `sha256:<hex>` is the chain id of a prefix of a
+//! live config's diff_ids, named by a ref, or leased (a snapshot is keyed by its layer chain, see
 //! [`crate::chain`]). The sweep (under the exclusive store lock) removes unmarked blobs,
-//! snapshots of no live chain, the diff_id-keyed snapshot directories of earlier versions,
-//! and leftovers of dead processes. `cache/` is the solver's: its index entries are kept alive
-//! by `refs/cache/` refs and never swept here.
+//! snapshots of no live chain, the diff_id-keyed `snapshots/<hex>` directories of earlier
+//! versions (never valid views), staging directories `tmp-<pid>-<start>.*` and other leftovers
+//! of dead processes. `cache/` is the solver's: its index entries are kept alive by
+//! `refs/cache/` refs and never swept here.
+//!
+//! Hooks for the other crates: the executor stages a snapshot with
+//! [`Store::create_snapshot_staging`]`(chain_id)` (which leases the chain id) and publishes it
+//! with [`Store::commit_snapshot`] (syncfs, rename; a concurrent duplicate is discarded). Each
+//! cache entry becomes a root through `set_ref("cache", key, &[diff_id, chain id of its
+//! snapshot])` (the solver's `Worker::keep_layer`, implemented by the executor), and its use is
+//! marked with `touch_ref`; `rbuild run` registers a container with `set_ref("container", id,
+//! &[manifest digest])`, so `rmi` refuses the image without `-f` and `prune -a` keeps it.
+//!
+//! [`Store::prune`]: remove dangling images (with `all_images`, every image no container uses),
+//! skipping untagged images whose manifest is leased (a load or build between writing and
+//! naming it) and re-checking "still dangling" under the index lock; remove build-cache refs
+//! (all, or those unused since a time); then collect garbage.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;

@@ -1,6 +1,25 @@
 //! Where things live under the store root, and creating/validating that layout. The root is an
 //! OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/`); rbuild's private state sits
-//! beside it in directories OCI tools ignore.
+//! beside it in directories OCI tools ignore:
+//!
+//! | path | owner | content |
+//! |---|---|---|
+//! | `oci-layout`, `index.json`, `blobs/sha256/<hex>` | store | the OCI layout; blobs 0444 |
+//! | `ingest/<pid>-<start>.<rand>` | store | blobs being written |
+//! | `tmp/` | store | scratch space, entries named by owner PID |
+//! | `refs/<kind>/<name>` | other crates | GC roots (`refs`) |
+//! | `repo-digests.json` | store | registry names of images (`repo_digests`) |
+//! | `leases/<pid>-<start>-<n>.lease` | store | what a live process wrote or uses |
+//! | `snapshots/v2/<chain id hex>` | executor | each layer as an overlay lowerdir on its chain |
+//! | `cache/_index-v1`, `cache/context/<key>` | solver, cli | cache index, context stat caches |
+//! | `cache-mounts/`, `exec/`, `containers/` | executor | RUN cache mounts, step dirs, `run` |
+//! | `registry/compressed.json` | registry | compressed digests of local layers |
+//! | `quarantine/` | fsck | corrupt blobs moved aside by `fsck --repair` |
+//! | `LOCK`, `index.lock`, `rbuild-store-version` | store | locks; format version |
+//!
+//! The root is created `0700` (images contain setuid binaries and device nodes) and must be
+//! owned by the caller and not writable by others. A root is opened only if it is a store, an
+//! empty directory, or a new path; anything else is refused, and so is a newer format version.
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};

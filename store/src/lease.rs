@@ -1,7 +1,8 @@
 //! Leases: protection of in-flight content from garbage collection. Every `Store` owns one
 //! lease file `leases/<pid>-<start>-<n>.lease` (created on first write) listing the blobs and
-//! snapshots it wrote or uses; GC treats the lines of live processes' leases as roots. A lease
-//! whose process died is expired: crashes never pin garbage forever.
+//! snapshots it wrote or relies on; GC treats the lines of live processes' leases as roots and
+//! deletes the leases of dead ones. A lease names a PID and its start time, so a reused PID
+//! cannot resurrect one: crashes never pin garbage forever.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};

@@ -1,5 +1,7 @@
-//! Inter-process locks on the store: `LOCK` (shared by every mutating step, exclusive for
-//! garbage collection) and `index.lock` (serialises read-modify-write of `index.json`).
+//! Inter-process locks on the store: `LOCK` (held shared by every step that makes content
+//! reachable — blob install, index.json update, ref update — and exclusively by garbage
+//! collection, mark and sweep, and `fsck --repair`) and `index.lock` (serialises
+//! read-modify-write of `index.json`).
 //! Each acquisition opens its own file description, so threads of one process exclude each
 //! other too (flock locks belong to the open file description, not the process).
 

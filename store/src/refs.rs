@@ -1,7 +1,9 @@
-//! Generic GC roots for other subsystems: `refs/<kind>/<name>` files, each listing digests
-//! to keep alive. The solver's build cache uses kind `cache`, `rbuild run` uses kind
-//! `container`. A listed digest keeps the blob of that name (and what it references, if it
-//! is a manifest or index) and the snapshot `snapshots/<hex>` alive.
+//! Generic GC roots for other subsystems: `refs/<kind>/<name>` files (JSON
+//! `{"digests":[…]}`), each listing digests to keep alive. The solver's build cache uses kind
+//! `cache` (the entry's layer diff_id and the chain id of its snapshot), `rbuild run` uses kind
+//! `container` (the image's manifest digest). A listed digest keeps the blob of that name (and
+//! what it references, if it is a manifest or index) and the snapshot `snapshots/v2/<hex>` of
+//! that chain id alive.
 
 use std::fs;
 use std::io;

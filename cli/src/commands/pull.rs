@@ -1,6 +1,10 @@
 //! `rbuild pull`: fetch an image (the host's platform, or `--platform`) from a registry into
 //! the store, downloading only layers the store lacks, with per-layer progress. Also home of
 //! the transfer progress renderer that `push` shares.
+//!
+//! `rbuild pull IMAGE [--platform P] [-q]` prints docker's `Digest:`/`Status:` lines and the
+//! reference on stdout, layer progress on stderr (indicatif bars on a terminal, plain lines
+//! otherwise).
 
 use clap::Args;
 use rbuild_registry::{Client, Platform, RegistriesConfig, RemoteRef, pull_image};

@@ -1,6 +1,11 @@
 //! `rbuild push`: upload a stored image to a registry. Layers stored uncompressed (built
 //! images) are compressed on all cores (gzip or zstd), blobs the registry has are skipped,
 //! blobs in sibling repositories are mounted, and the manifest goes last.
+//!
+//! `rbuild push IMAGE [DESTINATION] [--compression gzip|zstd] [-q]` pushes a local image under
+//! its own name or, like `podman push`, under DESTINATION. `RBUILD_COMPRESS_THREADS=1` selects
+//! the single-threaded gzip encoder: a benchmark baseline only (its bytes differ from the
+//! parallel encoder's).
 
 use clap::Args;
 use rbuild_registry::store_impl::{local_image, mount_candidates};

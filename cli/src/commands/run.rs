@@ -2,6 +2,15 @@
 //! [--name N] IMAGE [CMD...]`: run a container from an image in the sandbox — the image's
 //! layers read-only, a copy-on-write layer on top kept under `$ROOT/containers/<id>/` (dropped
 //! with `--rm`), stdio attached, the command's exit code passed through.
+//!
+//! Steps: resolve the image, ensure its snapshots, combine Entrypoint/Cmd/Env/WorkingDir/User
+//! with `--entrypoint`, the command, `-e`, `-w` and `-u` as `docker run` does
+//! (`rbuild_executor::container`), record the container in `containers/<id>/container.json` and
+//! as the GC root `refs/container/<id>` (so `rmi` refuses the image and `prune -a` keeps it), and
+//! run it with the upper kept in `containers/<id>/upper` (in the step directory with `--rm`,
+//! which also drops the record and the ref). Exit code: the command's, 128 + n after signal n,
+//! 127/126 when it cannot be found or started. A `--rm` container abandoned by a killed rbuild
+//! (its lock is free) is removed by the next `rbuild run`.
 
 use clap::{Args, ValueEnum};
 use rbuild_executor::container::{Containers, ImageDefaults, Overrides, resolve_process};

@@ -1,7 +1,9 @@
-//! A memory cgroup per sandbox: applies `--memory` limits and tells an OOM kill apart from
-//! any other SIGKILL (its `oom_kill` counter). cgroup v1 (a child of our own memory cgroup)
-//! and v2 (under `<cgroup2 mount>/rbuild`, whose `memory` controller we enable) are handled;
-//! when neither can be created the sandbox runs without one (no limit, no OOM detection).
+//! A memory cgroup per sandbox: applies `--memory` limits (`build -m`, `run -m`; memory + swap)
+//! and tells an OOM kill apart from any other SIGKILL (its `oom_kill` counter), so a failure
+//! reads "out of memory: the OOM killer killed a process" instead of a bare SIGKILL. cgroup v1
+//! (a child of our own memory cgroup) and v2 (under `<cgroup2 mount>/rbuild`, when the hierarchy
+//! delegates `memory`; we enable the controller) are handled. When neither can be created the
+//! sandbox runs without one (no OOM detection), and a requested limit is an error.
 //!
 //! [`new_group`] makes every per-sandbox group of rbuild (memory, devices, pids): a fresh name
 //! per sandbox, groups left by killed rbuild processes swept, a stale name never an error.

@@ -1,8 +1,14 @@
 //! The sandbox helper, run as `rbuild __rbuild-sandbox` (a fresh, single-threaded process):
-//! it reads the spec from fd 3, unshares the namespaces, makes `/` private, mounts the rootfs,
-//! `/dev`, `/sys` and the step's mounts, then forks the PID-1 init of the new PID namespace and
-//! waits for it. Status records go to fd 4. All mounts live in the helper's private mount
-//! namespace, so they vanish with its last process, however the step ends.
+//! it closes stray descriptors (everything above fd 4), sets `PDEATHSIG=SIGKILL`, reads the spec
+//! from fd 3, unshares the mount, PID, UTS, IPC and cgroup namespaces (plus network for
+//! `--network=none`), makes `/` rprivate, and mounts the rootfs, a tmpfs `/dev` (null, zero,
+//! full, random, urandom, tty, devpts with ptmx, shm), a read-only sysfs, `/etc/hosts` and
+//! `/etc/resolv.conf` (private copies of the host's, made by the parent) and the step's mounts.
+//! Every mount target inside the rootfs is resolved with `openat2(RESOLVE_IN_ROOT)` and mounted
+//! by descriptor (`fsmount`/`open_tree` + `move_mount`, see `fsops`). It then forks the PID-1
+//! init of the new PID namespace and waits for it. Status records go to fd 4. All mounts live in
+//! the helper's private mount namespace, so they vanish with its last process, however the step
+//! ends.
 //!
 //! Devices: every mount of the sandbox is `nodev` except the standard device nodes, which are
 //! bind-mounted one by one into `/dev` (a `nodev` tmpfs), and `/dev/pts`; a node the step

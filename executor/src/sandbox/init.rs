@@ -1,11 +1,17 @@
 //! PID 1 of the step's PID namespace and the command process it forks. Init mounts a fresh
-//! `/proc` (masking the dangerous parts), pivots into the rootfs, forks the command, reaps
-//! every orphan, reports how the command ended and exits — which makes the kernel kill
-//! whatever the step left running. The command process resolves the user from the image's
-//! passwd/group files, creates the working directory, installs the seccomp filter, narrows
-//! capabilities to Docker's default set (bounding, permitted, effective; inheritable and
-//! ambient empty), drops privileges and execs. `--security=insecure` keeps every capability
-//! and installs no filter, and leaves `/proc` unmasked.
+//! `/proc` (`sys`, `sysrq-trigger`, `irq`, `bus`, `fs` read-only; `kcore`, `keys`, `timer_list`,
+//! `sched_debug`, ... masked), pivots into the rootfs, makes itself non-dumpable (the step, root
+//! in the same user namespace, cannot ptrace it or open `/proc/1/exe`, which is rbuild's own
+//! binary: CVE-2019-5736), forks the command, drops every capability it still holds, and reaps
+//! every orphan. When the command exits, init reports `Exited(code)` or `Signaled(n)` on fd 4 and
+//! exits — which makes the kernel kill whatever the step left running.
+//!
+//! The command process resolves the user from the image's passwd/group files (read as data,
+//! see `user`), creates a missing working directory (0755, owned by the user, like BuildKit) and
+//! checks with `getcwd` that it is inside the root, installs the seccomp filter, narrows
+//! capabilities to Docker's default set (bounding, permitted, effective; inheritable and ambient
+//! empty), drops privileges and execs. `--security=insecure` keeps every capability, installs no
+//! filter, and leaves `/proc` unmasked.
 
 use std::io::Read;
 use std::os::fd::OwnedFd;

@@ -3,7 +3,9 @@
 //! its output line by line to the caller and in full to a log file, honour cancellation and a
 //! timeout (killing the helper takes the whole sandbox down), and decode how it ended. The
 //! helper is put in its memory, pids and device cgroups before it reads its spec, so nothing
-//! it starts escapes them.
+//! it starts escapes them. Cancelling (a `CancelToken` or a timeout) SIGKILLs the helper; the
+//! PDEATHSIG chain (helper → init → command) takes the rest down, also when rbuild itself dies
+//! (Ctrl-C).
 
 use std::collections::VecDeque;
 use std::fs::File;

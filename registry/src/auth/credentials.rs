@@ -1,6 +1,7 @@
 //! Registry credentials: read from docker's `config.json` (`auths`, `credsStore`,
 //! `credHelpers`) through docker_credential, and written back by `login`/`logout` (an `auths`
-//! entry, or the configured helper's `store`/`erase`). Secrets never appear in Debug output.
+//! entry, written 0600 through a temporary file and a rename, or the configured helper's
+//! `store`/`erase`). Secrets never appear in Debug output.
 
 use std::io::Write;
 use std::path::PathBuf;

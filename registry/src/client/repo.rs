@@ -1,6 +1,13 @@
-//! Operations on one repository of one endpoint: manifests (GET/HEAD/PUT, verified), blobs
-//! (HEAD, verified streaming GET with Range resume, upload with skip, cross-repo mount,
-//! monolithic or chunked PUT).
+//! Operations on one repository of one endpoint.
+//!
+//! - Manifests: GET with the full `Accept` list, the bytes hashed and checked against the
+//!   requested digest and `Docker-Content-Digest` before they are parsed; HEAD; PUT of the exact
+//!   bytes with `Content-Type` = their `mediaType`.
+//! - Blobs: HEAD; a streaming GET verified for size and digest, resumed with `Range` after a
+//!   reset or a truncated body; uploads that skip a blob the registry has (HEAD), mount it from
+//!   another repository (201, or continue the 202 session), or send it as one POST+PUT or in
+//!   chunks (PATCH: with `chunk_size_mb` set, or after a 413; `OCI-Chunk-Min-Length` honoured;
+//!   416 recovery).
 
 use std::io::{Read, Write};
 

@@ -1,6 +1,11 @@
-//! The HTTP layer: one ureq agent, requests with host-bound authentication (Bearer tokens
-//! cached per host and scope, Basic), redirects followed by hand so `Authorization` never
-//! crosses a host boundary, and retries with exponential backoff on resets, 5xx and 429.
+//! The HTTP layer: one ureq agent (rustls; root certificates from `$SSL_CERT_FILE` or the
+//! system bundle, e.g. `/etc/ssl/certs/ca-certificates.crt`; proxies from the environment) with
+//! connect and idle-read timeouts. Requests carry host-bound authentication: Bearer tokens
+//! cached per (host, scope) for their lifetime, or Basic. Redirects are followed by hand, at
+//! most `MAX_REDIRECTS` (10) hops, so `Authorization` is dropped after the first hop that
+//! leaves the host and stays off; `http` is allowed only to loopback hosts and registries marked
+//! `insecure`. Retries use exponential backoff with jitter on connection resets, 5xx and 429
+//! (`Retry-After` honoured, up to a bound).
 
 use std::collections::HashMap;
 use std::io::Read;

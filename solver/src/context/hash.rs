@@ -1,12 +1,19 @@
-//! Content hashing of context files: blake3, in parallel across cores (rayon), with a
-//! persistent stat cache (path, inode, size, mtime, ctime → hash, like git's index, including
-//! its racy-clean rule) so an unchanged context is re-checked with the walk's `lstat`s only.
+//! Content hashing of context files: blake3, in parallel across cores (rayon, biggest files
+//! first), with a persistent stat cache (path, inode, size, mtime, ctime → hash, like git's
+//! index, including its racy-clean rule) so an unchanged context is re-checked with the walk's
+//! `lstat`s plus one read of the cache file.
 //!
 //! Files are opened beneath the context root with `openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS)`
-//! and read through that descriptor (no re-open by path, so no mmap by path either: a large
-//! file is read in 1 MiB blocks and each block hashed with `update_rayon`). A file whose
-//! inode, size, mtime or ctime differ between the walk, the open and the end of the read is an
-//! error naming it.
+//! and `O_NOFOLLOW|O_NONBLOCK`, and read through that descriptor. No mmap: blake3's mmap helper
+//! re-opens the file by path, which would undo the descriptor checks (and the workspace denies
+//! `unsafe`); a file of 1 MiB or more is read in 1 MiB blocks, each hashed with `update_rayon`.
+//! A file whose inode, size, mtime or ctime differ between the walk, the open and the end of the
+//! read is `rbuild::context::file_changed`, naming it.
+//!
+//! The stat cache on disk: `RBSTATC1`, sorted records and a blake3 trailer; a corrupt file is
+//! discarded. It is written to a temporary file, fsynced and renamed. An entry whose mtime is
+//! not older than the cache file's own mtime is racily clean and is re-hashed next time. The
+//! caller chooses where it lives (the CLI: `Layout::context_stat_cache`, `$ROOT/cache/context/`).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

@@ -1,6 +1,24 @@
 //! `.dockerignore` with Docker's exact semantics: moby's `ignorefile.ReadAll` preprocessing,
 //! `patternmatcher.MatchesOrParentMatches` (last matching rule wins, parents count) and the
 //! archiver's rule for descending into an excluded directory. Each rule keeps its line and span.
+//!
+//! Which file: `<Dockerfile>.dockerignore` next to the Dockerfile wins over
+//! `<context>/.dockerignore`; a symlinked context `.dockerignore` is resolved inside the context,
+//! and one that leaves it is an error. Both are capped at [`MAX_IGNORE_FILE`] (4 MiB).
+//!
+//! Lines as in `ReadAll`: a UTF-8 BOM is dropped, `#` starts a comment only in column 1, lines
+//! are trimmed, a leading `!` makes an exception, patterns are `filepath.Clean`ed and lose a
+//! leading `/`, and `.` matches nothing. moby's fast paths are kept because they differ from the
+//! regex (`**foo` is a suffix match). The walk prunes an excluded directory unless an exception
+//! pattern, followed by `/`, starts with the directory path plus `/` (so `!**/keep` does not
+//! re-include under an excluded directory); such a directory is recorded only when something
+//! below it is included, as fsutil does. Bad patterns (a bare `!`, an unterminated `[`, a
+//! trailing `\`) are errors labelled at the exact bytes of their line. Excluded files, the
+//! Dockerfile and `.dockerignore` included, cannot be copied.
+//!
+//! Deliberate deviations from moby: inside a `[...]` class we follow `filepath.Match` (moby
+//! sends `*` and `?` there through its regex translation), and `\d`, `\w` and similar escapes are
+//! the literal letter (moby hands them to Go's regexp as classes).
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,17 @@
 //! The build context: read once up front (honouring `.dockerignore` with Docker's exact
 //! semantics), COPY/ADD sources resolved against it with pointed diagnostics, regular files
 //! hashed with blake3 in parallel behind a persistent stat cache, and the per-file records
-//! cache keys are computed from.
+//! cache keys are computed from. Everything after [`BuildContext::load`]`(root,
+//! Some(dockerfile))` — COPY resolution, hashing, cache-key records — works on that one walk.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `ignore` | `.dockerignore` with moby's exact rules; every rule keeps its line and span |
+//! | `glob` | Go `filepath.Match` and moby `patternmatcher` syntax → regexes, with error offsets |
+//! | `walk` | one sorted, non-following walk; `lstat` fields of every included entry |
+//! | `hash` | parallel blake3 (rayon), the persistent stat cache, change detection |
+//! | `sources` | COPY/ADD source resolution and its diagnostics |
+//! | `records` | per-file records, their versioned digest, and the diff `explain` prints |
 //!
 //! Typical use by the solver:
 //!

@@ -1,7 +1,17 @@
-//! Per-file records of a resolved COPY source set, which cache keys are computed from: path,
-//! type, mode, owner, size, symlink target and content hash (never times), after `--chown` /
-//! `--chmod` overrides. A versioned byte encoding gives a deterministic digest, and `diff`
-//! names what changed between two record lists for `rbuild explain`.
+//! Per-file records of a resolved COPY source set, which cache keys are computed from
+//! (`BuildContext::records`): one [`FileRecord`] per copied entry, sorted by destination path
+//! (when two sources write the same path, the last wins), holding the destination path, type,
+//! mode, uid, gid, size (0 for directories), symlink target and blake3 content hash — never
+//! times. The context path is kept only for messages. [`Overrides`] applies `--chown` and
+//! `--chmod`, so keys follow the effective result; [`Overrides::context_default`] is BuildKit's
+//! 0:0 ownership.
+//!
+//! [`digest`] is blake3 over an explicit encoding: the tag `rbuild.context.records\0`, u32
+//! version ([`RECORDS_VERSION`]), u64 count, then per record the length-prefixed path, a kind
+//! byte, mode, uid, gid, size, and the optional target and hash, all little-endian. [`diff`]
+//! returns added, removed and changed paths with the fields that changed (content,
+//! `mode 0664→0644`, owner, type, symlink target); `summary(limit)` is the one line `explain`
+//! prints.
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -1,7 +1,30 @@
-//! COPY/ADD source resolution against the walked context, with BuildKit's rules: cleaned into
-//! the root, Go `filepath.Match` wildcards (`--parents`: include patterns with `**` and the `/./`
-//! pivot), directories mean contents, symlinks followed inside only, `--exclude`. Every failure
-//! is a [`SourceError`] labelled at the source's span.
+//! COPY/ADD source resolution against the walked context (`BuildContext::resolve`), with
+//! BuildKit's dockerfile2llb rules (`FollowSymlinks`, `CopyDirContentsOnly`, `AllowWildcard`,
+//! `AllowEmptyWildcard` all true). Every failure is a [`SourceError`] labelled at the source's
+//! span.
+//!
+//! - Sources are joined onto `/` and cleaned, so `../x` and `/x` both mean `x`; a trailing `/`
+//!   is ignored. Wildcards follow Go `filepath.Match`, one path component at a time.
+//! - A directory source means its contents. The item with destination path `""` is the
+//!   directory itself; the executor only takes its mtime (an existing destination directory
+//!   keeps its mode and owner; a missing one is created as a destination parent).
+//! - A symlink named as a source, or met on the way to one, is followed only while it stays
+//!   inside the context; an absolute target or a `..` escape is refused, naming the link
+//!   (stricter than BuildKit, which clamps such targets to the root). More than 40 links is a
+//!   loop. Symlinks inside a copied directory are copied as symlinks.
+//! - `--exclude` uses moby patterns relative to each copied directory; a file source (named or
+//!   matched by a wildcard) is never excluded, as in BuildKit master (the recorded conformance
+//!   case `copy-exclude` is the reference, not BuildKit's docs).
+//! - `--parents` keeps the path below an optional `/./` pivot and adds the parent directories
+//!   on the way.
+//! - A wildcard that matches nothing copies nothing, even when every source is such a wildcard,
+//!   so `COPY yarn.lock* ./` is a no-op without a lock file. A literal missing source is an
+//!   error.
+//!
+//! A missing source is reported with the case that applies: excluded by `.dockerignore:N`
+//! (`pattern`, with a related label on that line, or an explanation of the pruned parent
+//! directory); outside the context (`../x` means `x`, which does not exist); a special file;
+//! or not found, with "did you mean `src/`?" from strsim over the context's paths.
 
 use std::ops::Range;
 use std::path::PathBuf;

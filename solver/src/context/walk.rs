@@ -1,7 +1,17 @@
-//! Reads the build context once: a sorted, non-following walk that prunes excluded directories
-//! by moby's rule and records every included entry's type and `lstat` fields. Special-file
-//! policy: FIFOs and sockets are skipped with a warning; device nodes are recorded and refused
-//! when a COPY would copy them (see `sources`).
+//! Reads the build context once: a sorted, non-following walk (walkdir, `follow_links(false)`,
+//! entries sorted by name bytes) that prunes excluded directories by moby's rule and records
+//! every included entry's type and `lstat` fields. The result is a pre-order list, root first,
+//! in which every directory comes right before its subtree.
+//!
+//! Paths are bytes, so names that are not UTF-8 work everywhere; regex patterns see them
+//! lossily, each invalid byte counting as one character, as in Go. Each entry records its type
+//! (file, dir, symlink with its target, char or block device), mode, uid, gid, size, ino, dev,
+//! nlink, mtime and ctime.
+//!
+//! Special-file policy: FIFOs and sockets are skipped with a warning (`BuildContext::warnings`,
+//! and a pointed message if a COPY names one). Device nodes, and names starting with `.wh.`
+//! (`is_reserved_name`, which OCI layers cannot carry), are recorded and refused only when a
+//! COPY would copy them (see `sources`).
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};

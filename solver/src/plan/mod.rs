@@ -1,7 +1,22 @@
-//! The planner: typed Dockerfile instructions → the build [`Plan`] (expanded steps per stage)
-//! plus each stage's image config, following BuildKit's dispatch rules (ARG scoping, ENV over
-//! ARG, default PATH, WORKDIR chaining, CMD reset by ENTRYPOINT, ONBUILD triggers, stage
-//! references by name or index, base images resolved through an [`ImageSource`]).
+//! The planner (rbuild's analogue of BuildKit's dockerfile2llb): typed Dockerfile instructions →
+//! the build [`Plan`] (expanded steps per stage) plus each stage's image config.
+//!
+//! Stages are grouped, the global ARGs and the automatic platform ARGs evaluated, and base images
+//! resolved through an [`ImageSource`] — only for the stages the target needs. FROM names are
+//! expanded with the global ARGs before they are matched against stage names, so no input makes
+//! the planner panic (random Dockerfiles go through `plan()` in `solver/tests/proptest_plan.rs`).
+//! Every instruction is then expanded into an `op::Step` with BuildKit's dispatch rules:
+//!
+//! - ARG scoping: a global ARG is visible in a stage only when the stage redeclares it; a stage
+//!   based on another stage inherits its ARGs. ENV wins over ARG; the default `PATH` is set.
+//! - WORKDIR chains onto the previous one; ENTRYPOINT resets an inherited CMD.
+//! - ONBUILD triggers of a base image or base stage run right after its FROM.
+//! - COPY/ADD destinations are resolved against WORKDIR, keeping a trailing `/`.
+//! - Stage references work by name or index.
+//!
+//! The planner also builds the stage's image config and the history text BuildKit writes
+//! (`RUN |1 A=b /bin/sh -c ... # buildkit`). The build conformance cases plan to BuildKit's
+//! configs exactly (`tests.rs`).
 
 mod copy;
 mod error;

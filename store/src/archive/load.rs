@@ -1,9 +1,16 @@
 //! `load`: read an image archive (OCI layout tar or docker-archive, optionally compressed)
-//! from any stream in one pass. Every member goes into `ingest/` while being hashed; then the
-//! documents are parsed strictly, every referenced blob is checked against its digest and
-//! size, every layer is scanned (in parallel) and its diff_id checked against the config.
-//! Only when all images pass are blobs published (layers, configs, manifests) and names set:
-//! bad input leaves the store as it was.
+//! from any stream in one pass. Every member goes into `ingest/` while being hashed (in
+//! parallel for an uncompressed archive file; streamed for stdin or compressed input); then the
+//! documents are parsed strictly (size caps, I-JSON duplicate keys refused, schemaVersion 2,
+//! media-type agreement, manifest/index ambiguity refused, a member named `blobs/sha256/X` must
+//! hash to X), every referenced blob is checked against its digest and size, every layer is
+//! scanned (in parallel) and its diff_id checked against the config. Only when all images pass
+//! are blobs published (layers, configs, manifests) and all images and names registered in one
+//! index.json update: bad input leaves the store as it was.
+//!
+//! Read: OCI layouts and docker-archives with any member layout, symlinked members, and gzip,
+//! zstd or uncompressed layers (a manifest is built for a docker-archive); Docker schema 2
+//! media types are accepted.
 
 use std::collections::BTreeMap;
 use std::fs::File;

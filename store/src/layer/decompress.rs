@@ -1,6 +1,7 @@
 //! Opening layer blobs as uncompressed tar streams: compression chosen by magic bytes (the
 //! media type is a hint; a disagreement is logged), gzip via `MultiGzDecoder` (every member),
-//! zstd with a window limit, bzip2/xz for ADD archives, and a bound on the expanded size.
+//! zstd with a window limit (`window_log_max` 27), bzip2/xz for ADD archives, and a bound on
+//! the expanded size (`max_layer_bytes`: 64 GiB, `RBUILD_MAX_LAYER_SIZE`).
 
 use std::fmt;
 use std::io::{self, Read};

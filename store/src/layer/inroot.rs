@@ -1,8 +1,10 @@
 //! Path resolution confined to a root directory, as if chrooted: symlinks (absolute ones
 //! re-anchored at the root) and `..` never leave it. The fast path is one
-//! `openat2(RESOLVE_IN_ROOT)`; creating missing directories falls back to a component-by-
-//! component walk on directory fds with `O_NOFOLLOW` at every step. Every later operation
-//! is done relative to the fd this returns, never by re-walking a string path.
+//! `openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS)`; creating missing directories (including
+//! behind dangling absolute symlinks) falls back to a component-by-component walk on directory
+//! fds with `O_NOFOLLOW` at every step, `..` clamped at the root and symlinks re-anchored
+//! there. Every later operation is done relative to the fd this returns, never by re-walking
+//! a string path.
 
 use std::collections::VecDeque;
 use std::io;

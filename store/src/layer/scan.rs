@@ -1,6 +1,14 @@
-//! Validating a layer without extracting it: what `load`, `import` and pulls run over every
-//! layer before it is accepted. It computes the diff_id and uncompressed size, and refuses
-//! hostile or malformed content with an error naming the entry.
+//! Validating a layer without extracting it: what `load` and `import` run over every layer
+//! before it is accepted. It computes the diff_id (over all bytes, trailing data included) and
+//! the uncompressed size, and refuses hostile or malformed content with an error naming the
+//! entry.
+//!
+//! Absolute names (and hard-link targets) are read as rooted at the layer's root, as Docker and
+//! containerd do. Besides the unpacker's refusals (`unpack`), it refuses entries written through
+//! a symlink or below a non-directory of the same layer, and hard links whose target is not an
+//! earlier file of the same layer; device nodes are allowed (they stay entries). For an
+//! uncompressed blob whose digest already is the diff_id, [`scan_headers`] reads only the
+//! headers, seeking over the data.
 
 use std::collections::HashMap;
 use std::io::{self, Read};

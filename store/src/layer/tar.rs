@@ -3,6 +3,9 @@
 //! size bound (CVE-2022-2879 class), splits PAX records on newlines (binary xattr values such
 //! as `security.capability` may contain them), and honours the size field of header-only
 //! entries, where Go's `archive/tar` (what Docker and containerd use) reads no data.
+//!
+//! Bounds ([`crate::Limits`]): PAX and long-name records at most 1 MiB, a maximum number of
+//! entries per layer and a maximum path length; GNU sparse files are refused.
 
 use std::io::{self, Read};
 

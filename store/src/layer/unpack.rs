@@ -3,8 +3,18 @@
 //! opaque markers clear lower content, an entry replacing a path removes it first);
 //! `OverlayLower` unpacks one layer alone as an overlayfs lowerdir (whiteouts become 0:0
 //! character devices, opaque markers the `trusted.overlay.opaque=y` xattr); `Plain` extracts
-//! an archive with no whiteout semantics (ADD). Ownership, modes incl. setuid, xattrs incl.
-//! `security.capability`, and mtimes are preserved.
+//! an archive with no whiteout semantics (ADD; optional base directory and owner override).
+//! In `Merged`, `.wh..wh..opq` clears lower children wherever it sits in the layer, and entries
+//! of the same layer are never hidden by it. `tar::Archive::unpack` is never used.
+//!
+//! How entries land: files are created `O_EXCL|O_NOFOLLOW` relative to the parent's
+//! descriptor; chown precedes chmod (so setuid survives); xattrs are set on the descriptor
+//! (`security.capability` kept, `trusted.overlay.*`/`user.overlay.*` dropped); hard links link
+//! in-root targets without following them (a link to a symlink links the symlink); devices
+//! are `mknodat` relative to the parent; directory mtimes are set last. Ownership, modes incl.
+//! setuid, xattrs and mtimes are preserved. Refused: `..` components, replacing the root with a
+//! non-directory, bad whiteouts (`.wh.`, `.wh..`, `.wh...`), duplicate entries (policy
+//! `Reject`; `LastWins` on request), 0:0 character devices, a parent that is not a directory.
 //!
 //! [`unpack_over`] applies a layer in `OverlayLower` form *on top of* the layers below it
 //! ([`LowerLayers`]), the way containerd's applier does through a mount of the parent chain:

@@ -19,7 +19,8 @@ pub enum Network {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Security {
     /// Docker's default confinement: its default capability set, the default seccomp profile
-    /// ([`super::seccomp`]), the standard devices only (a device cgroup and `nodev` mounts).
+    /// (`sandbox/seccomp.rs`, data in `seccomp-profile.json`), the standard devices only (a
+    /// device cgroup and `nodev` mounts).
     #[default]
     Sandbox,
     /// `RUN --security=insecure` (needs the `security.insecure` entitlement): every

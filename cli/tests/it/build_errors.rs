@@ -2,7 +2,7 @@
 //! points at the Dockerfile (or `.dockerignore`) span, says why and how to fix it, a non-zero
 //! exit, and a store with nothing new tagged. The most important reports are snapshotted.
 
-use crate::support::{TestEnv, shared_dir, text, write_file as write};
+use crate::support::{self, TestEnv, shared_dir, text, write_file as write};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -535,6 +535,8 @@ fn mountinfo() -> Vec<String> {
 /// no leftover mount, no surviving sandbox process.
 #[test]
 fn interrupted_build_leaves_nothing_behind() {
+    // The whole mount table is compared below: no test may hold a host mount meanwhile.
+    let _mounts = support::watching_host_mounts();
     let marker = format!("RBUILD_ERRTEST_MARKER={}", std::process::id());
     let case = Case::with_busybox(&format!(
         "FROM busybox:1.35\nRUN echo one > /one\nENV {marker}\nRUN sleep 30\n"

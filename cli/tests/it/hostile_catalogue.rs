@@ -2143,13 +2143,16 @@ fn f10_prune_during_a_build_loses_nothing_in_flight() {
     c.guard.check();
 }
 
-/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop. The mount is in the
+/// host's mount namespace, so it holds [`support::mounting_on_the_host`] while it exists.
 struct SmallFs {
     dir: tempfile::TempDir,
+    _mounting: std::sync::RwLockReadGuard<'static, ()>,
 }
 
 impl SmallFs {
     fn new(size: &str) -> SmallFs {
+        let mounting = support::mounting_on_the_host();
         let dir = tempfile::Builder::new()
             .prefix("rbuild-small-")
             .tempdir()
@@ -2160,7 +2163,10 @@ impl SmallFs {
             .status()
             .unwrap();
         assert!(status.success(), "mount tmpfs (tests run as root)");
-        SmallFs { dir }
+        SmallFs {
+            dir,
+            _mounting: mounting,
+        }
     }
 }
 

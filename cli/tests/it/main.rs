@@ -1,9 +1,9 @@
 //! The cli's integration tests, in one binary (one link of rbuild instead of one per file).
 //! Each module was once a test binary of its own; [`support`] is their shared harness.
 //!
-//! Tests of different modules now run side by side in one process: nothing here may change
-//! process-wide state (environment, current directory, signal dispositions); commands get
-//! their own.
+//! Tests of different modules now run side by side in one process: a group that must not
+//! overlap takes a lock from [`support`] (see there), and nothing here may change process-wide
+//! state (environment, current directory, signal dispositions); commands get their own.
 
 mod support;
 

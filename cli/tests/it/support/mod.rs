@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use assert_cmd::Command;
 
@@ -181,4 +182,22 @@ pub fn describe_tree(root: &Path) -> (BTreeMap<String, String>, BTreeMap<String,
         out.insert(rel, desc);
     }
     (out, mtimes)
+}
+
+/// Mounts made in the tests' own mount namespace (the host's), against tests that assert the
+/// whole of `/proc/self/mountinfo` is unchanged across a build. As separate binaries they never
+/// overlapped; in one process a tmpfs mounted by one module's test shows up in another's
+/// before/after comparison. Mounters share the lock ([`mounting_on_the_host`]); a whole-table
+/// comparison takes it alone ([`watching_host_mounts`]). rbuild's own mounts live in the
+/// sandboxes' namespaces and need neither.
+static HOST_MOUNTS: RwLock<()> = RwLock::new(());
+
+/// Held while a test keeps a mount of its own in the host's mount namespace.
+pub fn mounting_on_the_host() -> RwLockReadGuard<'static, ()> {
+    HOST_MOUNTS.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Held while a test compares the whole mount table before and after.
+pub fn watching_host_mounts() -> RwLockWriteGuard<'static, ()> {
+    HOST_MOUNTS.write().unwrap_or_else(PoisonError::into_inner)
 }

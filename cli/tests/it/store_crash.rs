@@ -16,8 +16,7 @@ fn write_archive(dir: &std::path::Path, name: &str, parts: &Parts) -> std::path:
 
 /// The rbuild binary as a plain `std::process::Command` (assert_cmd's cannot spawn).
 fn rbuild() -> std::process::Command {
-    #[allow(deprecated)]
-    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("rbuild"));
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rbuild"));
     c.env_remove("RBUILD_ROOT").env("NO_COLOR", "1");
     c
 }

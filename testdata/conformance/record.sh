@@ -3,7 +3,7 @@
 #   testdata/conformance/record.sh [CASE...]
 # Needs buildctl and BUILDKIT_HOST from `../shared/tools/buildkit-ref up` (on this machine:
 # `. /work/bk/env.sh`). The cases are first copied with the modes a git checkout gives
-# (dirs 0755, files 0644 or 0755), the same normalisation cli/tests/build_conformance.rs
+# (dirs 0755, files 0644 or 0755), the same normalisation cli/tests/it/build_conformance.rs
 # applies before building them with rbuild, so both engines see the same context.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)

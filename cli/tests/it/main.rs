@@ -1,0 +1,34 @@
+//! The cli's integration tests, in one binary (one link of rbuild instead of one per file).
+//! Each module was once a test binary of its own; [`support`] is their shared harness.
+//!
+//! Tests of different modules now run side by side in one process: a group that must not
+//! overlap takes a lock from [`support`] (see there), and nothing here may change process-wide
+//! state (environment, current directory, signal dispositions); commands get their own.
+
+mod support;
+
+mod build_cache;
+mod build_conformance;
+mod build_copy;
+mod build_errors;
+mod build_onbuild;
+mod build_outputs;
+mod build_seed;
+mod build_snapshot_identity;
+mod build_snapshotter;
+mod cli;
+mod exec_conformance;
+mod exec_diff;
+mod exec_mounts;
+mod exec_run;
+mod exec_sandbox;
+mod exec_security;
+mod hardening;
+mod hostile_catalogue;
+mod registry_build;
+mod registry_login;
+mod registry_pull_push;
+mod store_commands;
+mod store_crash;
+mod store_hostile;
+mod store_interop;

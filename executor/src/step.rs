@@ -467,8 +467,10 @@ impl Executor {
         step: &mut RunStep<'_>,
         backend: Backend,
     ) -> Result<Result<RunOutcome, String>> {
+        // The owner's pid is in the name: a process killed before it locked `lock` leaves a
+        // directory without one, removed once that pid is gone.
         let temp = tempfile::Builder::new()
-            .prefix("step-")
+            .prefix(&format!("step-{}-", std::process::id()))
             .tempdir_in(&self.exec_dir)
             .ctx("cannot create a step directory in", &self.exec_dir)?;
         let dir = temp.path().to_path_buf();
@@ -703,21 +705,33 @@ impl Executor {
         }))
     }
 
-    /// Remove step directories whose owner process is gone (their lock is free).
+    /// Remove step directories whose owner process is gone: their lock is free, or (killed
+    /// before it took the lock) they have none and the pid in their name no longer runs.
     fn remove_stale_steps(&self) {
         let Ok(entries) = std::fs::read_dir(&self.exec_dir) else {
             return;
         };
         for entry in entries.flatten() {
             let lock = entry.path().join("lock");
-            let Ok(f) = File::options().read(true).write(true).open(&lock) else {
-                continue;
+            let stale = match File::options().read(true).write(true).open(&lock) {
+                Ok(f) => f.try_lock().is_ok(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    step_owner(&entry.file_name())
+                        .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+                }
+                Err(_) => false,
             };
-            if f.try_lock().is_ok() {
+            if stale {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
     }
+}
+
+/// The pid in a step directory's name (`step-<pid>-<random>`).
+fn step_owner(name: &std::ffi::OsStr) -> Option<u32> {
+    let rest = name.to_str()?.strip_prefix("step-")?;
+    rest.split_once('-')?.0.parse().ok()
 }
 
 /// What is missing for rootless operation, said plainly.
@@ -742,4 +756,36 @@ fn rootless_report() -> String {
         "rbuild runs as uid {uid}, and rootless sandboxes (a user namespace mapped through \
          newuidmap/newgidmap) are not implemented; for reference, {tools} and {ranges}"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A step directory left by a process killed before it locked it goes once its pid is
+    /// gone; one of a live process, or locked, stays.
+    #[test]
+    fn stale_step_directories_without_a_lock_go_when_their_owner_is_gone() {
+        let root = tempfile::tempdir().unwrap();
+        let exec = root.path().join("exec");
+        std::fs::create_dir_all(&exec).unwrap();
+        let dead = exec.join("step-999999999-abc");
+        let live = exec.join(format!("step-{}-def", std::process::id()));
+        let foreign = exec.join("notes");
+        for d in [&dead, &live, &foreign] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let locked = exec.join("step-999999998-ghi");
+        std::fs::create_dir(&locked).unwrap();
+        let held = File::create(locked.join("lock")).unwrap();
+        held.lock().unwrap();
+        let freed = exec.join("step-999999997-jkl");
+        std::fs::create_dir(&freed).unwrap();
+        File::create(freed.join("lock")).unwrap();
+        Executor::new(root.path(), ExecutorOptions::default()).unwrap();
+        assert!(!dead.exists() && !freed.exists());
+        assert!(live.exists() && foreign.exists() && locked.exists());
+        assert_eq!(step_owner(std::ffi::OsStr::new("step-12-x")), Some(12));
+        assert_eq!(step_owner(std::ffi::OsStr::new("step-x")), None);
+    }
 }

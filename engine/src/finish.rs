@@ -1,6 +1,6 @@
 //! After a build solved: the target's config assembled, the image committed to the store with
 //! the right layer descriptors, tags written (only now, so a failed or interrupted build tags
-//! nothing), `--iidfile`/`--metadata-file` written, and the summary line.
+//! nothing), and the image id and metadata files written.
 
 use std::collections::BTreeMap;
 use std::path::Path;

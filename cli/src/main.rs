@@ -3,11 +3,11 @@
 //! and is the only place that prints.
 
 mod args;
-mod build;
 mod commands;
 mod exit;
 mod interrupt;
 mod progress;
+mod render;
 
 use std::process::ExitCode;
 

@@ -1,16 +1,17 @@
-//! `rbuild build`: turn a Dockerfile and a context directory into an image in the store.
+//! `rbuild build`: the flags, turned into the engine's `BuildOptions`; the build itself is
+//! `rbuild_engine::build`, rendered by `render::BuildView`; then the summary.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use rbuild_executor::build::{BuildWorker, SecretSource, WorkerOptions};
-use rbuild_solver::scheduler::{self, SolveOptions, Solved};
+use rbuild_engine::{BuildOptions, DockerfileSource, PrepareOptions, PullPolicy};
+use rbuild_executor::build::SecretSource;
+use rbuild_solver::op::Platform;
 use rbuild_solver::worker::CancelToken;
 
 use crate::args::GlobalArgs;
-use crate::build::{self, finish};
-use crate::progress::ProgressReporter;
+use crate::render::BuildView;
 
 /// Flags shared by `build` and the commands that plan a build without running it.
 #[derive(Debug, Args)]
@@ -105,7 +106,7 @@ pub struct BuildArgs {
     pub pids_limit: Option<rbuild_executor::sandbox::PidsLimit>,
 
     #[command(flatten)]
-    pub registry: crate::build::registry::RegistryArgs,
+    pub registry: RegistryArgs,
 
     /// The build context: the directory whose files COPY and ADD can use.
     #[arg(value_name = "CONTEXT")]
@@ -119,6 +120,64 @@ pub enum Progress {
     Tty,
     Plain,
     Json,
+}
+
+/// Registry flags of `rbuild build` (also accepted by `explain` and `plan`, which honour
+/// `--pull` and `--cache-from` and ignore the rest).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RegistryArgs {
+    /// When to pull base images: `--pull` (= `always`) checks the registry for newer
+    /// versions of their tags and pulls those whose digest changed; `missing` (the default)
+    /// pulls only images not in the store; `never` uses stored images only (offline builds).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "always|missing|never",
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "missing",
+        default_missing_value = "always"
+    )]
+    pub pull: PullArg,
+
+    /// After a successful build, push every `-t` name to its registry.
+    #[arg(long)]
+    pub push: bool,
+
+    /// Compression for built layers pushed with `--push` (and the default for `--cache-to`).
+    #[arg(long, value_name = "gzip|zstd", default_value = "gzip")]
+    pub compression: String,
+
+    /// Import build cache from a registry: `type=registry,ref=REGISTRY/REPO:TAG` (or just
+    /// the reference); may be repeated. An unreachable or missing cache is a warning.
+    #[arg(long = "cache-from", value_name = "type=registry,ref=REF")]
+    pub cache_from: Vec<String>,
+
+    /// Export the build cache to a registry after the build:
+    /// `type=registry,ref=REF[,mode=min|max][,compression=gzip|zstd][,ignore-error=true]`.
+    #[arg(long = "cache-to", value_name = "type=registry,ref=REF[,mode=min|max]")]
+    pub cache_to: Vec<String>,
+}
+
+/// `--pull[=POLICY]`, as Buildah and Podman spell it (docker's bare `--pull` is `always`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullArg {
+    /// Re-check every base image's tag against its registry.
+    Always,
+    /// Pull only what the store does not have.
+    Missing,
+    /// Never contact a registry for base images.
+    Never,
+}
+
+impl From<PullArg> for PullPolicy {
+    fn from(arg: PullArg) -> PullPolicy {
+        match arg {
+            PullArg::Always => PullPolicy::Always,
+            PullArg::Missing => PullPolicy::Missing,
+            PullArg::Never => PullPolicy::Never,
+        }
+    }
 }
 
 /// `--secret id=x,src=file` / `id=x,env=VAR` (a bare `id=x` reads the env var `x`).
@@ -173,7 +232,7 @@ fn secrets(args: &BuildArgs) -> miette::Result<BTreeMap<String, SecretSource>> {
 
 /// `SOURCE_DATE_EPOCH` from `--build-arg` or the environment.
 pub(crate) fn source_date_epoch(args: &BuildArgs) -> miette::Result<Option<i64>> {
-    let from_arg = build::build_args(args)?.remove("SOURCE_DATE_EPOCH");
+    let from_arg = build_args(args)?.remove("SOURCE_DATE_EPOCH");
     let value = from_arg.or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok());
     match value {
         None => Ok(None),
@@ -188,103 +247,89 @@ pub(crate) fn source_date_epoch(args: &BuildArgs) -> miette::Result<Option<i64>>
     }
 }
 
-/// What one solve needs besides the prepared build.
-struct SolveInputs<'a> {
-    epoch: Option<i64>,
-    network: rbuild_solver::op::Network,
-    secrets: &'a BTreeMap<String, SecretSource>,
-    no_cache: bool,
-    cancel: &'a CancelToken,
-    backend: rbuild_executor::Backend,
-}
-
-/// Run the build against the executor (fetching layers of a registry cache as steps need
-/// them) and commit the target's image (untagged).
-fn solve_and_commit(
-    prepared: &build::Prepared,
-    args: &BuildArgs,
-    inputs: &SolveInputs<'_>,
-    reporter: &ProgressReporter,
-) -> miette::Result<(rbuild_store::ImageRecord, Solved)> {
-    let worker = BuildWorker::new(
-        &prepared.store,
-        &prepared.planned.plan,
-        &prepared.inputs,
-        &prepared.bases,
-        WorkerOptions {
-            source_date_epoch: inputs.epoch,
-            network: inputs.network,
-            secrets: inputs.secrets.clone(),
-            memory: args.memory,
-            pids: args.pids_limit.unwrap_or_default(),
-            backend: inputs.backend,
-        },
-        inputs.cancel,
-    )?;
-    let note = |text: &str| reporter.line(text);
-    let worker = build::registry::layers::CacheAwareWorker::new(
-        &worker,
-        &prepared.registry,
-        &prepared.store,
-        &note,
-    );
-    let cache = &prepared.cache;
-    let files_diff = |_set: &str, old: &str, new: &str| prepared.inputs.files_diff(cache, old, new);
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let opts = SolveOptions {
-        no_cache: inputs.no_cache,
-        jobs,
-        dry_run: false,
-        site_prefix: build::site_prefix(prepared),
-        files: &prepared.inputs.files,
-        files_diff: &files_diff,
-        now: jiff::Timestamp::now().as_second(),
-        cancel: inputs.cancel.clone(),
-    };
-    let solved = scheduler::solve(
-        &prepared.planned.plan,
-        &prepared.order,
-        &prepared.cache,
-        &worker,
-        reporter,
-        &opts,
-    );
-    let solved = match solved {
-        Ok(solved) => solved,
-        Err(_) if inputs.cancel.is_cancelled() && crate::interrupt::interrupted() => {
-            // The step that was running failed only because it was killed: not worth showing.
-            return Err(miette::Report::new(
-                rbuild_store::Failure::interrupted("build interrupted: nothing was tagged")
-                    .with_help(
-                        "the store is as it was, apart from layers already cached; run the \
-                         build again to continue from there",
-                    ),
-            ));
+/// `--build-arg K=V` / `--build-arg K` (value from the environment, skipped when unset).
+pub fn build_args(args: &BuildArgs) -> miette::Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for raw in &args.build_args {
+        match raw.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            Some(_) => {
+                return Err(miette::miette!(
+                    code = "rbuild::usage::build_arg",
+                    help = "write `--build-arg NAME=value`",
+                    "`--build-arg {raw}` has no name"
+                ));
+            }
+            None => {
+                if let Some(v) = std::env::var_os(raw) {
+                    out.insert(raw.clone(), v.to_string_lossy().into_owned());
+                }
+            }
         }
-        // Step failures are labelled at their instruction: show them on the Dockerfile.
-        Err(err) => return Err(prepared.dockerfile.attach(err)),
-    };
-    build::registry::layers::fetch_target_layers(
-        &prepared.registry,
-        &prepared.store,
-        &prepared.planned.plan,
-        &solved,
-        &note,
-    )?;
-    let image = finish::commit(prepared, &solved, inputs.epoch)?;
-    Ok((image, solved))
+    }
+    Ok(out)
 }
 
-pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
-    let tags = finish::parse_tags(&args.tags)?;
-    let outputs = build::output::parse_all(&args.output, args.quiet)?;
-    build::registry::push::check(args.registry.push, &tags)?;
-    let cache_to = build::registry::spec::parse_all("--cache-to", &args.registry.cache_to)?;
+/// Parse `--platform os/arch[/variant]` with the store's one platform grammar, normalised as
+/// containerd does (`linux/x86_64` is `linux/amd64`, `linux/arm64/v8` is `linux/arm64`), so the
+/// cache key, TARGETARCH and the image matched are the same however the platform is spelled.
+fn platform(text: Option<&str>) -> miette::Result<Platform> {
+    let Some(text) = text else {
+        return Ok(Platform::host());
+    };
+    text.parse::<Platform>().map_err(|e| {
+        miette::miette!(
+            code = "rbuild::usage::platform",
+            help = "write `--platform linux/amd64` (os/arch[/variant])",
+            "invalid platform `{text}`: {e}"
+        )
+    })
+}
+
+/// The store root a command uses.
+pub fn store_root(global: &GlobalArgs) -> PathBuf {
+    global
+        .root
+        .clone()
+        .unwrap_or_else(rbuild_store::default_root)
+}
+
+/// What `build`, `explain` and `plan` plan: the flags they share.
+pub fn prepare_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<PrepareOptions> {
+    let epoch = source_date_epoch(args)?;
+    let dockerfile = match args.file.as_deref() {
+        None => DockerfileSource::InContext,
+        Some(f) if f == Path::new("-") => DockerfileSource::Stdin,
+        Some(f) => DockerfileSource::Path(f.to_path_buf()),
+    };
+    Ok(PrepareOptions {
+        root: store_root(global),
+        context: args.context.clone(),
+        dockerfile,
+        build_args: build_args(args)?,
+        target: args.target.clone(),
+        platform: platform(args.platform.as_deref())?,
+        pull: args.registry.pull.into(),
+        cache_from: rbuild_engine::registry::spec::parse_all(
+            "--cache-from",
+            &args.registry.cache_from,
+        )?,
+        no_cache: args.no_cache,
+        source_date_epoch: epoch,
+    })
+}
+
+/// Every flag of `rbuild build`, checked (a typo fails before anything runs).
+pub fn build_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<BuildOptions> {
+    let tags = rbuild_engine::finish::parse_tags(&args.tags)?;
+    let outputs = rbuild_engine::output::parse_all(&args.output, args.quiet)?;
+    rbuild_engine::registry::push::check(args.registry.push, &tags)?;
+    let cache_to = rbuild_engine::registry::spec::parse_all("--cache-to", &args.registry.cache_to)?;
     let compression: rbuild_registry::Compression = args.registry.compression.parse()?;
-    let secrets = secrets(&args)?;
-    let mut epoch = source_date_epoch(&args)?;
+    let secrets = secrets(args)?;
+    source_date_epoch(args)?;
     let network = match args.network.as_str() {
         "default" | "host" => rbuild_solver::op::Network::Default,
         "none" => rbuild_solver::op::Network::None,
@@ -296,127 +341,41 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
             ));
         }
     };
-    if args.verify_reproducible {
-        let note = match epoch {
-            Some(e) => format!("SOURCE_DATE_EPOCH={e}"),
-            None => format!(
-                "SOURCE_DATE_EPOCH={} (not set: the default, used for both builds and the result)",
-                build::reproducible::DEFAULT_EPOCH
-            ),
-        };
-        epoch = Some(epoch.unwrap_or(build::reproducible::DEFAULT_EPOCH));
-        if !args.quiet {
-            eprintln!("verify-reproducible: building twice with {note}");
-        }
-    }
-    let allowed = build::entitlements::Allowed::parse(&args.allow)?;
-    let prepared = build::prepare_with(global, &args, args.quiet, epoch)?;
-    build::entitlements::check(&prepared, allowed)?;
-    // No output may land in the store: refused before anything is built.
-    build::output::check_outside_store(
-        &outputs,
-        [&args.iidfile, &args.metadata_file],
-        prepared.store.root(),
-    )?;
+    let allow = rbuild_engine::entitlements::Allowed::parse(&args.allow)?;
+    Ok(BuildOptions {
+        prepare: prepare_options(global, args)?,
+        tags,
+        outputs,
+        iidfile: args.iidfile.clone(),
+        metadata_file: args.metadata_file.clone(),
+        secrets,
+        network,
+        allow,
+        memory: args.memory,
+        pids_limit: args.pids_limit.unwrap_or_default(),
+        jobs: args.jobs,
+        backend: global.executor_options().backend,
+        explain: args.explain,
+        fail_on_cache_miss: args.fail_on_cache_miss,
+        verify_reproducible: args.verify_reproducible,
+        push: args.registry.push,
+        cache_to,
+        compression,
+    })
+}
 
-    if args.fail_on_cache_miss || args.explain {
-        let explanations = crate::commands::explain::dry_run(&prepared, args.no_cache)?;
-        if args.explain {
-            build::explain::print(&prepared.dockerfile, &explanations, false);
-        }
-        if args.fail_on_cache_miss && explanations.iter().any(|e| !e.cached) {
-            if !args.explain {
-                build::explain::print(&prepared.dockerfile, &explanations, false);
-            }
-            return Err(miette::Report::new(
-                rbuild_store::Failure::new(
-                    rbuild_store::ErrorClass::CacheMiss,
-                    "rbuild::build::cache_miss",
-                    "some steps would miss the cache",
-                )
-                .with_help("remove --fail-on-cache-miss to build anyway"),
-            ));
-        }
-    }
-
+pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
+    let options = build_options(global, &args)?;
     let cancel = CancelToken::new();
     crate::interrupt::cancel_on_interrupt(&cancel);
-    let reporter = ProgressReporter::new(args.progress, args.quiet);
-    let mut inputs = SolveInputs {
-        epoch,
-        network,
-        secrets: &secrets,
-        no_cache: args.no_cache,
-        cancel: &cancel,
-        backend: global.executor_options().backend,
-    };
-    let (image, solved) = solve_and_commit(&prepared, &args, &inputs, &reporter)?;
-    if args.verify_reproducible {
-        if !args.quiet {
-            eprintln!(
-                "verify-reproducible: first build gave {}; building again without the cache",
-                image.manifest_digest
-            );
-        }
-        inputs.no_cache = true;
-        let second_reporter = ProgressReporter::new(args.progress, args.quiet);
-        let (second, _) = solve_and_commit(&prepared, &args, &inputs, &second_reporter)?;
-        let differences = build::reproducible::compare(&prepared.store, &image, &second)?;
-        if !differences.is_empty() {
-            for line in build::reproducible::report_lines(&image, &second, &differences) {
-                eprintln!("{line}");
-            }
-            return Err(build::reproducible::not_reproducible(&differences));
-        }
-        if !args.quiet {
-            eprintln!(
-                "reproducible: both builds gave {} (SOURCE_DATE_EPOCH={})",
-                image.manifest_digest,
-                epoch.unwrap_or_default()
-            );
-        }
-    }
-    let mut written = Vec::new();
-    let mut rootfs = None;
-    for spec in &outputs {
-        if let Some(w) =
-            build::output::write(&prepared.store, &image, spec, &tags, epoch, &mut rootfs)?
-        {
-            written.push(w);
-        }
-    }
-    drop(rootfs);
-    let mut names = tags.clone();
-    for spec in &outputs {
-        if spec.kind == build::output::OutputType::Image {
-            for n in &spec.names {
-                if !names.contains(n) {
-                    names.push(n.clone());
-                }
-            }
-        }
-    }
-    finish::tag_all(&prepared, &image, &names)?;
-    if let Some(path) = &args.iidfile {
-        finish::write_iidfile(prepared.store.root(), path, &image)?;
-    }
-    if let Some(path) = &args.metadata_file {
-        finish::write_metadata(prepared.store.root(), path, &image, &names)?;
-    }
-    let note = |text: &str| reporter.line(text);
-    build::registry::publish(
-        &prepared,
-        &solved,
-        &tags,
-        args.registry.push,
-        &cache_to,
-        compression,
-        &note,
-    )?;
+    let view = BuildView::new(args.progress, args.quiet);
+    let result = rbuild_engine::build(&options, &view, &cancel)?;
+    let image = &result.image;
     if args.quiet {
         println!("{}", image.id());
         return Ok(0);
     }
+    let reporter = view.view();
     let counts = reporter.counts();
     let elapsed = reporter.elapsed().as_secs_f64();
     reporter.summary(
@@ -438,13 +397,13 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
             "built": counts.built,
             "metadata": counts.metadata,
             "size": image.size(),
-            "tags": names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
+            "tags": result.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
         }),
     );
-    for w in &written {
+    for w in &result.written {
         reporter.line(&format!("wrote {}", w.what));
     }
-    for tag in &names {
+    for tag in &result.names {
         reporter.line(&format!("tagged {}", tag.familiar()));
     }
     Ok(0)

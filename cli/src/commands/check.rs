@@ -34,7 +34,7 @@ pub fn run(_global: &GlobalArgs, args: CheckArgs) -> miette::Result<u8> {
     let src = read_source(&args.file)?;
     let mut pb = rbuild_parser::parse_bytes(&src.bytes);
     // Variables that grow past the expansion limits fail the build: report them here too.
-    let limits = crate::build::dockerfile::expansion_limits()?;
+    let limits = rbuild_engine::dockerfile::expansion_limits()?;
     if let Some(mut d) = rbuild_parser::shell::check_sizes(&pb.parsed.dockerfile, limits) {
         let index = rbuild_parser::LineIndex::new(&pb.text);
         (d.line, d.column) = index.line_col(&pb.text, d.span.start);

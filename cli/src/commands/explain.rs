@@ -2,13 +2,11 @@
 //! without building anything.
 
 use clap::{Args, ValueEnum};
-use rbuild_solver::reporter::Silent;
-use rbuild_solver::scheduler::{self, SolveOptions};
-use rbuild_solver::worker::{CancelToken, ExecRequest, Layer, Worker};
+use rbuild_engine::Session;
 
 use crate::args::GlobalArgs;
-use crate::build::{self, explain};
-use crate::commands::build::BuildArgs;
+use crate::commands::build::{self, BuildArgs};
+use crate::render::{BuildView, print_explanations};
 
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
@@ -26,30 +24,14 @@ pub enum ExplainFormat {
     Json,
 }
 
-/// Answers cache lookups for a dry run; never asked to execute.
-pub struct DryRun<'a> {
-    pub store: &'a rbuild_store::Store,
-}
-
-impl Worker for DryRun<'_> {
-    fn execute(&self, req: ExecRequest<'_>) -> miette::Result<Option<Layer>> {
-        Err(miette::miette!(
-            "internal error: a dry run tried to execute `{}`",
-            req.step.display
-        ))
-    }
-
-    fn has_layer(&self, diff_id: &rbuild_store::Digest) -> bool {
-        self.store.has_blob(diff_id)
-    }
-}
-
 pub fn run(global: &GlobalArgs, args: ExplainArgs) -> miette::Result<u8> {
     let quiet = args.format == ExplainFormat::Json;
-    let prepared = build::prepare(global, &args.build, quiet)?;
-    let explanations = dry_run(&prepared, args.build.no_cache)?;
-    let missed = explain::print(
-        &prepared.dockerfile,
+    let options = build::prepare_options(global, &args.build)?;
+    let view = BuildView::new(args.build.progress, quiet);
+    let session = Session::prepare(&options, &view)?;
+    let explanations = session.explain(args.build.no_cache)?;
+    let missed = print_explanations(
+        &session.dockerfile,
         &explanations,
         args.format == ExplainFormat::Json,
     );
@@ -58,48 +40,4 @@ pub fn run(global: &GlobalArgs, args: ExplainArgs) -> miette::Result<u8> {
     } else {
         0
     })
-}
-
-/// Solve without executing and collect the explanations.
-pub fn dry_run(
-    prepared: &build::Prepared,
-    no_cache: bool,
-) -> miette::Result<Vec<rbuild_solver::explain::StepExplanation>> {
-    let cache = &prepared.cache;
-    let files_diff = |_set: &str, old: &str, new: &str| prepared.inputs.files_diff(cache, old, new);
-    let opts = SolveOptions {
-        no_cache,
-        jobs: 1,
-        dry_run: true,
-        site_prefix: build::site_prefix(prepared),
-        files: &prepared.inputs.files,
-        files_diff: &files_diff,
-        now: jiff::Timestamp::now().as_second(),
-        cancel: CancelToken::new(),
-    };
-    let dry = DryRun {
-        store: &prepared.store,
-    };
-    let note = |_: &str| {};
-    // Layers of an imported registry cache count as present: a dry run fetches nothing.
-    let worker = build::registry::layers::CacheAwareWorker::new(
-        &dry,
-        &prepared.registry,
-        &prepared.store,
-        &note,
-    );
-    let solved = scheduler::solve(
-        &prepared.planned.plan,
-        &prepared.order,
-        &prepared.cache,
-        &worker,
-        &Silent,
-        &opts,
-    )
-    .map_err(|err| prepared.dockerfile.attach(err))?;
-    Ok(explain::collect(
-        &prepared.planned,
-        &solved,
-        &prepared.order.order,
-    ))
 }

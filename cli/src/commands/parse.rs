@@ -41,7 +41,7 @@ pub(crate) struct Source {
 
 pub(crate) fn read_source(path: &Path) -> miette::Result<Source> {
     let stdin = path == Path::new("-");
-    let bytes = crate::build::dockerfile::read_bytes((!stdin).then_some(path))?;
+    let bytes = rbuild_engine::dockerfile::read_bytes((!stdin).then_some(path))?;
     Ok(Source {
         name: if stdin {
             "<stdin>".into()

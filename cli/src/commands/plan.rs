@@ -2,11 +2,11 @@
 //! as Graphviz dot or JSON, with the stages the target does not need marked as skipped.
 
 use clap::{Args, ValueEnum};
-use rbuild_solver::graph;
+use rbuild_engine::Session;
 
 use crate::args::GlobalArgs;
-use crate::build;
-use crate::commands::build::BuildArgs;
+use crate::commands::build::{self, BuildArgs};
+use crate::render::BuildView;
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -25,8 +25,9 @@ pub enum PlanFormat {
 }
 
 pub fn run(global: &GlobalArgs, args: PlanArgs) -> miette::Result<u8> {
-    let prepared = build::prepare(global, &args.build, true)?;
-    let graph = graph::step_graph(&prepared.planned.plan, &prepared.order);
+    let options = build::prepare_options(global, &args.build)?;
+    let session = Session::prepare(&options, &BuildView::new(args.build.progress, true))?;
+    let graph = session.plan();
     match args.format {
         PlanFormat::Dot => print!("{}", graph.to_dot()),
         PlanFormat::Json => println!(

@@ -105,7 +105,7 @@ pub fn run(global: &GlobalArgs, args: PruneArgs) -> miette::Result<u8> {
     // layer then goes with the garbage collection below unless an image still uses it.
     let mut cache_removed = 0;
     if !args.keep_cache {
-        let cache = rbuild_solver::cache::CacheIndex::open(crate::build::cache_dir(&store))?;
+        let cache = rbuild_solver::cache::CacheIndex::open(rbuild_engine::cache_dir(&store))?;
         let now = jiff::Timestamp::now().as_second();
         let max_age = match (until, keep_bytes) {
             (Some(t), _) => Some(now - t.as_second()),

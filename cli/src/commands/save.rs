@@ -59,18 +59,25 @@ pub fn run(global: &GlobalArgs, args: SaveArgs) -> miette::Result<u8> {
         Some(path) => {
             // Like `docker save` and `cp`, no fsync: the rename only makes a complete file
             // appear under the name at once.
-            crate::build::output::write_output_file(path, store.root(), false, |file| {
-                let out = store
-                    .save(
-                        &items,
-                        format,
-                        std::io::BufWriter::with_capacity(1 << 20, file),
-                    )
-                    .map_err(miette::Report::new)?;
-                out.into_inner()
-                    .map(drop)
-                    .map_err(|e| rbuild_store::Error::io("write", path, e.into_error()).into())
-            })?;
+            let interrupted = crate::interrupt::interrupted;
+            rbuild_engine::output::write_output_file(
+                path,
+                store.root(),
+                false,
+                &interrupted,
+                |file| {
+                    let out = store
+                        .save(
+                            &items,
+                            format,
+                            std::io::BufWriter::with_capacity(1 << 20, file),
+                        )
+                        .map_err(miette::Report::new)?;
+                    out.into_inner()
+                        .map(drop)
+                        .map_err(|e| rbuild_store::Error::io("write", path, e.into_error()).into())
+                },
+            )?;
         }
         None => {
             if std::io::stdout().is_terminal() {

@@ -19,7 +19,7 @@ use rbuild_solver::scheduler::Solved;
 use rbuild_solver::worker::{ExecRequest, Layer, Worker};
 use rbuild_store::{Digest, Store};
 
-use super::Session;
+use super::Registry;
 
 /// Where one cached layer can be fetched.
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ impl RemoteLayers {
     /// downloading in parallel. Layers nobody can provide are left to the caller to report.
     pub fn ensure_local(
         &self,
-        session: &Session,
+        session: &Registry,
         store: &Store,
         diff_ids: &[Digest],
         note: &(dyn Fn(&str) + Sync),
@@ -150,7 +150,7 @@ impl RemoteLayers {
                     }
                     note(&format!(
                         "fetched cache layer {} ({}) from {}",
-                        crate::commands::pull::short(diff_id),
+                        short(diff_id),
                         rbuild_store::size::human(source.blob.size),
                         source.reference
                     ));
@@ -175,7 +175,7 @@ fn fetch_from(
     let context = || {
         format!(
             "cannot fetch cache layer {} from `{}`",
-            crate::commands::pull::short(diff_id.as_str()),
+            short(diff_id.as_str()),
             source.reference
         )
     };
@@ -303,7 +303,7 @@ impl PullTarget for TempBlob {
 /// ones a step runs on or reads from are fetched before it executes.
 pub struct CacheAwareWorker<'a> {
     inner: &'a dyn Worker,
-    session: &'a Session,
+    session: &'a Registry,
     store: &'a Store,
     note: &'a (dyn Fn(&str) + Sync),
 }
@@ -311,7 +311,7 @@ pub struct CacheAwareWorker<'a> {
 impl<'a> CacheAwareWorker<'a> {
     pub fn new(
         inner: &'a dyn Worker,
-        session: &'a Session,
+        session: &'a Registry,
         store: &'a Store,
         note: &'a (dyn Fn(&str) + Sync),
     ) -> CacheAwareWorker<'a> {
@@ -353,7 +353,7 @@ impl Worker for CacheAwareWorker<'_> {
 /// Before the final image is committed: fetch the target's cached layers that are only in a
 /// registry.
 pub fn fetch_target_layers(
-    session: &Session,
+    session: &Registry,
     store: &Store,
     plan: &rbuild_solver::op::Plan,
     solved: &Solved,
@@ -369,4 +369,10 @@ pub fn fetch_target_layers(
         .layers
         .ensure_local(session, store, chain, note)
         .wrap_err("cannot fetch the cached layers of the image")
+}
+
+/// The first 12 hex digits of a digest, as docker shows layers.
+fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    &hex[..hex.len().min(12)]
 }

@@ -17,13 +17,13 @@ use rbuild_store::{Digest, Store};
 
 use super::layers::Source;
 use super::spec::{CacheMode, CacheSpec};
-use super::{Session, describe};
-use crate::commands::pull::TransferProgress;
+use super::{Registry, describe};
+use crate::report::{Reporter, Transfer};
 
 /// Import every `--cache-from` into `cache`; problems are reported through `warn` and never
 /// fail the build. `site_prefix` anchors imported entries to this build's Dockerfile.
 pub fn import(
-    session: &mut Session,
+    session: &mut Registry,
     store: &Store,
     cache: &CacheIndex,
     specs: &[CacheSpec],
@@ -166,15 +166,15 @@ pub struct ExportInput<'a> {
 
 /// Export the build cache to every `--cache-to`.
 pub fn export(
-    session: &Session,
+    session: &Registry,
     input: &ExportInput<'_>,
     specs: &[CacheSpec],
-    note: &(dyn Fn(&str) + Sync),
+    reporter: &dyn Reporter,
 ) -> miette::Result<()> {
     for spec in specs {
-        match export_one(session, input, spec, note) {
+        match export_one(session, input, spec, reporter) {
             Ok(()) => {}
-            Err(err) if spec.ignore_error => note(&format!(
+            Err(err) if spec.ignore_error => reporter.line(&format!(
                 "warning: exporting the build cache to `{}` failed (ignored): {err:?}",
                 spec.reference
             )),
@@ -190,11 +190,12 @@ pub fn export(
 }
 
 fn export_one(
-    session: &Session,
+    session: &Registry,
     input: &ExportInput<'_>,
     spec: &CacheSpec,
-    note: &(dyn Fn(&str) + Sync),
+    reporter: &dyn Reporter,
 ) -> miette::Result<()> {
+    let note = |text: &str| reporter.line(text);
     let target = &spec.reference;
     let steps = exported_steps(input.plan, input.solved, spec.mode);
     let doc = cache_export::export(input.cache, &steps).map_err(Report::new)?;
@@ -219,7 +220,7 @@ fn export_one(
         }
         session
             .layers
-            .ensure_local(session, input.store, std::slice::from_ref(&diff_id), note)?;
+            .ensure_local(session, input.store, std::slice::from_ref(&diff_id), &note)?;
         let size = input.store.blob_size(&diff_id).map_err(Report::new)?;
         layers.push(LocalLayer {
             diff_id: diff_id.to_string(),
@@ -238,7 +239,7 @@ fn export_one(
         mount_from: mount_from.into_iter().collect(),
         tmp_dir,
     };
-    let progress = TransferProgress::new(true, session.quiet());
+    let progress = reporter.transfer(Transfer::Push);
     let exported = export_cache(
         client,
         input.store,
@@ -246,10 +247,10 @@ fn export_one(
         &doc.to_bytes(),
         &layers,
         &opts,
-        &progress,
+        &*progress,
     )
     .map_err(Report::new)?;
-    note(&format!(
+    reporter.line(&format!(
         "exported build cache to `{target}` (mode={}): {} entries, {} layers; {} blobs uploaded, {} already there; {}",
         match spec.mode {
             CacheMode::Min => "min",
@@ -265,7 +266,7 @@ fn export_one(
 }
 
 fn same_registry_source<'a>(
-    session: &'a Session,
+    session: &'a Registry,
     diff_id: &Digest,
     target: &RemoteRef,
 ) -> Option<&'a Source> {

@@ -1,6 +1,6 @@
 //! Automatic pulls while planning: `FROM`, `COPY --from=IMAGE` and `RUN --mount from=IMAGE`
 //! name an image the store lacks (or `--pull` finds that its tag moved), so it is pulled for
-//! the build's platform with `rbuild pull`'s progress, and failures become errors under the
+//! the build's platform with `rbuild pull`'s progress (through the reporter), and failures become errors under the
 //! reference in the Dockerfile, with the registry's own words.
 
 use rbuild_registry::store_impl::remote_ref;
@@ -8,14 +8,15 @@ use rbuild_registry::{RegistryError, pull_image};
 use rbuild_solver::op::Platform;
 use rbuild_store::{Digest, ImageRecord, Reference, Store};
 
-use super::Session;
-use crate::build::images::{ImagePuller, SourceError};
-use crate::commands::pull::TransferProgress;
+use super::Registry;
+use crate::images::{ImagePuller, SourceError};
+use crate::report::{Reporter, Transfer};
 
-/// Pulls through the build's registry session into the store.
+/// Pulls through the build's registry connection into the store, progress to `reporter`.
 pub struct Puller<'a> {
     pub store: &'a Store,
-    pub session: &'a Session,
+    pub registry: &'a Registry,
+    pub reporter: &'a dyn Reporter,
 }
 
 fn failure(what: &str, reference: &Reference, err: &RegistryError) -> SourceError {
@@ -45,19 +46,19 @@ fn config_failure(err: miette::Report) -> SourceError {
 
 impl ImagePuller for Puller<'_> {
     fn pull(&self, reference: &Reference, platform: &Platform) -> Result<ImageRecord, SourceError> {
-        let client = self.session.client().map_err(config_failure)?;
+        let client = self.registry.client().map_err(config_failure)?;
         let remote = remote_ref(reference).map_err(|e| failure("pull", reference, &e))?;
         let spec = platform.normalized();
-        let progress = TransferProgress::new(false, self.session.quiet());
-        progress.line(&format!(
+        let progress = self.reporter.transfer(Transfer::Pull);
+        progress.note(&format!(
             "{}: Pulling from {} ({platform})",
             remote.reference(),
             remote.repository
         ));
-        let pulled = pull_image(client, self.store, &remote, &spec, &progress)
+        let pulled = pull_image(client, self.store, &remote, &spec, &*progress)
             .map_err(|e| failure("pull", reference, &e))?;
-        progress.line(&format!("Digest: {}", pulled.digest));
-        progress.line(&format!(
+        progress.note(&format!("Digest: {}", pulled.digest));
+        progress.note(&format!(
             "Status: {} for {}",
             if pulled.downloaded == 0 {
                 "Image is up to date"
@@ -73,7 +74,7 @@ impl ImagePuller for Puller<'_> {
     }
 
     fn is_current(&self, reference: &Reference, local: &ImageRecord) -> Result<bool, SourceError> {
-        let client = self.session.client().map_err(config_failure)?;
+        let client = self.registry.client().map_err(config_failure)?;
         let remote = remote_ref(reference).map_err(|e| failure("check", reference, &e))?;
         let digest = rbuild_registry::pull::resolve_digest(client, &remote)
             .map_err(|e| failure("check", reference, &e))?;

@@ -1,6 +1,6 @@
 //! After a build solved: the target's config assembled, the image committed to the store with
 //! the right layer descriptors, tags written (only now, so a failed or interrupted build tags
-//! nothing), `--iidfile`/`--metadata-file` written, and the summary line.
+//! nothing), and the image id and metadata files written.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,7 +10,8 @@ use rbuild_solver::image;
 use rbuild_solver::scheduler::Solved;
 use rbuild_store::{Descriptor, Digest, ImageRecord, Layer, Reference, media};
 
-use super::Prepared;
+use crate::Session;
+use crate::output::Cancelled;
 
 /// Parse every `-t` up front so a typo fails before anything runs.
 pub fn parse_tags(tags: &[String]) -> miette::Result<Vec<Reference>> {
@@ -29,7 +30,7 @@ pub fn parse_tags(tags: &[String]) -> miette::Result<Vec<Reference>> {
 
 /// Commit the target stage's image (not tagged yet); `epoch` is `SOURCE_DATE_EPOCH`.
 pub fn commit(
-    prepared: &Prepared,
+    prepared: &Session,
     solved: &Solved,
     epoch: Option<i64>,
 ) -> miette::Result<ImageRecord> {
@@ -70,7 +71,7 @@ pub fn commit(
         .map_err(Report::new)
 }
 
-pub fn tag_all(prepared: &Prepared, image: &ImageRecord, tags: &[Reference]) -> miette::Result<()> {
+pub fn tag_all(prepared: &Session, image: &ImageRecord, tags: &[Reference]) -> miette::Result<()> {
     for tag in tags {
         prepared.store.tag(image, tag).map_err(Report::new)?;
     }
@@ -79,9 +80,15 @@ pub fn tag_all(prepared: &Prepared, image: &ImageRecord, tags: &[Reference]) -> 
 
 /// Write `bytes` to an output file with the outputs' one helper (never into the store, never
 /// replacing a device or FIFO).
-fn write_small(store: &Path, path: &Path, flag: &str, bytes: &[u8]) -> miette::Result<()> {
+fn write_small(
+    store: &Path,
+    path: &Path,
+    flag: &str,
+    bytes: &[u8],
+    cancelled: Cancelled<'_>,
+) -> miette::Result<()> {
     use std::io::Write;
-    super::output::write_output_file(path, store, false, |f| {
+    crate::output::write_output_file(path, store, false, cancelled, |f| {
         f.write_all(bytes).map_err(|e| {
             miette::miette!(
                 code = "rbuild::io",
@@ -93,8 +100,19 @@ fn write_small(store: &Path, path: &Path, flag: &str, bytes: &[u8]) -> miette::R
     .wrap_err(format!("cannot write {flag}"))
 }
 
-pub fn write_iidfile(store: &Path, path: &Path, image: &ImageRecord) -> miette::Result<()> {
-    write_small(store, path, "--iidfile", image.id().as_str().as_bytes())
+pub fn write_iidfile(
+    store: &Path,
+    path: &Path,
+    image: &ImageRecord,
+    cancelled: Cancelled<'_>,
+) -> miette::Result<()> {
+    write_small(
+        store,
+        path,
+        "--iidfile",
+        image.id().as_str().as_bytes(),
+        cancelled,
+    )
 }
 
 pub fn write_metadata(
@@ -102,6 +120,7 @@ pub fn write_metadata(
     path: &Path,
     image: &ImageRecord,
     tags: &[Reference],
+    cancelled: Cancelled<'_>,
 ) -> miette::Result<()> {
     let value = serde_json::json!({
         "containerimage.digest": image.manifest_digest.as_str(),
@@ -114,5 +133,5 @@ pub fn write_metadata(
         },
     });
     let json = serde_json::to_vec_pretty(&value).expect("json");
-    write_small(store, path, "--metadata-file", &json)
+    write_small(store, path, "--metadata-file", &json, cancelled)
 }

@@ -1,5 +1,6 @@
-//! Reading and parsing the Dockerfile for a build: the file (or stdin), its display name, the
-//! parse with every error rendered against the source, and lint warnings printed once.
+//! Reading and parsing the Dockerfile for a build: the file (or stdin) with a size cap, its
+//! display name, the parse with every error rendered against the source, and lint warnings
+//! reported once.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,8 @@ use std::sync::Arc;
 use miette::Report;
 use rbuild_parser::diagnostics::CutSource;
 use rbuild_parser::{Dockerfile, Severity};
+
+use crate::report::{Notice, Reporter};
 
 /// The Dockerfile text and the name diagnostics show for it.
 #[derive(Debug, Clone)]
@@ -34,16 +37,6 @@ impl DockerfileText {
     /// point into it (a report that carries its own source keeps it).
     pub fn attach(&self, report: Report) -> Report {
         report.with_source_code(self.source())
-    }
-}
-
-/// The Dockerfile path a build uses: `-f FILE` (relative to the current directory) or
-/// `CONTEXT/Dockerfile`; `-` is stdin.
-pub fn locate(file: Option<&Path>, context: &Path) -> Option<PathBuf> {
-    match file {
-        Some(f) if f == Path::new("-") => None,
-        Some(f) => Some(f.to_path_buf()),
-        None => Some(context.join("Dockerfile")),
     }
 }
 
@@ -178,9 +171,13 @@ fn display_name(path: &Path) -> String {
 /// How many parse errors (and, separately, warnings) a build prints.
 pub const MAX_SHOWN: usize = 50;
 
-/// Parse; print warnings; fail with every error rendered (the first as the report, the rest
-/// as related diagnostics).
-pub fn parse(text: &DockerfileText, bytes: &[u8], quiet: bool) -> miette::Result<Dockerfile> {
+/// Parse; report warnings (at most [`MAX_SHOWN`]); fail with every error rendered (the first
+/// as the report, at most `MAX_SHOWN - 1` others reported before it).
+pub fn parse(
+    text: &DockerfileText,
+    bytes: &[u8],
+    reporter: &dyn Reporter,
+) -> miette::Result<Dockerfile> {
     let parsed = rbuild_parser::parse_bytes(bytes).parsed;
     let source = text.source();
     let treat_warnings_as_errors = parsed.dockerfile.directives.check.error;
@@ -188,20 +185,19 @@ pub fn parse(text: &DockerfileText, bytes: &[u8], quiet: bool) -> miette::Result
         .diagnostics
         .into_iter()
         .partition(|d| d.severity == Severity::Error || treat_warnings_as_errors);
-    if !quiet {
-        let total = warnings.len();
-        for warning in warnings.into_iter().take(MAX_SHOWN) {
-            eprintln!(
-                "{:?}",
-                Report::new(warning).with_source_code(source.clone())
-            );
-        }
-        if total > MAX_SHOWN {
-            eprintln!(
-                "... and {} more warnings (`rbuild check --format json` lists them all)",
-                total - MAX_SHOWN
-            );
-        }
+    let total = warnings.len();
+    for warning in warnings.into_iter().take(MAX_SHOWN) {
+        let report = Report::new(warning).with_source_code(source.clone());
+        reporter.notice(Notice::Diagnostic {
+            report: &report,
+            error: false,
+        });
+    }
+    if total > MAX_SHOWN {
+        reporter.notice(Notice::Message(&format!(
+            "... and {} more warnings (`rbuild check --format json` lists them all)",
+            total - MAX_SHOWN
+        )));
     }
     if errors.is_empty() {
         return Ok(parsed.dockerfile);
@@ -209,13 +205,18 @@ pub fn parse(text: &DockerfileText, bytes: &[u8], quiet: bool) -> miette::Result
     let count = errors.len();
     let mut iter = errors.into_iter();
     let first = iter.next().expect("at least one error");
-    // The first is the report; at most MAX_SHOWN - 1 others are printed before it.
     for extra in iter.by_ref().take(MAX_SHOWN - 1) {
-        eprintln!("{:?}", Report::new(extra).with_source_code(source.clone()));
+        let report = Report::new(extra).with_source_code(source.clone());
+        reporter.notice(Notice::Diagnostic {
+            report: &report,
+            error: true,
+        });
     }
     let hidden = iter.count();
     if hidden > 0 {
-        eprintln!("... and {hidden} more errors (`rbuild check --format json` lists them all)");
+        reporter.notice(Notice::Problem(&format!(
+            "... and {hidden} more errors (`rbuild check --format json` lists them all)"
+        )));
     }
     let report = Report::new(first).with_source_code(source);
     if count > 1 {

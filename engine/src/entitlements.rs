@@ -6,7 +6,7 @@
 use miette::{Diagnostic, SourceSpan};
 use rbuild_solver::op::{Network, Op, Security, Step};
 
-use super::Prepared;
+use crate::Session;
 
 /// What the caller allowed with `--allow`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,7 +51,7 @@ pub struct NotAllowed {
 }
 
 /// Fail at the first RUN of a needed stage that asks for an entitlement not in `allowed`.
-pub fn check(prepared: &Prepared, allowed: Allowed) -> miette::Result<()> {
+pub fn check(prepared: &Session, allowed: Allowed) -> miette::Result<()> {
     let plan = &prepared.planned.plan;
     for &stage in &prepared.order.order {
         for step in &plan.stages[stage].steps {

@@ -7,8 +7,8 @@ use rbuild_registry::store_impl::{local_image, mount_candidates, remote_ref};
 use rbuild_registry::{Compression, PushOptions, push_image};
 use rbuild_store::{Reference, Store};
 
-use super::Session;
-use crate::commands::pull::TransferProgress;
+use super::Registry;
+use crate::report::{Reporter, Transfer};
 
 /// `--push` without a name has nowhere to go.
 pub fn check(push: bool, tags: &[Reference]) -> miette::Result<()> {
@@ -24,11 +24,11 @@ pub fn check(push: bool, tags: &[Reference]) -> miette::Result<()> {
 
 /// Push every name in `tags` (already tagged in the store).
 pub fn push_all(
-    session: &Session,
+    session: &Registry,
     store: &Store,
     tags: &[Reference],
     compression: Compression,
-    note: &dyn Fn(&str),
+    reporter: &dyn Reporter,
 ) -> miette::Result<()> {
     let client = session.client()?;
     let tmp_dir = store.layout().tmp();
@@ -52,16 +52,16 @@ pub fn push_all(
             mount_from: mount_candidates(store, &name, &target),
             tmp_dir: tmp_dir.clone(),
         };
-        let progress = TransferProgress::new(true, session.quiet());
-        progress.line(&format!(
+        let progress = reporter.transfer(Transfer::Push);
+        progress.note(&format!(
             "The push refers to repository [{}]",
             target.name()
         ));
-        let pushed = push_image(client, store, &image, &target, &opts, &progress)
+        let pushed = push_image(client, store, &image, &target, &opts, &*progress)
             .map_err(Report::new)
             .wrap_err_with(failed)?;
         rbuild_registry::store_impl::record_pushed(store, &name, &target, &pushed.digest);
-        note(&format!(
+        reporter.line(&format!(
             "pushed {}: digest: {} size: {}",
             tag.familiar(),
             pushed.digest,

@@ -1,0 +1,107 @@
+//! Cache explanations without building: a dry run of the solver (a worker that never
+//! executes; layers of imported registry caches count as present) and, for every
+//! file-changing step of the needed stages, whether it hits the cache and why not.
+//! `rbuild explain` and `build --explain`/`--fail-on-cache-miss` render them.
+
+use rbuild_solver::explain::StepExplanation;
+use rbuild_solver::graph::{self, StepGraph};
+use rbuild_solver::plan::Planned;
+use rbuild_solver::reporter::Silent;
+use rbuild_solver::scheduler::{self, SolveOptions, Solved};
+use rbuild_solver::worker::{CancelToken, ExecRequest, Layer, Worker};
+
+use crate::Session;
+
+impl Session {
+    /// Solve without executing and explain every file-changing step (`no_cache`: as a build
+    /// with the cache off would see them).
+    pub fn explain(&self, no_cache: bool) -> miette::Result<Vec<StepExplanation>> {
+        dry_run(self, no_cache)
+    }
+
+    /// The build graph: stages, steps, and what depends on what (skipped stages marked).
+    pub fn plan(&self) -> StepGraph {
+        graph::step_graph(&self.planned.plan, &self.order)
+    }
+}
+
+/// Answers cache lookups for a dry run; never asked to execute.
+struct DryRun<'a> {
+    store: &'a rbuild_store::Store,
+}
+
+impl Worker for DryRun<'_> {
+    fn execute(&self, req: ExecRequest<'_>) -> miette::Result<Option<Layer>> {
+        Err(miette::miette!(
+            "internal error: a dry run tried to execute `{}`",
+            req.step.display
+        ))
+    }
+
+    fn has_layer(&self, diff_id: &rbuild_store::Digest) -> bool {
+        self.store.has_blob(diff_id)
+    }
+}
+
+/// Solve without executing and collect the explanations.
+fn dry_run(prepared: &Session, no_cache: bool) -> miette::Result<Vec<StepExplanation>> {
+    let cache = &prepared.cache;
+    let files_diff = |_set: &str, old: &str, new: &str| prepared.inputs.files_diff(cache, old, new);
+    let opts = SolveOptions {
+        no_cache,
+        jobs: 1,
+        dry_run: true,
+        site_prefix: crate::prepare::site_prefix(prepared),
+        files: &prepared.inputs.files,
+        files_diff: &files_diff,
+        now: jiff::Timestamp::now().as_second(),
+        cancel: CancelToken::new(),
+    };
+    let dry = DryRun {
+        store: &prepared.store,
+    };
+    let note = |_: &str| {};
+    // Layers of an imported registry cache count as present: a dry run fetches nothing.
+    let worker = crate::registry::layers::CacheAwareWorker::new(
+        &dry,
+        &prepared.registry,
+        &prepared.store,
+        &note,
+    );
+    let solved = scheduler::solve(
+        &prepared.planned.plan,
+        &prepared.order,
+        &prepared.cache,
+        &worker,
+        &Silent,
+        &opts,
+    )
+    .map_err(|err| prepared.dockerfile.attach(err))?;
+    Ok(collect(&prepared.planned, &solved, &prepared.order.order))
+}
+
+/// Explanations of every file-changing step of the needed stages, in build order.
+pub fn collect(planned: &Planned, solved: &Solved, order: &[usize]) -> Vec<StepExplanation> {
+    let mut out = Vec::new();
+    for &s in order {
+        let stage = &planned.plan.stages[s];
+        let Some(outcome) = &solved.stages[s] else {
+            continue;
+        };
+        for (step, record) in stage.steps.iter().zip(&outcome.steps) {
+            if !step.op.changes_files() {
+                continue;
+            }
+            out.push(StepExplanation {
+                stage: stage.label(),
+                step: step.display.clone(),
+                line: step.site.line,
+                span: step.site.span.clone(),
+                key: record.key.as_ref().map(|k| k.0.clone()).unwrap_or_default(),
+                cached: record.cached,
+                reasons: record.reasons.clone(),
+            });
+        }
+    }
+    out
+}

@@ -1,0 +1,158 @@
+//! What a build is asked to do, as plain data: [`PrepareOptions`] (enough to plan it: what
+//! `explain` and `plan` take) inside [`BuildOptions`] (everything else a build does). A
+//! front-end parses its flags into these; the flag syntaxes shared with BuildKit (`--output`,
+//! `--cache-from`/`--cache-to`, `--allow`) have their parsers here
+//! ([`crate::output::parse_all`], [`crate::registry::spec::parse_all`],
+//! [`crate::entitlements::Allowed::parse`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rbuild_executor::Backend;
+use rbuild_executor::build::SecretSource;
+use rbuild_executor::sandbox::PidsLimit;
+use rbuild_registry::Compression;
+use rbuild_solver::op::{Network, Platform};
+use rbuild_store::Reference;
+
+use crate::entitlements::Allowed;
+use crate::output::OutputSpec;
+use crate::registry::spec::CacheSpec;
+
+/// When base images are pulled (`--pull[=POLICY]`, as Buildah and Podman spell it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PullPolicy {
+    /// Re-check every base image's tag against its registry; pull those that moved.
+    Always,
+    /// Pull only what the store does not have.
+    #[default]
+    Missing,
+    /// Never contact a registry for base images (offline builds).
+    Never,
+}
+
+/// Where a build's Dockerfile comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DockerfileSource {
+    /// `CONTEXT/Dockerfile`.
+    #[default]
+    InContext,
+    /// A file (relative paths are relative to the current directory).
+    Path(PathBuf),
+    /// Standard input.
+    Stdin,
+}
+
+/// Everything needed to plan a build against a store.
+#[derive(Debug, Clone)]
+pub struct PrepareOptions {
+    /// The store root (`rbuild_store::default_root()` for the user's store).
+    pub root: PathBuf,
+    /// The build context: the directory COPY and ADD read from.
+    pub context: PathBuf,
+    pub dockerfile: DockerfileSource,
+    /// `--build-arg` values for ARG.
+    pub build_args: BTreeMap<String, String>,
+    /// Build only up to this stage.
+    pub target: Option<String>,
+    pub platform: Platform,
+    pub pull: PullPolicy,
+    /// Registry caches imported before solving (skipped with `no_cache`).
+    pub cache_from: Vec<CacheSpec>,
+    /// Run every step: no cache hits, no cache import.
+    pub no_cache: bool,
+    /// `SOURCE_DATE_EPOCH`: part of every file-changing step's cache key, and the image's
+    /// timestamps.
+    pub source_date_epoch: Option<i64>,
+}
+
+impl PrepareOptions {
+    /// Build `context/Dockerfile` for this machine's platform into the store at `root`, with
+    /// the defaults of `rbuild build`.
+    pub fn new(root: impl Into<PathBuf>, context: impl Into<PathBuf>) -> PrepareOptions {
+        PrepareOptions {
+            root: root.into(),
+            context: context.into(),
+            dockerfile: DockerfileSource::InContext,
+            build_args: BTreeMap::new(),
+            target: None,
+            platform: Platform::host(),
+            pull: PullPolicy::Missing,
+            cache_from: Vec::new(),
+            no_cache: false,
+            source_date_epoch: None,
+        }
+    }
+}
+
+/// Everything a build does, from the Dockerfile to tags, outputs and pushes.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub prepare: PrepareOptions,
+    /// Names tagged in the store once the build succeeded.
+    pub tags: Vec<Reference>,
+    /// `-o` outputs, written after the build (checked to lie outside the store before it).
+    pub outputs: Vec<OutputSpec>,
+    /// Write the image ID here.
+    pub iidfile: Option<PathBuf>,
+    /// Write the build result (digests, names) as JSON here.
+    pub metadata_file: Option<PathBuf>,
+    /// Secrets for `RUN --mount=type=secret`, by id.
+    pub secrets: BTreeMap<String, SecretSource>,
+    /// Network of RUN steps that do not choose one.
+    pub network: Network,
+    /// Entitlements RUN steps may ask for.
+    pub allow: Allowed,
+    /// Memory limit (memory + swap) of each RUN step, in bytes.
+    pub memory: Option<u64>,
+    pub pids_limit: PidsLimit,
+    /// Stages built at the same time (default: the number of CPUs).
+    pub jobs: Option<usize>,
+    /// How step root filesystems are made.
+    pub backend: Backend,
+    /// Before building, report the cache explanations ([`crate::Notice::Explained`]).
+    pub explain: bool,
+    /// Fail with a cache-miss error instead of building when a step would run.
+    pub fail_on_cache_miss: bool,
+    /// Build twice (the second time without the cache) and fail unless both images agree.
+    pub verify_reproducible: bool,
+    /// Push every tag to its registry after the build.
+    pub push: bool,
+    /// Export the build cache to these registries after the build.
+    pub cache_to: Vec<CacheSpec>,
+    /// Compression of pushed layers (and the default of `cache_to`).
+    pub compression: Compression,
+}
+
+impl BuildOptions {
+    /// Build `context/Dockerfile` into the store at `root`, with the defaults of
+    /// `rbuild build`.
+    pub fn new(root: impl Into<PathBuf>, context: impl Into<PathBuf>) -> BuildOptions {
+        BuildOptions::from(PrepareOptions::new(root, context))
+    }
+}
+
+impl From<PrepareOptions> for BuildOptions {
+    fn from(prepare: PrepareOptions) -> BuildOptions {
+        BuildOptions {
+            prepare,
+            tags: Vec::new(),
+            outputs: Vec::new(),
+            iidfile: None,
+            metadata_file: None,
+            secrets: BTreeMap::new(),
+            network: Network::Default,
+            allow: Allowed::default(),
+            memory: None,
+            pids_limit: PidsLimit::default(),
+            jobs: None,
+            backend: Backend::default(),
+            explain: false,
+            fail_on_cache_miss: false,
+            verify_reproducible: false,
+            push: false,
+            cache_to: Vec::new(),
+            compression: Compression::Gzip,
+        }
+    }
+}

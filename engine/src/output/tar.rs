@@ -1,0 +1,31 @@
+//! `-o type=tar,dest=FILE|-` (and `-o -`): the final root filesystem as one tar stream, to a
+//! file (written atomically) or stdout.
+
+use miette::Report;
+use rbuild_executor::export::Rootfs;
+
+use super::{Dest, Export, file, shown};
+
+/// Write the root filesystem as a tar to `dest`; the summary of what was written.
+pub fn write(export: &Export<'_>, rootfs: &Rootfs, dest: &Dest) -> miette::Result<String> {
+    let opts = export.rootfs_options();
+    let stats = match dest {
+        Dest::Stdout => rootfs
+            .write_tar(std::io::stdout().lock(), &opts)
+            .map_err(Report::new)?,
+        Dest::Path(path) => {
+            let mut stats = None;
+            file::write_output_file(path, export.store.root(), true, export.cancelled, |file| {
+                stats = Some(rootfs.write_tar(file, &opts).map_err(Report::new)?);
+                Ok(())
+            })?;
+            stats.expect("written")
+        }
+    };
+    Ok(format!(
+        "root filesystem tar to {} ({} entries, {})",
+        shown(dest),
+        stats.entries,
+        rbuild_store::size::human(stats.bytes)
+    ))
+}

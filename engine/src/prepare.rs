@@ -1,0 +1,196 @@
+//! Preparing a build: read and parse the Dockerfile, plan it against the store's images
+//! (pulling bases as needed), import registry caches, read the context and resolve and hash
+//! every input (through the context's stat cache). The [`Session`] holds everything known
+//! before anything executes; `build`, `explain` and `plan` start from it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use miette::{Report, WrapErr};
+use rbuild_solver::cache::CacheIndex;
+use rbuild_solver::context::{self, BuildContext, StatCache};
+use rbuild_solver::graph::{self, StageOrder};
+use rbuild_solver::inputs::{self, Inputs};
+use rbuild_solver::plan::{self, PlanError, PlanOptions, Planned};
+use rbuild_store::{ImageRecord, Store};
+
+use crate::dockerfile::{self, DockerfileText};
+use crate::images::StoreImages;
+use crate::options::{DockerfileSource, PrepareOptions, PullPolicy};
+use crate::registry;
+use crate::report::{Notice, Reporter};
+use crate::reproducible;
+
+/// A prepared build: everything known before anything executes.
+pub struct Session {
+    pub store: Store,
+    pub dockerfile: DockerfileText,
+    pub context_dir: PathBuf,
+    pub planned: Planned,
+    pub order: StageOrder,
+    pub inputs: Inputs,
+    pub cache: CacheIndex,
+    /// Base images by manifest digest (their layer descriptors are reused).
+    pub bases: BTreeMap<rbuild_store::Digest, ImageRecord>,
+    /// Registry access for the rest of the build (cache layers, push, cache export).
+    pub registry: registry::Registry,
+}
+
+impl Session {
+    /// Read, parse and plan the Dockerfile; read the context and resolve every input. Lint
+    /// warnings, input warnings and pulls are reported to `reporter`.
+    pub fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<Session> {
+        prepare(options, reporter)
+    }
+}
+
+fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<Session> {
+    let context_dir = options.context.clone();
+    if !context_dir.is_dir() {
+        return Err(miette::miette!(
+            code = "rbuild::build::no_context",
+            help = "pass the directory that holds the files COPY uses, usually `.`",
+            "the build context `{}` is not a directory",
+            context_dir.display()
+        ));
+    }
+    let dockerfile_path = match &options.dockerfile {
+        DockerfileSource::InContext => Some(context_dir.join("Dockerfile")),
+        DockerfileSource::Path(path) => Some(path.clone()),
+        DockerfileSource::Stdin => None,
+    };
+    let (text, bytes) = dockerfile::read(dockerfile_path.as_deref())?;
+    let parsed = dockerfile::parse(&text, &bytes, reporter)?;
+
+    let store = Store::open(&options.root).map_err(Report::new)?;
+    let mut session = registry::Registry::new(&store);
+    let puller = registry::pull::Puller {
+        store: &store,
+        registry: &session,
+        reporter,
+    };
+    let images = match options.pull {
+        PullPolicy::Never => StoreImages::new(&store, None),
+        policy => StoreImages::new(&store, Some(&puller)).refreshing(policy == PullPolicy::Always),
+    };
+    let opts = PlanOptions {
+        build_args: options.build_args.clone(),
+        target: options.target.clone(),
+        platform: options.platform.clone(),
+    };
+    let mut planned = {
+        // Every expansion of the build counts against one budget (see `shell::Limits`).
+        let _budget = rbuild_parser::shell::budget(dockerfile::expansion_limits()?);
+        plan::plan(&text.text, &parsed, &opts, &images).map_err(|e| plan_report(&text, e))?
+    };
+    if let Some(epoch) = options.source_date_epoch {
+        reproducible::key_epoch(&mut planned.plan, epoch);
+    }
+    if !planned.unused_build_args.is_empty() {
+        reporter.notice(Notice::Message(&format!(
+            "warning: build args not consumed by any ARG: {}",
+            planned.unused_build_args.join(", ")
+        )));
+    }
+    let order = graph::stage_order(&planned.plan).map_err(|cycle| {
+        miette::miette!(
+            code = "rbuild::plan::cycle",
+            "stages depend on each other in a cycle: {:?}",
+            cycle.stages
+        )
+    })?;
+
+    let bases = images.records();
+    drop(images);
+    let cache = CacheIndex::open(cache_dir(&store)).map_err(Report::new)?;
+    if !options.cache_from.is_empty() && !options.no_cache {
+        let prefix = site_prefix_of(text.path.as_deref(), &context_dir);
+        let warn = |line: &str| reporter.notice(Notice::Message(line));
+        registry::cache::import(
+            &mut session,
+            &store,
+            &cache,
+            &options.cache_from,
+            &prefix,
+            &warn,
+        );
+    }
+    let context = if inputs::needs_context(&planned.plan, &order) {
+        let context = BuildContext::load(&context_dir, dockerfile_path.as_deref())
+            .map_err(Report::new)
+            .wrap_err("cannot read the build context")?;
+        for w in context.warnings() {
+            reporter.notice(Notice::Message(&format!(
+                "warning: `{}`: {}",
+                w.path.display(),
+                w.message
+            )));
+        }
+        Some(context)
+    } else {
+        None
+    };
+    let mut stat_cache =
+        StatCache::open(stat_cache_path(&store, &context_dir)).map_err(Report::new)?;
+    let source = context::source(&text.name, text.text.clone());
+    // `ADD <url>` downloads go through the registry transport (CA store, proxies, retries).
+    let fetch = |url: &str, checksum: Option<&str>| {
+        let client = session
+            .client()
+            .map_err(|e| (e.to_string(), Some("fix `registries.toml`".to_string())))?;
+        rbuild_executor::fetch::fetch_url(&store, client, url, checksum)
+    };
+    let inputs = inputs::prepare(
+        &planned.plan,
+        &order,
+        context,
+        &mut stat_cache,
+        &cache,
+        &source,
+        &fetch,
+    )?;
+    // A stat cache that cannot be saved only costs re-hashing next time.
+    let _ = stat_cache.save();
+    Ok(Session {
+        store,
+        dockerfile: text,
+        context_dir,
+        planned,
+        order,
+        inputs,
+        cache,
+        bases,
+        registry: session,
+    })
+}
+
+/// Step sites (for explanations across builds) are keyed by the Dockerfile's absolute path.
+pub(crate) fn site_prefix(prepared: &Session) -> String {
+    site_prefix_of(prepared.dockerfile.path.as_deref(), &prepared.context_dir)
+}
+
+fn site_prefix_of(dockerfile: Option<&Path>, context_dir: &Path) -> String {
+    match dockerfile {
+        Some(path) => std::fs::canonicalize(path)
+            .unwrap_or_else(|_| path.to_path_buf())
+            .display()
+            .to_string(),
+        None => format!("stdin:{}", context_dir.display()),
+    }
+}
+
+fn plan_report(text: &DockerfileText, err: PlanError) -> Report {
+    text.report(err)
+}
+
+/// The solver's cache index of `store` (the path is the store layout's).
+pub fn cache_dir(store: &Store) -> PathBuf {
+    store.layout().cache_index()
+}
+
+/// The stat cache of a context directory lives in the store, keyed by the context's path.
+fn stat_cache_path(store: &Store, context: &Path) -> PathBuf {
+    let abs = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
+    let key = blake3::hash(abs.as_os_str().as_encoded_bytes()).to_hex();
+    store.layout().context_stat_cache(&key[..32])
+}

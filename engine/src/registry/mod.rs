@@ -1,0 +1,108 @@
+//! The registry side of a build: a lazily connected client shared by the build, automatic
+//! pulls of base images, the registry build cache (import, layer fetch, export) and pushes.
+
+pub mod cache;
+pub mod layers;
+pub mod pull;
+pub mod push;
+pub mod spec;
+
+use std::sync::OnceLock;
+
+use rbuild_registry::{Client, RegistriesConfig, RegistryError};
+use rbuild_store::Store;
+
+pub use layers::RemoteLayers;
+
+/// A build's connection to registries: the client is created on first use, so a build that
+/// needs no registry never reads `registries.toml` or touches the network.
+pub struct Registry {
+    root: std::path::PathBuf,
+    client: OnceLock<Result<Client, String>>,
+    /// Layers of imported caches that can be fetched on demand.
+    pub layers: RemoteLayers,
+}
+
+impl Registry {
+    pub fn new(store: &Store) -> Registry {
+        Registry {
+            root: store.root().to_path_buf(),
+            client: OnceLock::new(),
+            layers: RemoteLayers::default(),
+        }
+    }
+
+    /// The client (configured from `registries.toml` in the store root or the user's config).
+    pub fn client(&self) -> miette::Result<&Client> {
+        let client = self.client.get_or_init(|| {
+            RegistriesConfig::load(Some(&self.root))
+                .map(Client::new)
+                .map_err(|e| describe(&e))
+        });
+        client.as_ref().map_err(|message| {
+            miette::Report::new(
+                rbuild_store::Failure::new(
+                    rbuild_store::ErrorClass::Registry,
+                    "rbuild::registry::config",
+                    message.clone(),
+                )
+                .with_help("fix `registries.toml` in the store root or `~/.config/rbuild/`"),
+            )
+        })
+    }
+}
+
+/// After the image is committed and tagged: push every name, then export to every cache (a
+/// failure of either fails the build; the image stays built and tagged).
+pub fn publish(
+    prepared: &crate::Session,
+    solved: &rbuild_solver::scheduler::Solved,
+    tags: &[rbuild_store::Reference],
+    push: bool,
+    cache_to: &[spec::CacheSpec],
+    compression: rbuild_registry::Compression,
+    reporter: &dyn crate::Reporter,
+) -> miette::Result<()> {
+    if push {
+        push::push_all(
+            &prepared.registry,
+            &prepared.store,
+            tags,
+            compression,
+            reporter,
+        )?;
+    }
+    cache::export(
+        &prepared.registry,
+        &cache::ExportInput {
+            store: &prepared.store,
+            cache: &prepared.cache,
+            plan: &prepared.planned.plan,
+            solved,
+            compression,
+        },
+        cache_to,
+        reporter,
+    )
+}
+
+/// A registry error as one line: its message and every cause (the registry's own words are
+/// part of the message).
+pub fn describe(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The help line a registry error carries, if any.
+pub fn help_of(err: &RegistryError) -> Option<String> {
+    miette::Diagnostic::help(err).map(|h| h.to_string())
+}

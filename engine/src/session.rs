@@ -3,6 +3,8 @@
 //! layers as steps need them), commit the image, optionally build again to verify it is
 //! reproducible, write the outputs, tag, write the id and metadata files, then push and export
 //! the build cache.
+//!
+#![doc = include_str!("session.md")]
 
 use std::time::{Duration, Instant};
 

@@ -57,7 +57,7 @@ mod span;
 
 pub use ast::*;
 pub use diagnostics::{ParseDiagnostic, Severity};
-pub use lint::{Rule, RuleSet, UnknownRule};
+pub use lint::{PROXY_ARGS, Rule, RuleSet, UnknownRule};
 pub use mount::{Mount, MountError, MountSharing, MountType, parse_mount, parse_mount_with};
 pub use node::{Node, go_quote};
 pub use span::{LineIndex, Span, Word};

@@ -120,52 +120,69 @@ fn oom_kills(text: &str) -> u64 {
 /// Where to create sandbox cgroups: the v1 memory hierarchy at our own cgroup, else the v2
 /// hierarchy's `rbuild` group.
 fn locate(proc_cgroup: &str, mountinfo: &str) -> Option<(PathBuf, Version)> {
-    let mut v1_path = None;
-    for line in proc_cgroup.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        if controllers.split(',').any(|c| c == "memory") {
-            v1_path = Some(path.to_string());
-        }
+    if let Some(group) = v1_group(proc_cgroup, mountinfo, "memory") {
+        return Some((group, Version::V1));
     }
-    let mut v1_mount = None;
-    let mut v2_mount = None;
-    for line in mountinfo.lines() {
-        // `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - FSTYPE SOURCE SUPEROPTS`
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fields: Vec<&str> = left.split(' ').collect();
-        let rfields: Vec<&str> = right.split(' ').collect();
-        let (Some(root), Some(point), Some(fstype)) =
-            (fields.get(3), fields.get(4), rfields.first())
-        else {
-            continue;
-        };
-        let superopts = rfields.get(2).copied().unwrap_or("");
-        match *fstype {
-            "cgroup" if superopts.split(',').any(|o| o == "memory") => {
-                v1_mount = Some((PathBuf::from(point), root.to_string()));
-            }
-            "cgroup2" if v2_mount.is_none() => v2_mount = Some(PathBuf::from(point)),
-            _ => {}
-        }
-    }
-    if let (Some(path), Some((point, root))) = (v1_path, v1_mount) {
-        // Our cgroup path is relative to the hierarchy's root; the mount shows `root` of it.
-        let rel = Path::new(&path)
-            .strip_prefix(&root)
-            .ok()?
-            .to_string_lossy()
-            .into_owned();
-        return Some((point.join(rel.trim_start_matches('/')), Version::V1));
-    }
-    let point = v2_mount?;
+    let point = v2_mount(mountinfo)?;
     let controllers = std::fs::read_to_string(point.join("cgroup.controllers")).ok()?;
     controllers
         .split_whitespace()
         .any(|c| c == "memory")
         .then(|| (point.join("rbuild"), Version::V2))
+}
+
+/// This process's own group in the cgroup v1 hierarchy of `controller` (`memory`, `devices`,
+/// `pids`), from `/proc/self/cgroup` and `/proc/self/mountinfo`: the group's path inside the
+/// hierarchy, under the mount point of that hierarchy (a mount may show a subtree of it).
+pub(super) fn v1_group(proc_cgroup: &str, mountinfo: &str, controller: &str) -> Option<PathBuf> {
+    let path = proc_cgroup.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == controller)
+            .then(|| path.to_string())
+    })?;
+    mounts(mountinfo).find_map(|m| {
+        if m.fstype != "cgroup" || !m.superopts.split(',').any(|o| o == controller) {
+            return None;
+        }
+        let rel = Path::new(&path).strip_prefix(m.root).ok()?;
+        Some(Path::new(m.point).join(rel))
+    })
+}
+
+/// The first cgroup v2 mount point, from `/proc/self/mountinfo`.
+pub(super) fn v2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mounts(mountinfo)
+        .find(|m| m.fstype == "cgroup2")
+        .map(|m| PathBuf::from(m.point))
+}
+
+/// The fields of a mountinfo line rbuild reads.
+struct MountLine<'a> {
+    root: &'a str,
+    point: &'a str,
+    fstype: &'a str,
+    superopts: &'a str,
+}
+
+/// `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - FSTYPE SOURCE SUPEROPTS`
+fn mounts(mountinfo: &str) -> impl Iterator<Item = MountLine<'_>> {
+    mountinfo.lines().filter_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mut fields = left.split(' ');
+        let (root, point) = (fields.nth(3)?, fields.next()?);
+        let mut rfields = right.split(' ');
+        let fstype = rfields.next()?;
+        let superopts = rfields.nth(1).unwrap_or("");
+        Some(MountLine {
+            root,
+            point,
+            fstype,
+            superopts,
+        })
+    })
 }
 
 /// A fresh, empty cgroup directory `<prefix>-<pid>-<serial>` under `parent` for one sandbox.

@@ -300,42 +300,10 @@ impl Drop for DeviceCgroup {
 
 /// Our group in the v1 `devices` hierarchy, and the v2 hierarchy's mount point.
 fn locate(proc_cgroup: &str, mountinfo: &str) -> (Option<PathBuf>, Option<PathBuf>) {
-    let mut v1_path = None;
-    for line in proc_cgroup.lines() {
-        let mut parts = line.splitn(3, ':');
-        if let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-            && controllers.split(',').any(|c| c == "devices")
-        {
-            v1_path = Some(path.to_string());
-        }
-    }
-    let mut v1 = None;
-    let mut v2 = None;
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let fields: Vec<&str> = left.split(' ').collect();
-        let rfields: Vec<&str> = right.split(' ').collect();
-        let (Some(root), Some(point), Some(fstype)) =
-            (fields.get(3), fields.get(4), rfields.first())
-        else {
-            continue;
-        };
-        let superopts = rfields.get(2).copied().unwrap_or("");
-        match *fstype {
-            "cgroup" if superopts.split(',').any(|o| o == "devices") => {
-                if let Some(path) = &v1_path
-                    && let Ok(rel) = Path::new(path).strip_prefix(root)
-                {
-                    v1 = Some(Path::new(point).join(rel));
-                }
-            }
-            "cgroup2" if v2.is_none() => v2 = Some(PathBuf::from(point)),
-            _ => {}
-        }
-    }
-    (v1, v2)
+    (
+        super::cgroup::v1_group(proc_cgroup, mountinfo, "devices"),
+        super::cgroup::v2_mount(mountinfo),
+    )
 }
 
 #[cfg(test)]

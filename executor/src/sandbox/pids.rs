@@ -148,27 +148,7 @@ fn max_events(text: &str) -> u64 {
 
 /// Our group in the v1 `pids` hierarchy, if one is mounted.
 fn locate_v1(proc_cgroup: &str, mountinfo: &str) -> Option<PathBuf> {
-    let path = proc_cgroup.lines().find_map(|line| {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        controllers
-            .split(',')
-            .any(|c| c == "pids")
-            .then(|| path.to_string())
-    })?;
-    mountinfo.lines().find_map(|line| {
-        // `ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS... - FSTYPE SOURCE SUPEROPTS`
-        let (left, right) = line.split_once(" - ")?;
-        let fields: Vec<&str> = left.split(' ').collect();
-        let rfields: Vec<&str> = right.split(' ').collect();
-        let (root, point) = (fields.get(3)?, fields.get(4)?);
-        let superopts = rfields.get(2).copied().unwrap_or("");
-        if rfields.first() != Some(&"cgroup") || !superopts.split(',').any(|o| o == "pids") {
-            return None;
-        }
-        let rel = Path::new(&path).strip_prefix(root).ok()?;
-        Some(Path::new(point).join(rel))
-    })
+    super::cgroup::v1_group(proc_cgroup, mountinfo, "pids")
 }
 
 #[cfg(test)]

@@ -56,6 +56,7 @@ mod stage_name_casing;
 mod undefined_arg_in_from;
 mod undefined_var;
 mod vars;
+pub use vars::PROXY_ARGS;
 mod workdir_relative_path;
 
 use std::fmt;

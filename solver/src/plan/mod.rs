@@ -83,19 +83,8 @@ pub struct Planned {
 }
 
 /// ARGs that are predefined (usable without an ARG line) and never enter history or keys
-/// unless declared.
-pub const PROXY_ARGS: &[&str] = &[
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
+/// unless declared: the parser's list, which its lint rules use too.
+pub use rbuild_parser::PROXY_ARGS;
 
 /// Plan a parsed Dockerfile. `src` is its text (for display strings and line numbers).
 pub fn plan(

@@ -1,7 +1,7 @@
 //! BuildKit conformance of the parser API: every case in `../shared/conformance/parser/cases`
 //! (or `$RBUILD_SHARED`) has no syntax error and dumps byte for byte to its `result`. A
 //! missing shared directory fails the test. (The negative cases, `errors/`, are checked
-//! through the `rbuild` binary in `cli/tests/parser_conformance.rs`: exit codes and rendered
+//! through the `rbuild` binary in `cli/tests/it/parser_conformance.rs`: exit codes and rendered
 //! locations.)
 
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! Lint rules (`testdata/lint/<Rule>*.Dockerfile`): each fixture raises the rule in its name
 //! and no error; the warnings of all fixtures match one snapshot. (`# check=error=true`
-//! failing `rbuild check` is checked through the binary in `cli/tests/parser_lint.rs`.)
+//! failing `rbuild check` is checked through the binary in `cli/tests/it/parser_lint.rs`.)
 
 use std::path::PathBuf;
 

@@ -4,11 +4,9 @@
 //! own handling: stdin, a missing file, `check` reporting every error. (The dump of unknown
 //! instructions and the JSON of the typed tree are parser tests: `parser/tests/`.)
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{rbuild, testdata, text};
+use crate::support::{rbuild, testdata, text};
 
 fn fixtures(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)

@@ -2,9 +2,7 @@
 //! `error=true` turns warnings into a failing exit. (The rules themselves, one fixture each in
 //! `testdata/lint`, are parser tests: `parser/tests/lint.rs`.)
 
-mod common;
-
-use common::{rbuild, text};
+use crate::support::{rbuild, text};
 
 fn check_json(dir: &std::path::Path, name: &str) -> (serde_json::Value, Option<i32>) {
     let out = rbuild()

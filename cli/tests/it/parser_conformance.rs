@@ -3,9 +3,7 @@
 //! every case in `cases/` dumps byte for byte to its `result` is a parser test:
 //! `parser/tests/conformance.rs`.)
 
-mod common;
-
-use common::{rbuild, shared_dir, text};
+use crate::support::{rbuild, shared_dir, text};
 
 /// Every negative case is refused: non-zero exit and a diagnostic naming `file:line:col`.
 #[test]

@@ -89,7 +89,7 @@ fn push_layer(
     tally: &Tally,
 ) -> Result<(Digest, u64, String)> {
     if !is_uncompressed(&layer.media_type) {
-        let digest = Digest::parse(&layer.digest)?;
+        let digest = layer.digest.clone();
         let open = || source.open_blob(&digest);
         progress.blob_start(&digest, layer.size);
         let outcome = repo.push_blob(&digest, layer.size, &open, &opts.mount_from)?;
@@ -97,9 +97,7 @@ fn push_layer(
         return Ok((digest, layer.size, layer.media_type.clone()));
     }
     let comp = opts.compression;
-    let remembered = source
-        .compressed_digest(&layer.diff_id, comp.name())
-        .and_then(|(digest, size)| Some((Digest::parse(&digest).ok()?, size)));
+    let remembered = source.compressed_digest(&layer.diff_id, comp.name());
     if let Some((digest, size)) = remembered {
         // Compressed before: the registry may have it here, or in a repository it can be
         // mounted from; either way nothing is compressed or uploaded again.

@@ -4,6 +4,8 @@
 
 use std::io::{Read, Write};
 
+use rbuild_store::Digest;
+
 use crate::error::Result;
 use crate::manifest::FetchedManifest;
 
@@ -16,9 +18,9 @@ pub trait Ingest: Write + Send {
 /// The store side of a pull.
 pub trait PullTarget: Sync {
     /// Is this blob already stored (and so need not be downloaded)?
-    fn has_blob(&self, digest: &str) -> bool;
+    fn has_blob(&self, digest: &Digest) -> bool;
     /// Start writing a blob of known digest and size.
-    fn begin_blob(&self, digest: &str, size: u64) -> Result<Box<dyn Ingest + '_>>;
+    fn begin_blob(&self, digest: &Digest, size: u64) -> Result<Box<dyn Ingest + '_>>;
     /// Record a pulled image once all its blobs are committed: the platform manifest, the
     /// index it was selected from (if any), and the name to tag it with (`None` when the
     /// reference was a bare digest).
@@ -35,9 +37,9 @@ pub trait PullTarget: Sync {
 #[derive(Debug, Clone)]
 pub struct LocalLayer {
     /// Digest of the uncompressed tar (`rootfs.diff_ids`).
-    pub diff_id: String,
+    pub diff_id: Digest,
     /// The stored blob: its digest, size and media type (uncompressed for built images).
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     pub media_type: String,
 }
@@ -62,16 +64,16 @@ pub struct LocalIndex {
 /// The store side of a push.
 pub trait PushSource: Sync {
     /// Open a stored blob for reading.
-    fn open_blob(&self, digest: &str) -> Result<Box<dyn Read + Send>>;
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send>>;
     /// A previous compression of this diff_id with this compression (`gzip`/`zstd`):
     /// `(digest, size)` of the compressed blob.
-    fn compressed_digest(&self, diff_id: &str, compression: &str) -> Option<(String, u64)>;
+    fn compressed_digest(&self, diff_id: &Digest, compression: &str) -> Option<(Digest, u64)>;
     /// Remember a compression result so the next push does not recompress.
     fn remember_compressed(
         &self,
-        diff_id: &str,
+        diff_id: &Digest,
         compression: &str,
-        digest: &str,
+        digest: &Digest,
         size: u64,
     ) -> Result<()>;
 }

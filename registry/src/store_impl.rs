@@ -23,10 +23,6 @@ fn store_err(e: rbuild_store::Error) -> RegistryError {
     RegistryError::Store(Box::new(e))
 }
 
-fn digest(s: &str) -> Result<Digest> {
-    Digest::parse(s).map_err(store_err)
-}
-
 /// A store ingest as a registry `Ingest`.
 struct StoreIngest<'s> {
     writer: rbuild_store::BlobWriter<'s>,
@@ -48,14 +44,14 @@ impl Ingest for StoreIngest<'_> {
 }
 
 impl PullTarget for Store {
-    fn has_blob(&self, d: &str) -> bool {
-        Digest::parse(d).is_ok_and(|d| Store::has_blob(self, &d))
+    fn has_blob(&self, d: &Digest) -> bool {
+        Store::has_blob(self, d)
     }
 
-    fn begin_blob(&self, d: &str, size: u64) -> Result<Box<dyn Ingest + '_>> {
+    fn begin_blob(&self, d: &Digest, size: u64) -> Result<Box<dyn Ingest + '_>> {
         let what = format!("blob {d}");
         let writer = self
-            .blob_writer_expecting(&digest(d)?, Some(size), &what)
+            .blob_writer_expecting(d, Some(size), &what)
             .map_err(store_err)?;
         Ok(Box::new(StoreIngest { writer }))
     }
@@ -112,7 +108,8 @@ fn compressed_path(store: &Store) -> PathBuf {
     store.root().join("registry").join("compressed.json")
 }
 
-type CompressedMap = BTreeMap<String, (String, u64)>;
+/// `"<diff_id> <compression>"` → the compressed blob (the file's JSON shape).
+type CompressedMap = BTreeMap<String, (Digest, u64)>;
 
 fn read_compressed(store: &Store) -> CompressedMap {
     std::fs::read(compressed_path(store))
@@ -122,12 +119,12 @@ fn read_compressed(store: &Store) -> CompressedMap {
 }
 
 impl PushSource for Store {
-    fn open_blob(&self, d: &str) -> Result<Box<dyn Read + Send>> {
-        let file = Store::open_blob(self, &digest(d)?).map_err(store_err)?;
+    fn open_blob(&self, d: &Digest) -> Result<Box<dyn Read + Send>> {
+        let file = Store::open_blob(self, d).map_err(store_err)?;
         Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
     }
 
-    fn compressed_digest(&self, diff_id: &str, compression: &str) -> Option<(String, u64)> {
+    fn compressed_digest(&self, diff_id: &Digest, compression: &str) -> Option<(Digest, u64)> {
         read_compressed(self)
             .get(&format!("{diff_id} {compression}"))
             .cloned()
@@ -135,9 +132,9 @@ impl PushSource for Store {
 
     fn remember_compressed(
         &self,
-        diff_id: &str,
+        diff_id: &Digest,
         compression: &str,
-        d: &str,
+        d: &Digest,
         size: u64,
     ) -> Result<()> {
         let path = compressed_path(self);
@@ -153,7 +150,7 @@ impl PushSource for Store {
             .map_err(io)?;
         lock.lock().map_err(io)?;
         let mut map = read_compressed(self);
-        map.insert(format!("{diff_id} {compression}"), (d.to_string(), size));
+        map.insert(format!("{diff_id} {compression}"), (d.clone(), size));
         let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io)?;
         tmp.write_all(&serde_json::to_vec_pretty(&map).expect("map serializes"))
             .map_err(io)?;
@@ -176,8 +173,8 @@ pub fn local_image(store: &Store, image: &str) -> Result<LocalImage> {
             .layers
             .iter()
             .map(|l| LocalLayer {
-                diff_id: l.diff_id.to_string(),
-                digest: l.descriptor.digest.to_string(),
+                diff_id: l.diff_id.clone(),
+                digest: l.descriptor.digest.clone(),
                 size: l.descriptor.size,
                 media_type: l.descriptor.media_type.clone(),
             })

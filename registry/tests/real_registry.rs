@@ -46,8 +46,8 @@ fn local_image(store: &TestStore, pulled: &rbuild_registry::PulledImage) -> Loca
             .iter()
             .zip(diff_ids)
             .map(|(l, d)| LocalLayer {
-                diff_id: d.as_str().unwrap().to_string(),
-                digest: l.digest.to_string(),
+                diff_id: rbuild_store::Digest::parse(d.as_str().unwrap()).unwrap(),
+                digest: l.digest.clone(),
                 size: l.size,
                 media_type: l.media_type.clone(),
             })
@@ -183,8 +183,8 @@ fn built_image_is_compressed_on_push_and_readable_by_skopeo() {
         manifest,
         manifest_media_type: media::OCI_MANIFEST.into(),
         layers: vec![LocalLayer {
-            diff_id: layer.clone(),
-            digest: layer.clone(),
+            diff_id: rbuild_store::Digest::parse(&layer).unwrap(),
+            digest: rbuild_store::Digest::parse(&layer).unwrap(),
             size: tar.len() as u64,
             media_type: media::OCI_LAYER.into(),
         }],
@@ -391,6 +391,7 @@ fn cache_export_import_between_two_stores() {
     let a = TestStore::new();
     let layer = |text: &str| {
         let d = a.put_blob(text.repeat(5000).as_bytes());
+        let d = rbuild_store::Digest::parse(&d).unwrap();
         LocalLayer {
             diff_id: d.clone(),
             digest: d,

@@ -275,8 +275,8 @@ fn tamper_cache(env: &TestEnv, from: &str, to: &str) {
         .layers
         .iter()
         .map(|l| rbuild_registry::LocalLayer {
-            diff_id: l.diff_id.to_string(),
-            digest: l.blob.digest.to_string(),
+            diff_id: l.diff_id.clone(),
+            digest: l.blob.digest.clone(),
             size: l.blob.size,
             media_type: l.blob.media_type.clone(),
         })

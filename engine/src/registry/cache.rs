@@ -211,8 +211,8 @@ fn export_one(
                 mount_from.insert(source.reference.repository.clone());
             }
             layers.push(LocalLayer {
-                diff_id: diff_id.to_string(),
-                digest: source.blob.digest.to_string(),
+                diff_id: diff_id.clone(),
+                digest: source.blob.digest.clone(),
                 size: source.blob.size,
                 media_type: source.blob.media_type.clone(),
             });
@@ -223,8 +223,8 @@ fn export_one(
             .ensure_local(session, input.store, std::slice::from_ref(&diff_id), &note)?;
         let size = input.store.blob_size(&diff_id).map_err(Report::new)?;
         layers.push(LocalLayer {
-            diff_id: diff_id.to_string(),
-            digest: diff_id.to_string(),
+            diff_id: diff_id.clone(),
+            digest: diff_id.clone(),
             size,
             media_type: rbuild_store::media::OCI_LAYER_TAR.to_string(),
         });

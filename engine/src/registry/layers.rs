@@ -227,12 +227,8 @@ fn fetch_from(
     ) {
         // A later push or export of this layer finds the registry's blob instead of
         // recompressing; a stale memory only costs one recompression.
-        let _ = store.remember_compressed(
-            diff_id.as_str(),
-            codec.name(),
-            &source.blob.digest,
-            source.blob.size,
-        );
+        let _ =
+            store.remember_compressed(diff_id, codec.name(), &source.blob.digest, source.blob.size);
     }
     Ok(())
 }
@@ -268,13 +264,13 @@ impl Ingest for TempIngest<'_> {
 }
 
 impl PullTarget for TempBlob {
-    fn has_blob(&self, _digest: &str) -> bool {
+    fn has_blob(&self, _digest: &rbuild_store::Digest) -> bool {
         false
     }
 
     fn begin_blob(
         &self,
-        _digest: &str,
+        _digest: &rbuild_store::Digest,
         _size: u64,
     ) -> rbuild_registry::Result<Box<dyn Ingest + '_>> {
         let file = tempfile::NamedTempFile::new_in(&self.dir)

@@ -82,12 +82,12 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
 
 // Forward the store traits so tests can pass `&TestStore` where the library wants a store.
 impl rbuild_registry::PullTarget for TestStore {
-    fn has_blob(&self, digest: &str) -> bool {
+    fn has_blob(&self, digest: &rbuild_store::Digest) -> bool {
         rbuild_registry::PullTarget::has_blob(&self.store, digest)
     }
     fn begin_blob(
         &self,
-        digest: &str,
+        digest: &rbuild_store::Digest,
         size: u64,
     ) -> rbuild_registry::Result<Box<dyn rbuild_registry::Ingest + '_>> {
         self.store.begin_blob(digest, size)
@@ -104,17 +104,24 @@ impl rbuild_registry::PullTarget for TestStore {
 }
 
 impl rbuild_registry::PushSource for TestStore {
-    fn open_blob(&self, digest: &str) -> rbuild_registry::Result<Box<dyn std::io::Read + Send>> {
+    fn open_blob(
+        &self,
+        digest: &rbuild_store::Digest,
+    ) -> rbuild_registry::Result<Box<dyn std::io::Read + Send>> {
         rbuild_registry::PushSource::open_blob(&self.store, digest)
     }
-    fn compressed_digest(&self, diff_id: &str, compression: &str) -> Option<(String, u64)> {
+    fn compressed_digest(
+        &self,
+        diff_id: &rbuild_store::Digest,
+        compression: &str,
+    ) -> Option<(rbuild_store::Digest, u64)> {
         self.store.compressed_digest(diff_id, compression)
     }
     fn remember_compressed(
         &self,
-        diff_id: &str,
+        diff_id: &rbuild_store::Digest,
         compression: &str,
-        digest: &str,
+        digest: &rbuild_store::Digest,
         size: u64,
     ) -> rbuild_registry::Result<()> {
         self.store

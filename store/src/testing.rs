@@ -1,6 +1,8 @@
 //! Building tar archives byte by byte, including entries ordinary writers refuse to produce
 //! (`..` names, absolute names, links out of the root, bad whiteouts, huge headers). Used by
-//! the tests of this crate, of the CLI and of the executor to exercise hostile input.
+//! the tests of this crate, of the CLI and of the executor to exercise hostile input. Also the
+//! config projection of the build conformance format ([`conformance_config_fields`]), which the
+//! planner's and the CLI's conformance tests compare with BuildKit's recordings.
 
 /// One entry to write. Fields are raw: nothing is validated or cleaned.
 #[derive(Debug, Clone)]
@@ -244,4 +246,36 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(data).expect("in-memory write");
     e.finish().expect("in-memory write")
+}
+
+/// The container-config fields the build conformance format records
+/// (`../shared/conformance/build/README.md`), with null and empty values left out.
+pub fn conformance_config_fields(config: &crate::ContainerConfig) -> serde_json::Value {
+    let full = serde_json::to_value(config).expect("a config serialises");
+    let mut out = serde_json::Map::new();
+    for key in [
+        "User",
+        "Env",
+        "Entrypoint",
+        "Cmd",
+        "WorkingDir",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "StopSignal",
+        "Healthcheck",
+        "Shell",
+        "OnBuild",
+    ] {
+        if let Some(v) = full.get(key) {
+            let empty = v.is_null()
+                || v.as_array().is_some_and(Vec::is_empty)
+                || v.as_object().is_some_and(serde_json::Map::is_empty)
+                || v.as_str().is_some_and(str::is_empty);
+            if !empty {
+                out.insert(key.to_string(), v.clone());
+            }
+        }
+    }
+    serde_json::Value::Object(out)
 }

@@ -14,33 +14,7 @@ use serde_json::Value;
 
 /// The config fields the conformance format compares, non-empty only.
 fn config_fields(config: &rbuild_store::ImageConfig) -> Value {
-    let inner = serde_json::to_value(config.config.clone().unwrap_or_default()).unwrap();
-    let mut out = serde_json::Map::new();
-    for key in [
-        "User",
-        "Env",
-        "Entrypoint",
-        "Cmd",
-        "WorkingDir",
-        "ExposedPorts",
-        "Volumes",
-        "Labels",
-        "StopSignal",
-        "Healthcheck",
-        "Shell",
-        "OnBuild",
-    ] {
-        if let Some(v) = inner.get(key) {
-            let empty = v.is_null()
-                || v.as_array().is_some_and(Vec::is_empty)
-                || v.as_object().is_some_and(serde_json::Map::is_empty)
-                || v.as_str().is_some_and(str::is_empty);
-            if !empty {
-                out.insert(key.to_string(), v.clone());
-            }
-        }
-    }
-    Value::Object(out)
+    rbuild_store::testing::conformance_config_fields(&config.config.clone().unwrap_or_default())
 }
 
 /// `--target x --build-arg K=V` from `expected/CASE.args`.

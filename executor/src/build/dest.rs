@@ -236,19 +236,27 @@ fn resolve_in(root: &RootDir, rel: &RelPath) -> io::Result<Vec<u8>> {
     Ok(current.join(&b'/'))
 }
 
-/// Set only the modification (and access) time of an open entry.
-pub fn set_mtime(fd: impl AsFd, mtime: i64) -> io::Result<()> {
+/// Access and modification times both `mtime` (whole seconds), as layers record them.
+fn times(mtime: i64) -> Timestamps {
     let t = Timespec {
         tv_sec: mtime,
         tv_nsec: 0,
     };
-    rustix::fs::futimens(
-        &fd,
-        &Timestamps {
-            last_access: t,
-            last_modification: t,
-        },
-    )?;
+    Timestamps {
+        last_access: t,
+        last_modification: t,
+    }
+}
+
+/// Set only the modification (and access) time of an open entry.
+pub fn set_mtime(fd: impl AsFd, mtime: i64) -> io::Result<()> {
+    rustix::fs::futimens(&fd, &times(mtime))?;
+    Ok(())
+}
+
+/// Set the times of `name` in `dir` itself (a symlink's own, never its target's).
+fn set_mtime_at(dir: BorrowedFd<'_>, name: &[u8], mtime: i64) -> io::Result<()> {
+    rustix::fs::utimensat(dir, name, &times(mtime), AtFlags::SYMLINK_NOFOLLOW)?;
     Ok(())
 }
 
@@ -277,19 +285,7 @@ pub fn make_node(
         AtFlags::empty(),
     )?;
     if let Some(mtime) = attrs.mtime {
-        let t = Timespec {
-            tv_sec: mtime,
-            tv_nsec: 0,
-        };
-        rustix::fs::utimensat(
-            dir,
-            name,
-            &Timestamps {
-                last_access: t,
-                last_modification: t,
-            },
-            AtFlags::SYMLINK_NOFOLLOW,
-        )?;
+        set_mtime_at(dir, name, mtime)?;
     }
     Ok(())
 }
@@ -325,17 +321,7 @@ pub fn set_attrs(fd: impl AsFd, attrs: &Attrs) -> io::Result<()> {
     )?;
     rustix::fs::fchmod(&fd, Mode::from_raw_mode(attrs.mode & 0o7777))?;
     if let Some(mtime) = attrs.mtime {
-        let t = Timespec {
-            tv_sec: mtime,
-            tv_nsec: 0,
-        };
-        rustix::fs::futimens(
-            &fd,
-            &Timestamps {
-                last_access: t,
-                last_modification: t,
-            },
-        )?;
+        set_mtime(&fd, mtime)?;
     }
     Ok(())
 }
@@ -406,19 +392,7 @@ pub fn make_symlink(
         AtFlags::SYMLINK_NOFOLLOW,
     )?;
     if let Some(mtime) = attrs.mtime {
-        let t = Timespec {
-            tv_sec: mtime,
-            tv_nsec: 0,
-        };
-        rustix::fs::utimensat(
-            dir,
-            name,
-            &Timestamps {
-                last_access: t,
-                last_modification: t,
-            },
-            AtFlags::SYMLINK_NOFOLLOW,
-        )?;
+        set_mtime_at(dir, name, mtime)?;
     }
     Ok(())
 }

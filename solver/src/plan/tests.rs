@@ -70,38 +70,8 @@ fn shared() -> PathBuf {
 
 /// The compared config fields of a planned target stage, as JSON.
 fn config_fields(planned: &Planned) -> serde_json::Value {
-    let config = planned.images[planned.plan.target]
-        .config
-        .config
-        .clone()
-        .unwrap_or_default();
-    let full = serde_json::to_value(&config).unwrap();
-    let mut out = serde_json::Map::new();
-    for key in [
-        "User",
-        "Env",
-        "Entrypoint",
-        "Cmd",
-        "WorkingDir",
-        "ExposedPorts",
-        "Volumes",
-        "Labels",
-        "StopSignal",
-        "Healthcheck",
-        "Shell",
-        "OnBuild",
-    ] {
-        if let Some(v) = full.get(key) {
-            let empty = v.is_null()
-                || v.as_array().is_some_and(|a| a.is_empty())
-                || v.as_object().is_some_and(|o| o.is_empty())
-                || v.as_str().is_some_and(str::is_empty);
-            if !empty {
-                out.insert(key.to_string(), v.clone());
-            }
-        }
-    }
-    serde_json::Value::Object(out)
+    let config = &planned.images[planned.plan.target].config.config;
+    rbuild_store::testing::conformance_config_fields(&config.clone().unwrap_or_default())
 }
 
 /// Every conformance case plans to BuildKit's image config.

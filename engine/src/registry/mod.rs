@@ -53,20 +53,40 @@ impl Registry {
 }
 
 /// After the image is committed and tagged: push every name, then export to every cache (a
-/// failure of either fails the build; the image stays built and tagged).
+/// failure of either fails the build; the image stays built and tagged). `built` is what the
+/// build committed: one image, or the index of a multi-platform build, which is pushed whole.
+/// The registry cache of a multi-platform build is not exported: `--cache-to` with an index
+/// is refused before anything is pushed (one cache reference cannot hold several platforms'
+/// entries yet).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the build's outputs, passed through from the session"
+)]
 pub fn publish(
     prepared: &crate::Session,
     solved: &rbuild_solver::scheduler::Solved,
+    built: &rbuild_store::Target,
     tags: &[rbuild_store::Reference],
     push: bool,
     cache_to: &[spec::CacheSpec],
     compression: rbuild_registry::Compression,
     reporter: &dyn crate::Reporter,
 ) -> miette::Result<()> {
+    if built.is_index() && !cache_to.is_empty() {
+        return Err(miette::Report::new(
+            rbuild_store::Failure::new(
+                rbuild_store::ErrorClass::Input,
+                "rbuild::usage::cache_to",
+                "`--cache-to` is not supported for a multi-platform build",
+            )
+            .with_help("build one platform at a time to export its cache, or drop `--cache-to`"),
+        ));
+    }
     if push {
         push::push_all(
             &prepared.registry,
             &prepared.store,
+            built,
             tags,
             compression,
             reporter,

@@ -8,7 +8,10 @@
 //! (`rbuild_store::repo_digests`), which `inspect`'s `RepoDigests` and `images --digests`
 //! read, so a built image shows none until pushed, as with docker.
 //!
-//! Multi-platform images: `record_index` stores a pulled tree (manifests, then the index,
+//! Multi-platform images: a single-platform pull (`record_image`) names the platform's
+//! manifest, except when the name already points at the very index the registry served (it
+//! was pulled with `--all-platforms`): then the name stays on the index and the platform's
+//! image is simply stored under it. `record_index` stores a pulled tree (manifests, then the index,
 //! bytes as served), names the index with `Store::tag_target` and drops the untagged entries
 //! of its platform images (they are reachable through the index, as after
 //! `Store::commit_index`). The registry digest of the index is recorded for the index and
@@ -90,6 +93,24 @@ impl PullTarget for Store {
             manifest.digest.clone(),
             manifest.bytes.len() as u64,
         );
+        if let (Some(tag), Some(i)) = (tag, index)
+            && names_index(self, name, tag, &i.digest)
+        {
+            // The name already points at this very index (pulled with `--all-platforms`, or
+            // built): it keeps doing so, the platform's image is now stored under it.
+            let record = self
+                .image_for_platform(&desc.digest, Some(&desc.media_type), &Platform::host())
+                .map_err(store_err)?;
+            if let Some(digest) = record
+                .blobs()
+                .into_iter()
+                .find(|d| !Store::has_blob(self, d))
+            {
+                return Err(store_err(rbuild_store::Error::MissingBlob { digest }));
+            }
+            remember_repo_digest(self, &record.manifest_digest, name, &i.digest);
+            return Ok(());
+        }
         let record = self.add_image(&desc).map_err(store_err)?;
         if let Some(tag) = tag {
             let reference = Reference::parse(&format!("{name}:{tag}")).map_err(store_err)?;
@@ -150,6 +171,14 @@ impl PullTarget for Store {
         }
         Ok(())
     }
+}
+
+/// Whether `name:tag` points at the stored index `index`.
+fn names_index(store: &Store, name: &str, tag: &str, index: &Digest) -> bool {
+    matches!(
+        store.resolve_target(&format!("{name}:{tag}")),
+        Ok(Target::Index(current)) if &current.digest == index
+    )
 }
 
 /// Record `name@digest` as a registry digest of the stored image `local` (best effort: a

@@ -654,12 +654,18 @@ fn all_platforms_fetches_every_blob_once() {
     let t2 = tree.clone();
     let server = FakeHttp::start(move |req, _| t2.serve(req));
     let store = TestStore::new();
+    let name = format!("{}/t/multi:1", server.host());
+    // One platform first, named as usual: its manifest.
+    let amd64: Platform = "linux/amd64".parse().unwrap();
+    let r = RemoteRef::parse(&name).unwrap();
+    pull_image(&client(1, 5.0, vec![]), &store, &r, &amd64, &NoProgress).unwrap();
+    assert!(!store.resolve_target(&name).unwrap().is_index());
     let pulled = pull_all(&server.host(), &store).unwrap();
     assert_eq!(pulled.digest.to_string(), sha256_digest(&tree.index));
     assert_eq!(pulled.manifests.len(), 3);
     // Two image configs, the attestation's empty config, the shared layer, one layer of each
-    // platform and the in-toto statement: seven blobs, though the images list six layers.
-    assert_eq!(pulled.downloaded, 7);
+    // platform and the in-toto statement: seven blobs, three of them (amd64's) stored before.
+    assert_eq!(pulled.downloaded, 4);
     let gets = |path: &str| {
         server
             .seen
@@ -675,7 +681,6 @@ fn all_platforms_fetches_every_blob_once() {
         "attestation blobs are stored"
     );
     assert!(store.has(&tree.arm_layer));
-    let name = format!("{}/t/multi:1", server.host());
     let target = store.resolve_target(&name).unwrap();
     assert!(target.is_index());
     assert_eq!(target.digest().to_string(), sha256_digest(&tree.index));
@@ -691,6 +696,33 @@ fn all_platforms_fetches_every_blob_once() {
     };
     assert_eq!(local.index, tree.index, "the index is stored byte for byte");
     assert_eq!(local.children.len(), 3);
+
+    // A later single-platform pull of the same index leaves the name on the index.
+    let arm64: Platform = "linux/arm64".parse().unwrap();
+    pull_image(&client(1, 5.0, vec![]), &store, &r, &arm64, &NoProgress).unwrap();
+    assert_eq!(
+        store.resolve_target(&name).unwrap().digest().to_string(),
+        sha256_digest(&tree.index)
+    );
+    assert_eq!(store.store.list_images().unwrap().len(), 1);
+
+    // By digest: the index is pinned as `name@digest`.
+    let pinned = TestStore::new();
+    let by_digest = RemoteRef::parse(&format!(
+        "{}/t/multi@{}",
+        server.host(),
+        sha256_digest(&tree.index)
+    ))
+    .unwrap();
+    rbuild_registry::pull_all_platforms(&client(1, 5.0, vec![]), &pinned, &by_digest, &NoProgress)
+        .unwrap();
+    assert_eq!(pinned.names(), [by_digest.to_string()]);
+    assert!(
+        pinned
+            .resolve_target(&by_digest.to_string())
+            .unwrap()
+            .is_index()
+    );
 }
 
 /// A platform manifest that is gone (404) fails the whole pull: nothing is stored or named.

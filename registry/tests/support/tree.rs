@@ -91,10 +91,12 @@ impl Tree {
                 att_entry,
             ],
         }));
-        objects.insert(
-            "manifests/1".to_string(),
-            (OCI_INDEX.to_string(), index.clone()),
-        );
+        for reference in ["1".to_string(), sha256_digest(&index)] {
+            objects.insert(
+                format!("manifests/{reference}"),
+                (OCI_INDEX.to_string(), index.clone()),
+            );
+        }
         Tree {
             objects,
             shared_layer: sha256_digest(&shared),

@@ -314,3 +314,93 @@ fn incomplete_index_is_refused() {
         "application/vnd.oci.image.config.v1+json"
     );
 }
+
+/// What a multi-platform build commits (platform images with uncompressed layers and the
+/// index over them) is pushed whole by the build's publish step: each platform's layers are
+/// compressed and its manifest pushed by digest, then an index over the pushed manifests with
+/// the platforms kept; skopeo copies it with `--all`, and the registry digest is recorded.
+#[test]
+fn built_index_is_published_whole() {
+    use rbuild_store::testing::TarBuilder;
+    use rbuild_store::{ImageConfig, Layer, Target};
+
+    let reg = RealRegistry::start();
+    let env = TestEnv::new();
+    let store = Store::open(env.root()).unwrap();
+    let image = |arch: &str| {
+        let layer = TarBuilder::new()
+            .file("etc/arch", arch.repeat(500).as_bytes())
+            .finish();
+        let blob = store.put_blob(&layer).unwrap();
+        let layer = Layer {
+            descriptor: Descriptor::new(
+                "application/vnd.oci.image.layer.v1.tar",
+                blob.digest.clone(),
+                blob.size,
+            ),
+            diff_id: blob.digest,
+        };
+        let mut config = ImageConfig::new_for_host();
+        config.architecture = arch.to_string();
+        store.commit_image(&config, &[layer]).unwrap()
+    };
+    let built = store
+        .commit_index(&[
+            (platform("linux/amd64"), image("amd64")),
+            (platform("linux/arm64"), image("arm64")),
+        ])
+        .unwrap();
+    let name = Reference::parse(&format!("{}/built/app:1", reg.host())).unwrap();
+    let built = Target::Index(built);
+    store.tag_target(&built, &name).unwrap();
+
+    rbuild_engine::registry::push::push_all(
+        &rbuild_engine::registry::Registry::new(&store),
+        &store,
+        &built,
+        std::slice::from_ref(&name),
+        rbuild_registry::Compression::Gzip,
+        &rbuild_engine::Silent,
+    )
+    .unwrap();
+
+    let pushed = raw_manifest(&name.to_string());
+    let index: serde_json::Value = serde_json::from_slice(&pushed).unwrap();
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let entries = index["manifests"].as_array().unwrap();
+    let archs: Vec<&str> = entries
+        .iter()
+        .map(|e| e["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+    for entry in entries {
+        let child = raw_manifest(&format!(
+            "{}@{}",
+            name.repository(),
+            entry["digest"].as_str().unwrap()
+        ));
+        let child: serde_json::Value = serde_json::from_slice(&child).unwrap();
+        assert_eq!(
+            child["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip",
+            "built layers are compressed at push"
+        );
+    }
+    let oci = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--all", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{name}"))
+        .arg(format!("oci:{}:x", oci.path().display()))
+        .output()
+        .expect("skopeo is installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected =
+        Reference::parse(&format!("{}@{}", name.repository(), Digest::of(&pushed))).unwrap();
+    assert_eq!(store.repo_digests(built.digest()).unwrap(), [expected]);
+}

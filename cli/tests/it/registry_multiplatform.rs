@@ -98,7 +98,10 @@ fn pull_all_platforms_then_push_keeps_the_index() {
         1
     );
 
-    // Both platforms' blobs are stored under the one name, which points at the index.
+    // Both platforms' blobs are stored under the one name, which points at the index, and
+    // survive a prune (the index is named, its platform images reachable through it).
+    let out = env.rbuild().arg("prune").output().unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
     {
         let store = Store::open(env.root()).unwrap();
         let target = store.resolve_target(&src).unwrap();

@@ -271,9 +271,21 @@ pub fn pull_image(
     platform: &Platform,
     progress: &dyn Progress,
 ) -> Result<PulledImage> {
-    let display = reference.to_string();
     let (repo, top) = resolve(client, reference)?;
-    let (manifest, index) = select_platform(&repo, &top, platform, &display)?;
+    pull_resolved(&repo, top, store, reference, platform, progress)
+}
+
+/// [`pull_image`] once `reference` resolved to `top` at `repo`.
+fn pull_resolved(
+    repo: &Repo<'_>,
+    top: FetchedManifest,
+    store: &dyn PullTarget,
+    reference: &RemoteRef,
+    platform: &Platform,
+    progress: &dyn Progress,
+) -> Result<PulledImage> {
+    let display = reference.to_string();
+    let (manifest, index) = select_platform(repo, &top, platform, &display)?;
     let Document::Manifest(image) = &manifest.manifest else {
         return Err(RegistryError::Manifest {
             reference: display,
@@ -284,7 +296,7 @@ pub fn pull_image(
     check_config_size(&display, image)?;
     let mut blobs = vec![image.config.clone()];
     blobs.extend(image.layers.iter().cloned());
-    let ingests = download_blobs(&repo, store, &blobs, progress)?;
+    let ingests = download_blobs(repo, store, &blobs, progress)?;
     let downloaded = ingests.len();
     for ingest in ingests {
         ingest.commit()?;
@@ -448,7 +460,7 @@ pub fn pull_all_platforms(
     let display = reference.to_string();
     let (repo, top) = resolve(client, reference)?;
     if let Document::Manifest(_) = &top.manifest {
-        let pulled = pull_image(client, store, reference, &Platform::host(), progress)?;
+        let pulled = pull_resolved(&repo, top, store, reference, &Platform::host(), progress)?;
         return Ok(PulledIndex {
             digest: pulled.digest,
             top: pulled.manifest,

@@ -826,3 +826,28 @@ fn all_platforms_bounds_on_index_shape() {
     assert!(err.contains("neither a manifest nor an index"), "{err}");
     assert_store_empty(&store);
 }
+
+/// `--all-platforms` of a single-platform image pulls that image, resolving it once.
+#[test]
+fn all_platforms_of_a_single_image_pulls_it() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| i2.serve(req));
+    let store = TestStore::new();
+    let r = RemoteRef::parse(&format!("{}/t/img:1", server.host())).unwrap();
+    let pulled =
+        rbuild_registry::pull_all_platforms(&client(1, 5.0, vec![]), &store, &r, &NoProgress)
+            .unwrap();
+    assert_eq!(pulled.digest.to_string(), sha256_digest(&img.manifest));
+    assert!(pulled.manifests.is_empty());
+    assert_eq!(pulled.downloaded, 2);
+    assert_eq!(store.names(), [r.to_string()]);
+    let manifest_gets = server
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.contains("/manifests/"))
+        .count();
+    assert_eq!(manifest_gets, 1);
+}

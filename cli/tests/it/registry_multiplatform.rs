@@ -407,3 +407,46 @@ fn built_index_is_published_whole() {
         Reference::parse(&format!("{}@{}", name.repository(), Digest::of(&pushed))).unwrap();
     assert_eq!(store.repo_digests(built.digest()).unwrap(), [expected]);
 }
+
+/// A platform manifest deleted from the registry (the index still lists it): `pull
+/// --all-platforms` fails with the registry's 404 (exit 3) and stores and names nothing.
+#[test]
+fn pull_all_platforms_with_a_missing_platform_stores_nothing() {
+    let reg = RealRegistry::start();
+    reg.seed_busybox_multi(REPO);
+    let src = format!("{}/{REPO}", reg.host());
+    let index: serde_json::Value = serde_json::from_slice(&raw_manifest(&src)).unwrap();
+    let arm = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["platform"]["architecture"] == "arm64")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = std::process::Command::new("skopeo")
+        .args(["delete", "--tls-verify=false"])
+        .arg(format!("docker://{}/library/busybox@{arm}", reg.host()))
+        .output()
+        .expect("skopeo is installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = TestEnv::new();
+    let out = env.rbuild().args(["images", "-q"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out).1);
+    let before = store_state(env.root());
+    let out = env
+        .rbuild()
+        .args(["pull", "--all-platforms", &src])
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("404") && stderr.contains(&arm), "{stderr}");
+    assert_eq!(store_state(env.root()), before, "nothing stored or named");
+    assert_fsck_ok(&env);
+}

@@ -60,21 +60,18 @@ pub fn run(global: &GlobalArgs, args: PushArgs) -> miette::Result<u8> {
     };
     let store = super::storeutil::open_store(global)?;
     let stored = store.resolve_target(&args.image)?;
-    // What goes: the whole target, or one platform's image of it. Checked (an incomplete
-    // index refused) before any connection.
+    // What goes: the whole target, or one platform's image of it (`one_image`: its manifest
+    // digest). Checked (an incomplete index refused) before any connection.
     let (local, one_image) = match &platform {
         Some(p) => {
-            let record = stored.image_for(p)?.clone();
+            let record = stored.image_for(p)?;
             (
-                LocalTarget::Image(local_image_of(&store, &record)?),
-                Some(record),
+                LocalTarget::Image(local_image_of(&store, record)?),
+                Some(record.manifest_digest.clone()),
             )
         }
         None => (local_target(&store, &stored, &args.image)?, None),
     };
-    let local_digest = one_image
-        .as_ref()
-        .map_or_else(|| stored.digest().clone(), |r| r.manifest_digest.clone());
     let config = RegistriesConfig::load(Some(store.root()))?;
     let client = Client::new(config);
     let tmp_dir = store.layout().tmp();
@@ -97,8 +94,8 @@ pub fn run(global: &GlobalArgs, args: PushArgs) -> miette::Result<u8> {
         target.name()
     ));
     let pushed = push_target(&client, &store, &local, &target, &opts, &progress)?;
-    match one_image {
-        Some(_) => record_pushed(&store, &local_digest, &target, &pushed.digest),
+    match &one_image {
+        Some(manifest) => record_pushed(&store, manifest, &target, &pushed.digest),
         None => record_pushed_target(&store, &stored, &target, &pushed.digest),
     }
     if args.quiet {

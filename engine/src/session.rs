@@ -172,6 +172,7 @@ pub fn build(
     registry::publish(
         &session,
         &solved,
+        &rbuild_store::Target::Image(image.clone()),
         &options.tags,
         options.push,
         &options.cache_to,

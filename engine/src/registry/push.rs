@@ -1,11 +1,14 @@
-//! `rbuild build --push`: after a successful build, every `-t` name is pushed to its registry
+//! `rbuild build --push`: after a successful build, what the build committed (one image, or
+//! for `--platform a,b` the index over its platform images) is pushed under every `-t` name
 //! exactly as `rbuild push NAME` would (built layers compressed once, blobs the registry has
-//! skipped, sibling repositories mounted).
+//! skipped, sibling repositories mounted; an index goes entries first, then the index).
 
 use miette::{Report, WrapErr};
-use rbuild_registry::store_impl::{local_image, mount_candidates, remote_ref};
-use rbuild_registry::{Compression, PushOptions, push_image};
-use rbuild_store::{Reference, Store};
+use rbuild_registry::store_impl::{
+    local_target, mount_candidates, record_pushed_target, remote_ref,
+};
+use rbuild_registry::{Compression, PushOptions, push_target};
+use rbuild_store::{Reference, Store, Target};
 
 use super::Registry;
 use crate::report::{Reporter, Transfer};
@@ -22,10 +25,12 @@ pub fn check(push: bool, tags: &[Reference]) -> miette::Result<()> {
     Ok(())
 }
 
-/// Push every name in `tags` (already tagged in the store).
+/// Push `built` (what the build committed, already tagged in the store) under every name in
+/// `tags`.
 pub fn push_all(
     session: &Registry,
     store: &Store,
+    built: &Target,
     tags: &[Reference],
     compression: Compression,
     reporter: &dyn Reporter,
@@ -41,15 +46,14 @@ pub fn push_all(
                 tag.familiar()
             )
         };
-        let name = tag.to_string();
         let target = remote_ref(tag).map_err(Report::new).wrap_err_with(failed)?;
-        let image = local_image(store, &name)
+        let local = local_target(store, built, &tag.familiar())
             .map_err(Report::new)
             .wrap_err_with(failed)?;
         let opts = PushOptions {
             compression,
             compress_threads: 0,
-            mount_from: mount_candidates(store, &name, &target),
+            mount_from: mount_candidates(store, built.digest(), &target),
             tmp_dir: tmp_dir.clone(),
         };
         let progress = reporter.transfer(Transfer::Push);
@@ -57,10 +61,10 @@ pub fn push_all(
             "The push refers to repository [{}]",
             target.name()
         ));
-        let pushed = push_image(client, store, &image, &target, &opts, &*progress)
+        let pushed = push_target(client, store, &local, &target, &opts, &*progress)
             .map_err(Report::new)
             .wrap_err_with(failed)?;
-        rbuild_registry::store_impl::record_pushed(store, &name, &target, &pushed.digest);
+        record_pushed_target(store, built, &target, &pushed.digest);
         reporter.line(&format!(
             "pushed {}: digest: {} size: {}",
             tag.familiar(),

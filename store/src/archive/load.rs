@@ -843,15 +843,15 @@ impl Store {
         };
         for (k, child) in i.manifests.iter().enumerate() {
             let cwhat = match &child.platform {
-                Some(p) => format!("{what}, entry {} ({p})", k + 1),
-                None => format!("{what}, entry {}", k + 1),
+                Some(p) => format!("{what}, {p} (entry {} of index {})", k + 1, desc.digest),
+                None => format!("{what}, entry {} of index {}", k + 1, desc.digest),
             };
             if m.resolve(&blob_member(&child.digest)).is_none() {
                 // Not in the archive: a platform that was never fetched.
                 continue;
             }
             if media::is_index(&child.media_type) {
-                self.walk_index(m, child, &cwhat, depth + 1, seen, out, report)?;
+                self.walk_index(m, child, what, depth + 1, seen, out, report)?;
             } else if media::is_manifest(&child.media_type) {
                 self.index_child(m, child, &cwhat, out, report)?;
             } else {

@@ -966,4 +966,73 @@ mod tests {
         s.remove_image(&a.manifest_digest).unwrap();
         assert!(s.list_images().unwrap().is_empty());
     }
+
+    /// A multi-platform image is one listing entry: the index's ID, every platform's blobs
+    /// counted once, the host's image as its record.
+    #[test]
+    fn an_index_lists_as_one_image() {
+        let (_d, s) = store();
+        let shared = s.put_blob(b"shared layer").unwrap();
+        let image = |arch: &str| {
+            let l = Layer {
+                descriptor: Descriptor::new(
+                    media::OCI_LAYER_TAR,
+                    shared.digest.clone(),
+                    shared.size,
+                ),
+                diff_id: shared.digest.clone(),
+            };
+            let mut c = ImageConfig::new_for_host();
+            c.architecture = arch.to_string();
+            s.commit_image(&c, &[l]).unwrap()
+        };
+        let host = Platform::host();
+        let other = if host.architecture == "arm64" {
+            "amd64"
+        } else {
+            "arm64"
+        };
+        let (h, o) = (image(&host.architecture), image(other));
+        let index = s
+            .commit_index(&[
+                (host.clone(), h.clone()),
+                (Platform::new("linux", other, None), o.clone()),
+            ])
+            .unwrap();
+        let list = s.list_images().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].id(), &index.digest);
+        assert_eq!(list[0].digest(), &index.digest);
+        assert_eq!(list[0].record.manifest_digest, h.manifest_digest);
+        assert_eq!(
+            list[0].size(),
+            h.manifest.config.size + o.manifest.config.size + shared.size
+        );
+    }
+
+    /// An index wrapped in an index without a platform (as some tools write them) still
+    /// resolves to the platform's image.
+    #[test]
+    fn wrapped_indexes_resolve_to_the_platform_image() {
+        let (_d, s) = store();
+        let img = tiny_image(&s, b"a", "2024-01-01T00:00:00Z");
+        let inner = s.commit_index(&[(Platform::host(), img.clone())]).unwrap();
+        let mut outer = crate::manifest::Index::empty();
+        outer.manifests.push(inner.descriptor());
+        let info = s
+            .put_blob(&json::to_canonical_vec(&outer).unwrap())
+            .unwrap();
+        let got = s
+            .image_for_platform(&info.digest, Some(media::OCI_INDEX), &Platform::host())
+            .unwrap();
+        assert_eq!(got.manifest_digest, img.manifest_digest);
+        let err = s
+            .image_for_platform(
+                &info.digest,
+                Some(media::OCI_INDEX),
+                &Platform::new("linux", "s390x", None),
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict { .. }), "{err}");
+    }
 }

@@ -174,6 +174,11 @@ fn platforms_the_archive_lacks_are_left_out() {
         report.notes
     );
     assert!(!s2.has_blob(&digest(&arm)));
+    assert_eq!(
+        fs::read_dir(s2.root().join("ingest")).unwrap().count(),
+        0,
+        "what was left out is not left behind"
+    );
     fsck_ok(&s2);
 }
 

@@ -785,12 +785,13 @@ fn apply_tag(
 }
 
 /// Pick the image manifest for `want` from an index's entries with the one matching rule
-/// ([`Platform::select`]: best fit, the first of equals, per image-index.md).
+/// ([`Platform::select`]: best fit, the first of equals, per image-index.md). Attestation
+/// manifests are never picked (their layers are not filesystems).
 pub fn select_platform<'a>(manifests: &'a [Descriptor], want: &Platform) -> Option<&'a Descriptor> {
     want.select(
         manifests
             .iter()
-            .filter(|d| media::is_manifest(&d.media_type)),
+            .filter(|d| media::is_manifest(&d.media_type) && !crate::target::is_attestation(d)),
     )
 }
 

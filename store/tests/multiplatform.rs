@@ -107,6 +107,11 @@ fn a_multi_platform_archive_loads_whole() {
         digest(&arm)
     );
 
+    // The attestation is kept but never an image: no platform picks it.
+    let unknown = Platform::new("unknown", "unknown", None);
+    assert!(s.resolve_image_for("multi:1", &unknown).is_err());
+    assert!(t.image_for(&unknown).is_err());
+
     // One listing entry with the index as its ID; its size counts each blob once.
     let list = s.list_images().unwrap();
     assert_eq!(list.len(), 1);

@@ -538,6 +538,20 @@ impl Store {
         Ok((bytes, blob.info.digest.clone()))
     }
 
+    /// The bytes of the manifest or index `d` (checked as by `oci_blob`), refused before
+    /// reading when larger than documents may be.
+    fn read_document(&self, m: &Members, d: &Descriptor, what: &str) -> Result<Vec<u8>> {
+        let blob = self.oci_blob(m, d, what)?;
+        if blob.info.size > self.limits.max_json_bytes {
+            return Err(Error::Limit {
+                what: format!("{what} ({} bytes)", blob.info.size),
+                limit: format!("{} bytes", self.limits.max_json_bytes),
+                help: "documents this large are not produced by real tools".to_string(),
+            });
+        }
+        std::fs::read(blob.path()).ctx("read", blob.path())
+    }
+
     /// The archive member holding blob `d`, checked against its descriptor.
     fn oci_blob<'m>(&self, m: &'m Members, d: &Descriptor, what: &str) -> Result<&'m PendingBlob> {
         let name = blob_member(&d.digest);
@@ -666,8 +680,7 @@ impl Store {
                 });
                 continue;
             }
-            let blob = self.oci_blob(m, &desc, &what)?;
-            let bytes = std::fs::read(blob.path()).ctx("read", blob.path())?;
+            let bytes = self.read_document(m, &desc, &what)?;
             let manifest = manifest::parse_manifest(
                 &bytes,
                 Some(&desc.media_type),
@@ -830,8 +843,7 @@ impl Store {
         out: &mut IndexParts,
         report: &mut LoadReport,
     ) -> Result<()> {
-        let blob = self.oci_blob(m, desc, what)?;
-        let bytes = std::fs::read(blob.path()).ctx("read", blob.path())?;
+        let bytes = self.read_document(m, desc, what)?;
         let doc = manifest::parse_document(
             &bytes,
             Some(&desc.media_type),
@@ -874,8 +886,7 @@ impl Store {
         out: &mut IndexParts,
         report: &mut LoadReport,
     ) -> Result<()> {
-        let blob = self.oci_blob(m, child, what)?;
-        let bytes = std::fs::read(blob.path()).ctx("read", blob.path())?;
+        let bytes = self.read_document(m, child, what)?;
         let manifest = manifest::parse_manifest(
             &bytes,
             Some(&child.media_type),

@@ -111,9 +111,8 @@ pub fn require_run_platform(platform: &str) -> rbuild_executor::RunSupport {
             use miette::Diagnostic;
             let help = e.help().map(|h| h.to_string()).unwrap_or_default();
             panic!(
-                "this test needs RUN steps for {platform} on this host, and they cannot run:                  {e}
-to fix: {help}
-(CI's .ci/run registers QEMU's aarch64 emulator)"
+                "this test needs RUN steps for {platform} on this host, and they cannot run: {e}\n\
+                 to fix: {help}\n(CI's .ci/run registers QEMU's aarch64 emulator)"
             )
         }
     }

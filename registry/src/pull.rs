@@ -153,7 +153,7 @@ fn check_image(display: &str, m: &Manifest) -> Result<()> {
         reference: display.to_string(),
         reason,
     };
-    if m.config.media_type != media::OCI_CONFIG && m.config.media_type != media::DOCKER_CONFIG {
+    if !rbuild_store::media::is_image_config(&m.config.media_type) {
         return Err(bad(format!(
             "not a container image: its config has media type `{}`",
             m.config.media_type
@@ -334,7 +334,7 @@ fn check_config_size(display: &str, image: &Manifest) -> Result<()> {
 /// artifact. BuildKit's attestation manifests have an image config media type too: their
 /// index entry tells them apart ([`rbuild_store::target::is_attestation`]).
 fn is_image(m: &Manifest) -> bool {
-    m.config.media_type == media::OCI_CONFIG || m.config.media_type == media::DOCKER_CONFIG
+    rbuild_store::media::is_image_config(&m.config.media_type)
 }
 
 /// An artifact manifest (attestation) is stored as opaque blobs: no external URLs, each

@@ -386,8 +386,7 @@ fn local_index(
             .clone()
             .unwrap_or_else(|| entry.media_type.clone());
         let is_image = !rbuild_store::target::is_attestation(entry)
-            && (manifest.config.media_type == media::OCI_CONFIG
-                || manifest.config.media_type == media::DOCKER_CONFIG);
+            && rbuild_store::media::is_image_config(&manifest.config.media_type);
         let layers = if is_image {
             let record = store
                 .image_for_platform(&entry.digest, Some(&entry.media_type), &Platform::host())

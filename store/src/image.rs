@@ -81,10 +81,31 @@ impl Store {
         self.image_with_type(manifest_digest, None, 0)
     }
 
-    fn image_with_type(
+    /// The image for `platform` of the manifest or index `digest` (`declared`: the media type
+    /// its descriptor gives, if any). A manifest is returned as it is, whatever its platform.
+    pub fn image_for_platform(
         &self,
         digest: &Digest,
         declared: Option<&str>,
+        platform: &Platform,
+    ) -> Result<ImageRecord> {
+        self.image_for_with_depth(digest, declared, platform, 0)
+    }
+
+    pub(crate) fn image_with_type(
+        &self,
+        digest: &Digest,
+        declared: Option<&str>,
+        depth: u32,
+    ) -> Result<ImageRecord> {
+        self.image_for_with_depth(digest, declared, &Platform::host(), depth)
+    }
+
+    fn image_for_with_depth(
+        &self,
+        digest: &Digest,
+        declared: Option<&str>,
+        platform: &Platform,
         depth: u32,
     ) -> Result<ImageRecord> {
         let bytes = self.read_blob(digest)?;
@@ -96,17 +117,30 @@ impl Store {
                 if depth > 4 {
                     return Err(Error::json(what, "indexes nested deeper than 4 levels"));
                 }
-                let child =
-                    select_platform(&index.manifests, &Platform::host()).ok_or_else(|| {
-                        Error::Conflict {
-                            message: format!(
-                                "no manifest for linux/{} in index {digest}",
-                                manifest::host_arch()
-                            ),
-                            help: "the image was not built for this platform".to_string(),
-                        }
-                    })?;
-                return self.image_with_type(&child.digest, Some(&child.media_type), depth + 1);
+                let child = select_platform(&index.manifests, platform).ok_or_else(|| {
+                    let listed: Vec<String> = index
+                        .manifests
+                        .iter()
+                        .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
+                        .collect();
+                    Error::Conflict {
+                        message: format!("no manifest for {platform} in index {digest}"),
+                        help: if listed.is_empty() {
+                            "the image was not built for this platform".to_string()
+                        } else {
+                            format!(
+                                "the image is for {}; pass `--platform` to choose one",
+                                listed.join(", ")
+                            )
+                        },
+                    }
+                })?;
+                return self.image_for_with_depth(
+                    &child.digest,
+                    Some(&child.media_type),
+                    platform,
+                    depth + 1,
+                );
             }
         };
         self.record_from_manifest(digest.clone(), bytes.len() as u64, manifest)
@@ -240,13 +274,24 @@ impl Store {
     /// untagged if it has no other name); returns the manifest digest it pointed at before.
     /// A `name@digest` reference must carry the image's own manifest digest.
     pub fn tag(&self, image: &ImageRecord, reference: &Reference) -> Result<Option<Digest>> {
+        self.tag_descriptor(&image.descriptor(), image.id(), reference)
+    }
+
+    /// [`Store::tag`] for a descriptor already stored: a manifest or an index (`id` names it in
+    /// messages).
+    pub(crate) fn tag_descriptor(
+        &self,
+        desc: &Descriptor,
+        id: &Digest,
+        reference: &Reference,
+    ) -> Result<Option<Digest>> {
         if let Some(d) = reference.digest()
-            && d != &image.manifest_digest
+            && d != &desc.digest
         {
             return Err(Error::usage(
                 format!(
                     "cannot name image {} `{}`: the digest in the reference is not the image's manifest digest",
-                    image.id().short(),
+                    id.short(),
                     reference.familiar()
                 ),
                 "tag with `name:tag`, not `name@digest`",
@@ -261,10 +306,9 @@ impl Store {
                 "use `name:tag`",
             ));
         }
-        self.hold_blob(&image.manifest_digest)?;
-        let desc = image.descriptor();
+        self.hold_blob(&desc.digest)?;
         let now = jiff::Timestamp::now().to_string();
-        self.update_index(|index| Ok((true, apply_tag(index, &desc, reference, &now))))
+        self.update_index(|index| Ok((true, apply_tag(index, desc, reference, &now))))
     }
 
     /// Register several stored manifests as images with their names in one index.json
@@ -443,8 +487,34 @@ impl Store {
 
     /// Find the image the user means by `input`: `name[:tag]`, `name@sha256:...`, a full image
     /// ID (`sha256:...` or 64 hex), a manifest digest, or a unique short ID prefix. Unknown
-    /// names get "did you mean" suggestions.
+    /// names get "did you mean" suggestions. A multi-platform image resolves to the host's
+    /// platform ([`Store::resolve_target`] keeps the index).
     pub fn resolve_image(&self, input: &str) -> Result<ImageRecord> {
+        match self.resolve_entry(input)? {
+            Resolved::Entry(d) => self.image_with_type(&d.digest, Some(&d.media_type), 0),
+            Resolved::Image(r) => Ok(r),
+        }
+    }
+
+    /// [`Store::resolve_image`] for `platform`: a multi-platform image gives that platform's
+    /// manifest (a single-platform image is returned whatever its platform).
+    pub fn resolve_image_for(&self, input: &str, platform: &Platform) -> Result<ImageRecord> {
+        match self.resolve_entry(input)? {
+            Resolved::Entry(d) => self.image_for_platform(&d.digest, Some(&d.media_type), platform),
+            Resolved::Image(r) => Ok(r),
+        }
+    }
+
+    /// What `input` names, as stored: one image, or a multi-platform image (an index).
+    pub fn resolve_target(&self, input: &str) -> Result<crate::target::Target> {
+        match self.resolve_entry(input)? {
+            Resolved::Entry(d) => self.target(&d),
+            Resolved::Image(r) => Ok(crate::target::Target::Image(r)),
+        }
+    }
+
+    /// The index.json entry `input` names (or, for an image ID, the image found by it).
+    fn resolve_entry(&self, input: &str) -> Result<Resolved> {
         let entries = self.index_entries()?;
         let image_entries: Vec<&IndexEntry> = entries
             .iter()
@@ -453,20 +523,21 @@ impl Store {
         let load = |e: &IndexEntry| {
             self.image_with_type(&e.descriptor.digest, Some(&e.descriptor.media_type), 0)
         };
+        let found = |e: &IndexEntry| Ok(Resolved::Entry(e.descriptor.clone()));
 
-        // 1. A full digest: image ID or manifest digest.
+        // 1. A full digest: image ID, manifest or index digest.
         let bare = input.strip_prefix("sha256:").unwrap_or(input);
         let is_hex = !bare.is_empty() && bare.len() <= 64 && crate::digest::is_lower_hex(bare);
         if is_hex && bare.len() == 64 {
             let d = Digest::from_hex(bare)?;
             if let Some(e) = image_entries.iter().find(|e| e.descriptor.digest == d) {
-                return load(e);
+                return found(e);
             }
             for e in &image_entries {
                 if let Ok(r) = load(e)
                     && r.config_digest == d
                 {
-                    return Ok(r);
+                    return Ok(Resolved::Image(r));
                 }
             }
             return Err(not_found(input, &entries));
@@ -487,7 +558,7 @@ impl Store {
                     .collect();
                 candidates.sort_by_key(|e| e.reference.as_ref().map(|n| n.repository() != repo));
                 if let Some(e) = candidates.first() {
-                    return load(e);
+                    return found(e);
                 }
             } else {
                 let full = if r.tag().is_none() {
@@ -499,29 +570,46 @@ impl Store {
                     .iter()
                     .find(|e| e.reference.as_ref() == Some(&full))
                 {
-                    return load(e);
+                    return found(e);
                 }
             }
         }
 
-        // 3. A short image ID (or manifest digest) prefix.
+        // 3. A short image ID (or manifest/index digest) prefix.
         if is_hex {
-            let mut found: BTreeMap<Digest, ImageRecord> = BTreeMap::new();
+            let mut hits: BTreeMap<Digest, Resolved> = BTreeMap::new();
             let mut seen = BTreeSet::new();
             for e in &image_entries {
                 if !seen.insert(e.descriptor.digest.clone()) {
+                    continue;
+                }
+                if e.descriptor.digest.hex().starts_with(bare) {
+                    hits.insert(
+                        e.descriptor.digest.clone(),
+                        Resolved::Entry(e.descriptor.clone()),
+                    );
                     continue;
                 }
                 if let Ok(r) = load(e)
                     && (r.config_digest.hex().starts_with(bare)
                         || r.manifest_digest.hex().starts_with(bare))
                 {
-                    found.insert(r.config_digest.clone(), r);
+                    let id = if media::is_index(&e.descriptor.media_type) {
+                        e.descriptor.digest.clone()
+                    } else {
+                        r.config_digest.clone()
+                    };
+                    let hit = if media::is_index(&e.descriptor.media_type) {
+                        Resolved::Entry(e.descriptor.clone())
+                    } else {
+                        Resolved::Image(r)
+                    };
+                    hits.insert(id, hit);
                 }
             }
-            match found.len() {
+            match hits.len() {
                 0 => {}
-                1 => return Ok(found.into_values().next().expect("one")),
+                1 => return Ok(hits.into_values().next().expect("one")),
                 n => {
                     return Err(Error::Ambiguous {
                         name: input.to_string(),
@@ -536,6 +624,16 @@ impl Store {
         }
         Err(not_found(input, &entries))
     }
+}
+
+/// What a user's input resolved to: an index.json entry, or (for an image ID) the image.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per lookup, consumed at once"
+)]
+enum Resolved {
+    Entry(Descriptor),
+    Image(ImageRecord),
 }
 
 /// Point `reference` at `desc` inside an index being updated. A tag that named another

@@ -27,6 +27,10 @@
 //!   unknown names), [`Store::image`], [`Store::list_images`], [`Store::names_of`],
 //!   [`Store::register_images`] / [`Store::add_image`] (manifests already stored, e.g. pulled),
 //!   [`Store::remove`] (rmi), [`Store::remove_image`].
+//! - Multi-platform images ([`target`]): [`Store::commit_index`]`(&[(Platform, ImageRecord)])
+//!   -> IndexRecord`, [`Store::tag_target`], [`Store::resolve_target`]`(&str) -> Target` (an
+//!   image or an index), [`Store::resolve_image_for`]`(&str, &Platform)`,
+//!   [`Store::image_for_platform`], [`Store::target`]`(&Descriptor)`.
 //! - Layers ([`layer`]): [`Store::open_layer`]`(&Descriptor) -> impl Read` (decompressed by
 //!   magic, bounded); [`layer::unpack()`] / [`Store::unpack_layer`] with
 //!   [`layer::UnpackMode`]`::{Merged, OverlayLower, Plain}` (in-root, whiteouts, devices,
@@ -93,6 +97,7 @@ pub mod refs;
 pub mod repo_digests;
 pub mod size;
 pub mod store;
+pub mod target;
 pub mod testing;
 
 pub use blob::{BlobInfo, BlobWriter, PendingBlob};
@@ -108,3 +113,4 @@ pub use media::Compression;
 pub use platform::Platform;
 pub use reference::Reference;
 pub use store::{Store, StoreOptions};
+pub use target::{IndexRecord, Target};

@@ -33,6 +33,12 @@
 //! store, [`StepRootfs::write_layer`] writes to any `Write` and [`Snapshots::ensure`] fills a
 //! snapshot from a closure.
 //!
+//! Before running any RUN step for a platform other than the host's, ask
+//! [`emulation::check_run_platform`]`(&platform)`: `Ok(RunSupport::Native | Emulated(handler))`
+//! or an [`EmulationError`] (`rbuild::platform::no_emulator`, `…::emulator_without_fix_binary`,
+//! `…::unsupported`) whose help says how to install and register QEMU. Foreign steps then run
+//! through the same [`Executor::run`]: the kernel hands their programs to the emulator.
+//!
 //! For `--output type=local|tar`: `export::Rootfs::load(&store, &image)?` then
 //! `.write_tar(out, &RootfsOptions { mtime, cancelled })` or `.write_dir(dest, &opts)`.
 //!
@@ -41,11 +47,14 @@
 //! `rbuild run`). Module map: [`sandbox`] (the only `unsafe`, in `sandbox::sys`) runs
 //! processes; [`step`] builds a step's rootfs ([`stubs`], [`materialize`], [`lower`]);
 //! [`diff`] and [`layer`] turn its changes into a layer; [`build`] is the solver's `Worker`
-//! (RUN, COPY/ADD, WORKDIR); [`export`] writes a final rootfs out; [`fetch`] downloads ADD URLs.
+//! (RUN, COPY/ADD, WORKDIR); [`export`] writes a final rootfs out; [`fetch`] downloads ADD URLs;
+//! [`emulation`] says whether a platform's RUN steps can run here (natively or under a
+//! binfmt_misc emulator).
 
 pub mod build;
 pub mod container;
 pub mod diff;
+pub mod emulation;
 pub mod error;
 pub mod export;
 pub mod fetch;
@@ -61,6 +70,7 @@ pub mod stubs;
 pub mod user;
 
 pub use diff::Changeset;
+pub use emulation::{EmulationError, RunSupport, check_run_platform};
 pub use error::{ExecError, Result};
 pub use layer::{LayerInfo, LayerOptions, write_layer};
 pub use mounts::{

@@ -72,8 +72,10 @@ pub enum EmulationError {
     #[error("RUN steps for platform `{platform}` cannot run on this {host} host: {reason}")]
     #[diagnostic(code(rbuild::platform::no_emulator), help("{help}"))]
     NoEmulator {
-        platform: Platform,
-        host: Platform,
+        /// The platform asked for, `os/arch[/variant]`.
+        platform: String,
+        /// This host's platform.
+        host: String,
         reason: String,
         help: String,
     },
@@ -88,7 +90,7 @@ pub enum EmulationError {
     )]
     #[diagnostic(code(rbuild::platform::emulator_without_fix_binary), help("{help}"))]
     NotFixBinary {
-        platform: Platform,
+        platform: String,
         handler: Handler,
         help: String,
     },
@@ -103,7 +105,7 @@ pub enum EmulationError {
              platform"
         )
     )]
-    Unsupported { platform: Platform, reason: String },
+    Unsupported { platform: String, reason: String },
 }
 
 impl EmulationError {
@@ -159,13 +161,13 @@ pub(crate) fn check_in(
     let host_platform = host.platform.normalized();
     if want.os != "linux" {
         return Err(EmulationError::Unsupported {
-            platform: want.clone(),
+            platform: want.to_string(),
             reason: format!("rbuild runs only linux programs, not {}", want.os),
         });
     }
     let Some(arch) = Arch::of(&want.architecture) else {
         return Err(EmulationError::Unsupported {
-            platform: want.clone(),
+            platform: want.to_string(),
             reason: format!(
                 "no emulator is known for architecture `{}`",
                 want.architecture
@@ -179,8 +181,8 @@ pub(crate) fn check_in(
     }
 
     let no_emulator = |reason: String, help: String| EmulationError::NoEmulator {
-        platform: want.clone(),
-        host: host_platform.clone(),
+        platform: want.to_string(),
+        host: host_platform.to_string(),
         reason,
         help,
     };
@@ -246,7 +248,7 @@ pub(crate) fn check_in(
             q = arch.qemu_name(),
         );
         return Err(EmulationError::NotFixBinary {
-            platform: want.clone(),
+            platform: want.to_string(),
             handler: h,
             help,
         });

@@ -326,12 +326,8 @@ fn plan_stages(
             )
         } else {
             let platform = requested.unwrap_or_else(|| ctx.target_platform.clone());
-            let resolved = ctx.resolve_not_stage(
-                &image,
-                from.image.span,
-                &names[..st.index],
-                &platform,
-            )?;
+            let resolved =
+                ctx.resolve_not_stage(&image, from.image.span, &names[..st.index], &platform)?;
             let onbuild = resolved
                 .config
                 .config
@@ -514,8 +510,8 @@ fn normalize_config_platform(config: &mut ImageConfig) {
     if config.architecture.is_empty() {
         return;
     }
-    let normal = Platform::new(&config.os, &config.architecture, config.variant.as_deref())
-        .normalized();
+    let normal =
+        Platform::new(&config.os, &config.architecture, config.variant.as_deref()).normalized();
     config.os = normal.os;
     config.architecture = normal.architecture;
     config.variant = normal.variant;

@@ -657,7 +657,10 @@ COPY --from=b /x /x
     assert_eq!(stages[1].platform.to_string(), "linux/s390x");
     assert_eq!(stages[2].platform.to_string(), "linux/amd64");
     let config = &planned.images[2].config;
-    assert_eq!((config.os.as_str(), config.architecture.as_str()), ("linux", "amd64"));
+    assert_eq!(
+        (config.os.as_str(), config.architecture.as_str()),
+        ("linux", "amd64")
+    );
     let (planned, _) = plan_for("FROM scratch\n", Some("linux/arm/v7"), &[]).unwrap();
     let config = &planned.images[0].config;
     assert_eq!(config.architecture, "arm");
@@ -680,5 +683,8 @@ fn final_config_names_the_target_platform() {
 fn copy_from_image_uses_the_target_platform() {
     let src = "FROM --platform=linux/s390x busybox:1.35\nCOPY --from=busybox:1.35 /bin/sh /sh\n";
     let (_, resolved) = plan_for(src, Some("linux/arm64"), &[]).unwrap();
-    assert_eq!(resolved[1], ("busybox:1.35".to_string(), "linux/arm64".to_string()));
+    assert_eq!(
+        resolved[1],
+        ("busybox:1.35".to_string(), "linux/arm64".to_string())
+    );
 }

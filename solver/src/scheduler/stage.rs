@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use rbuild_store::Digest;
 
+use super::flight::{Claim, Follower};
 use super::{
     Shared, StageOutcome, StepRecord, closest_reasons, preimage_for, source_stage_reason,
     step_stage_sources,
@@ -19,7 +20,6 @@ use crate::explain::{self, MissReason};
 use crate::op::{Base, Stage, Step};
 use crate::reporter::Event;
 use crate::worker::{ExecRequest, Layer};
-use super::flight::{Claim, Follower};
 
 /// Build (or explain) stage `stage_ix`, whose source stages' outcomes are in `deps`.
 pub(super) fn run_stage(

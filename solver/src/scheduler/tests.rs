@@ -487,12 +487,7 @@ fn platform(text: &str) -> Platform {
 }
 
 /// Solve several plans at once, as a multi-platform build does, sharing one set of flights.
-fn solve_together(
-    h: &Harness,
-    plans: &[Plan],
-    worker: &FakeWorker,
-    no_cache: bool,
-) -> Vec<Solved> {
+fn solve_together(h: &Harness, plans: &[Plan], worker: &FakeWorker, no_cache: bool) -> Vec<Solved> {
     let flights = StepFlights::new();
     std::thread::scope(|s| {
         let handles: Vec<_> = plans
@@ -527,11 +522,17 @@ fn stage_platform_keys() {
     let h = Harness::new();
     let (amd, arm) = (platform("linux/amd64"), platform("linux/arm64"));
     let worker = FakeWorker::default();
-    let a = h.solve(&cross_plan(&amd, &amd), &worker, false, true).unwrap();
-    let b = h.solve(&cross_plan(&amd, &arm), &worker, false, true).unwrap();
+    let a = h
+        .solve(&cross_plan(&amd, &amd), &worker, false, true)
+        .unwrap();
+    let b = h
+        .solve(&cross_plan(&amd, &arm), &worker, false, true)
+        .unwrap();
     let key = |s: &Solved, stage: usize| s.stages[stage].as_ref().unwrap().steps[0].key.clone();
     assert_eq!(key(&a, 0), key(&b, 0));
-    let c = h.solve(&cross_plan(&arm, &arm), &worker, false, true).unwrap();
+    let c = h
+        .solve(&cross_plan(&arm, &arm), &worker, false, true)
+        .unwrap();
     assert_ne!(key(&a, 0), key(&c, 0));
     let pre = |s: &Solved| {
         s.stages[0].as_ref().unwrap().steps[0]

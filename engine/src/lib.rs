@@ -50,6 +50,6 @@ pub mod reproducible;
 mod session;
 
 pub use options::{BuildOptions, DockerfileSource, PrepareOptions, PullPolicy};
-pub use prepare::{Session, cache_dir};
+pub use prepare::{PlatformBuild, Session, cache_dir};
 pub use report::{Notice, Reporter, Silent, Transfer};
 pub use session::{BuildResult, StepOutcome, StepReport, Timings, build};

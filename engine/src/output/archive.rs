@@ -3,6 +3,7 @@
 //! with `tar=false`, a layout directory. Both are the store's `save` in one of its formats.
 
 use miette::Report;
+use rbuild_store::Target;
 use rbuild_store::archive::{SaveFormat, SaveItem};
 
 use super::{Dest, Export, OutputSpec, OutputType, file, names_for, shown};
@@ -15,8 +16,16 @@ pub fn write(export: &Export<'_>, spec: &OutputSpec, dest: &Dest) -> miette::Res
     } else {
         SaveFormat::Docker
     };
+    let Target::Image(image) = export.target else {
+        // `build` refuses these before building; say the same to any other caller.
+        super::check_multi_platform(std::slice::from_ref(spec))?;
+        return Err(miette::miette!(
+            "`--output {}` needs a single image",
+            spec.raw
+        ));
+    };
     let items = [SaveItem {
-        image: export.image.clone(),
+        image: image.clone(),
         names: names_for(spec, export.tags).to_vec(),
     }];
     match dest {

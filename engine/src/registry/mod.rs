@@ -52,11 +52,14 @@ impl Registry {
     }
 }
 
-/// After the image is committed and tagged: push every name, then export to every cache (a
-/// failure of either fails the build; the image stays built and tagged).
+/// After the image (or a multi-platform build's index, `target`) is committed and tagged:
+/// push every name, then export to every cache the steps of every platform's build (a failure
+/// of either fails the build; the image stays built and tagged).
+#[allow(clippy::too_many_arguments)]
 pub fn publish(
     prepared: &crate::Session,
-    solved: &rbuild_solver::scheduler::Solved,
+    target: &rbuild_store::Target,
+    builds: &[(&crate::PlatformBuild, &rbuild_solver::scheduler::Solved)],
     tags: &[rbuild_store::Reference],
     push: bool,
     cache_to: &[spec::CacheSpec],
@@ -67,18 +70,22 @@ pub fn publish(
         push::push_all(
             &prepared.registry,
             &prepared.store,
+            target,
             tags,
             compression,
             reporter,
         )?;
     }
+    let plans: Vec<(&rbuild_solver::op::Plan, &rbuild_solver::scheduler::Solved)> = builds
+        .iter()
+        .map(|(build, solved)| (&build.planned.plan, *solved))
+        .collect();
     cache::export(
         &prepared.registry,
         &cache::ExportInput {
             store: &prepared.store,
             cache: &prepared.cache,
-            plan: &prepared.planned.plan,
-            solved,
+            builds: &plans,
             compression,
         },
         cache_to,

@@ -5,7 +5,7 @@
 use miette::{Report, WrapErr};
 use rbuild_registry::store_impl::{local_image, mount_candidates, remote_ref};
 use rbuild_registry::{Compression, PushOptions, push_image};
-use rbuild_store::{Reference, Store};
+use rbuild_store::{Reference, Store, Target};
 
 use super::Registry;
 use crate::report::{Reporter, Transfer};
@@ -22,14 +22,50 @@ pub fn check(push: bool, tags: &[Reference]) -> miette::Result<()> {
     Ok(())
 }
 
-/// Push every name in `tags` (already tagged in the store).
+/// `--push` of a multi-platform build: refused before building until the registry client
+/// pushes image indexes ([`push_all`] refuses an index target too).
+pub fn check_multi_platform(push: bool) -> miette::Result<()> {
+    if push {
+        return Err(miette::Report::new(
+            rbuild_store::Failure::new(
+                rbuild_store::ErrorClass::Input,
+                "rbuild::usage::push",
+                "`--push` of a multi-platform build is not supported yet",
+            )
+            .with_help(
+                "push one platform at a time: build with a single `--platform` and `--push`",
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Push every name in `tags` (already tagged in the store, naming `target`). A
+/// multi-platform image (an index) is refused until the registry client pushes indexes.
 pub fn push_all(
     session: &Registry,
     store: &Store,
+    target: &Target,
     tags: &[Reference],
     compression: Compression,
     reporter: &dyn Reporter,
 ) -> miette::Result<()> {
+    if let Target::Index(index) = target {
+        return Err(miette::Report::new(
+            rbuild_store::Failure::new(
+                rbuild_store::ErrorClass::Registry,
+                "rbuild::build::push_index",
+                format!(
+                    "the multi-platform image {} was built and tagged, but `--push` of an \
+                     image index is not supported yet",
+                    index.digest.short()
+                ),
+            )
+            .with_help(
+                "push one platform at a time: build with a single `--platform` and `--push`",
+            ),
+        ));
+    }
     let client = session.client()?;
     let tmp_dir = store.layout().tmp();
     fs_err::create_dir_all(&tmp_dir)

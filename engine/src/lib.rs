@@ -37,6 +37,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod dockerfile;
+pub mod emulation;
 pub mod entitlements;
 pub mod explain;
 pub mod finish;

@@ -19,7 +19,7 @@ use crate::options::BuildOptions;
 use crate::output::{self, RootfsCache, Written};
 use crate::prepare::PlatformBuild;
 use crate::report::{Notice, Reporter};
-use crate::{Session, entitlements, finish, registry, reproducible};
+use crate::{Session, emulation, entitlements, finish, registry, reproducible};
 
 /// What a successful build made.
 pub struct BuildResult {
@@ -108,6 +108,7 @@ pub fn build(
     let epoch = prepare.source_date_epoch;
     let session = Session::prepare(&prepare, reporter)?;
     entitlements::check(&session, options.allow)?;
+    emulation::check(&session)?;
     // No output may land in the store: refused before anything is built.
     output::check_outside_store(
         &options.outputs,

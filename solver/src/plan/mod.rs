@@ -2,7 +2,12 @@
 //! the build [`Plan`] (expanded steps per stage) plus each stage's image config.
 //!
 //! Stages are grouped, the global ARGs and the automatic platform ARGs evaluated, and base images
-//! resolved through an [`ImageSource`] — only for the stages the target needs. FROM names are
+//! resolved through an [`ImageSource`] — only for the stages the target needs. A plan is for one
+//! target platform (a multi-platform build plans once per platform); each stage runs for its
+//! own platform (`FROM --platform=` expanded with the global scope, a base stage's platform,
+//! else the target; `scratch` is always the target's, as in BuildKit), and its base image is
+//! resolved for it. `TARGET*` ARGs name the target, `BUILD*` this machine (see
+//! [`automatic_args`]); an asked-for target platform is written into the final config. FROM names are
 //! expanded with the global ARGs before they are matched against stage names, so no input makes
 //! the planner panic (random Dockerfiles go through `plan()` in `solver/tests/proptest_plan.rs`).
 //! Every instruction is then expanded into an `op::Step` with BuildKit's dispatch rules:

@@ -433,3 +433,56 @@ fn explain_per_platform() {
     assert!(!flat.contains("now resolves to"), "{stdout}");
     assert!(flat.contains("2 steps: 1 cached, 1 would run"), "{stdout}");
 }
+
+/// A foreign platform is checked before anything runs: a stage with RUN steps for a platform
+/// no emulator runs fails at its FROM with how to register QEMU; a stage without RUN builds
+/// for any platform.
+#[test]
+fn foreign_platform_without_emulator() {
+    assert!(
+        !Path::new("/proc/sys/fs/binfmt_misc/qemu-s390x").exists(),
+        "this test needs a host without an s390x emulator"
+    );
+    let env = TestEnv::new();
+    let ctx = context(
+        "FROM scratch\nCOPY a.txt /a.txt\nRUN true\n",
+        &[("a.txt", "A\n")],
+    );
+    let out = env
+        .rbuild()
+        .args([
+            "build",
+            "--progress",
+            "plain",
+            "--platform",
+            "linux/amd64,linux/s390x",
+        ])
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let flat = stderr.split_whitespace().collect::<Vec<_>>().join(" ");
+    let flat = flat.replace(" | ", " ");
+    assert!(
+        flat.contains(
+            "stage `stage-0` has RUN steps for linux/s390x, which this machine cannot run"
+        ),
+        "{stderr}"
+    );
+    assert!(flat.contains("qemu-s390x.conf"), "{stderr}");
+    // Nothing ran, for either platform: no step appeared in the progress.
+    assert!(!stderr.lines().any(|l| l.starts_with('#')), "{stderr}");
+
+    let ctx = context("FROM scratch\nCOPY a.txt /a.txt\n", &[("a.txt", "A\n")]);
+    build_ok(
+        &env,
+        ctx.path(),
+        &["--platform", "linux/s390x", "-t", "s390:1"],
+    );
+    let store = Store::open(env.root()).unwrap();
+    let Target::Image(image) = store.resolve_target("s390:1").unwrap() else {
+        panic!("one platform, one image")
+    };
+    assert_eq!(image.config.architecture, "s390x");
+}

@@ -90,7 +90,7 @@ pub fn build(
     registry::push::check(options.push, &options.tags)?;
     if options.prepare.is_multi_platform() {
         output::check_multi_platform(&options.outputs)?;
-        registry::push::check_multi_platform(options.push)?;
+        registry::check_cache_to(true, &options.cache_to)?;
     }
     let mut prepare = options.prepare.clone();
     if options.verify_reproducible {
@@ -214,8 +214,8 @@ pub fn build(
         session.platforms.iter().zip(&solved).collect();
     registry::publish(
         &session,
-        &target,
         &solved_pairs,
+        &target,
         &options.tags,
         options.push,
         &options.cache_to,

@@ -1,7 +1,8 @@
 //! The registry crate's error type: every failure says which registry, which object and what
 //! the registry itself answered, and never contains a credential. Codes are
 //! `rbuild::registry::*`; the class is `ErrorClass::Registry` (exit 3), except that a wrapped
-//! store error keeps `Store`. The registry's own `errors[].code: message` is carried along;
+//! store error keeps `Store` and a push refused before anything was sent (an incomplete
+//! index) is `Input`. The registry's own `errors[].code: message` is carried along;
 //! URLs lose userinfo and query strings, and `Credential`'s Debug redacts secrets.
 
 use miette::Diagnostic;
@@ -96,6 +97,23 @@ pub enum RegistryError {
         available: String,
     },
 
+    /// A multi-platform image to push whose index lists manifests the store does not hold
+    /// (one platform of it was pulled). Nothing was sent.
+    #[error("cannot push `{image}`: its index lists {missing}, which the store does not hold")]
+    #[diagnostic(
+        code(rbuild::registry::incomplete_index),
+        help(
+            "fetch every platform with `rbuild pull --all-platforms {image}`, or push one platform with `rbuild push --platform {have} {image}`"
+        )
+    )]
+    IncompleteIndex {
+        image: String,
+        /// What is missing: platforms and digests, comma-separated.
+        missing: String,
+        /// A platform that is stored (for the help line).
+        have: String,
+    },
+
     /// A reference, platform or digest string that does not parse.
     #[error("invalid {kind} `{value}`: {reason}")]
     #[diagnostic(code(rbuild::registry::invalid_input), help("{help}"))]
@@ -159,11 +177,13 @@ fn registry_message(message: &str) -> String {
 }
 
 impl RegistryError {
-    /// A registry failure ([`ErrorClass::Registry`](rbuild_store::ErrorClass)), or the local
-    /// store's error passed through ([`ErrorClass::Store`](rbuild_store::ErrorClass)).
+    /// A registry failure ([`ErrorClass::Registry`](rbuild_store::ErrorClass)), the local
+    /// store's error passed through ([`ErrorClass::Store`](rbuild_store::ErrorClass)), or, for
+    /// an incomplete index asked to be pushed, bad input (nothing was sent).
     pub fn class(&self) -> rbuild_store::ErrorClass {
         match self {
             RegistryError::Store(_) => rbuild_store::ErrorClass::Store,
+            RegistryError::IncompleteIndex { .. } => rbuild_store::ErrorClass::Input,
             _ => rbuild_store::ErrorClass::Registry,
         }
     }

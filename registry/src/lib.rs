@@ -6,10 +6,18 @@
 //!
 //! - [`Client::new`]`(`[`RegistriesConfig::load`]`(Some(root))?)` — one per command.
 //! - [`pull::pull_image`]`(&client, &store, &RemoteRef, &Platform, &progress) ->
-//!   Result<PulledImage>` — `rbuild pull`, `FROM` auto-pull and `build --pull`.
-//! - [`push::push_image`]`(&client, &store, &LocalImage, &RemoteRef, &PushOptions,
-//!   &progress) -> Result<PushedImage>` — `rbuild push` and `build --push`;
-//!   [`push::push_index`] for multi-platform images (children first, then the index).
+//!   Result<PulledImage>` — `rbuild pull`, `FROM` auto-pull and `build --pull`;
+//!   [`pull::pull_all_platforms`]`(&client, &store, &RemoteRef, &progress) ->
+//!   Result<PulledIndex>` — `rbuild pull --all-platforms` (index, every manifest, every blob
+//!   once; the name goes to the index).
+//! - [`push::push_target`]`(&client, &store, &LocalTarget, &RemoteRef, &PushOptions,
+//!   &progress) -> Result<PushedImage>` — `rbuild push` and `build --push`: an image
+//!   ([`push::push_image`]) or a multi-platform image ([`push::push_index`]: entries by
+//!   digest, then the index, byte for byte when nothing needed compressing). The input comes
+//!   from the store's `Target` through [`store_impl::local_target`] (which refuses an index
+//!   whose manifests are not all stored), mount candidates from
+//!   [`store_impl::mount_candidates`], and the pushed digest goes back with
+//!   [`store_impl::record_pushed_target`].
 //! - [`pull::resolve_digest`]`(&client, &RemoteRef) -> Result<String>` — `build --pull`
 //!   checks whether a tag moved (HEAD, mirrors first).
 //! - [`cache::export_cache`]`(&client, &store, &RemoteRef, index_bytes, &[LocalLayer],
@@ -49,8 +57,10 @@ pub use config::{Endpoint, RegistriesConfig};
 pub use error::{RegistryError, Result};
 pub use manifest::FetchedManifest;
 pub use progress::{BlobOutcome, NoProgress, Progress};
-pub use pull::{PulledImage, pull_image};
-pub use push::{PushOptions, PushedImage, push_image, push_index};
+pub use pull::{PulledImage, PulledIndex, pull_all_platforms, pull_image};
+pub use push::{PushOptions, PushedImage, push_image, push_index, push_target};
 pub use rbuild_store::{Descriptor, Digest, Platform};
 pub use remote::RemoteRef;
-pub use store_api::{Ingest, LocalImage, LocalIndex, LocalLayer, PullTarget, PushSource};
+pub use store_api::{
+    Ingest, LocalChild, LocalImage, LocalIndex, LocalLayer, LocalTarget, PullTarget, PushSource,
+};

@@ -4,6 +4,17 @@
 //! ingests, committing nothing until every blob has been verified, and finally record the
 //! image (and its registry digest, for `RepoDigests`). Pulled layers are verified by digest;
 //! they are not run through the store's layer scan.
+//!
+//! [`pull_all_platforms`] (`rbuild pull --all-platforms`) fetches the whole tree instead: the
+//! index, every manifest it lists (nested indexes too, under the same bounds: two levels of
+//! index, cycles refused, and at most [`MAX_INDEX_MANIFESTS`] manifests), and every config and
+//! layer of them in one parallel download (a layer two platforms share is fetched once).
+//! Attestation manifests (platform `unknown/unknown`, or any manifest whose config is not an
+//! image config) are fetched too, with their blobs stored as opaque content (each at most 64
+//! MiB, no external URLs), as containerd's `platforms.All` fetch (`ctr`/`nerdctl pull
+//! --all-platforms`) does: the stored index is then complete, so it can be pushed elsewhere
+//! with the same digest. Nothing is committed until every blob verified; the index is named
+//! only after every manifest is stored.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,6 +44,29 @@ pub struct PulledImage {
     /// Number of blobs downloaded (the rest were already stored).
     pub downloaded: usize,
 }
+
+/// The result of [`pull_all_platforms`].
+#[derive(Debug, Clone)]
+pub struct PulledIndex {
+    /// The digest the reference resolved to: the index's (the manifest's for a
+    /// single-platform image).
+    pub digest: Digest,
+    /// The top-level document as served (an index, or the one manifest).
+    pub top: FetchedManifest,
+    /// Every manifest and nested index below it, in walk order, with the platform its index
+    /// entry names; empty for a single-platform image.
+    pub manifests: Vec<(Option<Platform>, FetchedManifest)>,
+    /// Host of the endpoint that served the pull.
+    pub served_by: String,
+    /// Number of blobs downloaded (the rest were already stored).
+    pub downloaded: usize,
+}
+
+/// Most manifests (nested indexes included) one `pull --all-platforms` fetches.
+pub const MAX_INDEX_MANIFESTS: usize = 256;
+
+/// Largest config or artifact blob accepted (layers are bounded by the store).
+const MAX_CONFIG_BYTES: u64 = 64 << 20;
 
 /// Resolve `reference` to its top-level manifest, trying mirrors first. Returns the repo
 /// handle of the endpoint that answered.
@@ -237,9 +271,21 @@ pub fn pull_image(
     platform: &Platform,
     progress: &dyn Progress,
 ) -> Result<PulledImage> {
-    let display = reference.to_string();
     let (repo, top) = resolve(client, reference)?;
-    let (manifest, index) = select_platform(&repo, &top, platform, &display)?;
+    pull_resolved(&repo, top, store, reference, platform, progress)
+}
+
+/// [`pull_image`] once `reference` resolved to `top` at `repo`.
+fn pull_resolved(
+    repo: &Repo<'_>,
+    top: FetchedManifest,
+    store: &dyn PullTarget,
+    reference: &RemoteRef,
+    platform: &Platform,
+    progress: &dyn Progress,
+) -> Result<PulledImage> {
+    let display = reference.to_string();
+    let (manifest, index) = select_platform(repo, &top, platform, &display)?;
     let Document::Manifest(image) = &manifest.manifest else {
         return Err(RegistryError::Manifest {
             reference: display,
@@ -247,18 +293,10 @@ pub fn pull_image(
         });
     };
     check_image(&display, image)?;
-    if image.config.size > 64 << 20 {
-        return Err(RegistryError::Manifest {
-            reference: display,
-            reason: format!(
-                "the image config is implausibly large ({} bytes)",
-                image.config.size
-            ),
-        });
-    }
+    check_config_size(&display, image)?;
     let mut blobs = vec![image.config.clone()];
     blobs.extend(image.layers.iter().cloned());
-    let ingests = download_blobs(&repo, store, &blobs, progress)?;
+    let ingests = download_blobs(repo, store, &blobs, progress)?;
     let downloaded = ingests.len();
     for ingest in ingests {
         ingest.commit()?;
@@ -273,6 +311,184 @@ pub fn pull_image(
         digest: top.digest.clone(),
         manifest,
         index,
+        served_by: repo.host().to_string(),
+        downloaded,
+    })
+}
+
+fn check_config_size(display: &str, image: &Manifest) -> Result<()> {
+    if image.config.size > MAX_CONFIG_BYTES {
+        return Err(RegistryError::Manifest {
+            reference: display.to_string(),
+            reason: format!(
+                "the image config is implausibly large ({} bytes)",
+                image.config.size
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Whether a manifest is a container image (its config is an image config) rather than an
+/// artifact such as a BuildKit attestation.
+fn is_image(m: &Manifest) -> bool {
+    m.config.media_type == media::OCI_CONFIG || m.config.media_type == media::DOCKER_CONFIG
+}
+
+/// An artifact manifest (attestation) is stored as opaque blobs: no external URLs, each
+/// blob bounded.
+fn check_artifact(display: &str, m: &Manifest) -> Result<()> {
+    for d in std::iter::once(&m.config).chain(&m.layers) {
+        let reason = if d.urls.as_ref().is_some_and(|u| !u.is_empty()) {
+            format!(
+                "artifact blob `{}` must be fetched from external URLs, which rbuild refuses",
+                d.digest
+            )
+        } else if d.size > MAX_CONFIG_BYTES {
+            format!(
+                "artifact blob `{}` is implausibly large ({} bytes)",
+                d.digest, d.size
+            )
+        } else {
+            continue;
+        };
+        return Err(RegistryError::Manifest {
+            reference: display.to_string(),
+            reason,
+        });
+    }
+    Ok(())
+}
+
+/// Fetch every manifest below the index `top` (breadth first, nested indexes at most one
+/// level below `top`, cycles refused, at most [`MAX_INDEX_MANIFESTS`]), checking each image
+/// as [`pull_image`] does. Returns them in walk order with their entries' platforms.
+fn fetch_tree(
+    repo: &Repo<'_>,
+    top: &FetchedManifest,
+    display: &str,
+) -> Result<Vec<(Option<Platform>, FetchedManifest)>> {
+    let bad = |reason: String| RegistryError::Manifest {
+        reference: display.to_string(),
+        reason,
+    };
+    let mut out: Vec<(Option<Platform>, FetchedManifest)> = Vec::new();
+    let mut indexes = vec![top.digest.clone()];
+    // (index, depth): the top index is depth 1; an index at depth 3 is refused.
+    let mut queue = std::collections::VecDeque::from([(top.clone(), 1u32)]);
+    while let Some((current, depth)) = queue.pop_front() {
+        let Document::Index(index) = &current.manifest else {
+            continue;
+        };
+        for entry in &index.manifests {
+            if indexes.contains(&entry.digest) {
+                return Err(bad("the index refers to itself (cycle)".into()));
+            }
+            if out.iter().any(|(_, m)| m.digest == entry.digest) {
+                continue;
+            }
+            if !media::is_index(&entry.media_type) && !media::is_manifest(&entry.media_type) {
+                return Err(bad(format!(
+                    "index entry `{}` has media type `{}`, neither a manifest nor an index",
+                    entry.digest, entry.media_type
+                )));
+            }
+            if media::is_index(&entry.media_type) && depth >= 2 {
+                return Err(bad("indexes nested more than two levels deep".into()));
+            }
+            if out.len() >= MAX_INDEX_MANIFESTS {
+                return Err(bad(format!(
+                    "the index lists more than {MAX_INDEX_MANIFESTS} manifests"
+                )));
+            }
+            let child = repo.get_manifest(&entry.digest, &format!("{display}@{}", entry.digest))?;
+            match &child.manifest {
+                Document::Index(_) => {
+                    if depth >= 2 {
+                        return Err(bad("indexes nested more than two levels deep".into()));
+                    }
+                    indexes.push(child.digest.clone());
+                    queue.push_back((child.clone(), depth + 1));
+                }
+                Document::Manifest(m) if is_image(m) => {
+                    check_image(display, m)?;
+                    check_config_size(display, m)?;
+                }
+                Document::Manifest(m) => check_artifact(display, m)?,
+            }
+            out.push((entry.platform.clone(), child));
+        }
+    }
+    Ok(out)
+}
+
+/// One progress line per platform (and per attestation) before the download.
+fn note_manifest(progress: &dyn Progress, platform: Option<&Platform>, m: &FetchedManifest) {
+    let short = short(&m.digest);
+    let line = match &m.manifest {
+        Document::Index(i) => format!("index {short} ({} manifests)", i.manifests.len()),
+        Document::Manifest(image) if is_image(image) => {
+            let layers = image.layers.len();
+            let size: u64 = image.layers.iter().map(|l| l.size).sum();
+            format!(
+                "{}: manifest {short} ({layers} layer{}, {})",
+                platform.map_or_else(|| "unknown platform".to_string(), Platform::to_string),
+                if layers == 1 { "" } else { "s" },
+                rbuild_store::size::human(size)
+            )
+        }
+        Document::Manifest(_) => format!("attestation manifest {short}"),
+    };
+    progress.note(&line);
+}
+
+fn short(digest: &Digest) -> &str {
+    let hex = digest.hex();
+    &hex[..hex.len().min(12)]
+}
+
+/// Pull every platform of a multi-platform image (`rbuild pull --all-platforms`): the index,
+/// every manifest it lists (attestations included), and all their blobs, each blob once;
+/// then store the manifests and name the index. A reference to a single-platform image
+/// pulls that image. Nothing is committed or named if any step fails.
+pub fn pull_all_platforms(
+    client: &Client,
+    store: &dyn PullTarget,
+    reference: &RemoteRef,
+    progress: &dyn Progress,
+) -> Result<PulledIndex> {
+    let display = reference.to_string();
+    let (repo, top) = resolve(client, reference)?;
+    if let Document::Manifest(_) = &top.manifest {
+        let pulled = pull_resolved(&repo, top, store, reference, &Platform::host(), progress)?;
+        return Ok(PulledIndex {
+            digest: pulled.digest,
+            top: pulled.manifest,
+            manifests: Vec::new(),
+            served_by: pulled.served_by,
+            downloaded: pulled.downloaded,
+        });
+    }
+    let manifests = fetch_tree(&repo, &top, &display)?;
+    let mut blobs: Vec<Descriptor> = Vec::new();
+    for (platform, m) in &manifests {
+        note_manifest(progress, platform.as_ref(), m);
+        if let Document::Manifest(image) = &m.manifest {
+            blobs.push(image.config.clone());
+            blobs.extend(image.layers.iter().cloned());
+        }
+    }
+    let ingests = download_blobs(&repo, store, &blobs, progress)?;
+    let downloaded = ingests.len();
+    for ingest in ingests {
+        ingest.commit()?;
+    }
+    let fetched: Vec<FetchedManifest> = manifests.iter().map(|(_, m)| m.clone()).collect();
+    store.record_index(&reference.name(), reference.tag.as_deref(), &top, &fetched)?;
+    Ok(PulledIndex {
+        digest: top.digest.clone(),
+        top,
+        manifests,
         served_by: repo.host().to_string(),
         downloaded,
     })

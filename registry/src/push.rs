@@ -4,6 +4,11 @@
 //! Compression is gzip via gzp in parallel blocks, or multithreaded zstd, at pinned levels so
 //! the same layer always gives the same digest; compressed digests are remembered per
 //! (diff_id, compression) by the store side (`store_impl`).
+//!
+//! A multi-platform image ([`push_target`] of a [`LocalTarget::Index`], [`push_index`]) goes
+//! entries first: each platform's (and attestation's) blobs and manifest by digest, nested
+//! indexes likewise, then the index under the tag. Its bytes are sent unchanged when no entry
+//! changed, so an index pulled with `--all-platforms` keeps its digest everywhere it is pushed.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,7 +23,7 @@ use crate::error::{RegistryError, Result};
 use crate::manifest::{Descriptor, media};
 use crate::progress::{BlobOutcome, Progress};
 use crate::remote::RemoteRef;
-use crate::store_api::{LocalImage, LocalIndex, LocalLayer, PushSource};
+use crate::store_api::{LocalChild, LocalImage, LocalIndex, LocalLayer, LocalTarget, PushSource};
 
 /// How to push.
 #[derive(Debug, Clone)]
@@ -319,8 +324,27 @@ fn push_one(
     })
 }
 
-/// Push a multi-platform image: every child image first (by digest, compressed as needed),
-/// then the index with its entries rewritten to the pushed children, under `target`'s tag.
+/// Push what a local name points at: an image under `target`'s tag, or a multi-platform
+/// image with [`push_index`].
+pub fn push_target(
+    client: &Client,
+    source: &dyn PushSource,
+    local: &LocalTarget,
+    target: &RemoteRef,
+    opts: &PushOptions,
+    progress: &dyn Progress,
+) -> Result<PushedImage> {
+    match local {
+        LocalTarget::Image(image) => push_image(client, source, image, target, opts, progress),
+        LocalTarget::Index(index) => push_index(client, source, index, target, opts, progress),
+    }
+}
+
+/// Push a multi-platform image: every entry first, by digest (an image's blobs, compressed as
+/// needed, then its manifest; a nested index the same way, recursively), then the index
+/// under `target`'s tag (or digest). When no entry changed (stored compressed, as pulled) the
+/// index goes byte for byte, so its digest is the stored one; otherwise its entries are
+/// rewritten to the pushed manifests. One progress line per platform.
 pub fn push_index(
     client: &Client,
     source: &dyn PushSource,
@@ -328,6 +352,18 @@ pub fn push_index(
     target: &RemoteRef,
     opts: &PushOptions,
     progress: &dyn Progress,
+) -> Result<PushedImage> {
+    push_index_as(client, source, local, target, opts, progress, false)
+}
+
+fn push_index_as(
+    client: &Client,
+    source: &dyn PushSource,
+    local: &LocalIndex,
+    target: &RemoteRef,
+    opts: &PushOptions,
+    progress: &dyn Progress,
+    by_digest: bool,
 ) -> Result<PushedImage> {
     let (index, index_media_type, children) =
         (&local.index[..], local.media_type.as_str(), &local.children);
@@ -344,14 +380,26 @@ pub fn push_index(
         .ok_or_else(|| bad("the local index has no `manifests`".into()))?;
     if entries.len() != children.len() {
         return Err(bad(format!(
-            "the index lists {} manifests but {} images were given",
+            "the index lists {} manifests but {} were given",
             entries.len(),
             children.len()
         )));
     }
     let (mut uploaded, mut skipped, mut mounted) = (0, 0, 0);
     for (entry, child) in entries.iter_mut().zip(children) {
-        let pushed = push_one(client, source, child, target, opts, progress, true)?;
+        let label = entry_label(entry);
+        let pushed = match child {
+            LocalChild::Image(image) => {
+                push_one(client, source, image, target, opts, progress, true)?
+            }
+            LocalChild::Index(nested) => {
+                push_index_as(client, source, nested, target, opts, progress, true)?
+            }
+        };
+        progress.note(&format!(
+            "{label}: digest: {} size: {}",
+            pushed.digest, pushed.size
+        ));
         uploaded += pushed.uploaded;
         skipped += pushed.skipped;
         mounted += pushed.mounted;
@@ -369,7 +417,12 @@ pub fn push_index(
         client.config().push_endpoint(&target.registry),
         &target.repository,
     );
-    let digest = repo.put_manifest(target.reference(), &bytes, index_media_type)?;
+    let reference = if by_digest {
+        Digest::of(&bytes).to_string()
+    } else {
+        target.reference().to_string()
+    };
+    let digest = repo.put_manifest(&reference, &bytes, index_media_type)?;
     Ok(PushedImage {
         digest,
         size: bytes.len() as u64,
@@ -379,4 +432,23 @@ pub fn push_index(
         skipped,
         mounted,
     })
+}
+
+/// How an index entry is named in progress lines: its platform (`linux/arm64`), an
+/// attestation (`unknown/unknown`, with the manifest it is about), or its digest.
+fn entry_label(entry: &Value) -> String {
+    let digest = entry.get("digest").and_then(Value::as_str).unwrap_or("?");
+    let platform = entry
+        .get("platform")
+        .cloned()
+        .and_then(|p| serde_json::from_value::<rbuild_store::Platform>(p).ok());
+    let about = entry
+        .get("annotations")
+        .and_then(|a| a.get("vnd.docker.reference.digest"))
+        .and_then(Value::as_str);
+    match (platform, about) {
+        (_, Some(about)) => format!("attestation for {}", short(about)),
+        (Some(p), None) if p.os != "unknown" => p.to_string(),
+        _ => format!("manifest {}", short(digest)),
+    }
 }

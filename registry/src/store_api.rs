@@ -31,6 +31,17 @@ pub trait PullTarget: Sync {
         manifest: &FetchedManifest,
         index: Option<&FetchedManifest>,
     ) -> Result<()>;
+    /// Record a multi-platform image pulled whole (`pull --all-platforms`) once every blob of
+    /// every manifest is committed: store the manifests (nested indexes included) and the
+    /// index, exactly as served, and name the index (`name:tag`, or the digest pin `name@digest`
+    /// when the reference was a bare digest).
+    fn record_index(
+        &self,
+        name: &str,
+        tag: Option<&str>,
+        index: &FetchedManifest,
+        manifests: &[FetchedManifest],
+    ) -> Result<()>;
 }
 
 /// One layer of a local image, as the store keeps it.
@@ -53,12 +64,28 @@ pub struct LocalImage {
     pub layers: Vec<LocalLayer>,
 }
 
-/// A local multi-platform image: the index bytes and, in entry order, its images.
+/// A local multi-platform image: the index bytes as stored and, in entry order, what each
+/// entry names (every entry must be present: a push sends them all).
 #[derive(Debug, Clone)]
 pub struct LocalIndex {
     pub index: Vec<u8>,
     pub media_type: String,
-    pub children: Vec<LocalImage>,
+    pub children: Vec<LocalChild>,
+}
+
+/// What one index entry names: an image manifest (or an artifact manifest such as an
+/// attestation, whose layers are pushed as they are), or a nested index.
+#[derive(Debug, Clone)]
+pub enum LocalChild {
+    Image(LocalImage),
+    Index(LocalIndex),
+}
+
+/// What a local name points at, ready to push: one image or a multi-platform image.
+#[derive(Debug, Clone)]
+pub enum LocalTarget {
+    Image(LocalImage),
+    Index(LocalIndex),
 }
 
 /// The store side of a push.

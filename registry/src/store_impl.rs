@@ -7,17 +7,37 @@
 //! and pushed images (`record_image`, `record_pushed`) go to the store's `repo-digests.json`
 //! (`rbuild_store::repo_digests`), which `inspect`'s `RepoDigests` and `images --digests`
 //! read, so a built image shows none until pushed, as with docker.
+//!
+//! Multi-platform images: a single-platform pull (`record_image`) names the platform's
+//! manifest, except when the name already points at the very index the registry served (it
+//! was pulled with `--all-platforms`): then the name stays on the index and the platform's
+//! image is simply stored under it. `record_index` stores a pulled tree (manifests, then the index,
+//! bytes as served), names the index with `Store::tag_target` and drops the untagged entries
+//! of its platform images (they are reachable through the index, as after
+//! `Store::commit_index`). The registry digest of the index is recorded for the index and
+//! for each platform image. [`local_target`] turns a stored `Target` into push input,
+//! refusing an index that lists a manifest (or a manifest a blob) the store does not hold
+//! before anything is sent.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use rbuild_store::{Descriptor as StoreDescriptor, Digest, Reference, Store};
+use rbuild_store::manifest::{Document, parse_document};
+use rbuild_store::{
+    Descriptor as StoreDescriptor, Digest, ImageRecord, Platform, Reference, Store, Target,
+};
 
 use crate::error::{RegistryError, Result};
-use crate::manifest::FetchedManifest;
+use crate::manifest::{FetchedManifest, media};
 use crate::remote::RemoteRef;
-use crate::store_api::{Ingest, LocalImage, LocalLayer, PullTarget, PushSource};
+use crate::store_api::{
+    Ingest, LocalChild, LocalImage, LocalIndex, LocalLayer, LocalTarget, PullTarget, PushSource,
+};
+
+/// How deep a pushed index may nest (the top index and one level of nested indexes, the
+/// bound a pull follows).
+const MAX_PUSH_INDEX_DEPTH: u32 = 2;
 
 fn store_err(e: rbuild_store::Error) -> RegistryError {
     RegistryError::Store(Box::new(e))
@@ -73,6 +93,24 @@ impl PullTarget for Store {
             manifest.digest.clone(),
             manifest.bytes.len() as u64,
         );
+        if let (Some(tag), Some(i)) = (tag, index)
+            && names_index(self, name, tag, &i.digest)
+        {
+            // The name already points at this very index (pulled with `--all-platforms`, or
+            // built): it keeps doing so, the platform's image is now stored under it.
+            let record = self
+                .image_for_platform(&desc.digest, Some(&desc.media_type), &Platform::host())
+                .map_err(store_err)?;
+            if let Some(digest) = record
+                .blobs()
+                .into_iter()
+                .find(|d| !Store::has_blob(self, d))
+            {
+                return Err(store_err(rbuild_store::Error::MissingBlob { digest }));
+            }
+            remember_repo_digest(self, &record.manifest_digest, name, &i.digest);
+            return Ok(());
+        }
         let record = self.add_image(&desc).map_err(store_err)?;
         if let Some(tag) = tag {
             let reference = Reference::parse(&format!("{name}:{tag}")).map_err(store_err)?;
@@ -84,6 +122,63 @@ impl PullTarget for Store {
         remember_repo_digest(self, &record.manifest_digest, name, resolved);
         Ok(())
     }
+
+    fn record_index(
+        &self,
+        name: &str,
+        tag: Option<&str>,
+        index: &FetchedManifest,
+        manifests: &[FetchedManifest],
+    ) -> Result<()> {
+        // Every blob the manifests name was committed by the pull; check before naming.
+        for m in manifests {
+            if let Document::Manifest(doc) = &m.manifest {
+                for d in std::iter::once(&doc.config).chain(&doc.layers) {
+                    if !Store::has_blob(self, &d.digest) {
+                        return Err(store_err(rbuild_store::Error::MissingBlob {
+                            digest: d.digest.clone(),
+                        }));
+                    }
+                }
+            }
+        }
+        // Children before the index that names them; bytes exactly as served.
+        for m in manifests {
+            self.put_blob(&m.bytes).map_err(store_err)?;
+        }
+        self.put_blob(&index.bytes).map_err(store_err)?;
+        let desc = StoreDescriptor::new(
+            index.media_type.clone(),
+            index.digest.clone(),
+            index.bytes.len() as u64,
+        );
+        let target = self.target(&desc).map_err(store_err)?;
+        let name_ref = match tag {
+            Some(tag) => format!("{name}:{tag}"),
+            None => format!("{name}@{}", index.digest),
+        };
+        let reference = Reference::parse(&name_ref).map_err(store_err)?;
+        self.tag_target(&target, &reference).map_err(store_err)?;
+        // The platform images are reachable through the index: their own untagged entries
+        // (from an earlier single-platform pull) go, so the image is listed once.
+        for (_, image) in target.images() {
+            self.remove_image_if(&image.manifest_digest, true)
+                .map_err(store_err)?;
+        }
+        remember_repo_digest(self, &index.digest, name, &index.digest);
+        for (_, image) in target.images() {
+            remember_repo_digest(self, &image.manifest_digest, name, &index.digest);
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name:tag` points at the stored index `index`.
+fn names_index(store: &Store, name: &str, tag: &str, index: &Digest) -> bool {
+    matches!(
+        store.resolve_target(&format!("{name}:{tag}")),
+        Ok(Target::Index(current)) if &current.digest == index
+    )
 }
 
 /// Record `name@digest` as a registry digest of the stored image `local` (best effort: a
@@ -96,11 +191,20 @@ fn remember_repo_digest(store: &Store, local: &Digest, name: &str, digest: &str)
     }
 }
 
-/// After a push of the stored image `image` to `target`: remember the digest the registry
-/// now knows it by.
-pub fn record_pushed(store: &Store, image: &str, target: &RemoteRef, digest: &str) {
-    if let Ok(record) = store.resolve_image(image) {
-        remember_repo_digest(store, &record.manifest_digest, &target.name(), digest);
+/// After a push of the stored manifest or index `local` to `target`: remember the digest the
+/// registry now knows it by.
+pub fn record_pushed(store: &Store, local: &Digest, target: &RemoteRef, digest: &str) {
+    remember_repo_digest(store, local, &target.name(), digest);
+}
+
+/// [`record_pushed`] for a pushed target: an index's digest is recorded for the index and
+/// for each of its platform images (as a pull records it).
+pub fn record_pushed_target(store: &Store, local: &Target, target: &RemoteRef, digest: &str) {
+    record_pushed(store, local.digest(), target, digest);
+    if let Target::Index(index) = local {
+        for (_, image) in &index.images {
+            record_pushed(store, &image.manifest_digest, target, digest);
+        }
     }
 }
 
@@ -163,6 +267,11 @@ impl PushSource for Store {
 /// A stored image as push input: its manifest bytes and layers with diff_ids.
 pub fn local_image(store: &Store, image: &str) -> Result<LocalImage> {
     let record = store.resolve_image(image).map_err(store_err)?;
+    local_image_of(store, &record)
+}
+
+/// An image record as push input.
+pub fn local_image_of(store: &Store, record: &ImageRecord) -> Result<LocalImage> {
     let manifest = store
         .read_blob(&record.manifest_digest)
         .map_err(store_err)?;
@@ -182,13 +291,137 @@ pub fn local_image(store: &Store, image: &str) -> Result<LocalImage> {
     })
 }
 
-/// Repositories of `target`'s registry that also name this image locally: candidates for
-/// cross-repository mounts.
-pub fn mount_candidates(store: &Store, image: &str, target: &RemoteRef) -> Vec<String> {
-    let Ok(record) = store.resolve_image(image) else {
-        return Vec::new();
+/// What a stored target is, as push input: an image, or an index with every manifest it
+/// lists (attestations and nested indexes included). `name` is what the user called it (for
+/// the error). An index listing a manifest the store lacks, or a manifest whose config or
+/// layers are missing, is refused with [`RegistryError::IncompleteIndex`] before anything is
+/// sent.
+pub fn local_target(store: &Store, target: &Target, name: &str) -> Result<LocalTarget> {
+    let index = match target {
+        Target::Image(record) => return Ok(LocalTarget::Image(local_image_of(store, record)?)),
+        Target::Index(index) => index,
     };
-    let names = store.names_of(&record.manifest_digest).unwrap_or_default();
+    let mut missing = Vec::new();
+    let local = local_index(store, &index.digest, &index.media_type, 1, &mut missing)?;
+    if !missing.is_empty() {
+        let have = index
+            .platforms()
+            .first()
+            .map_or_else(|| Platform::host().to_string(), Platform::to_string);
+        return Err(RegistryError::IncompleteIndex {
+            image: name.to_string(),
+            missing: missing.join(", "),
+            have,
+        });
+    }
+    Ok(LocalTarget::Index(local))
+}
+
+/// One stored index as push input; what is absent goes to `missing` (entry platform and
+/// digest).
+fn local_index(
+    store: &Store,
+    digest: &Digest,
+    media_type: &str,
+    depth: u32,
+    missing: &mut Vec<String>,
+) -> Result<LocalIndex> {
+    let limit = store.limits().max_json_bytes;
+    let bytes = store.read_blob(digest).map_err(store_err)?;
+    let what = format!("index {digest}");
+    let Document::Index(index) =
+        parse_document(&bytes, Some(media_type), limit, &what).map_err(store_err)?
+    else {
+        return Err(store_err(rbuild_store::Error::json(
+            what,
+            "declared as an index but is a manifest",
+        )));
+    };
+    let mut children = Vec::with_capacity(index.manifests.len());
+    for entry in &index.manifests {
+        let label = || {
+            let platform = entry
+                .platform
+                .as_ref()
+                .map_or_else(|| "a manifest".to_string(), |p| format!("the {p} manifest"));
+            format!("{platform} `{}`", entry.digest)
+        };
+        if !Store::has_blob(store, &entry.digest) {
+            missing.push(label());
+            continue;
+        }
+        if media::is_index(&entry.media_type) {
+            if depth >= MAX_PUSH_INDEX_DEPTH {
+                return Err(store_err(rbuild_store::Error::json(
+                    what,
+                    "indexes nested more than two levels deep",
+                )));
+            }
+            let nested = local_index(store, &entry.digest, &entry.media_type, depth + 1, missing)?;
+            children.push(LocalChild::Index(nested));
+            continue;
+        }
+        let manifest_bytes = store.read_blob(&entry.digest).map_err(store_err)?;
+        let child_what = format!("manifest {}", entry.digest);
+        let Document::Manifest(manifest) =
+            parse_document(&manifest_bytes, Some(&entry.media_type), limit, &child_what)
+                .map_err(store_err)?
+        else {
+            return Err(store_err(rbuild_store::Error::json(
+                child_what,
+                "declared as a manifest but is an index",
+            )));
+        };
+        let absent: Vec<&Digest> = std::iter::once(&manifest.config)
+            .chain(&manifest.layers)
+            .map(|d| &d.digest)
+            .filter(|d| !Store::has_blob(store, d))
+            .collect();
+        if let Some(blob) = absent.first() {
+            missing.push(format!("{} (blob `{blob}`)", label()));
+            continue;
+        }
+        let manifest_media_type = manifest
+            .media_type
+            .clone()
+            .unwrap_or_else(|| entry.media_type.clone());
+        let is_image = manifest.config.media_type == media::OCI_CONFIG
+            || manifest.config.media_type == media::DOCKER_CONFIG;
+        let layers = if is_image {
+            let record = store
+                .image_for_platform(&entry.digest, Some(&entry.media_type), &Platform::host())
+                .map_err(store_err)?;
+            local_image_of(store, &record)?.layers
+        } else {
+            // An artifact (attestation): its blobs go as they are.
+            manifest
+                .layers
+                .iter()
+                .map(|l| LocalLayer {
+                    diff_id: l.digest.clone(),
+                    digest: l.digest.clone(),
+                    size: l.size,
+                    media_type: l.media_type.clone(),
+                })
+                .collect()
+        };
+        children.push(LocalChild::Image(LocalImage {
+            manifest: manifest_bytes,
+            manifest_media_type,
+            layers,
+        }));
+    }
+    Ok(LocalIndex {
+        index: bytes,
+        media_type: media_type.to_string(),
+        children,
+    })
+}
+
+/// Repositories of `target`'s registry that also name the stored manifest or index `local`:
+/// candidates for cross-repository mounts.
+pub fn mount_candidates(store: &Store, local: &Digest, target: &RemoteRef) -> Vec<String> {
+    let names = store.names_of(local).unwrap_or_default();
     let mut out: Vec<String> = names
         .iter()
         .filter(|r| {

@@ -13,6 +13,7 @@ use rbuild_registry::{
 use support::fake_http::{FakeHttp, Reply, Seen, reply};
 use support::sha256_digest;
 use support::test_store::TestStore;
+use support::tree::{GZIP_LAYER, OCI_INDEX, Tree, desc, json};
 
 /// A tiny image: config, one layer, manifest.
 struct Image {
@@ -638,4 +639,215 @@ fn lying_manifest_digest_header_is_refused() {
     let err = pull(&client(1, 5.0, vec![]), &server.host(), &store).unwrap_err();
     assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");
     assert_store_empty(&store);
+}
+
+fn pull_all(host: &str, store: &TestStore) -> Result<rbuild_registry::PulledIndex, RegistryError> {
+    let r = RemoteRef::parse(&format!("{host}/t/multi:1")).unwrap();
+    rbuild_registry::pull_all_platforms(&client(1, 5.0, vec![]), store, &r, &NoProgress)
+}
+
+/// `pull --all-platforms`: every manifest (the attestation too) and every blob is stored, a
+/// layer both platforms share is downloaded once, and the name points at the index.
+#[test]
+fn all_platforms_fetches_every_blob_once() {
+    let tree = Arc::new(Tree::new());
+    let t2 = tree.clone();
+    let server = FakeHttp::start(move |req, _| t2.serve(req));
+    let store = TestStore::new();
+    let name = format!("{}/t/multi:1", server.host());
+    // One platform first, named as usual: its manifest.
+    let amd64: Platform = "linux/amd64".parse().unwrap();
+    let r = RemoteRef::parse(&name).unwrap();
+    pull_image(&client(1, 5.0, vec![]), &store, &r, &amd64, &NoProgress).unwrap();
+    assert!(!store.resolve_target(&name).unwrap().is_index());
+    let pulled = pull_all(&server.host(), &store).unwrap();
+    assert_eq!(pulled.digest.to_string(), sha256_digest(&tree.index));
+    assert_eq!(pulled.manifests.len(), 3);
+    // Two image configs, the attestation's empty config, the shared layer, one layer of each
+    // platform and the in-toto statement: seven blobs, three of them (amd64's) stored before.
+    assert_eq!(pulled.downloaded, 4);
+    let gets = |path: &str| {
+        server
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.method == "GET" && s.path == path)
+            .count()
+    };
+    assert_eq!(gets(&Tree::blob_path(&tree.shared_layer)), 1);
+    assert!(
+        store.has(&tree.attestation_layer),
+        "attestation blobs are stored"
+    );
+    assert!(store.has(&tree.arm_layer));
+    let target = store.resolve_target(&name).unwrap();
+    assert!(target.is_index());
+    assert_eq!(target.digest().to_string(), sha256_digest(&tree.index));
+    let platforms: Vec<String> = target.images().iter().map(|(p, _)| p.to_string()).collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    // Listed once: the platform images have no entries of their own.
+    assert_eq!(store.names(), [format!("{}/t/multi:1", server.host())]);
+    assert_eq!(store.store.list_images().unwrap().len(), 1);
+    // The stored index is complete: it can be pushed whole.
+    let local = rbuild_registry::store_impl::local_target(&store.store, &target, &name).unwrap();
+    let rbuild_registry::LocalTarget::Index(local) = local else {
+        panic!("an index")
+    };
+    assert_eq!(local.index, tree.index, "the index is stored byte for byte");
+    assert_eq!(local.children.len(), 3);
+
+    // A later single-platform pull of the same index leaves the name on the index.
+    let arm64: Platform = "linux/arm64".parse().unwrap();
+    pull_image(&client(1, 5.0, vec![]), &store, &r, &arm64, &NoProgress).unwrap();
+    assert_eq!(
+        store.resolve_target(&name).unwrap().digest().to_string(),
+        sha256_digest(&tree.index)
+    );
+    assert_eq!(store.store.list_images().unwrap().len(), 1);
+
+    // By digest: the index is pinned as `name@digest`.
+    let pinned = TestStore::new();
+    let by_digest = RemoteRef::parse(&format!(
+        "{}/t/multi@{}",
+        server.host(),
+        sha256_digest(&tree.index)
+    ))
+    .unwrap();
+    rbuild_registry::pull_all_platforms(&client(1, 5.0, vec![]), &pinned, &by_digest, &NoProgress)
+        .unwrap();
+    assert_eq!(pinned.names(), [by_digest.to_string()]);
+    assert!(
+        pinned
+            .resolve_target(&by_digest.to_string())
+            .unwrap()
+            .is_index()
+    );
+}
+
+/// A platform manifest that is gone (404) fails the whole pull: nothing is stored or named.
+#[test]
+fn all_platforms_missing_platform_manifest_stores_nothing() {
+    let tree = Arc::new(Tree::new());
+    let t2 = tree.clone();
+    let arm = format!("/v2/t/multi/manifests/{}", tree.arm_manifest);
+    let server = FakeHttp::start(move |req, _| {
+        if req.path == arm {
+            return reply(
+                404,
+                &[],
+                r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#,
+            );
+        }
+        t2.serve(req)
+    });
+    let store = TestStore::new();
+    let err = pull_all(&server.host(), &store).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("404") && msg.contains(&tree.arm_manifest),
+        "{msg}"
+    );
+    assert_store_empty(&store);
+}
+
+/// A corrupt layer of one platform fails the pull after the other blobs downloaded: none is
+/// committed and nothing is named.
+#[test]
+fn all_platforms_corrupt_layer_stores_nothing() {
+    let tree = Arc::new(Tree::new());
+    let t2 = tree.clone();
+    let arm_layer = Tree::blob_path(&tree.arm_layer);
+    let server = FakeHttp::start(move |req, _| {
+        if req.path == arm_layer {
+            return reply(200, &[], b"not the arm64 layer".repeat(10));
+        }
+        t2.serve(req)
+    });
+    let store = TestStore::new();
+    let err = pull_all(&server.host(), &store).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::DigestMismatch { .. } | RegistryError::SizeMismatch { .. }
+        ),
+        "{err}"
+    );
+    assert_store_empty(&store);
+}
+
+/// Indexes nested three deep, and index entries that are neither manifests nor indexes, are
+/// refused before any blob is fetched.
+#[test]
+fn all_platforms_bounds_on_index_shape() {
+    let tree = Tree::new();
+    // index → index → index → manifests: one level too many.
+    let mut objects = tree.objects.clone();
+    let mut inner = tree.index.clone();
+    for _ in 0..2 {
+        objects.insert(
+            format!("manifests/{}", sha256_digest(&inner)),
+            (OCI_INDEX.to_string(), inner.clone()),
+        );
+        inner = json(serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [desc(OCI_INDEX, &inner)],
+        }));
+    }
+    objects.insert("manifests/1".into(), (OCI_INDEX.to_string(), inner));
+    let deep = Arc::new(Tree { objects, ..tree });
+    let d2 = deep.clone();
+    let server = FakeHttp::start(move |req, _| d2.serve(req));
+    let store = TestStore::new();
+    let err = pull_all(&server.host(), &store).unwrap_err().to_string();
+    assert!(err.contains("nested more than two levels"), "{err}");
+    assert_store_empty(&store);
+    assert!(
+        !server
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.path.contains("/blobs/")),
+        "no blob is fetched for a refused tree"
+    );
+
+    // An entry naming a layer instead of a manifest.
+    let odd = json(serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [desc(GZIP_LAYER, b"x")],
+    }));
+    let server = FakeHttp::start(move |req, _| {
+        if req.path == "/v2/t/multi/manifests/1" {
+            return reply(200, &[("Content-Type", OCI_INDEX)], odd.clone());
+        }
+        reply(200, &[], "{}")
+    });
+    let err = pull_all(&server.host(), &store).unwrap_err().to_string();
+    assert!(err.contains("neither a manifest nor an index"), "{err}");
+    assert_store_empty(&store);
+}
+
+/// `--all-platforms` of a single-platform image pulls that image, resolving it once.
+#[test]
+fn all_platforms_of_a_single_image_pulls_it() {
+    let img = Arc::new(Image::new());
+    let i2 = img.clone();
+    let server = FakeHttp::start(move |req, _| i2.serve(req));
+    let store = TestStore::new();
+    let r = RemoteRef::parse(&format!("{}/t/img:1", server.host())).unwrap();
+    let pulled =
+        rbuild_registry::pull_all_platforms(&client(1, 5.0, vec![]), &store, &r, &NoProgress)
+            .unwrap();
+    assert_eq!(pulled.digest.to_string(), sha256_digest(&img.manifest));
+    assert!(pulled.manifests.is_empty());
+    assert_eq!(pulled.downloaded, 2);
+    assert_eq!(store.names(), [r.to_string()]);
+    let manifest_gets = server
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.contains("/manifests/"))
+        .count();
+    assert_eq!(manifest_gets, 1);
 }

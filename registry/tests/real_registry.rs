@@ -523,7 +523,10 @@ fn index_push_children_first() {
         &rbuild_registry::LocalIndex {
             index: index.clone(),
             media_type: media::OCI_INDEX.into(),
-            children: vec![amd, arm],
+            children: vec![
+                rbuild_registry::LocalChild::Image(amd),
+                rbuild_registry::LocalChild::Image(arm),
+            ],
         },
         &target,
         &opts(&a, &["src/busybox"]),
@@ -546,4 +549,53 @@ fn index_push_children_first() {
     .unwrap();
     assert_eq!(got.manifest.digest, sha256_digest(&arm_bytes));
     assert_eq!(got.digest, pushed.digest);
+}
+
+/// An index with an attestation, pulled whole (`pull_all_platforms`) from a fake registry,
+/// pushed to distribution: every manifest goes by digest and the index byte for byte (the
+/// registry accepts it because its children, the attestation too, are there), a second push
+/// uploads nothing, and pulling it back whole gives the same digest and every blob.
+#[test]
+fn whole_index_with_attestation_round_trips() {
+    let tree = Arc::new(support::tree::Tree::new());
+    let t2 = tree.clone();
+    let source = support::fake_http::FakeHttp::start(move |req, _| t2.serve(req));
+    let reg = RealRegistry::start();
+    let c = client();
+    let a = TestStore::new();
+    let name = format!("{}/t/multi:1", source.host());
+    rbuild_registry::pull_all_platforms(&c, &a, &r(&name), &NoProgress).unwrap();
+    let stored = a.resolve_target(&name).unwrap();
+    let local = rbuild_registry::store_impl::local_target(&a, &stored, &name).unwrap();
+    let target = r(&format!("{}/multi/app:1", reg.host()));
+    let pushed =
+        rbuild_registry::push_target(&c, &a, &local, &target, &opts(&a, &[]), &NoProgress).unwrap();
+    assert_eq!(pushed.digest.to_string(), sha256_digest(&tree.index));
+    assert_eq!(pushed.manifest, tree.index);
+    // Eight blob references, seven blobs: the layer both platforms share goes once.
+    assert_eq!((pushed.uploaded, pushed.skipped), (7, 1));
+    let raw = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{target}"))
+        .output()
+        .expect("skopeo is installed");
+    assert!(
+        raw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    assert_eq!(
+        raw.stdout, tree.index,
+        "the registry serves the index byte for byte"
+    );
+    let again =
+        rbuild_registry::push_target(&c, &a, &local, &target, &opts(&a, &[]), &NoProgress).unwrap();
+    assert_eq!((again.uploaded, again.skipped), (0, 8));
+
+    let b = TestStore::new();
+    let back = rbuild_registry::pull_all_platforms(&c, &b, &target, &NoProgress).unwrap();
+    assert_eq!(back.digest, pushed.digest);
+    assert_eq!(back.manifests.len(), 3);
+    assert!(b.has(&tree.attestation_layer) && b.has(&tree.shared_layer));
+    assert!(b.resolve_target(&target.to_string()).unwrap().is_index());
 }

@@ -47,6 +47,49 @@ pub fn default_root() -> PathBuf {
     PathBuf::from("/var/lib/rbuild")
 }
 
+/// Every top-level name under the root that the store and the crates using it own (the table
+/// above), and `registries.toml`, configuration a user may keep there. Names starting with `.`
+/// are the store's temporary files.
+pub const OWNED_ENTRIES: &[&str] = &[
+    "oci-layout",
+    "index.json",
+    "blobs",
+    "ingest",
+    "tmp",
+    "refs",
+    "repo-digests.json",
+    "leases",
+    "snapshots",
+    "cache",
+    "cache-mounts",
+    "exec",
+    "containers",
+    "registry",
+    "quarantine",
+    "LOCK",
+    "index.lock",
+    "rbuild-store-version",
+    "registries.toml",
+];
+
+/// Whether writing `path` would write into the store at `root`: the root itself, an owned
+/// entry or anything inside one, or a hidden (temporary) name at the top. Both paths must be
+/// resolved (absolute, symlinks followed) by the caller. Any other name directly or deeper
+/// under the root is outside what the store reads, so a user's `save -o $ROOT/x.tar` does not
+/// touch it.
+pub fn owns(root: &std::path::Path, path: &std::path::Path) -> bool {
+    let Ok(rest) = path.strip_prefix(root) else {
+        return false;
+    };
+    match rest.components().next() {
+        None => true,
+        Some(first) => {
+            let name = first.as_os_str().to_string_lossy();
+            name.starts_with('.') || OWNED_ENTRIES.contains(&name.as_ref())
+        }
+    }
+}
+
 /// Paths of everything under a store root.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -193,23 +236,6 @@ impl Layout {
     /// has its version file. Anything else (a home directory, a project, an OCI layout from
     /// another tool) is refused rather than taken over and made private.
     fn refuse_foreign_directory(&self) -> Result<()> {
-        const STORE_ENTRIES: &[&str] = &[
-            "oci-layout",
-            "index.json",
-            "blobs",
-            "ingest",
-            "tmp",
-            "refs",
-            "leases",
-            "snapshots",
-            "cache",
-            "containers",
-            "quarantine",
-            "LOCK",
-            "index.lock",
-            // Configuration a user may write before the first command creates the store.
-            "registries.toml",
-        ];
         let root = &self.root;
         if self.version_file().exists() {
             return Ok(());
@@ -220,7 +246,7 @@ impl Layout {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if !STORE_ENTRIES.contains(&name.as_ref()) && !name.starts_with(".tmp") {
+            if !OWNED_ENTRIES.contains(&name.as_ref()) && !name.starts_with(".tmp") {
                 return Err(Error::usage(
                     format!(
                         "`{}` is not an rbuild store: it is a non-empty directory (it holds \
@@ -299,6 +325,29 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owned_entries_and_the_root_are_the_store_others_are_not() {
+        let root = std::path::Path::new("/s/root");
+        for p in [
+            "/s/root",
+            "/s/root/index.json",
+            "/s/root/blobs/sha256/ab",
+            "/s/root/.x.tmp",
+            "/s/root/registry/compressed.json",
+            "/s/root/exec/step-1",
+        ] {
+            assert!(owns(root, std::path::Path::new(p)), "{p}");
+        }
+        for p in [
+            "/s/rootx/a",
+            "/s/root/out.tar",
+            "/s/root/out/dir/file",
+            "/elsewhere",
+        ] {
+            assert!(!owns(root, std::path::Path::new(p)), "{p}");
+        }
+    }
 
     /// Processes racing to create one store (two loads and a prune started together) all
     /// succeed: none reads a file another is still writing (an empty version file once made

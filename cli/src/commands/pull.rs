@@ -5,9 +5,16 @@
 //! `rbuild pull IMAGE [--platform P] [-q]` prints docker's `Digest:`/`Status:` lines and the
 //! reference on stdout, layer progress on stderr (indicatif bars on a terminal, plain lines
 //! otherwise).
+//!
+//! `rbuild pull --all-platforms IMAGE` (the flag of `ctr` and `nerdctl`; docker 28's `pull`
+//! has none) fetches every platform of a multi-platform image, attestations included, and
+//! names the index, so `images` lists it once and `push` sends it whole with the same digest.
+//! One progress line per platform precedes the layer lines.
 
 use clap::Args;
-use rbuild_registry::{Client, Platform, RegistriesConfig, RemoteRef, pull_image};
+use rbuild_registry::{
+    Client, Platform, RegistriesConfig, RemoteRef, pull_all_platforms, pull_image,
+};
 
 use crate::args::GlobalArgs;
 
@@ -18,8 +25,13 @@ pub struct PullArgs {
     pub image: String,
 
     /// The platform to pull from a multi-platform image (`os/arch[/variant]`); default: the host's.
-    #[arg(long, value_name = "PLATFORM")]
+    #[arg(long, value_name = "PLATFORM", conflicts_with = "all_platforms")]
     pub platform: Option<String>,
+
+    /// Pull every platform of a multi-platform image (and its attestations); the name then
+    /// refers to the whole image.
+    #[arg(long)]
+    pub all_platforms: bool,
 
     /// Print only the image reference, no progress.
     #[arg(short, long)]
@@ -43,10 +55,16 @@ pub fn run(global: &GlobalArgs, args: PullArgs) -> miette::Result<u8> {
         reference.reference(),
         reference.repository
     ));
-    let pulled = pull_image(&client, &store, &reference, &platform, &progress)?;
+    let (digest, downloaded) = if args.all_platforms {
+        let pulled = pull_all_platforms(&client, &store, &reference, &progress)?;
+        (pulled.digest, pulled.downloaded)
+    } else {
+        let pulled = pull_image(&client, &store, &reference, &platform, &progress)?;
+        (pulled.digest, pulled.downloaded)
+    };
     if !args.quiet {
-        println!("Digest: {}", pulled.digest);
-        if pulled.downloaded == 0 {
+        println!("Digest: {digest}");
+        if downloaded == 0 {
             println!("Status: Image is up to date for {reference}");
         } else {
             println!("Status: Downloaded newer image for {reference}");

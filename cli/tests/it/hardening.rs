@@ -281,10 +281,11 @@ fn save_writes_through_devices_fifos_and_symlinks() {
     assert_fsck(&env);
 }
 
-/// No output may land inside the store root: `save -o $ROOT/index.json` (directly, through a
-/// symlinked parent, or through a symlink) is refused and the store stays sound; so are
-/// build outputs, `--iidfile` and `--metadata-file` there, and a directory output holding
-/// the store.
+/// No output may land in the store: `save -o $ROOT/index.json` (directly, through a
+/// symlinked parent, or through a symlink), into `blobs/` or as a hidden name is refused
+/// and the store stays sound; so are build outputs, `--iidfile` and `--metadata-file` there,
+/// and a directory output holding the store. A name the store does not own (`$ROOT/new.tar`)
+/// is the user's and is written, leaving the store sound.
 #[test]
 fn outputs_inside_the_store_are_refused() {
     let env = loaded();
@@ -295,7 +296,8 @@ fn outputs_inside_the_store_are_refused() {
     std::os::unix::fs::symlink(root.join("index.json"), dir.path().join("index-link")).unwrap();
     for dest in [
         root.join("index.json"),
-        root.join("new.tar"),
+        root.join("blobs/sha256/new.tar"),
+        root.join(".new.tar"),
         dir.path().join("store-link/index.json"),
         dir.path().join("index-link"),
     ] {
@@ -308,13 +310,22 @@ fn outputs_inside_the_store_are_refused() {
             .unwrap();
         assert_eq!(out.status.code(), Some(1), "{dest:?}: {:?}", text(&out));
         assert!(
-            text(&out).1.contains("inside the image store"),
+            text(&out).1.contains("rbuild::output::in_store"),
             "{:?}",
             text(&out)
         );
     }
     assert_eq!(std::fs::read(root.join("index.json")).unwrap(), index);
-    assert!(!root.join("new.tar").exists());
+    assert!(!root.join("blobs/sha256/new.tar").exists());
+    assert_fsck(&env);
+    env.rbuild()
+        .args(["save", "-o"])
+        .arg(root.join("new.tar"))
+        .arg("busybox:1.35")
+        .assert()
+        .success();
+    assert!(std::fs::metadata(root.join("new.tar")).unwrap().len() > 100_000);
+    assert_eq!(std::fs::read(root.join("index.json")).unwrap(), index);
     assert_fsck(&env);
 
     let ctx = context("FROM busybox:1.35\nCOPY a /a\n");
@@ -323,7 +334,7 @@ fn outputs_inside_the_store_are_refused() {
     for extra in [
         vec![
             "-o".to_string(),
-            format!("type=tar,dest={}", root.join("x.tar").display()),
+            format!("type=tar,dest={}", root.join("tmp/x.tar").display()),
         ],
         vec![
             "-o".to_string(),

@@ -31,6 +31,7 @@ mod parser_fixtures;
 mod parser_lint;
 mod registry_build;
 mod registry_login;
+mod registry_multiplatform;
 mod registry_pull_push;
 mod store_commands;
 mod store_crash;

@@ -116,12 +116,14 @@ fn resolved(path: &Path) -> PathBuf {
     }
 }
 
-/// Refuse a destination inside the store root (writing there would corrupt the store that
-/// `rbuild fsck` cannot repair), or, for a directory output, one that contains the store.
+/// Refuse a destination in the store (the root itself or anything the store owns under it,
+/// [`rbuild_store::layout::owns`]: writing there could corrupt the store beyond what `rbuild
+/// fsck` repairs), or, for a directory output, one that contains the store. Another name under
+/// the root (`$ROOT/out.tar`, what BuildKit's conformance tooling writes) is the user's.
 pub fn outside_store(path: &Path, store_root: &Path, directory: bool) -> miette::Result<()> {
     let dest = resolved(path);
     let root = resolved(store_root);
-    let inside = dest.starts_with(&root);
+    let inside = rbuild_store::layout::owns(&root, &dest);
     if inside || (directory && root.starts_with(&dest)) {
         return Err(miette::miette!(
             code = "rbuild::output::in_store",

@@ -6,7 +6,7 @@
 //! rename); a new directory appears only complete (staging directory + rename).
 //! [`write_output_file`] is the one writer of file outputs for every command (`save -o`,
 //! `--iidfile`, `--metadata-file` too): character devices and FIFOs are written through, never
-//! replaced; a symlink the user named is followed; nothing is written inside the store.
+//! replaced; a symlink the user named is followed; nothing is written into what the store owns.
 //!
 //! Module map: [`spec`] (parsing) → [`file`] (the atomic writer, store refusal) → one module
 //! per exporter: [`local`], [`tar`], [`archive`] (`oci` and `docker`), [`image`] (names).

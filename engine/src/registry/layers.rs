@@ -293,6 +293,19 @@ impl PullTarget for TempBlob {
             std::io::Error::other("a cache layer download records no image"),
         ))
     }
+
+    fn record_index(
+        &self,
+        _name: &str,
+        _tag: Option<&str>,
+        _index: &FetchedManifest,
+        _manifests: &[FetchedManifest],
+    ) -> rbuild_registry::Result<()> {
+        Err(RegistryError::io(
+            "staging a cache layer",
+            std::io::Error::other("a cache layer download records no image"),
+        ))
+    }
 }
 
 /// The build's worker, made aware of remote cache layers: they count as present, and the

@@ -1,10 +1,13 @@
-//! `rbuild build --push`: after a successful build, every `-t` name is pushed to its registry
+//! `rbuild build --push`: after a successful build, what the build committed (one image, or
+//! for `--platform a,b` the index over its platform images) is pushed under every `-t` name
 //! exactly as `rbuild push NAME` would (built layers compressed once, blobs the registry has
-//! skipped, sibling repositories mounted).
+//! skipped, sibling repositories mounted; an index goes entries first, then the index).
 
 use miette::{Report, WrapErr};
-use rbuild_registry::store_impl::{local_image, mount_candidates, remote_ref};
-use rbuild_registry::{Compression, PushOptions, push_image};
+use rbuild_registry::store_impl::{
+    local_target, mount_candidates, record_pushed_target, remote_ref,
+};
+use rbuild_registry::{Compression, PushOptions, push_target};
 use rbuild_store::{Reference, Store, Target};
 
 use super::Registry;
@@ -22,50 +25,16 @@ pub fn check(push: bool, tags: &[Reference]) -> miette::Result<()> {
     Ok(())
 }
 
-/// `--push` of a multi-platform build: refused before building until the registry client
-/// pushes image indexes ([`push_all`] refuses an index target too).
-pub fn check_multi_platform(push: bool) -> miette::Result<()> {
-    if push {
-        return Err(miette::Report::new(
-            rbuild_store::Failure::new(
-                rbuild_store::ErrorClass::Input,
-                "rbuild::usage::push",
-                "`--push` of a multi-platform build is not supported yet",
-            )
-            .with_help(
-                "push one platform at a time: build with a single `--platform` and `--push`",
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Push every name in `tags` (already tagged in the store, naming `target`). A
-/// multi-platform image (an index) is refused until the registry client pushes indexes.
+/// Push `built` (what the build committed, already tagged in the store) under every name in
+/// `tags`.
 pub fn push_all(
     session: &Registry,
     store: &Store,
-    target: &Target,
+    built: &Target,
     tags: &[Reference],
     compression: Compression,
     reporter: &dyn Reporter,
 ) -> miette::Result<()> {
-    if let Target::Index(index) = target {
-        return Err(miette::Report::new(
-            rbuild_store::Failure::new(
-                rbuild_store::ErrorClass::Registry,
-                "rbuild::build::push_index",
-                format!(
-                    "the multi-platform image {} was built and tagged, but `--push` of an \
-                     image index is not supported yet",
-                    index.digest.short()
-                ),
-            )
-            .with_help(
-                "push one platform at a time: build with a single `--platform` and `--push`",
-            ),
-        ));
-    }
     let client = session.client()?;
     let tmp_dir = store.layout().tmp();
     fs_err::create_dir_all(&tmp_dir)
@@ -77,15 +46,14 @@ pub fn push_all(
                 tag.familiar()
             )
         };
-        let name = tag.to_string();
         let target = remote_ref(tag).map_err(Report::new).wrap_err_with(failed)?;
-        let image = local_image(store, &name)
+        let local = local_target(store, built, &tag.familiar())
             .map_err(Report::new)
             .wrap_err_with(failed)?;
         let opts = PushOptions {
             compression,
             compress_threads: 0,
-            mount_from: mount_candidates(store, &name, &target),
+            mount_from: mount_candidates(store, built.digest(), &target),
             tmp_dir: tmp_dir.clone(),
         };
         let progress = reporter.transfer(Transfer::Push);
@@ -93,10 +61,10 @@ pub fn push_all(
             "The push refers to repository [{}]",
             target.name()
         ));
-        let pushed = push_image(client, store, &image, &target, &opts, &*progress)
+        let pushed = push_target(client, store, &local, &target, &opts, &*progress)
             .map_err(Report::new)
             .wrap_err_with(failed)?;
-        rbuild_registry::store_impl::record_pushed(store, &name, &target, &pushed.digest);
+        record_pushed_target(store, built, &target, &pushed.digest);
         reporter.line(&format!(
             "pushed {}: digest: {} size: {}",
             tag.familiar(),

@@ -6,6 +6,7 @@
 pub mod fake_http;
 pub mod real_registry;
 pub mod test_store;
+pub mod tree;
 
 /// The `sha256:<hex>` text of `bytes` (the store's hasher), as the tests compare it.
 pub fn sha256_digest(bytes: &[u8]) -> String {

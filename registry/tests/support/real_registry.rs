@@ -80,9 +80,26 @@ impl RealRegistry {
 
     /// Copy the shared busybox OCI archive into `repo:tag` with skopeo.
     pub fn seed_busybox(&self, repo_tag: &str, creds: Option<&str>) {
-        let archive = busybox_archive();
+        self.seed(&busybox_archive(), repo_tag, creds, false);
+    }
+
+    /// Copy the shared two-platform busybox archive (linux/amd64 + linux/arm64) into
+    /// `repo:tag` with `skopeo copy --all`: the index and both images.
+    pub fn seed_busybox_multi(&self, repo_tag: &str) {
+        self.seed(
+            &shared_image("busybox-1.35-multi.oci.tar"),
+            repo_tag,
+            None,
+            true,
+        );
+    }
+
+    fn seed(&self, archive: &Path, repo_tag: &str, creds: Option<&str>, all: bool) {
         let mut cmd = Command::new("skopeo");
         cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+        if all {
+            cmd.arg("--all");
+        }
         if let Some(c) = creds {
             cmd.arg("--dest-creds").arg(c);
         }
@@ -108,10 +125,15 @@ impl Drop for RealRegistry {
 
 /// `../shared/images/busybox-1.35.oci.tar` (or `$RBUILD_SHARED/images/...`).
 pub fn busybox_archive() -> PathBuf {
+    shared_image("busybox-1.35.oci.tar")
+}
+
+/// `../shared/images/NAME` (or `$RBUILD_SHARED/images/NAME`); missing is a failure.
+pub fn shared_image(name: &str) -> PathBuf {
     let shared = std::env::var_os("RBUILD_SHARED")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    let p = shared.join("images/busybox-1.35.oci.tar");
+    let p = shared.join("images").join(name);
     assert!(p.is_file(), "missing shared test image {}", p.display());
     p
 }

@@ -101,6 +101,15 @@ impl rbuild_registry::PullTarget for TestStore {
     ) -> rbuild_registry::Result<()> {
         self.store.record_image(name, tag, manifest, index)
     }
+    fn record_index(
+        &self,
+        name: &str,
+        tag: Option<&str>,
+        index: &rbuild_registry::FetchedManifest,
+        manifests: &[rbuild_registry::FetchedManifest],
+    ) -> rbuild_registry::Result<()> {
+        self.store.record_index(name, tag, index, manifests)
+    }
 }
 
 impl rbuild_registry::PushSource for TestStore {

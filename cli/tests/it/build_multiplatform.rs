@@ -486,3 +486,74 @@ fn foreign_platform_without_emulator() {
     };
     assert_eq!(image.config.architecture, "s390x");
 }
+
+/// `build --push` of a multi-platform build pushes the index whole (the registry serves an
+/// index listing both platforms, each a manifest of its own); `--cache-to` is refused before
+/// anything is built.
+#[test]
+fn push_of_a_multi_platform_build_is_the_index() {
+    let reg = crate::support::real_registry::RealRegistry::start();
+    let env = TestEnv::new();
+    load_busybox_multi(&env);
+    let ctx = context("FROM busybox:1.35-multi\nRUN uname -m > /arch\n", &[]);
+    let name = format!("{}/multi/app:1", reg.host());
+    build_ok(
+        &env,
+        ctx.path(),
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            &name,
+            "--push",
+        ],
+    );
+    let inspect = |reference: &str| -> serde_json::Value {
+        let out = crate::support::tool("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{reference}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let index = inspect(&name);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let entries = index["manifests"].as_array().unwrap();
+    let archs: Vec<&str> = entries
+        .iter()
+        .map(|e| e["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+    let repo = name.rsplit_once(':').unwrap().0;
+    for entry in entries {
+        let child = inspect(&format!("{repo}@{}", entry["digest"].as_str().unwrap()));
+        assert_eq!(
+            child["mediaType"],
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+    }
+
+    let out = env
+        .rbuild()
+        .args([
+            "build",
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--cache-to",
+        ])
+        .arg(format!("type=registry,ref={}/multi/cache", reg.host()))
+        .arg(ctx.path())
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`--cache-to` is not supported for a multi-platform build"),
+        "{stderr}"
+    );
+    assert!(!stderr.lines().any(|l| l.starts_with('#')), "{stderr}");
+}

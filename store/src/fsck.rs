@@ -299,4 +299,37 @@ mod tests {
         fs::remove_file(s.blob_path(&img.config_digest)).unwrap();
         assert!(!s.fsck(FsckOptions::default()).unwrap().is_ok());
     }
+
+    /// Every platform image of a stored index is checked, not only the host's.
+    #[test]
+    fn fsck_checks_every_platform_of_an_index() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open_with(d.path(), StoreOptions::default()).unwrap();
+        let image = |arch: &str| {
+            let b = s.put_blob(arch.as_bytes()).unwrap();
+            let l = crate::image::Layer {
+                descriptor: crate::Descriptor::new(media::OCI_LAYER_TAR, b.digest.clone(), b.size),
+                diff_id: b.digest.clone(),
+            };
+            let mut c = crate::ImageConfig::new_for_host();
+            c.architecture = arch.to_string();
+            (s.commit_image(&c, &[l]).unwrap(), b.digest)
+        };
+        let (amd, _) = image("amd64");
+        let (arm, arm_layer) = image("arm64");
+        s.commit_index(&[
+            (crate::Platform::new("linux", "amd64", None), amd),
+            (crate::Platform::new("linux", "arm64", None), arm),
+        ])
+        .unwrap();
+        let r = s.fsck(FsckOptions::default()).unwrap();
+        assert!(r.is_ok(), "{:?}", r.problems);
+        assert_eq!(r.images_checked, 1, "the index is one image");
+        fs::remove_file(s.blob_path(&arm_layer)).unwrap();
+        let r = s.fsck(FsckOptions::default()).unwrap();
+        assert!(
+            r.problems.iter().any(|p| p.contains(arm_layer.as_str())),
+            "{r:?}"
+        );
+    }
 }

@@ -31,13 +31,14 @@ use std::path::PathBuf;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
-use crate::image::{ImageRecord, ImageSummary};
+use crate::image::ImageSummary;
 use crate::lease::{self, Held};
 use crate::manifest::{self, Document};
 use crate::media;
 use crate::reference::Reference;
 use crate::refs::{KIND_CACHE, KIND_CONTAINER};
 use crate::store::Store;
+use crate::target::Target;
 
 /// What is reachable from the roots.
 #[derive(Debug, Default, Clone)]
@@ -237,8 +238,15 @@ impl Store {
         Ok(out)
     }
 
-    fn users_of(&self, image: &ImageRecord, in_use: &BTreeMap<Digest, Vec<String>>) -> Vec<String> {
-        let mut users: Vec<String> = [&image.manifest_digest, &image.config_digest]
+    /// The containers using `target`: its manifest or config, or (a multi-platform image)
+    /// the index or any of its platform images.
+    fn users_of(&self, target: &Target, in_use: &BTreeMap<Digest, Vec<String>>) -> Vec<String> {
+        let mut keys = vec![target.digest()];
+        for (_, image) in target.images() {
+            keys.push(&image.manifest_digest);
+            keys.push(&image.config_digest);
+        }
+        let mut users: Vec<String> = keys
             .iter()
             .filter_map(|d| in_use.get(*d))
             .flatten()
@@ -251,10 +259,12 @@ impl Store {
 
     /// `rmi`: remove a name, or a whole image. By name with other names left: only untag.
     /// By ID or last name: drop the image and collect its blobs. Refuses (unless `force`) an
-    /// image a container uses, or one with several names when addressed by ID.
+    /// image a container uses, or one with several names when addressed by ID. A
+    /// multi-platform image is one image: removing it drops the index, and GC collects the
+    /// platform images nothing else names.
     pub fn remove(&self, input: &str, force: bool) -> Result<RemovedImage> {
-        let image = self.resolve_image(input)?;
-        let names = self.names_of(&image.manifest_digest)?;
+        let target = self.resolve_target(input)?;
+        let names = self.names_of(target.digest())?;
         let by_name = Reference::parse(input)
             .ok()
             .filter(|r| names.contains(r) || r.digest().is_some());
@@ -263,7 +273,7 @@ impl Store {
         let manifests: Vec<ImageSummary> = if by_name.is_none() {
             self.list_images()?
                 .into_iter()
-                .filter(|s| s.record.config_digest == image.config_digest)
+                .filter(|s| s.id() == target.id())
                 .collect()
         } else {
             Vec::new()
@@ -277,15 +287,15 @@ impl Store {
             names
         };
         let in_use = self.images_in_use()?;
-        let mut users = self.users_of(&image, &in_use);
+        let mut users = self.users_of(&target, &in_use);
         for s in &manifests {
-            for u in self.users_of(&s.record, &in_use) {
+            for u in self.users_of(&s.target, &in_use) {
                 if !users.contains(&u) {
                     users.push(u);
                 }
             }
         }
-        let short = image.id().short().to_string();
+        let short = target.id().short().to_string();
         if let Some(r) = by_name.as_ref().filter(|r| r.digest().is_none())
             && names.len() > 1
         {
@@ -316,23 +326,21 @@ impl Store {
                 help: "remove the names one by one, or pass -f".to_string(),
             });
         }
-        let mut untagged = self.remove_image(&image.manifest_digest)?;
-        for s in manifests
-            .iter()
-            .filter(|s| s.record.manifest_digest != image.manifest_digest)
-        {
-            untagged.extend(self.remove_image(&s.record.manifest_digest)?);
+        let mut untagged = self.remove_image(target.digest())?;
+        for s in manifests.iter().filter(|s| s.digest() != target.digest()) {
+            untagged.extend(self.remove_image(s.digest())?);
         }
         self.collect_garbage()?;
         Ok(RemovedImage {
-            id: Some(image.config_digest.clone()),
+            id: Some(target.id().clone()),
             untagged,
             deleted: true,
         })
     }
 
     /// `prune`: dangling images (and with `all_images` every image no container uses), build
-    /// cache refs, then garbage collection.
+    /// cache refs, then garbage collection. A multi-platform image is one image: pruned as a
+    /// whole, kept while a container uses any of its platforms.
     pub fn prune(&self, opts: &PruneOptions) -> Result<PruneReport> {
         let mut report = PruneReport::default();
         let in_use = self.images_in_use()?;
@@ -343,19 +351,17 @@ impl Store {
             if !(dangling || opts.all_images) {
                 continue;
             }
-            if !self.users_of(&summary.record, &in_use).is_empty()
-                || in_flight.contains(&summary.record.manifest_digest)
+            if !self.users_of(&summary.target, &in_use).is_empty()
+                || in_flight.contains(summary.digest())
             {
                 continue;
             }
             // Re-checked under the index lock: a name given since the listing keeps it.
-            let Some(untagged) =
-                self.remove_image_if(&summary.record.manifest_digest, !opts.all_images)?
-            else {
+            let Some(untagged) = self.remove_image_if(summary.digest(), !opts.all_images)? else {
                 continue;
             };
             report.images.push(RemovedImage {
-                id: Some(summary.record.config_digest.clone()),
+                id: Some(summary.id().clone()),
                 untagged,
                 deleted: true,
             });
@@ -499,6 +505,7 @@ fn remove_dead_owned(dir: &std::path::Path) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::ImageRecord;
     use crate::image::Layer;
     use crate::manifest::Descriptor;
     use crate::store::StoreOptions;

@@ -13,6 +13,7 @@ use crate::manifest::{self, Descriptor, Document, Manifest, Platform};
 use crate::media;
 use crate::reference::Reference;
 use crate::store::Store;
+use crate::target::Target;
 
 /// One layer of an image: its blob descriptor and the digest of its uncompressed tar.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,12 +67,41 @@ impl ImageRecord {
 /// A name that pointed at another image (that image's manifest digest) before it moved.
 pub type MovedName = (Reference, Digest);
 
-/// An image and its names, for listings.
+/// An image and its names, for listings. A multi-platform image is one summary: its
+/// [`Target::Index`], with the host's image (else its first) as `record`.
 #[derive(Debug, Clone)]
 pub struct ImageSummary {
+    /// The image, or the image a multi-platform image shows for its details (creation time,
+    /// config): the host's platform's, else the first one stored.
     pub record: ImageRecord,
     /// Tags and digest pins naming this image (empty for a dangling image).
     pub names: Vec<Reference>,
+    /// What the index.json entry is: the image itself or the multi-platform index.
+    pub target: Target,
+}
+
+impl ImageSummary {
+    /// The ID users see: the config digest of an image, the digest of an index.
+    pub fn id(&self) -> &Digest {
+        self.target.id()
+    }
+
+    /// The digest of the index.json entry (manifest or index): what `remove_image` takes.
+    pub fn digest(&self) -> &Digest {
+        self.target.digest()
+    }
+
+    /// Bytes of its configs and layers, each blob counted once across platforms.
+    pub fn size(&self) -> u64 {
+        let mut blobs: BTreeMap<&Digest, u64> = BTreeMap::new();
+        for (_, r) in self.target.images() {
+            blobs.insert(&r.config_digest, r.manifest.config.size);
+            for l in &r.layers {
+                blobs.insert(&l.descriptor.digest, l.descriptor.size);
+            }
+        }
+        blobs.values().sum()
+    }
 }
 
 impl Store {
@@ -117,30 +147,50 @@ impl Store {
                 if depth > 4 {
                     return Err(Error::json(what, "indexes nested deeper than 4 levels"));
                 }
-                let child = select_platform(&index.manifests, platform).ok_or_else(|| {
-                    let listed: Vec<String> = index
-                        .manifests
-                        .iter()
-                        .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
-                        .collect();
-                    Error::Conflict {
-                        message: format!("no manifest for {platform} in index {digest}"),
-                        help: if listed.is_empty() {
-                            "the image was not built for this platform".to_string()
-                        } else {
-                            format!(
-                                "the image is for {}; pass `--platform` to choose one",
-                                listed.join(", ")
-                            )
-                        },
+                if let Some(child) = select_platform(&index.manifests, platform) {
+                    return self.image_for_with_depth(
+                        &child.digest,
+                        Some(&child.media_type),
+                        platform,
+                        depth + 1,
+                    );
+                }
+                // Indexes wrapped in indexes (as tools that nest them write, without a
+                // platform or for this one): the first that has this platform.
+                for nested in &index.manifests {
+                    let fits = nested.platform.as_ref().is_none_or(|p| platform.matches(p));
+                    if !(media::is_index(&nested.media_type)
+                        && fits
+                        && self.has_blob(&nested.digest))
+                    {
+                        continue;
                     }
-                })?;
-                return self.image_for_with_depth(
-                    &child.digest,
-                    Some(&child.media_type),
-                    platform,
-                    depth + 1,
-                );
+                    match self.image_for_with_depth(
+                        &nested.digest,
+                        Some(&nested.media_type),
+                        platform,
+                        depth + 1,
+                    ) {
+                        Err(Error::Conflict { .. }) => continue,
+                        found => return found,
+                    }
+                }
+                let listed: Vec<String> = index
+                    .manifests
+                    .iter()
+                    .filter_map(|d| d.platform.as_ref().map(ToString::to_string))
+                    .collect();
+                return Err(Error::Conflict {
+                    message: format!("no manifest for {platform} in index {digest}"),
+                    help: if listed.is_empty() {
+                        "the image was not built for this platform".to_string()
+                    } else {
+                        format!(
+                            "the image is for {}; pass `--platform` to choose one",
+                            listed.join(", ")
+                        )
+                    },
+                });
             }
         };
         self.record_from_manifest(digest.clone(), bytes.len() as u64, manifest)
@@ -312,8 +362,9 @@ impl Store {
     }
 
     /// Register several stored manifests as images with their names in one index.json
-    /// update (what `load` does). Each image is verified first (manifest, config, blobs
-    /// present). Returns each record with the names that moved away from other images.
+    /// update. Each image is verified first (manifest, config, blobs present). Returns each
+    /// record with the names that moved away from other images. An index resolves to the
+    /// host's image (see [`Store::register_targets`] to keep it).
     pub fn register_images(
         &self,
         items: &[(Descriptor, Vec<Reference>)],
@@ -321,18 +372,59 @@ impl Store {
         let mut records = Vec::with_capacity(items.len());
         for (desc, _) in items {
             let record = self.image_with_type(&desc.digest, Some(&desc.media_type), 0)?;
-            for digest in record.blobs() {
-                if !self.has_blob(&digest) {
-                    return Err(Error::MissingBlob { digest });
-                }
-            }
-            self.hold_blob(&desc.digest)?;
+            self.check_image_blobs(&record)?;
             records.push(record);
+        }
+        self.list_with_names(items, records)
+    }
+
+    /// [`Store::register_images`] for manifests and image indexes (what `load` does): an
+    /// index is registered as itself, with every platform image of it that the store holds
+    /// verified (at least one).
+    pub fn register_targets(
+        &self,
+        items: &[(Descriptor, Vec<Reference>)],
+    ) -> Result<Vec<(Target, Vec<MovedName>)>> {
+        let mut targets = Vec::with_capacity(items.len());
+        for (desc, _) in items {
+            let target = self.target(desc)?;
+            if target.images().is_empty() {
+                return Err(Error::json(
+                    format!("image index {}", desc.digest),
+                    "it lists no image the store holds",
+                ));
+            }
+            for (_, record) in target.images() {
+                self.check_image_blobs(record)?;
+            }
+            targets.push(target);
+        }
+        self.list_with_names(items, targets)
+    }
+
+    fn check_image_blobs(&self, record: &ImageRecord) -> Result<()> {
+        for digest in record.blobs() {
+            if !self.has_blob(&digest) {
+                return Err(Error::MissingBlob { digest });
+            }
+        }
+        Ok(())
+    }
+
+    /// List each stored descriptor of `items` (untagged when it has no names) and point its
+    /// names at it, in one index.json update; `values` are returned beside the moved names.
+    fn list_with_names<T>(
+        &self,
+        items: &[(Descriptor, Vec<Reference>)],
+        values: Vec<T>,
+    ) -> Result<Vec<(T, Vec<MovedName>)>> {
+        for (desc, _) in items {
+            self.hold_blob(&desc.digest)?;
         }
         let now = jiff::Timestamp::now().to_string();
         self.update_index(|index| {
             let mut out = Vec::with_capacity(items.len());
-            for ((desc, names), record) in items.iter().zip(records) {
+            for ((desc, names), value) in items.iter().zip(values) {
                 let mut moved = Vec::new();
                 if names.is_empty() && !index.manifests.iter().any(|d| d.digest == desc.digest) {
                     index.manifests.push(index::make_entry(
@@ -347,7 +439,7 @@ impl Store {
                         moved.push((n.clone(), prev));
                     }
                 }
-                out.push((record, moved));
+                out.push((value, moved));
             }
             Ok((true, out))
         })
@@ -449,7 +541,7 @@ impl Store {
             .collect())
     }
 
-    /// Every image with its names, newest first.
+    /// Every image with its names, newest first; a multi-platform image is one summary.
     pub fn list_images(&self) -> Result<Vec<ImageSummary>> {
         let entries = self.index_entries()?;
         let mut by_manifest: BTreeMap<Digest, (Descriptor, Vec<Reference>)> = BTreeMap::new();
@@ -466,15 +558,32 @@ impl Store {
         }
         let mut out = Vec::with_capacity(by_manifest.len());
         for (digest, (desc, mut names)) in by_manifest {
-            let record = match self.image_with_type(&digest, Some(&desc.media_type), 0) {
-                Ok(r) => r,
+            let target = match self.target(&desc) {
+                Ok(t) => t,
                 Err(e) => {
                     tracing::warn!("skipping image {digest}: {e}");
                     continue;
                 }
             };
+            let record = match &target {
+                Target::Image(r) => r.clone(),
+                Target::Index(i) => match i
+                    .image_for(&Platform::host())
+                    .or_else(|| i.images.first().map(|(_, r)| r))
+                {
+                    Some(r) => r.clone(),
+                    None => {
+                        tracing::warn!("skipping image index {digest}: it has no stored image");
+                        continue;
+                    }
+                },
+            };
             names.sort();
-            out.push(ImageSummary { record, names });
+            out.push(ImageSummary {
+                record,
+                names,
+                target,
+            });
         }
         out.sort_by(|a, b| {
             let ta = a.record.config.created_time();
@@ -676,12 +785,13 @@ fn apply_tag(
 }
 
 /// Pick the image manifest for `want` from an index's entries with the one matching rule
-/// ([`Platform::select`]: best fit, the first of equals, per image-index.md).
+/// ([`Platform::select`]: best fit, the first of equals, per image-index.md). Attestation
+/// manifests are never picked (their layers are not filesystems).
 pub fn select_platform<'a>(manifests: &'a [Descriptor], want: &Platform) -> Option<&'a Descriptor> {
     want.select(
         manifests
             .iter()
-            .filter(|d| media::is_manifest(&d.media_type)),
+            .filter(|d| media::is_manifest(&d.media_type) && !crate::target::is_attestation(d)),
     )
 }
 
@@ -856,5 +966,74 @@ mod tests {
         assert_eq!(s.list_images().unwrap().len(), 1, "still listed, untagged");
         s.remove_image(&a.manifest_digest).unwrap();
         assert!(s.list_images().unwrap().is_empty());
+    }
+
+    /// A multi-platform image is one listing entry: the index's ID, every platform's blobs
+    /// counted once, the host's image as its record.
+    #[test]
+    fn an_index_lists_as_one_image() {
+        let (_d, s) = store();
+        let shared = s.put_blob(b"shared layer").unwrap();
+        let image = |arch: &str| {
+            let l = Layer {
+                descriptor: Descriptor::new(
+                    media::OCI_LAYER_TAR,
+                    shared.digest.clone(),
+                    shared.size,
+                ),
+                diff_id: shared.digest.clone(),
+            };
+            let mut c = ImageConfig::new_for_host();
+            c.architecture = arch.to_string();
+            s.commit_image(&c, &[l]).unwrap()
+        };
+        let host = Platform::host();
+        let other = if host.architecture == "arm64" {
+            "amd64"
+        } else {
+            "arm64"
+        };
+        let (h, o) = (image(&host.architecture), image(other));
+        let index = s
+            .commit_index(&[
+                (host.clone(), h.clone()),
+                (Platform::new("linux", other, None), o.clone()),
+            ])
+            .unwrap();
+        let list = s.list_images().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].id(), &index.digest);
+        assert_eq!(list[0].digest(), &index.digest);
+        assert_eq!(list[0].record.manifest_digest, h.manifest_digest);
+        assert_eq!(
+            list[0].size(),
+            h.manifest.config.size + o.manifest.config.size + shared.size
+        );
+    }
+
+    /// An index wrapped in an index without a platform (as some tools write them) still
+    /// resolves to the platform's image.
+    #[test]
+    fn wrapped_indexes_resolve_to_the_platform_image() {
+        let (_d, s) = store();
+        let img = tiny_image(&s, b"a", "2024-01-01T00:00:00Z");
+        let inner = s.commit_index(&[(Platform::host(), img.clone())]).unwrap();
+        let mut outer = crate::manifest::Index::empty();
+        outer.manifests.push(inner.descriptor());
+        let info = s
+            .put_blob(&json::to_canonical_vec(&outer).unwrap())
+            .unwrap();
+        let got = s
+            .image_for_platform(&info.digest, Some(media::OCI_INDEX), &Platform::host())
+            .unwrap();
+        assert_eq!(got.manifest_digest, img.manifest_digest);
+        let err = s
+            .image_for_platform(
+                &info.digest,
+                Some(media::OCI_INDEX),
+                &Platform::new("linux", "s390x", None),
+            )
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict { .. }), "{err}");
     }
 }

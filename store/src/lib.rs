@@ -26,7 +26,10 @@
 //!   [`Store::resolve_image`]`(&str)` (name, `name@sha256:…`, full/short ID; suggestions on
 //!   unknown names), [`Store::image`], [`Store::list_images`], [`Store::names_of`],
 //!   [`Store::register_images`] / [`Store::add_image`] (manifests already stored, e.g. pulled),
-//!   [`Store::remove`] (rmi), [`Store::remove_image`].
+//!   [`Store::register_targets`] (the same for image indexes), [`Store::remove`] (rmi; a
+//!   multi-platform image is one image), [`Store::remove_image`]. [`ImageSummary`] (a listing
+//!   entry: [`ImageSummary::target`], `id()` = the index digest for a multi-platform image,
+//!   `size()` = its configs and layers, each once).
 //! - Multi-platform images ([`target`]): [`Store::commit_index`]`(&[(Platform, ImageRecord)])
 //!   -> IndexRecord`, [`Store::tag_target`], [`Store::resolve_target`]`(&str) -> Target` (an
 //!   image or an index), [`Store::resolve_image_for`]`(&str, &Platform)`,
@@ -46,9 +49,15 @@
 //! - Snapshots (keyed by layer chain id, [`chain::chain_ids`]): [`Store::snapshot_path`],
 //!   [`Store::create_snapshot_staging`], [`Store::commit_snapshot`], [`Store::snapshot_dir`].
 //! - Maintenance: [`Store::prune`], [`Store::collect_garbage`], [`Store::live_set`],
-//!   [`Store::fsck`]. Archives: [`Store::load`], [`Store::load_file`], [`Store::save`],
-//!   [`Store::save_dir`] (the same as a layout directory),
-//!   [`Store::import`].
+//!   [`Store::fsck`]. Archives: [`Store::load`], [`Store::load_file`] (an index is kept
+//!   with every platform and attestation the archive holds; [`archive::LoadedImage::target`]),
+//!   [`Store::save`], [`Store::save_dir`] (the same as a layout directory),
+//!   [`Store::import`]. Saving a [`Target`] (what `-o type=oci|docker` and `rbuild save`
+//!   write): [`Store::save_targets`]`(&[`[`archive::SaveTarget`]` { target, names }], format,
+//!   writer) -> writer` and [`Store::save_targets_dir`]`(…, dir)`: an index is written whole
+//!   in [`archive::SaveFormat::Oci`] (same index digest after a load); a docker-archive holds
+//!   one platform, so narrow an index with [`Target::image_for`] first (an index in that
+//!   format is refused). [`Store::target_blobs`] lists every stored blob of a target.
 //! - Types: [`Digest`] (validated sha256), [`Reference`] (Docker grammar and normalisation),
 //!   [`ImageConfig`] (every Docker field, unknown fields kept), [`Manifest`], [`Index`],
 //!   [`Descriptor`], [`Platform`] (the one platform type of rbuild: `os/arch[/variant]`

@@ -21,6 +21,16 @@ use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::store::Store;
 
+/// BuildKit's annotation on an attestation manifest's index entry (`attestation-manifest`).
+pub const ANNOTATION_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+
+/// Whether an index entry is an attestation manifest rather than a platform image: BuildKit
+/// marks them with [`ANNOTATION_REFERENCE_TYPE`] and the platform `unknown/unknown`.
+pub fn is_attestation(entry: &Descriptor) -> bool {
+    entry.annotation(ANNOTATION_REFERENCE_TYPE).is_some()
+        || entry.platform.as_ref().is_some_and(|p| p.os == "unknown")
+}
+
 /// How deep stored indexes may nest (an index of indexes of manifests is depth 2).
 const MAX_DEPTH: u32 = 4;
 
@@ -248,7 +258,7 @@ impl Store {
                 self.collect_images(&nested, depth + 1, out)?;
                 continue;
             }
-            if !media::is_manifest(&d.media_type) {
+            if !media::is_manifest(&d.media_type) || is_attestation(d) {
                 continue;
             }
             let image =

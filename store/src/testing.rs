@@ -2,7 +2,9 @@
 //! (`..` names, absolute names, links out of the root, bad whiteouts, huge headers). Used by
 //! the tests of this crate, of the CLI and of the executor to exercise hostile input. Also the
 //! config projection of the build conformance format ([`conformance_config_fields`]), which the
-//! planner's and the CLI's conformance tests compare with BuildKit's recordings.
+//! planner's and the CLI's conformance tests compare with BuildKit's recordings. And
+//! [`OciArchive`], OCI layout archives assembled blob by blob (multi-platform indexes,
+//! attestations, nesting) for the archive tests.
 
 /// One entry to write. Fields are raw: nothing is validated or cleaned.
 #[derive(Debug, Clone)]
@@ -278,4 +280,140 @@ pub fn conformance_config_fields(config: &crate::ContainerConfig) -> serde_json:
         }
     }
     serde_json::Value::Object(out)
+}
+
+/// An OCI layout archive assembled blob by blob, for multi-platform tests: platform images,
+/// attestation manifests, image indexes (nested, or wrong on purpose) and the index.json
+/// entries naming them. Descriptors are JSON values a test may edit before listing them.
+#[derive(Debug, Default, Clone)]
+pub struct OciArchive {
+    blobs: std::collections::BTreeMap<String, Vec<u8>>,
+    entries: Vec<serde_json::Value>,
+}
+
+impl OciArchive {
+    pub fn new() -> OciArchive {
+        OciArchive::default()
+    }
+
+    /// Add a blob; its descriptor (`mediaType`, `digest`, `size`).
+    pub fn blob(&mut self, media_type: &str, bytes: &[u8]) -> serde_json::Value {
+        let d = crate::Digest::of(bytes);
+        self.blobs
+            .insert(format!("blobs/sha256/{}", d.hex()), bytes.to_vec());
+        serde_json::json!({"mediaType": media_type, "digest": d.to_string(), "size": bytes.len()})
+    }
+
+    /// A one-layer image for `os/arch` whose layer is `layer` (an uncompressed tar): the
+    /// manifest's descriptor, with its platform.
+    pub fn image(&mut self, os: &str, arch: &str, layer: &[u8]) -> serde_json::Value {
+        let l = self.blob("application/vnd.oci.image.layer.v1.tar", layer);
+        let config = serde_json::json!({
+            "architecture": arch, "os": os, "created": "2024-05-01T00:00:00Z",
+            "config": {"Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [l["digest"]]},
+            "history": [{"created_by": format!("layer for {os}/{arch}")}]
+        });
+        let c = self.blob(
+            "application/vnd.oci.image.config.v1+json",
+            &serde_json::to_vec(&config).expect("json"),
+        );
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": c, "layers": [l],
+        });
+        let mut m = self.blob(
+            "application/vnd.oci.image.manifest.v1+json",
+            &serde_json::to_vec(&manifest).expect("json"),
+        );
+        m["platform"] = serde_json::json!({"os": os, "architecture": arch});
+        m
+    }
+
+    /// A BuildKit-style attestation manifest for the image `subject` (platform
+    /// `unknown/unknown`, an in-toto layer that is not a tar).
+    pub fn attestation(&mut self, subject: &serde_json::Value) -> serde_json::Value {
+        let statement = br#"{"_type":"https://in-toto.io/Statement/v0.1","predicateType":"https://slsa.dev/provenance/v0.2"}"#;
+        let l = self.blob("application/vnd.in-toto+json", statement);
+        let config = serde_json::json!({
+            "architecture": "unknown", "os": "unknown", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [l["digest"]]}
+        });
+        let c = self.blob(
+            "application/vnd.oci.image.config.v1+json",
+            &serde_json::to_vec(&config).expect("json"),
+        );
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": c, "layers": [l],
+        });
+        let mut m = self.blob(
+            "application/vnd.oci.image.manifest.v1+json",
+            &serde_json::to_vec(&manifest).expect("json"),
+        );
+        m["platform"] = serde_json::json!({"os": "unknown", "architecture": "unknown"});
+        m["annotations"] = serde_json::json!({
+            "vnd.docker.reference.type": "attestation-manifest",
+            "vnd.docker.reference.digest": subject["digest"],
+        });
+        m
+    }
+
+    /// An image index listing `entries`: its descriptor.
+    pub fn index(&mut self, entries: &[serde_json::Value]) -> serde_json::Value {
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": entries,
+        });
+        self.blob(
+            "application/vnd.oci.image.index.v1+json",
+            &serde_json::to_vec(&index).expect("json"),
+        )
+    }
+
+    /// List `desc` in index.json, named `name` (a full reference) or untagged.
+    pub fn entry(&mut self, desc: &serde_json::Value, name: Option<&str>) -> &mut OciArchive {
+        let mut e = desc.clone();
+        if let Some(n) = name {
+            e["annotations"] = serde_json::json!({"io.containerd.image.name": n});
+        }
+        self.entries.push(e);
+        self
+    }
+
+    /// Leave the blob of `desc` out of the archive.
+    pub fn drop_blob(&mut self, desc: &serde_json::Value) -> &mut OciArchive {
+        let d = desc["digest"].as_str().expect("a descriptor");
+        let hex = d.strip_prefix("sha256:").unwrap_or(d);
+        self.blobs.remove(&format!("blobs/sha256/{hex}"));
+        self
+    }
+
+    /// Put `bytes` in the archive under the blob name of `digest` (which they need not hash
+    /// to: hostile archives).
+    pub fn raw_blob(&mut self, digest: &str, bytes: &[u8]) -> &mut OciArchive {
+        let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+        self.blobs
+            .insert(format!("blobs/sha256/{hex}"), bytes.to_vec());
+        self
+    }
+
+    /// The archive: `oci-layout`, the blobs, `index.json`.
+    pub fn build(&self) -> Vec<u8> {
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": self.entries,
+        });
+        let mut t = TarBuilder::new();
+        t.file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+        for (name, data) in &self.blobs {
+            t.file(name, data);
+        }
+        t.file("index.json", &serde_json::to_vec(&index).expect("json"));
+        t.finish()
+    }
 }

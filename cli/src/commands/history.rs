@@ -1,11 +1,15 @@
 //! `rbuild history IMAGE`: the image's history newest first, shaped like `docker history`
 //! (IMAGE CREATED CREATED BY SIZE COMMENT, `<missing>` below the top row), with
-//! `--no-trunc`, `-q`, `-H=false` and `--format json|TEMPLATE`.
+//! `--no-trunc`, `-q`, `-H=false` and `--format json|TEMPLATE`. A multi-platform image shows
+//! the host platform's image, or `--platform P`'s.
 
 use clap::{ArgAction, Args};
 use serde_json::{Value, json};
 
-use super::storeutil::{ellipsis, human_size, open_store, relative_time, render_template, table};
+use super::storeutil::{
+    ellipsis, human_size, open_store, parse_platform, pick_image, relative_time, render_template,
+    table,
+};
 use crate::args::GlobalArgs;
 
 #[derive(Debug, Args)]
@@ -30,6 +34,10 @@ pub struct HistoryArgs {
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
 
+    /// Show this platform's image of a multi-platform image (`os/arch[/variant]`).
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+
     /// Also show, for layers rbuild built, the Dockerfile step and the cache key that made them.
     #[arg(long)]
     pub keys: bool,
@@ -48,7 +56,8 @@ struct Row {
 
 pub fn run(global: &GlobalArgs, args: HistoryArgs) -> miette::Result<u8> {
     let store = open_store(global)?;
-    let img = store.resolve_image(&args.image)?;
+    let platform = parse_platform(args.platform.as_deref())?;
+    let img = pick_image(&store.resolve_target(&args.image)?, platform.as_ref())?;
     let mut rows = Vec::new();
     let mut layers = img.layers.iter();
     if img.config.history.is_empty() {

@@ -2,6 +2,11 @@
 //! `docker images` (REPOSITORY TAG IMAGE ID CREATED SIZE), with `--digests`, `-q`,
 //! `--no-trunc`, `--format json|TEMPLATE`, a `[REPOSITORY[:TAG]]` pattern and `--filter`.
 //! Also the `rbuild image ...` command group.
+//!
+//! A multi-platform image is one row: the index digest as IMAGE ID and the size of all its
+//! platforms' blobs, each counted once (docker with the containerd image store). `--tree`
+//! (docker 28) lists every platform under each image with its own ID (manifest digest) and
+//! size.
 
 use clap::{Args, Subcommand};
 use rbuild_store::{ImageSummary, Reference};
@@ -40,6 +45,10 @@ pub struct ImagesArgs {
     /// `json` (one object per line) or a template like `{{.Repository}}:{{.Tag}}`.
     #[arg(long, value_name = "FORMAT")]
     pub format: Option<String>,
+
+    /// List each image's platforms under it, with their own IDs and sizes.
+    #[arg(long, conflicts_with_all = ["quiet", "format", "digests"])]
+    pub tree: bool,
 }
 
 /// `rbuild image <command>`: the image commands under one group, as in docker.
@@ -102,7 +111,7 @@ impl Row<'_> {
             .unwrap_or_else(|| "<none>".into())
     }
     fn id(&self, no_trunc: bool) -> String {
-        let id = self.summary.record.id();
+        let id = self.summary.id();
         if no_trunc {
             id.to_string()
         } else {
@@ -173,7 +182,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> miette::Result<u8> {
     let mut rows = Vec::new();
     for s in &images {
         let remote = std::rc::Rc::new(if args.digests || args.format.is_some() {
-            store.repo_digests(&s.record.manifest_digest)?
+            store.repo_digests(s.digest())?
         } else {
             Vec::new()
         });
@@ -199,7 +208,9 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> miette::Result<u8> {
         }
     }
     let mut out = String::new();
-    if args.quiet {
+    if args.tree {
+        out = tree(&kept, args.no_trunc);
+    } else if args.quiet {
         let mut seen = std::collections::BTreeSet::new();
         for r in &kept {
             let id = r.id(args.no_trunc);
@@ -233,7 +244,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> miette::Result<u8> {
                 }
                 cells.push(r.id(args.no_trunc));
                 cells.push(relative_time(r.summary.record.config.created_time()));
-                cells.push(human_size(r.summary.record.size()));
+                cells.push(human_size(r.summary.size()));
                 cells
             })
             .collect();
@@ -243,9 +254,48 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> miette::Result<u8> {
     Ok(0)
 }
 
+/// `--tree`: each row (a name) with its platforms below it.
+fn tree(rows: &[Row<'_>], no_trunc: bool) -> String {
+    let short = |d: &rbuild_store::Digest| {
+        if no_trunc {
+            d.to_string()
+        } else {
+            d.short().to_string()
+        }
+    };
+    let mut body = Vec::new();
+    for r in rows {
+        let name = match r.name {
+            Some(n) => n.familiar(),
+            None => "<untagged>".to_string(),
+        };
+        body.push(vec![
+            name,
+            r.id(no_trunc),
+            human_size(r.summary.size()),
+            relative_time(r.summary.record.config.created_time()),
+        ]);
+        let images = r.summary.target.images();
+        for (i, (platform, image)) in images.iter().enumerate() {
+            let branch = if i + 1 == images.len() {
+                "└─"
+            } else {
+                "├─"
+            };
+            body.push(vec![
+                format!("{branch} {platform}"),
+                short(&image.manifest_digest),
+                human_size(image.size()),
+                relative_time(image.config.created_time()),
+            ]);
+        }
+    }
+    table(&["IMAGE", "ID", "SIZE", "CREATED"], &body)
+}
+
 fn row_json(r: &Row<'_>, no_trunc: bool) -> Value {
     let created = r.summary.record.config.created_time();
-    let size = human_size(r.summary.record.size());
+    let size = human_size(r.summary.size());
     json!({
         "Containers": "N/A",
         "CreatedAt": created.map(|t| t.strftime("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),

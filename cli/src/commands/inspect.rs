@@ -1,6 +1,8 @@
 //! `rbuild inspect IMAGE...`: a docker-compatible JSON array (Id, RepoTags, RepoDigests,
 //! Created, Author, Config, Architecture, Os, Size, RootFS, Metadata, in Docker's key order),
-//! or `--format '{{.Config.Cmd}}'` per image.
+//! or `--format '{{.Config.Cmd}}'` per image. A multi-platform image shows the host platform's
+//! image (`--platform P`: that platform's) under the index's ID and names, as docker with the
+//! containerd image store does.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +11,7 @@ use rbuild_store::{ImageRecord, Reference};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::storeutil::{open_store, print_error, render_template};
+use super::storeutil::{open_store, parse_platform, pick_image, print_error, render_template};
 use crate::args::GlobalArgs;
 
 #[derive(Debug, Args)]
@@ -21,6 +23,10 @@ pub struct InspectArgs {
     /// A template like `{{.Config.Cmd}}` or `{{json .Config}}`, applied to each image.
     #[arg(short, long, value_name = "TEMPLATE")]
     pub format: Option<String>,
+
+    /// Show this platform's image of a multi-platform image (`os/arch[/variant]`).
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -105,6 +111,7 @@ fn extra_str(img: &ImageRecord, key: &str) -> String {
 /// `remote`: the registry digests the store recorded for this image (pulls and pushes);
 /// names that pin a digest count too. A built image never pushed has none, as with docker.
 fn build(
+    id: &rbuild_store::Digest,
     img: &ImageRecord,
     names: &[Reference],
     remote: &[Reference],
@@ -119,7 +126,7 @@ fn build(
     repo_digests.sort();
     repo_digests.dedup();
     Inspect {
-        id: img.id().to_string(),
+        id: id.to_string(),
         repo_tags: names
             .iter()
             .filter(|n| n.tag().is_some())
@@ -178,15 +185,20 @@ fn build(
 
 pub fn run(global: &GlobalArgs, args: InspectArgs) -> miette::Result<u8> {
     let store = open_store(global)?;
+    let platform = parse_platform(args.platform.as_deref())?;
     let mut docs = Vec::new();
     let mut failed = 0;
     for name in &args.images {
-        match store.resolve_image(name) {
-            Ok(img) => {
-                let names = store.names_of(&img.manifest_digest)?;
-                let last_tag = store.last_tag_time(&img.manifest_digest)?;
-                let remote = store.repo_digests(&img.manifest_digest)?;
-                docs.push(build(&img, &names, &remote, last_tag));
+        let found = store
+            .resolve_target(name)
+            .map_err(miette::Report::new)
+            .and_then(|t| Ok((pick_image(&t, platform.as_ref())?, t)));
+        match found {
+            Ok((img, target)) => {
+                let names = store.names_of(target.digest())?;
+                let last_tag = store.last_tag_time(target.digest())?;
+                let remote = store.repo_digests(target.digest())?;
+                docs.push(build(target.id(), &img, &names, &remote, last_tag));
             }
             Err(e) => {
                 failed += 1;
@@ -195,7 +207,7 @@ pub fn run(global: &GlobalArgs, args: InspectArgs) -> miette::Result<u8> {
                     if args.format.is_none() {
                         println!("[]");
                     }
-                    return Err(e.into());
+                    return Err(e);
                 }
                 print_error(e);
             }

@@ -1,5 +1,6 @@
 //! `rbuild load [-i FILE]`: load images from an OCI layout or docker-archive tar (optionally
-//! compressed), from FILE or stdin, and print the names loaded.
+//! compressed), from FILE or stdin, and print the names loaded. A multi-platform image is
+//! loaded whole (every platform the archive holds); its names and ID are the index's.
 
 use std::io::{BufReader, IsTerminal};
 use std::path::PathBuf;
@@ -41,7 +42,7 @@ pub fn run(global: &GlobalArgs, args: LoadArgs) -> miette::Result<u8> {
     if !args.quiet {
         for img in &report.images {
             for (name, old) in &img.moved {
-                if let Ok(old) = store.image(old) {
+                if let Ok(old) = store.resolve_target(old.as_str()) {
                     println!(
                         "The image {} already exists, renaming the old one with ID {} to empty string",
                         name.familiar(),
@@ -50,7 +51,7 @@ pub fn run(global: &GlobalArgs, args: LoadArgs) -> miette::Result<u8> {
                 }
             }
             if img.names.is_empty() {
-                println!("Loaded image ID: {}", img.record.id());
+                println!("Loaded image ID: {}", img.target.id());
             }
             for n in &img.names {
                 println!("Loaded image: {}", n.familiar());

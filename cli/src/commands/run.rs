@@ -11,13 +11,18 @@
 //! which also drops the record and the ref). Exit code: the command's, 128 + n after signal n,
 //! 127/126 when it cannot be found or started. A `--rm` container abandoned by a killed rbuild
 //! (its lock is free) is removed by the next `rbuild run`.
+//!
+//! A multi-platform image runs the host platform's image, or with `--platform P` that
+//! platform's (a foreign architecture runs under the QEMU user emulation registered in
+//! binfmt_misc); an image without that platform is the store's error naming the platforms it
+//! has.
 
 use clap::{Args, ValueEnum};
 use rbuild_executor::container::{Containers, ImageDefaults, Overrides, resolve_process};
 use rbuild_executor::{ExecError, Executor, ExitStatus, Network, RunStep, Stdio3};
 use rbuild_store::refs::KIND_CONTAINER;
 
-use super::storeutil::open_store;
+use super::storeutil::{open_store, parse_platform, pick_image};
 use crate::args::GlobalArgs;
 
 #[derive(Debug, Args)]
@@ -61,6 +66,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = crate::args::parse_pids_limit)]
     pub pids_limit: Option<rbuild_executor::sandbox::PidsLimit>,
 
+    /// Run this platform's image of a multi-platform image (`os/arch[/variant]`).
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+
     /// The image to run.
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -84,7 +93,8 @@ pub enum NetworkArg {
 
 pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
     let store = open_store(global)?;
-    let image = store.resolve_image(&args.image)?;
+    let platform = parse_platform(args.platform.as_deref())?;
+    let image = pick_image(&store.resolve_target(&args.image)?, platform.as_ref())?;
     let exec = Executor::new(store.root(), global.executor_options())?;
     exec.check_privileges()?;
     let containers = Containers::open(store.root())?;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use rbuild_store::Store;
+use rbuild_store::{ImageRecord, Platform, Store, Target};
 use serde_json::Value;
 
 use crate::args::GlobalArgs;
@@ -15,6 +15,30 @@ pub fn open_store(global: &GlobalArgs) -> miette::Result<Store> {
         .clone()
         .unwrap_or_else(rbuild_store::default_root);
     Ok(Store::open(root)?)
+}
+
+/// Parse a `--platform os/arch[/variant]` flag (normalised as containerd does).
+pub fn parse_platform(text: Option<&str>) -> miette::Result<Option<Platform>> {
+    let Some(text) = text else { return Ok(None) };
+    text.parse::<Platform>().map(Some).map_err(|e| {
+        miette::miette!(
+            code = "rbuild::usage::platform",
+            help = "write `--platform linux/amd64` (os/arch[/variant])",
+            "invalid platform `{text}`: {e}"
+        )
+    })
+}
+
+/// The image of `target` a command that needs one image uses: the one for `platform`
+/// (`--platform`), else the image itself, or a multi-platform image's host platform's image.
+/// No such platform: the store's error naming the platforms the image has.
+pub fn pick_image(target: &Target, platform: Option<&Platform>) -> miette::Result<ImageRecord> {
+    let image = match (target, platform) {
+        (Target::Image(r), None) => r,
+        (_, Some(p)) => target.image_for(p)?,
+        (Target::Index(_), None) => target.image_for(&Platform::host())?,
+    };
+    Ok(image.clone())
 }
 
 /// Docker-style human size (`1.98MB`): the store's one formatter, [`rbuild_store::size::human`].

@@ -111,20 +111,34 @@ fn df(global: &GlobalArgs, args: DfArgs) -> miette::Result<u8> {
     let in_use = store.images_in_use()?;
     let size_of = |d: &Digest| store.blob_size(d).unwrap_or(0);
 
-    // Which images use each blob.
+    // Every blob of each image (a multi-platform image: the index and all it holds), and which
+    // images use each blob: a blob is counted once however many platforms or images share it.
+    let blobs_of: Vec<Vec<Digest>> = images
+        .iter()
+        .map(|s| match store.target_blobs(&s.target) {
+            Ok(b) => b.into_keys().collect(),
+            Err(_) => s.record.blobs(),
+        })
+        .collect();
     let mut users: BTreeMap<Digest, BTreeSet<usize>> = BTreeMap::new();
-    for (i, s) in images.iter().enumerate() {
-        for b in s.record.blobs() {
-            users.entry(b).or_default().insert(i);
+    for (i, blobs) in blobs_of.iter().enumerate() {
+        for b in blobs {
+            users.entry(b.clone()).or_default().insert(i);
         }
     }
+    // The manifests and configs a container may name for each image.
+    let keys_of = |s: &rbuild_store::ImageSummary| -> Vec<Digest> {
+        let mut keys = vec![s.digest().clone()];
+        for (_, r) in s.target.images() {
+            keys.push(r.manifest_digest.clone());
+            keys.push(r.config_digest.clone());
+        }
+        keys
+    };
     let active: BTreeSet<usize> = images
         .iter()
         .enumerate()
-        .filter(|(_, s)| {
-            in_use.contains_key(&s.record.manifest_digest)
-                || in_use.contains_key(&s.record.config_digest)
-        })
+        .filter(|(_, s)| keys_of(s).iter().any(|k| in_use.contains_key(k)))
         .map(|(i, _)| i)
         .collect();
     let image_bytes: u64 = users.keys().map(size_of).sum();
@@ -231,11 +245,11 @@ fn df(global: &GlobalArgs, args: DfArgs) -> miette::Result<u8> {
         for (i, s) in images.iter().enumerate() {
             let mut shared = 0;
             let mut unique = 0;
-            for b in s.record.blobs() {
-                if users.get(&b).is_some_and(|u| u.len() > 1) {
-                    shared += size_of(&b);
+            for b in &blobs_of[i] {
+                if users.get(b).is_some_and(|u| u.len() > 1) {
+                    shared += size_of(b);
                 } else {
-                    unique += size_of(&b);
+                    unique += size_of(b);
                 }
             }
             let names: Vec<(String, String)> = if s.names.is_empty() {
@@ -246,27 +260,23 @@ fn df(global: &GlobalArgs, args: DfArgs) -> miette::Result<u8> {
                     .map(|n| (n.familiar_name(), n.tag().unwrap_or("<none>").to_string()))
                     .collect()
             };
-            let count = in_use
-                .get(&s.record.manifest_digest)
-                .map(|v| v.len())
-                .unwrap_or(0)
-                + in_use
-                    .get(&s.record.config_digest)
-                    .map(|v| v.len())
-                    .unwrap_or(0);
+            let mut containers: BTreeSet<&String> = BTreeSet::new();
+            for k in keys_of(s) {
+                containers.extend(in_use.get(&k).into_iter().flatten());
+            }
+            let count = containers.len();
             for (repo, tag) in names {
                 body.push(vec![
                     repo,
                     tag,
-                    s.record.id().short().to_string(),
+                    s.id().short().to_string(),
                     relative_time(s.record.config.created_time()),
-                    human_size(s.record.size()),
+                    human_size(s.size()),
                     human_size(shared),
                     human_size(unique),
                     count.to_string(),
                 ]);
             }
-            let _ = i;
         }
         print!(
             "{}",

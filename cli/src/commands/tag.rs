@@ -18,7 +18,8 @@ pub struct TagArgs {
 
 pub fn run(global: &GlobalArgs, args: TagArgs) -> miette::Result<u8> {
     let store = open_store(global)?;
-    let image = store.resolve_image(&args.source)?;
+    // A multi-platform image: the new name points at the index, as the old one does.
+    let image = store.resolve_target(&args.source)?;
     let target = Reference::parse(&args.target)?;
     if target.digest().is_some() {
         return Err(miette::miette!(
@@ -28,6 +29,6 @@ pub fn run(global: &GlobalArgs, args: TagArgs) -> miette::Result<u8> {
             args.target
         ));
     }
-    store.tag(&image, &target)?;
+    store.tag_target(&image, &target)?;
     Ok(0)
 }

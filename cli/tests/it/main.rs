@@ -37,3 +37,4 @@ mod store_commands;
 mod store_crash;
 mod store_hostile;
 mod store_interop;
+mod store_multiplatform;

@@ -11,6 +11,15 @@
 //! Read: OCI layouts and docker-archives with any member layout, symlinked members, and gzip,
 //! zstd or uncompressed layers (a manifest is built for a docker-archive); Docker schema 2
 //! media types are accepted.
+//!
+//! Multi-platform images: an index.json entry that is an image index is kept as it is, with
+//! every platform image the archive holds (each validated and scanned as above), its nested
+//! indexes and its attestation manifests (platform `unknown/unknown`: their blobs verified,
+//! never scanned or unpacked); the names point at the index (docker with the containerd image
+//! store does the same). Entries the archive lacks are left out (a platform never fetched);
+//! a platform image the archive holds only in part is left out with a note. Indexes nest at
+//! most [`MAX_INDEX_DEPTH`] levels and an index that lists itself is refused. A docker-archive
+//! holds single-platform images only.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -23,7 +32,6 @@ use crate::blob::PendingBlob;
 use crate::config::ImageConfig;
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
-use crate::image::{self, ImageRecord};
 use crate::index;
 use crate::json;
 use crate::layer::decompress::decompress;
@@ -34,11 +42,12 @@ use crate::manifest::{self, Descriptor, Document, Index, Manifest, Platform};
 use crate::media::{self, Compression};
 use crate::reference::Reference;
 use crate::store::Store;
+use crate::target::Target;
 
-/// One loaded image.
+/// One loaded image: a single-platform image or a multi-platform index.
 #[derive(Debug, Clone)]
 pub struct LoadedImage {
-    pub record: ImageRecord,
+    pub target: Target,
     pub names: Vec<Reference>,
     /// Names that pointed at another image before (that image's manifest digest).
     pub moved: Vec<(Reference, Digest)>,
@@ -81,6 +90,30 @@ struct LayerJob {
     declared: Option<Compression>,
     diff_id: Digest,
     what: String,
+}
+
+/// One image of the archive, validated: its members in publishing order and its layers.
+struct ImageParts {
+    members: Vec<String>,
+    layers: Vec<LayerJob>,
+    platform: Platform,
+}
+
+/// What the archive holds under one image index.
+#[derive(Default)]
+struct IndexParts {
+    /// Members in publishing order: every blob before the documents that reference it.
+    members: Vec<String>,
+    layers: Vec<LayerJob>,
+    /// The platforms of its images, in walk order.
+    platforms: Vec<Platform>,
+}
+
+/// Whether an index entry is an attestation manifest (BuildKit's provenance and SBOMs:
+/// platform `unknown/unknown`, `vnd.docker.reference.type`) or another artifact whose config
+/// is not an image config: kept, never unpacked.
+fn is_artifact(entry: &Descriptor, manifest: &Manifest) -> bool {
+    crate::target::is_attestation(entry) || !media::is_image_config(&manifest.config.media_type)
 }
 
 /// One image ready to commit.
@@ -383,10 +416,10 @@ impl Store {
             };
             batch.push((desc, p.names));
         }
-        let registered = self.register_images(&batch)?;
-        for ((_, names), (record, moved)) in batch.into_iter().zip(registered) {
+        let registered = self.register_targets(&batch)?;
+        for ((_, names), (target, moved)) in batch.into_iter().zip(registered) {
             report.images.push(LoadedImage {
-                record,
+                target,
                 names,
                 moved,
             });
@@ -505,6 +538,20 @@ impl Store {
         Ok((bytes, blob.info.digest.clone()))
     }
 
+    /// The bytes of the manifest or index `d` (checked as by `oci_blob`), refused before
+    /// reading when larger than documents may be.
+    fn read_document(&self, m: &Members, d: &Descriptor, what: &str) -> Result<Vec<u8>> {
+        let blob = self.oci_blob(m, d, what)?;
+        if blob.info.size > self.limits.max_json_bytes {
+            return Err(Error::Limit {
+                what: format!("{what} ({} bytes)", blob.info.size),
+                limit: format!("{} bytes", self.limits.max_json_bytes),
+                help: "documents this large are not produced by real tools".to_string(),
+            });
+        }
+        std::fs::read(blob.path()).ctx("read", blob.path())
+    }
+
     /// The archive member holding blob `d`, checked against its descriptor.
     fn oci_blob<'m>(&self, m: &'m Members, d: &Descriptor, what: &str) -> Result<&'m PendingBlob> {
         let name = blob_member(&d.digest);
@@ -574,7 +621,7 @@ impl Store {
                 ));
                 continue;
             }
-            let mut desc = entry.clone();
+            let desc = entry.clone();
             let mut names = Vec::new();
             match index::entry_name(entry) {
                 Some(name) => match Reference::parse(name) {
@@ -595,86 +642,54 @@ impl Store {
                     }
                 }
             }
-            // A multi-platform index (possibly nested): take the host platform's manifest.
             if media::is_index(&desc.media_type) {
+                // A multi-platform image: the index and everything under it that the archive
+                // holds.
+                let mut parts = IndexParts::default();
                 let mut seen = Vec::new();
-                desc = self
-                    .host_manifest(m, &desc, &what, 0, &mut seen)?
-                    .ok_or_else(|| {
-                        Error::archive(
-                            format!("{what} has no manifest for linux/{}", manifest::host_arch()),
-                            "save the image for this platform",
-                        )
-                    })?;
+                self.walk_index(m, &desc, &what, 0, &mut seen, &mut parts, report)?;
+                if parts.platforms.is_empty() {
+                    return Err(Error::archive(
+                        format!("{what} is an image index of which the archive holds no image"),
+                        "save the image with at least one platform's manifest, config and layers",
+                    ));
+                }
+                let host = Platform::host();
+                if !parts.platforms.iter().any(|p| host.matches(p)) {
+                    let have: Vec<String> =
+                        parts.platforms.iter().map(ToString::to_string).collect();
+                    let shown = names
+                        .first()
+                        .map_or_else(|| desc.digest.to_string(), |n| n.familiar());
+                    report.notes.push(format!(
+                        "{shown} has no {host} image (it has {}); run it with `--platform`",
+                        have.join(", ")
+                    ));
+                }
+                out.push(Prepared {
+                    members: parts.members,
+                    new_manifest: None,
+                    manifest_desc: Some(Descriptor::new(
+                        desc.media_type.clone(),
+                        desc.digest.clone(),
+                        desc.size,
+                    )),
+                    names,
+                    layers: parts.layers,
+                    docker_layers: None,
+                });
+                continue;
             }
-            let blob = self.oci_blob(m, &desc, &what)?;
-            let bytes = std::fs::read(blob.path()).ctx("read", blob.path())?;
+            let bytes = self.read_document(m, &desc, &what)?;
             let manifest = manifest::parse_manifest(
                 &bytes,
                 Some(&desc.media_type),
                 self.limits.max_json_bytes,
                 &format!("manifest of {what}"),
             )?;
-            if !media::is_image_config(&manifest.config.media_type) {
-                return Err(Error::json(
-                    format!("manifest of {what}"),
-                    format!(
-                        "config media type `{}` is not an image config",
-                        manifest.config.media_type
-                    ),
-                ));
-            }
-            let cblob = self.oci_blob(m, &manifest.config, &format!("config of {what}"))?;
-            let cbytes = std::fs::read(cblob.path()).ctx("read", cblob.path())?;
-            let config = ImageConfig::parse(
-                &cbytes,
-                self.limits.max_json_bytes,
-                &format!("config of {what}"),
-            )?;
-            if config.rootfs.diff_ids.len() != manifest.layers.len() {
-                return Err(Error::json(
-                    format!("config of {what}"),
-                    format!(
-                        "it lists {} diff_ids for {} layers",
-                        config.rootfs.diff_ids.len(),
-                        manifest.layers.len()
-                    ),
-                ));
-            }
-            let mut members = Vec::new();
-            let mut layers = Vec::new();
-            for (j, (l, diff_id)) in manifest
-                .layers
-                .iter()
-                .zip(&config.rootfs.diff_ids)
-                .enumerate()
-            {
-                let lwhat = format!("layer {} ({}) of {what}", j + 1, l.digest);
-                if !media::is_layer(&l.media_type) {
-                    return Err(Error::json(
-                        &lwhat,
-                        format!("media type `{}` is not a layer type", l.media_type),
-                    ));
-                }
-                if l.urls.is_some() && !m.files.contains_key(&blob_member(&l.digest)) {
-                    return Err(Error::archive(
-                        format!("{lwhat} is a foreign layer that the archive does not contain"),
-                        "rbuild does not fetch foreign layer URLs",
-                    ));
-                }
-                self.oci_blob(m, l, &lwhat)?;
-                members.push(blob_member(&l.digest));
-                layers.push(LayerJob {
-                    member: blob_member(&l.digest),
-                    declared: media::layer_compression(&l.media_type),
-                    diff_id: diff_id.clone(),
-                    what: lwhat,
-                });
-            }
-            members.push(blob_member(&manifest.config.digest));
-            members.push(blob_member(&desc.digest));
+            let parts = self.image_parts(m, &desc, &manifest, &what)?;
             out.push(Prepared {
-                members,
+                members: parts.members,
                 new_manifest: None,
                 manifest_desc: Some(Descriptor::new(
                     desc.media_type.clone(),
@@ -682,25 +697,111 @@ impl Store {
                     desc.size,
                 )),
                 names,
-                layers,
+                layers: parts.layers,
                 docker_layers: None,
             });
         }
         Ok(out)
     }
 
-    /// The host platform's manifest under the image index `desc`: one listed in it, else one
-    /// found in the nested indexes it lists (those without a platform or for this one), depth
-    /// first. Nesting is bounded by [`MAX_INDEX_DEPTH`]; an index that lists itself (directly
-    /// or through others) is refused. `None`: no manifest for this platform.
-    fn host_manifest(
+    /// Validate one image manifest of the archive (config and layers present and matching,
+    /// diff_ids for every layer): its members in publishing order (layers, config, manifest)
+    /// and the layers to scan.
+    fn image_parts(
+        &self,
+        m: &Members,
+        desc: &Descriptor,
+        manifest: &Manifest,
+        what: &str,
+    ) -> Result<ImageParts> {
+        if !media::is_image_config(&manifest.config.media_type) {
+            return Err(Error::json(
+                format!("manifest of {what}"),
+                format!(
+                    "config media type `{}` is not an image config",
+                    manifest.config.media_type
+                ),
+            ));
+        }
+        let cblob = self.oci_blob(m, &manifest.config, &format!("config of {what}"))?;
+        let cbytes = std::fs::read(cblob.path()).ctx("read", cblob.path())?;
+        let config = ImageConfig::parse(
+            &cbytes,
+            self.limits.max_json_bytes,
+            &format!("config of {what}"),
+        )?;
+        if config.rootfs.diff_ids.len() != manifest.layers.len() {
+            return Err(Error::json(
+                format!("config of {what}"),
+                format!(
+                    "it lists {} diff_ids for {} layers",
+                    config.rootfs.diff_ids.len(),
+                    manifest.layers.len()
+                ),
+            ));
+        }
+        let mut members = Vec::new();
+        let mut layers = Vec::new();
+        for (j, (l, diff_id)) in manifest
+            .layers
+            .iter()
+            .zip(&config.rootfs.diff_ids)
+            .enumerate()
+        {
+            let lwhat = format!("layer {} ({}) of {what}", j + 1, l.digest);
+            if !media::is_layer(&l.media_type) {
+                return Err(Error::json(
+                    &lwhat,
+                    format!("media type `{}` is not a layer type", l.media_type),
+                ));
+            }
+            if l.urls.is_some() && !m.files.contains_key(&blob_member(&l.digest)) {
+                return Err(Error::archive(
+                    format!("{lwhat} is a foreign layer that the archive does not contain"),
+                    "rbuild does not fetch foreign layer URLs",
+                ));
+            }
+            self.oci_blob(m, l, &lwhat)?;
+            members.push(blob_member(&l.digest));
+            layers.push(LayerJob {
+                member: blob_member(&l.digest),
+                declared: media::layer_compression(&l.media_type),
+                diff_id: diff_id.clone(),
+                what: lwhat,
+            });
+        }
+        members.push(blob_member(&manifest.config.digest));
+        members.push(blob_member(&desc.digest));
+        let platform = desc.platform.clone().unwrap_or_else(|| {
+            Platform::new(&config.os, &config.architecture, config.variant.as_deref())
+        });
+        Ok(ImageParts {
+            members,
+            layers,
+            platform,
+        })
+    }
+
+    /// Collect what the archive holds under the image index `desc` into `out`: every platform
+    /// image (validated, its layers to be scanned), attestation manifests and other artifacts
+    /// (verified blobs, never scanned), nested indexes, each blob before the documents that
+    /// reference it. Entries the archive does not contain are left out (an index may list
+    /// platforms that were never fetched). Nesting is bounded by [`MAX_INDEX_DEPTH`]; an index
+    /// that lists itself (directly or through others) is refused.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one recursive walk and its state"
+    )]
+    fn walk_index(
         &self,
         m: &Members,
         desc: &Descriptor,
         what: &str,
         depth: usize,
         seen: &mut Vec<(Digest, bool)>,
-    ) -> Result<Option<Descriptor>> {
+        out: &mut IndexParts,
+        report: &mut LoadReport,
+    ) -> Result<()> {
         if depth >= MAX_INDEX_DEPTH {
             return Err(Error::archive(
                 format!("{what}: image indexes nest deeper than {MAX_INDEX_DEPTH} levels"),
@@ -708,8 +809,8 @@ impl Store {
                  this archive is malformed or hostile",
             ));
         }
-        // `seen`: (digest, still on the current path). On the path: a cycle; visited before:
-        // it had no manifest for this platform then either.
+        // `seen`: (digest, still on the current path). On the path: a cycle; visited before
+        // (two indexes listing the same one): already collected.
         match seen.iter().find(|(d, _)| *d == desc.digest) {
             Some((_, true)) => {
                 return Err(Error::archive(
@@ -717,27 +818,32 @@ impl Store {
                     "this archive is malformed or hostile",
                 ));
             }
-            Some((_, false)) => return Ok(None),
+            Some((_, false)) => return Ok(()),
             None => {}
         }
         seen.push((desc.digest.clone(), true));
-        let found = self.host_manifest_in(m, desc, what, depth, seen);
+        let walked = self.walk_index_in(m, desc, what, depth, seen, out, report);
         if let Some(entry) = seen.iter_mut().find(|(d, _)| *d == desc.digest) {
             entry.1 = false;
         }
-        found
+        walked
     }
 
-    fn host_manifest_in(
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one recursive walk and its state"
+    )]
+    fn walk_index_in(
         &self,
         m: &Members,
         desc: &Descriptor,
         what: &str,
         depth: usize,
         seen: &mut Vec<(Digest, bool)>,
-    ) -> Result<Option<Descriptor>> {
-        let blob = self.oci_blob(m, desc, what)?;
-        let bytes = std::fs::read(blob.path()).ctx("read", blob.path())?;
+        out: &mut IndexParts,
+        report: &mut LoadReport,
+    ) -> Result<()> {
+        let bytes = self.read_document(m, desc, what)?;
         let doc = manifest::parse_document(
             &bytes,
             Some(&desc.media_type),
@@ -747,20 +853,72 @@ impl Store {
         let Document::Index(i) = doc else {
             return Err(Error::json(what, "declared as an index but is a manifest"));
         };
-        let host = Platform::host();
-        if let Some(d) = image::select_platform(&i.manifests, &host) {
-            return Ok(Some(d.clone()));
-        }
-        for nested in &i.manifests {
-            let fits = nested.platform.as_ref().is_none_or(|p| host.matches(p));
-            if media::is_index(&nested.media_type)
-                && fits
-                && let Some(d) = self.host_manifest(m, nested, what, depth + 1, seen)?
-            {
-                return Ok(Some(d));
+        for (k, child) in i.manifests.iter().enumerate() {
+            let cwhat = match &child.platform {
+                Some(p) => format!("{what}, {p} (entry {} of index {})", k + 1, desc.digest),
+                None => format!("{what}, entry {} of index {}", k + 1, desc.digest),
+            };
+            if m.resolve(&blob_member(&child.digest)).is_none() {
+                // Not in the archive: a platform that was never fetched.
+                continue;
+            }
+            if media::is_index(&child.media_type) {
+                self.walk_index(m, child, what, depth + 1, seen, out, report)?;
+            } else if media::is_manifest(&child.media_type) {
+                self.index_child(m, child, &cwhat, out, report)?;
+            } else {
+                self.oci_blob(m, child, &cwhat)?;
+                out.members.push(blob_member(&child.digest));
             }
         }
-        Ok(None)
+        out.members.push(blob_member(&desc.digest));
+        Ok(())
+    }
+
+    /// One manifest listed in an index of the archive: a platform image, or an attestation
+    /// (or other artifact) kept as verified blobs. One whose blobs the archive lacks is left
+    /// out with a note.
+    fn index_child(
+        &self,
+        m: &Members,
+        child: &Descriptor,
+        what: &str,
+        out: &mut IndexParts,
+        report: &mut LoadReport,
+    ) -> Result<()> {
+        let bytes = self.read_document(m, child, what)?;
+        let manifest = manifest::parse_manifest(
+            &bytes,
+            Some(&child.media_type),
+            self.limits.max_json_bytes,
+            &format!("manifest of {what}"),
+        )?;
+        let referenced: Vec<&Descriptor> = std::iter::once(&manifest.config)
+            .chain(&manifest.layers)
+            .collect();
+        if let Some(absent) = referenced
+            .iter()
+            .find(|d| m.resolve(&blob_member(&d.digest)).is_none())
+        {
+            report.notes.push(format!(
+                "skipped {what}: the archive lacks its blob {}",
+                absent.digest
+            ));
+            return Ok(());
+        }
+        if is_artifact(child, &manifest) {
+            for d in referenced {
+                self.oci_blob(m, d, what)?;
+                out.members.push(blob_member(&d.digest));
+            }
+            out.members.push(blob_member(&child.digest));
+            return Ok(());
+        }
+        let parts = self.image_parts(m, child, &manifest, what)?;
+        out.members.extend(parts.members);
+        out.layers.extend(parts.layers);
+        out.platforms.push(parts.platform);
+        Ok(())
     }
 
     fn prepare_docker(&self, m: &Members) -> Result<Vec<Prepared>> {

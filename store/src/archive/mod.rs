@@ -10,4 +10,4 @@ mod writer;
 
 pub use import::ImportOptions;
 pub use load::{LoadReport, LoadedImage};
-pub use save::{SaveFormat, SaveItem};
+pub use save::{SaveFormat, SaveItem, SaveTarget};

@@ -304,6 +304,7 @@ fn scratch_and_split_outputs() {
     let out = tempfile::tempdir().unwrap();
     let local = out.path().join("local");
     let tar = out.path().join("rootfs.tar");
+    let oci = out.path().join("image.tar");
     build_ok(
         &env,
         ctx.path(),
@@ -318,6 +319,8 @@ fn scratch_and_split_outputs() {
             &format!("type=local,dest={}", local.display()),
             "-o",
             &format!("type=tar,dest={}", tar.display()),
+            "-o",
+            &format!("type=oci,dest={}", oci.display()),
         ],
     );
     let store = Store::open(env.root()).unwrap();
@@ -352,6 +355,20 @@ fn scratch_and_split_outputs() {
     for want in ["linux_amd64/a.txt", "linux_arm64/a.txt", "linux_arm64/arch"] {
         assert!(paths.iter().any(|p| p == want), "{want} not in {paths:?}");
     }
+
+    // The OCI archive holds the index whole: skopeo reads it, and it is the store's index.
+    let raw = crate::support::run_ok(
+        crate::support::tool("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci-archive:{}", oci.display())),
+    );
+    assert_eq!(
+        rbuild_store::Digest::of(raw.as_bytes()),
+        *target.digest(),
+        "{raw}"
+    );
+    let index: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 2, "{raw}");
 
     // Not split: both platforms have /a.txt.
     let merged = out.path().join("merged");

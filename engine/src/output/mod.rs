@@ -107,30 +107,21 @@ fn shown(dest: &Dest) -> String {
 }
 
 /// Outputs a multi-platform build cannot write, refused before anything runs: `type=docker`
-/// (BuildKit's reason: a docker-archive holds no manifest list) and, until the store saves
-/// image indexes, `type=oci`.
+/// (BuildKit's reason: a docker-archive holds no manifest list).
 pub fn check_multi_platform(outputs: &[OutputSpec]) -> miette::Result<()> {
     for spec in outputs {
-        let refused = match spec.kind {
-            OutputType::Docker => Some((
-                "docker exporter does not currently support exporting manifest lists",
-                "build one platform for `type=docker`, or use `type=oci` for several",
-            )),
-            OutputType::Oci => Some((
-                "`type=oci` of a multi-platform build is not supported yet",
-                "build one `--platform` at a time for `type=oci`, or use `type=image` and \
-                 `rbuild save` later",
-            )),
-            _ => None,
-        };
-        if let Some((message, help)) = refused {
+        if spec.kind == OutputType::Docker {
             return Err(miette::Report::new(
                 rbuild_store::Failure::new(
                     rbuild_store::ErrorClass::Input,
                     "rbuild::usage::output",
-                    format!("cannot write `--output {}`: {message}", spec.raw),
+                    format!(
+                        "cannot write `--output {}`: docker exporter does not currently \
+                         support exporting manifest lists",
+                        spec.raw
+                    ),
                 )
-                .with_help(help),
+                .with_help("build one platform for `type=docker`, or use `type=oci` for several"),
             ));
         }
     }

@@ -12,7 +12,9 @@
 //! - **Native:** the host's own architecture (any variant of it: the CPU's feature level, e.g.
 //!   amd64/v3, is not checked), and linux/386 on an amd64 host when the kernel runs 32-bit x86
 //!   programs (`/proc/sys/abi/vsyscall32` exists, which only a kernel built with IA-32
-//!   emulation has, and `ia32_emulation=` does not turn it off on the kernel command line).
+//!   emulation has, and `ia32_emulation=` on the kernel command line, else the kernel's
+//!   `CONFIG_IA32_EMULATION_DEFAULT_DISABLED` when `/boot/config-RELEASE` is readable, does
+//!   not turn it off; the check reads these files and runs no 32-bit program).
 //!   32-bit arm on an arm64 host is *not* taken as native: whether the CPU and kernel run
 //!   AArch32 code cannot be told from a file, so it needs a handler like any foreign platform.
 //! - **Emulated:** an enabled binfmt_misc handler (`/proc/sys/fs/binfmt_misc/*`, binfmt_misc
@@ -137,17 +139,40 @@ pub(crate) struct Host {
 }
 
 /// Whether an amd64 kernel runs 32-bit x86 programs: built with IA-32 emulation (only then it
-/// has the `abi.vsyscall32` sysctl) and not switched off with `ia32_emulation=` at boot.
+/// has the `abi.vsyscall32` sysctl), and that emulation on: `ia32_emulation=` on the kernel
+/// command line decides; without it, a kernel configured with
+/// `CONFIG_IA32_EMULATION_DEFAULT_DISABLED=y` (when `/boot/config-RELEASE` says so) has it off.
 fn host_runs_ia32() -> bool {
     if Platform::host().architecture != "amd64" || !Path::new("/proc/sys/abi/vsyscall32").exists() {
         return false;
     }
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    !cmdline.split_whitespace().any(|word| {
-        matches!(
-            word.strip_prefix("ia32_emulation="),
-            Some("0" | "n" | "N" | "no" | "off" | "false")
-        )
+    let release = rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    let config = std::fs::read_to_string(format!("/boot/config-{release}")).unwrap_or_default();
+    ia32_enabled(&cmdline, &config)
+}
+
+/// `ia32_emulation=` (the last one, parsed as the kernel's `kstrtobool`: y/t/1/on true,
+/// n/f/0/off false) else the kernel config's default.
+fn ia32_enabled(cmdline: &str, kernel_config: &str) -> bool {
+    let from_cmdline = cmdline
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("ia32_emulation="))
+        .filter_map(|v| match v.to_ascii_lowercase().as_str() {
+            "on" => Some(true),
+            "off" => Some(false),
+            v if v.starts_with(['y', 't', '1']) => Some(true),
+            v if v.starts_with(['n', 'f', '0']) => Some(false),
+            _ => None,
+        })
+        .next_back();
+    from_cmdline.unwrap_or_else(|| {
+        !kernel_config
+            .lines()
+            .any(|l| l.trim() == "CONFIG_IA32_EMULATION_DEFAULT_DISABLED=y")
     })
 }
 
@@ -582,6 +607,23 @@ mod tests {
             check_in(&p("linux/386"), &no_ia32, dir.path()).unwrap(),
             RunSupport::Emulated(h) if h.name == "qemu-i386"
         ));
+    }
+
+    #[test]
+    fn ia32_emulation_follows_the_command_line_then_the_kernel_config() {
+        let off_by_default = "CONFIG_IA32_EMULATION=y\nCONFIG_IA32_EMULATION_DEFAULT_DISABLED=y\n";
+        assert!(ia32_enabled("quiet", ""));
+        assert!(ia32_enabled("quiet", "CONFIG_IA32_EMULATION=y\n"));
+        assert!(!ia32_enabled("quiet", off_by_default));
+        assert!(ia32_enabled("ia32_emulation=true", off_by_default));
+        assert!(ia32_enabled("ia32_emulation=1", off_by_default));
+        for off in ["0", "n", "no", "off", "false", "F"] {
+            assert!(
+                !ia32_enabled(&format!("ro ia32_emulation={off}"), ""),
+                "{off}"
+            );
+        }
+        assert!(ia32_enabled("ia32_emulation=0 ia32_emulation=on", ""));
     }
 
     #[test]

@@ -95,6 +95,12 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
     let store = open_store(global)?;
     let platform = parse_platform(args.platform.as_deref())?;
     let image = pick_image(&store.resolve_target(&args.image)?, platform.as_ref())?;
+    // A foreign image runs under a registered emulator, or not at all: say so before anything
+    // is set up.
+    let image_platform = rbuild_store::target::config_platform(&image);
+    if !image_platform.architecture.is_empty() {
+        rbuild_executor::emulation::check_run_platform(&image_platform)?;
+    }
     let exec = Executor::new(store.root(), global.executor_options())?;
     exec.check_privileges()?;
     let containers = Containers::open(store.root())?;

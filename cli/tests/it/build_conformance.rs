@@ -357,3 +357,339 @@ fn global_arg_in_from_names_an_earlier_stage() {
         assert!(out.status.success(), "{cmd}: {:?}", text(&out));
     }
 }
+
+/// One platform's image of an archive, flattened as `../shared/tools/imgtree.py`'s
+/// `summarize_all` does: the files, the compared config fields, and the os/arch[/variant] the
+/// image's own config states.
+#[derive(Debug)]
+struct PlatformImage {
+    files: BTreeMap<String, String>,
+    config: Value,
+    image_platform: String,
+}
+
+/// A saved archive in `summarize_all`'s terms: the platforms in index order and each one's
+/// image (an index's entries; a single manifest gives one).
+#[derive(Debug)]
+struct ArchiveSummary {
+    platforms: Vec<String>,
+    images: BTreeMap<String, PlatformImage>,
+}
+
+/// `os/arch[/variant]` with empty parts left out, as imgtree.py's `platform_name`.
+fn platform_name(os: &str, architecture: &str, variant: Option<&str>) -> String {
+    [Some(os), Some(architecture), variant]
+        .into_iter()
+        .flatten()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Flatten every platform's image of the OCI layout archive at `path` (its first entry, or the
+/// one naming `reference`) with the store's own flattener (`FlatTree`, the one
+/// `own_conformance_cases_match_buildkit` compares through `flatten_image`).
+fn summarize_archive(path: &Path, reference: Option<&str>) -> Result<ArchiveSummary, String> {
+    let archive = support::oci::OciArchive::open(path)?;
+    let mut summary = ArchiveSummary {
+        platforms: Vec::new(),
+        images: BTreeMap::new(),
+    };
+    for (platform, manifest) in archive.images(reference)? {
+        let config = archive.config(&manifest.config)?;
+        let image_platform =
+            platform_name(&config.os, &config.architecture, config.variant.as_deref());
+        let name = platform
+            .map(|p| platform_name(&p.os, &p.architecture, p.variant.as_deref()))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| image_platform.clone());
+        let mut tree = rbuild_store::layer::FlatTree::new();
+        for layer in &manifest.layers {
+            tree.apply_layer(
+                archive.layer(layer)?,
+                &rbuild_store::Limits::default(),
+                layer.digest.as_str(),
+            )
+            .map_err(|e| format!("{}: {e}", layer.digest))?;
+        }
+        summary.platforms.push(name.clone());
+        summary.images.insert(
+            name,
+            PlatformImage {
+                files: tree.to_conformance_map(),
+                config: config_fields(&config),
+                image_platform,
+            },
+        );
+    }
+    Ok(summary)
+}
+
+/// The differences between a recording of `../shared/tools/conform-build` and `got`, as its
+/// `diff_multi` sees them: the same set of platforms (index order is not compared) and, per
+/// platform, the image config's platform, the files and the config. A single-platform
+/// recording (`{files, config}`) needs exactly one image, for `single_platform`: BuildKit wrote
+/// that platform in the config (checked on its output by hand, as the format does not record
+/// it).
+fn recording_differences(
+    expected: &Value,
+    got: &ArchiveSummary,
+    single_platform: Option<&str>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(platforms) = expected.get("platforms") else {
+        if got.platforms.len() != 1 {
+            return vec![format!(
+                "  expected one image, got platforms {:?}",
+                got.platforms
+            )];
+        }
+        let image = &got.images[&got.platforms[0]];
+        out.extend(image_differences("", expected, image));
+        if let Some(p) = single_platform
+            && image.image_platform != p
+        {
+            out.push(format!(
+                "  config platform: expected {p}, got {}",
+                image.image_platform
+            ));
+        }
+        return out;
+    };
+    let want_platforms: Vec<String> = serde_json::from_value(platforms.clone()).unwrap();
+    let mut want_sorted = want_platforms.clone();
+    want_sorted.sort();
+    let mut got_sorted = got.platforms.clone();
+    got_sorted.sort();
+    if want_sorted != got_sorted {
+        out.push(format!(
+            "  platforms: expected {want_platforms:?}, got {:?}",
+            got.platforms
+        ));
+    }
+    for p in &want_platforms {
+        let Some(image) = got.images.get(p) else {
+            continue;
+        };
+        let want = &expected["images"][p];
+        if want["image_platform"] != image.image_platform.as_str() {
+            out.push(format!(
+                "  [{p}] config platform: expected {}, got {}",
+                want["image_platform"], image.image_platform
+            ));
+        }
+        out.extend(image_differences(&format!("  [{p}]"), want, image));
+    }
+    out
+}
+
+/// The differences of one image from its recording (`{files, config}`), each line prefixed.
+fn image_differences(prefix: &str, want: &Value, got: &PlatformImage) -> Vec<String> {
+    let want_files: BTreeMap<String, String> =
+        serde_json::from_value(want["files"].clone()).unwrap();
+    let mut out: Vec<String> = diff_files(&got.files, &want_files)
+        .into_iter()
+        .map(|line| format!("{prefix}{line}"))
+        .collect();
+    if got.config != want["config"] {
+        out.push(format!(
+            "{prefix}  config differs\n    got  {}\n    want {}",
+            got.config, want["config"]
+        ));
+    }
+    out
+}
+
+/// The platforms of a case's `--platform` flag (none: the host's).
+fn case_platforms(args: &[String]) -> Vec<String> {
+    args.iter()
+        .position(|a| a == "--platform")
+        .and_then(|i| args.get(i + 1))
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// The multi-platform cases (`testdata/conformance/build-multi`, recorded with BuildKit master
+/// on `busybox:1.35-multi`): each builds with its `--platform` flags, is saved with
+/// `rbuild save`, and every platform's image has BuildKit's files, config and config platform,
+/// under the same set of platforms. A host that cannot run a case's platforms (no QEMU
+/// emulator registered) fails with how to register one.
+#[test]
+fn multi_platform_cases_match_buildkit() {
+    let cases_dir = testdata().join("conformance/build-multi");
+    let env = TestEnv::new();
+    let out = env
+        .rbuild()
+        .args(["load", "-i"])
+        .arg(support::busybox_multi_archive())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "load failed: {:?}", text(&out));
+
+    let mut cases: Vec<String> = std::fs::read_dir(&cases_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| cases_dir.join(n).join("Dockerfile").is_file())
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 7, "too few cases: {cases:?}");
+    // Every platform any case names must run here (RUN steps of a foreign one run emulated).
+    for name in &cases {
+        for platform in case_platforms(&case_args(&cases_dir, name)) {
+            support::require_run_platform(&platform);
+        }
+    }
+
+    let work = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for name in &cases {
+        let context = work.path().join(name);
+        prepare_own_context(&cases_dir.join(name), &context);
+        let args = case_args(&cases_dir, name);
+        let recorded = cases_dir.join("expected").join(format!("{name}.json"));
+        let expected: Value =
+            serde_json::from_str(&std::fs::read_to_string(&recorded).unwrap_or_else(|e| {
+                panic!("{}: {e} (record it with BuildKit)", recorded.display())
+            }))
+            .unwrap();
+        let tag = format!("conformance/{name}:test");
+        let out = env
+            .rbuild()
+            .args(["build", "--progress", "plain", "-t", &tag])
+            .args(&args)
+            .arg(&context)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            failures.push(format!("{name}: build failed\n{}", text(&out).1));
+            continue;
+        }
+        let saved = work.path().join(format!("{name}.tar"));
+        let out = env
+            .rbuild()
+            .args(["save", "-o"])
+            .arg(&saved)
+            .arg(&tag)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            failures.push(format!("{name}: save failed\n{}", text(&out).1));
+            continue;
+        }
+        let got = match summarize_archive(&saved, Some(&tag)) {
+            Ok(got) => got,
+            Err(e) => {
+                failures.push(format!("{name}: saved archive unreadable: {e}"));
+                continue;
+            }
+        };
+        let platforms = case_platforms(&args);
+        let single = (platforms.len() == 1).then(|| platforms[0].as_str());
+        let diffs = recording_differences(&expected, &got, single);
+        if !diffs.is_empty() {
+            failures.push(format!("{name}: differs\n{}", diffs.join("\n")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} multi-platform cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// The comparison of `multi_platform_cases_match_buildkit` checked on BuildKit's own output:
+/// the OCI archives BuildKit exported for the build-multi cases (kept out of git; make them
+/// with `buildctl build … --output type=oci,dest=DIR/CASE.tar` as
+/// `../shared/tools/conform-build` does) flatten to exactly their recordings, which imgtree.py
+/// made from the same output. Run with `RBUILD_BUILDKIT_OCI=DIR cargo test -p rbuild --test it
+/// multi_platform_flattener -- --ignored`.
+#[test]
+#[ignore = "needs BuildKit's OCI exports of the build-multi cases in RBUILD_BUILDKIT_OCI"]
+fn multi_platform_flattener_reads_buildkit_output_as_recorded() {
+    let dir = std::env::var_os("RBUILD_BUILDKIT_OCI")
+        .map(std::path::PathBuf::from)
+        .expect("set RBUILD_BUILDKIT_OCI to a directory of BuildKit's CASE.tar exports");
+    let cases_dir = testdata().join("conformance/build-multi");
+    let mut checked = Vec::new();
+    let mut failures = Vec::new();
+    for entry in std::fs::read_dir(&cases_dir).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let export = dir.join(format!("{name}.tar"));
+        if !cases_dir.join(&name).join("Dockerfile").is_file() || !export.is_file() {
+            continue;
+        }
+        let expected: Value = serde_json::from_str(
+            &std::fs::read_to_string(cases_dir.join("expected").join(format!("{name}.json")))
+                .unwrap(),
+        )
+        .unwrap();
+        let got = summarize_archive(&export, None).unwrap();
+        let platforms = case_platforms(&case_args(&cases_dir, &name));
+        let single = (platforms.len() == 1).then(|| platforms[0].as_str());
+        let diffs = recording_differences(&expected, &got, single);
+        if !diffs.is_empty() {
+            failures.push(format!("{name}:\n{}", diffs.join("\n")));
+        }
+        checked.push(name);
+    }
+    assert!(!checked.is_empty(), "no CASE.tar in {}", dir.display());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!("checked {checked:?}");
+}
+
+/// The multi-platform flattening on the shared two-platform fixture, without BuildKit: both
+/// entries in index order with their config platforms, the same tree but for `/bin/busybox`,
+/// and the comparison reports exactly that when one platform is held against the other's
+/// recording.
+#[test]
+fn multi_platform_summary_of_the_fixture() {
+    let got = summarize_archive(&support::busybox_multi_archive(), None).unwrap();
+    assert_eq!(got.platforms, ["linux/amd64", "linux/arm64"]);
+    let amd64 = &got.images["linux/amd64"];
+    let arm64 = &got.images["linux/arm64"];
+    assert_eq!(amd64.image_platform, "linux/amd64");
+    assert_eq!(arm64.image_platform, "linux/arm64");
+    assert_eq!(amd64.config, arm64.config);
+    assert!(amd64.files.len() > 100, "{}", amd64.files.len());
+    let differing: Vec<&String> = amd64
+        .files
+        .iter()
+        .filter(|(k, v)| arm64.files.get(*k) != Some(*v))
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(differing, ["/bin/busybox"]);
+
+    // A recording of the fixture in conform-build's format, and the same with the platforms'
+    // images swapped.
+    let recording = |swap: bool| {
+        let image = |p: &PlatformImage, platform: &str| serde_json::json!({"files": p.files, "config": p.config, "image_platform": platform});
+        let (a, b) = if swap { (arm64, amd64) } else { (amd64, arm64) };
+        serde_json::json!({
+            "platforms": ["linux/arm64", "linux/amd64"],
+            "images": {"linux/amd64": image(a, "linux/amd64"), "linux/arm64": image(b, "linux/arm64")},
+        })
+    };
+    assert_eq!(
+        recording_differences(&recording(false), &got, None),
+        Vec::<String>::new()
+    );
+    let diffs = recording_differences(&recording(true), &got, None);
+    assert_eq!(diffs.len(), 2, "{diffs:#?}");
+    assert!(
+        diffs.iter().all(|d| d.contains("/bin/busybox")),
+        "{diffs:#?}"
+    );
+    // A platform missing from the archive, and a config platform that differs.
+    let mut missing = recording(false);
+    missing["platforms"] = serde_json::json!(["linux/amd64", "linux/arm64", "linux/s390x"]);
+    missing["images"]["linux/arm64"]["image_platform"] = "linux/amd64".into();
+    let diffs = recording_differences(&missing, &got, None);
+    assert_eq!(diffs.len(), 2, "{diffs:#?}");
+    assert!(diffs[0].contains("platforms"), "{diffs:#?}");
+    assert!(
+        diffs[1].contains("[linux/arm64] config platform"),
+        "{diffs:#?}"
+    );
+}

@@ -242,6 +242,8 @@ fn non_root_users_get_a_clear_error() {
             .arg(&root)
             .args(args)
             .env("NO_COLOR", "1")
+            // One line per sentence: the assertions below look for words a wrap could split.
+            .env("COLUMNS", "1000")
             .output()
             .unwrap()
     };

@@ -20,6 +20,7 @@ mod build_snapshotter;
 mod cli;
 mod exec_conformance;
 mod exec_diff;
+mod exec_emulation;
 mod exec_mounts;
 mod exec_run;
 mod exec_sandbox;

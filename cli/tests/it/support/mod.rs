@@ -1,8 +1,8 @@
 //! The shared harness of the cli's integration tests: run the real `rbuild` binary against a
 //! temporary store, and find the shared conformance data beside the repository. Submodules:
 //! [`host`] (the hostile-input guard), [`exec`] (in-process executor fixtures), [`store`]
-//! (archive builders and store-state checks) and [`real_registry`] (a local docker-registry,
-//! shared with the registry crate's tests).
+//! (archive builders and store-state checks), [`oci`] (reading OCI layout archives) and
+//! [`real_registry`] (a local docker-registry, shared with the registry crate's tests).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use assert_cmd::Command;
 
 pub mod exec;
 pub mod host;
+pub mod oci;
 #[path = "../../../../registry/tests/support/real_registry.rs"]
 pub mod real_registry;
 pub mod store;
@@ -92,6 +93,29 @@ pub fn text(out: &Output) -> (String, String) {
 /// The shared busybox image: `../shared/images/busybox-1.35.oci.tar`.
 pub fn busybox_archive() -> PathBuf {
     shared_dir().join("images/busybox-1.35.oci.tar")
+}
+
+/// The shared two-platform busybox index (linux/amd64 + linux/arm64):
+/// `../shared/images/busybox-1.35-multi.oci.tar`.
+pub fn busybox_multi_archive() -> PathBuf {
+    shared_dir().join("images/busybox-1.35-multi.oci.tar")
+}
+
+/// Panic, saying how to fix it, unless this host can run RUN steps for `platform` (natively or
+/// under a registered QEMU emulator with the F flag). Tests that need emulation never skip.
+pub fn require_run_platform(platform: &str) -> rbuild_executor::RunSupport {
+    let parsed: rbuild_store::Platform = platform.parse().unwrap();
+    match rbuild_executor::check_run_platform(&parsed) {
+        Ok(support) => support,
+        Err(e) => {
+            use miette::Diagnostic;
+            let help = e.help().map(|h| h.to_string()).unwrap_or_default();
+            panic!(
+                "this test needs RUN steps for {platform} on this host, and they cannot run: {e}\n\
+                 to fix: {help}\n(CI's .ci/run registers QEMU's aarch64 emulator)"
+            )
+        }
+    }
 }
 
 /// Load the shared busybox image into `env`.
@@ -200,12 +224,6 @@ pub fn mounting_on_the_host() -> RwLockReadGuard<'static, ()> {
 /// Held while a test compares the whole mount table before and after.
 pub fn watching_host_mounts() -> RwLockWriteGuard<'static, ()> {
     HOST_MOUNTS.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The shared two-platform busybox: `../shared/images/busybox-1.35-multi.oci.tar`
-/// (linux/amd64 + linux/arm64, tag `busybox:1.35-multi`).
-pub fn busybox_multi_archive() -> PathBuf {
-    shared_dir().join("images/busybox-1.35-multi.oci.tar")
 }
 
 /// Load the two-platform busybox into `env`: `busybox:1.35-multi` names an index over both

@@ -54,17 +54,18 @@ impl Registry {
 
 /// After the image is committed and tagged: push every name, then export to every cache (a
 /// failure of either fails the build; the image stays built and tagged). `built` is what the
-/// build committed: one image, or the index of a multi-platform build, which is pushed whole.
-/// The registry cache of a multi-platform build is not exported: `--cache-to` with an index
-/// is refused before anything is pushed (one cache reference cannot hold several platforms'
-/// entries yet).
+/// build committed: one image, or the index of a multi-platform build, which is pushed whole;
+/// `builds` is each platform's plan and solve. The registry cache of a multi-platform build is
+/// not exported: `--cache-to` with an index is refused before anything is pushed (one cache
+/// reference cannot hold several platforms' entries yet; the export itself takes the steps of
+/// every platform, a key shared by several once).
 #[expect(
     clippy::too_many_arguments,
     reason = "the build's outputs, passed through from the session"
 )]
 pub fn publish(
     prepared: &crate::Session,
-    solved: &rbuild_solver::scheduler::Solved,
+    builds: &[(&crate::PlatformBuild, &rbuild_solver::scheduler::Solved)],
     built: &rbuild_store::Target,
     tags: &[rbuild_store::Reference],
     push: bool,
@@ -83,13 +84,16 @@ pub fn publish(
             reporter,
         )?;
     }
+    let plans: Vec<(&rbuild_solver::op::Plan, &rbuild_solver::scheduler::Solved)> = builds
+        .iter()
+        .map(|(build, solved)| (&build.planned.plan, *solved))
+        .collect();
     cache::export(
         &prepared.registry,
         &cache::ExportInput {
             store: &prepared.store,
             cache: &prepared.cache,
-            plan: &prepared.planned.plan,
-            solved,
+            builds: &plans,
             compression,
         },
         cache_to,

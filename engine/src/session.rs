@@ -90,7 +90,6 @@ pub fn build(
     registry::push::check(options.push, &options.tags)?;
     if options.prepare.is_multi_platform() {
         output::check_multi_platform(&options.outputs)?;
-        registry::check_cache_to(true, &options.cache_to)?;
     }
     let mut prepare = options.prepare.clone();
     if options.verify_reproducible {

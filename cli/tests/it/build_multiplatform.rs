@@ -505,10 +505,10 @@ fn foreign_platform_without_emulator() {
 }
 
 /// `build --push` of a multi-platform build pushes the index whole (the registry serves an
-/// index listing both platforms, each a manifest of its own); `--cache-to` is refused before
-/// anything is built.
+/// index listing both platforms, each a manifest of its own); `--cache-to` exports every
+/// platform's steps, so an empty store builds both platforms from that cache alone.
 #[test]
-fn push_of_a_multi_platform_build_is_the_index() {
+fn push_and_registry_cache_of_a_multi_platform_build() {
     let reg = crate::support::real_registry::RealRegistry::start();
     let env = TestEnv::new();
     load_busybox_multi(&env);
@@ -554,23 +554,67 @@ fn push_of_a_multi_platform_build_is_the_index() {
         );
     }
 
+    // The registry cache of a multi-platform build holds every platform's steps: a second,
+    // empty store building both platforms from it runs nothing.
+    let cache = format!("{}/multi/cache", reg.host());
+    let both = "linux/amd64,linux/arm64";
+    let (_, stderr) = build_plain(
+        &env,
+        ctx.path(),
+        &[
+            "--platform",
+            both,
+            "--cache-to",
+            &format!("type=registry,ref={cache}"),
+        ],
+    );
+    assert!(stderr.contains("cached, 0 built"), "{stderr}");
+    let fresh = TestEnv::new();
+    load_busybox_multi(&fresh);
+    let (_, stderr) = build_plain(
+        &fresh,
+        ctx.path(),
+        &[
+            "--platform",
+            both,
+            "-t",
+            "from-cache:1",
+            "--cache-from",
+            &format!("type=registry,ref={cache}"),
+        ],
+    );
+    assert!(
+        stderr.contains("2 steps, 2 cached, 0 built"),
+        "both platforms' RUN come from the cache: {stderr}"
+    );
+    for (platform, want) in [(ARM, "aarch64"), (AMD, host_uname())] {
+        let out = fresh
+            .rbuild()
+            .args([
+                "run",
+                "--rm",
+                "--platform",
+                platform,
+                "from-cache:1",
+                "cat",
+                "/arch",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{:?}", text(&out));
+        assert_eq!(text(&out).0.trim(), want, "{platform}");
+    }
+}
+
+/// `rbuild build --progress plain ARGS CONTEXT` that must succeed; (stdout, stderr).
+fn build_plain(env: &TestEnv, ctx: &Path, args: &[&str]) -> (String, String) {
     let out = env
         .rbuild()
-        .args([
-            "build",
-            "--platform",
-            "linux/amd64,linux/arm64",
-            "--cache-to",
-        ])
-        .arg(format!("type=registry,ref={}/multi/cache", reg.host()))
-        .arg(ctx.path())
+        .args(["build", "--progress", "plain"])
+        .args(args)
+        .arg(ctx)
         .output()
         .unwrap();
-    let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("`--cache-to` is not supported for a multi-platform build"),
-        "{stderr}"
-    );
-    assert!(!stderr.lines().any(|l| l.starts_with('#')), "{stderr}");
+    assert!(out.status.success(), "{:?}", text(&out));
+    text(&out)
 }

@@ -105,6 +105,8 @@ struct Shared<'a> {
     reporter: &'a dyn Reporter,
     opts: &'a SolveOptions<'a>,
     flights: &'a StepFlights,
+    /// This solve among those sharing `flights`.
+    solve_id: usize,
 }
 
 /// Build (or, with `dry_run`, explain) every stage in `order`.
@@ -117,13 +119,15 @@ pub fn solve(
     opts: &SolveOptions<'_>,
 ) -> miette::Result<Solved> {
     let own_flights = StepFlights::new();
+    let flights = opts.flights.unwrap_or(&own_flights);
     let shared = Shared {
         plan,
         cache,
         worker,
         reporter,
         opts,
-        flights: opts.flights.unwrap_or(&own_flights),
+        flights,
+        solve_id: flights.solve_id(),
     };
     for &s in &order.skipped {
         reporter.event(Event::StageSkipped {

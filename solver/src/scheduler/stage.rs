@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use rbuild_store::Digest;
 
-use super::flight::{Claim, Follower};
+use super::flight::{Claim, Claimant, Follower};
 use super::{
     Shared, StageOutcome, StepRecord, closest_reasons, preimage_for, source_stage_reason,
     step_stage_sources,
@@ -148,7 +148,11 @@ impl StageRun<'_, '_> {
                 let leader = if opts.dry_run {
                     None
                 } else {
-                    match self.shared.flights.claim(&key) {
+                    let by = Claimant {
+                        solve: self.shared.solve_id,
+                        stage: self.stage.index,
+                    };
+                    match self.shared.flights.claim(&key, by) {
                         Claim::Leader(leader) => Some(leader),
                         Claim::Follower(follower) => {
                             let layer = self.join(step, key, preimage, follower)?;

@@ -299,6 +299,17 @@ fn no_cache_runs_everything() {
     assert_eq!(reasons_of(&solved, 0, 0), vec!["--no-cache was given"]);
 }
 
+/// A step that changes nothing (`noop` here, `RUN true` in a Dockerfile) gives the next one of
+/// the same text its key; under `--no-cache` both still run, as BuildKit runs two vertices.
+#[test]
+fn no_cache_runs_a_repeated_key_of_one_stage() {
+    let h = Harness::new();
+    let p = plan(vec![stage(0, &["noop", "noop", "noop"])]);
+    let worker = FakeWorker::default();
+    h.solve(&p, &worker, true, false).unwrap();
+    assert_eq!(worker.executed.load(Ordering::SeqCst), 3);
+}
+
 /// A dry run executes nothing, explains the first miss, and marks what follows as unknown.
 #[test]
 fn dry_run_explains_without_executing() {

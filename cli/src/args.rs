@@ -120,6 +120,10 @@ pub enum Command {
     Load(commands::load::LoadArgs),
     /// Create an image from a root filesystem tarball.
     Import(commands::import::ImportArgs),
+    /// Show rbuild's version, store format, OCI spec and built-in features.
+    Version(commands::version::VersionArgs),
+    /// Show the store, snapshotter, cgroups, emulators and registries config rbuild uses here.
+    Info(commands::info::InfoArgs),
     /// System-wide information and maintenance: df, prune, fsck.
     #[command(subcommand)]
     System(commands::system::SystemCommand),

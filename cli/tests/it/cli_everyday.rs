@@ -1,10 +1,126 @@
-//! The everyday commands a new user types first: `version` and `info`.
+//! The everyday commands a new user types first: an unknown word in command position, the
+//! bare build form beside directories named like commands, `version` and `info`.
 
 use std::path::Path;
 
 use serde_json::Value;
 
 use crate::support::{TestEnv, load_busybox, rbuild, run_ok, text, tool, write_file};
+
+/// `rbuild WORD` run in `dir` (the bare form reads WORD relative to the working directory).
+fn in_dir(env: &TestEnv, dir: &Path, args: &[&str]) -> std::process::Output {
+    env.rbuild().current_dir(dir).args(args).output().unwrap()
+}
+
+#[test]
+fn a_typo_in_command_position_is_a_usage_error_with_a_suggestion() {
+    let env = TestEnv::new();
+    let cwd = tempfile::tempdir().unwrap();
+    let out = in_dir(&env, cwd.path(), &["imgaes"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("unrecognized subcommand 'imgaes'"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("'images'"), "{stderr}");
+    assert!(!stderr.contains("build context"), "{stderr}");
+}
+
+#[test]
+fn a_docker_command_rbuild_lacks_is_named_as_such() {
+    let env = TestEnv::new();
+    let cwd = tempfile::tempdir().unwrap();
+    for word in ["ps", "logs"] {
+        let help = rbuild().arg("--help").output().unwrap();
+        if text(&help)
+            .0
+            .lines()
+            .any(|l| l.trim_start().starts_with(word))
+        {
+            continue; // rbuild has the command now: it is not an unknown word any more
+        }
+        let out = in_dir(&env, cwd.path(), &[word]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "'{word}' is a docker command that rbuild does not have"
+            )),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("similar subcommand"), "{stderr}");
+    }
+}
+
+/// A command's name wins over a directory of that name: `rbuild version` beside `version/`.
+#[test]
+fn a_command_name_beside_a_directory_runs_the_command() {
+    let env = TestEnv::new();
+    let cwd = tempfile::tempdir().unwrap();
+    write_file(cwd.path(), "version/Dockerfile", "FROM scratch\n");
+    let out = in_dir(&env, cwd.path(), &["version"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("Store format:"), "{stdout}");
+    assert!(stderr.is_empty(), "{stderr}");
+    // Spelled as a path it is the build context.
+    let out = in_dir(&env, cwd.path(), &["./version"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+}
+
+/// A directory named like a typo of a command is built, with a warning naming the command.
+#[test]
+fn a_directory_named_like_a_command_is_built_with_a_warning() {
+    let env = TestEnv::new();
+    let cwd = tempfile::tempdir().unwrap();
+    write_file(
+        cwd.path(),
+        "imgaes/Dockerfile",
+        "FROM scratch\nLABEL from=imgaes\n",
+    );
+    let out = in_dir(&env, cwd.path(), &["imgaes", "-t", "typo:1"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: building the directory `imgaes`")
+            && stderr.contains("did you mean `rbuild images`?")
+            && stderr.contains("`rbuild ./imgaes`"),
+        "{stderr}"
+    );
+    let labels =
+        stdout_of(
+            env.rbuild()
+                .args(["inspect", "typo:1", "--format", "{{json .Config.Labels}}"]),
+        );
+    assert_eq!(labels.trim(), r#"{"from":"imgaes"}"#);
+    // The unambiguous spellings build it without the warning.
+    let out = in_dir(&env, cwd.path(), &["./imgaes"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("warning: building the directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_documents_the_bare_form() {
+    let out = rbuild().arg("--help").output().unwrap();
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    assert!(
+        stdout.contains("The bare form:") && stdout.contains("`rbuild ./DIR`"),
+        "{stdout}"
+    );
+    for cmd in ["version", "info"] {
+        assert!(
+            stdout.lines().any(|l| l.trim_start().starts_with(cmd)),
+            "{stdout}"
+        );
+    }
+}
 
 /// The stdout of a command that must succeed.
 fn stdout_of(cmd: &mut assert_cmd::Command) -> String {

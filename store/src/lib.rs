@@ -85,6 +85,7 @@ pub mod blob;
 pub mod chain;
 pub mod class;
 pub mod config;
+pub mod content_size;
 pub mod digest;
 pub mod error;
 pub mod fsck;

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{TestEnv, load_busybox, rbuild, run_ok, text, tool, write_file};
+use crate::support::{
+    TestEnv, busybox_archive, load_busybox, rbuild, run_ok, text, tool, write_file,
+};
 
 /// `rbuild WORD` run in `dir` (the bare form reads WORD relative to the working directory).
 fn in_dir(env: &TestEnv, dir: &Path, args: &[&str]) -> std::process::Output {
@@ -220,4 +222,181 @@ fn info_describes_this_store_and_host() {
         human.contains(&format!("{host}:")) && human.contains("Registries config:"),
         "{human}"
     );
+}
+
+/// The shared busybox archive (its layer gzipped, as a registry serves it) with its layer
+/// stored uncompressed, as a docker-archive holds it: the same config (so the same image ID),
+/// a new manifest naming the plain tar, whose digest is its diff_id.
+fn uncompressed_busybox(dir: &Path) -> std::path::PathBuf {
+    use std::io::Read;
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(busybox_archive()).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        files.push((name, data));
+    }
+    let get = |files: &[(String, Vec<u8>)], name: &str| {
+        files.iter().find(|(n, _)| n == name).unwrap().1.clone()
+    };
+    let blob_name = |digest: &str| format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let mut index: Value = serde_json::from_slice(&get(&files, "index.json")).unwrap();
+    let manifest_digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut manifest: Value =
+        serde_json::from_slice(&get(&files, &blob_name(&manifest_digest))).unwrap();
+    let layer_digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fixture = crate::support::oci::OciArchive::open(&busybox_archive()).unwrap();
+    let layer = fixture.images(None).unwrap().remove(0).1.layers[0].clone();
+    assert_eq!(layer.digest.to_string(), layer_digest);
+    let mut tar_bytes = Vec::new();
+    fixture
+        .layer(&layer)
+        .unwrap()
+        .read_to_end(&mut tar_bytes)
+        .unwrap();
+    let tar_digest = rbuild_store::Digest::of(&tar_bytes).to_string();
+    manifest["layers"][0] = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+        "digest": tar_digest,
+        "size": tar_bytes.len(),
+    });
+    let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
+    let new_manifest = rbuild_store::Digest::of(&manifest_bytes).to_string();
+    index["manifests"][0]["digest"] = new_manifest.clone().into();
+    index["manifests"][0]["size"] = manifest_bytes.len().into();
+    files.retain(|(n, _)| {
+        n != "index.json" && *n != blob_name(&layer_digest) && *n != blob_name(&manifest_digest)
+    });
+    files.push(("index.json".into(), serde_json::to_vec(&index).unwrap()));
+    files.push((blob_name(&new_manifest), manifest_bytes));
+    files.push((blob_name(&tar_digest), tar_bytes));
+
+    let path = dir.join("busybox-plain.oci.tar");
+    let mut out = tar::Builder::new(std::fs::File::create(&path).unwrap());
+    for (name, data) in &files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_cksum();
+        out.append_data(&mut h, name, &data[..]).unwrap();
+    }
+    out.finish().unwrap();
+    path
+}
+
+/// Bytes of each layer of `platform`'s image in a fixture (`None`: its one image),
+/// uncompressed, plus its config.
+fn content_of(archive: &Path, platform: Option<&str>) -> u64 {
+    let fixture = crate::support::oci::OciArchive::open(archive).unwrap();
+    let m = match platform {
+        Some(p) => fixture.image_for(p).unwrap(),
+        None => fixture.images(None).unwrap().remove(0).1,
+    };
+    fixture.content_size(&m).unwrap()
+}
+
+/// Docker's SIZE is the content uncompressed: the same image stored with a gzipped layer (as
+/// a pull stores it) and with a plain one (a docker-archive load) has one size in `images`,
+/// `inspect` and `system df`: the layer's tar plus the config.
+#[test]
+fn images_count_content_uncompressed_whatever_the_blobs() {
+    let work = tempfile::tempdir().unwrap();
+    let pulled = TestEnv::new();
+    load_busybox(&pulled);
+    let loaded = TestEnv::new();
+    stdout_of(
+        loaded
+            .rbuild()
+            .args(["load", "-i"])
+            .arg(uncompressed_busybox(work.path())),
+    );
+    // The stores really hold the layer differently: gzipped in one, plain in the other.
+    let blob_sizes = |env: &TestEnv| -> u64 {
+        std::fs::read_dir(env.root().join("blobs/sha256"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    assert!(
+        blob_sizes(&pulled) < blob_sizes(&loaded) * 3 / 4,
+        "{} vs {}",
+        blob_sizes(&pulled),
+        blob_sizes(&loaded)
+    );
+
+    let id = |env: &TestEnv| stdout_of(env.rbuild().args(["images", "-q", "--no-trunc"]));
+    assert_eq!(id(&pulled), id(&loaded), "the same image");
+    let size = |env: &TestEnv| -> u64 {
+        stdout_of(
+            env.rbuild()
+                .args(["inspect", "-f", "{{.Size}}", "busybox:1.35"]),
+        )
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    let want = content_of(&busybox_archive(), None);
+    assert_eq!(size(&pulled), want);
+    assert_eq!(size(&loaded), want);
+
+    let column = |env: &TestEnv| stdout_of(env.rbuild().args(["images", "--format", "{{.Size}}"]));
+    assert_eq!(column(&pulled).trim(), rbuild_store::size::human(want));
+    assert_eq!(column(&loaded), column(&pulled));
+    let df = |env: &TestEnv| -> Value {
+        let out = stdout_of(env.rbuild().args(["system", "df", "--format", "json"]));
+        serde_json::from_str(out.lines().next().unwrap()).unwrap()
+    };
+    assert_eq!(df(&pulled)["Type"], "Images");
+    assert_eq!(df(&pulled)["Size"], rbuild_store::size::human(want));
+    assert_eq!(df(&loaded)["Size"], df(&pulled)["Size"]);
+}
+
+/// A multi-platform image's size is all its platforms' content; a layer it shares with another
+/// image is counted once in `system df`.
+#[test]
+fn multi_platform_totals_and_shared_layers() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let multi = crate::support::busybox_multi_archive();
+    stdout_of(env.rbuild().args(["load", "-i"]).arg(&multi));
+    let (amd64, arm64) = (
+        content_of(&multi, Some("linux/amd64")),
+        content_of(&multi, Some("linux/arm64")),
+    );
+    let tree = stdout_of(
+        env.rbuild()
+            .args(["images", "--tree", "busybox:1.35-multi"]),
+    );
+    let human = rbuild_store::size::human;
+    let row = |prefix: &str| {
+        tree.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} row: {tree}"))
+            .to_string()
+    };
+    assert!(
+        row("busybox:1.35-multi").contains(&human(amd64 + arm64)),
+        "{tree}"
+    );
+    assert!(row("├─ linux/amd64").contains(&human(amd64)), "{tree}");
+    assert!(row("└─ linux/arm64").contains(&human(arm64)), "{tree}");
+    // busybox:1.35 is the index's amd64 image: the total counts it once.
+    let out = stdout_of(env.rbuild().args(["system", "df", "--format", "json"]));
+    let images: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(images["TotalCount"], "2");
+    assert_eq!(images["Size"], human(amd64 + arm64));
 }

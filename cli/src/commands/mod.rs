@@ -24,6 +24,7 @@ pub mod save;
 mod storeutil;
 pub mod system;
 pub mod tag;
+mod template;
 pub mod version;
 
 use crate::args::{Cli, Command};

@@ -400,3 +400,78 @@ fn multi_platform_totals_and_shared_layers() {
     assert_eq!(images["TotalCount"], "2");
     assert_eq!(images["Size"], human(amd64 + arm64));
 }
+
+/// `inspect -f` takes docker's Go templates over the JSON `inspect` prints.
+#[test]
+fn inspect_format_takes_go_templates() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    stdout_of(env.rbuild().args(["tag", "busybox:1.35", "me/app:v1"]));
+    let doc: Value = {
+        let out = stdout_of(env.rbuild().args(["inspect", "busybox:1.35"]));
+        serde_json::from_str::<Value>(&out).unwrap()[0].clone()
+    };
+    let f = |template: &str| {
+        stdout_of(
+            env.rbuild()
+                .args(["inspect", "-f", template, "busybox:1.35"]),
+        )
+    };
+    let tags: Vec<&str> = doc["RepoTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(tags.len(), 2, "{doc}");
+    assert_eq!(f("{{index .RepoTags 0}}"), format!("{}\n", tags[0]));
+    assert_eq!(
+        f("{{range .RepoTags}}{{.}} {{end}}"),
+        format!("{} {} \n", tags[0], tags[1])
+    );
+    let config: Value = serde_json::from_str(&f("{{json .Config}}")).unwrap();
+    assert_eq!(config, doc["Config"]);
+    let env_list: Vec<&str> = doc["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(f("{{.Config.Env}}"), format!("[{}]\n", env_list.join(" ")));
+    assert_eq!(
+        f(r#"{{join .RepoTags ","}}"#),
+        format!("{}\n", tags.join(","))
+    );
+
+    // A broken template: exit 1, a report quoting the template and pointing into it.
+    for (template, pointed) in [
+        ("{{.Id}} {{frob .Config}}", "frob"),
+        ("{{.Id}} {{.Config", "{{.Config"),
+    ] {
+        let out = env
+            .rbuild()
+            .args(["inspect", "-f", template, "busybox:1.35"])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stdout.is_empty(), "{stdout}");
+        assert!(
+            stderr.contains("rbuild::format::template") && stderr.contains(template),
+            "{stderr}"
+        );
+        // The label's carets sit under the pointed text.
+        let line = stderr.lines().find(|l| l.contains(template)).unwrap();
+        let carets = stderr
+            .lines()
+            .skip_while(|l| !l.contains(template))
+            .nth(1)
+            .unwrap();
+        let col = line.find(template).unwrap() + template.find(pointed).unwrap();
+        assert_eq!(
+            carets.get(col..col + 1),
+            Some("^"),
+            "{line}\n{carets}\n{stderr}"
+        );
+    }
+}

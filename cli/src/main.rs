@@ -42,6 +42,7 @@ fn main() -> ExitCode {
     exit::install_report_hook(&cli.global);
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
+        Err(report) if exit::is_closed_stdout(&report) => ExitCode::from(exit::BROKEN_PIPE),
         Err(report) => {
             eprintln!("{report:?}");
             ExitCode::from(exit::code_for(&report))

@@ -475,3 +475,58 @@ fn inspect_format_takes_go_templates() {
         );
     }
 }
+
+/// `rbuild save img | head -c 10`: the reader goes away mid-archive. Not a store error: no
+/// message, exit 141 (128 + SIGPIPE), as shells expect of a writer to a closed pipe.
+#[test]
+fn a_closed_stdout_pipe_is_exit_141_without_a_message() {
+    use std::io::Read;
+    let env = TestEnv::new();
+    load_busybox(&env);
+    // A real pipe: read ten bytes of the archive, then close the read end.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(env.root())
+        .args(["save", "busybox:1.35"])
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 10];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+
+    // The same through a shell pipeline, as a user types it.
+    let script = format!(
+        "'{}' --root '{}' save busybox:1.35 | head -c 10 >/dev/null; echo \"${{PIPESTATUS[0]}}\"",
+        env!("CARGO_BIN_EXE_rbuild"),
+        env.root().display()
+    );
+    let out = tool("bash").arg("-c").arg(&script).output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(stdout.trim(), "141", "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+
+    // Printed output longer than the pipe's buffer (inspect of the image 300 times, about
+    // 600 kB of JSON), cut by `head -n 1`: the same.
+    let script = format!(
+        "'{}' --root '{}' inspect $(printf 'busybox:1.35 %.0s' $(seq 300)) | head -n 1 \
+         >/dev/null; echo \"${{PIPESTATUS[0]}}\"",
+        env!("CARGO_BIN_EXE_rbuild"),
+        env.root().display()
+    );
+    let out = tool("bash").arg("-c").arg(&script).output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "141",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -363,6 +363,28 @@ fn images_count_content_uncompressed_whatever_the_blobs() {
     assert_eq!(df(&pulled)["Type"], "Images");
     assert_eq!(df(&pulled)["Size"], rbuild_store::size::human(want));
     assert_eq!(df(&loaded)["Size"], df(&pulled)["Size"]);
+    // history: the layer's row is its tar's length, in both stores.
+    let history = |env: &TestEnv| {
+        stdout_of(env.rbuild().args([
+            "history",
+            "-H=false",
+            "--format",
+            "{{.Size}}",
+            "busybox:1.35",
+        ]))
+    };
+    let layer_bytes = want - {
+        let fixture = crate::support::oci::OciArchive::open(&busybox_archive()).unwrap();
+        fixture.images(None).unwrap()[0].1.config.size
+    };
+    assert!(
+        history(&pulled)
+            .lines()
+            .any(|l| l == layer_bytes.to_string()),
+        "{}",
+        history(&pulled)
+    );
+    assert_eq!(history(&pulled), history(&loaded));
 }
 
 /// A multi-platform image's size is all its platforms' content; a layer it shares with another

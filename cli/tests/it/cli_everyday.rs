@@ -389,6 +389,19 @@ fn images_count_content_uncompressed_whatever_the_blobs() {
         history(&pulled)
     );
     assert_eq!(history(&pulled), history(&loaded));
+    // The gzipped layer's size was measured once and kept; the plain one needed no entry; the
+    // stores stay consistent.
+    let kept: Value =
+        serde_json::from_slice(&std::fs::read(pulled.root().join("content-sizes.json")).unwrap())
+            .unwrap();
+    assert_eq!(kept.as_object().unwrap().len(), 1, "{kept}");
+    assert_eq!(
+        kept.as_object().unwrap().values().next().unwrap(),
+        layer_bytes
+    );
+    assert!(!loaded.root().join("content-sizes.json").exists());
+    crate::support::store::assert_fsck_ok(&pulled);
+    crate::support::store::assert_fsck_ok(&loaded);
 }
 
 /// A multi-platform image's size is all its platforms' content; a layer it shares with another

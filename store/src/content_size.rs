@@ -108,13 +108,13 @@ impl ImageRecord {
     }
 }
 
-impl ImageSummary {
+impl crate::target::Target {
     /// The content size of all its platforms' images (docker 28's total for a multi-platform
     /// image): their configs and layers, each counted once.
     pub fn content_size(&self, sizes: &ContentSizes) -> u64 {
         let mut configs: BTreeMap<&Digest, u64> = BTreeMap::new();
         let mut layers: BTreeMap<&Digest, u64> = BTreeMap::new();
-        for (_, r) in self.target.images() {
+        for (_, r) in self.images() {
             configs.insert(&r.config_digest, r.manifest.config.size);
             for l in &r.layers {
                 layers.insert(&l.diff_id, sizes.get(&l.diff_id).copied().unwrap_or(0));
@@ -125,11 +125,22 @@ impl ImageSummary {
 
     /// Every layer of every platform's image, for [`Store::content_sizes`].
     pub fn layers(&self) -> Vec<Layer> {
-        self.target
-            .images()
+        self.images()
             .into_iter()
             .flat_map(|(_, r)| r.layers.clone())
             .collect()
+    }
+}
+
+impl ImageSummary {
+    /// [`Target::content_size`](crate::target::Target::content_size) of the image.
+    pub fn content_size(&self, sizes: &ContentSizes) -> u64 {
+        self.target.content_size(sizes)
+    }
+
+    /// Every layer of every platform's image, for [`Store::content_sizes`].
+    pub fn layers(&self) -> Vec<Layer> {
+        self.target.layers()
     }
 }
 

@@ -550,8 +550,16 @@ impl Ctx<'_> {
         let text = self.src.get(span.start..span.end).unwrap_or_default();
         let mut out = String::new();
         let mut lines = text.lines().peekable();
+        let mut first = true;
         while let Some(line) = lines.next() {
             let trimmed = line.trim_end();
+            // Inside a continuation, comment and empty lines are not part of the instruction
+            // (the parser drops them too): `RUN a \ <# note> && b` is `RUN a && b`.
+            let inner = trimmed.trim_start();
+            if !first && (inner.is_empty() || inner.starts_with('#')) {
+                continue;
+            }
+            first = false;
             if let Some(stripped) = trimmed.strip_suffix(self.escape) {
                 out.push_str(stripped.trim_start());
                 if lines.peek().is_some() {

@@ -688,3 +688,15 @@ fn copy_from_image_uses_the_target_platform() {
         ("busybox:1.35".to_string(), "linux/arm64".to_string())
     );
 }
+
+/// A step's label is the instruction on one line: continuations joined, comment and empty
+/// lines inside them left out (they are not part of the instruction).
+#[test]
+fn step_labels_leave_out_comments_inside_continuations() {
+    let src = "FROM busybox:1.35\nRUN apt-get update \\\n    # the tools we need\n\n    && apt-get install -y curl \\\n  # done\n    && true\n";
+    let planned = plan_text(src, &opts(&[], None)).unwrap();
+    assert_eq!(
+        planned.plan.stages[0].steps[0].display,
+        "RUN apt-get update && apt-get install -y curl && true"
+    );
+}

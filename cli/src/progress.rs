@@ -28,7 +28,40 @@ enum Mode {
     Quiet,
     Plain,
     Json,
-    Tty(MultiProgress),
+    Tty(Live),
+}
+
+/// The live terminal view: BuildKit's header (`[+] Building 3.2s (4/9)`) above the running
+/// steps, each with the last lines of its output; finished steps are printed above it once.
+struct Live {
+    mp: MultiProgress,
+    header: ProgressBar,
+}
+
+impl Live {
+    fn new() -> Live {
+        let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10));
+        let header = mp.add(ProgressBar::new_spinner());
+        header.set_style(
+            ProgressStyle::with_template("[+] Building {secs} ({msg})")
+                .expect("valid template")
+                .with_key(
+                    "secs",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.1}s", state.elapsed().as_secs_f64());
+                    },
+                ),
+        );
+        header.set_message("0/0");
+        header.enable_steady_tick(Duration::from_millis(100));
+        Live { mp, header }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.header.finish_and_clear();
+    }
 }
 
 /// A step of one platform's build: the platforms of a multi-platform build share step ids.
@@ -43,11 +76,25 @@ struct State {
     /// Partial output lines per step (output arrives in arbitrary chunks).
     partial: HashMap<Vertex, Vec<u8>>,
     pub counts: Counts,
+    /// Steps of the stages started so far (the header's total, growing as BuildKit's does).
+    steps_known: usize,
+    /// Steps that failed (done, for the header).
+    failed: usize,
+}
+
+impl State {
+    /// `done/known` for the header.
+    fn progress(&self) -> String {
+        let done = self.counts.total + self.counts.metadata + self.failed;
+        format!("{done}/{}", self.steps_known.max(done))
+    }
 }
 
 struct LiveStep {
     bar: ProgressBar,
     title: String,
+    /// Why it missed the cache (empty when there is nothing to say).
+    why: String,
     tail: VecDeque<String>,
 }
 
@@ -72,12 +119,8 @@ impl ProgressReporter {
             _ if quiet => Mode::Quiet,
             Progress::Plain => Mode::Plain,
             Progress::Json => Mode::Json,
-            Progress::Tty => Mode::Tty(MultiProgress::with_draw_target(
-                ProgressDrawTarget::stderr_with_hz(10),
-            )),
-            Progress::Auto if tty => Mode::Tty(MultiProgress::with_draw_target(
-                ProgressDrawTarget::stderr_with_hz(10),
-            )),
+            Progress::Tty => Mode::Tty(Live::new()),
+            Progress::Auto if tty => Mode::Tty(Live::new()),
             Progress::Auto => Mode::Plain,
         };
         ProgressReporter {
@@ -99,8 +142,8 @@ impl ProgressReporter {
     /// view.
     pub fn line(&self, text: &str) {
         match &self.mode {
-            Mode::Tty(mp) => {
-                let _ = mp.println(text);
+            Mode::Tty(live) => {
+                let _ = live.mp.println(text);
             }
             Mode::Plain => eprintln!("{text}"),
             Mode::Json => emit_json(json!({ "event": "message", "text": text })),
@@ -117,6 +160,10 @@ impl ProgressReporter {
                     e.extend(f);
                 }
                 emit_json(event);
+            }
+            Mode::Tty(live) => {
+                live.header.finish_and_clear();
+                self.line(text);
             }
             _ => self.line(text),
         }
@@ -195,6 +242,39 @@ fn cross_target(stage: &Stage, step: &Step) -> String {
     }
 }
 
+/// The terminal's width now (it follows a resize); 80 when stderr is not a terminal.
+fn width() -> usize {
+    match console::Term::stderr().size_checked() {
+        Some((_, cols)) if cols > 0 => cols as usize,
+        _ => 80,
+    }
+}
+
+/// `text` on one row of `width` columns: cut at the last word that fits, with an ellipsis
+/// (within a word only when the first word alone is too wide).
+fn fit(text: &str, width: usize) -> String {
+    if console::measure_text_width(text) <= width {
+        return text.to_string();
+    }
+    let room = width.saturating_sub(1);
+    let mut out = String::new();
+    for word in text.split(' ') {
+        let next = if out.is_empty() {
+            word.to_string()
+        } else {
+            format!("{out} {word}")
+        };
+        if console::measure_text_width(&next) > room {
+            break;
+        }
+        out = next;
+    }
+    if out.trim().is_empty() {
+        return console::truncate_str(text, width, "…").into_owned();
+    }
+    format!("{}…", out.trim_end())
+}
+
 fn one_line(text: &str) -> String {
     let first = text.lines().next().unwrap_or_default();
     if text.contains('\n') {
@@ -236,6 +316,21 @@ impl ProgressReporter {
         let shown_platform = platform.map(ToString::to_string);
         let mut state = self.state.lock().expect("progress lock");
         let at = self.started.elapsed().as_secs_f64();
+        self.render(platform, event, &mut state, at, &vertex, &shown_platform);
+        if let Mode::Tty(live) = &self.mode {
+            live.header.set_message(state.progress());
+        }
+    }
+
+    fn render(
+        &self,
+        platform: Option<&Platform>,
+        event: Event<'_>,
+        state: &mut State,
+        at: f64,
+        vertex: &dyn Fn(StepId) -> Vertex,
+        shown_platform: &Option<String>,
+    ) {
         match event {
             Event::StageSkipped { stage } => match &self.mode {
                 Mode::Json => emit_json(json!({
@@ -246,17 +341,17 @@ impl ProgressReporter {
                     stage.label()
                 )),
             },
-            Event::StageStart { .. } => {}
+            Event::StageStart { stage } => state.steps_known += stage.steps.len(),
             Event::StepMeta { stage, step } => {
                 state.counts.metadata += 1;
-                let n = Self::number(&mut state, &vertex(step.id));
+                let n = Self::number(state, &vertex(step.id));
                 match &self.mode {
                     Mode::Json => emit_json(scoped(
                         json!({
                             "event": "step_meta", "vertex": n, "stage": stage.label(),
                             "step": step.display, "line": step.site.line, "time": at,
                         }),
-                        &shown_platform,
+                        shown_platform,
                     )),
                     _ => self.line(&format!("#{n} {}", Self::title(platform, stage, step))),
                 }
@@ -264,14 +359,14 @@ impl ProgressReporter {
             Event::StepCached { stage, step, key } => {
                 state.counts.total += 1;
                 state.counts.cached += 1;
-                let n = Self::number(&mut state, &vertex(step.id));
+                let n = Self::number(state, &vertex(step.id));
                 match &self.mode {
                     Mode::Json => emit_json(scoped(
                         json!({
                             "event": "step_cached", "vertex": n, "stage": stage.label(),
                             "step": step.display, "line": step.site.line, "key": key, "time": at,
                         }),
-                        &shown_platform,
+                        shown_platform,
                     )),
                     _ => self.line(&format!(
                         "#{n} {} CACHED",
@@ -285,7 +380,7 @@ impl ProgressReporter {
                 key,
                 reasons,
             } => {
-                let n = Self::number(&mut state, &vertex(step.id));
+                let n = Self::number(state, &vertex(step.id));
                 let why: Vec<String> = reasons.iter().map(ToString::to_string).collect();
                 match &self.mode {
                     Mode::Json => emit_json(scoped(
@@ -294,7 +389,7 @@ impl ProgressReporter {
                             "step": step.display, "line": step.site.line, "key": key,
                             "reasons": reasons, "time": at,
                         }),
-                        &shown_platform,
+                        shown_platform,
                     )),
                     Mode::Quiet => {}
                     Mode::Plain => {
@@ -303,26 +398,22 @@ impl ProgressReporter {
                             eprintln!("#{n} missed: {}", why.join("; "));
                         }
                     }
-                    Mode::Tty(mp) => {
+                    Mode::Tty(live) => {
                         let title = Self::title(platform, stage, step);
-                        if !why.is_empty() {
-                            let _ =
-                                mp.println(format!("#{n} {title}  — missed: {}", why.join("; ")));
-                        }
-                        let bar = mp.add(ProgressBar::new_spinner());
+                        let bar = live.mp.add(ProgressBar::new_spinner());
                         bar.set_style(
-                            ProgressStyle::with_template(
-                                "{spinner} {prefix} {elapsed:>4}\n{wide_msg:.dim}",
-                            )
-                            .expect("valid template"),
+                            ProgressStyle::with_template("{spinner} {prefix} {elapsed:>4}{msg}")
+                                .expect("valid template"),
                         );
-                        bar.set_prefix(format!("#{n} {title}"));
+                        // The spinner and the elapsed time take about 8 columns.
+                        bar.set_prefix(fit(&format!("#{n} {title}"), width().saturating_sub(8)));
                         bar.enable_steady_tick(Duration::from_millis(120));
                         state.bars.insert(
                             vertex(step.id),
                             LiveStep {
                                 bar,
                                 title,
+                                why: why.join("; "),
                                 tail: VecDeque::new(),
                             },
                         );
@@ -330,7 +421,7 @@ impl ProgressReporter {
                 }
             }
             Event::StepLog { step, data } => {
-                let n = Self::number(&mut state, &vertex(step));
+                let n = Self::number(state, &vertex(step));
                 let buf = state.partial.entry(vertex(step)).or_default();
                 buf.extend_from_slice(data);
                 let mut lines = Vec::new();
@@ -354,8 +445,15 @@ impl ProgressReporter {
                                 while live.tail.len() > TAIL_LINES {
                                     live.tail.pop_front();
                                 }
-                                let msg: Vec<&str> = live.tail.iter().map(String::as_str).collect();
-                                live.bar.set_message(msg.join("\n"));
+                                // Each line on one row of the terminal as it is now (the width
+                                // follows a resize), indented under the step.
+                                let width = width().saturating_sub(2);
+                                let msg: String = live
+                                    .tail
+                                    .iter()
+                                    .map(|l| format!("\n  {}", fit(&l.replace('\t', "    "), width)))
+                                    .collect();
+                                live.bar.set_message(msg);
                             }
                         }
                     }
@@ -369,7 +467,7 @@ impl ProgressReporter {
             } => {
                 state.counts.total += 1;
                 state.counts.built += 1;
-                let n = Self::number(&mut state, &vertex(step.id));
+                let n = Self::number(state, &vertex(step.id));
                 let rest = state.partial.remove(&vertex(step.id)).unwrap_or_default();
                 if !rest.is_empty() && matches!(self.mode, Mode::Plain) {
                     eprintln!("#{n} {at:.3} {}", String::from_utf8_lossy(&rest));
@@ -382,41 +480,65 @@ impl ProgressReporter {
                             "layer": layer.map(|l| &l.diff_id), "size": layer.map(|l| l.size),
                             "seconds": elapsed.as_secs_f64(), "time": at,
                         }),
-                        &shown_platform,
+                        shown_platform,
                     )),
                     Mode::Plain => eprintln!("#{n} DONE {}", secs(elapsed)),
                     Mode::Quiet => {}
-                    Mode::Tty(mp) => {
+                    Mode::Tty(tty) => {
                         if let Some(live) = state.bars.remove(&vertex(step.id)) {
                             live.bar.finish_and_clear();
-                            mp.remove(&live.bar);
-                            let _ =
-                                mp.println(format!("#{n} {} DONE {}", live.title, secs(elapsed)));
+                            tty.mp.remove(&live.bar);
+                            // One line per step, printed once, when it is done; why it ran
+                            // follows on a line of its own, as in plain mode.
+                            let mut text = format!("#{n} {} DONE {}", live.title, secs(elapsed));
+                            if !live.why.is_empty() {
+                                text.push_str(&format!("\n#{n} missed: {}", live.why));
+                            }
+                            let _ = tty.mp.println(text);
                         }
                     }
                 }
             }
             Event::StepFailed { stage, step } => {
-                let n = Self::number(&mut state, &vertex(step.id));
+                state.failed += 1;
+                let n = Self::number(state, &vertex(step.id));
                 match &self.mode {
                     Mode::Json => emit_json(scoped(
                         json!({
                             "event": "step_failed", "vertex": n, "stage": stage.label(),
                             "step": step.display, "line": step.site.line, "time": at,
                         }),
-                        &shown_platform,
+                        shown_platform,
                     )),
                     Mode::Plain => eprintln!("#{n} ERROR"),
                     Mode::Quiet => {}
-                    Mode::Tty(mp) => {
+                    Mode::Tty(tty) => {
                         if let Some(live) = state.bars.remove(&vertex(step.id)) {
                             live.bar.finish_and_clear();
-                            mp.remove(&live.bar);
-                            let _ = mp.println(format!("#{n} {} ERROR", live.title));
+                            tty.mp.remove(&live.bar);
+                            let _ = tty.mp.println(format!("#{n} {} ERROR", live.title));
                         }
                     }
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit;
+
+    /// A line wider than the terminal is cut after the last whole word that fits, with an
+    /// ellipsis; a single overlong word is cut inside; short lines stay as they are.
+    #[test]
+    fn fit_cuts_at_a_word_with_an_ellipsis() {
+        assert_eq!(fit("short line", 20), "short line");
+        assert_eq!(fit("compiling the first crate now", 20), "compiling the first…");
+        assert_eq!(fit("supercalifragilistic", 10), "supercali…");
+        for w in 1..40 {
+            let line = fit("the quick brown fox jumps over the lazy dog", w);
+            assert!(console::measure_text_width(&line) <= w, "{w}: {line}");
         }
     }
 }

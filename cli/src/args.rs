@@ -112,6 +112,19 @@ pub enum Command {
     Rmi(commands::rmi::RmiArgs),
     /// Run a command in a new container from an image.
     Run(commands::run::RunArgs),
+    /// List containers.
+    Ps(commands::container::PsArgs),
+    /// Print a container's output.
+    Logs(commands::container::LogsArgs),
+    /// Stop running containers (STOPSIGNAL, then SIGKILL after a timeout).
+    Stop(commands::container::StopArgs),
+    /// Send a signal to running containers (default SIGKILL).
+    Kill(commands::container::KillArgs),
+    /// Remove containers.
+    Rm(commands::container::RmArgs),
+    /// Manage containers: ls, logs, stop, kill, rm, prune.
+    #[command(subcommand)]
+    Container(commands::container::ContainerCommand),
     /// Remove dangling images, unused build cache and unreferenced blobs.
     Prune(commands::prune::PruneArgs),
     /// Write images to a tar archive (OCI layout, or docker-archive).

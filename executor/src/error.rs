@@ -81,6 +81,39 @@ pub enum ExecError {
     )]
     NotRoot { missing: String },
 
+    /// No container has this name, id or id prefix.
+    #[error("no such container: `{query}`")]
+    #[diagnostic(
+        code(rbuild::container::not_found),
+        help("`rbuild ps -a` lists every container with its id and name")
+    )]
+    NoSuchContainer { query: String },
+
+    /// An id prefix matches several containers.
+    #[error("`{query}` matches {count} containers")]
+    #[diagnostic(
+        code(rbuild::container::ambiguous),
+        help("give more characters of the id, or the container's name (`rbuild ps -a`)")
+    )]
+    AmbiguousContainer { query: String, count: usize },
+
+    /// A container in the wrong state for the command (running for `rm`, stopped for `kill`).
+    #[error("container `{name}` {message}")]
+    #[diagnostic(code(rbuild::container::state), help("{help}"))]
+    ContainerState {
+        name: String,
+        message: String,
+        help: String,
+    },
+
+    /// The supervisor of a detached container could not set it up.
+    #[error("cannot start the detached container: {message}")]
+    #[diagnostic(
+        code(rbuild::container::supervisor),
+        help("the message says what failed; `rbuild ps -a` lists the containers that exist")
+    )]
+    Supervisor { message: String },
+
     /// The step was cancelled (Ctrl-C or a timeout).
     #[error("the step was cancelled: {reason}")]
     #[diagnostic(code(rbuild::interrupted), help("nothing from the step was kept"))]

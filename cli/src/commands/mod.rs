@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod check;
+pub mod container;
 pub mod explain;
 pub mod history;
 pub mod images;
@@ -45,6 +46,12 @@ pub fn run(cli: Cli) -> miette::Result<u8> {
         Command::Tag(args) => tag::run(global, args),
         Command::Rmi(args) => rmi::run(global, args),
         Command::Run(args) => run::run(global, args),
+        Command::Ps(args) => container::ps(global, args),
+        Command::Logs(args) => container::logs(global, args),
+        Command::Stop(args) => container::stop(global, args),
+        Command::Kill(args) => container::kill(global, args),
+        Command::Rm(args) => container::rm(global, args),
+        Command::Container(cmd) => container::run_group(global, cmd),
         Command::Prune(args) => prune::run(global, args),
         Command::Save(args) => save::run(global, args),
         Command::Load(args) => load::run(global, args),

@@ -12,12 +12,25 @@
 //! 127/126 when it cannot be found or started. A `--rm` container abandoned by a killed rbuild
 //! (its lock is free) is removed by the next `rbuild run`.
 //!
+//! `-d` runs the container detached: a supervisor (this binary re-executed, see
+//! `rbuild_executor::container::supervise`) owns the sandbox, keeps stdout and stderr in the
+//! container's bounded log (`--log-opt max-size=SIZE` per file, two files kept; `rbuild logs`),
+//! records the exit status, and outlives this process; `run -d` prints the full id. An attached
+//! container records its supervisor (this process) and exit status too, so `ps`, `stop` and
+//! `kill` work on both.
+//!
+//! Networking: containers (like builds) use the host's network or none (`--network none`);
+//! there is no bridge, so `-p` is refused with a message saying so. `--restart` is not
+//! supported.
+//!
 //! A multi-platform image runs the host platform's image, or with `--platform P` that
 //! platform's (a foreign architecture runs under the QEMU user emulation registered in
 //! binfmt_misc); an image without that platform is the store's error naming the platforms it
 //! has.
 
 use clap::{Args, ValueEnum};
+use rbuild_executor::container::log::{DEFAULT_MAX_LOG, MIN_MAX_LOG};
+use rbuild_executor::container::supervise::{DetachedRun, start_detached};
 use rbuild_executor::container::{Containers, ImageDefaults, Overrides, resolve_process};
 use rbuild_executor::{ExecError, Executor, ExitStatus, Network, RunStep, Stdio3};
 use rbuild_store::refs::KIND_CONTAINER;
@@ -26,10 +39,30 @@ use super::storeutil::{open_store, parse_platform, pick_image};
 use crate::args::GlobalArgs;
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Containers use the host's network (the default) or none \
+(`--network none`): there is no bridge network, so ports need no publishing and `-p` is \
+refused. `--restart` policies are not supported: a container runs once."
+)]
 pub struct RunArgs {
     /// Remove the container (its writable layer and record) when it exits.
     #[arg(long)]
     pub rm: bool,
+
+    /// Run the container in the background and print its id; see its output with
+    /// `rbuild logs`.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+
+    /// Log options of a detached container: `max-size=SIZE` (bytes kept per log file, two
+    /// files kept; default 8m).
+    #[arg(long = "log-opt", value_name = "OPT=VALUE", value_parser = parse_log_opt)]
+    pub log_opt: Vec<u64>,
+
+    /// Not supported: containers share the host's network (or have none), so there is
+    /// nothing to publish. Refused with an explanation.
+    #[arg(short = 'p', long = "publish", value_name = "PORTS", hide = true)]
+    pub publish: Vec<String>,
 
     /// Set an environment variable (`KEY=VALUE`, or `KEY` to take it from this environment);
     /// may be repeated.
@@ -92,6 +125,21 @@ pub enum NetworkArg {
 }
 
 pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
+    if let Some(p) = args.publish.first() {
+        return Err(rbuild_store::Failure::new(
+            rbuild_store::ErrorClass::Input,
+            "rbuild::run::publish",
+            format!(
+                "cannot publish `{p}`: containers have no network of their own to publish ports from"
+            ),
+        )
+        .with_help(
+            "rbuild runs builds and containers on the host's network (the default, \
+             `--network host`) or with none (`--network none`); a server in the container \
+             listens on the host's ports directly, so drop `-p`",
+        )
+        .into());
+    }
     let store = open_store(global)?;
     let platform = parse_platform(args.platform.as_deref())?;
     let image = pick_image(&store.resolve_target(&args.image)?, platform.as_ref())?;
@@ -111,11 +159,11 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
     let lowers = exec.snapshots().ensure_chain(&store, &image.layers)?;
     let cfg = image.config.config.clone().unwrap_or_default();
     let defaults = ImageDefaults {
-        entrypoint: cfg.entrypoint,
-        cmd: cfg.cmd,
-        env: cfg.env.unwrap_or_default(),
-        working_dir: cfg.working_dir,
-        user: cfg.user,
+        entrypoint: cfg.entrypoint.clone(),
+        cmd: cfg.cmd.clone(),
+        env: cfg.env.clone().unwrap_or_default(),
+        working_dir: cfg.working_dir.clone(),
+        user: cfg.user.clone(),
     };
     let overrides = Overrides {
         env: args.env.clone(),
@@ -127,15 +175,48 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
     let process = resolve_process(&defaults, &overrides, |k| std::env::var(k).ok())?;
 
     let manifest = image.manifest_digest.clone();
-    let container = containers.create(
+    if args.detach {
+        let options = global.executor_options();
+        let id = start_detached(&DetachedRun {
+            root: store.root().to_path_buf(),
+            name: args.name.clone(),
+            image: args.image.clone(),
+            image_digest: manifest,
+            remove_on_exit: args.rm,
+            stop_signal: cfg.stop_signal.clone(),
+            lowers,
+            process,
+            network: match args.network {
+                NetworkArg::None => Network::None,
+                NetworkArg::Host | NetworkArg::Default => Network::Host,
+            },
+            memory: args.memory,
+            pids: args.pids_limit.unwrap_or_default(),
+            log_max: args.log_opt.last().copied().unwrap_or(DEFAULT_MAX_LOG),
+            backend: match options.backend {
+                rbuild_executor::Backend::Overlay => "overlay",
+                rbuild_executor::Backend::Copy => "copy",
+                rbuild_executor::Backend::Auto => "auto",
+            }
+            .into(),
+            legacy_overlay: options.legacy_overlay,
+        })?;
+        println!("{id}");
+        return Ok(0);
+    }
+    let container = containers.create_with(
         args.name.as_deref(),
         &args.image,
         &manifest,
         &process.argv,
         args.rm,
+        |r| {
+            r.stop_signal = cfg.stop_signal.clone();
+        },
     )?;
     let id = container.record.id.clone();
     store.set_ref(KIND_CONTAINER, &id, std::slice::from_ref(&manifest))?;
+    container.set_started()?;
 
     let mut step = RunStep::new(lowers, process.argv.clone(), Stdio3::Inherit);
     step.env = process.env;
@@ -164,9 +245,15 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
         Ok(outcome) => {
             let status = outcome.status.clone();
             drop(outcome);
-            if let ExitStatus::OutOfMemory { .. } | ExitStatus::PidsLimit { .. } = status {
-                eprintln!("rbuild: container {}: {status}", &id[..12]);
+            let note = matches!(
+                status,
+                ExitStatus::OutOfMemory { .. } | ExitStatus::PidsLimit { .. }
+            )
+            .then(|| status.to_string());
+            if let Some(note) = &note {
+                eprintln!("rbuild: container {}: {note}", &id[..12]);
             }
+            container.set_finished(status.code(), note)?;
             drop(container);
             finish(!args.rm)?;
             Ok(exit_code(&status))
@@ -174,7 +261,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
         Err(e @ ExecError::Start { .. }) => {
             // Docker's convention: 127 when the command cannot be found, 126 when it cannot
             // be run.
-            let code = match &e {
+            let code: u8 = match &e {
                 ExecError::Start { reason, .. }
                     if reason.contains("not found") || reason.contains("no such file") =>
                 {
@@ -182,6 +269,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
                 }
                 _ => 126,
             };
+            container.set_finished(i32::from(code), Some(e.to_string()))?;
             drop(container);
             finish(!args.rm)?;
             eprintln!("{:?}", miette::Report::new(e));
@@ -198,6 +286,28 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
 /// The container's exit status as this process's exit code (128 + n for a signal).
 fn exit_code(status: &ExitStatus) -> u8 {
     (status.code() & 0xff) as u8
+}
+
+/// `--log-opt max-size=SIZE` (docker's option name and size syntax).
+fn parse_log_opt(text: &str) -> Result<u64, String> {
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!("`{text}` is not `OPTION=VALUE`"));
+    };
+    match key {
+        "max-size" => {
+            let n = rbuild_store::size::parse(value, rbuild_store::size::Base::Binary)
+                .map_err(|e| format!("{e} (e.g. `512k`, `10m`)"))?;
+            if n < MIN_MAX_LOG {
+                return Err(format!(
+                    "max-size must be at least {MIN_MAX_LOG} bytes, not `{value}`"
+                ));
+            }
+            Ok(n)
+        }
+        _ => Err(format!(
+            "unknown log option `{key}`: rbuild keeps a container's log in its directory and takes only `max-size`"
+        )),
+    }
 }
 
 /// `-w` must be absolute, as docker requires.

@@ -1,6 +1,20 @@
 //! Containers for `rbuild run`: how an image's Entrypoint/Cmd/Env/WorkingDir/User combine with
-//! the command line (Docker's rules), and the container records under `$ROOT/containers/<id>/`
-//! (`container.json` plus the kept upper directory; a `lock` file held while it runs).
+//! the command line (Docker's rules), and the container records under `$ROOT/containers/<id>/`:
+//! `container.json` (the record, written once), `state.json` (who supervises it, when it
+//! started and how it ended), the kept `upper` directory, the output `log` of a detached
+//! container ([`log`]), and a `lock` file the supervising process holds while the container
+//! runs. A container is running exactly when its lock is held: a supervisor that dies (killed,
+//! crashed) releases it, so a dead container never shows as running; one whose state says it
+//! started but never says how it ended is `Dead`.
+//!
+//! A detached container (`run -d`) is supervised by this binary re-executed
+//! ([`supervise`]); an attached one by the `rbuild run` process itself. [`procs`] finds a
+//! container's command from its supervisor's pid, for `stop` and `kill`. Containers are named
+//! by their name, their full id or a unique prefix of it ([`Containers::find`]).
+
+pub mod log;
+pub mod procs;
+pub mod supervise;
 
 use std::fs::File;
 use std::io::Read;
@@ -34,7 +48,7 @@ pub struct Overrides {
 }
 
 /// The resolved process of a container.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Process {
     pub argv: Vec<String>,
     pub env: Vec<String>,
@@ -113,6 +127,58 @@ pub struct ContainerRecord {
     /// Started with `--rm`: remove when it exits (or, if rbuild died, on the next start).
     #[serde(default)]
     pub remove_on_exit: bool,
+    /// The image's `StopSignal` (`stop` sends it; SIGTERM when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Started with `-d`: its output is in the container's log.
+    #[serde(default)]
+    pub detached: bool,
+}
+
+/// What `state.json` says about a container's run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainerState {
+    /// The process supervising it (a detached supervisor, or the attached `rbuild run`).
+    pub pid: Option<i32>,
+    pub started: Option<String>,
+    pub finished: Option<String>,
+    /// The shell-style exit code (128 + n after signal n; 127/126 when it could not start).
+    pub exit_code: Option<i32>,
+    /// Why it could not start, or how it ended when that needs words (out of memory).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Where a container is in its life.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Recorded but not started (or started by an rbuild older than `state.json`).
+    Created,
+    /// Its supervisor holds the lock.
+    Running { started: Option<jiff::Timestamp> },
+    /// It ran and ended with this code.
+    Exited {
+        code: i32,
+        finished: Option<jiff::Timestamp>,
+    },
+    /// It started and its supervisor died without saying how it ended.
+    Dead,
+}
+
+impl Status {
+    pub fn is_running(&self) -> bool {
+        matches!(self, Status::Running { .. })
+    }
+
+    /// Docker's `State` word: created, running, exited, dead.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running { .. } => "running",
+            Status::Exited { .. } => "exited",
+            Status::Dead => "dead",
+        }
+    }
 }
 
 /// `$ROOT/containers`.
@@ -126,6 +192,60 @@ pub struct Container {
     pub record: ContainerRecord,
     pub dir: PathBuf,
     _lock: File,
+}
+
+impl Container {
+    /// Record that this process supervises the container and it starts now.
+    pub fn set_started(&self) -> Result<()> {
+        write_state(
+            &self.dir,
+            &ContainerState {
+                pid: Some(std::process::id() as i32),
+                started: Some(jiff::Timestamp::now().to_string()),
+                ..ContainerState::default()
+            },
+        )
+    }
+
+    /// Record how the container ended.
+    pub fn set_finished(&self, exit_code: i32, error: Option<String>) -> Result<()> {
+        let mut state = read_state(&self.dir).unwrap_or_default();
+        state.finished = Some(jiff::Timestamp::now().to_string());
+        state.exit_code = Some(exit_code);
+        state.error = error;
+        write_state(&self.dir, &state)
+    }
+}
+
+fn write_state(dir: &Path, state: &ContainerState) -> Result<()> {
+    let json = serde_json::to_vec_pretty(state)
+        .map_err(|e| ExecError::sandbox(format!("cannot encode the container state: {e}")))?;
+    let tmp = dir.join("state.json.tmp");
+    std::fs::write(&tmp, json).ctx("cannot write", &tmp)?;
+    std::fs::rename(&tmp, dir.join("state.json")).ctx("cannot write", dir)
+}
+
+fn read_state(dir: &Path) -> Option<ContainerState> {
+    serde_json::from_slice(&std::fs::read(dir.join("state.json")).ok()?).ok()
+}
+
+/// Whether the lock file of a container directory is held (by its supervisor).
+fn lock_held(dir: &Path) -> bool {
+    match File::options()
+        .read(true)
+        .write(true)
+        .open(dir.join("lock"))
+    {
+        Ok(f) => matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
+/// No container has this name, id or id prefix.
+fn no_such(query: &str) -> ExecError {
+    ExecError::NoSuchContainer {
+        query: query.to_string(),
+    }
 }
 
 impl Containers {
@@ -144,6 +264,20 @@ impl Containers {
         image_digest: &rbuild_store::Digest,
         argv: &[String],
         remove_on_exit: bool,
+    ) -> Result<Container> {
+        self.create_with(name, image, image_digest, argv, remove_on_exit, |_| {})
+    }
+
+    /// [`Containers::create`], letting `fill` set the record's other fields before it is
+    /// written.
+    pub fn create_with(
+        &self,
+        name: Option<&str>,
+        image: &str,
+        image_digest: &rbuild_store::Digest,
+        argv: &[String],
+        remove_on_exit: bool,
+        fill: impl FnOnce(&mut ContainerRecord),
     ) -> Result<Container> {
         let registry_lock = self.dir.join(".lock");
         let guard = File::create(&registry_lock).ctx("cannot create", &registry_lock)?;
@@ -180,7 +314,7 @@ impl Containers {
         let lock_path = dir.join("lock");
         let lock = File::create(&lock_path).ctx("cannot create", &lock_path)?;
         lock.lock().ctx("cannot lock", &lock_path)?;
-        let record = ContainerRecord {
+        let mut record = ContainerRecord {
             id,
             name,
             image: image.to_string(),
@@ -188,7 +322,10 @@ impl Containers {
             created: jiff::Timestamp::now().to_string(),
             argv: argv.to_vec(),
             remove_on_exit,
+            stop_signal: None,
+            detached: false,
         };
+        fill(&mut record);
         let json = serde_json::to_vec_pretty(&record)
             .map_err(|e| ExecError::sandbox(format!("cannot encode the container record: {e}")))?;
         let tmp = dir.join("container.json.tmp");
@@ -235,6 +372,112 @@ impl Containers {
             }
         }
         Ok(())
+    }
+
+    /// The directory of container `id`.
+    pub fn dir_of(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
+    /// Find a container by name, full id or unique id prefix (names first, as docker does).
+    pub fn find(&self, query: &str) -> Result<ContainerRecord> {
+        let all = self.list()?;
+        if query.is_empty() {
+            return Err(no_such(query));
+        }
+        if let Some(c) = all.iter().find(|c| c.name == query || c.id == query) {
+            return Ok(c.clone());
+        }
+        let matches: Vec<&ContainerRecord> =
+            all.iter().filter(|c| c.id.starts_with(query)).collect();
+        match matches.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(no_such(query)),
+            many => Err(ExecError::AmbiguousContainer {
+                query: query.to_string(),
+                count: many.len(),
+            }),
+        }
+    }
+
+    /// The state file of container `id`.
+    pub fn state(&self, id: &str) -> ContainerState {
+        read_state(&self.dir.join(id)).unwrap_or_default()
+    }
+
+    /// Where container `id` is in its life: running exactly when its lock is held.
+    pub fn status(&self, id: &str) -> Status {
+        let dir = self.dir.join(id);
+        if lock_held(&dir) {
+            let state = read_state(&dir).unwrap_or_default();
+            return Status::Running {
+                started: state.started.and_then(|s| s.parse().ok()),
+            };
+        }
+        // Read the state after the lock: a supervisor writes the exit before it lets go.
+        match read_state(&dir) {
+            Some(ContainerState {
+                exit_code: Some(code),
+                finished,
+                ..
+            }) => Status::Exited {
+                code,
+                finished: finished.and_then(|s| s.parse().ok()),
+            },
+            Some(ContainerState {
+                started: Some(_), ..
+            }) => Status::Dead,
+            _ => Status::Created,
+        }
+    }
+
+    /// Wait up to `timeout` for container `id` to stop running; whether it did.
+    pub fn wait_stopped(&self, id: &str, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if !lock_held(&self.dir.join(id)) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Send `signal` to the command of running container `id`; `Ok(false)` when it is not
+    /// running (or its command has not started or already ended).
+    pub fn signal(&self, id: &str, signal: i32) -> Result<bool> {
+        if !self.status(id).is_running() {
+            return Ok(false);
+        }
+        let Some(pid) = self.state(id).pid else {
+            return Ok(false);
+        };
+        let Some((_, Some(command))) = procs::container_pids(pid) else {
+            return Ok(false);
+        };
+        match procs::send_signal(command, signal) {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(false),
+            Err(e) => Err(ExecError::io(
+                "cannot signal the command of container",
+                PathBuf::from(id),
+                e,
+            )),
+        }
+    }
+
+    /// Take running container `id` down at once: SIGKILL its command, or its whole sandbox
+    /// when the command cannot be found (not started yet); then wait for it to stop.
+    pub fn kill_now(&self, id: &str) -> Result<bool> {
+        if !self.signal(id, libc::SIGKILL)?
+            && let Some(pid) = self.state(id).pid
+            && let Some((helper, _)) = procs::container_pids(pid)
+        {
+            let _ = procs::send_signal(helper, libc::SIGKILL);
+        }
+        Ok(self.wait_stopped(id, std::time::Duration::from_secs(10)))
     }
 
     /// Delete a container's directory (its kept upper layer too).
@@ -388,5 +631,75 @@ mod tests {
         assert_eq!(removed, [dead_id]);
         assert_eq!(cs.list().unwrap().len(), 2);
         drop(running);
+    }
+
+    #[test]
+    fn containers_are_found_by_name_id_or_unique_prefix() {
+        let root = tempfile::tempdir().unwrap();
+        let cs = Containers::open(root.path()).unwrap();
+        let a = cs
+            .create(Some("web"), "busybox", &digest(), &[], false)
+            .unwrap();
+        let b = cs.create(None, "busybox", &digest(), &[], false).unwrap();
+        let (a, b) = (a.record.clone(), b.record.clone());
+        assert_eq!(cs.find("web").unwrap(), a);
+        assert_eq!(cs.find(&a.id).unwrap(), a);
+        assert_eq!(cs.find(&b.id[..12]).unwrap(), b);
+        assert_eq!(cs.find(&b.name).unwrap(), b);
+        assert!(matches!(
+            cs.find("nope"),
+            Err(ExecError::NoSuchContainer { .. })
+        ));
+        assert!(matches!(
+            cs.find(""),
+            Err(ExecError::NoSuchContainer { .. })
+        ));
+        // Seventeen ids: two share a first hex digit, which then names neither.
+        let ids: Vec<String> = (0..15)
+            .map(|_| {
+                cs.create(None, "busybox", &digest(), &[], false)
+                    .unwrap()
+                    .record
+                    .id
+            })
+            .chain([a.id.clone(), b.id.clone()])
+            .collect();
+        let first = ids
+            .iter()
+            .map(|i| &i[..1])
+            .find(|p| ids.iter().filter(|i| i.starts_with(*p)).count() > 1)
+            .unwrap();
+        assert!(matches!(
+            cs.find(first),
+            Err(ExecError::AmbiguousContainer { .. })
+        ));
+    }
+
+    #[test]
+    fn status_follows_the_lock_and_the_state_file() {
+        let root = tempfile::tempdir().unwrap();
+        let cs = Containers::open(root.path()).unwrap();
+        let c = cs.create(None, "busybox", &digest(), &[], false).unwrap();
+        let id = c.record.id.clone();
+        assert_eq!(cs.status(&id).word(), "running");
+        c.set_started().unwrap();
+        assert!(cs.status(&id).is_running());
+        assert_eq!(cs.state(&id).pid, Some(std::process::id() as i32));
+        assert!(!cs.wait_stopped(&id, std::time::Duration::from_millis(50)));
+        c.set_finished(143, None).unwrap();
+        drop(c);
+        assert!(cs.wait_stopped(&id, std::time::Duration::from_millis(50)));
+        assert!(matches!(cs.status(&id), Status::Exited { code: 143, .. }));
+
+        // A supervisor that died after starting, before it recorded the end: dead.
+        let d = cs.create(None, "busybox", &digest(), &[], false).unwrap();
+        d.set_started().unwrap();
+        let id = d.record.id.clone();
+        drop(d);
+        assert_eq!(cs.status(&id), Status::Dead);
+        let e = cs.create(None, "busybox", &digest(), &[], false).unwrap();
+        let id = e.record.id.clone();
+        drop(e);
+        assert_eq!(cs.status(&id), Status::Created);
     }
 }

@@ -89,6 +89,16 @@ pub enum ExecError {
     )]
     NoSuchContainer { query: String },
 
+    /// `--name` is taken or not a valid name.
+    #[error("{message}")]
+    #[diagnostic(
+        code(rbuild::container::name),
+        help(
+            "remove the container that has it (`rbuild rm NAME`) or pick another name; names use letters, digits, `_`, `.` and `-`"
+        )
+    )]
+    ContainerName { message: String },
+
     /// An id prefix matches several containers.
     #[error("`{query}` matches {count} containers")]
     #[diagnostic(

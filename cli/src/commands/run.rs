@@ -176,6 +176,10 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
 
     let manifest = image.manifest_digest.clone();
     if args.detach {
+        // The supervisor checks again under the lock; this gives the error its own shape.
+        if let Some(name) = &args.name {
+            containers.check_name(name)?;
+        }
         let options = global.executor_options();
         let id = start_detached(&DetachedRun {
             root: store.root().to_path_buf(),

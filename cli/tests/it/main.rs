@@ -17,6 +17,7 @@ mod build_seed;
 mod build_snapshot_identity;
 mod build_snapshotter;
 mod cli;
+mod container_lifecycle;
 mod exec_conformance;
 mod exec_diff;
 mod exec_emulation;

@@ -285,26 +285,7 @@ impl Containers {
         let id = random_id()?;
         let name = match name {
             Some(n) => {
-                if !n
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-                    || n.is_empty()
-                {
-                    return Err(ExecError::Start {
-                        program: String::new(),
-                        reason: format!(
-                            "invalid container name `{n}`: use letters, digits, `_`, `.` and `-`"
-                        ),
-                    });
-                }
-                if self.list()?.iter().any(|c| c.name == n) {
-                    return Err(ExecError::Start {
-                        program: String::new(),
-                        reason: format!(
-                            "the container name `{n}` is already in use; remove that container or pick another name"
-                        ),
-                    });
-                }
+                self.check_name(n)?;
                 n.to_string()
             }
             None => format!("rbuild-{}", &id[..12]),
@@ -370,6 +351,28 @@ impl Containers {
                 self.remove(&record.id)?;
                 on_removed(&record.id);
             }
+        }
+        Ok(())
+    }
+
+    /// Whether `name` can name a new container: valid and not taken (checked again, under
+    /// the registry lock, when the container is created).
+    pub fn check_name(&self, name: &str) -> Result<()> {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        {
+            return Err(ExecError::ContainerName {
+                message: format!(
+                    "invalid container name `{name}`: use letters, digits, `_`, `.` and `-`"
+                ),
+            });
+        }
+        if self.list()?.iter().any(|c| c.name == name) {
+            return Err(ExecError::ContainerName {
+                message: format!("the container name `{name}` is already in use"),
+            });
         }
         Ok(())
     }

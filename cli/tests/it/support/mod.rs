@@ -11,6 +11,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use assert_cmd::Command;
 
+pub mod containers;
 pub mod exec;
 pub mod host;
 pub mod oci;

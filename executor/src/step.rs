@@ -632,12 +632,15 @@ impl Executor {
             security: step.security,
             drop_mknod: false,
             mounts: mount_specs,
-            new_session: matches!(step.stdio, Stdio3::Capture(_)),
+            new_session: matches!(step.stdio, Stdio3::Capture(_) | Stdio3::Terminal(_)),
+            tty: matches!(step.stdio, Stdio3::Terminal(_)),
             scratch,
         };
         let stdio = match &mut step.stdio {
             Stdio3::Capture(cb) => Stdio3::Capture(&mut **cb),
             Stdio3::Inherit => Stdio3::Inherit,
+            Stdio3::InheritOutput => Stdio3::InheritOutput,
+            Stdio3::Terminal(cb) => Stdio3::Terminal(&mut **cb),
         };
         let launched = sandbox::launch(Launch {
             helper: &self.helper,
@@ -657,6 +660,12 @@ impl Executor {
                 signal: s,
                 name: signal_name(s),
             },
+            // Never the last record (launch skips it); a helper that sent nothing else died.
+            Ended::Status(Status::PtyReady) => {
+                return Err(ExecError::sandbox(
+                    "the sandbox ended without saying how the command ended",
+                ));
+            }
             Ended::Status(Status::StartFailed { program, reason }) => {
                 return Err(ExecError::Start { program, reason });
             }

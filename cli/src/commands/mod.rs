@@ -20,6 +20,7 @@ pub mod pull;
 pub mod push;
 pub mod rmi;
 pub mod run;
+mod run_tty;
 pub mod save;
 mod storeutil;
 pub mod system;

@@ -12,6 +12,10 @@
 //! 127/126 when it cannot be found or started. A `--rm` container abandoned by a killed rbuild
 //! (its lock is free) is removed by the next `rbuild run`.
 //!
+//! `-i` passes stdin to the container (without it stdin is empty, as with docker). `-t` gives
+//! it a pseudo-terminal of its own devpts (`run_tty`: raw mode here, window size and SIGWINCH
+//! passed on, TERM from this environment or `xterm`); `-it` needs stdin to be a terminal.
+//!
 //! `-d` runs the container detached: a supervisor (this binary re-executed, see
 //! `rbuild_executor::container::supervise`) owns the sandbox, keeps stdout and stderr in the
 //! container's bounded log (`--log-opt max-size=SIZE` per file, two files kept; `rbuild logs`),
@@ -35,6 +39,9 @@ use rbuild_executor::container::{Containers, ImageDefaults, Overrides, resolve_p
 use rbuild_executor::{ExecError, Executor, ExitStatus, Network, RunStep, Stdio3};
 use rbuild_store::refs::KIND_CONTAINER;
 
+use std::io::IsTerminal;
+
+use super::run_tty;
 use super::storeutil::{open_store, parse_platform, pick_image};
 use crate::args::GlobalArgs;
 
@@ -53,6 +60,15 @@ pub struct RunArgs {
     /// `rbuild logs`.
     #[arg(short = 'd', long)]
     pub detach: bool,
+
+    /// Keep stdin open and pass it to the container (without `-i` its stdin is empty).
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+
+    /// Give the container a pseudo-terminal (TERM from this environment, else xterm; the
+    /// window size follows this terminal; Ctrl-C goes to the container's process).
+    #[arg(short = 't', long)]
+    pub tty: bool,
 
     /// Log options of a detached container: `max-size=SIZE` (bytes kept per log file, two
     /// files kept; default 8m).
@@ -140,6 +156,26 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
         )
         .into());
     }
+    if args.detach && (args.interactive || args.tty) {
+        return Err(rbuild_store::Failure::new(
+            rbuild_store::ErrorClass::Input,
+            "rbuild::run::detach_tty",
+            "`-d` cannot be combined with `-i` or `-t`: a detached container has no terminal to attach to",
+        )
+        .with_help(
+            "use `rbuild run -d` and read its output with `rbuild logs -f`, or run it attached with `-it`",
+        )
+        .into());
+    }
+    if args.tty && args.interactive && !std::io::stdin().is_terminal() {
+        return Err(rbuild_store::Failure::new(
+            rbuild_store::ErrorClass::Input,
+            "rbuild::run::not_a_tty",
+            "the input device is not a TTY",
+        )
+        .with_help("run from a terminal, or drop `-t` to pipe input into the container with `-i`")
+        .into());
+    }
     let store = open_store(global)?;
     let platform = parse_platform(args.platform.as_deref())?;
     let image = pick_image(&store.resolve_target(&args.image)?, platform.as_ref())?;
@@ -172,7 +208,16 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
         entrypoint: args.entrypoint.clone(),
         cmd: args.command.clone(),
     };
-    let process = resolve_process(&defaults, &overrides, |k| std::env::var(k).ok())?;
+    let mut process = resolve_process(&defaults, &overrides, |k| std::env::var(k).ok())?;
+    if args.tty && !args.env.iter().any(|e| e.split('=').next() == Some("TERM")) {
+        // Docker sets TERM=xterm with -t; the caller's own terminal type is more precise.
+        let term = std::env::var("TERM")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| "xterm".into());
+        process.env.retain(|kv| !kv.starts_with("TERM="));
+        process.env.push(format!("TERM={term}"));
+    }
 
     let manifest = image.manifest_digest.clone();
     if args.detach {
@@ -222,7 +267,18 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
     store.set_ref(KIND_CONTAINER, &id, std::slice::from_ref(&manifest))?;
     container.set_started()?;
 
-    let mut step = RunStep::new(lowers, process.argv.clone(), Stdio3::Inherit);
+    let mut relay = run_tty::Relay::default();
+    let forward_stdin = args.interactive;
+    let mut on_master = |master| relay.start(master, forward_stdin);
+    let stdio = if args.tty {
+        Stdio3::Terminal(&mut on_master)
+    } else if args.interactive {
+        Stdio3::Inherit
+    } else {
+        Stdio3::InheritOutput
+    };
+    let raw = (args.tty && args.interactive).then(run_tty::RawMode::enter);
+    let mut step = RunStep::new(lowers, process.argv.clone(), stdio);
     step.env = process.env;
     step.cwd = process.cwd;
     step.user = process.user;
@@ -237,6 +293,8 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
         step.container_dir = Some(container.dir.clone());
     }
     let result = exec.run(step);
+    relay.finish();
+    drop(raw);
 
     let finish = |keep: bool| -> miette::Result<()> {
         if !keep {

@@ -18,6 +18,7 @@ mod build_snapshot_identity;
 mod build_snapshotter;
 mod cli;
 mod container_lifecycle;
+mod container_tty;
 mod exec_conformance;
 mod exec_diff;
 mod exec_emulation;

@@ -64,6 +64,28 @@ impl Reporter {
         let _ = self.file.write_all(&line);
     }
 
+    /// Send `status` with `fd` attached (`SCM_RIGHTS`).
+    pub(super) fn send_with_fd(
+        &mut self,
+        status: &Status,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> std::io::Result<()> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        let mut line = serde_json::to_vec(status).unwrap_or_default();
+        line.push(b'\n');
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        let fds = [fd];
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+        rustix::net::sendmsg(
+            &self.file,
+            &[std::io::IoSlice::new(&line)],
+            &mut control,
+            SendFlags::empty(),
+        )?;
+        Ok(())
+    }
+
     pub(super) fn fail(&mut self, f: Failure) {
         self.send(&Status::SetupFailed {
             stage: f.stage.to_string(),
@@ -142,6 +164,11 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     if !insecure {
         nodev_everywhere(&root)?;
     }
+    let tty = if spec.tty {
+        Some(open_terminal(&root, reporter)?)
+    } else {
+        None
+    };
     let proc_target = fsops::open_in_root(&root, "proc", true).stage("find /proc")?;
     let filters = match spec.security {
         Security::Sandbox => Some(seccomp::compile().stage("seccomp profile")?),
@@ -149,13 +176,38 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     };
 
     match sys::fork().stage("fork init")? {
-        None => init::run(reporter, &spec, root, proc_target, filters.as_ref()),
+        None => init::run(reporter, &spec, root, proc_target, filters.as_ref(), tty),
         Some(pid) => {
+            drop(tty);
             drop(root);
             drop(proc_target);
             wait_init(reporter, pid)
         }
     }
+}
+
+/// A new terminal of the sandbox's own devpts: the master goes to the parent with a
+/// `PtyReady` record; the slave (returned) becomes the command's stdio and controlling
+/// terminal, so `tty` names `/dev/pts/0` inside the container.
+fn open_terminal(root: &OwnedFd, reporter: &mut Reporter) -> Result<OwnedFd, Failure> {
+    let pts = fsops::open_in_root(root, "dev/pts", true).stage("open /dev/pts")?;
+    let master = rustix::fs::openat(
+        &pts,
+        "ptmx",
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .stage("open a terminal")?;
+    rustix::pty::unlockpt(&master).stage("open a terminal")?;
+    let slave = rustix::pty::ioctl_tiocgptpeer(
+        &master,
+        rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY,
+    )
+    .stage("open a terminal")?;
+    reporter
+        .send_with_fd(&Status::PtyReady, master.as_fd())
+        .stage("pass the terminal")?;
+    Ok(slave)
 }
 
 /// Wait for the init process; report if it died without saying how the command ended.

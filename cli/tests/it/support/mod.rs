@@ -18,6 +18,7 @@ pub mod oci;
 #[path = "../../../../registry/tests/support/real_registry.rs"]
 pub mod real_registry;
 pub mod store;
+pub mod tmux;
 
 /// The repository root (the workspace directory).
 pub fn repo_root() -> PathBuf {

@@ -112,6 +112,8 @@ pub enum Command {
     Rmi(commands::rmi::RmiArgs),
     /// Run a command in a new container from an image.
     Run(commands::run::RunArgs),
+    /// Run a command in a running container.
+    Exec(commands::exec::ExecArgs),
     /// List containers.
     Ps(commands::container::PsArgs),
     /// Print a container's output.

@@ -4,6 +4,7 @@
 pub mod build;
 pub mod check;
 pub mod container;
+pub mod exec;
 pub mod explain;
 pub mod history;
 pub mod images;
@@ -47,6 +48,7 @@ pub fn run(cli: Cli) -> miette::Result<u8> {
         Command::Tag(args) => tag::run(global, args),
         Command::Rmi(args) => rmi::run(global, args),
         Command::Run(args) => run::run(global, args),
+        Command::Exec(args) => exec::run(global, args),
         Command::Ps(args) => container::ps(global, args),
         Command::Logs(args) => container::logs(global, args),
         Command::Stop(args) => container::stop(global, args),

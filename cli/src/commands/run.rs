@@ -261,6 +261,9 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
         args.rm,
         |r| {
             r.stop_signal = cfg.stop_signal.clone();
+            r.env = process.env.clone();
+            r.cwd = process.cwd.clone();
+            r.user = process.user.clone();
         },
     )?;
     let id = container.record.id.clone();

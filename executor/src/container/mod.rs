@@ -133,6 +133,24 @@ pub struct ContainerRecord {
     /// Started with `-d`: its output is in the container's log.
     #[serde(default)]
     pub detached: bool,
+    /// The process's environment, working directory and user: `exec`'s defaults.
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub cwd: String,
+    #[serde(default)]
+    pub user: String,
+}
+
+/// A command to run in a running container (`rbuild exec`); unset fields are the container's.
+pub struct ExecRequest<'a> {
+    pub argv: Vec<String>,
+    /// `-e K=V` (replacing the container's variable of that name) or `-e K` (from
+    /// `host_env`, skipped when unset there).
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    pub user: Option<String>,
+    pub stdio: crate::sandbox::Stdio3<'a>,
 }
 
 /// What `state.json` says about a container's run.
@@ -305,6 +323,9 @@ impl Containers {
             remove_on_exit,
             stop_signal: None,
             detached: false,
+            env: Vec::new(),
+            cwd: String::new(),
+            user: String::new(),
         };
         fill(&mut record);
         let json = serde_json::to_vec_pretty(&record)
@@ -481,6 +502,108 @@ impl Containers {
             let _ = procs::send_signal(helper, libc::SIGKILL);
         }
         Ok(self.wait_stopped(id, std::time::Duration::from_secs(10)))
+    }
+
+    /// Run a command in running container `record` (`rbuild exec`): in its namespaces, root
+    /// and cgroups, with the container's seccomp profile and capabilities; the container's
+    /// env, working directory and user unless `req` overrides them. Errors: not running, the
+    /// command cannot start, the container cannot be entered.
+    pub fn exec(
+        &self,
+        record: &ContainerRecord,
+        req: ExecRequest<'_>,
+        host_env: impl Fn(&str) -> Option<String>,
+    ) -> Result<crate::step::ExitStatus> {
+        use crate::sandbox::{
+            Ended, Launch, Network, PidsLimit, RootfsSpec, SandboxSpec, Security,
+            Status as Sandbox, Stdio3,
+        };
+        let not_running = || {
+            ExecError::ContainerState {
+            name: record.name.clone(),
+            message: "is not running".into(),
+            help: "`rbuild exec` runs a command in a running container; start one with `rbuild run -d`".into(),
+        }
+        };
+        if !self.status(&record.id).is_running() {
+            return Err(not_running());
+        }
+        let init_pid = self
+            .state(&record.id)
+            .pid
+            .and_then(procs::init_pid)
+            .ok_or_else(not_running)?;
+        let mut env = record.env.clone();
+        for e in &req.env {
+            let (key, value) = match e.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => match host_env(e) {
+                    Some(v) => (e.clone(), v),
+                    None => continue,
+                },
+            };
+            env.retain(|kv| kv.split_once('=').map_or(kv.as_str(), |(k, _)| k) != key);
+            env.push(format!("{key}={value}"));
+        }
+        if !env.iter().any(|kv| kv.starts_with("PATH=")) {
+            env.push(format!("PATH={}", crate::step::DEFAULT_PATH));
+        }
+        let tty = matches!(req.stdio, Stdio3::Terminal(_));
+        let spec = SandboxSpec {
+            rootfs: RootfsSpec::Enter { init_pid },
+            argv: req.argv.clone(),
+            env,
+            cwd: req.cwd.clone().unwrap_or_else(|| {
+                if record.cwd.is_empty() {
+                    "/".into()
+                } else {
+                    record.cwd.clone()
+                }
+            }),
+            user: req.user.clone().unwrap_or_else(|| record.user.clone()),
+            hostname: String::new(),
+            network: Network::Host,
+            security: Security::Sandbox,
+            drop_mknod: false,
+            mounts: Vec::new(),
+            new_session: tty || matches!(req.stdio, Stdio3::Capture(_)),
+            tty,
+            scratch: self.dir.join(&record.id),
+        };
+        let mut stdio = req.stdio;
+        // Reborrowed for as long as the spec lives.
+        let stdio = match &mut stdio {
+            Stdio3::Capture(cb) => Stdio3::Capture(&mut **cb),
+            Stdio3::Terminal(cb) => Stdio3::Terminal(&mut **cb),
+            Stdio3::Inherit => Stdio3::Inherit,
+            Stdio3::InheritOutput => Stdio3::InheritOutput,
+        };
+        let launched = crate::sandbox::launch(Launch {
+            helper: Path::new("/proc/self/exe"),
+            spec: &spec,
+            stdio,
+            log: None,
+            cancel: None,
+            timeout: None,
+            memory: None,
+            pids: PidsLimit::Unlimited,
+        })?;
+        match launched.ended {
+            Ended::Status(Sandbox::Exited(c)) => Ok(crate::step::ExitStatus::Exited(c)),
+            Ended::Status(Sandbox::Signaled(s)) => Ok(crate::step::ExitStatus::Signaled {
+                signal: s,
+                name: crate::step::signal_name(s),
+            }),
+            Ended::Status(Sandbox::StartFailed { program, reason }) => {
+                Err(ExecError::Start { program, reason })
+            }
+            Ended::Status(Sandbox::SetupFailed { stage, message }) => {
+                Err(ExecError::sandbox(format!("{stage}: {message}")))
+            }
+            Ended::Status(Sandbox::PtyReady) | Ended::Cancelled | Ended::TimedOut => Err(
+                ExecError::sandbox("the exec'd command ended without a report"),
+            ),
+        }
     }
 
     /// Delete a container's directory (its kept upper layer too).

@@ -55,6 +55,12 @@ pub fn container_pids(supervisor: i32) -> Option<(i32, Option<i32>)> {
     Some((helper, command))
 }
 
+/// The host pid of a container's PID-1 init, given its supervisor's pid.
+pub fn init_pid(supervisor: i32) -> Option<i32> {
+    let helper = children(supervisor).into_iter().find(|p| is_helper(*p))?;
+    children(helper).first().copied()
+}
+
 /// Send signal `sig` to process `pid`.
 pub fn send_signal(pid: i32, sig: i32) -> std::io::Result<()> {
     let pid = rustix::process::Pid::from_raw(pid)

@@ -168,6 +168,9 @@ fn supervise(run: &DetachedRun) -> Result<i32> {
         |r| {
             r.stop_signal = run.stop_signal.clone();
             r.detached = true;
+            r.env = run.process.env.clone();
+            r.cwd = run.process.cwd.clone();
+            r.user = run.process.user.clone();
         },
     )?;
     let id = container.record.id.clone();

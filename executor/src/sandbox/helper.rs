@@ -128,6 +128,9 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         return Ok(1);
     }
     rustix::process::umask(Mode::empty());
+    if let RootfsSpec::Enter { init_pid } = spec.rootfs {
+        return enter(reporter, &spec, init_pid);
+    }
 
     let mut flags = UnshareFlags::NEWNS
         | UnshareFlags::NEWPID
@@ -210,6 +213,73 @@ fn open_terminal(root: &OwnedFd, reporter: &mut Reporter) -> Result<OwnedFd, Fai
     Ok(slave)
 }
 
+/// `rbuild exec`: join the namespaces and root of the running container whose init is
+/// `init_pid`, then fork the command (a member of the container's PID namespace, confined
+/// like the container's own command: seccomp, capabilities, its cgroups — joined by the
+/// parent) and report how it ends.
+fn enter(reporter: &mut Reporter, spec: &SandboxSpec, init_pid: i32) -> Result<i32, Failure> {
+    use rustix::thread::{LinkNameSpaceType as Ns, move_into_link_name_space};
+    let open = |what: &str| {
+        rustix::fs::open(
+            format!("/proc/{init_pid}/{what}").as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .stage("open the container's namespaces")
+    };
+    let root = open("root")?;
+    let namespaces = [
+        ("ns/ipc", Ns::InterProcessCommunication),
+        ("ns/uts", Ns::HostNameAndNISDomainName),
+        ("ns/net", Ns::Network),
+        ("ns/cgroup", Ns::ControlGroup),
+        ("ns/pid", Ns::ProcessID),
+        ("ns/mnt", Ns::Mount),
+    ];
+    let fds = namespaces
+        .iter()
+        .map(|(name, _)| open(name))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (fd, (_, kind)) in fds.iter().zip(namespaces) {
+        move_into_link_name_space(fd.as_fd(), Some(kind)).stage("enter the container")?;
+    }
+    rustix::process::fchdir(&root).stage("enter the container's root")?;
+    rustix::process::chroot(".").stage("enter the container's root")?;
+    rustix::process::chdir("/").stage("enter the container's root")?;
+    let root = fsops::open_dir(Path::new("/")).stage("open the container's root")?;
+    let tty = if spec.tty {
+        Some(open_terminal(&root, reporter)?)
+    } else {
+        None
+    };
+    drop(root);
+    let filters = match spec.security {
+        Security::Sandbox => Some(seccomp::compile().stage("seccomp profile")?),
+        Security::Insecure => None,
+    };
+    match sys::fork().stage("fork command")? {
+        None => init::command(reporter, spec, filters.as_ref(), tty),
+        Some(pid) => {
+            drop(tty);
+            let pid = rustix::process::Pid::from_raw(pid).expect("fork returned a positive pid");
+            loop {
+                match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+                    Ok(Some((_, status))) => {
+                        if let Some(code) = status.exit_status() {
+                            reporter.send(&Status::Exited(code));
+                        } else if let Some(sig) = status.terminating_signal() {
+                            reporter.send(&Status::Signaled(sig));
+                        }
+                        return Ok(0);
+                    }
+                    Ok(None) | Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => return Err(e).stage("wait for the command"),
+                }
+            }
+        }
+    }
+}
+
 /// Wait for the init process; report if it died without saying how the command ended.
 fn wait_init(reporter: &mut Reporter, pid: i32) -> Result<i32, Failure> {
     let pid = rustix::process::Pid::from_raw(pid).expect("fork returned a positive pid");
@@ -252,6 +322,10 @@ fn mount_rootfs(spec: &SandboxSpec) -> Result<OwnedFd, Failure> {
             }
             fsops::open_dir(target).stage("open rootfs")
         }
+        RootfsSpec::Enter { .. } => Err(Failure {
+            stage: "mount rootfs",
+            message: "a container being entered has its root already".into(),
+        }),
         RootfsSpec::Dir { path } => {
             let src = fsops::open_dir(path).stage("open rootfs")?;
             let tree = fsops::clone_tree(&src, false).stage("bind rootfs")?;

@@ -170,7 +170,7 @@ fn enter_root(root: &OwnedFd) -> Result<(), Failure> {
 }
 
 /// The command process: identity, working directory, capabilities, exec. Never returns.
-fn command(
+pub(super) fn command(
     reporter: &mut Reporter,
     spec: &SandboxSpec,
     filters: Option<&Filters>,

@@ -159,8 +159,14 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
             pids_limit_hit: None,
         });
     }
+    // Entering a running container (`rbuild exec`): its own cgroups are joined instead.
+    let enter_pid = match opts.spec.rootfs {
+        super::spec::RootfsSpec::Enter { init_pid } => Some(init_pid),
+        _ => None,
+    };
     // A memory cgroup: the limit, and telling OOM kills from other SIGKILLs.
     let cgroup = match super::cgroup::MemoryCgroup::create(opts.memory) {
+        _ if enter_pid.is_some() => None,
         Ok(Some(cgroup)) => Some(cgroup),
         Ok(None) if opts.memory.is_some() => {
             return Err(ExecError::sandbox(
@@ -182,6 +188,7 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     };
     // A pids cgroup: a fork bomb stops at the cap, not at the host's limit.
     let pids = match opts.pids.value() {
+        _ if enter_pid.is_some() => None,
         None => None,
         Some(limit) => match PidsCgroup::create(limit, cgroup.as_ref().and_then(|c| c.v2_dir())) {
             Ok(Some(pids)) => Some(pids),
@@ -211,6 +218,7 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     // The device cgroup: only the standard devices can be opened (not for insecure steps).
     let mut spec = opts.spec.clone();
     let devices = match spec.security {
+        _ if enter_pid.is_some() => None,
         Security::Insecure => None,
         Security::Sandbox => match DeviceCgroup::create(cgroup.as_ref().and_then(|c| c.v2_dir())) {
             Ok(Some(devices)) => Some(devices),
@@ -297,7 +305,20 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
         }),
         None => Ok(()),
     };
-    let result = match (placed, fenced.and(capped)) {
+    let joined = match enter_pid {
+        Some(target) => match super::cgroup::join_cgroups_of(target, pid) {
+            Ok(devices) => {
+                // Without a device cgroup, no new device nodes (as for the container).
+                spec.drop_mknod = !devices;
+                Ok(())
+            }
+            Err(e) => Err(ExecError::sandbox(format!(
+                "cannot move the command into the container's cgroups: {e}"
+            ))),
+        },
+        None => Ok(()),
+    };
+    let result = match (placed, fenced.and(capped).and(joined)) {
         (_, Err(e)) => Err(e),
         // A v2 device filter and pids cap live on the memory cgroup: the move must have worked.
         (Err(e), _)

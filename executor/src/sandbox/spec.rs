@@ -45,6 +45,11 @@ pub enum RootfsSpec {
     },
     /// A plain directory (the copy-based fallback), bind-mounted onto itself.
     Dir { path: PathBuf },
+    /// No new sandbox: enter the running container whose PID-1 init has this host pid (its
+    /// mount, PID, UTS, IPC, network and cgroup namespaces and its root; `rbuild exec`). The
+    /// parent puts the helper in that container's cgroups; mounts, hostname and network of
+    /// the spec are ignored.
+    Enter { init_pid: i32 },
 }
 
 /// What gets mounted at a target.

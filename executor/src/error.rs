@@ -71,6 +71,16 @@ pub enum ExecError {
     )]
     Mount { target: String, message: String },
 
+    /// A container's `-v`/`--mount` cannot be set up.
+    #[error("invalid mount for target `{target}`: {message}")]
+    #[diagnostic(
+        code(rbuild::container::mount),
+        help(
+            "check the `-v` and `--mount` options of `rbuild run`: a bind source must exist on the host"
+        )
+    )]
+    ContainerMount { target: String, message: String },
+
     /// rbuild is not running with the privileges the sandbox needs.
     #[error("running a sandbox needs root: {missing}")]
     #[diagnostic(

@@ -74,8 +74,8 @@ pub use emulation::{EmulationError, RunSupport, check_run_platform};
 pub use error::{ExecError, Result};
 pub use layer::{LayerInfo, LayerOptions, write_layer};
 pub use mounts::{
-    BindMount, BindSource, CacheMount, CacheSeed, InlineFile, RunMount, SecretMount, SecretValue,
-    Sharing, TmpfsMount,
+    BindMount, BindSource, CacheMount, CacheSeed, HostMount, InlineFile, RunMount, SecretMount,
+    SecretValue, Sharing, TmpfsMount,
 };
 pub use sandbox::{CancelToken, Network, Security, Stdio3, Stream};
 pub use snapshot::Snapshots;

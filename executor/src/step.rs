@@ -198,6 +198,8 @@ pub struct RunStep<'a> {
     /// Keep the upper directory in `DIR/upper` (for `rbuild run` containers); the step's other
     /// scratch files still go away with the handle.
     pub container_dir: Option<PathBuf>,
+    /// Mount the root filesystem read-only (`run --read-only`).
+    pub readonly_rootfs: bool,
 }
 
 impl<'a> RunStep<'a> {
@@ -221,6 +223,7 @@ impl<'a> RunStep<'a> {
             memory: None,
             pids: crate::sandbox::PidsLimit::Default,
             container_dir: None,
+            readonly_rootfs: false,
         }
     }
 }
@@ -634,6 +637,7 @@ impl Executor {
             mounts: mount_specs,
             new_session: matches!(step.stdio, Stdio3::Capture(_) | Stdio3::Terminal(_)),
             tty: matches!(step.stdio, Stdio3::Terminal(_)),
+            readonly_rootfs: step.readonly_rootfs,
             scratch,
         };
         let stdio = match &mut step.stdio {

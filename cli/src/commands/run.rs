@@ -35,6 +35,7 @@
 use clap::{Args, ValueEnum};
 use rbuild_executor::container::log::{DEFAULT_MAX_LOG, MIN_MAX_LOG};
 use rbuild_executor::container::supervise::{DetachedRun, start_detached};
+use rbuild_executor::container::volumes::ContainerMount;
 use rbuild_executor::container::{Containers, ImageDefaults, Overrides, resolve_process};
 use rbuild_executor::{ExecError, Executor, ExitStatus, Network, RunStep, Stdio3};
 use rbuild_store::refs::KIND_CONTAINER;
@@ -69,6 +70,32 @@ pub struct RunArgs {
     /// window size follows this terminal; Ctrl-C goes to the container's process).
     #[arg(short = 't', long)]
     pub tty: bool,
+
+    /// Bind a host path or a named volume: `/host/path:/ctr[:ro]` (a missing host directory
+    /// is created) or `NAME:/ctr[:ro]` (the volume is kept in the store, created on first
+    /// use); may be repeated.
+    #[arg(short = 'v', long = "volume", value_name = "SOURCE:TARGET[:ro]", value_parser = ContainerMount::parse_volume)]
+    pub volumes: Vec<ContainerMount>,
+
+    /// A mount: `type=bind,source=/host,target=/ctr[,readonly]`,
+    /// `type=volume,source=NAME,target=/ctr[,readonly]` or `type=tmpfs,target=/ctr[,tmpfs-size=SIZE]`.
+    #[arg(long = "mount", value_name = "SPEC", value_parser = ContainerMount::parse_mount)]
+    pub mounts: Vec<ContainerMount>,
+
+    /// The container's hostname (default: the first 12 characters of its id).
+    #[arg(long, value_name = "NAME", value_parser = parse_hostname)]
+    pub hostname: Option<String>,
+
+    /// Mount the container's root filesystem read-only (its mounts, /dev, /proc and
+    /// /etc/hosts keep their own modes).
+    #[arg(long)]
+    pub read_only: bool,
+
+    /// Accepted for docker compatibility: every rbuild container already runs a minimal init
+    /// as PID 1 that reaps orphaned processes (zombies); `stop` and `kill` signal the command
+    /// itself.
+    #[arg(long)]
+    pub init: bool,
 
     /// Log options of a detached container: `max-size=SIZE` (bytes kept per log file, two
     /// files kept; default 8m).
@@ -220,6 +247,8 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
     }
 
     let manifest = image.manifest_digest.clone();
+    let container_mounts: Vec<ContainerMount> =
+        args.volumes.iter().chain(&args.mounts).cloned().collect();
     if args.detach {
         // The supervisor checks again under the lock; this gives the error its own shape.
         if let Some(name) = &args.name {
@@ -242,6 +271,9 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
             memory: args.memory,
             pids: args.pids_limit.unwrap_or_default(),
             log_max: args.log_opt.last().copied().unwrap_or(DEFAULT_MAX_LOG),
+            mounts: container_mounts.clone(),
+            hostname: args.hostname.clone(),
+            read_only: args.read_only,
             backend: match options.backend {
                 rbuild_executor::Backend::Overlay => "overlay",
                 rbuild_executor::Backend::Copy => "copy",
@@ -253,6 +285,11 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
         println!("{id}");
         return Ok(0);
     }
+    // Checked (and volumes created) before the container exists.
+    let run_mounts = container_mounts
+        .iter()
+        .map(|m| m.to_run_mount(store.root()))
+        .collect::<Result<Vec<_>, _>>()?;
     let container = containers.create_with(
         args.name.as_deref(),
         &args.image,
@@ -285,7 +322,12 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
     step.env = process.env;
     step.cwd = process.cwd;
     step.user = process.user;
-    step.hostname = id[..12].to_string();
+    step.hostname = args
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_string());
+    step.readonly_rootfs = args.read_only;
+    step.mounts = run_mounts;
     step.network = match args.network {
         NetworkArg::None => Network::None,
         NetworkArg::Host | NetworkArg::Default => Network::Host,
@@ -351,6 +393,22 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
 /// The container's exit status as this process's exit code (128 + n for a signal).
 fn exit_code(status: &ExitStatus) -> u8 {
     (status.code() & 0xff) as u8
+}
+
+/// `--hostname`: letters, digits, `-` and `.`, at most 63 characters (the kernel's limit is
+/// 64 bytes).
+fn parse_hostname(text: &str) -> Result<String, String> {
+    if text.is_empty()
+        || text.len() > 63
+        || !text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Err(format!(
+            "`{text}` is not a valid hostname: use at most 63 letters, digits, `-` and `.`"
+        ));
+    }
+    Ok(text.to_string())
 }
 
 /// `--log-opt max-size=SIZE` (docker's option name and size syntax).

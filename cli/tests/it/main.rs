@@ -19,6 +19,7 @@ mod build_snapshotter;
 mod cli;
 mod container_exec;
 mod container_lifecycle;
+mod container_mounts;
 mod container_tty;
 mod exec_conformance;
 mod exec_diff;

@@ -15,6 +15,7 @@
 pub mod log;
 pub mod procs;
 pub mod supervise;
+pub mod volumes;
 
 use std::fs::File;
 use std::io::Read;
@@ -568,6 +569,7 @@ impl Containers {
             mounts: Vec::new(),
             new_session: tty || matches!(req.stdio, Stdio3::Capture(_)),
             tty,
+            readonly_rootfs: false,
             scratch: self.dir.join(&record.id),
         };
         let mut stdio = req.stdio;

@@ -49,6 +49,15 @@ pub struct DetachedRun {
     /// `auto`, `overlay` or `copy`.
     pub backend: String,
     pub legacy_overlay: bool,
+    /// `-v` / `--mount`.
+    #[serde(default)]
+    pub mounts: Vec<super::volumes::ContainerMount>,
+    /// `--hostname` (default: the id's first 12 characters).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// `--read-only`.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// The supervisor's one-line answer.
@@ -174,7 +183,12 @@ fn supervise(run: &DetachedRun) -> Result<i32> {
         },
     )?;
     let id = container.record.id.clone();
-    let setup = (|| -> Result<LogWriter> {
+    let setup = (|| -> Result<(LogWriter, Vec<crate::mounts::RunMount>)> {
+        let mounts = run
+            .mounts
+            .iter()
+            .map(|m| m.to_run_mount(&run.root))
+            .collect::<Result<Vec<_>>>()?;
         store.set_ref(
             rbuild_store::refs::KIND_CONTAINER,
             &id,
@@ -183,10 +197,10 @@ fn supervise(run: &DetachedRun) -> Result<i32> {
         let log = LogWriter::create(&container.dir, run.log_max)
             .map_err(|e| ExecError::io("cannot create", container.dir.join("log"), e))?;
         container.set_started()?;
-        Ok(log)
+        Ok((log, mounts))
     })();
-    let mut log = match setup {
-        Ok(log) => log,
+    let (mut log, mounts) = match setup {
+        Ok(ok) => ok,
         Err(e) => {
             drop(container);
             let _ = containers.remove(&id);
@@ -208,7 +222,9 @@ fn supervise(run: &DetachedRun) -> Result<i32> {
         step.env = run.process.env.clone();
         step.cwd = run.process.cwd.clone();
         step.user = run.process.user.clone();
-        step.hostname = id[..12].to_string();
+        step.hostname = run.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+        step.readonly_rootfs = run.read_only;
+        step.mounts = mounts;
         step.network = run.network;
         step.memory = run.memory;
         step.pids = run.pids;

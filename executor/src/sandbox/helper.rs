@@ -167,6 +167,10 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     if !insecure {
         nodev_everywhere(&root)?;
     }
+    if spec.readonly_rootfs {
+        sys::mount_change_attrs(&root, sys::MOUNT_ATTR_RDONLY, 0, false)
+            .stage("make the root filesystem read-only")?;
+    }
     let tty = if spec.tty {
         Some(open_terminal(&root, reporter)?)
     } else {

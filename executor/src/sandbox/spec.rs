@@ -118,6 +118,9 @@ pub struct SandboxSpec {
     /// controlling terminal; the master goes to the parent (`Status::PtyReady`).
     #[serde(default)]
     pub tty: bool,
+    /// Mount the root filesystem read-only (`run --read-only`); its other mounts keep theirs.
+    #[serde(default)]
+    pub readonly_rootfs: bool,
     /// A private scratch directory on the host for the helper's intermediate mounts.
     pub scratch: PathBuf,
 }

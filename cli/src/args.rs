@@ -112,6 +112,8 @@ pub enum Command {
     Rmi(commands::rmi::RmiArgs),
     /// Run a command in a new container from an image.
     Run(commands::run::RunArgs),
+    /// Create an image from a container's changes.
+    Commit(commands::commit::CommitArgs),
     /// Run a command in a running container.
     Exec(commands::exec::ExecArgs),
     /// List containers.

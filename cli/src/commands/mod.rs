@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod check;
+pub mod commit;
 pub mod container;
 pub mod exec;
 pub mod explain;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> miette::Result<u8> {
         Command::Rmi(args) => rmi::run(global, args),
         Command::Run(args) => run::run(global, args),
         Command::Exec(args) => exec::run(global, args),
+        Command::Commit(args) => commit::run(global, args),
         Command::Ps(args) => container::ps(global, args),
         Command::Logs(args) => container::logs(global, args),
         Command::Stop(args) => container::stop(global, args),

@@ -17,6 +17,7 @@ mod build_seed;
 mod build_snapshot_identity;
 mod build_snapshotter;
 mod cli;
+mod container_commit;
 mod container_exec;
 mod container_lifecycle;
 mod container_mounts;

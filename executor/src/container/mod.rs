@@ -608,6 +608,50 @@ impl Containers {
         }
     }
 
+    /// The changes container `id` made to its image, written into `store` as an
+    /// uncompressed layer blob (`rbuild commit`): the kept upper directory diffed against the
+    /// image's snapshots `lowers` (bottom first) by the overlay differ, written by the layer
+    /// writer RUN steps use. `None` when it changed nothing. The container must not be
+    /// running, and must have kept its layer (not `--rm`, overlay snapshotter).
+    pub fn capture_layer(
+        &self,
+        record: &ContainerRecord,
+        lowers: &[PathBuf],
+        store: &rbuild_store::Store,
+    ) -> Result<Option<crate::step::CapturedLayer>> {
+        if self.status(&record.id).is_running() {
+            return Err(ExecError::ContainerState {
+                name: record.name.clone(),
+                message: "is running: its layer is still changing".into(),
+                help: format!(
+                    "stop it first (`rbuild stop {}`); rbuild does not pause containers to commit them",
+                    record.name
+                ),
+            });
+        }
+        let upper = self.dir.join(&record.id).join("upper");
+        if !upper.is_dir() {
+            return Err(ExecError::ContainerState {
+                name: record.name.clone(),
+                message: "has no writable layer to commit".into(),
+                help: "only containers run with the overlay snapshotter keep their layer (`--snapshotter copy` does not)".into(),
+            });
+        }
+        let view = crate::lower::LowerView::new(lowers);
+        let cs = crate::diff::overlay::diff_upper(&upper, &view)?;
+        if cs.is_empty() {
+            return Ok(None);
+        }
+        let mut writer = store.blob_writer()?;
+        crate::layer::write_tar(&cs, &mut writer, &crate::layer::LayerOptions::default())?;
+        let info = writer.commit()?;
+        Ok(Some(crate::step::CapturedLayer {
+            diff_id: info.digest,
+            size: info.size,
+            warnings: cs.warnings,
+        }))
+    }
+
     /// Delete a container's directory (its kept upper layer too).
     pub fn remove(&self, id: &str) -> Result<()> {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -43,8 +43,8 @@
 //! `.write_tar(out, &RootfsOptions { mtime, cancelled })` or `.write_dir(dest, &opts)`.
 //!
 //! Store directories the executor owns: `snapshots/v2/` ([`snapshot`]), `exec/step-*` (step
-//! scratch, [`step`]), `cache-mounts/` ([`mounts`]) and `containers/` ([`container`], for
-//! `rbuild run`). Module map: [`sandbox`] (the only `unsafe`, in `sandbox::sys`) runs
+//! scratch, [`step`]), `cache-mounts/` ([`mounts`]), `containers/` and `volumes/` ([`container`],
+//! for `rbuild run` and the container commands). Module map: [`sandbox`] (the only `unsafe`, in `sandbox::sys`) runs
 //! processes; [`step`] builds a step's rootfs ([`stubs`], [`materialize`], [`lower`]);
 //! [`diff`] and [`layer`] turn its changes into a layer; [`build`] is the solver's `Worker`
 //! (RUN, COPY/ADD, WORKDIR); [`export`] writes a final rootfs out; [`fetch`] downloads ADD URLs;

@@ -10,6 +10,9 @@
 //! the helper's private mount namespace, so they vanish with its last process, however the step
 //! ends.
 //!
+//! `RootfsSpec::Enter` (`rbuild exec`) skips all of that: the helper joins a running
+//! container's namespaces and root (`enter`) and forks the command the same way init does.
+//!
 //! Devices: every mount of the sandbox is `nodev` except the standard device nodes, which are
 //! bind-mounted one by one into `/dev` (a `nodev` tmpfs), and `/dev/pts`; a node the step
 //! creates anywhere cannot be opened, whatever the device cgroup says. `--security=insecure`

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rbuild_solver::op::{Stage, Step, StepId};
+use rbuild_solver::op::{Op, Platform, Stage, Step, StepId};
 use rbuild_solver::reporter::{Event, Reporter};
 use serde_json::json;
 
@@ -31,14 +31,17 @@ enum Mode {
     Tty(MultiProgress),
 }
 
+/// A step of one platform's build: the platforms of a multi-platform build share step ids.
+type Vertex = (Option<Platform>, StepId);
+
 #[derive(Default)]
 struct State {
     /// Vertex numbers in order of first appearance, as BuildKit prints them (`#3`).
-    numbers: HashMap<StepId, usize>,
+    numbers: HashMap<Vertex, usize>,
     next: usize,
-    bars: HashMap<StepId, LiveStep>,
+    bars: HashMap<Vertex, LiveStep>,
     /// Partial output lines per step (output arrives in arbitrary chunks).
-    partial: HashMap<StepId, Vec<u8>>,
+    partial: HashMap<Vertex, Vec<u8>>,
     pub counts: Counts,
 }
 
@@ -119,23 +122,76 @@ impl ProgressReporter {
         }
     }
 
-    fn number(state: &mut State, id: StepId) -> usize {
-        if let Some(n) = state.numbers.get(&id) {
+    fn number(state: &mut State, id: &Vertex) -> usize {
+        if let Some(n) = state.numbers.get(id) {
             return *n;
         }
         state.next += 1;
-        state.numbers.insert(id, state.next);
+        state.numbers.insert(id.clone(), state.next);
         state.next
     }
 
-    fn title(stage: &Stage, step: &Step) -> String {
+    /// `[stage 2/3] RUN make`; in a multi-platform build BuildKit's platform prefix, the
+    /// platform the stage runs for (`[linux/arm64 build 2/3]`), with `->arch` when a RUN
+    /// declares another target (a cross-compiling stage pinned to the build platform).
+    fn title(platform: Option<&Platform>, stage: &Stage, step: &Step) -> String {
+        let prefix = match platform {
+            Some(_) => format!("{}{} ", stage.platform, cross_target(stage, step)),
+            None => String::new(),
+        };
         format!(
-            "[{} {}/{}] {}",
+            "[{prefix}{} {}/{}] {}",
             stage.label(),
             step.id.index + 1,
             stage.steps.len(),
             one_line(&step.display)
         )
+    }
+
+    /// Report one step event of the build (`platform`: its target platform, in a
+    /// multi-platform build).
+    pub fn event_in(&self, platform: Option<&Platform>, event: Event<'_>) {
+        self.handle(platform, event)
+    }
+}
+
+/// BuildKit's `->arch` (or `->os/arch`) after a stage's platform when the step's TARGET* ARGs
+/// name another platform.
+fn cross_target(stage: &Stage, step: &Step) -> String {
+    let Op::Run(run) = &step.op else {
+        return String::new();
+    };
+    let get = |name: &str| {
+        run.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let target = match get("TARGETPLATFORM").and_then(|v| v.parse::<Platform>().ok()) {
+        Some(p) => p,
+        None => {
+            let (os, arch) = (get("TARGETOS"), get("TARGETARCH"));
+            if os.is_none() && arch.is_none() && get("TARGETVARIANT").is_none() {
+                return String::new();
+            }
+            Platform::new(
+                os.unwrap_or(&stage.platform.os),
+                arch.unwrap_or(&stage.platform.architecture),
+                get("TARGETVARIANT").filter(|v| !v.is_empty()),
+            )
+            .normalized()
+        }
+    };
+    let base = &stage.platform;
+    if target.os != base.os {
+        format!("->{target}")
+    } else if target.architecture != base.architecture {
+        match &target.variant {
+            Some(v) => format!("->{}/{v}", target.architecture),
+            None => format!("->{}", target.architecture),
+        }
+    } else {
+        String::new()
     }
 }
 
@@ -146,6 +202,14 @@ fn one_line(text: &str) -> String {
     } else {
         first.to_string()
     }
+}
+
+/// A step event with its `platform` in a multi-platform build.
+fn scoped(mut value: serde_json::Value, platform: &Option<String>) -> serde_json::Value {
+    if let (Some(p), Some(map)) = (platform, value.as_object_mut()) {
+        map.insert("platform".into(), p.clone().into());
+    }
+    value
 }
 
 fn emit_json(value: serde_json::Value) {
@@ -159,9 +223,17 @@ fn secs(d: Duration) -> String {
 
 impl Reporter for ProgressReporter {
     fn event(&self, event: Event<'_>) {
+        self.handle(None, event)
+    }
+}
+
+impl ProgressReporter {
+    fn handle(&self, platform: Option<&Platform>, event: Event<'_>) {
         if matches!(self.mode, Mode::Quiet) {
             return;
         }
+        let vertex = |id: StepId| -> Vertex { (platform.cloned(), id) };
+        let shown_platform = platform.map(ToString::to_string);
         let mut state = self.state.lock().expect("progress lock");
         let at = self.started.elapsed().as_secs_f64();
         match event {
@@ -177,25 +249,34 @@ impl Reporter for ProgressReporter {
             Event::StageStart { .. } => {}
             Event::StepMeta { stage, step } => {
                 state.counts.metadata += 1;
-                let n = Self::number(&mut state, step.id);
+                let n = Self::number(&mut state, &vertex(step.id));
                 match &self.mode {
-                    Mode::Json => emit_json(json!({
-                        "event": "step_meta", "vertex": n, "stage": stage.label(),
-                        "step": step.display, "line": step.site.line, "time": at,
-                    })),
-                    _ => self.line(&format!("#{n} {}", Self::title(stage, step))),
+                    Mode::Json => emit_json(scoped(
+                        json!({
+                            "event": "step_meta", "vertex": n, "stage": stage.label(),
+                            "step": step.display, "line": step.site.line, "time": at,
+                        }),
+                        &shown_platform,
+                    )),
+                    _ => self.line(&format!("#{n} {}", Self::title(platform, stage, step))),
                 }
             }
             Event::StepCached { stage, step, key } => {
                 state.counts.total += 1;
                 state.counts.cached += 1;
-                let n = Self::number(&mut state, step.id);
+                let n = Self::number(&mut state, &vertex(step.id));
                 match &self.mode {
-                    Mode::Json => emit_json(json!({
-                        "event": "step_cached", "vertex": n, "stage": stage.label(),
-                        "step": step.display, "line": step.site.line, "key": key, "time": at,
-                    })),
-                    _ => self.line(&format!("#{n} {} CACHED", Self::title(stage, step))),
+                    Mode::Json => emit_json(scoped(
+                        json!({
+                            "event": "step_cached", "vertex": n, "stage": stage.label(),
+                            "step": step.display, "line": step.site.line, "key": key, "time": at,
+                        }),
+                        &shown_platform,
+                    )),
+                    _ => self.line(&format!(
+                        "#{n} {} CACHED",
+                        Self::title(platform, stage, step)
+                    )),
                 }
             }
             Event::StepMiss {
@@ -204,23 +285,26 @@ impl Reporter for ProgressReporter {
                 key,
                 reasons,
             } => {
-                let n = Self::number(&mut state, step.id);
+                let n = Self::number(&mut state, &vertex(step.id));
                 let why: Vec<String> = reasons.iter().map(ToString::to_string).collect();
                 match &self.mode {
-                    Mode::Json => emit_json(json!({
-                        "event": "step_miss", "vertex": n, "stage": stage.label(),
-                        "step": step.display, "line": step.site.line, "key": key,
-                        "reasons": reasons, "time": at,
-                    })),
+                    Mode::Json => emit_json(scoped(
+                        json!({
+                            "event": "step_miss", "vertex": n, "stage": stage.label(),
+                            "step": step.display, "line": step.site.line, "key": key,
+                            "reasons": reasons, "time": at,
+                        }),
+                        &shown_platform,
+                    )),
                     Mode::Quiet => {}
                     Mode::Plain => {
-                        eprintln!("#{n} {}", Self::title(stage, step));
+                        eprintln!("#{n} {}", Self::title(platform, stage, step));
                         if !why.is_empty() {
                             eprintln!("#{n} missed: {}", why.join("; "));
                         }
                     }
                     Mode::Tty(mp) => {
-                        let title = Self::title(stage, step);
+                        let title = Self::title(platform, stage, step);
                         if !why.is_empty() {
                             let _ =
                                 mp.println(format!("#{n} {title}  — missed: {}", why.join("; ")));
@@ -235,7 +319,7 @@ impl Reporter for ProgressReporter {
                         bar.set_prefix(format!("#{n} {title}"));
                         bar.enable_steady_tick(Duration::from_millis(120));
                         state.bars.insert(
-                            step.id,
+                            vertex(step.id),
                             LiveStep {
                                 bar,
                                 title,
@@ -246,8 +330,8 @@ impl Reporter for ProgressReporter {
                 }
             }
             Event::StepLog { step, data } => {
-                let n = Self::number(&mut state, step);
-                let buf = state.partial.entry(step).or_default();
+                let n = Self::number(&mut state, &vertex(step));
+                let buf = state.partial.entry(vertex(step)).or_default();
                 buf.extend_from_slice(data);
                 let mut lines = Vec::new();
                 while let Some(pos) = buf.iter().position(|&b| b == b'\n' || b == b'\r') {
@@ -265,7 +349,7 @@ impl Reporter for ProgressReporter {
                         Mode::Plain => eprintln!("#{n} {at:.3} {text}"),
                         Mode::Quiet => {}
                         Mode::Tty(_) => {
-                            if let Some(live) = state.bars.get_mut(&step) {
+                            if let Some(live) = state.bars.get_mut(&vertex(step)) {
                                 live.tail.push_back(text);
                                 while live.tail.len() > TAIL_LINES {
                                     live.tail.pop_front();
@@ -285,22 +369,25 @@ impl Reporter for ProgressReporter {
             } => {
                 state.counts.total += 1;
                 state.counts.built += 1;
-                let n = Self::number(&mut state, step.id);
-                let rest = state.partial.remove(&step.id).unwrap_or_default();
+                let n = Self::number(&mut state, &vertex(step.id));
+                let rest = state.partial.remove(&vertex(step.id)).unwrap_or_default();
                 if !rest.is_empty() && matches!(self.mode, Mode::Plain) {
                     eprintln!("#{n} {at:.3} {}", String::from_utf8_lossy(&rest));
                 }
                 match &self.mode {
-                    Mode::Json => emit_json(json!({
-                        "event": "step_done", "vertex": n, "stage": stage.label(),
-                        "step": step.display, "line": step.site.line,
-                        "layer": layer.map(|l| &l.diff_id), "size": layer.map(|l| l.size),
-                        "seconds": elapsed.as_secs_f64(), "time": at,
-                    })),
+                    Mode::Json => emit_json(scoped(
+                        json!({
+                            "event": "step_done", "vertex": n, "stage": stage.label(),
+                            "step": step.display, "line": step.site.line,
+                            "layer": layer.map(|l| &l.diff_id), "size": layer.map(|l| l.size),
+                            "seconds": elapsed.as_secs_f64(), "time": at,
+                        }),
+                        &shown_platform,
+                    )),
                     Mode::Plain => eprintln!("#{n} DONE {}", secs(elapsed)),
                     Mode::Quiet => {}
                     Mode::Tty(mp) => {
-                        if let Some(live) = state.bars.remove(&step.id) {
+                        if let Some(live) = state.bars.remove(&vertex(step.id)) {
                             live.bar.finish_and_clear();
                             mp.remove(&live.bar);
                             let _ =
@@ -310,16 +397,19 @@ impl Reporter for ProgressReporter {
                 }
             }
             Event::StepFailed { stage, step } => {
-                let n = Self::number(&mut state, step.id);
+                let n = Self::number(&mut state, &vertex(step.id));
                 match &self.mode {
-                    Mode::Json => emit_json(json!({
-                        "event": "step_failed", "vertex": n, "stage": stage.label(),
-                        "step": step.display, "line": step.site.line, "time": at,
-                    })),
+                    Mode::Json => emit_json(scoped(
+                        json!({
+                            "event": "step_failed", "vertex": n, "stage": stage.label(),
+                            "step": step.display, "line": step.site.line, "time": at,
+                        }),
+                        &shown_platform,
+                    )),
                     Mode::Plain => eprintln!("#{n} ERROR"),
                     Mode::Quiet => {}
                     Mode::Tty(mp) => {
-                        if let Some(live) = state.bars.remove(&step.id) {
+                        if let Some(live) = state.bars.remove(&vertex(step.id)) {
                             live.bar.finish_and_clear();
                             mp.remove(&live.bar);
                             let _ = mp.println(format!("#{n} {} ERROR", live.title));

@@ -64,6 +64,10 @@ impl rbuild_solver::reporter::Reporter for BuildView {
 }
 
 impl rbuild_engine::Reporter for BuildView {
+    fn platform_event(&self, platform: &rbuild_solver::op::Platform, event: Event<'_>) {
+        self.current().event_in(Some(platform), event);
+    }
+
     fn notice(&self, notice: Notice<'_>) {
         match notice {
             Notice::Diagnostic { report, error } => {

@@ -79,6 +79,6 @@ fn main() -> miette::Result<()> {
         .map_or_else(rbuild_store::default_root, PathBuf::from);
     let busybox = args.next().map(PathBuf::from);
     let result = build_hello(&root, busybox.as_deref(), &StepLines)?;
-    println!("{}", result.image.id());
+    println!("{}", result.target.id());
     Ok(())
 }

@@ -52,9 +52,12 @@ pub struct NotAllowed {
 
 /// Fail at the first RUN of a needed stage that asks for an entitlement not in `allowed`.
 pub fn check(prepared: &Session, allowed: Allowed) -> miette::Result<()> {
-    let plan = &prepared.planned.plan;
-    for &stage in &prepared.order.order {
-        for step in &plan.stages[stage].steps {
+    let stages = prepared.platforms.iter().flat_map(|build| {
+        let plan = &build.planned.plan;
+        build.order.order.iter().map(move |&s| &plan.stages[s])
+    });
+    for stage in stages {
+        for step in &stage.steps {
             let Op::Run(run) = &step.op else { continue };
             let wanted = [
                 (

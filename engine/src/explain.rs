@@ -10,18 +10,33 @@ use rbuild_solver::reporter::Silent;
 use rbuild_solver::scheduler::{self, SolveOptions, Solved};
 use rbuild_solver::worker::{CancelToken, ExecRequest, Layer, Worker};
 
-use crate::Session;
+use crate::{PlatformBuild, Session};
 
 impl Session {
     /// Solve without executing and explain every file-changing step (`no_cache`: as a build
     /// with the cache off would see them).
+    /// Every platform of a multi-platform build is explained, platform by platform, each
+    /// explanation naming its platform.
     pub fn explain(&self, no_cache: bool) -> miette::Result<Vec<StepExplanation>> {
-        dry_run(self, no_cache)
+        let mut out = Vec::new();
+        for build in &self.platforms {
+            let mut explained = dry_run(self, build, no_cache)?;
+            if let Some(platform) = self.label(build) {
+                for e in &mut explained {
+                    e.platform = Some(platform.to_string());
+                }
+            }
+            out.extend(explained);
+        }
+        Ok(out)
     }
 
-    /// The build graph: stages, steps, and what depends on what (skipped stages marked).
+    /// The build graph: stages, steps, and what depends on what (skipped stages marked); of
+    /// the first platform in a multi-platform build (the graph is the same for every platform
+    /// but for the stages' platforms).
     pub fn plan(&self) -> StepGraph {
-        graph::step_graph(&self.planned.plan, &self.order)
+        let build = self.first();
+        graph::step_graph(&build.planned.plan, &build.order)
     }
 }
 
@@ -44,18 +59,23 @@ impl Worker for DryRun<'_> {
 }
 
 /// Solve without executing and collect the explanations.
-fn dry_run(prepared: &Session, no_cache: bool) -> miette::Result<Vec<StepExplanation>> {
+fn dry_run(
+    prepared: &Session,
+    build: &PlatformBuild,
+    no_cache: bool,
+) -> miette::Result<Vec<StepExplanation>> {
     let cache = &prepared.cache;
-    let files_diff = |_set: &str, old: &str, new: &str| prepared.inputs.files_diff(cache, old, new);
+    let files_diff = |_set: &str, old: &str, new: &str| build.inputs.files_diff(cache, old, new);
     let opts = SolveOptions {
         no_cache,
         jobs: 1,
         dry_run: true,
         site_prefix: crate::prepare::site_prefix(prepared),
-        files: &prepared.inputs.files,
+        files: &build.inputs.files,
         files_diff: &files_diff,
         now: jiff::Timestamp::now().as_second(),
         cancel: CancelToken::new(),
+        flights: None,
     };
     let dry = DryRun {
         store: &prepared.store,
@@ -69,15 +89,15 @@ fn dry_run(prepared: &Session, no_cache: bool) -> miette::Result<Vec<StepExplana
         &note,
     );
     let solved = scheduler::solve(
-        &prepared.planned.plan,
-        &prepared.order,
+        &build.planned.plan,
+        &build.order,
         &prepared.cache,
         &worker,
         &Silent,
         &opts,
     )
     .map_err(|err| prepared.dockerfile.attach(err))?;
-    Ok(collect(&prepared.planned, &solved, &prepared.order.order))
+    Ok(collect(&build.planned, &solved, &build.order.order))
 }
 
 /// Explanations of every file-changing step of the needed stages, in build order.
@@ -93,6 +113,7 @@ pub fn collect(planned: &Planned, solved: &Solved, order: &[usize]) -> Vec<StepE
                 continue;
             }
             out.push(StepExplanation {
+                platform: None,
                 stage: stage.label(),
                 step: step.display.clone(),
                 line: step.site.line,

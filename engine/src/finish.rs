@@ -8,10 +8,10 @@ use std::path::Path;
 use miette::{Context, Report};
 use rbuild_solver::image;
 use rbuild_solver::scheduler::Solved;
-use rbuild_store::{Descriptor, Digest, ImageRecord, Layer, Reference, media};
+use rbuild_store::{Descriptor, Digest, ImageRecord, Layer, Reference, Target, media};
 
-use crate::Session;
 use crate::output::Cancelled;
+use crate::{PlatformBuild, Session};
 
 /// Parse every `-t` up front so a typo fails before anything runs.
 pub fn parse_tags(tags: &[String]) -> miette::Result<Vec<Reference>> {
@@ -28,15 +28,17 @@ pub fn parse_tags(tags: &[String]) -> miette::Result<Vec<Reference>> {
         .collect()
 }
 
-/// Commit the target stage's image (not tagged yet); `epoch` is `SOURCE_DATE_EPOCH`.
+/// Commit the target stage's image of one platform's build (not tagged yet); `epoch` is
+/// `SOURCE_DATE_EPOCH`.
 pub fn commit(
     prepared: &Session,
+    build: &PlatformBuild,
     solved: &Solved,
     epoch: Option<i64>,
 ) -> miette::Result<ImageRecord> {
-    let plan = &prepared.planned.plan;
+    let plan = &build.planned.plan;
     let now = jiff::Timestamp::now().as_second();
-    let config = image::assemble(&prepared.planned, solved, plan.target, epoch, now);
+    let config = image::assemble(&build.planned, solved, plan.target, epoch, now);
     // Base layers keep their stored descriptors (possibly compressed); built layers are stored
     // uncompressed, so their blob digest is their diff_id.
     let mut known: BTreeMap<&Digest, &Layer> = BTreeMap::new();
@@ -71,9 +73,14 @@ pub fn commit(
         .map_err(Report::new)
 }
 
-pub fn tag_all(prepared: &Session, image: &ImageRecord, tags: &[Reference]) -> miette::Result<()> {
+/// Point every name at what the build made (an image, or the index of a multi-platform
+/// build).
+pub fn tag_all(prepared: &Session, target: &Target, tags: &[Reference]) -> miette::Result<()> {
     for tag in tags {
-        prepared.store.tag(image, tag).map_err(Report::new)?;
+        prepared
+            .store
+            .tag_target(target, tag)
+            .map_err(Report::new)?;
     }
     Ok(())
 }
@@ -100,38 +107,46 @@ fn write_small(
     .wrap_err(format!("cannot write {flag}"))
 }
 
+/// `--iidfile`: the image ID (its config digest), or for a multi-platform build the index
+/// digest, as buildx writes.
 pub fn write_iidfile(
     store: &Path,
     path: &Path,
-    image: &ImageRecord,
+    target: &Target,
     cancelled: Cancelled<'_>,
 ) -> miette::Result<()> {
     write_small(
         store,
         path,
         "--iidfile",
-        image.id().as_str().as_bytes(),
+        target.id().as_str().as_bytes(),
         cancelled,
     )
 }
 
+/// `--metadata-file`, with BuildKit's exporter keys: `containerimage.digest` and
+/// `containerimage.descriptor` name the manifest, or the index of a multi-platform build
+/// (which has no `containerimage.config.digest`).
 pub fn write_metadata(
     store: &Path,
     path: &Path,
-    image: &ImageRecord,
+    target: &Target,
     tags: &[Reference],
     cancelled: Cancelled<'_>,
 ) -> miette::Result<()> {
-    let value = serde_json::json!({
-        "containerimage.digest": image.manifest_digest.as_str(),
-        "containerimage.config.digest": image.config_digest.as_str(),
+    let desc = target.descriptor();
+    let mut value = serde_json::json!({
+        "containerimage.digest": desc.digest.as_str(),
         "image.name": tags.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
         "containerimage.descriptor": {
-            "mediaType": image.manifest_media_type,
-            "digest": image.manifest_digest.as_str(),
-            "size": image.manifest_size,
+            "mediaType": desc.media_type,
+            "digest": desc.digest.as_str(),
+            "size": desc.size,
         },
     });
+    if let Target::Image(image) = target {
+        value["containerimage.config.digest"] = image.config_digest.as_str().into();
+    }
     let json = serde_json::to_vec_pretty(&value).expect("json");
     write_small(store, path, "--metadata-file", &json, cancelled)
 }

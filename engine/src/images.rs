@@ -68,7 +68,8 @@ impl<'a> StoreImages<'a> {
         if let Some(record) = self.resolved.lock().expect("images lock").get(&memo) {
             return Ok(record.clone());
         }
-        let record = match self.store.resolve_image(reference) {
+        // A multi-platform image (a tag naming an index) gives the platform's manifest.
+        let record = match self.store.resolve_image_for(reference, platform) {
             Ok(record) => match self.puller {
                 Some(puller) if !platform_matches(&record, platform) => {
                     puller.pull(parsed, platform)?
@@ -98,6 +99,14 @@ impl<'a> StoreImages<'a> {
                     }
                 }
             }
+            // A stored index without this platform's manifest: pull it if we may.
+            Err(err @ rbuild_store::Error::Conflict { .. }) => match self.puller {
+                Some(puller) => puller.pull(parsed, platform)?,
+                None => {
+                    let help = miette::Diagnostic::help(&err).map(|h| h.to_string());
+                    return Err((err.to_string(), help));
+                }
+            },
             Err(err) => return Err((err.to_string(), None)),
         };
         self.resolved

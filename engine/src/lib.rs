@@ -12,11 +12,14 @@
 //!   `SOURCE_DATE_EPOCH`). `BuildOptions::new(root, context)` gives `rbuild build`'s defaults.
 //! - [`build`]`(&BuildOptions, &dyn Reporter, &CancelToken) -> `[`BuildResult`]: prepare,
 //!   check entitlements, solve with the executor, commit, (verify,) write outputs, tag, write
-//!   the id/metadata files, push and export the cache. [`BuildResult`] holds the
-//!   `ImageRecord`, the names tagged, the outputs written, a per-step cache report and timings.
+//!   the id/metadata files, push and export the cache. [`BuildResult`] holds the target (an
+//!   image, or for several platforms the index over them), each platform's `ImageRecord`, the
+//!   names tagged, the outputs written, a per-step cache report and timings. Several
+//!   `platforms` build concurrently, one plan each (see `session.md`).
 //!   Cancelling the token stops the build (an `Interrupted` failure; nothing is tagged).
 //! - [`Session::prepare`]`(&PrepareOptions, &dyn Reporter)`: everything known before anything
-//!   runs (the parsed and planned Dockerfile, resolved bases, hashed inputs, the cache index).
+//!   runs (the parsed Dockerfile, one [`PlatformBuild`] per target platform with its plan and
+//!   hashed inputs, resolved bases, the cache index).
 //!   [`Session::explain`] is `rbuild explain` (a dry run: [`StepExplanation`]s),
 //!   [`Session::plan`] is `rbuild plan` (the step graph).
 //! - [`Reporter`]: the solver's step events (`rbuild_solver::reporter::Reporter`) plus
@@ -37,6 +40,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod dockerfile;
+pub mod emulation;
 pub mod entitlements;
 pub mod explain;
 pub mod finish;
@@ -50,6 +54,6 @@ pub mod reproducible;
 mod session;
 
 pub use options::{BuildOptions, DockerfileSource, PrepareOptions, PullPolicy};
-pub use prepare::{Session, cache_dir};
+pub use prepare::{PlatformBuild, Session, cache_dir};
 pub use report::{Notice, Reporter, Silent, Transfer};
 pub use session::{BuildResult, StepOutcome, StepReport, Timings, build};

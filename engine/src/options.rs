@@ -55,7 +55,11 @@ pub struct PrepareOptions {
     pub build_args: BTreeMap<String, String>,
     /// Build only up to this stage.
     pub target: Option<String>,
-    pub platform: Platform,
+    /// The platforms to build for, normalised and without duplicates (see
+    /// [`PrepareOptions::set_platforms`]). Empty: this machine's platform, not asked for
+    /// (BuildKit's implicit target). One: a single image, as today. Several: one image per
+    /// platform and an image index over them, which tags and `type=image` outputs name.
+    pub platforms: Vec<Platform>,
     pub pull: PullPolicy,
     /// Registry caches imported before solving (skipped with `no_cache`).
     pub cache_from: Vec<CacheSpec>,
@@ -76,12 +80,31 @@ impl PrepareOptions {
             dockerfile: DockerfileSource::InContext,
             build_args: BTreeMap::new(),
             target: None,
-            platform: Platform::host(),
+            platforms: Vec::new(),
             pull: PullPolicy::Missing,
             cache_from: Vec::new(),
             no_cache: false,
             source_date_epoch: None,
         }
+    }
+}
+
+impl PrepareOptions {
+    /// Set the platforms to build for: normalised, duplicates (after normalisation) dropped,
+    /// the first occurrence's position kept.
+    pub fn set_platforms(&mut self, platforms: impl IntoIterator<Item = Platform>) {
+        self.platforms.clear();
+        for p in platforms {
+            let p = p.normalized();
+            if !self.platforms.contains(&p) {
+                self.platforms.push(p);
+            }
+        }
+    }
+
+    /// Whether the build makes an image index (several platforms).
+    pub fn is_multi_platform(&self) -> bool {
+        self.platforms.len() > 1
     }
 }
 

@@ -11,6 +11,7 @@ use rbuild_solver::cache::CacheIndex;
 use rbuild_solver::context::{self, BuildContext, StatCache};
 use rbuild_solver::graph::{self, StageOrder};
 use rbuild_solver::inputs::{self, Inputs};
+use rbuild_solver::op::Platform;
 use rbuild_solver::plan::{self, PlanError, PlanOptions, Planned};
 use rbuild_store::{ImageRecord, Store};
 
@@ -26,14 +27,39 @@ pub struct Session {
     pub store: Store,
     pub dockerfile: DockerfileText,
     pub context_dir: PathBuf,
-    pub planned: Planned,
-    pub order: StageOrder,
-    pub inputs: Inputs,
+    /// One per target platform, in the order asked for: the Dockerfile planned for it, the
+    /// stages it needs and their inputs. A single-platform build has one.
+    pub platforms: Vec<PlatformBuild>,
+    /// Whether the build makes an image index (several platforms asked for).
+    pub multi_platform: bool,
     pub cache: CacheIndex,
-    /// Base images by manifest digest (their layer descriptors are reused).
+    /// Base images of every platform by manifest digest (their layer descriptors are reused).
     pub bases: BTreeMap<rbuild_store::Digest, ImageRecord>,
     /// Registry access for the rest of the build (cache layers, push, cache export).
     pub registry: registry::Registry,
+}
+
+/// The build for one target platform.
+pub struct PlatformBuild {
+    /// The target platform (`TARGETPLATFORM`; stages may run for others).
+    pub platform: Platform,
+    pub planned: Planned,
+    pub order: StageOrder,
+    /// What the needed steps read from the build context (the context itself is shared).
+    pub inputs: Inputs,
+}
+
+impl Session {
+    /// The first (for a single-platform build, the only) platform's build.
+    pub fn first(&self) -> &PlatformBuild {
+        &self.platforms[0]
+    }
+
+    /// The platform to name in progress and explanations: `Some` only in a multi-platform
+    /// build.
+    pub fn label<'a>(&self, build: &'a PlatformBuild) -> Option<&'a Platform> {
+        self.multi_platform.then_some(&build.platform)
+    }
 }
 
 impl Session {
@@ -73,32 +99,52 @@ fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<
         PullPolicy::Never => StoreImages::new(&store, None),
         policy => StoreImages::new(&store, Some(&puller)).refreshing(policy == PullPolicy::Always),
     };
-    let opts = PlanOptions {
-        build_args: options.build_args.clone(),
-        target: options.target.clone(),
-        platform: options.platform.clone(),
+    // One plan per target platform, from the one parse (the platform only changes the
+    // automatic ARGs, the bases resolved and the keys).
+    let targets: Vec<Option<Platform>> = if options.platforms.is_empty() {
+        vec![None]
+    } else {
+        options.platforms.iter().cloned().map(Some).collect()
     };
-    let mut planned = {
+    let mut plans = Vec::with_capacity(targets.len());
+    {
         // Every expansion of the build counts against one budget (see `shell::Limits`).
         let _budget = rbuild_parser::shell::budget(dockerfile::expansion_limits()?);
-        plan::plan(&text.text, &parsed, &opts, &images).map_err(|e| plan_report(&text, e))?
-    };
-    if let Some(epoch) = options.source_date_epoch {
-        reproducible::key_epoch(&mut planned.plan, epoch);
+        for target in targets {
+            let opts = PlanOptions {
+                build_args: options.build_args.clone(),
+                target: options.target.clone(),
+                platform: target,
+            };
+            let mut planned = plan::plan(&text.text, &parsed, &opts, &images)
+                .map_err(|e| plan_report(&text, e))?;
+            if let Some(epoch) = options.source_date_epoch {
+                reproducible::key_epoch(&mut planned.plan, epoch);
+            }
+            let order = graph::stage_order(&planned.plan).map_err(|cycle| {
+                miette::miette!(
+                    code = "rbuild::plan::cycle",
+                    "stages depend on each other in a cycle: {:?}",
+                    cycle.stages
+                )
+            })?;
+            plans.push((planned, order));
+        }
     }
-    if !planned.unused_build_args.is_empty() {
+    // A build arg counts as used when any platform's plan used it.
+    let unused: Vec<&String> = plans[0]
+        .0
+        .unused_build_args
+        .iter()
+        .filter(|a| plans.iter().all(|(p, _)| p.unused_build_args.contains(a)))
+        .collect();
+    if !unused.is_empty() {
+        let unused: Vec<&str> = unused.iter().map(|a| a.as_str()).collect();
         reporter.notice(Notice::Message(&format!(
             "warning: build args not consumed by any ARG: {}",
-            planned.unused_build_args.join(", ")
+            unused.join(", ")
         )));
     }
-    let order = graph::stage_order(&planned.plan).map_err(|cycle| {
-        miette::miette!(
-            code = "rbuild::plan::cycle",
-            "stages depend on each other in a cycle: {:?}",
-            cycle.stages
-        )
-    })?;
 
     let bases = images.records();
     drop(images);
@@ -115,7 +161,10 @@ fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<
             &warn,
         );
     }
-    let context = if inputs::needs_context(&planned.plan, &order) {
+    let needs_context = plans
+        .iter()
+        .any(|(planned, order)| inputs::needs_context(&planned.plan, order));
+    let context = if needs_context {
         let context = BuildContext::load(&context_dir, dockerfile_path.as_deref())
             .map_err(Report::new)
             .wrap_err("cannot read the build context")?;
@@ -140,24 +189,31 @@ fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<
             .map_err(|e| (e.to_string(), Some("fix `registries.toml`".to_string())))?;
         rbuild_executor::fetch::fetch_url(&store, client, url, checksum)
     };
-    let inputs = inputs::prepare(
-        &planned.plan,
-        &order,
-        context,
-        &mut stat_cache,
-        &cache,
-        &source,
-        &fetch,
-    )?;
+    let all_inputs = {
+        let refs: Vec<(&rbuild_solver::op::Plan, &StageOrder)> = plans
+            .iter()
+            .map(|(planned, order)| (&planned.plan, order))
+            .collect();
+        inputs::prepare_all(&refs, context, &mut stat_cache, &cache, &source, &fetch)?
+    };
     // A stat cache that cannot be saved only costs re-hashing next time.
     let _ = stat_cache.save();
+    let platforms = plans
+        .into_iter()
+        .zip(all_inputs)
+        .map(|((planned, order), inputs)| PlatformBuild {
+            platform: planned.plan.platform.clone(),
+            planned,
+            order,
+            inputs,
+        })
+        .collect();
     Ok(Session {
         store,
         dockerfile: text,
         context_dir,
-        planned,
-        order,
-        inputs,
+        platforms,
+        multi_platform: options.is_multi_platform(),
         cache,
         bases,
         registry: session,

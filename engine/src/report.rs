@@ -5,6 +5,8 @@
 //! view, plain lines or JSON).
 
 use rbuild_solver::explain::StepExplanation;
+use rbuild_solver::op::Platform;
+use rbuild_solver::reporter::Event;
 
 use crate::dockerfile::DockerfileText;
 
@@ -55,6 +57,16 @@ pub enum Transfer {
 /// (step events) is enough.
 pub trait Reporter: rbuild_solver::reporter::Reporter {
     fn notice(&self, _notice: Notice<'_>) {}
+
+    /// A step event of one platform's build in a multi-platform build (single-platform builds
+    /// report [`event`](rbuild_solver::reporter::Reporter::event) alone): the platforms' steps
+    /// share their ids, so a front-end tells them apart by `platform`, the build's target
+    /// platform (a stage may run for another, `Stage::platform`). By default the event
+    /// as it is.
+    fn platform_event(&self, platform: &Platform, event: Event<'_>) {
+        let _ = platform;
+        self.event(event);
+    }
 
     /// The progress sink of one registry transfer (blob bars, "Pulling from" lines).
     fn transfer(&self, _direction: Transfer) -> Box<dyn rbuild_registry::Progress + '_> {

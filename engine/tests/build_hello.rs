@@ -54,16 +54,16 @@ fn main() {
     let store = rbuild_store::Store::open(root.path()).unwrap();
     assert_eq!(
         store.resolve_image("hello").unwrap().manifest_digest,
-        first.image.manifest_digest
+        *first.target.digest()
     );
 
     // Again: every step hits the cache and the image is the same.
     let second = example::build_hello(root.path(), None, &rbuild_engine::Silent).unwrap();
-    assert_eq!(second.image.manifest_digest, first.image.manifest_digest);
+    assert_eq!(second.target.digest(), first.target.digest());
     assert!(
         second.steps.iter().all(|s| s.outcome != StepOutcome::Built),
         "{:?}",
         outcomes(&second)
     );
-    println!("build_hello: ok ({})", first.image.id());
+    println!("build_hello: ok ({})", first.target.id());
 }

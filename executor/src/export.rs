@@ -103,8 +103,18 @@ impl Rootfs {
         out: W,
         opts: &RootfsOptions<'_>,
     ) -> Result<RootfsStats, ExportError> {
-        let mut out =
-            io::BufWriter::with_capacity(1 << 20, rbuild_store::digest::CountingWriter::new(out));
+        write_tar_split(&[("", self)], out, opts)
+    }
+
+    /// Write this tree's entries into `out`, each path under `prefix` (empty or ending in
+    /// `/`); returns how many.
+    fn write_entries<W: Write>(
+        &self,
+        out: &mut W,
+        opts: &RootfsOptions<'_>,
+        prefix: &[u8],
+    ) -> Result<u64, ExportError> {
+        let under = |path: &[u8]| [prefix, path].concat();
         // The first path (in name order) of every node: later paths of it are hard links.
         let mut first: HashMap<u64, &[u8]> = HashMap::new();
         let mut entries = 0;
@@ -114,7 +124,7 @@ impl Rootfs {
             }
             entries += 1;
             let mut f = Fields {
-                path: path.clone(),
+                path: under(path),
                 typeflag: b'0',
                 mode: e.mode,
                 uid: e.uid,
@@ -127,8 +137,8 @@ impl Rootfs {
             if e.inode != 0 {
                 if let Some(leader) = first.get(&e.inode) {
                     f.typeflag = b'1';
-                    f.link = Some(leader.to_vec());
-                    write_header(&mut out, &f, &[]).map_err(write_err)?;
+                    f.link = Some(under(leader));
+                    write_header(out, &f, &[]).map_err(write_err)?;
                     continue;
                 }
                 first.insert(e.inode, path);
@@ -158,10 +168,9 @@ impl Rootfs {
                 .iter()
                 .map(|(k, v)| ([&b"SCHILY.xattr."[..], k].concat(), v.as_slice()))
                 .collect();
-            write_header(&mut out, &f, &xattrs).map_err(write_err)?;
+            write_header(out, &f, &xattrs).map_err(write_err)?;
             if f.size > 0 {
-                let copied =
-                    io::copy(&mut self.spool.contents(e.inode), &mut out).map_err(write_err)?;
+                let copied = io::copy(&mut self.spool.contents(e.inode), out).map_err(write_err)?;
                 if copied != f.size {
                     return Err(ExecError::Layer {
                         path: String::from_utf8_lossy(path).into_owned(),
@@ -172,16 +181,10 @@ impl Rootfs {
                     }
                     .into());
                 }
-                pad(&mut out, f.size).map_err(write_err)?;
+                pad(out, f.size).map_err(write_err)?;
             }
         }
-        out.write_all(&[0u8; 1024]).map_err(write_err)?;
-        out.flush().map_err(write_err)?;
-        let counting = out.into_inner().map_err(|e| write_err(e.into_error()))?;
-        Ok(RootfsStats {
-            entries,
-            bytes: counting.count(),
-        })
+        Ok(entries)
     }
 
     /// Apply the root filesystem into the existing directory `dest`: entries replace what is
@@ -227,6 +230,49 @@ impl Rootfs {
             }
         })
     }
+}
+
+/// Several root filesystems as one tar stream, each under its own directory `name/` (mode
+/// 0755, owned by root, the options' mtime or 0), as BuildKit's tar exporter splits the
+/// platforms of a multi-platform build (`linux_amd64/`, `linux_arm64/`). An empty name writes
+/// the tree at the top, as [`Rootfs::write_tar`].
+pub fn write_tar_split<W: Write>(
+    parts: &[(&str, &Rootfs)],
+    out: W,
+    opts: &RootfsOptions<'_>,
+) -> Result<RootfsStats, ExportError> {
+    let mut out =
+        io::BufWriter::with_capacity(1 << 20, rbuild_store::digest::CountingWriter::new(out));
+    let mut entries = 0;
+    for (name, rootfs) in parts {
+        let prefix = if name.is_empty() {
+            Vec::new()
+        } else {
+            let dir = format!("{}/", name.trim_end_matches('/')).into_bytes();
+            let f = Fields {
+                path: dir.clone(),
+                typeflag: b'5',
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                mtime: opts.mtime.unwrap_or(0).max(0) as u64,
+                link: None,
+                dev: None,
+            };
+            write_header(&mut out, &f, &[]).map_err(write_err)?;
+            entries += 1;
+            dir
+        };
+        entries += rootfs.write_entries(&mut out, opts, &prefix)?;
+    }
+    out.write_all(&[0u8; 1024]).map_err(write_err)?;
+    out.flush().map_err(write_err)?;
+    let counting = out.into_inner().map_err(|e| write_err(e.into_error()))?;
+    Ok(RootfsStats {
+        entries,
+        bytes: counting.count(),
+    })
 }
 
 #[cfg(test)]
@@ -279,5 +325,30 @@ mod tests {
         let e = ar.entries().unwrap().next().unwrap().unwrap();
         assert_eq!(e.header().mtime().unwrap(), 7);
         assert_eq!(e.size(), 1);
+
+        // Split: each tree under its directory, one end-of-archive.
+        let mut split = Vec::new();
+        let stats = write_tar_split(
+            &[("linux_amd64", &rootfs), ("linux_arm64", &rootfs)],
+            &mut split,
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(stats.entries, 4);
+        let mut ar = tar::Archive::new(&split[..]);
+        let paths: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "linux_amd64/",
+                "linux_amd64/a",
+                "linux_arm64/",
+                "linux_arm64/a"
+            ]
+        );
     }
 }

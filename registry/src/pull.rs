@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use crate::client::repo::Repo;
 use crate::client::transport::Client;
 use crate::error::{RegistryError, Result};
+use rbuild_store::target::is_attestation;
 use rbuild_store::{Digest, Platform};
 
 use crate::manifest::{Descriptor, Document, FetchedManifest, Manifest, is_supported_layer, media};
@@ -152,7 +153,7 @@ fn check_image(display: &str, m: &Manifest) -> Result<()> {
         reference: display.to_string(),
         reason,
     };
-    if m.config.media_type != media::OCI_CONFIG && m.config.media_type != media::DOCKER_CONFIG {
+    if !rbuild_store::media::is_image_config(&m.config.media_type) {
         return Err(bad(format!(
             "not a container image: its config has media type `{}`",
             m.config.media_type
@@ -330,9 +331,10 @@ fn check_config_size(display: &str, image: &Manifest) -> Result<()> {
 }
 
 /// Whether a manifest is a container image (its config is an image config) rather than an
-/// artifact such as a BuildKit attestation.
+/// artifact. BuildKit's attestation manifests have an image config media type too: their
+/// index entry tells them apart ([`rbuild_store::target::is_attestation`]).
 fn is_image(m: &Manifest) -> bool {
-    m.config.media_type == media::OCI_CONFIG || m.config.media_type == media::DOCKER_CONFIG
+    rbuild_store::media::is_image_config(&m.config.media_type)
 }
 
 /// An artifact manifest (attestation) is stored as opaque blobs: no external URLs, each
@@ -410,7 +412,7 @@ fn fetch_tree(
                     indexes.push(child.digest.clone());
                     queue.push_back((child.clone(), depth + 1));
                 }
-                Document::Manifest(m) if is_image(m) => {
+                Document::Manifest(m) if !is_attestation(entry) && is_image(m) => {
                     check_image(display, m)?;
                     check_config_size(display, m)?;
                 }
@@ -427,7 +429,9 @@ fn note_manifest(progress: &dyn Progress, platform: Option<&Platform>, m: &Fetch
     let short = short(&m.digest);
     let line = match &m.manifest {
         Document::Index(i) => format!("index {short} ({} manifests)", i.manifests.len()),
-        Document::Manifest(image) if is_image(image) => {
+        Document::Manifest(image)
+            if is_image(image) && platform.is_none_or(|p| p.os != "unknown") =>
+        {
             let layers = image.layers.len();
             let size: u64 = image.layers.iter().map(|l| l.size).sum();
             format!(

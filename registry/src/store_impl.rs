@@ -385,8 +385,8 @@ fn local_index(
             .media_type
             .clone()
             .unwrap_or_else(|| entry.media_type.clone());
-        let is_image = manifest.config.media_type == media::OCI_CONFIG
-            || manifest.config.media_type == media::DOCKER_CONFIG;
+        let is_image = !rbuild_store::target::is_attestation(entry)
+            && rbuild_store::media::is_image_config(&manifest.config.media_type);
         let layers = if is_image {
             let record = store
                 .image_for_platform(&entry.digest, Some(&entry.media_type), &Platform::host())

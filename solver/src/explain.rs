@@ -162,13 +162,21 @@ pub fn compare(
     files_diff: &mut dyn FnMut(&str, &str, &str) -> Option<FileDiff>,
 ) -> Vec<MissReason> {
     let mut reasons = Vec::new();
-    if now.platform != before.platform {
+    let platform_changed = now.platform != before.platform;
+    if platform_changed {
         reasons.push(MissReason::PlatformChanged {
             old: before.platform.clone(),
             new: now.platform.clone(),
         });
     }
-    if now.parent != before.parent {
+    // The same base image for another platform is another image: the platform says why.
+    let base_for_platform = platform_changed
+        && matches!(
+            (&now.note.parent, &before.note.parent),
+            (ParentNote::Image { reference: a, .. }, ParentNote::Image { reference: b, .. })
+                if a == b
+        );
+    if now.parent != before.parent && !base_for_platform {
         reasons.push(match (&now.note.parent, &before.note.parent) {
             (
                 ParentNote::Image {
@@ -388,6 +396,9 @@ fn write_files(f: &mut fmt::Formatter<'_>, diff: &FileDiff, what: &str) -> fmt::
 /// The explanation for one step of a build.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepExplanation {
+    /// The target platform, in a multi-platform build (each platform is explained).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
     pub stage: String,
     pub step: String,
     pub line: usize,
@@ -401,12 +412,17 @@ pub struct StepExplanation {
 impl StepExplanation {
     /// `COPY . /app (Dockerfile:7) missed: 3 files changed — ...`
     pub fn summary(&self, file: &str) -> String {
+        let platform = self
+            .platform
+            .as_ref()
+            .map(|p| format!("[{p}] "))
+            .unwrap_or_default();
         if self.cached {
-            return format!("{} ({file}:{}) CACHED", self.step, self.line);
+            return format!("{platform}{} ({file}:{}) CACHED", self.step, self.line);
         }
         let reasons: Vec<String> = self.reasons.iter().map(ToString::to_string).collect();
         format!(
-            "{} ({file}:{}) missed: {}",
+            "{platform}{} ({file}:{}) missed: {}",
             self.step,
             self.line,
             reasons.join("; ")

@@ -448,6 +448,7 @@ mod tests {
             base,
             steps,
             site: Site::default(),
+            platform: Platform::host(),
         }
     }
 

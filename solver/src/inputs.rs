@@ -195,7 +195,56 @@ fn overrides(copy: &CopyOp) -> Overrides {
 pub fn prepare(
     plan: &Plan,
     order: &StageOrder,
+    context: Option<BuildContext>,
+    stat_cache: &mut StatCache,
+    cache: &CacheIndex,
+    dockerfile: &context::Source,
+    fetch: &Fetch<'_>,
+) -> Result<Inputs, Report> {
+    let mut all = prepare_all(
+        &[(plan, order)],
+        context,
+        stat_cache,
+        cache,
+        dockerfile,
+        fetch,
+    )?;
+    Ok(all.remove(0))
+}
+
+/// [`prepare`] for several plans of one Dockerfile (the platforms of a multi-platform
+/// build): one build context, read and hashed once, shared by every plan's inputs.
+pub fn prepare_all(
+    plans: &[(&Plan, &StageOrder)],
     mut context: Option<BuildContext>,
+    stat_cache: &mut StatCache,
+    cache: &CacheIndex,
+    dockerfile: &context::Source,
+    fetch: &Fetch<'_>,
+) -> Result<Vec<Inputs>, Report> {
+    let mut out = Vec::with_capacity(plans.len());
+    for (plan, order) in plans {
+        out.push(prepare_plan(
+            plan,
+            order,
+            &mut context,
+            stat_cache,
+            cache,
+            dockerfile,
+            fetch,
+        )?);
+    }
+    let context = context.map(Arc::new);
+    for inputs in &mut out {
+        inputs.context = context.clone();
+    }
+    Ok(out)
+}
+
+fn prepare_plan(
+    plan: &Plan,
+    order: &StageOrder,
+    context: &mut Option<BuildContext>,
     stat_cache: &mut StatCache,
     cache: &CacheIndex,
     dockerfile: &context::Source,
@@ -325,7 +374,6 @@ pub fn prepare(
             }
         }
     }
-    inputs.context = context.map(Arc::new);
     Ok(inputs)
 }
 

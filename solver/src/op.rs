@@ -18,6 +18,8 @@ pub struct Plan {
     pub stages: Vec<Stage>,
     /// Index of the stage the build produces.
     pub target: usize,
+    /// The platform the build targets (`TARGETPLATFORM`); a stage may run for another one
+    /// ([`Stage::platform`]).
     pub platform: Platform,
 }
 
@@ -37,6 +39,10 @@ pub struct Stage {
     pub steps: Vec<Step>,
     /// Where the stage's FROM line is.
     pub site: Site,
+    /// The platform the stage is built for: `FROM --platform=...` (expanded with the global
+    /// scope), the base stage's for `FROM stage`, else the build's target platform. Its base
+    /// image is resolved for it, its RUN steps run for it, and it enters its steps' cache keys.
+    pub platform: Platform,
 }
 
 impl Stage {

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 
 use rbuild_store::Digest;
 
-use crate::cache::CacheIndex;
+use crate::cache::{CacheEntry, CacheIndex};
 use crate::cache_key::{CacheKey, FilesInput, Note, ParentNote, Preimage, chain_id};
 use crate::explain::{self, FileDiff, MissReason};
 use crate::graph::StageOrder;
@@ -38,6 +38,9 @@ pub struct SolveOptions<'a> {
     /// Unix seconds, for cache-entry timestamps.
     pub now: i64,
     pub cancel: CancelToken,
+    /// The keys run in this build, shared by the solves of one build (the platforms of a
+    /// multi-platform build) so a step with the same key runs once; `None`: this solve's own.
+    pub flights: Option<&'a StepFlights>,
 }
 
 /// What happened to one step.
@@ -101,6 +104,9 @@ struct Shared<'a> {
     worker: &'a dyn Worker,
     reporter: &'a dyn Reporter,
     opts: &'a SolveOptions<'a>,
+    flights: &'a StepFlights,
+    /// This solve among those sharing `flights`.
+    solve_id: usize,
 }
 
 /// Build (or, with `dry_run`, explain) every stage in `order`.
@@ -112,12 +118,16 @@ pub fn solve(
     reporter: &dyn Reporter,
     opts: &SolveOptions<'_>,
 ) -> miette::Result<Solved> {
+    let own_flights = StepFlights::new();
+    let flights = opts.flights.unwrap_or(&own_flights);
     let shared = Shared {
         plan,
         cache,
         worker,
         reporter,
         opts,
+        flights,
+        solve_id: flights.solve_id(),
     };
     for &s in &order.skipped {
         reporter.event(Event::StageSkipped {
@@ -223,8 +233,10 @@ fn preimage_for(
     tip: &ParentNote,
     opts: &SolveOptions<'_>,
 ) -> Preimage {
+    // The stage's platform, not the build's target: a stage pinned to `$BUILDPLATFORM` that
+    // reads no TARGET* ARG has the same keys for every target.
     let mut preimage = Preimage::new(
-        plan.platform.to_string(),
+        stage.platform.to_string(),
         chain_id(parent_layers),
         step.key.canonical.clone(),
     );
@@ -276,7 +288,7 @@ fn closest_reasons(
     site: &str,
     preimage: &Preimage,
 ) -> miette::Result<Vec<MissReason>> {
-    let history = shared.cache.site_history(site)?;
+    let history = same_platform_first(shared.cache.site_history(site)?, &preimage.platform);
     let mut best: Option<Vec<MissReason>> = None;
     for entry in history {
         let mut diff = |set: &str, old: &str, new: &str| (shared.opts.files_diff)(set, old, new);
@@ -291,7 +303,23 @@ fn closest_reasons(
     Ok(best.unwrap_or_else(|| vec![MissReason::NeverBuilt]))
 }
 
+/// The earlier builds of a site to compare with: those for `platform` when there are any
+/// (the platforms of a multi-platform build share their sites), else all of them, so the
+/// platform is named as a reason only when no build for it is known.
+fn same_platform_first(history: Vec<CacheEntry>, platform: &str) -> Vec<CacheEntry> {
+    if history.iter().any(|e| e.preimage.platform == platform) {
+        history
+            .into_iter()
+            .filter(|e| e.preimage.platform == platform)
+            .collect()
+    } else {
+        history
+    }
+}
+
+mod flight;
 mod stage;
+pub use flight::StepFlights;
 use stage::run_stage;
 
 #[cfg(test)]

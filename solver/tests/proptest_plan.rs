@@ -25,6 +25,8 @@ const TRIGGERS: &[&str] = &[
     "ENV K=v",
     "ONBUILD RUN x",
     "FROM x",
+    "FROM --platform=$BUILDPLATFORM x AS p",
+    "FROM --platform=${P:-linux/arm64} scratch",
     "",
     "COPY --from=$X /a /b",
     "ARG A=${B:-x}",
@@ -73,6 +75,7 @@ const SEEDS: &[&str] = &[
     "ARG A=1 B\nFROM $A\nENV K=v L=\"w x\" M\nARG A\nLABEL a=$A\nWORKDIR ${W:-/w}\nUSER $K\n",
     "FROM scratch AS s\nCOPY <<EOF /f\nbody\nEOF\nFROM s\nADD --chmod=755 a /b\nRUN --mount=type=bind,from=s,target=/m ls\n",
     "ARG X=missing\nFROM ${X} AS m\nFROM m\nCOPY --from=m / /\n",
+    "ARG P=linux/arm64\nFROM --platform=$P x AS a\nFROM --platform=$BUILDPLATFORM a\nCOPY --from=a / /\n",
 ];
 
 const ALPHABET: &[&str] = &[
@@ -135,7 +138,7 @@ fn check(src: &str, build_args: &[(String, String)], target: Option<String>) {
     let opts = PlanOptions {
         build_args: build_args.iter().cloned().collect::<BTreeMap<_, _>>(),
         target,
-        platform: Platform::new("linux", "amd64", None),
+        platform: Some(Platform::new("linux", "amd64", None)),
     };
     // The CLI plans only Dockerfiles without errors; plan the others too, it must cope.
     let Ok(planned) = plan(src, &parsed.dockerfile, &opts, &FakeImages) else {
@@ -235,7 +238,7 @@ fn global_arg_naming_a_stage_plans() {
         &PlanOptions {
             build_args: BTreeMap::new(),
             target: None,
-            platform: Platform::host(),
+            platform: Some(Platform::host()),
         },
         &FakeImages,
     )

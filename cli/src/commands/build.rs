@@ -41,9 +41,11 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = Progress::Auto, value_name = "MODE")]
     pub progress: Progress,
 
-    /// Target platform (`linux/amd64`); defaults to this machine's.
-    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
-    pub platform: Option<String>,
+    /// Target platform (`linux/amd64`); defaults to this machine's. Several (a comma list,
+    /// or the flag repeated: `linux/amd64,linux/arm64`) build one image per platform and an
+    /// image index over them, which `-t` names.
+    #[arg(long, value_name = "OS/ARCH[/VARIANT],...")]
+    pub platform: Vec<String>,
 
     /// How many stages may build at the same time (default: the number of CPUs).
     #[arg(short = 'j', long, value_name = "N")]
@@ -272,20 +274,27 @@ pub fn build_args(args: &BuildArgs) -> miette::Result<BTreeMap<String, String>> 
     Ok(out)
 }
 
-/// Parse `--platform os/arch[/variant]` with the store's one platform grammar, normalised as
-/// containerd does (`linux/x86_64` is `linux/amd64`, `linux/arm64/v8` is `linux/arm64`), so the
-/// cache key, TARGETARCH and the image matched are the same however the platform is spelled.
-fn platform(text: Option<&str>) -> miette::Result<Platform> {
-    let Some(text) = text else {
-        return Ok(Platform::host());
-    };
-    text.parse::<Platform>().map_err(|e| {
-        miette::miette!(
-            code = "rbuild::usage::platform",
-            help = "write `--platform linux/amd64` (os/arch[/variant])",
-            "invalid platform `{text}`: {e}"
-        )
-    })
+/// Parse `--platform` values (each a comma list, as buildx) with the store's one platform
+/// grammar, normalised as containerd does (`linux/x86_64` is `linux/amd64`, `linux/arm64/v8`
+/// is `linux/arm64`), so the cache key, TARGETARCH and the image matched are the same however
+/// the platform is spelled. Duplicates are dropped by `PrepareOptions::set_platforms`.
+fn platforms(values: &[String]) -> miette::Result<Vec<Platform>> {
+    let mut out = Vec::new();
+    for value in values {
+        for text in value.split(',') {
+            let text = text.trim();
+            let parsed = text.parse::<Platform>().map_err(|e| {
+                miette::miette!(
+                    code = "rbuild::usage::platform",
+                    help = "write `--platform linux/amd64` (os/arch[/variant]), several as a \
+                            comma list: `--platform linux/amd64,linux/arm64`",
+                    "invalid platform `{text}` in `--platform {value}`: {e}"
+                )
+            })?;
+            out.push(parsed);
+        }
+    }
+    Ok(out)
 }
 
 /// The store root a command uses.
@@ -304,13 +313,13 @@ pub fn prepare_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<
         Some(f) if f == Path::new("-") => DockerfileSource::Stdin,
         Some(f) => DockerfileSource::Path(f.to_path_buf()),
     };
-    Ok(PrepareOptions {
+    let mut options = PrepareOptions {
         root: store_root(global),
         context: args.context.clone(),
         dockerfile,
         build_args: build_args(args)?,
         target: args.target.clone(),
-        platform: platform(args.platform.as_deref())?,
+        platforms: Vec::new(),
         pull: args.registry.pull.into(),
         cache_from: rbuild_engine::registry::spec::parse_all(
             "--cache-from",
@@ -318,7 +327,9 @@ pub fn prepare_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<
         )?,
         no_cache: args.no_cache,
         source_date_epoch: epoch,
-    })
+    };
+    options.set_platforms(platforms(&args.platform)?);
+    Ok(options)
 }
 
 /// Every flag of `rbuild build`, checked (a typo fails before anything runs).
@@ -370,35 +381,60 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     crate::interrupt::cancel_on_interrupt(&cancel);
     let view = BuildView::new(args.progress, args.quiet);
     let result = rbuild_engine::build(&options, &view, &cancel)?;
-    let image = &result.image;
+    let target = &result.target;
     if args.quiet {
-        println!("{}", image.id());
+        println!("{}", target.id());
         return Ok(0);
     }
     let reporter = view.view();
     let counts = reporter.counts();
     let elapsed = reporter.elapsed().as_secs_f64();
+    let platforms: Vec<String> = match target {
+        rbuild_store::Target::Index(_) => {
+            result.images.iter().map(|(p, _)| p.to_string()).collect()
+        }
+        rbuild_store::Target::Image(_) => Vec::new(),
+    };
+    let what = if platforms.is_empty() {
+        target.id().short().to_string()
+    } else {
+        format!("{} for {}", target.id().short(), platforms.join(", "))
+    };
+    let mut fields = serde_json::json!({
+        "image_id": target.id().to_string(),
+        "manifest_digest": target.digest().to_string(),
+        "seconds": elapsed,
+        "steps": counts.total,
+        "cached": counts.cached,
+        "built": counts.built,
+        "metadata": counts.metadata,
+        "size": result.size(),
+        "tags": result.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
+    });
+    if !platforms.is_empty() {
+        fields["platforms"] = serde_json::json!(platforms);
+        fields["images"] = result
+            .images
+            .iter()
+            .map(|(p, image)| {
+                serde_json::json!({
+                    "platform": p.to_string(),
+                    "image_id": image.id().to_string(),
+                    "manifest_digest": image.manifest_digest.to_string(),
+                })
+            })
+            .collect();
+    }
     reporter.summary(
         &format!(
-            "built {} in {elapsed:.1}s: {} steps, {} cached, {} built (+{} metadata); size {}",
-            image.id().short(),
+            "built {what} in {elapsed:.1}s: {} steps, {} cached, {} built (+{} metadata); size {}",
             counts.total,
             counts.cached,
             counts.built,
             counts.metadata,
-            rbuild_store::size::human(image.size())
+            rbuild_store::size::human(result.size())
         ),
-        serde_json::json!({
-            "image_id": image.id().to_string(),
-            "manifest_digest": image.manifest_digest.to_string(),
-            "seconds": elapsed,
-            "steps": counts.total,
-            "cached": counts.cached,
-            "built": counts.built,
-            "metadata": counts.metadata,
-            "size": image.size(),
-            "tags": result.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
-        }),
+        fields,
     );
     for w in &result.written {
         reporter.line(&format!("wrote {}", w.what));

@@ -18,9 +18,12 @@ pub mod local;
 pub mod spec;
 pub mod tar;
 
+use std::collections::BTreeMap;
+
 use miette::Report;
 use rbuild_executor::export::{Rootfs, RootfsOptions};
-use rbuild_store::{ImageRecord, Reference, Store};
+use rbuild_store::layer::FlatKind;
+use rbuild_store::{Digest, ImageRecord, Reference, Store, Target};
 
 pub use file::{Cancelled, check_outside_store, outside_store, write_output_file};
 pub use spec::{Dest, OutputSpec, OutputType, parse_all, parse_one};
@@ -39,10 +42,12 @@ pub struct Written {
     pub what: String,
 }
 
-/// What every exporter gets: the built image, the store it is in, and the build's settings.
+/// What every exporter gets: what the build made, the store it is in, and the build's
+/// settings.
 pub struct Export<'a> {
     pub store: &'a Store,
-    pub image: &'a ImageRecord,
+    /// One image, or the index of a multi-platform build.
+    pub target: &'a Target,
     /// The `-t` names (archives record them unless the output names its own).
     pub tags: &'a [Reference],
     /// `SOURCE_DATE_EPOCH`: local and tar outputs give every file that mtime, as BuildKit does.
@@ -58,18 +63,38 @@ impl Export<'_> {
             cancelled: self.cancelled,
         }
     }
+
+    /// The platform images: one (a single image, unnamed) or one per platform, each with its
+    /// directory name in a split output (`linux_arm64`, BuildKit's platform with `/` → `_`).
+    fn parts(&self) -> Vec<(String, &ImageRecord)> {
+        match self.target {
+            Target::Image(image) => vec![(String::new(), image)],
+            Target::Index(index) => index
+                .images
+                .iter()
+                .map(|(p, image)| (p.to_string().replace('/', "_"), image))
+                .collect(),
+        }
+    }
 }
 
-/// The flattened root filesystem, computed once for all outputs that need it.
+/// The flattened root filesystems, each computed once for all outputs that need it.
 #[derive(Default)]
-pub struct RootfsCache(Option<Rootfs>);
+pub struct RootfsCache(BTreeMap<Digest, Rootfs>);
 
 impl RootfsCache {
-    fn get(&mut self, store: &Store, image: &ImageRecord) -> miette::Result<&Rootfs> {
-        if self.0.is_none() {
-            self.0 = Some(Rootfs::load(store, image).map_err(Report::new)?);
+    fn load(&mut self, store: &Store, images: &[&ImageRecord]) -> miette::Result<()> {
+        for image in images {
+            if !self.0.contains_key(&image.manifest_digest) {
+                let rootfs = Rootfs::load(store, image).map_err(Report::new)?;
+                self.0.insert(image.manifest_digest.clone(), rootfs);
+            }
         }
-        Ok(self.0.as_ref().expect("just loaded"))
+        Ok(())
+    }
+
+    fn get(&self, image: &ImageRecord) -> &Rootfs {
+        &self.0[&image.manifest_digest]
     }
 }
 
@@ -81,9 +106,31 @@ fn shown(dest: &Dest) -> String {
     }
 }
 
-/// Write one output of the built image; `cache` keeps the flattened root filesystem between
-/// calls. `type=image` writes nothing here (its names are tagged with the `-t` ones, see
-/// [`image::names`]).
+/// Outputs a multi-platform build cannot write, refused before anything runs: `type=docker`
+/// (BuildKit's reason: a docker-archive holds no manifest list).
+pub fn check_multi_platform(outputs: &[OutputSpec]) -> miette::Result<()> {
+    for spec in outputs {
+        if spec.kind == OutputType::Docker {
+            return Err(miette::Report::new(
+                rbuild_store::Failure::new(
+                    rbuild_store::ErrorClass::Input,
+                    "rbuild::usage::output",
+                    format!(
+                        "cannot write `--output {}`: docker exporter does not currently \
+                         support exporting manifest lists",
+                        spec.raw
+                    ),
+                )
+                .with_help("build one platform for `type=docker`, or use `type=oci` for several"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Write one output of the built image (or images); `cache` keeps the flattened root
+/// filesystems between calls. `type=image` writes nothing here (its names are tagged with the
+/// `-t` ones, see [`image::names`]).
 pub fn write(
     export: &Export<'_>,
     spec: &OutputSpec,
@@ -99,18 +146,60 @@ pub fn write(
     }
     let what = match spec.kind {
         OutputType::Image => return Ok(None),
-        OutputType::Local => {
-            let Dest::Path(path) = dest else {
-                unreachable!("checked when parsing")
+        OutputType::Local | OutputType::Tar => {
+            let parts = export.parts();
+            let images: Vec<&ImageRecord> = parts.iter().map(|(_, i)| *i).collect();
+            cache.load(export.store, &images)?;
+            let trees: Vec<(&str, &Rootfs)> = parts
+                .iter()
+                .map(|(name, image)| (name.as_str(), cache.get(image)))
+                .collect();
+            let split = trees.len() > 1 && spec.platform_split != Some(false);
+            let trees = if trees.len() > 1 && !split {
+                merged(&trees)?
+            } else {
+                trees
             };
-            let rootfs = cache.get(export.store, export.image)?;
-            local::write(export, rootfs, path)?
-        }
-        OutputType::Tar => {
-            let rootfs = cache.get(export.store, export.image)?;
-            tar::write(export, rootfs, dest)?
+            match spec.kind {
+                OutputType::Local => {
+                    let Dest::Path(path) = dest else {
+                        unreachable!("checked when parsing")
+                    };
+                    local::write(export, &trees, path)?
+                }
+                _ => tar::write(export, &trees, dest)?,
+            }
         }
         OutputType::Oci | OutputType::Docker => archive::write(export, spec, dest)?,
     };
     Ok(Some(Written { what }))
+}
+
+/// `platform-split=false`: every platform's tree into the one destination, refused (as
+/// BuildKit does) when two platforms have a file at the same path.
+fn merged<'a>(trees: &[(&'a str, &'a Rootfs)]) -> miette::Result<Vec<(&'a str, &'a Rootfs)>> {
+    let mut seen: BTreeMap<&[u8], &str> = BTreeMap::new();
+    for (name, rootfs) in trees {
+        for (path, entry) in &rootfs.tree().entries {
+            if matches!(entry.kind, FlatKind::Dir) {
+                continue;
+            }
+            if let Some(first) = seen.insert(path.as_slice(), name) {
+                return Err(miette::Report::new(
+                    rbuild_store::Failure::new(
+                        rbuild_store::ErrorClass::Input,
+                        "rbuild::output::platform_split",
+                        format!(
+                            "cannot overwrite {} from {} with {} when split option is disabled",
+                            String::from_utf8_lossy(path),
+                            first.replace('_', "/"),
+                            name.replace('_', "/")
+                        ),
+                    )
+                    .with_help("remove `platform-split=false` to write one directory per platform"),
+                ));
+            }
+        }
+    }
+    Ok(trees.iter().map(|(_, r)| ("", *r)).collect())
 }

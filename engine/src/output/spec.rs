@@ -43,7 +43,7 @@ impl OutputType {
         match self {
             OutputType::Image => &["name", "push"],
             OutputType::Local => &["dest", "platform-split"],
-            OutputType::Tar => &["dest"],
+            OutputType::Tar => &["dest", "platform-split"],
             OutputType::Oci | OutputType::Docker => &["dest", "tar", "name"],
         }
     }
@@ -71,6 +71,9 @@ pub struct OutputSpec {
     pub names: Vec<Reference>,
     /// `oci`/`docker`: write a layout directory instead of a tar archive.
     pub directory: bool,
+    /// `local`/`tar`, `platform-split=`: one directory per platform of a multi-platform build
+    /// (`None`: the default, split).
+    pub platform_split: Option<bool>,
 }
 
 /// A field of the flag value: its unquoted text and where it is in the value.
@@ -318,6 +321,7 @@ pub fn parse_one(raw: &str, stdout_is_terminal: bool) -> miette::Result<OutputSp
     let mut dest = None;
     let mut names = Vec::new();
     let mut tar = None;
+    let mut platform_split = None;
     for (key, value, key_span, value_span) in pairs {
         if key == "type" {
             continue;
@@ -382,11 +386,11 @@ pub fn parse_one(raw: &str, stdout_is_terminal: bool) -> miette::Result<OutputSp
                         "push the tagged image afterwards with `rbuild push NAME`".into(),
                     ));
                 }
-                if key == "tar" {
-                    tar = Some(b);
+                match key.as_str() {
+                    "tar" => tar = Some(b),
+                    "platform-split" => platform_split = Some(b),
+                    _ => {}
                 }
-                // platform-split only matters for multi-platform builds, which build one
-                // platform at a time here: accepted for compatibility, nothing to split.
             }
             _ => unreachable!("keys are checked against the type's list"),
         }
@@ -423,7 +427,9 @@ pub fn parse_one(raw: &str, stdout_is_terminal: bool) -> miette::Result<OutputSp
             Some((Dest::Stdout, 0..raw.len()))
         }
     };
-    finish_spec(raw, kind, dest, names, tar)
+    let mut spec = finish_spec(raw, kind, dest, names, tar)?;
+    spec.platform_split = platform_split;
+    Ok(spec)
 }
 
 /// Decide the form of the destination and check it against what exists on disk.
@@ -441,6 +447,7 @@ fn finish_spec(
             dest: None,
             names,
             directory: false,
+            platform_split: None,
         });
     };
     let directory = match (&dest, kind) {
@@ -536,6 +543,7 @@ fn finish_spec(
         dest: Some(dest),
         names,
         directory,
+        platform_split: None,
     })
 }
 

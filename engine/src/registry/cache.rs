@@ -115,8 +115,24 @@ pub fn import(
     }
 }
 
-/// The steps an export covers: (site suffix, key) of every keyed step of the chosen stages.
+/// The steps an export covers: (site suffix, key) of every keyed step of the chosen stages,
+/// over every platform's build (a key shared by several platforms once).
 fn exported_steps(
+    builds: &[(&Plan, &Solved)],
+    mode: CacheMode,
+) -> Vec<(String, rbuild_solver::cache_key::CacheKey)> {
+    let mut out = Vec::new();
+    for (plan, solved) in builds {
+        for step in platform_steps(plan, solved, mode) {
+            if !out.contains(&step) {
+                out.push(step);
+            }
+        }
+    }
+    out
+}
+
+fn platform_steps(
     plan: &Plan,
     solved: &Solved,
     mode: CacheMode,
@@ -158,8 +174,8 @@ fn exported_steps(
 pub struct ExportInput<'a> {
     pub store: &'a Store,
     pub cache: &'a CacheIndex,
-    pub plan: &'a Plan,
-    pub solved: &'a Solved,
+    /// Each platform's plan and solve.
+    pub builds: &'a [(&'a Plan, &'a Solved)],
     /// `--compression`, unless a spec says otherwise.
     pub compression: Compression,
 }
@@ -197,7 +213,7 @@ fn export_one(
 ) -> miette::Result<()> {
     let note = |text: &str| reporter.line(text);
     let target = &spec.reference;
-    let steps = exported_steps(input.plan, input.solved, spec.mode);
+    let steps = exported_steps(input.builds, spec.mode);
     let doc = cache_export::export(input.cache, &steps).map_err(Report::new)?;
     let mut layers = Vec::new();
     let mut mount_from = BTreeSet::new();

@@ -54,17 +54,16 @@ impl Registry {
 
 /// After the image is committed and tagged: push every name, then export to every cache (a
 /// failure of either fails the build; the image stays built and tagged). `built` is what the
-/// build committed: one image, or the index of a multi-platform build, which is pushed whole.
-/// The registry cache of a multi-platform build is not exported: `--cache-to` with an index
-/// is refused before anything is pushed (one cache reference cannot hold several platforms'
-/// entries yet).
+/// build committed: one image, or the index of a multi-platform build, which is pushed whole;
+/// `builds` is each platform's plan and solve, whose steps all go into one registry cache (a
+/// key shared by several platforms once: keys carry the platform a step ran for).
 #[expect(
     clippy::too_many_arguments,
     reason = "the build's outputs, passed through from the session"
 )]
 pub fn publish(
     prepared: &crate::Session,
-    solved: &rbuild_solver::scheduler::Solved,
+    builds: &[(&crate::PlatformBuild, &rbuild_solver::scheduler::Solved)],
     built: &rbuild_store::Target,
     tags: &[rbuild_store::Reference],
     push: bool,
@@ -72,7 +71,6 @@ pub fn publish(
     compression: rbuild_registry::Compression,
     reporter: &dyn crate::Reporter,
 ) -> miette::Result<()> {
-    check_cache_to(built.is_index(), cache_to)?;
     if push {
         push::push_all(
             &prepared.registry,
@@ -83,35 +81,21 @@ pub fn publish(
             reporter,
         )?;
     }
+    let plans: Vec<(&rbuild_solver::op::Plan, &rbuild_solver::scheduler::Solved)> = builds
+        .iter()
+        .map(|(build, solved)| (&build.planned.plan, *solved))
+        .collect();
     cache::export(
         &prepared.registry,
         &cache::ExportInput {
             store: &prepared.store,
             cache: &prepared.cache,
-            plan: &prepared.planned.plan,
-            solved,
+            builds: &plans,
             compression,
         },
         cache_to,
         reporter,
     )
-}
-
-/// `--cache-to` is refused for a multi-platform build (one cache reference cannot hold
-/// several platforms' entries yet). `publish` checks it before pushing; a multi-platform
-/// build can call it before it starts.
-pub fn check_cache_to(multi_platform: bool, cache_to: &[spec::CacheSpec]) -> miette::Result<()> {
-    if multi_platform && !cache_to.is_empty() {
-        return Err(miette::Report::new(
-            rbuild_store::Failure::new(
-                rbuild_store::ErrorClass::Input,
-                "rbuild::usage::cache_to",
-                "`--cache-to` is not supported for a multi-platform build",
-            )
-            .with_help("build one platform at a time to export its cache, or drop `--cache-to`"),
-        ));
-    }
-    Ok(())
 }
 
 /// A registry error as one line: its message and every cause (the registry's own words are
@@ -133,23 +117,4 @@ pub fn describe(err: &dyn std::error::Error) -> String {
 /// The help line a registry error carries, if any.
 pub fn help_of(err: &RegistryError) -> Option<String> {
     miette::Diagnostic::help(err).map(|h| h.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cache_to_is_refused_for_multi_platform_builds_only() {
-        let specs =
-            spec::parse_all("--cache-to", &["type=registry,ref=r/cache".to_string()]).unwrap();
-        let err = check_cache_to(true, &specs).unwrap_err();
-        assert!(err.to_string().contains("multi-platform"), "{err}");
-        assert_eq!(
-            err.code().map(|c| c.to_string()).as_deref(),
-            Some("rbuild::usage::cache_to")
-        );
-        check_cache_to(false, &specs).unwrap();
-        check_cache_to(true, &[]).unwrap();
-    }
 }

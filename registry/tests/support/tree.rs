@@ -61,9 +61,11 @@ impl Tree {
         };
         let amd = manifest(&amd_config, &amd_own);
         let arm = manifest(&arm_config, &arm_own);
+        // As BuildKit writes them: an image config media type; only the index entry (platform
+        // unknown/unknown, reference type) says it is not an image.
         let attestation = json(serde_json::json!({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": desc("application/vnd.oci.empty.v1+json", &empty),
+            "config": desc("application/vnd.oci.image.config.v1+json", &empty),
             "layers": [desc("application/vnd.in-toto+json", &statement)],
         }));
         let mut entry = |bytes: &[u8], platform: serde_json::Value| {

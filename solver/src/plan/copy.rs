@@ -276,7 +276,12 @@ pub fn dispatch_copy(
             match ctx.stage_ref(&flag.raw, stage, flag.span)? {
                 Some(i) => FileSource::Stage(i),
                 None => {
-                    let resolved = ctx.resolve_not_stage(&flag.raw, flag.span, ctx.names)?;
+                    let resolved = ctx.resolve_not_stage(
+                        &flag.raw,
+                        flag.span,
+                        ctx.names,
+                        ctx.target_platform,
+                    )?;
                     step.key.inputs.insert(
                         "from-image".into(),
                         resolved.base.manifest_digest.to_string(),

@@ -43,6 +43,27 @@ pub enum PlanError {
         span: SourceSpan,
     },
 
+    #[error("empty platform value from `--platform={written}`")]
+    #[diagnostic(code(rbuild::plan::empty_platform), help("{help}"))]
+    EmptyPlatform {
+        written: String,
+        help: String,
+        #[label("expands to nothing")]
+        span: SourceSpan,
+    },
+
+    #[error("invalid platform `{value}`: {message}")]
+    #[diagnostic(
+        code(rbuild::plan::invalid_platform),
+        help("write `--platform=os/arch[/variant]`, e.g. `linux/arm64` or `$BUILDPLATFORM`")
+    )]
+    InvalidPlatform {
+        value: String,
+        message: String,
+        #[label("not a platform")]
+        span: SourceSpan,
+    },
+
     #[error("cannot use base image `{reference}`")]
     #[diagnostic(code(rbuild::plan::base_image))]
     BaseImage {

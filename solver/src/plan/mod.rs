@@ -2,7 +2,12 @@
 //! the build [`Plan`] (expanded steps per stage) plus each stage's image config.
 //!
 //! Stages are grouped, the global ARGs and the automatic platform ARGs evaluated, and base images
-//! resolved through an [`ImageSource`] — only for the stages the target needs. FROM names are
+//! resolved through an [`ImageSource`] — only for the stages the target needs. A plan is for one
+//! target platform (a multi-platform build plans once per platform); each stage runs for its
+//! own platform (`FROM --platform=` expanded with the global scope, a base stage's platform,
+//! else the target; `scratch` is always the target's, as in BuildKit), and its base image is
+//! resolved for it. `TARGET*` ARGs name the target, `BUILD*` this machine (see
+//! [`automatic_args`]); an asked-for target platform is written into the final config. FROM names are
 //! expanded with the global ARGs before they are matched against stage names, so no input makes
 //! the planner panic (random Dockerfiles go through `plan()` in `solver/tests/proptest_plan.rs`).
 //! Every instruction is then expanded into an `op::Step` with BuildKit's dispatch rules:
@@ -60,7 +65,17 @@ pub struct PlanOptions {
     /// `--build-arg` values.
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
-    pub platform: Platform,
+    /// The platform the build targets (`TARGETPLATFORM`). `None`: this machine's, not asked
+    /// for (BuildKit's implicit target: the final image then keeps the platform its base
+    /// image's config names; an asked-for platform is written into the final config).
+    pub platform: Option<Platform>,
+}
+
+impl PlanOptions {
+    /// The target platform: the one asked for, else this machine's.
+    pub fn target_platform(&self) -> Platform {
+        self.platform.clone().unwrap_or_else(Platform::host)
+    }
 }
 
 /// A stage's image before layers are known: its config (without rootfs/history of its own
@@ -100,11 +115,26 @@ pub fn plan(
     let escape = dockerfile.directives.escape;
     let lines = LineIndex::new(src);
     let mut consumed: BTreeSet<String> = BTreeSet::new();
+    let target_platform = opts.target_platform();
 
-    // Global scope: automatic platform ARGs, then the ARGs before the first FROM.
+    // Stage names (lowercased) for FROM and --from.
+    let names: Vec<Option<String>> = stages.stages.iter().map(|s| s.name()).collect();
+
+    // Global scope: automatic platform ARGs (a `--build-arg` of the same name replaces one),
+    // then the ARGs before the first FROM.
     let mut global = Vars::default();
-    for (name, value) in platform_args(&opts.platform) {
-        global.set(name, value);
+    let target_stage = match &opts.target {
+        Some(t) => t.clone(),
+        None => names.last().cloned().flatten().unwrap_or_default(),
+    };
+    for (name, value) in automatic_args(&target_platform, &Platform::host(), &target_stage) {
+        match opts.build_args.get(&name) {
+            Some(given) => {
+                consumed.insert(name.clone());
+                global.set(name, given.clone());
+            }
+            None => global.set(name, value),
+        }
     }
     for arg in &stages.global_args {
         for def in &arg.args {
@@ -127,8 +157,6 @@ pub fn plan(
         }
     }
 
-    // Stage names (lowercased) for FROM and --from.
-    let names: Vec<Option<String>> = stages.stages.iter().map(|s| s.name()).collect();
     let target = match &opts.target {
         None => stages.stages.len() - 1,
         Some(t) => names
@@ -156,6 +184,7 @@ pub fn plan(
         opts,
         images,
         names: &names,
+        target_platform: &target_platform,
     };
 
     // Which stages the target needs, from the static references (FROM name after expansion
@@ -164,7 +193,7 @@ pub fn plan(
     // such a reference adds the stage and plans again. Planning adds every stage it finds it
     // needs the same way, so the static analysis can never leave a needed stage unplanned.
     let mut extra_deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); stages.stages.len()];
-    let (plan_stages, stage_images, consumed) = loop {
+    let (plan_stages, mut stage_images, consumed) = loop {
         let needed = needed_stages(&ctx, &stages.stages, target, &extra_deps, &global);
         match plan_stages(&ctx, &stages.stages, &needed, &global, consumed.clone())? {
             Stages::Planned(stages, images, consumed) => break (stages, images, consumed),
@@ -176,10 +205,14 @@ pub fn plan(
         }
     };
 
+    if let Some(platform) = &opts.platform {
+        pin_platform(&mut stage_images[target].config, platform);
+    }
+    normalize_config_platform(&mut stage_images[target].config);
     let plan = Plan {
         stages: plan_stages,
         target,
-        platform: opts.platform.clone(),
+        platform: target_platform.clone(),
     };
     // Cycles can only come from forward `--from` references.
     if let Err(cycle) = crate::graph::stage_order(&plan) {
@@ -223,7 +256,7 @@ fn plan_stages(
     global: &Vars,
     mut consumed: BTreeSet<String>,
 ) -> Result<Stages, PlanError> {
-    let (escape, opts, names) = (ctx.escape, ctx.opts, ctx.names);
+    let (escape, names) = (ctx.escape, ctx.names);
     let mut plan_stages: Vec<Stage> = Vec::with_capacity(stages.len());
     let mut stage_images: Vec<StageImage> = Vec::with_capacity(stages.len());
     let mut states: Vec<Option<StageState>> = Vec::with_capacity(stages.len());
@@ -237,6 +270,7 @@ fn plan_stages(
                 base: Base::Scratch,
                 steps: Vec::new(),
                 site,
+                platform: ctx.target_platform.clone(),
             });
             stage_images.push(StageImage {
                 config: ImageConfig::default(),
@@ -264,9 +298,12 @@ fn plan_stages(
         }
         let lower = image.to_ascii_lowercase();
         let earlier_stage = base_stage(names, st.index, &image);
+        // Checked for every stage, even where BuildKit then ignores it (a stage or scratch
+        // base), as BuildKit does.
+        let requested = stage_platform(ctx, from, global)?;
         // The triggers: the ONBUILD list of the base image, or the ONBUILD instructions of the
         // base stage (BuildKit runs both); the child's own config starts without them.
-        let (base, mut state, onbuild) = if let Some(i) = earlier_stage {
+        let (base, mut state, onbuild, platform) = if let Some(i) = earlier_stage {
             let Some(base_state) = states[i].clone() else {
                 // Not planned: the static analysis missed it. Plan again with it.
                 return Ok(Stages::Needs {
@@ -280,15 +317,22 @@ fn plan_stages(
                 .as_ref()
                 .and_then(|c| c.on_build.clone())
                 .unwrap_or_default();
-            (Base::Stage(i), base_state.for_child(), onbuild)
+            // A stage built on another runs for that stage's platform.
+            let platform = plan_stages[i].platform.clone();
+            (Base::Stage(i), base_state.for_child(), onbuild, platform)
         } else if lower == "scratch" {
+            // BuildKit gives `scratch` the target platform, whatever `--platform` says.
+            let platform = ctx.target_platform.clone();
             (
                 Base::Scratch,
-                StageState::scratch(&opts.platform),
+                StageState::scratch(&platform),
                 Vec::new(),
+                platform,
             )
         } else {
-            let resolved = ctx.resolve_not_stage(&image, from.image.span, &names[..st.index])?;
+            let platform = requested.unwrap_or_else(|| ctx.target_platform.clone());
+            let resolved =
+                ctx.resolve_not_stage(&image, from.image.span, &names[..st.index], &platform)?;
             let onbuild = resolved
                 .config
                 .config
@@ -299,6 +343,7 @@ fn plan_stages(
                 Base::Image(resolved.base.clone()),
                 StageState::from_image(resolved.config),
                 onbuild,
+                platform,
             )
         };
         let mut steps: Vec<Step> = Vec::new();
@@ -372,26 +417,109 @@ fn plan_stages(
             base,
             steps,
             site,
+            platform,
         });
         states.push(Some(state));
     }
     Ok(Stages::Planned(plan_stages, stage_images, consumed))
 }
 
-/// The automatic platform ARGs of the global scope.
-fn platform_args(platform: &Platform) -> Vec<(String, String)> {
-    let host = Platform::host();
+/// The automatic ARGs of the global scope, as BuildKit defines them: `BUILD*` name the
+/// machine that builds (`build`), `TARGET*` the platform the build targets (whatever platform
+/// a stage runs for), `TARGETSTAGE` the target stage (`default` when it has no name). Like any
+/// global ARG, a stage sees one only when it declares it (`ARG TARGETARCH`).
+pub fn automatic_args(
+    target: &Platform,
+    build: &Platform,
+    target_stage: &str,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for (prefix, p) in [("TARGET", platform), ("BUILD", &host)] {
+    for (prefix, p) in [("BUILD", build), ("TARGET", target)] {
         out.push((format!("{prefix}PLATFORM"), p.to_string()));
         out.push((format!("{prefix}OS"), p.os.clone()));
+        out.push((
+            format!("{prefix}OSVERSION"),
+            p.os_version.clone().unwrap_or_default(),
+        ));
         out.push((format!("{prefix}ARCH"), p.architecture.clone()));
         out.push((
             format!("{prefix}VARIANT"),
             p.variant.clone().unwrap_or_default(),
         ));
     }
+    let stage = if target_stage.is_empty() {
+        "default"
+    } else {
+        target_stage
+    };
+    out.push(("TARGETSTAGE".to_string(), stage.to_string()));
     out
+}
+
+/// `FROM --platform=...` expanded with the global scope and parsed (normalised as containerd
+/// does); `None` without the flag.
+fn stage_platform(
+    ctx: &Ctx<'_>,
+    from: &rbuild_parser::From,
+    global: &Vars,
+) -> Result<Option<Platform>, PlanError> {
+    let Some(flag) = &from.platform else {
+        return Ok(None);
+    };
+    let word = rbuild_parser::Word::new(flag.raw.clone(), flag.span);
+    let value = expand::word(global, &word, ctx.escape, &mut BTreeMap::new())?;
+    if value.is_empty() {
+        let referenced = expand::referenced(global, &word, ctx.escape);
+        return Err(PlanError::EmptyPlatform {
+            written: flag.raw.clone(),
+            help: if referenced.is_empty() {
+                "write `--platform=os/arch[/variant]`, e.g. `--platform=$BUILDPLATFORM`".into()
+            } else {
+                format!(
+                    "give {} a value: `--build-arg {}=...` or a default in a global `ARG`",
+                    referenced.join(", "),
+                    referenced[0]
+                )
+            },
+            span: flag.span.into(),
+        });
+    }
+    value
+        .parse::<Platform>()
+        .map(Some)
+        .map_err(|e| PlanError::InvalidPlatform {
+            value,
+            message: match e {
+                rbuild_store::Error::InvalidPlatform { reason, .. } => reason,
+                other => other.to_string(),
+            },
+            span: flag.span.into(),
+        })
+}
+
+/// An asked-for target platform is what the final image's config names (BuildKit's
+/// finalizeResultImage): os and architecture always, the variant when the target has one or
+/// the os/architecture changed.
+fn pin_platform(config: &mut ImageConfig, platform: &Platform) {
+    let same = config.os == platform.os && config.architecture == platform.architecture;
+    config.os = platform.os.clone();
+    config.architecture = platform.architecture.clone();
+    if platform.variant.is_some() || !same {
+        config.variant = platform.variant.clone();
+    }
+}
+
+/// The final config's platform fields normalised as containerd does (`aarch64` → `arm64`,
+/// arm64's `v8` dropped), as BuildKit writes them.
+fn normalize_config_platform(config: &mut ImageConfig) {
+    if config.architecture.is_empty() {
+        return;
+    }
+    let normal =
+        Platform::new(&config.os, &config.architecture, config.variant.as_deref()).normalized();
+    config.os = normal.os;
+    config.architecture = normal.architecture;
+    config.variant = normal.variant;
 }
 
 /// Shared, read-only planning context.
@@ -403,6 +531,9 @@ struct Ctx<'a> {
     opts: &'a PlanOptions,
     images: &'a dyn ImageSource,
     names: &'a [Option<String>],
+    /// The build's target platform: `COPY --from=image` and `--mount from=image` images are
+    /// resolved for it (BuildKit's implicit stages take the target platform).
+    target_platform: &'a Platform,
 }
 
 impl Ctx<'_> {
@@ -439,9 +570,10 @@ impl Ctx<'_> {
         &self,
         reference: &str,
         span: rbuild_parser::Span,
+        platform: &Platform,
     ) -> Result<ResolvedImage, PlanError> {
         self.images
-            .resolve(reference, &self.opts.platform)
+            .resolve(reference, platform)
             .map_err(|(message, help)| PlanError::BaseImage {
                 reference: reference.to_string(),
                 span: span.into(),
@@ -458,8 +590,9 @@ impl Ctx<'_> {
         reference: &str,
         span: rbuild_parser::Span,
         stages: &[Option<String>],
+        platform: &Platform,
     ) -> Result<ResolvedImage, PlanError> {
-        self.resolve(reference, span).map_err(|err| {
+        self.resolve(reference, span, platform).map_err(|err| {
             let PlanError::BaseImage { message, .. } = &err else {
                 return err;
             };
@@ -617,8 +750,9 @@ pub fn apply_metadata(
     let opts = PlanOptions {
         build_args: BTreeMap::new(),
         target: None,
-        platform: Platform::host(),
+        platform: None,
     };
+    let host = Platform::host();
     let ctx = Ctx {
         src,
         lines: &lines,
@@ -626,6 +760,7 @@ pub fn apply_metadata(
         opts: &opts,
         images: &NoImages,
         names: &[],
+        target_platform: &host,
     };
     let mut vars = Vars::default();
     for entry in config.env.iter().flatten() {

@@ -295,7 +295,10 @@ fn convert_mount(
         None => None,
         Some(value) => Some(match ctx.stage_ref(value, stage, span)? {
             Some(i) => FileSource::Stage(i),
-            None => FileSource::Image(ctx.resolve_not_stage(value, span, ctx.names)?.base),
+            None => FileSource::Image(
+                ctx.resolve_not_stage(value, span, ctx.names, ctx.target_platform)?
+                    .base,
+            ),
         }),
     };
     let sharing = match m.sharing {

@@ -50,7 +50,7 @@ fn opts(args: &[(&str, &str)], target: Option<&str>) -> PlanOptions {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         target: target.map(str::to_string),
-        platform: Platform::new("linux", "amd64", None),
+        platform: Some(Platform::new("linux", "amd64", None)),
     }
 }
 
@@ -495,4 +495,196 @@ fn cache_mount_sources_are_cache_subpaths() {
     assert!(key(0).ends_with(" subpath=/etc/x"), "{}", key(0));
     assert!(!key(1).contains("subpath"), "{}", key(1));
     assert_eq!(key(0), format!("{} subpath=/etc/x", key(1)));
+}
+
+/// A multi-platform `busybox:1.35`: resolved for any platform, its config names it, and each
+/// platform has its own manifest; every request is recorded.
+#[derive(Default)]
+struct MultiArch(std::sync::Mutex<Vec<(String, String)>>);
+
+impl ImageSource for MultiArch {
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, (String, Option<String>)> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((reference.to_string(), platform.to_string()));
+        let mut image = Fake.resolve(reference, platform)?;
+        image.config.architecture = platform.architecture.clone();
+        image.config.variant = platform.variant.clone();
+        image.base.manifest_digest = rbuild_store::Digest::of(platform.to_string().as_bytes());
+        Ok(image)
+    }
+}
+
+fn plan_for(
+    src: &str,
+    platform: Option<&str>,
+    args: &[(&str, &str)],
+) -> Result<(Planned, Vec<(String, String)>), PlanError> {
+    let parsed = rbuild_parser::parse(src);
+    assert!(!parsed.has_errors(), "{:?}", parsed.diagnostics);
+    let mut o = opts(args, None);
+    o.platform = platform.map(|p| p.parse().unwrap());
+    let images = MultiArch::default();
+    let planned = plan(src, &parsed.dockerfile, &o, &images)?;
+    Ok((planned, images.0.into_inner().unwrap()))
+}
+
+fn run_env(planned: &Planned, stage: usize, index: usize) -> BTreeMap<String, String> {
+    let Op::Run(run) = &planned.plan.stages[stage].steps[index].op else {
+        panic!("not a RUN")
+    };
+    run.env.iter().cloned().collect()
+}
+
+const CROSS: &str = "FROM --platform=$BUILDPLATFORM busybox:1.35 AS build
+ARG TARGETARCH
+ARG BUILDARCH
+RUN echo $TARGETARCH $BUILDARCH
+FROM busybox:1.35
+COPY --from=build /out /out
+RUN echo hi
+";
+
+/// `FROM --platform=$BUILDPLATFORM`: the stage runs for the build machine and its base is
+/// resolved for it; the target stage for the target. TARGET* ARGs still mean the target.
+#[test]
+fn pinned_stage_runs_for_the_build_platform() {
+    let host = Platform::host();
+    let target = if host.architecture == "arm64" {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    let target_arch = target.rsplit('/').next().unwrap();
+    let (planned, resolved) = plan_for(CROSS, Some(target), &[]).unwrap();
+    let stages = &planned.plan.stages;
+    assert_eq!(stages[0].platform, host);
+    assert_eq!(stages[1].platform.to_string(), target);
+    assert_eq!(planned.plan.platform.to_string(), target);
+    assert_eq!(
+        resolved,
+        vec![
+            ("busybox:1.35".to_string(), host.to_string()),
+            ("busybox:1.35".to_string(), target.to_string())
+        ]
+    );
+    let env = run_env(&planned, 0, 2);
+    assert_eq!(env.get("TARGETARCH").map(String::as_str), Some(target_arch));
+    assert_eq!(
+        env.get("BUILDARCH").map(String::as_str),
+        Some(host.architecture.as_str())
+    );
+    // The pinned stage's keys hold the target only where it reads TARGETARCH.
+    let key = &stages[0].steps[2].key;
+    assert_eq!(
+        key.vars.get("TARGETARCH"),
+        Some(&Some(target_arch.to_string()))
+    );
+}
+
+/// The automatic ARGs are global: a stage sees one only when it declares it.
+#[test]
+fn automatic_args_need_a_declaration_in_a_stage() {
+    let src = "FROM busybox:1.35\nRUN echo $TARGETARCH\nARG TARGETPLATFORM\nARG TARGETSTAGE\nRUN echo $TARGETPLATFORM\n";
+    let (planned, _) = plan_for(src, Some("linux/arm64"), &[]).unwrap();
+    let first = run_env(&planned, 0, 0);
+    assert!(!first.contains_key("TARGETARCH"), "{first:?}");
+    assert!(!first.contains_key("TARGETPLATFORM"), "{first:?}");
+    let second = run_env(&planned, 0, 3);
+    assert_eq!(second["TARGETPLATFORM"], "linux/arm64");
+    // No stage name: BuildKit's TARGETSTAGE is `default`.
+    assert_eq!(second["TARGETSTAGE"], "default");
+    assert!(!second.contains_key("TARGETARCH"));
+}
+
+/// A `--build-arg` replaces an automatic ARG in the global scope too, as BuildKit's defaults
+/// are overridden by build args.
+#[test]
+fn build_args_replace_automatic_args() {
+    let (planned, resolved) = plan_for(
+        "FROM --platform=$BUILDPLATFORM busybox:1.35\n",
+        Some("linux/amd64"),
+        &[("BUILDPLATFORM", "linux/s390x")],
+    )
+    .unwrap();
+    assert_eq!(planned.plan.stages[0].platform.to_string(), "linux/s390x");
+    assert_eq!(resolved[0].1, "linux/s390x");
+    assert!(planned.unused_build_args.is_empty());
+}
+
+/// A global ARG can choose a stage's platform; empty and invalid values are errors at the flag.
+#[test]
+fn platform_flag_from_global_args() {
+    let src = "ARG P=linux/arm/v7\nFROM --platform=$P busybox:1.35\n";
+    let (planned, _) = plan_for(src, Some("linux/amd64"), &[]).unwrap();
+    assert_eq!(planned.plan.stages[0].platform.to_string(), "linux/arm/v7");
+    // Normalised as containerd does.
+    let (planned, _) = plan_for(src, Some("linux/amd64"), &[("P", "linux/aarch64")]).unwrap();
+    assert_eq!(planned.plan.stages[0].platform.to_string(), "linux/arm64");
+    let err = plan_for(src, None, &[("P", "")]).unwrap_err();
+    assert!(matches!(err, PlanError::EmptyPlatform { .. }), "{err:?}");
+    assert!(
+        miette::Diagnostic::help(&err)
+            .unwrap()
+            .to_string()
+            .contains("give P a value")
+    );
+    let err = plan_for(src, None, &[("P", "linux//x")]).unwrap_err();
+    assert!(matches!(err, PlanError::InvalidPlatform { .. }), "{err:?}");
+    // A stage's ARG is not in the global scope FROM expands with.
+    let src = "FROM busybox:1.35\nARG P=linux/arm64\nFROM --platform=$P busybox:1.35\n";
+    let err = plan_for(src, None, &[]).unwrap_err();
+    assert!(matches!(err, PlanError::EmptyPlatform { .. }), "{err:?}");
+}
+
+/// `FROM stage` runs for that stage's platform, whatever its own `--platform` says; `scratch`
+/// gets the target platform (BuildKit ignores `--platform` there) in its config.
+#[test]
+fn stage_and_scratch_platforms() {
+    let src = "FROM --platform=linux/s390x busybox:1.35 AS a
+FROM --platform=linux/arm64 a AS b
+RUN true
+FROM --platform=linux/s390x scratch AS c
+COPY --from=b /x /x
+";
+    let (planned, _) = plan_for(src, Some("linux/amd64"), &[]).unwrap();
+    let stages = &planned.plan.stages;
+    assert_eq!(stages[1].platform.to_string(), "linux/s390x");
+    assert_eq!(stages[2].platform.to_string(), "linux/amd64");
+    let config = &planned.images[2].config;
+    assert_eq!(
+        (config.os.as_str(), config.architecture.as_str()),
+        ("linux", "amd64")
+    );
+    let (planned, _) = plan_for("FROM scratch\n", Some("linux/arm/v7"), &[]).unwrap();
+    let config = &planned.images[0].config;
+    assert_eq!(config.architecture, "arm");
+    assert_eq!(config.variant.as_deref(), Some("v7"));
+}
+
+/// The final config names an asked-for target platform even when the stage ran for another
+/// (BuildKit); without `--platform` it keeps its base's.
+#[test]
+fn final_config_names_the_target_platform() {
+    let src = "FROM --platform=linux/s390x busybox:1.35\n";
+    let (planned, _) = plan_for(src, Some("linux/arm64"), &[]).unwrap();
+    assert_eq!(planned.images[0].config.architecture, "arm64");
+    let (planned, _) = plan_for(src, None, &[]).unwrap();
+    assert_eq!(planned.images[0].config.architecture, "s390x");
+}
+
+/// `COPY --from=image` is resolved for the target platform, not the stage's.
+#[test]
+fn copy_from_image_uses_the_target_platform() {
+    let src = "FROM --platform=linux/s390x busybox:1.35\nCOPY --from=busybox:1.35 /bin/sh /sh\n";
+    let (_, resolved) = plan_for(src, Some("linux/arm64"), &[]).unwrap();
+    assert_eq!(
+        resolved[1],
+        ("busybox:1.35".to_string(), "linux/arm64".to_string())
+    );
 }

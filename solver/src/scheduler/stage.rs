@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use rbuild_store::Digest;
 
+use super::flight::{Claim, Claimant, Follower};
 use super::{
     Shared, StageOutcome, StepRecord, closest_reasons, preimage_for, source_stage_reason,
     step_stage_sources,
@@ -142,6 +143,27 @@ impl StageRun<'_, '_> {
         let layer = match hit {
             Some(entry) => self.reuse(step, key, preimage, &site, entry)?,
             None => {
+                // Run once per build: another solve (platform) or stage may be running the
+                // same key; then its result is this step's.
+                let leader = if opts.dry_run {
+                    None
+                } else {
+                    let by = Claimant {
+                        solve: self.shared.solve_id,
+                        stage: self.stage.index,
+                    };
+                    match self.shared.flights.claim(&key, by) {
+                        Claim::Leader(leader) => Some(leader),
+                        Claim::Follower(follower) => {
+                            let layer = self.join(step, key, preimage, follower)?;
+                            if let (Some(chain), Some(layer)) = (self.layers.as_mut(), layer) {
+                                chain.push(layer.diff_id);
+                            }
+                            self.tip = step_note(step);
+                            return Ok(());
+                        }
+                    }
+                };
                 if !opts.no_cache {
                     self.explain_miss(step, &site, &preimage, &mut reasons)?;
                 }
@@ -165,7 +187,11 @@ impl StageRun<'_, '_> {
                     layers: &parent_layers,
                     stages: &stage_layers,
                 };
-                self.execute(step, key, preimage, &site, parents, reasons)?
+                let layer = self.execute(step, key, preimage, &site, parents, reasons)?;
+                if let Some(leader) = leader {
+                    leader.finish(layer.clone());
+                }
+                layer
             }
         };
         if let (Some(chain), Some(layer)) = (self.layers.as_mut(), layer) {
@@ -186,7 +212,10 @@ impl StageRun<'_, '_> {
         parent_unknown: bool,
     ) -> miette::Result<()> {
         let (plan, opts) = (self.shared.plan, self.shared.opts);
-        let history = self.shared.cache.site_history(&self.site(step))?;
+        let history = super::same_platform_first(
+            self.shared.cache.site_history(&self.site(step))?,
+            &self.stage.platform.to_string(),
+        );
         let mut reasons = Vec::new();
         if history.is_empty() {
             reasons.push(MissReason::NeverBuilt);
@@ -259,6 +288,39 @@ impl StageRun<'_, '_> {
             layer: layer.clone(),
             preimage: Some(preimage),
             built_at: Some(entry.created),
+            ..StepRecord::new(step)
+        });
+        Ok(layer)
+    }
+
+    /// Another solve or stage ran (or runs) the same key in this build: wait for it and use
+    /// its layer, reported as a cache hit.
+    fn join(
+        &mut self,
+        step: &Step,
+        key: CacheKey,
+        preimage: Preimage,
+        follower: Follower,
+    ) -> miette::Result<Option<Layer>> {
+        let Some(layer) = follower.wait() else {
+            return Err(miette::Report::new(rbuild_store::Failure::interrupted(
+                format!(
+                    "`{}` failed where another part of the build ran it",
+                    step.display
+                ),
+            )));
+        };
+        self.shared.reporter.event(Event::StepCached {
+            stage: self.stage,
+            step,
+            key: &key.0,
+        });
+        self.records.push(StepRecord {
+            key: Some(key),
+            cached: true,
+            layer: layer.clone(),
+            preimage: Some(preimage),
+            built_at: Some(self.shared.opts.now),
             ..StepRecord::new(step)
         });
         Ok(layer)

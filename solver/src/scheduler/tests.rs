@@ -118,6 +118,7 @@ fn stage(index: usize, cmds: &[&str]) -> Stage {
             })
             .collect(),
         site: Site::default(),
+        platform: Platform::host(),
     }
 }
 
@@ -168,6 +169,7 @@ impl Harness {
             files_diff: &no_diff,
             now: 1000,
             cancel: CancelToken::new(),
+            flights: None,
         };
         solve(plan, &order, &self.cache, worker, &Silent, &opts)
     }
@@ -295,6 +297,17 @@ fn no_cache_runs_everything() {
     let solved = h.solve(&p, &worker, true, false).unwrap();
     assert_eq!(worker.executed.load(Ordering::SeqCst), 2);
     assert_eq!(reasons_of(&solved, 0, 0), vec!["--no-cache was given"]);
+}
+
+/// A step that changes nothing (`noop` here, `RUN true` in a Dockerfile) gives the next one of
+/// the same text its key; under `--no-cache` both still run, as BuildKit runs two vertices.
+#[test]
+fn no_cache_runs_a_repeated_key_of_one_stage() {
+    let h = Harness::new();
+    let p = plan(vec![stage(0, &["noop", "noop", "noop"])]);
+    let worker = FakeWorker::default();
+    h.solve(&p, &worker, true, false).unwrap();
+    assert_eq!(worker.executed.load(Ordering::SeqCst), 3);
 }
 
 /// A dry run executes nothing, explains the first miss, and marks what follows as unknown.
@@ -449,4 +462,163 @@ fn link_copy_survives_parent_changes() {
     let steps = &solved.stages[0].as_ref().unwrap().steps;
     assert!(!steps[0].cached && steps[1].cached && !steps[2].cached);
     assert_eq!(*worker.log.lock().unwrap(), vec!["RUN two", "RUN after"]);
+}
+
+/// A two-stage plan for `target`: stage 0 runs for `pinned` (e.g. the build platform) and
+/// stage 1, for the target, copies from it.
+fn cross_plan(pinned: &Platform, target: &Platform) -> Plan {
+    let mut build = stage(0, &["compile"]);
+    build.platform = pinned.clone();
+    let mut last = stage(1, &["final"]);
+    last.platform = target.clone();
+    last.steps[0].op = Op::Copy(CopyOp {
+        add: false,
+        from: FileSource::Stage(0),
+        sources: vec![],
+        dest: "/".into(),
+        chown: None,
+        chmod: None,
+        link: false,
+        parents: false,
+        excludes: vec![],
+        checksum: None,
+        keep_git_dir: false,
+        unpack: None,
+        workdir: "/".into(),
+    });
+    Plan {
+        stages: vec![build, last],
+        target: 1,
+        platform: target.clone(),
+    }
+}
+
+fn platform(text: &str) -> Platform {
+    text.parse().unwrap()
+}
+
+/// Solve several plans at once, as a multi-platform build does, sharing one set of flights.
+fn solve_together(h: &Harness, plans: &[Plan], worker: &FakeWorker, no_cache: bool) -> Vec<Solved> {
+    let flights = StepFlights::new();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = plans
+            .iter()
+            .map(|p| {
+                let flights = &flights;
+                s.spawn(move || {
+                    let order = stage_order(p).unwrap();
+                    let opts = SolveOptions {
+                        no_cache,
+                        jobs: 2,
+                        dry_run: false,
+                        site_prefix: "Dockerfile".into(),
+                        files: &h.files,
+                        files_diff: &no_diff,
+                        now: 1000,
+                        cancel: CancelToken::new(),
+                        flights: Some(flights),
+                    };
+                    solve(p, &order, &h.cache, worker, &Silent, &opts).unwrap()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// The stage's platform enters its keys, not the build's target: a pinned stage has the same
+/// keys for every target, the target stages differ.
+#[test]
+fn stage_platform_keys() {
+    let h = Harness::new();
+    let (amd, arm) = (platform("linux/amd64"), platform("linux/arm64"));
+    let worker = FakeWorker::default();
+    let a = h
+        .solve(&cross_plan(&amd, &amd), &worker, false, true)
+        .unwrap();
+    let b = h
+        .solve(&cross_plan(&amd, &arm), &worker, false, true)
+        .unwrap();
+    let key = |s: &Solved, stage: usize| s.stages[stage].as_ref().unwrap().steps[0].key.clone();
+    assert_eq!(key(&a, 0), key(&b, 0));
+    let c = h
+        .solve(&cross_plan(&arm, &arm), &worker, false, true)
+        .unwrap();
+    assert_ne!(key(&a, 0), key(&c, 0));
+    let pre = |s: &Solved| {
+        s.stages[0].as_ref().unwrap().steps[0]
+            .preimage
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(pre(&c).platform, "linux/arm64");
+}
+
+/// Solved concurrently, a step with one key in several plans runs once; the others take its
+/// layer as a hit — also under `--no-cache`, where nothing is looked up in the cache.
+#[test]
+fn shared_step_runs_once_across_platforms() {
+    let (amd, arm, s390) = (
+        platform("linux/amd64"),
+        platform("linux/arm64"),
+        platform("linux/s390x"),
+    );
+    for no_cache in [false, true] {
+        let h = Harness::new();
+        let plans = [
+            cross_plan(&amd, &amd),
+            cross_plan(&amd, &arm),
+            cross_plan(&amd, &s390),
+        ];
+        let worker = FakeWorker::default();
+        let solved = solve_together(&h, &plans, &worker, no_cache);
+        let log = worker.log.lock().unwrap().clone();
+        assert_eq!(
+            log.iter().filter(|s| *s == "RUN compile").count(),
+            1,
+            "{log:?}"
+        );
+        // Each target stage ran: its keys differ by platform.
+        assert_eq!(log.iter().filter(|s| *s == "RUN final").count(), 3);
+        let pinned: Vec<&StepRecord> = solved
+            .iter()
+            .map(|s| &s.stages[0].as_ref().unwrap().steps[0])
+            .collect();
+        assert_eq!(pinned.iter().filter(|r| !r.cached).count(), 1);
+        assert!(pinned.iter().all(|r| r.layer == pinned[0].layer));
+    }
+}
+
+/// Platforms share step sites: a miss is explained against an earlier build for the same
+/// platform when there is one, and names the platform only when there is none.
+#[test]
+fn explanations_prefer_the_same_platform() {
+    let h = Harness::new();
+    let (amd, arm) = (platform("linux/amd64"), platform("linux/arm64"));
+    let one = |p: &Platform, cmd: &str| {
+        let mut s = stage(0, &[cmd]);
+        s.platform = p.clone();
+        Plan {
+            stages: vec![s],
+            target: 0,
+            platform: p.clone(),
+        }
+    };
+    h.solve(&one(&amd, "a"), &FakeWorker::default(), false, false)
+        .unwrap();
+    let solved = h
+        .solve(&one(&arm, "a"), &FakeWorker::default(), false, false)
+        .unwrap();
+    assert_eq!(
+        reasons_of(&solved, 0, 0),
+        vec!["the platform changed linux/amd64 → linux/arm64"]
+    );
+    // Both platforms built: a change is explained per platform, without the platform.
+    let solved = h
+        .solve(&one(&amd, "b"), &FakeWorker::default(), false, false)
+        .unwrap();
+    assert_eq!(
+        reasons_of(&solved, 0, 0),
+        vec!["the instruction changed: `RUN a` → `RUN b`"]
+    );
 }

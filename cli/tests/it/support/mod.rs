@@ -227,3 +227,23 @@ pub fn mounting_on_the_host() -> RwLockReadGuard<'static, ()> {
 pub fn watching_host_mounts() -> RwLockWriteGuard<'static, ()> {
     HOST_MOUNTS.write().unwrap_or_else(PoisonError::into_inner)
 }
+
+/// Load the two-platform busybox into `env`: `busybox:1.35-multi` names an index over both
+/// platform images (`rbuild load` keeps a multi-platform archive whole).
+pub fn load_busybox_multi(env: &TestEnv) {
+    let out = env
+        .rbuild()
+        .args(["load", "-i"])
+        .arg(busybox_multi_archive())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "load: {:?}", text(&out));
+    let store = rbuild_store::Store::open(env.root()).unwrap();
+    let target = store.resolve_target("busybox:1.35-multi").unwrap();
+    let platforms: Vec<String> = target
+        .images()
+        .into_iter()
+        .map(|(p, _)| p.to_string())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+}

@@ -395,6 +395,15 @@ fn each(
     Ok(if failed { 1 } else { 0 })
 }
 
+fn did_not_stop(c: &ContainerRecord) -> miette::Report {
+    ExecError::ContainerState {
+        name: c.name.clone(),
+        message: "did not stop after SIGKILL".into(),
+        help: "its processes may be stuck in the kernel (uninterruptible I/O); try again".into(),
+    }
+    .into()
+}
+
 fn not_running(c: &ContainerRecord) -> miette::Report {
     ExecError::ContainerState {
         name: c.name.clone(),
@@ -438,7 +447,9 @@ pub fn kill(global: &GlobalArgs, args: KillArgs) -> miette::Result<u8> {
             if !containers.status(&c.id).is_running() {
                 return Err(not_running(c));
             }
-            containers.kill_now(&c.id)?;
+            if !containers.kill_now(&c.id)? {
+                return Err(did_not_stop(c));
+            }
             return Ok(());
         }
         if containers.signal(&c.id, args.signal)? {
@@ -470,7 +481,9 @@ pub fn rm(global: &GlobalArgs, args: RmArgs) -> miette::Result<u8> {
                 }
                 .into());
             }
-            containers.kill_now(&c.id)?;
+            if !containers.kill_now(&c.id)? {
+                return Err(did_not_stop(c));
+            }
         }
         remove(store, containers, &c.id)
     })

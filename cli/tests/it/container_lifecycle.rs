@@ -502,3 +502,37 @@ fn names_prefixes_formats_and_refusals() {
         .unwrap();
     assert_eq!(text(&out).0, "one\nattached\n");
 }
+
+/// `rm -f` (and `kill`) right after `run -d`, while the container may still be starting: it is
+/// taken down whatever stage it reached, and nothing of it runs on.
+#[test]
+fn rm_f_right_after_run_d_leaves_nothing_running() {
+    let env = env_with_busybox();
+    let guard = HostGuard::new(&env);
+    let _reaper = Reaper(&env);
+    let seconds = (3_000_000 + unique_number()).to_string();
+    let marker = format!("sleep {seconds}");
+    for i in 0..3 {
+        let name = format!("fast{i}");
+        detach(
+            &mut guard.rbuild(),
+            &["--name", &name, "busybox:1.35", "sleep", &seconds],
+        );
+        let verb: &[&str] = if i == 2 { &["kill"] } else { &["rm", "-f"] };
+        let out = guard.rbuild().args(verb).arg(&name).output().unwrap();
+        assert!(out.status.success(), "{verb:?}: {:?}", text(&out));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        processes_matching(&marker),
+        0,
+        "a container outlived rm -f/kill"
+    );
+    let (state, status) = ps_state(guard.rbuild(), "fast2").unwrap();
+    assert_eq!(state, "exited");
+    assert!(status.starts_with("Exited (137) "), "{status}");
+    let out = guard.rbuild().args(["rm", "fast2"]).output().unwrap();
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(ps_all(guard.rbuild()).is_empty());
+    guard.check();
+}

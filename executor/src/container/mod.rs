@@ -493,16 +493,77 @@ impl Containers {
         }
     }
 
-    /// Take running container `id` down at once: SIGKILL its command, or its whole sandbox
-    /// when the command cannot be found (not started yet); then wait for it to stop.
+    /// Take running container `id` down at once and wait (up to 10 s) until it has stopped;
+    /// whether it did. SIGKILL goes to its command; while there is none yet (the container is
+    /// still starting), a detached container's supervisor is killed instead — nothing of the
+    /// container outlives it — and its end is recorded as 137; an attached one's sandbox
+    /// helper is killed, as soon as it exists.
     pub fn kill_now(&self, id: &str) -> Result<bool> {
-        if !self.signal(id, libc::SIGKILL)?
-            && let Some(pid) = self.state(id).pid
-            && let Some((helper, _)) = procs::container_pids(pid)
-        {
-            let _ = procs::send_signal(helper, libc::SIGKILL);
+        let dir = self.dir.join(id);
+        let detached = std::fs::read(dir.join("container.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<ContainerRecord>(&b).ok())
+            .is_some_and(|r| r.detached);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if !lock_held(&dir) {
+                return Ok(true);
+            }
+            if !self.signal(id, libc::SIGKILL)?
+                && let Some(pid) = self.state(id).pid
+            {
+                if detached {
+                    let _ = procs::send_signal(pid, libc::SIGKILL);
+                    if self.wait_stopped(id, std::time::Duration::from_secs(5)) {
+                        let mut state = read_state(&dir).unwrap_or_default();
+                        if state.exit_code.is_none() {
+                            state.finished = Some(jiff::Timestamp::now().to_string());
+                            state.exit_code = Some(128 + libc::SIGKILL);
+                            let _ = write_state(&dir, &state);
+                        }
+                        self.remove_steps_of(pid);
+                        return Ok(true);
+                    }
+                } else if let Some((helper, _)) = procs::container_pids(pid) {
+                    let _ = procs::send_signal(helper, libc::SIGKILL);
+                }
+            }
+            if self.wait_stopped(id, std::time::Duration::from_millis(100)) {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
         }
-        Ok(self.wait_stopped(id, std::time::Duration::from_secs(10)))
+    }
+
+    /// Remove the step directories (`exec/step-<pid>-*`) a killed supervisor left, once their
+    /// lock is free (as `Executor::new` would on the next run).
+    fn remove_steps_of(&self, pid: i32) {
+        let Some(exec) = self.dir.parent().map(|r| r.join("exec")) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(&exec) else {
+            return;
+        };
+        let prefix = format!("step-{pid}-");
+        for e in entries.flatten() {
+            if !e.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            // No lock yet: the supervisor died before it took it (it is gone, see above).
+            let free = match File::options()
+                .read(true)
+                .write(true)
+                .open(e.path().join("lock"))
+            {
+                Ok(f) => f.try_lock().is_ok(),
+                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            };
+            if free {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
     }
 
     /// Run a command in running container `record` (`rbuild exec`): in its namespaces, root

@@ -126,7 +126,7 @@ pub enum Command {
     Kill(commands::container::KillArgs),
     /// Remove containers.
     Rm(commands::container::RmArgs),
-    /// Manage containers: ls, logs, stop, kill, rm, prune.
+    /// Manage containers: ls, logs, stop, kill, rm, prune, exec, commit.
     #[command(subcommand)]
     Container(commands::container::ContainerCommand),
     /// Remove dangling images, unused build cache and unreferenced blobs.

@@ -28,7 +28,7 @@ use super::storeutil::{
 };
 use crate::args::GlobalArgs;
 
-/// `rbuild container ...`.
+/// `rbuild container ...` (`ls` is also `ps` and `list`).
 #[derive(Debug, Subcommand)]
 pub enum ContainerCommand {
     /// List containers.
@@ -44,6 +44,10 @@ pub enum ContainerCommand {
     Rm(RmArgs),
     /// Remove every stopped container.
     Prune(ContainerPruneArgs),
+    /// Run a command in a running container.
+    Exec(super::exec::ExecArgs),
+    /// Create an image from a container's changes.
+    Commit(super::commit::CommitArgs),
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +156,8 @@ pub fn run_group(global: &GlobalArgs, cmd: ContainerCommand) -> miette::Result<u
         ContainerCommand::Kill(a) => kill(global, a),
         ContainerCommand::Rm(a) => rm(global, a),
         ContainerCommand::Prune(a) => prune(global, a),
+        ContainerCommand::Exec(a) => super::exec::run(global, a),
+        ContainerCommand::Commit(a) => super::commit::run(global, a),
     }
 }
 

@@ -276,6 +276,13 @@ fn stop_signal_timeout_kill_and_rm_refusals() {
     let out = env.rbuild().args(["rm", "-f", "forced"]).output().unwrap();
     assert!(out.status.success(), "{:?}", text(&out));
     assert!(ps_state(env.rbuild(), "forced").is_none());
+    // The `container` group names the same commands.
+    let out = env
+        .rbuild()
+        .args(["container", "ls", "-a", "--format", "{{.Names}}"])
+        .output()
+        .unwrap();
+    assert_eq!(text(&out).0, "hup\nstubborn\nusr1\n", "{:?}", text(&out));
     let out = env.rbuild().args(["container", "prune"]).output().unwrap();
     let stdout = text(&out).0;
     assert!(stdout.starts_with("Deleted Containers:\n"), "{stdout}");

@@ -13,12 +13,22 @@ use crate::commands;
 /// `rbuild -t NAME .` is the same as `rbuild build -t NAME .`.
 #[derive(Debug, Parser)]
 #[command(name = "rbuild", version, about, long_about = None, max_term_width = 100)]
+#[command(after_long_help = BARE_FORM_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// `--help`'s note on the bare form (the rules: `command_word`).
+const BARE_FORM_HELP: &str = "\
+The bare form: the first word is a command when it names one, even beside a directory of that
+name (`rbuild build DIR` or `rbuild ./DIR` builds such a directory). Otherwise it starts a build
+when it is an option or a path (`-t x .`, `./app`) or names an existing file or directory. A word
+close to a command's name (`imgaes`), or a docker command rbuild does not have (`ps`), is an
+error (exit 2) with a suggestion; when a directory of that name exists it is built, with a
+warning.";
 
 /// Options accepted by every command.
 #[derive(Debug, Args)]
@@ -137,6 +147,10 @@ pub enum Command {
     Load(commands::load::LoadArgs),
     /// Create an image from a root filesystem tarball.
     Import(commands::import::ImportArgs),
+    /// Show rbuild's version, store format, OCI spec and built-in features.
+    Version(commands::version::VersionArgs),
+    /// Show the store, snapshotter, cgroups, emulators and registries config rbuild uses here.
+    Info(commands::info::InfoArgs),
     /// System-wide information and maintenance: df, prune, fsck.
     #[command(subcommand)]
     System(commands::system::SystemCommand),
@@ -148,16 +162,23 @@ pub enum Command {
 /// Global options that take a value, so the bare-form detection can skip over them.
 const GLOBAL_OPTS_WITH_VALUE: &[&str] = &["--root", "--color", "--snapshotter"];
 
-/// `rbuild -t x .` means `rbuild build -t x .`: if the first word after the global options is
-/// not a subcommand (or help/version), insert `build` there.
-pub fn with_implicit_build(mut argv: Vec<OsString>) -> Vec<OsString> {
-    let cmd = Cli::command();
-    let is_subcommand = |word: &str| {
-        word == "help"
-            || cmd
-                .get_subcommands()
-                .any(|s| s.get_name() == word || s.get_all_aliases().any(|a| a == word))
-    };
+/// The command line after the bare-form rule, and a warning to print first.
+#[derive(Debug)]
+pub struct Implicit {
+    pub argv: Vec<OsString>,
+    pub warning: Option<String>,
+}
+
+/// `rbuild -t x .` means `rbuild build -t x .`: the first word after the global options is
+/// read by [`crate::command_word::read`] (a command, a context, or an unknown command, which is
+/// a usage error), and `build` is inserted before a context.
+pub fn with_implicit_build(mut argv: Vec<OsString>) -> Result<Implicit, clap::Error> {
+    let mut cmd = Cli::command();
+    let commands: Vec<String> = cmd
+        .get_subcommands()
+        .flat_map(|s| std::iter::once(s.get_name()).chain(s.get_all_aliases()))
+        .map(str::to_string)
+        .collect();
     let mut i = 1;
     while i < argv.len() {
         let word = argv[i].to_string_lossy().into_owned();
@@ -172,13 +193,26 @@ pub fn with_implicit_build(mut argv: Vec<OsString>) -> Vec<OsString> {
             i += 1;
             continue;
         }
-        if matches!(word.as_str(), "-h" | "--help" | "-V" | "--version") || is_subcommand(&word) {
-            return argv;
-        }
-        argv.insert(i, OsString::from("build"));
-        return argv;
+        use crate::command_word::{Reading, read, unknown_error};
+        return match read(&word, &commands, |p| p.exists()) {
+            Reading::Command => Ok(Implicit {
+                argv,
+                warning: None,
+            }),
+            Reading::Context { warning } => {
+                argv.insert(i, OsString::from("build"));
+                Ok(Implicit { argv, warning })
+            }
+            Reading::Unknown {
+                suggestions,
+                docker,
+            } => Err(unknown_error(&mut cmd, &word, suggestions, docker)),
+        };
     }
-    argv
+    Ok(Implicit {
+        argv,
+        warning: None,
+    })
 }
 
 #[cfg(test)]
@@ -187,6 +221,8 @@ mod tests {
 
     fn words(argv: &[&str]) -> Vec<String> {
         with_implicit_build(argv.iter().map(OsString::from).collect())
+            .unwrap()
+            .argv
             .into_iter()
             .map(|w| w.into_string().unwrap())
             .collect()

@@ -11,6 +11,9 @@ pub const USAGE: u8 = 2;
 /// `--fail-on-cache-miss` found a step that would run: distinct from a failed build, so CI
 /// can tell "cache cold" from "build broken".
 pub const CACHE_MISS: u8 = 5;
+/// Stdout's reader went away (`rbuild save img | head -c 10`): 128 + SIGPIPE, what a shell
+/// reports for a writer the closed pipe killed.
+pub const BROKEN_PIPE: u8 = 141;
 
 /// The exit code of each class of failure.
 pub fn code_of(class: ErrorClass) -> u8 {
@@ -82,6 +85,32 @@ pub fn install_report_hook(global: &GlobalArgs) {
     }));
 }
 
+/// Whether a command failed only because nobody reads its stdout any more (`rbuild save img |
+/// head -c 10`): an I/O error of kind broken pipe in the report's chain *and* stdout's reader
+/// really gone (poll(2) reports POLLERR on a pipe without readers). The second test keeps a
+/// broken pipe inside rbuild (to a sandbox helper, say) a real error. Such a failure is not a
+/// store or input error: `main` exits with [`BROKEN_PIPE`] without a message, as a process
+/// killed by SIGPIPE would.
+pub fn is_closed_stdout(report: &miette::Report) -> bool {
+    let broken_pipe = report.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    broken_pipe && stdout_reader_gone()
+}
+
+/// poll(2) on stdout, without waiting: POLLERR on a pipe or socket whose reader is gone.
+fn stdout_reader_gone() -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let stdout = std::io::stdout();
+    let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&now)).is_ok() && fds[0].revents().contains(PollFlags::ERR)
+}
+
 /// `rbuild images | head` closes our stdout early: `println!` then panics with "Broken pipe".
 /// Exit quietly with 141 (128 + SIGPIPE), as a process killed by SIGPIPE would, instead of
 /// printing a panic. (The default SIGPIPE action is not restored because the executor talks to
@@ -96,7 +125,7 @@ pub fn quiet_on_broken_pipe() {
             .or_else(|| payload.downcast_ref::<&str>().copied())
             .unwrap_or("");
         if message.contains("Broken pipe") {
-            std::process::exit(141);
+            std::process::exit(i32::from(BROKEN_PIPE));
         }
         default_hook(info);
     }));
@@ -155,5 +184,23 @@ mod tests {
             4
         );
         assert_eq!(code_for(&miette::miette!("anything else")), USER);
+    }
+
+    /// A broken pipe counts as a closed stdout only when stdout's reader is really gone: here
+    /// (the test's stdout is the harness's, still read) it is an ordinary error.
+    #[test]
+    fn a_broken_pipe_elsewhere_is_not_a_closed_stdout() {
+        let e = rbuild_store::Error::io(
+            "write",
+            std::path::Path::new("<helper>"),
+            std::io::Error::from(std::io::ErrorKind::BrokenPipe),
+        );
+        let report = miette::Report::new(e);
+        assert!(
+            report
+                .chain()
+                .any(|e| e.downcast_ref::<std::io::Error>().is_some())
+        );
+        assert!(!is_closed_stdout(&report));
     }
 }

@@ -3,6 +3,7 @@
 //! and is the only place that prints.
 
 mod args;
+mod command_word;
 mod commands;
 mod exit;
 mod interrupt;
@@ -19,7 +20,18 @@ fn main() -> ExitCode {
     // So is the supervisor of a detached container (`run -d`).
     rbuild_executor::container::supervise::maybe_run_supervisor();
     exit::quiet_on_broken_pipe();
-    let argv = args::with_implicit_build(std::env::args_os().collect());
+    let argv = match args::with_implicit_build(std::env::args_os().collect()) {
+        Ok(implicit) => {
+            if let Some(warning) = implicit.warning {
+                eprintln!("warning: {warning}");
+            }
+            implicit.argv
+        }
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(exit::USAGE);
+        }
+    };
     let cli = match args::Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(err) => {
@@ -32,6 +44,7 @@ fn main() -> ExitCode {
     exit::install_report_hook(&cli.global);
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
+        Err(report) if exit::is_closed_stdout(&report) => ExitCode::from(exit::BROKEN_PIPE),
         Err(report) => {
             eprintln!("{report:?}");
             ExitCode::from(exit::code_for(&report))

@@ -38,14 +38,6 @@ pub struct BuildResult {
     pub timings: Timings,
 }
 
-impl BuildResult {
-    /// The size of every platform image (layers, config and manifest; shared layers once per
-    /// image).
-    pub fn size(&self) -> u64 {
-        self.images.iter().map(|(_, i)| i.size()).sum()
-    }
-}
-
 /// How one step went.
 #[derive(Debug, Clone)]
 pub struct StepReport {

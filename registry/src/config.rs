@@ -145,12 +145,17 @@ impl RegistriesConfig {
     /// `$XDG_CONFIG_HOME/rbuild/registries.toml` (`~/.config/rbuild/registries.toml`), else
     /// defaults.
     pub fn load(store_root: Option<&Path>) -> Result<Self> {
-        for path in Self::candidate_paths(store_root) {
-            if path.is_file() {
-                return Self::from_file(&path);
-            }
+        match Self::path_in_use(store_root) {
+            Some(path) => Self::from_file(&path),
+            None => Ok(Self::default()),
         }
-        Ok(Self::default())
+    }
+
+    /// The file [`load`](Self::load) reads, when there is one (`rbuild info` shows it).
+    pub fn path_in_use(store_root: Option<&Path>) -> Option<PathBuf> {
+        Self::candidate_paths(store_root)
+            .into_iter()
+            .find(|path| path.is_file())
     }
 
     fn candidate_paths(store_root: Option<&Path>) -> Vec<PathBuf> {

@@ -16,8 +16,8 @@
 //! blobs with `copy_file_range`. Layers built here (executor) are stored uncompressed: committing
 //! costs one sha256 pass, the blob digest equals the diff_id, `load`/`unpack` need no
 //! decompression, and compression happens once, at push or export. Config diff_ids are always
-//! digests of the uncompressed tar. Sizes shown by `images`/`inspect`/`history` are stored bytes
-//! (as docker's containerd store reports content size).
+//! digests of the uncompressed tar. Image sizes are counted uncompressed whatever the blobs'
+//! form (`content_size`), as docker counts them.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};

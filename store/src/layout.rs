@@ -9,6 +9,7 @@
 //! | `tmp/` | store | scratch space, entries named by owner PID |
 //! | `refs/<kind>/<name>` | other crates | GC roots (`refs`) |
 //! | `repo-digests.json` | store | registry names of images (`repo_digests`) |
+//! | `content-sizes.json` | store | uncompressed layer sizes by diff_id (`content_size`) |
 //! | `leases/<pid>-<start>-<n>.lease` | store | what a live process wrote or uses |
 //! | `snapshots/v2/<chain id hex>` | executor | each layer as an overlay lowerdir on its chain |
 //! | `cache/_index-v1`, `cache/context/<key>` | solver, cli | cache index, context stat caches |
@@ -59,6 +60,7 @@ pub const OWNED_ENTRIES: &[&str] = &[
     "tmp",
     "refs",
     "repo-digests.json",
+    "content-sizes.json",
     "leases",
     "snapshots",
     "cache",

@@ -29,7 +29,9 @@
 //!   [`Store::register_targets`] (the same for image indexes), [`Store::remove`] (rmi; a
 //!   multi-platform image is one image), [`Store::remove_image`]. [`ImageSummary`] (a listing
 //!   entry: [`ImageSummary::target`], `id()` = the index digest for a multi-platform image,
-//!   `size()` = its configs and layers, each once).
+//!   `size()` = its configs and layer blobs as stored, each once). Docker's image size, layers
+//!   uncompressed whatever their blobs: [`Store::content_sizes`] then
+//!   [`ImageSummary::content_size`] / [`ImageRecord::content_size`] ([`content_size`]).
 //! - Multi-platform images ([`target`]): [`Store::commit_index`]`(&[(Platform, ImageRecord)])
 //!   -> IndexRecord`, [`Store::tag_target`], [`Store::resolve_target`]`(&str) -> Target` (an
 //!   image or an index), [`Store::resolve_image_for`]`(&str, &Platform)`,
@@ -85,6 +87,7 @@ pub mod blob;
 pub mod chain;
 pub mod class;
 pub mod config;
+pub mod content_size;
 pub mod digest;
 pub mod error;
 pub mod fsck;

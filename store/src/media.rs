@@ -2,6 +2,10 @@
 
 pub const OCI_LAYOUT_VERSION: &str = "1.0.0";
 
+/// The OCI image-spec release whose documents rbuild reads and writes: its additions over
+/// 1.0 (the empty descriptor [`OCI_EMPTY`], zstd layers, `artifactType`, `subject`) are in use.
+pub const OCI_IMAGE_SPEC_VERSION: &str = "1.1.0";
+
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";

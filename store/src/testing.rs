@@ -307,11 +307,31 @@ impl OciArchive {
     /// A one-layer image for `os/arch` whose layer is `layer` (an uncompressed tar): the
     /// manifest's descriptor, with its platform.
     pub fn image(&mut self, os: &str, arch: &str, layer: &[u8]) -> serde_json::Value {
-        let l = self.blob("application/vnd.oci.image.layer.v1.tar", layer);
+        let diff_id = crate::Digest::of(layer);
+        self.image_with_layer(
+            os,
+            arch,
+            "application/vnd.oci.image.layer.v1.tar",
+            layer,
+            &diff_id,
+        )
+    }
+
+    /// [`image`](Self::image) with a layer blob of any media type (a gzipped tar, say) whose
+    /// uncompressed content has the digest `diff_id`.
+    pub fn image_with_layer(
+        &mut self,
+        os: &str,
+        arch: &str,
+        media_type: &str,
+        layer: &[u8],
+        diff_id: &crate::Digest,
+    ) -> serde_json::Value {
+        let l = self.blob(media_type, layer);
         let config = serde_json::json!({
             "architecture": arch, "os": os, "created": "2024-05-01T00:00:00Z",
             "config": {"Cmd": ["sh"]},
-            "rootfs": {"type": "layers", "diff_ids": [l["digest"]]},
+            "rootfs": {"type": "layers", "diff_ids": [diff_id.to_string()]},
             "history": [{"created_by": format!("layer for {os}/{arch}")}]
         });
         let c = self.blob(

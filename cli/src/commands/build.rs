@@ -386,6 +386,9 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
         println!("{}", target.id());
         return Ok(0);
     }
+    // Docker's size: content uncompressed, each layer once (bases may be stored compressed).
+    let store = rbuild_store::Store::open(store_root(global))?;
+    let size = target.content_size(&store.content_sizes(&target.layers())?);
     let reporter = view.view();
     let counts = reporter.counts();
     let elapsed = reporter.elapsed().as_secs_f64();
@@ -408,7 +411,7 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
         "cached": counts.cached,
         "built": counts.built,
         "metadata": counts.metadata,
-        "size": result.size(),
+        "size": size,
         "tags": result.names.iter().map(|n| n.familiar()).collect::<Vec<_>>(),
     });
     if !platforms.is_empty() {
@@ -432,7 +435,7 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
             counts.cached,
             counts.built,
             counts.metadata,
-            rbuild_store::size::human(result.size())
+            rbuild_store::size::human(size)
         ),
         fields,
     );

@@ -1,7 +1,8 @@
 //! `rbuild history IMAGE`: the image's history newest first, shaped like `docker history`
 //! (IMAGE CREATED CREATED BY SIZE COMMENT, `<missing>` below the top row), with
 //! `--no-trunc`, `-q`, `-H=false` and `--format json|TEMPLATE`. A multi-platform image shows
-//! the host platform's image, or `--platform P`'s.
+//! the host platform's image, or `--platform P`'s. SIZE is each layer's content uncompressed,
+//! as docker shows it (`rbuild_store::content_size`), whether its blob is compressed or not.
 
 use clap::{ArgAction, Args};
 use serde_json::{Value, json};
@@ -58,6 +59,8 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> miette::Result<u8> {
     let store = open_store(global)?;
     let platform = parse_platform(args.platform.as_deref())?;
     let img = pick_image(&store.resolve_target(&args.image)?, platform.as_ref())?;
+    let sizes = store.content_sizes(&img.layers)?;
+    let content = |l: &rbuild_store::Layer| sizes.get(&l.diff_id).copied().unwrap_or(0);
     let mut rows = Vec::new();
     let mut layers = img.layers.iter();
     if img.config.history.is_empty() {
@@ -67,7 +70,7 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> miette::Result<u8> {
                 created: None,
                 created_raw: String::new(),
                 created_by: String::new(),
-                size: l.descriptor.size,
+                size: content(l),
                 comment: String::new(),
                 step: String::new(),
                 key: String::new(),
@@ -78,7 +81,7 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> miette::Result<u8> {
         let size = if h.empty_layer {
             0
         } else {
-            layers.next().map(|l| l.descriptor.size).unwrap_or(0)
+            layers.next().map(content).unwrap_or(0)
         };
         rows.push(Row {
             id: String::new(),

@@ -3,12 +3,15 @@
 //! `--no-trunc`, `--format json|TEMPLATE`, a `[REPOSITORY[:TAG]]` pattern and `--filter`.
 //! Also the `rbuild image ...` command group.
 //!
-//! A multi-platform image is one row: the index digest as IMAGE ID and the size of all its
-//! platforms' blobs, each counted once (docker with the containerd image store). `--tree`
-//! (docker 28) lists every platform under each image with its own ID (manifest digest) and
-//! size.
+//! SIZE is docker's: the config plus the layers uncompressed
+//! ([`rbuild_store::content_size`]), so a pulled image (gzipped layers) and the same image
+//! loaded from a docker-archive (plain layers) show one size. A multi-platform image is one
+//! row: the index digest as IMAGE ID and the content of all its platforms, each layer counted
+//! once (docker 28). `--tree` lists every platform under each image with its own ID (manifest
+//! digest) and content size.
 
 use clap::{Args, Subcommand};
+use rbuild_store::content_size::ContentSizes;
 use rbuild_store::{ImageSummary, Reference};
 use serde_json::{Value, json};
 
@@ -96,6 +99,8 @@ struct Row<'a> {
     name: Option<&'a Reference>,
     /// Registry digests recorded for the image (pulls, pushes).
     remote: std::rc::Rc<Vec<Reference>>,
+    /// Its content size (docker's SIZE).
+    size: u64,
 }
 
 impl Row<'_> {
@@ -179,8 +184,14 @@ fn bad_filter(f: &str) -> miette::Report {
 pub fn run(global: &GlobalArgs, args: ImagesArgs) -> miette::Result<u8> {
     let store = open_store(global)?;
     let images = store.list_images()?;
+    let sizes: ContentSizes = if args.quiet {
+        ContentSizes::new()
+    } else {
+        store.content_sizes(&images.iter().flat_map(|s| s.layers()).collect::<Vec<_>>())?
+    };
     let mut rows = Vec::new();
     for s in &images {
+        let size = s.content_size(&sizes);
         let remote = std::rc::Rc::new(if args.digests || args.format.is_some() {
             store.repo_digests(s.digest())?
         } else {
@@ -191,6 +202,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> miette::Result<u8> {
                 summary: s,
                 name: None,
                 remote: remote.clone(),
+                size,
             });
         }
         for n in &s.names {
@@ -198,6 +210,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> miette::Result<u8> {
                 summary: s,
                 name: Some(n),
                 remote: remote.clone(),
+                size,
             });
         }
     }
@@ -209,7 +222,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> miette::Result<u8> {
     }
     let mut out = String::new();
     if args.tree {
-        out = tree(&kept, args.no_trunc);
+        out = tree(&kept, args.no_trunc, &sizes);
     } else if args.quiet {
         let mut seen = std::collections::BTreeSet::new();
         for r in &kept {
@@ -244,7 +257,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> miette::Result<u8> {
                 }
                 cells.push(r.id(args.no_trunc));
                 cells.push(relative_time(r.summary.record.config.created_time()));
-                cells.push(human_size(r.summary.size()));
+                cells.push(human_size(r.size));
                 cells
             })
             .collect();
@@ -255,7 +268,7 @@ pub fn run(global: &GlobalArgs, args: ImagesArgs) -> miette::Result<u8> {
 }
 
 /// `--tree`: each row (a name) with its platforms below it.
-fn tree(rows: &[Row<'_>], no_trunc: bool) -> String {
+fn tree(rows: &[Row<'_>], no_trunc: bool, sizes: &ContentSizes) -> String {
     let short = |d: &rbuild_store::Digest| {
         if no_trunc {
             d.to_string()
@@ -272,7 +285,7 @@ fn tree(rows: &[Row<'_>], no_trunc: bool) -> String {
         body.push(vec![
             name,
             r.id(no_trunc),
-            human_size(r.summary.size()),
+            human_size(r.size),
             relative_time(r.summary.record.config.created_time()),
         ]);
         let images = r.summary.target.images();
@@ -285,7 +298,7 @@ fn tree(rows: &[Row<'_>], no_trunc: bool) -> String {
             body.push(vec![
                 format!("{branch} {platform}"),
                 short(&image.manifest_digest),
-                human_size(image.size()),
+                human_size(image.content_size(sizes)),
                 relative_time(image.config.created_time()),
             ]);
         }
@@ -295,7 +308,7 @@ fn tree(rows: &[Row<'_>], no_trunc: bool) -> String {
 
 fn row_json(r: &Row<'_>, no_trunc: bool) -> Value {
     let created = r.summary.record.config.created_time();
-    let size = human_size(r.summary.size());
+    let size = human_size(r.size);
     json!({
         "Containers": "N/A",
         "CreatedAt": created.map(|t| t.strftime("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default(),

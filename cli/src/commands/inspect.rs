@@ -1,5 +1,6 @@
 //! `rbuild inspect IMAGE...`: a docker-compatible JSON array (Id, RepoTags, RepoDigests,
-//! Created, Author, Config, Architecture, Os, Size, RootFS, Metadata, in Docker's key order),
+//! Created, Author, Config, Architecture, Os, Size, RootFS, Metadata, in Docker's key order;
+//! Size is the content size, layers uncompressed, as docker counts it),
 //! or `--format '{{.Config.Cmd}}'` per image. A multi-platform image shows the host platform's
 //! image (`--platform P`: that platform's) under the index's ID and names, as docker with the
 //! containerd image store does.
@@ -116,6 +117,7 @@ fn build(
     names: &[Reference],
     remote: &[Reference],
     last_tag: Option<String>,
+    size: u64,
 ) -> Inspect {
     let c = img.config.config.clone().unwrap_or_default();
     let mut repo_digests: Vec<String> = names
@@ -166,7 +168,7 @@ fn build(
         variant: img.config.variant.clone(),
         os: img.config.os.clone(),
         os_version: img.config.os_version.clone(),
-        size: img.size(),
+        size,
         root_fs: RootFs {
             kind: img.config.rootfs.kind.clone(),
             layers: img
@@ -198,7 +200,9 @@ pub fn run(global: &GlobalArgs, args: InspectArgs) -> miette::Result<u8> {
                 let names = store.names_of(target.digest())?;
                 let last_tag = store.last_tag_time(target.digest())?;
                 let remote = store.repo_digests(target.digest())?;
-                docs.push(build(target.id(), &img, &names, &remote, last_tag));
+                // Docker's Size: the image's content, uncompressed.
+                let size = img.content_size(&store.content_sizes(&img.layers)?);
+                docs.push(build(target.id(), &img, &names, &remote, last_tag, size));
             }
             Err(e) => {
                 failed += 1;

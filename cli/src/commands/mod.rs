@@ -11,6 +11,7 @@ pub mod history;
 pub mod images;
 pub mod import;
 mod import_change;
+pub mod info;
 pub mod inspect;
 pub mod load;
 pub mod login;
@@ -27,6 +28,8 @@ pub mod save;
 mod storeutil;
 pub mod system;
 pub mod tag;
+mod template;
+pub mod version;
 
 use crate::args::{Cli, Command};
 
@@ -61,6 +64,8 @@ pub fn run(cli: Cli) -> miette::Result<u8> {
         Command::Save(args) => save::run(global, args),
         Command::Load(args) => load::run(global, args),
         Command::Import(args) => import::run(global, args),
+        Command::Version(args) => version::run(global, args),
+        Command::Info(args) => info::run(global, args),
         Command::System(cmd) => system::run(global, cmd),
         Command::Store(cmd) => system::run_store(global, cmd),
     }

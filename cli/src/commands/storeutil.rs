@@ -1,5 +1,5 @@
 //! Helpers shared by the image commands: opening the store, docker-style human sizes and
-//! relative times, tab-aligned tables, and the `{{.Path}}` template selector of `--format`.
+//! relative times, tab-aligned tables, and `--format` templates (`template`).
 
 use std::fmt::Write as _;
 
@@ -126,106 +126,9 @@ pub fn ellipsis(s: &str, max: usize) -> String {
     out
 }
 
-/// Render a Go-template-like `--format`: text with `{{.A.B}}` path selectors and
-/// `{{json .A.B}}`; values print the way Go prints them (`[a b]`, `map[k:v]`, `<no value>`).
+/// Render a `--format` Go template over a command's JSON (see [`super::template`]).
 pub fn render_template(template: &str, value: &Value) -> miette::Result<String> {
-    let template = template.replace("\\n", "\n").replace("\\t", "\t");
-    let mut out = String::new();
-    let mut rest = template.as_str();
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| {
-            miette::miette!(
-                code = "rbuild::format::invalid",
-                help = "close every `{{` with `}}`",
-                "unterminated template action in `{template}`"
-            )
-        })?;
-        let action = after[..end]
-            .trim()
-            .trim_start_matches('-')
-            .trim_end_matches('-')
-            .trim();
-        let (json, path) = match action.strip_prefix("json ") {
-            Some(p) => (true, p.trim()),
-            None => (false, action),
-        };
-        let selected = select(value, path).ok_or_else(|| {
-            miette::miette!(
-                code = "rbuild::format::invalid",
-                help = "use a field path like `{{.Config.Cmd}}` or `{{json .Config}}`",
-                "unsupported template action `{{{{{action}}}}}`"
-            )
-        })?;
-        if json {
-            out.push_str(&serde_json::to_string(&selected).unwrap_or_default());
-        } else {
-            go_print(&selected, &mut out);
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-/// Follow `.A.B.C` through objects; a missing key is JSON null (Go prints `<no value>`).
-fn select(value: &Value, path: &str) -> Option<Value> {
-    if path == "." {
-        return Some(value.clone());
-    }
-    let path = path.strip_prefix('.')?;
-    let mut cur = value;
-    for key in path.split('.') {
-        if key.is_empty() || !key.chars().all(|c| c.is_alphanumeric() || c == '_') {
-            return None;
-        }
-        match cur.get(key) {
-            Some(v) => cur = v,
-            None => return Some(Value::Null),
-        }
-    }
-    Some(cur.clone())
-}
-
-fn go_print(v: &Value, out: &mut String) {
-    match v {
-        Value::Null => out.push_str("<no value>"),
-        Value::String(s) => out.push_str(s),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
-                }
-                go_print_inner(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push_str("map[");
-            for (i, (k, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
-                }
-                out.push_str(k);
-                out.push(':');
-                go_print_inner(item, out);
-            }
-            out.push(']');
-        }
-    }
-}
-
-/// Inside a collection Go prints nil as `<nil>`.
-fn go_print_inner(v: &Value, out: &mut String) {
-    if v.is_null() {
-        out.push_str("<nil>");
-    } else {
-        go_print(v, out);
-    }
+    super::template::render(template, value)
 }
 
 /// Go's `path.Match` glob: `*` and `?` do not match `/`; `[...]` classes with `^` negation.
@@ -300,27 +203,6 @@ mod tests {
             t,
             "REPOSITORY   TAG       SIZE\nbusybox      1.35      1MB\n"
         );
-    }
-
-    #[test]
-    fn templates_select_paths() {
-        let v = serde_json::json!({"Config": {"Cmd": ["sh", "-c"], "Env": null, "Labels": {"b": "2", "a": "1"}}, "Id": "sha256:x"});
-        assert_eq!(render_template("{{.Config.Cmd}}", &v).unwrap(), "[sh -c]");
-        assert_eq!(render_template("id={{ .Id }}", &v).unwrap(), "id=sha256:x");
-        assert_eq!(
-            render_template("{{.Config.Env}}", &v).unwrap(),
-            "<no value>"
-        );
-        assert_eq!(
-            render_template("{{.Config.Labels}}", &v).unwrap(),
-            "map[a:1 b:2]"
-        );
-        assert_eq!(
-            render_template("{{json .Config.Cmd}}", &v).unwrap(),
-            r#"["sh","-c"]"#
-        );
-        assert!(render_template("{{range .X}}", &v).is_err());
-        assert!(render_template("{{.Id", &v).is_err());
     }
 
     #[test]

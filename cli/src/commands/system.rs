@@ -1,6 +1,7 @@
 //! `rbuild system df|prune|fsck` and `rbuild store fsck`: disk usage shaped like
 //! `docker system df` (with `-v` per-image shared/unique sizes), pruning, and the store
-//! consistency check.
+//! consistency check. Images are counted as docker counts them: configs and layers
+//! uncompressed, each shared one once (`rbuild_store::content_size`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -116,19 +117,43 @@ fn df(global: &GlobalArgs, args: DfArgs) -> miette::Result<u8> {
     let in_use = store.images_in_use()?;
     let size_of = |d: &Digest| store.blob_size(d).unwrap_or(0);
 
-    // Every blob of each image (a multi-platform image: the index and all it holds), and which
-    // images use each blob: a blob is counted once however many platforms or images share it.
-    let blobs_of: Vec<Vec<Digest>> = images
+    // Images are counted as docker counts them: configs and layers *uncompressed* (content
+    // sizes by diff_id, `rbuild_store::content_size`), each config or layer once however many
+    // platforms or images share it, whether its blob is stored compressed or not.
+    let sizes = store.content_sizes(&images.iter().flat_map(|s| s.layers()).collect::<Vec<_>>())?;
+    let mut unit_size: BTreeMap<Digest, u64> = BTreeMap::new();
+    let units_of: Vec<Vec<Digest>> = images
         .iter()
-        .map(|s| match store.target_blobs(&s.target) {
-            Ok(b) => b.into_keys().collect(),
-            Err(_) => s.record.blobs(),
+        .map(|s| {
+            let mut units = Vec::new();
+            for (_, r) in s.target.images() {
+                unit_size.insert(r.config_digest.clone(), r.manifest.config.size);
+                units.push(r.config_digest.clone());
+                for l in &r.layers {
+                    unit_size.insert(
+                        l.diff_id.clone(),
+                        sizes.get(&l.diff_id).copied().unwrap_or(0),
+                    );
+                    units.push(l.diff_id.clone());
+                }
+            }
+            units
         })
         .collect();
+    let unit_of = |d: &Digest| unit_size.get(d).copied().unwrap_or(0);
     let mut users: BTreeMap<Digest, BTreeSet<usize>> = BTreeMap::new();
-    for (i, blobs) in blobs_of.iter().enumerate() {
-        for b in blobs {
-            users.entry(b.clone()).or_default().insert(i);
+    for (i, units) in units_of.iter().enumerate() {
+        for u in units {
+            users.entry(u.clone()).or_default().insert(i);
+        }
+    }
+    // Every blob the images hold (a multi-platform image: the index and all it holds), so the
+    // build cache's own blobs can be told apart.
+    let mut image_blobs: BTreeSet<Digest> = BTreeSet::new();
+    for s in &images {
+        match store.target_blobs(&s.target) {
+            Ok(b) => image_blobs.extend(b.into_keys()),
+            Err(_) => image_blobs.extend(s.record.blobs()),
         }
     }
     // The manifests and configs a container may name for each image.
@@ -146,18 +171,18 @@ fn df(global: &GlobalArgs, args: DfArgs) -> miette::Result<u8> {
         .filter(|(_, s)| keys_of(s).iter().any(|k| in_use.contains_key(k)))
         .map(|(i, _)| i)
         .collect();
-    let image_bytes: u64 = users.keys().map(size_of).sum();
+    let image_bytes: u64 = users.keys().map(unit_of).sum();
     let reclaimable: u64 = users
         .iter()
         .filter(|(_, u)| u.iter().all(|i| !active.contains(i)))
-        .map(|(d, _)| size_of(d))
+        .map(|(d, _)| unit_of(d))
         .sum();
 
     let cache_refs = store.list_refs(KIND_CACHE)?;
     let mut cache_blobs: BTreeSet<Digest> = BTreeSet::new();
     for r in &cache_refs {
         for d in &r.digests {
-            if !users.contains_key(d) && store.has_blob(d) {
+            if !image_blobs.contains(d) && store.has_blob(d) {
                 cache_blobs.insert(d.clone());
             }
         }
@@ -266,11 +291,12 @@ fn df(global: &GlobalArgs, args: DfArgs) -> miette::Result<u8> {
         for (i, s) in images.iter().enumerate() {
             let mut shared = 0;
             let mut unique = 0;
-            for b in &blobs_of[i] {
-                if users.get(b).is_some_and(|u| u.len() > 1) {
-                    shared += size_of(b);
+            let mine: BTreeSet<&Digest> = units_of[i].iter().collect();
+            for u in mine {
+                if users.get(u).is_some_and(|users| users.len() > 1) {
+                    shared += unit_of(u);
                 } else {
-                    unique += size_of(b);
+                    unique += unit_of(u);
                 }
             }
             let names: Vec<(String, String)> = if s.names.is_empty() {
@@ -292,7 +318,7 @@ fn df(global: &GlobalArgs, args: DfArgs) -> miette::Result<u8> {
                     tag,
                     s.id().short().to_string(),
                     relative_time(s.record.config.created_time()),
-                    human_size(s.size()),
+                    human_size(s.content_size(&sizes)),
                     human_size(shared),
                     human_size(unique),
                     count.to_string(),

@@ -18,6 +18,7 @@ mod build_seed;
 mod build_snapshot_identity;
 mod build_snapshotter;
 mod cli;
+mod cli_everyday;
 mod container_commit;
 mod container_exec;
 mod container_lifecycle;

@@ -361,7 +361,7 @@ fn tag_rmi_and_prune_treat_the_index_as_one_image() {
 }
 
 #[test]
-fn system_df_counts_shared_blobs_once() {
+fn system_df_counts_shared_content_once() {
     let env = env_with_multi();
     // The same amd64 image under its own name: its blobs are already in the store.
     ok(
@@ -375,12 +375,15 @@ fn system_df_counts_shared_blobs_once() {
                 .unwrap(),
         ],
     );
-    let total: u64 = blob_names(&env)
+    // Counted as docker does: each platform's config and layers uncompressed; the amd64 image
+    // loaded under its own name adds nothing.
+    let fixture = crate::support::oci::OciArchive::open(&multi_archive()).unwrap();
+    let total: u64 = ["linux/amd64", "linux/arm64"]
         .iter()
-        .map(|b| {
-            std::fs::metadata(env.root().join("blobs/sha256").join(b))
+        .map(|p| {
+            fixture
+                .content_size(&fixture.image_for(p).unwrap())
                 .unwrap()
-                .len()
         })
         .sum();
     let (out, _) = ok(&env, &["system", "df", "--format", "json"]);

@@ -147,6 +147,21 @@ pub fn join_cgroups_of(target: i32, pid: i32) -> io::Result<bool> {
     Ok(devices)
 }
 
+/// The cgroup hierarchy sandboxes get their memory group in, as `rbuild info` reports it: the
+/// cgroup version (1 or 2) and the directory groups are made under. `None` when this host
+/// offers no memory controller (sandboxes then run without one, and `--memory` is refused).
+pub fn memory_hierarchy() -> Option<(u8, PathBuf)> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    locate(&cgroups, &mounts).map(|(dir, version)| {
+        let n = match version {
+            Version::V1 => 1,
+            Version::V2 => 2,
+        };
+        (n, dir)
+    })
+}
+
 /// Where to create sandbox cgroups: the v1 memory hierarchy at our own cgroup, else the v2
 /// hierarchy's `rbuild` group.
 fn locate(proc_cgroup: &str, mountinfo: &str) -> Option<(PathBuf, Version)> {

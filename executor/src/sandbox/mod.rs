@@ -27,6 +27,7 @@ mod seccomp;
 mod spec;
 mod sys;
 
+pub use cgroup::memory_hierarchy;
 pub use helper::main as helper_main;
 pub use launch::{CancelToken, Ended, Launch, Launched, Stdio3, Stream, launch};
 pub use pids::{DEFAULT_PIDS_LIMIT, MAX_PIDS_LIMIT, MIN_PIDS_LIMIT, PidsLimit};

@@ -130,6 +130,16 @@ impl OciArchive {
             .ok_or_else(|| format!("the archive has no image for {platform}"))
     }
 
+    /// Docker's size of the image `m`: its config plus its layers uncompressed.
+    pub fn content_size(&self, m: &Manifest) -> Result<u64, String> {
+        let mut total = m.config.size;
+        for l in &m.layers {
+            total += std::io::copy(&mut self.layer(l)?, &mut std::io::sink())
+                .map_err(|e| format!("layer {}: {e}", l.digest))?;
+        }
+        Ok(total)
+    }
+
     /// A layer's uncompressed tar stream (compression sniffed by magic, as the store does).
     pub fn layer(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>, String> {
         let (_, reader) = rbuild_store::layer::decompress(

@@ -122,6 +122,23 @@ pub enum Command {
     Rmi(commands::rmi::RmiArgs),
     /// Run a command in a new container from an image.
     Run(commands::run::RunArgs),
+    /// Create an image from a container's changes.
+    Commit(commands::commit::CommitArgs),
+    /// Run a command in a running container.
+    Exec(commands::exec::ExecArgs),
+    /// List containers.
+    Ps(commands::container::PsArgs),
+    /// Print a container's output.
+    Logs(commands::container::LogsArgs),
+    /// Stop running containers (STOPSIGNAL, then SIGKILL after a timeout).
+    Stop(commands::container::StopArgs),
+    /// Send a signal to running containers (default SIGKILL).
+    Kill(commands::container::KillArgs),
+    /// Remove containers.
+    Rm(commands::container::RmArgs),
+    /// Manage containers: ls, logs, stop, kill, rm, prune, exec, commit.
+    #[command(subcommand)]
+    Container(commands::container::ContainerCommand),
     /// Remove dangling images, unused build cache and unreferenced blobs.
     Prune(commands::prune::PruneArgs),
     /// Write images to a tar archive (OCI layout, or docker-archive).

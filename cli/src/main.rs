@@ -17,6 +17,8 @@ use clap::Parser;
 fn main() -> ExitCode {
     // The sandbox helper is this binary re-executed; it must run before anything else.
     rbuild_executor::sandbox::maybe_run_helper();
+    // So is the supervisor of a detached container (`run -d`).
+    rbuild_executor::container::supervise::maybe_run_supervisor();
     exit::quiet_on_broken_pipe();
     let argv = match args::with_implicit_build(std::env::args_os().collect()) {
         Ok(implicit) => {

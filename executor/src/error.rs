@@ -71,6 +71,16 @@ pub enum ExecError {
     )]
     Mount { target: String, message: String },
 
+    /// A container's `-v`/`--mount` cannot be set up.
+    #[error("invalid mount for target `{target}`: {message}")]
+    #[diagnostic(
+        code(rbuild::container::mount),
+        help(
+            "check the `-v` and `--mount` options of `rbuild run`: a bind source must exist on the host"
+        )
+    )]
+    ContainerMount { target: String, message: String },
+
     /// rbuild is not running with the privileges the sandbox needs.
     #[error("running a sandbox needs root: {missing}")]
     #[diagnostic(
@@ -80,6 +90,49 @@ pub enum ExecError {
         )
     )]
     NotRoot { missing: String },
+
+    /// No container has this name, id or id prefix.
+    #[error("no such container: `{query}`")]
+    #[diagnostic(
+        code(rbuild::container::not_found),
+        help("`rbuild ps -a` lists every container with its id and name")
+    )]
+    NoSuchContainer { query: String },
+
+    /// `--name` is taken or not a valid name.
+    #[error("{message}")]
+    #[diagnostic(
+        code(rbuild::container::name),
+        help(
+            "remove the container that has it (`rbuild rm NAME`) or pick another name; names use letters, digits, `_`, `.` and `-`"
+        )
+    )]
+    ContainerName { message: String },
+
+    /// An id prefix matches several containers.
+    #[error("`{query}` matches {count} containers")]
+    #[diagnostic(
+        code(rbuild::container::ambiguous),
+        help("give more characters of the id, or the container's name (`rbuild ps -a`)")
+    )]
+    AmbiguousContainer { query: String, count: usize },
+
+    /// A container in the wrong state for the command (running for `rm`, stopped for `kill`).
+    #[error("container `{name}` {message}")]
+    #[diagnostic(code(rbuild::container::state), help("{help}"))]
+    ContainerState {
+        name: String,
+        message: String,
+        help: String,
+    },
+
+    /// The supervisor of a detached container could not set it up.
+    #[error("cannot start the detached container: {message}")]
+    #[diagnostic(
+        code(rbuild::container::supervisor),
+        help("the message says what failed; `rbuild ps -a` lists the containers that exist")
+    )]
+    Supervisor { message: String },
 
     /// The step was cancelled (Ctrl-C or a timeout).
     #[error("the step was cancelled: {reason}")]

@@ -43,8 +43,8 @@
 //! `.write_tar(out, &RootfsOptions { mtime, cancelled })` or `.write_dir(dest, &opts)`.
 //!
 //! Store directories the executor owns: `snapshots/v2/` ([`snapshot`]), `exec/step-*` (step
-//! scratch, [`step`]), `cache-mounts/` ([`mounts`]) and `containers/` ([`container`], for
-//! `rbuild run`). Module map: [`sandbox`] (the only `unsafe`, in `sandbox::sys`) runs
+//! scratch, [`step`]), `cache-mounts/` ([`mounts`]), `containers/` and `volumes/` ([`container`],
+//! for `rbuild run` and the container commands). Module map: [`sandbox`] (the only `unsafe`, in `sandbox::sys`) runs
 //! processes; [`step`] builds a step's rootfs ([`stubs`], [`materialize`], [`lower`]);
 //! [`diff`] and [`layer`] turn its changes into a layer; [`build`] is the solver's `Worker`
 //! (RUN, COPY/ADD, WORKDIR); [`export`] writes a final rootfs out; [`fetch`] downloads ADD URLs;
@@ -74,8 +74,8 @@ pub use emulation::{EmulationError, RunSupport, check_run_platform};
 pub use error::{ExecError, Result};
 pub use layer::{LayerInfo, LayerOptions, write_layer};
 pub use mounts::{
-    BindMount, BindSource, CacheMount, CacheSeed, InlineFile, RunMount, SecretMount, SecretValue,
-    Sharing, TmpfsMount,
+    BindMount, BindSource, CacheMount, CacheSeed, HostMount, InlineFile, RunMount, SecretMount,
+    SecretValue, Sharing, TmpfsMount,
 };
 pub use sandbox::{CancelToken, Network, Security, Stdio3, Stream};
 pub use snapshot::Snapshots;

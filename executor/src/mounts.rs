@@ -188,6 +188,16 @@ pub struct InlineFile {
     pub mode: u32,
 }
 
+/// A host file or directory bound into a container as it is (`rbuild run -v /host:/ctr`,
+/// `--mount type=bind|volume`): writes go to the host, unless `readonly`.
+#[derive(Clone, Debug)]
+pub struct HostMount {
+    pub target: String,
+    /// An absolute host path (a file or a directory) that exists.
+    pub source: PathBuf,
+    pub readonly: bool,
+}
+
 /// One RUN mount.
 #[derive(Clone, Debug)]
 pub enum RunMount {
@@ -196,6 +206,8 @@ pub enum RunMount {
     Tmpfs(TmpfsMount),
     Secret(SecretMount),
     File(InlineFile),
+    /// Containers only: never made from a Dockerfile.
+    Host(HostMount),
 }
 
 /// Secrets larger than this are refused (BuildKit's limit is 500 KiB).
@@ -238,6 +250,18 @@ pub(crate) fn prepare(root: &Path, step_dir: &Path, mounts: &[RunMount]) -> Resu
             }),
             RunMount::Secret(s) => prepare_secret(s, &mut out)?,
             RunMount::File(f) => prepare_file(&scratch, f, &mut out)?,
+            RunMount::Host(h) => {
+                let meta = std::fs::metadata(&h.source).ctx("cannot use", &h.source)?;
+                out.mounts.push(PreparedMount {
+                    target: h.target.clone(),
+                    dir: meta.is_dir(),
+                    readonly: h.readonly,
+                    source: MountSource::Bind {
+                        root: h.source.clone(),
+                        subpath: "/".into(),
+                    },
+                });
+            }
         }
     }
     Ok(out)

@@ -198,6 +198,8 @@ pub struct RunStep<'a> {
     /// Keep the upper directory in `DIR/upper` (for `rbuild run` containers); the step's other
     /// scratch files still go away with the handle.
     pub container_dir: Option<PathBuf>,
+    /// Mount the root filesystem read-only (`run --read-only`).
+    pub readonly_rootfs: bool,
 }
 
 impl<'a> RunStep<'a> {
@@ -221,6 +223,7 @@ impl<'a> RunStep<'a> {
             memory: None,
             pids: crate::sandbox::PidsLimit::Default,
             container_dir: None,
+            readonly_rootfs: false,
         }
     }
 }
@@ -632,12 +635,16 @@ impl Executor {
             security: step.security,
             drop_mknod: false,
             mounts: mount_specs,
-            new_session: matches!(step.stdio, Stdio3::Capture(_)),
+            new_session: matches!(step.stdio, Stdio3::Capture(_) | Stdio3::Terminal(_)),
+            tty: matches!(step.stdio, Stdio3::Terminal(_)),
+            readonly_rootfs: step.readonly_rootfs,
             scratch,
         };
         let stdio = match &mut step.stdio {
             Stdio3::Capture(cb) => Stdio3::Capture(&mut **cb),
             Stdio3::Inherit => Stdio3::Inherit,
+            Stdio3::InheritOutput => Stdio3::InheritOutput,
+            Stdio3::Terminal(cb) => Stdio3::Terminal(&mut **cb),
         };
         let launched = sandbox::launch(Launch {
             helper: &self.helper,
@@ -657,6 +664,12 @@ impl Executor {
                 signal: s,
                 name: signal_name(s),
             },
+            // Never the last record (launch skips it); a helper that sent nothing else died.
+            Ended::Status(Status::PtyReady) => {
+                return Err(ExecError::sandbox(
+                    "the sandbox ended without saying how the command ended",
+                ));
+            }
             Ended::Status(Status::StartFailed { program, reason }) => {
                 return Err(ExecError::Start { program, reason });
             }

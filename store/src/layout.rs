@@ -14,6 +14,7 @@
 //! | `snapshots/v2/<chain id hex>` | executor | each layer as an overlay lowerdir on its chain |
 //! | `cache/_index-v1`, `cache/context/<key>` | solver, cli | cache index, context stat caches |
 //! | `cache-mounts/`, `exec/`, `containers/` | executor | RUN cache mounts, step dirs, `run` |
+//! | `volumes/<name>/_data` | executor | named volumes of containers (`run -v NAME:/dir`) |
 //! | `registry/compressed.json` | registry | compressed digests of local layers |
 //! | `quarantine/` | fsck | corrupt blobs moved aside by `fsck --repair` |
 //! | `LOCK`, `index.lock`, `rbuild-store-version` | store | locks; format version |
@@ -66,6 +67,7 @@ pub const OWNED_ENTRIES: &[&str] = &[
     "cache-mounts",
     "exec",
     "containers",
+    "volumes",
     "registry",
     "quarantine",
     "LOCK",
@@ -153,6 +155,10 @@ impl Layout {
     /// Containers of `rbuild run` (owned by the runner).
     pub fn containers(&self) -> PathBuf {
         self.root.join("containers")
+    }
+    /// Named volumes of containers (`volumes/<name>/_data`), created on first use.
+    pub fn volumes(&self) -> PathBuf {
+        self.root.join("volumes")
     }
     /// Blobs found corrupt by `fsck --repair`.
     pub fn quarantine(&self) -> PathBuf {

@@ -3,6 +3,9 @@
 
 pub mod build;
 pub mod check;
+pub mod commit;
+pub mod container;
+pub mod exec;
 pub mod explain;
 pub mod history;
 pub mod images;
@@ -20,6 +23,7 @@ pub mod pull;
 pub mod push;
 pub mod rmi;
 pub mod run;
+mod run_tty;
 pub mod save;
 mod storeutil;
 pub mod system;
@@ -48,6 +52,14 @@ pub fn run(cli: Cli) -> miette::Result<u8> {
         Command::Tag(args) => tag::run(global, args),
         Command::Rmi(args) => rmi::run(global, args),
         Command::Run(args) => run::run(global, args),
+        Command::Exec(args) => exec::run(global, args),
+        Command::Commit(args) => commit::run(global, args),
+        Command::Ps(args) => container::ps(global, args),
+        Command::Logs(args) => container::logs(global, args),
+        Command::Stop(args) => container::stop(global, args),
+        Command::Kill(args) => container::kill(global, args),
+        Command::Rm(args) => container::rm(global, args),
+        Command::Container(cmd) => container::run_group(global, cmd),
         Command::Prune(args) => prune::run(global, args),
         Command::Save(args) => save::run(global, args),
         Command::Load(args) => load::run(global, args),

@@ -54,7 +54,7 @@ pub fn relative_time(then: Option<jiff::Timestamp>) -> String {
     format!("{} ago", human_duration(secs))
 }
 
-fn human_duration(seconds: i64) -> String {
+pub fn human_duration(seconds: i64) -> String {
     let minutes = seconds / 60;
     let hours = (seconds + 1800) / 3600; // Go rounds to the nearest hour here
     if seconds < 1 {

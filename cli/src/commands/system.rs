@@ -108,6 +108,11 @@ fn fsck(global: &GlobalArgs, args: FsckArgs) -> miette::Result<u8> {
 
 fn df(global: &GlobalArgs, args: DfArgs) -> miette::Result<u8> {
     let store = open_store(global)?;
+    // Abandoned `--rm` containers (their supervisor died) are removed, not counted.
+    let container_dirs = rbuild_executor::container::Containers::open(store.root())?;
+    container_dirs.remove_stale(|id| {
+        let _ = store.remove_ref(KIND_CONTAINER, id);
+    })?;
     let images = store.list_images()?;
     let in_use = store.images_in_use()?;
     let size_of = |d: &Digest| store.blob_size(d).unwrap_or(0);
@@ -185,9 +190,21 @@ fn df(global: &GlobalArgs, args: DfArgs) -> miette::Result<u8> {
     let cache_bytes: u64 = cache_blobs.iter().map(size_of).sum::<u64>()
         + rbuild_store::fsutil::dir_size(&store.layout().cache());
     let containers = store.list_refs(KIND_CONTAINER)?;
-    let container_bytes: u64 = containers
+    let container_size = |c: &rbuild_store::refs::RefEntry| {
+        rbuild_store::fsutil::dir_size(&store.layout().containers().join(&c.name))
+    };
+    let container_bytes: u64 = containers.iter().map(container_size).sum();
+    // Active: running now (its supervisor holds its lock); the others' space is reclaimable.
+    let running: Vec<bool> = containers
         .iter()
-        .map(|c| rbuild_store::fsutil::dir_size(&store.layout().containers().join(&c.name)))
+        .map(|c| container_dirs.status(&c.name).is_running())
+        .collect();
+    let containers_active = running.iter().filter(|r| **r).count();
+    let container_reclaimable: u64 = containers
+        .iter()
+        .zip(&running)
+        .filter(|(_, r)| !**r)
+        .map(|(c, _)| container_size(c))
         .sum();
     let live = store.live_set()?;
     let mut snap_total = 0;
@@ -227,10 +244,14 @@ fn df(global: &GlobalArgs, args: DfArgs) -> miette::Result<u8> {
         (
             "Containers",
             containers.len(),
-            containers.len(),
+            containers_active,
             container_bytes,
-            human_size(0),
-            0,
+            format!(
+                "{} ({}%)",
+                human_size(container_reclaimable),
+                pct(container_reclaimable, container_bytes)
+            ),
+            container_reclaimable,
         ),
         (
             "Build Cache",

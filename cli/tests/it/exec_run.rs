@@ -75,7 +75,7 @@ fn image_config_and_overrides_apply() {
     let env = env_with_busybox();
     let out = env
         .rbuild()
-        .args(["run", "--rm", "busybox:1.35"])
+        .args(["run", "-i", "--rm", "busybox:1.35"])
         .write_stdin("echo $PATH; echo from-stdin\n")
         .output()
         .unwrap();

@@ -117,6 +117,36 @@ fn oom_kills(text: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Move process `pid` into the cgroups of process `target` (a running container's init, for
+/// `rbuild exec`): its v1 `memory`, `pids` and `devices` groups and its v2 group, so the
+/// container's limits and device filter hold for what runs in it. Returns whether a device
+/// cgroup was joined.
+pub fn join_cgroups_of(target: i32, pid: i32) -> io::Result<bool> {
+    let cgroups = std::fs::read_to_string(format!("/proc/{target}/cgroup"))?;
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let mut devices = false;
+    for controller in ["memory", "pids", "devices"] {
+        if let Some(dir) = v1_group(&cgroups, &mounts, controller) {
+            std::fs::write(dir.join("cgroup.procs"), pid.to_string())?;
+            devices |= controller == "devices";
+        }
+    }
+    let v2_path = cgroups
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .filter(|p| *p != "/");
+    if let (Some(point), Some(path)) = (v2_mount(&mounts), v2_path) {
+        std::fs::write(
+            point
+                .join(path.trim_start_matches('/'))
+                .join("cgroup.procs"),
+            pid.to_string(),
+        )?;
+        devices = true;
+    }
+    Ok(devices)
+}
+
 /// The cgroup hierarchy sandboxes get their memory group in, as `rbuild info` reports it: the
 /// cgroup version (1 or 2) and the directory groups are made under. `None` when this host
 /// offers no memory controller (sandboxes then run without one, and `--memory` is refused).

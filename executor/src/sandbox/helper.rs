@@ -10,6 +10,9 @@
 //! the helper's private mount namespace, so they vanish with its last process, however the step
 //! ends.
 //!
+//! `RootfsSpec::Enter` (`rbuild exec`) skips all of that: the helper joins a running
+//! container's namespaces and root (`enter`) and forks the command the same way init does.
+//!
 //! Devices: every mount of the sandbox is `nodev` except the standard device nodes, which are
 //! bind-mounted one by one into `/dev` (a `nodev` tmpfs), and `/dev/pts`; a node the step
 //! creates anywhere cannot be opened, whatever the device cgroup says. `--security=insecure`
@@ -64,6 +67,28 @@ impl Reporter {
         let _ = self.file.write_all(&line);
     }
 
+    /// Send `status` with `fd` attached (`SCM_RIGHTS`).
+    pub(super) fn send_with_fd(
+        &mut self,
+        status: &Status,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> std::io::Result<()> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        let mut line = serde_json::to_vec(status).unwrap_or_default();
+        line.push(b'\n');
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        let fds = [fd];
+        control.push(SendAncillaryMessage::ScmRights(&fds));
+        rustix::net::sendmsg(
+            &self.file,
+            &[std::io::IoSlice::new(&line)],
+            &mut control,
+            SendFlags::empty(),
+        )?;
+        Ok(())
+    }
+
     pub(super) fn fail(&mut self, f: Failure) {
         self.send(&Status::SetupFailed {
             stage: f.stage.to_string(),
@@ -106,6 +131,9 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         return Ok(1);
     }
     rustix::process::umask(Mode::empty());
+    if let RootfsSpec::Enter { init_pid } = spec.rootfs {
+        return enter(reporter, &spec, init_pid);
+    }
 
     let mut flags = UnshareFlags::NEWNS
         | UnshareFlags::NEWPID
@@ -142,6 +170,15 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     if !insecure {
         nodev_everywhere(&root)?;
     }
+    if spec.readonly_rootfs {
+        sys::mount_change_attrs(&root, sys::MOUNT_ATTR_RDONLY, 0, false)
+            .stage("make the root filesystem read-only")?;
+    }
+    let tty = if spec.tty {
+        Some(open_terminal(&root, reporter)?)
+    } else {
+        None
+    };
     let proc_target = fsops::open_in_root(&root, "proc", true).stage("find /proc")?;
     let filters = match spec.security {
         Security::Sandbox => Some(seccomp::compile().stage("seccomp profile")?),
@@ -149,11 +186,103 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
     };
 
     match sys::fork().stage("fork init")? {
-        None => init::run(reporter, &spec, root, proc_target, filters.as_ref()),
+        None => init::run(reporter, &spec, root, proc_target, filters.as_ref(), tty),
         Some(pid) => {
+            drop(tty);
             drop(root);
             drop(proc_target);
             wait_init(reporter, pid)
+        }
+    }
+}
+
+/// A new terminal of the sandbox's own devpts: the master goes to the parent with a
+/// `PtyReady` record; the slave (returned) becomes the command's stdio and controlling
+/// terminal, so `tty` names `/dev/pts/0` inside the container.
+fn open_terminal(root: &OwnedFd, reporter: &mut Reporter) -> Result<OwnedFd, Failure> {
+    let pts = fsops::open_in_root(root, "dev/pts", true).stage("open /dev/pts")?;
+    let master = rustix::fs::openat(
+        &pts,
+        "ptmx",
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .stage("open a terminal")?;
+    rustix::pty::unlockpt(&master).stage("open a terminal")?;
+    let slave = rustix::pty::ioctl_tiocgptpeer(
+        &master,
+        rustix::pty::OpenptFlags::RDWR | rustix::pty::OpenptFlags::NOCTTY,
+    )
+    .stage("open a terminal")?;
+    reporter
+        .send_with_fd(&Status::PtyReady, master.as_fd())
+        .stage("pass the terminal")?;
+    Ok(slave)
+}
+
+/// `rbuild exec`: join the namespaces and root of the running container whose init is
+/// `init_pid`, then fork the command (a member of the container's PID namespace, confined
+/// like the container's own command: seccomp, capabilities, its cgroups — joined by the
+/// parent) and report how it ends.
+fn enter(reporter: &mut Reporter, spec: &SandboxSpec, init_pid: i32) -> Result<i32, Failure> {
+    use rustix::thread::{LinkNameSpaceType as Ns, move_into_link_name_space};
+    let open = |what: &str| {
+        rustix::fs::open(
+            format!("/proc/{init_pid}/{what}").as_str(),
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .stage("open the container's namespaces")
+    };
+    let root = open("root")?;
+    let namespaces = [
+        ("ns/ipc", Ns::InterProcessCommunication),
+        ("ns/uts", Ns::HostNameAndNISDomainName),
+        ("ns/net", Ns::Network),
+        ("ns/cgroup", Ns::ControlGroup),
+        ("ns/pid", Ns::ProcessID),
+        ("ns/mnt", Ns::Mount),
+    ];
+    let fds = namespaces
+        .iter()
+        .map(|(name, _)| open(name))
+        .collect::<Result<Vec<_>, _>>()?;
+    for (fd, (_, kind)) in fds.iter().zip(namespaces) {
+        move_into_link_name_space(fd.as_fd(), Some(kind)).stage("enter the container")?;
+    }
+    rustix::process::fchdir(&root).stage("enter the container's root")?;
+    rustix::process::chroot(".").stage("enter the container's root")?;
+    rustix::process::chdir("/").stage("enter the container's root")?;
+    let root = fsops::open_dir(Path::new("/")).stage("open the container's root")?;
+    let tty = if spec.tty {
+        Some(open_terminal(&root, reporter)?)
+    } else {
+        None
+    };
+    drop(root);
+    let filters = match spec.security {
+        Security::Sandbox => Some(seccomp::compile().stage("seccomp profile")?),
+        Security::Insecure => None,
+    };
+    match sys::fork().stage("fork command")? {
+        None => init::command(reporter, spec, filters.as_ref(), tty),
+        Some(pid) => {
+            drop(tty);
+            let pid = rustix::process::Pid::from_raw(pid).expect("fork returned a positive pid");
+            loop {
+                match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()) {
+                    Ok(Some((_, status))) => {
+                        if let Some(code) = status.exit_status() {
+                            reporter.send(&Status::Exited(code));
+                        } else if let Some(sig) = status.terminating_signal() {
+                            reporter.send(&Status::Signaled(sig));
+                        }
+                        return Ok(0);
+                    }
+                    Ok(None) | Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => return Err(e).stage("wait for the command"),
+                }
+            }
         }
     }
 }
@@ -200,6 +329,10 @@ fn mount_rootfs(spec: &SandboxSpec) -> Result<OwnedFd, Failure> {
             }
             fsops::open_dir(target).stage("open rootfs")
         }
+        RootfsSpec::Enter { .. } => Err(Failure {
+            stage: "mount rootfs",
+            message: "a container being entered has its root already".into(),
+        }),
         RootfsSpec::Dir { path } => {
             let src = fsops::open_dir(path).stage("open rootfs")?;
             let tree = fsops::clone_tree(&src, false).stage("bind rootfs")?;

@@ -53,6 +53,7 @@ pub(super) fn run(
     root: OwnedFd,
     proc_target: OwnedFd,
     filters: Option<&Filters>,
+    tty: Option<OwnedFd>,
 ) -> ! {
     let _ = rustix::process::set_parent_process_death_signal(Some(Signal::KILL));
     if let Err(f) = setup(&root, proc_target, spec.security) {
@@ -65,8 +66,10 @@ pub(super) fn run(
     // capability init still has.
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let child = match sys::fork() {
-        Ok(None) => command(reporter, spec, filters),
+        Ok(None) => command(reporter, spec, filters, tty),
         Ok(Some(pid)) => {
+            // Init holds no terminal: the command's end is the terminal's end.
+            drop(tty);
             if let Err(e) = drop_all_capabilities() {
                 reporter.fail(Failure {
                     stage: "drop init capabilities",
@@ -167,7 +170,12 @@ fn enter_root(root: &OwnedFd) -> Result<(), Failure> {
 }
 
 /// The command process: identity, working directory, capabilities, exec. Never returns.
-fn command(reporter: &mut Reporter, spec: &SandboxSpec, filters: Option<&Filters>) -> ! {
+pub(super) fn command(
+    reporter: &mut Reporter,
+    spec: &SandboxSpec,
+    filters: Option<&Filters>,
+    tty: Option<OwnedFd>,
+) -> ! {
     let program = spec.argv.first().cloned().unwrap_or_default();
     let start_failed = |reporter: &mut Reporter, reason: String| -> ! {
         reporter.send(&Status::StartFailed {
@@ -178,6 +186,16 @@ fn command(reporter: &mut Reporter, spec: &SandboxSpec, filters: Option<&Filters
     };
     if spec.new_session {
         let _ = rustix::process::setsid();
+    }
+    if let Some(tty) = tty {
+        let attached = rustix::process::ioctl_tiocsctty(&tty)
+            .and_then(|()| rustix::stdio::dup2_stdin(&tty))
+            .and_then(|()| rustix::stdio::dup2_stdout(&tty))
+            .and_then(|()| rustix::stdio::dup2_stderr(&tty));
+        if let Err(e) = attached {
+            start_failed(reporter, format!("cannot attach the terminal: {e}"));
+        }
+        drop(tty);
     }
     let passwd = read_small("/etc/passwd");
     let group = read_small("/etc/group");

@@ -14,11 +14,11 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use rustix::pipe::{PipeFlags, pipe_with};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
-
-use rustix::pipe::{PipeFlags, pipe_with};
 
 use super::HELPER_ARG;
 use super::devices::DeviceCgroup;
@@ -40,8 +40,15 @@ pub enum Stdio3<'a> {
     /// newline; a final partial line too; lines over 64 KiB in pieces) is passed to the
     /// callback and appended to the log.
     Capture(&'a mut dyn FnMut(Stream, &[u8])),
-    /// stdin, stdout and stderr are the caller's own (for `rbuild run`).
+    /// stdin, stdout and stderr are the caller's own (for `rbuild run -i`).
     Inherit,
+    /// stdout and stderr are the caller's own, stdin is /dev/null (`rbuild run` without
+    /// `-i`).
+    InheritOutput,
+    /// The command gets a new pseudo-terminal (of the sandbox's own devpts) as stdin, stdout,
+    /// stderr and controlling terminal (`rbuild run -t`); the callback gets its master as soon
+    /// as it exists and relays it. The master reads EOF/EIO once the sandbox is gone.
+    Terminal(&'a mut dyn FnMut(std::os::fd::OwnedFd)),
 }
 
 /// A handle to stop running sandboxes from another thread (Ctrl-C, a failing sibling stage).
@@ -152,8 +159,14 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
             pids_limit_hit: None,
         });
     }
+    // Entering a running container (`rbuild exec`): its own cgroups are joined instead.
+    let enter_pid = match opts.spec.rootfs {
+        super::spec::RootfsSpec::Enter { init_pid } => Some(init_pid),
+        _ => None,
+    };
     // A memory cgroup: the limit, and telling OOM kills from other SIGKILLs.
     let cgroup = match super::cgroup::MemoryCgroup::create(opts.memory) {
+        _ if enter_pid.is_some() => None,
         Ok(Some(cgroup)) => Some(cgroup),
         Ok(None) if opts.memory.is_some() => {
             return Err(ExecError::sandbox(
@@ -175,6 +188,7 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     };
     // A pids cgroup: a fork bomb stops at the cap, not at the host's limit.
     let pids = match opts.pids.value() {
+        _ if enter_pid.is_some() => None,
         None => None,
         Some(limit) => match PidsCgroup::create(limit, cgroup.as_ref().and_then(|c| c.v2_dir())) {
             Ok(Some(pids)) => Some(pids),
@@ -204,6 +218,7 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     // The device cgroup: only the standard devices can be opened (not for insecure steps).
     let mut spec = opts.spec.clone();
     let devices = match spec.security {
+        _ if enter_pid.is_some() => None,
         Security::Insecure => None,
         Security::Sandbox => match DeviceCgroup::create(cgroup.as_ref().and_then(|c| c.v2_dir())) {
             Ok(Some(devices)) => Some(devices),
@@ -232,15 +247,26 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     };
     let (spec_r, spec_w) =
         pipe_with(PipeFlags::CLOEXEC).map_err(|e| io_err("cannot create a pipe for")(e.into()))?;
-    let (status_r, status_w) =
-        pipe_with(PipeFlags::CLOEXEC).map_err(|e| io_err("cannot create a pipe for")(e.into()))?;
+    // A socket, not a pipe: a terminal's master is passed back over it.
+    let (status_r, status_w) = rustix::net::socketpair(
+        rustix::net::AddressFamily::UNIX,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(|e| io_err("cannot create a socket for")(e.into()))?;
     let mut cmd = Command::new(opts.helper);
     cmd.arg0("rbuild-sandbox").arg(HELPER_ARG);
-    let capture = matches!(opts.stdio, Stdio3::Capture(_));
-    if capture {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+    match opts.stdio {
+        Stdio3::Capture(_) => {
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+        }
+        Stdio3::InheritOutput | Stdio3::Terminal(_) => {
+            cmd.stdin(Stdio::null());
+        }
+        Stdio3::Inherit => {}
     }
     let (a, b) = (spec_r.as_raw_fd(), status_w.as_raw_fd());
     // spec_r and status_w stay open until spawn returns.
@@ -279,7 +305,20 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
         }),
         None => Ok(()),
     };
-    let result = match (placed, fenced.and(capped)) {
+    let joined = match enter_pid {
+        Some(target) => match super::cgroup::join_cgroups_of(target, pid) {
+            Ok(devices) => {
+                // Without a device cgroup, no new device nodes (as for the container).
+                spec.drop_mknod = !devices;
+                Ok(())
+            }
+            Err(e) => Err(ExecError::sandbox(format!(
+                "cannot move the command into the container's cgroups: {e}"
+            ))),
+        },
+        None => Ok(()),
+    };
+    let result = match (placed, fenced.and(capped).and(joined)) {
         (_, Err(e)) => Err(e),
         // A v2 device filter and pids cap live on the memory cgroup: the move must have worked.
         (Err(e), _)
@@ -357,12 +396,19 @@ fn supervise(
 
     let mut tail = VecDeque::new();
     let log = opts.log;
+    let mut statuses = Vec::new();
     let result = match &mut opts.stdio {
         Stdio3::Capture(cb) => pump_output(&mut **cb, log, child, &mut tail),
-        Stdio3::Inherit => Ok(()),
+        Stdio3::Terminal(on_master) => {
+            if let Some(master) = receive_master(&status_r, &mut statuses) {
+                on_master(master);
+            }
+            Ok(())
+        }
+        Stdio3::Inherit | Stdio3::InheritOutput => Ok(()),
     };
-    let mut statuses = String::new();
-    let _ = File::from(status_r).read_to_string(&mut statuses);
+    let _ = File::from(status_r).read_to_end(&mut statuses);
+    let statuses = String::from_utf8_lossy(&statuses);
     let _ = done_tx.send(());
     if let Some(w) = watchdog {
         let _ = w.join();
@@ -372,7 +418,9 @@ fn supervise(
     // A failure record (setup, start) wins over the init's report of the exit that followed.
     let mut last = None;
     for line in statuses.lines() {
-        if let Ok(s) = serde_json::from_str::<Status>(line) {
+        if let Ok(s) = serde_json::from_str::<Status>(line)
+            && s != Status::PtyReady
+        {
             let failure = matches!(s, Status::SetupFailed { .. } | Status::StartFailed { .. });
             let have_failure = matches!(
                 last,
@@ -410,6 +458,41 @@ fn supervise(
         oom_killed: false,
         pids_limit_hit: None,
     })
+}
+
+/// Read status records until the one carrying the terminal's master arrives (or the helper
+/// ends without one); the bytes read are kept in `statuses`.
+fn receive_master(
+    socket: &std::os::fd::OwnedFd,
+    statuses: &mut Vec<u8>,
+) -> Option<std::os::fd::OwnedFd> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut buf = [0u8; 4096];
+    loop {
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let received = match rustix::net::recvmsg(
+            socket,
+            &mut [std::io::IoSliceMut::new(&mut buf)],
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC,
+        ) {
+            Ok(r) => r,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return None,
+        };
+        if received.bytes == 0 {
+            return None;
+        }
+        statuses.extend_from_slice(&buf[..received.bytes]);
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(mut fds) = message
+                && let Some(fd) = fds.next()
+            {
+                return Some(fd);
+            }
+        }
+    }
 }
 
 /// Read stdout and stderr (two reader threads) and deliver whole lines in arrival order.

@@ -10,8 +10,11 @@
 //! ones too) is also capped in tasks by a pids cgroup (`pids.rs`).
 //!
 //! Protocol: the parent runs `/proc/self/exe __rbuild-sandbox` with the JSON [`SandboxSpec`] on
-//! fd 3 and a pipe on fd 4 that receives JSON-line [`Status`] records; the binary's `main` must
-//! call [`helper_main`] first thing when its first argument is [`HELPER_ARG`].
+//! fd 3 and a Unix socket on fd 4 that receives JSON-line [`Status`] records (with `-t`, the
+//! terminal's master arrives attached to a `PtyReady` record). With `RootfsSpec::Enter` the
+//! helper enters a running container (`rbuild exec`) instead of building a sandbox. The
+//! binary's `main` must call [`helper_main`] first thing when its first argument is
+//! [`HELPER_ARG`].
 
 mod cgroup;
 mod devices;

@@ -18,7 +18,7 @@ pub const MIN_PIDS_LIMIT: u64 = 8;
 pub const MAX_PIDS_LIMIT: u64 = 4 << 20;
 
 /// How many tasks a sandbox may have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum PidsLimit {
     /// [`DEFAULT_PIDS_LIMIT`], when the host has a pids controller (else no limit, with a
     /// warning).

@@ -1,5 +1,6 @@
 //! The serialized contract between the executor (parent) and the sandbox helper: what to mount
-//! and run (sent as JSON on fd 3) and how it ended (JSON lines back on fd 4).
+//! and run (sent as JSON on fd 3) and how it ended (JSON lines back on fd 4, a Unix socket, so a
+//! terminal's master can travel with a record).
 
 use std::path::PathBuf;
 
@@ -44,6 +45,11 @@ pub enum RootfsSpec {
     },
     /// A plain directory (the copy-based fallback), bind-mounted onto itself.
     Dir { path: PathBuf },
+    /// No new sandbox: enter the running container whose PID-1 init has this host pid (its
+    /// mount, PID, UTS, IPC, network and cgroup namespaces and its root; `rbuild exec`). The
+    /// parent puts the helper in that container's cgroups; mounts, hostname and network of
+    /// the spec are ignored.
+    Enter { init_pid: i32 },
 }
 
 /// What gets mounted at a target.
@@ -108,6 +114,13 @@ pub struct SandboxSpec {
     pub mounts: Vec<MountSpec>,
     /// Start the command in a new session (no controlling terminal).
     pub new_session: bool,
+    /// Give the command a new pseudo-terminal of the sandbox's own devpts as its stdio and
+    /// controlling terminal; the master goes to the parent (`Status::PtyReady`).
+    #[serde(default)]
+    pub tty: bool,
+    /// Mount the root filesystem read-only (`run --read-only`); its other mounts keep theirs.
+    #[serde(default)]
+    pub readonly_rootfs: bool,
     /// A private scratch directory on the host for the helper's intermediate mounts.
     pub scratch: PathBuf,
 }
@@ -119,6 +132,8 @@ pub enum Status {
     SetupFailed { stage: String, message: String },
     /// The command could not be started.
     StartFailed { program: String, reason: String },
+    /// The pseudo-terminal exists: its master travels with this record (`SCM_RIGHTS`).
+    PtyReady,
     /// The command ran and exited with this code.
     Exited(i32),
     /// The command was killed by this signal.

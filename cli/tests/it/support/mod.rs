@@ -11,12 +11,14 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use assert_cmd::Command;
 
+pub mod containers;
 pub mod exec;
 pub mod host;
 pub mod oci;
 #[path = "../../../../registry/tests/support/real_registry.rs"]
 pub mod real_registry;
 pub mod store;
+pub mod tmux;
 
 /// The repository root (the workspace directory).
 pub fn repo_root() -> PathBuf {

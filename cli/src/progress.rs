@@ -451,7 +451,9 @@ impl ProgressReporter {
                                 let msg: String = live
                                     .tail
                                     .iter()
-                                    .map(|l| format!("\n  {}", fit(&l.replace('\t', "    "), width)))
+                                    .map(|l| {
+                                        format!("\n  {}", fit(&l.replace('\t', "    "), width))
+                                    })
                                     .collect();
                                 live.bar.set_message(msg);
                             }
@@ -490,7 +492,12 @@ impl ProgressReporter {
                             tty.mp.remove(&live.bar);
                             // One line per step, printed once, when it is done; why it ran
                             // follows on a line of its own, as in plain mode.
-                            let mut text = format!("#{n} {} DONE {}", live.title, secs(elapsed));
+                            let done = format!(" DONE {}", secs(elapsed));
+                            let label = format!("#{n} {}", live.title);
+                            let mut text = format!(
+                                "{}{done}",
+                                fit(&label, width().saturating_sub(done.len()))
+                            );
                             if !live.why.is_empty() {
                                 text.push_str(&format!("\n#{n} missed: {}", live.why));
                             }
@@ -516,7 +523,11 @@ impl ProgressReporter {
                         if let Some(live) = state.bars.remove(&vertex(step.id)) {
                             live.bar.finish_and_clear();
                             tty.mp.remove(&live.bar);
-                            let _ = tty.mp.println(format!("#{n} {} ERROR", live.title));
+                            let label = format!("#{n} {}", live.title);
+                            let _ = tty.mp.println(format!(
+                                "{} ERROR",
+                                fit(&label, width().saturating_sub(6))
+                            ));
                         }
                     }
                 }
@@ -534,7 +545,10 @@ mod tests {
     #[test]
     fn fit_cuts_at_a_word_with_an_ellipsis() {
         assert_eq!(fit("short line", 20), "short line");
-        assert_eq!(fit("compiling the first crate now", 20), "compiling the first…");
+        assert_eq!(
+            fit("compiling the first crate now", 20),
+            "compiling the first…"
+        );
         assert_eq!(fit("supercalifragilistic", 10), "supercali…");
         for w in 1..40 {
             let line = fit("the quick brown fox jumps over the lazy dog", w);

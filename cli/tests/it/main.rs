@@ -14,6 +14,7 @@ mod build_errors;
 mod build_multiplatform;
 mod build_onbuild;
 mod build_outputs;
+mod build_progress_tty;
 mod build_seed;
 mod build_snapshot_identity;
 mod build_snapshotter;

@@ -77,7 +77,24 @@ pub fn export_cache(
         crate::client::repo::BlobPush::Skipped => counts.1 += 1,
         _ => counts.0 += 1,
     }
-    let layer_docs: Vec<_> = pushed
+    let bytes = cache_manifest(index, &pushed, layers);
+    let digest = repo.put_manifest(target.reference(), &bytes, media::OCI_MANIFEST)?;
+    Ok(ExportedCache {
+        digest,
+        uploaded: counts.0,
+        skipped: counts.1,
+    })
+}
+
+/// The cache manifest over the config blob `index` and the layer blobs `stored` (`(digest,
+/// size, media type)` in the order of `layers`, whose diff_ids they carry). The registry and
+/// the local (OCI layout) export write this same document.
+pub(crate) fn cache_manifest(
+    index: &[u8],
+    stored: &[(Digest, u64, String)],
+    layers: &[LocalLayer],
+) -> Vec<u8> {
+    let layer_docs: Vec<_> = stored
         .iter()
         .zip(layers)
         .map(|((digest, size, mt), l)| {
@@ -95,32 +112,19 @@ pub fn export_cache(
         "artifactType": CACHE_ARTIFACT_TYPE,
         "config": {
             "mediaType": CACHE_ARTIFACT_TYPE,
-            "digest": index_digest,
+            "digest": Digest::of(index),
             "size": index.len(),
         },
         "layers": layer_docs,
     });
-    let bytes = serde_json::to_vec(&manifest).expect("json value serializes");
-    let digest = repo.put_manifest(target.reference(), &bytes, media::OCI_MANIFEST)?;
-    Ok(ExportedCache {
-        digest,
-        uploaded: counts.0,
-        skipped: counts.1,
-    })
+    serde_json::to_vec(&manifest).expect("json value serializes")
 }
 
-/// Read the cache artifact `reference`: its index bytes (verified) and the layers it lists.
-/// No layer is downloaded.
-pub fn import_cache(client: &Client, reference: &RemoteRef) -> Result<ImportedCache> {
-    let display = reference.to_string();
-    let (repo, fetched) = crate::pull::resolve(client, reference)?;
-    let bad = |reason: String| RegistryError::Manifest {
-        reference: display.clone(),
-        reason,
-    };
-    let Document::Manifest(m) = &fetched.manifest else {
-        return Err(bad("a build cache is a manifest, not an index".into()));
-    };
+/// Check a cache manifest's config and read its layer list (`bad` words the errors).
+pub(crate) fn cache_layers(
+    m: &crate::manifest::Manifest,
+    bad: &dyn Fn(String) -> RegistryError,
+) -> Result<Vec<CacheLayer>> {
     if m.config.media_type != CACHE_ARTIFACT_TYPE {
         return Err(bad(format!(
             "not an rbuild cache: its config has media type `{}`",
@@ -133,10 +137,7 @@ pub fn import_cache(client: &Client, reference: &RemoteRef) -> Result<ImportedCa
             m.config.size
         )));
     }
-    let mut index = Vec::with_capacity(m.config.size as usize);
-    repo.fetch_blob(&m.config.digest, m.config.size, &mut index, &|_| {})?;
-    let layers = m
-        .layers
+    m.layers
         .iter()
         .map(|d| {
             let diff_id = d.annotation(DIFF_ID_ANNOTATION).ok_or_else(|| {
@@ -151,7 +152,24 @@ pub fn import_cache(client: &Client, reference: &RemoteRef) -> Result<ImportedCa
                 blob: d.clone(),
             })
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect()
+}
+
+/// Read the cache artifact `reference`: its index bytes (verified) and the layers it lists.
+/// No layer is downloaded.
+pub fn import_cache(client: &Client, reference: &RemoteRef) -> Result<ImportedCache> {
+    let display = reference.to_string();
+    let (repo, fetched) = crate::pull::resolve(client, reference)?;
+    let bad = |reason: String| RegistryError::Manifest {
+        reference: display.clone(),
+        reason,
+    };
+    let Document::Manifest(m) = &fetched.manifest else {
+        return Err(bad("a build cache is a manifest, not an index".into()));
+    };
+    let layers = cache_layers(m, &bad)?;
+    let mut index = Vec::with_capacity(m.config.size as usize);
+    repo.fetch_blob(&m.config.digest, m.config.size, &mut index, &|_| {})?;
     Ok(ImportedCache {
         index,
         layers,

@@ -35,6 +35,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cache_local;
 pub mod client;
 pub mod compress;
 pub mod config;

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 use miette::Report;
 use rbuild_registry::cache::{export_cache, import_cache};
+use rbuild_registry::cache_local::{export_cache_local, import_cache_local, layer_path};
 use rbuild_registry::{Compression, LocalLayer, PushOptions, RemoteRef};
 use rbuild_solver::cache::CacheIndex;
 use rbuild_solver::cache_export::{self, LayerAvailability};
@@ -16,7 +17,7 @@ use rbuild_solver::scheduler::Solved;
 use rbuild_store::{Digest, Store};
 
 use super::layers::Source;
-use super::spec::{CacheMode, CacheSpec};
+use super::spec::{CacheLocation, CacheMode, CacheSpec};
 use super::{Registry, describe};
 use crate::report::{Reporter, Transfer};
 
@@ -32,7 +33,13 @@ pub fn import(
 ) {
     let now = jiff::Timestamp::now().as_second();
     for spec in specs {
-        let reference = &spec.reference;
+        let reference = match &spec.location {
+            CacheLocation::Registry(reference) => reference,
+            CacheLocation::Local(dir) => {
+                import_local(store, cache, dir, site_prefix, now, warn);
+                continue;
+            }
+        };
         let imported = match session.client() {
             Ok(client) => import_cache(client, reference).map_err(|e| describe(&e)),
             Err(err) => Err(err.to_string()),
@@ -192,12 +199,12 @@ pub fn export(
             Ok(()) => {}
             Err(err) if spec.ignore_error => reporter.line(&format!(
                 "warning: exporting the build cache to `{}` failed (ignored): {err:?}",
-                spec.reference
+                spec.location
             )),
             Err(err) => {
                 return Err(err.wrap_err(format!(
                     "the image was built, but exporting the build cache to `{}` failed",
-                    spec.reference
+                    spec.location
                 )));
             }
         }
@@ -212,13 +219,17 @@ fn export_one(
     reporter: &dyn Reporter,
 ) -> miette::Result<()> {
     let note = |text: &str| reporter.line(text);
-    let target = &spec.reference;
     let steps = exported_steps(input.builds, spec.mode);
     let doc = cache_export::export(input.cache, &steps).map_err(Report::new)?;
+    let target = match &spec.location {
+        CacheLocation::Registry(reference) => Some(reference),
+        CacheLocation::Local(_) => None,
+    };
     let mut layers = Vec::new();
     let mut mount_from = BTreeSet::new();
     for diff_id in doc.layers() {
         if !input.store.has_blob(&diff_id)
+            && let Some(target) = target
             && let Some(source) = same_registry_source(session, &diff_id, target)
         {
             // Only in the registry we export to: name its blob there (HEAD skips it, or a
@@ -245,7 +256,6 @@ fn export_one(
             media_type: rbuild_store::media::OCI_LAYER_TAR.to_string(),
         });
     }
-    let client = session.client()?;
     let tmp_dir = input.store.layout().tmp();
     fs_err::create_dir_all(&tmp_dir)
         .map_err(|e| miette::Report::new(rbuild_store::Failure::store_io(e.to_string())))?;
@@ -255,19 +265,33 @@ fn export_one(
         mount_from: mount_from.into_iter().collect(),
         tmp_dir,
     };
-    let progress = reporter.transfer(Transfer::Push);
-    let exported = export_cache(
-        client,
-        input.store,
-        target,
-        &doc.to_bytes(),
-        &layers,
-        &opts,
-        &*progress,
-    )
-    .map_err(Report::new)?;
+    let (exported, written) = match target {
+        Some(target) => {
+            let progress = reporter.transfer(Transfer::Push);
+            let exported = export_cache(
+                session.client()?,
+                input.store,
+                target,
+                &doc.to_bytes(),
+                &layers,
+                &opts,
+                &*progress,
+            )
+            .map_err(Report::new)?;
+            (exported, "uploaded")
+        }
+        None => {
+            let CacheLocation::Local(dir) = &spec.location else {
+                unreachable!("a cache without a registry target is local")
+            };
+            let exported = export_cache_local(input.store, dir, &doc.to_bytes(), &layers, &opts)
+                .map_err(Report::new)?;
+            (exported, "written")
+        }
+    };
     reporter.line(&format!(
-        "exported build cache to `{target}` (mode={}): {} entries, {} layers; {} blobs uploaded, {} already there; {}",
+        "exported build cache to `{}` (mode={}): {} entries, {} layers; {} blobs {written}, {} already there; {}",
+        spec.location,
         match spec.mode {
             CacheMode::Min => "min",
             CacheMode::Max => "max",
@@ -290,4 +314,116 @@ fn same_registry_source<'a>(
         .layers
         .source(diff_id)
         .filter(|s| s.reference.registry == target.registry)
+}
+
+/// Import the `type=local` cache in `dir`. Every blob is verified before anything is merged
+/// (a corrupt directory is refused whole, as a warning); then the index is merged under the
+/// usual trust rules and the layers of the usable entries are copied into the store (each
+/// decompressed and verified against the diff_id its entry claims), rooted by their keys.
+fn import_local(
+    store: &Store,
+    cache: &CacheIndex,
+    dir: &std::path::Path,
+    site_prefix: &str,
+    now: i64,
+    warn: &dyn Fn(&str),
+) {
+    let shown = dir.display();
+    let imported = match import_cache_local(dir) {
+        Ok(imported) => imported,
+        Err(err) => {
+            warn(&format!(
+                "warning: cannot import build cache from `{shown}`, building without it: {}",
+                describe(&err)
+            ));
+            return;
+        }
+    };
+    let listed: BTreeSet<&Digest> = imported.layers.iter().map(|l| &l.diff_id).collect();
+    let local = |d: &Digest| store.has_blob(d);
+    let known = |d: &Digest| listed.contains(d);
+    let availability = LayerAvailability {
+        local: &local,
+        remote: &known,
+    };
+    let report = match cache_export::merge(cache, &imported.index, site_prefix, now, &availability)
+    {
+        Ok(report) => report,
+        Err(err) => {
+            warn(&format!(
+                "warning: ignoring build cache from `{shown}`: {}",
+                describe(&err)
+            ));
+            return;
+        }
+    };
+    if !report.rejected.is_empty() {
+        let first = &report.rejected[0];
+        warn(&format!(
+            "warning: ignored {} entr{} of the build cache from `{shown}` that failed verification (key {}: {})",
+            report.rejected.len(),
+            if report.rejected.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            },
+            first.key,
+            first.reason
+        ));
+    }
+    let mut copied = 0;
+    for (key, diff_id) in &report.usable {
+        let Some(diff_id) = diff_id else { continue };
+        if !store.has_blob(diff_id) {
+            let Some(layer) = imported.layers.iter().find(|l| &l.diff_id == diff_id) else {
+                continue;
+            };
+            if let Err(err) = copy_layer(store, dir, layer) {
+                warn(&format!(
+                    "warning: cannot use layer {diff_id} of the build cache from `{shown}`: {err}"
+                ));
+                continue;
+            }
+            copied += 1;
+        }
+        let _ = store.set_ref(
+            rbuild_store::refs::KIND_CACHE,
+            &key.0,
+            std::slice::from_ref(diff_id),
+        );
+    }
+    warn(&format!(
+        "imported build cache from `{shown}`: {} entries ({} new), {} layers copied",
+        report.present + report.imported,
+        report.imported,
+        copied
+    ));
+}
+
+/// Decompress one layer blob of a local cache into the store as the blob `diff_id` (the store
+/// verifies the digest on commit: a layer whose content is not what the cache claims is
+/// refused and nothing is stored).
+fn copy_layer(
+    store: &Store,
+    dir: &std::path::Path,
+    layer: &rbuild_registry::cache::CacheLayer,
+) -> miette::Result<()> {
+    let path = layer_path(dir, layer).map_err(Report::new)?;
+    let file = fs_err::File::open(&path)
+        .map_err(|e| Report::new(rbuild_store::Failure::store_io(e.to_string())))?;
+    let declared = rbuild_store::media::layer_compression(&layer.blob.media_type);
+    let (_, mut plain) = rbuild_store::layer::decompress(
+        std::io::BufReader::with_capacity(1 << 20, file),
+        declared,
+        store.limits(),
+        &layer.blob.digest,
+    )
+    .map_err(Report::new)?;
+    let what = format!("cache layer {} (blob {})", layer.diff_id, layer.blob.digest);
+    let mut writer = store
+        .blob_writer_expecting(&layer.diff_id, None, &what)
+        .map_err(Report::new)?;
+    writer.copy_from(&mut plain).map_err(Report::new)?;
+    writer.commit().map_err(Report::new)?;
+    Ok(())
 }

@@ -2,7 +2,9 @@
 //! into the local cache index before solving (what cannot be verified is dropped with a
 //! warning; an unreachable or missing cache is only a warning, as in BuildKit) and remembers
 //! where its layers live; `--cache-to` exports the entries this build used, with their
-//! record lists and layers, uploading only blobs the registry lacks.
+//! record lists and layers, uploading only blobs the registry lacks. `type=local` caches (an
+//! OCI layout directory) take the same paths: the export differs only in where blobs and the
+//! manifest go; the import verifies the whole directory first and copies the usable layers in.
 
 use std::collections::BTreeSet;
 

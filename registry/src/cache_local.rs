@@ -97,6 +97,15 @@ pub fn export_cache_local(
 ) -> Result<ExportedCache> {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).map_err(io("create directory", &blobs))?;
+    for sub in [dir.join("blobs"), blobs.clone()] {
+        // Pruning deletes files in here: it must be the layout's own directory.
+        if !std::fs::symlink_metadata(&sub).is_ok_and(|m| m.is_dir()) {
+            return Err(RegistryError::Manifest {
+                reference: dir.display().to_string(),
+                reason: format!("{} is not a directory (a symlink?)", sub.display()),
+            });
+        }
+    }
     let mut counts = (0usize, 0usize);
     let mut stored = Vec::with_capacity(layers.len());
     for layer in layers {
@@ -182,6 +191,19 @@ pub fn export_cache_local(
     })
 }
 
+/// Open a blob of the layout for reading: only a regular file (a symlink, FIFO or device in a
+/// hostile directory is refused before it is opened, so nothing blocks or reads forever).
+fn open_regular(dir: &Path, path: &Path) -> Result<std::fs::File> {
+    let meta = std::fs::symlink_metadata(path).map_err(io("open", path))?;
+    if !meta.is_file() {
+        return Err(RegistryError::Manifest {
+            reference: dir.display().to_string(),
+            reason: format!("{} is not a regular file", path.display()),
+        });
+    }
+    std::fs::File::open(path).map_err(io("open", path))
+}
+
 /// Read and verify a blob of at most `limit` bytes.
 fn read_blob(dir: &Path, digest: &Digest, size: u64, limit: u64) -> Result<Vec<u8>> {
     let bad = |reason: String| RegistryError::Manifest {
@@ -195,8 +217,7 @@ fn read_blob(dir: &Path, digest: &Digest, size: u64, limit: u64) -> Result<Vec<u
     }
     let path = blob_path(dir, digest)?;
     let mut bytes = Vec::new();
-    std::fs::File::open(&path)
-        .map_err(io("open", &path))?
+    open_regular(dir, &path)?
         .take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(io("read", &path))?;
@@ -211,7 +232,7 @@ fn read_blob(dir: &Path, digest: &Digest, size: u64, limit: u64) -> Result<Vec<u
 /// Hash a layer blob of the layout and compare it with its descriptor.
 fn verify_layer(dir: &Path, layer: &CacheLayer) -> Result<()> {
     let path = blob_path(dir, &layer.blob.digest)?;
-    let file = std::fs::File::open(&path).map_err(io("open", &path))?;
+    let file = open_regular(dir, &path)?.take(layer.blob.size.saturating_add(1));
     let reader = rbuild_store::digest::HashingReader::new(std::io::BufReader::new(file));
     let (got, len) = reader.finish_draining().map_err(io("read", &path))?;
     if got != layer.blob.digest || len != layer.blob.size {
@@ -241,8 +262,7 @@ pub fn import_cache_local(dir: &Path) -> Result<ImportedCache> {
     };
     let index_path = dir.join("index.json");
     let mut index_json = Vec::new();
-    std::fs::File::open(&index_path)
-        .map_err(io("open", &index_path))?
+    open_regular(dir, &index_path)?
         .take(MAX_INDEX_JSON_BYTES)
         .read_to_end(&mut index_json)
         .map_err(io("read", &index_path))?;
@@ -282,4 +302,67 @@ pub fn import_cache_local(dir: &Path) -> Result<ImportedCache> {
         layers,
         digest: descriptor.digest.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A layout whose blob is a symlink (here to a FIFO that would block a reader) or whose
+    /// blob directory is a symlink is refused, on import and on export.
+    #[test]
+    fn symlinks_in_a_layout_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = dir.path().join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let manifest = b"{}";
+        let digest = Digest::of(manifest);
+        let fifo = dir.path().join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::os::unix::fs::symlink(&fifo, blobs.join(digest.hex())).unwrap();
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_INDEX,
+            "manifests": [{"mediaType": media::OCI_MANIFEST, "digest": digest, "size": 2}],
+        });
+        std::fs::write(
+            dir.path().join("index.json"),
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
+        let err = import_cache_local(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+
+        let out = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), out.path().join("blobs")).unwrap();
+        struct NoBlobs;
+        impl PushSource for NoBlobs {
+            fn open_blob(&self, _: &Digest) -> Result<Box<dyn Read + Send>> {
+                unreachable!("no layers")
+            }
+            fn compressed_digest(&self, _: &Digest, _: &str) -> Option<(Digest, u64)> {
+                None
+            }
+            fn remember_compressed(&self, _: &Digest, _: &str, _: &Digest, _: u64) -> Result<()> {
+                Ok(())
+            }
+        }
+        let opts = PushOptions {
+            compression: crate::Compression::Gzip,
+            compress_threads: 1,
+            mount_from: Vec::new(),
+            tmp_dir: out.path().to_path_buf(),
+        };
+        let err = export_cache_local(&NoBlobs, out.path(), b"{}", &[], &opts)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a directory"), "{err}");
+    }
 }

@@ -204,6 +204,27 @@ fn corrupt_local_cache_is_refused_without_touching_the_store() {
     assert_eq!(stderr.matches(" CACHED").count(), 0, "{stderr}");
 }
 
+/// A local cache export into the store root itself (whose blobs it would prune) is refused,
+/// and the store keeps every blob.
+#[test]
+fn local_cache_export_into_the_store_is_refused() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let ctx = context("alpha\n");
+    let blobs_before = names(&env.root().join("blobs/sha256"));
+    let dest = format!("type=local,dest={}", env.root().display());
+    let (ok, stderr) = build(&env, ctx.path(), &["--cache-to", &dest]);
+    assert!(!ok, "{stderr}");
+    assert!(stderr.contains("refusing to write to"), "{stderr}");
+    let blobs_after = names(&env.root().join("blobs/sha256"));
+    assert!(
+        blobs_before.is_subset(&blobs_after),
+        "store blobs were deleted"
+    );
+    let store = rbuild_store::Store::open(env.root()).unwrap();
+    store.resolve_image("busybox:1.35").unwrap();
+}
+
 #[test]
 fn unknown_cache_type_names_the_types() {
     let env = TestEnv::new();

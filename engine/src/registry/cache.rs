@@ -221,6 +221,10 @@ fn export_one(
     reporter: &dyn Reporter,
 ) -> miette::Result<()> {
     let note = |text: &str| reporter.line(text);
+    if let CacheLocation::Local(dir) = &spec.location {
+        // The export prunes blobs in DIR: never the store's own layout.
+        crate::output::file::outside_store(dir, input.store.root(), false)?;
+    }
     let steps = exported_steps(input.builds, spec.mode);
     let doc = cache_export::export(input.cache, &steps).map_err(Report::new)?;
     let target = match &spec.location {

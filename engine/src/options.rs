@@ -122,6 +122,8 @@ pub struct BuildOptions {
     pub metadata_file: Option<PathBuf>,
     /// Secrets for `RUN --mount=type=secret`, by id.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// `--label`s: set on the final image, over the Dockerfile's `LABEL`s of the same key.
+    pub labels: BTreeMap<String, String>,
     /// Network of RUN steps that do not choose one.
     pub network: Network,
     /// Entitlements RUN steps may ask for.
@@ -164,6 +166,7 @@ impl From<PrepareOptions> for BuildOptions {
             iidfile: None,
             metadata_file: None,
             secrets: BTreeMap::new(),
+            labels: BTreeMap::new(),
             network: Network::Default,
             allow: Allowed::default(),
             memory: None,

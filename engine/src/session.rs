@@ -412,7 +412,7 @@ impl Pass<'_> {
             &solved,
             &note,
         )?;
-        let image = finish::commit(session, build, &solved, self.epoch)?;
+        let image = finish::commit(session, build, &solved, self.epoch, &self.options.labels)?;
         Ok((image, solved))
     }
 }

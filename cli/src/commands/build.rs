@@ -107,6 +107,19 @@ pub struct BuildArgs {
     #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = crate::args::parse_pids_limit)]
     pub pids_limit: Option<rbuild_executor::sandbox::PidsLimit>,
 
+    /// Set a label on the image (`KEY=VALUE`; may be repeated); overrides a Dockerfile
+    /// `LABEL` of the same key, as `docker build --label` does.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+
+    /// Accepted for docker compatibility and ignored: rbuild keeps no intermediate containers.
+    #[arg(long, hide_short_help = true)]
+    pub rm: bool,
+
+    /// Accepted for docker compatibility and ignored: rbuild keeps no intermediate containers.
+    #[arg(long, hide_short_help = true)]
+    pub force_rm: bool,
+
     #[command(flatten)]
     pub registry: RegistryArgs,
 
@@ -232,6 +245,14 @@ fn secrets(args: &BuildArgs) -> miette::Result<BTreeMap<String, SecretSource>> {
     Ok(out)
 }
 
+/// One `--label KEY=VALUE` (clap's value parser: a bad one is a usage error at the flag).
+fn parse_label(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err("expected KEY=VALUE, e.g. `--label org.opencontainers.image.version=1.2`".into()),
+    }
+}
+
 /// `SOURCE_DATE_EPOCH` from `--build-arg` or the environment.
 pub(crate) fn source_date_epoch(args: &BuildArgs) -> miette::Result<Option<i64>> {
     let from_arg = build_args(args)?.remove("SOURCE_DATE_EPOCH");
@@ -340,6 +361,8 @@ pub fn build_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<Bu
     let cache_to = rbuild_engine::registry::spec::parse_all("--cache-to", &args.registry.cache_to)?;
     let compression: rbuild_registry::Compression = args.registry.compression.parse()?;
     let secrets = secrets(args)?;
+    // In order: a later `--label` of the same key wins, as in docker.
+    let labels = args.labels.iter().cloned().collect();
     source_date_epoch(args)?;
     let network = match args.network.as_str() {
         "default" | "host" => rbuild_solver::op::Network::Default,
@@ -360,6 +383,7 @@ pub fn build_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<Bu
         iidfile: args.iidfile.clone(),
         metadata_file: args.metadata_file.clone(),
         secrets,
+        labels,
         network,
         allow,
         memory: args.memory,
@@ -377,6 +401,10 @@ pub fn build_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<Bu
 
 pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     let options = build_options(global, &args)?;
+    if args.rm || args.force_rm {
+        let flag = if args.force_rm { "--force-rm" } else { "--rm" };
+        eprintln!("note: {flag} is ignored: rbuild keeps no intermediate containers");
+    }
     let cancel = CancelToken::new();
     crate::interrupt::cancel_on_interrupt(&cancel);
     let view = BuildView::new(args.progress, args.quiet);

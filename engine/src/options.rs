@@ -68,6 +68,9 @@ pub struct PrepareOptions {
     /// `SOURCE_DATE_EPOCH`: part of every file-changing step's cache key, and the image's
     /// timestamps.
     pub source_date_epoch: Option<i64>,
+    /// `--add-host` entries (name, IP address) for RUN steps' `/etc/hosts`; part of RUN
+    /// steps' cache keys, as BuildKit keeps them in the exec op.
+    pub extra_hosts: Vec<(String, String)>,
 }
 
 impl PrepareOptions {
@@ -85,6 +88,7 @@ impl PrepareOptions {
             cache_from: Vec::new(),
             no_cache: false,
             source_date_epoch: None,
+            extra_hosts: Vec::new(),
         }
     }
 }

@@ -121,6 +121,7 @@ fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<
             if let Some(epoch) = options.source_date_epoch {
                 reproducible::key_epoch(&mut planned.plan, epoch);
             }
+            key_extra_hosts(&mut planned.plan, &options.extra_hosts);
             let order = graph::stage_order(&planned.plan).map_err(|cycle| {
                 miette::miette!(
                     code = "rbuild::plan::cycle",
@@ -249,4 +250,29 @@ fn stat_cache_path(store: &Store, context: &Path) -> PathBuf {
     let abs = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
     let key = blake3::hash(abs.as_os_str().as_encoded_bytes()).to_hex();
     store.layout().context_stat_cache(&key[..32])
+}
+
+/// The cache-key input naming a RUN step's `--add-host` entries.
+const EXTRA_HOSTS_INPUT: &str = "extra-hosts";
+
+/// Make the `--add-host` entries part of every RUN step's cache key (BuildKit keeps them in
+/// the exec op, so a step run with other hosts is another step). Nothing is added without
+/// entries: keys stay those of a build without the flag.
+fn key_extra_hosts(plan: &mut rbuild_solver::op::Plan, hosts: &[(String, String)]) {
+    if hosts.is_empty() {
+        return;
+    }
+    let value: String = hosts
+        .iter()
+        .map(|(name, ip)| format!("{name}={ip}\n"))
+        .collect();
+    for stage in &mut plan.stages {
+        for step in &mut stage.steps {
+            if matches!(step.op, rbuild_solver::op::Op::Run(_)) {
+                step.key
+                    .inputs
+                    .insert(EXTRA_HOSTS_INPUT.to_string(), value.clone());
+            }
+        }
+    }
 }

@@ -355,6 +355,7 @@ impl Pass<'_> {
             WorkerOptions {
                 source_date_epoch: self.epoch,
                 network: options.network,
+                extra_hosts: options.prepare.extra_hosts.clone(),
                 secrets: options.secrets.clone(),
                 memory: options.memory,
                 pids: options.pids_limit,

@@ -182,6 +182,8 @@ pub struct RunStep<'a> {
     /// `USER` value: `name`, `uid`, `name:group`, `uid:gid` (empty = root).
     pub user: String,
     pub hostname: String,
+    /// Extra `/etc/hosts` entries (`--add-host`), as (name, IP address), after the host's.
+    pub extra_hosts: Vec<(String, String)>,
     pub network: Network,
     /// `Insecure` (`RUN --security=insecure`): every capability and device, no seccomp.
     pub security: Security,
@@ -213,6 +215,7 @@ impl<'a> RunStep<'a> {
             cwd: "/".into(),
             user: String::new(),
             hostname: "rbuild".into(),
+            extra_hosts: Vec::new(),
             network: Network::Host,
             security: Security::Sandbox,
             mounts: Vec::new(),
@@ -531,6 +534,9 @@ impl Executor {
             hosts.push('\n');
         }
         hosts.push_str(&format!("127.0.0.1\t{}\n", step.hostname));
+        for (name, ip) in &step.extra_hosts {
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
         std::fs::write(etc.join("hosts"), hosts).ctx("cannot write", &etc)?;
         let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
         std::fs::write(etc.join("resolv.conf"), resolv).ctx("cannot write", &etc)?;

@@ -112,6 +112,11 @@ pub struct BuildArgs {
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
 
+    /// Add a line to RUN steps' `/etc/hosts` (`NAME:IP` or `NAME=IP`; may be repeated); not
+    /// part of the image, part of RUN steps' cache keys (as in BuildKit).
+    #[arg(long = "add-host", value_name = "NAME:IP", value_parser = parse_add_host)]
+    pub add_hosts: Vec<(String, String)>,
+
     /// Accepted for docker compatibility and ignored: rbuild keeps no intermediate containers.
     #[arg(long, hide_short_help = true)]
     pub rm: bool,
@@ -253,6 +258,34 @@ fn parse_label(raw: &str) -> Result<(String, String), String> {
     }
 }
 
+/// One `--add-host NAME:IP` (docker also takes `NAME=IP`; with `:` the name ends at the first
+/// one, so `h:::1` is IPv6 `::1`). The IP is checked; the name has no blanks.
+fn parse_add_host(raw: &str) -> Result<(String, String), String> {
+    let (name, ip) = raw
+        .split_once('=')
+        .or_else(|| raw.split_once(':'))
+        .ok_or("expected NAME:IP (or NAME=IP), e.g. `--add-host db:10.0.0.5`")?;
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '#') {
+        return Err(format!("invalid host name `{name}`"));
+    }
+    if ip == "host-gateway" {
+        return Err(
+            "`host-gateway` is not supported: RUN steps use the host's network, \
+                    so name 127.0.0.1 or the host's address"
+                .into(),
+        );
+    }
+    // docker accepts an IPv6 address in brackets.
+    let bare = ip
+        .strip_prefix('[')
+        .and_then(|i| i.strip_suffix(']'))
+        .unwrap_or(ip);
+    let parsed: std::net::IpAddr = bare
+        .parse()
+        .map_err(|_| format!("invalid IP address `{ip}`"))?;
+    Ok((name.to_string(), parsed.to_string()))
+}
+
 /// `SOURCE_DATE_EPOCH` from `--build-arg` or the environment.
 pub(crate) fn source_date_epoch(args: &BuildArgs) -> miette::Result<Option<i64>> {
     let from_arg = build_args(args)?.remove("SOURCE_DATE_EPOCH");
@@ -348,6 +381,7 @@ pub fn prepare_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<
         )?,
         no_cache: args.no_cache,
         source_date_epoch: epoch,
+        extra_hosts: args.add_hosts.clone(),
     };
     options.set_platforms(platforms(&args.platform)?);
     Ok(options)

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{TestEnv, text, write_file};
+use crate::support::{TestEnv, load_busybox, text, write_file};
 
 /// `rbuild build ARGS CONTEXT` in `env`, with plain progress.
 fn build(env: &TestEnv, context: &Path, args: &[&str]) -> std::process::Output {
@@ -93,5 +93,104 @@ fn a_label_without_equals_is_a_usage_error_at_the_flag() {
             stderr.contains(&format!("invalid value '{bad}' for '--label <KEY=VALUE>'")),
             "{stderr}"
         );
+    }
+}
+
+/// The counts of the summary line (`N steps, C cached, B built`) of a plain build.
+fn cached_and_built(out: &std::process::Output) -> (usize, usize) {
+    let (stdout, stderr) = text(out);
+    let all = format!("{stdout}{stderr}");
+    let line = all
+        .lines()
+        .find(|l| l.starts_with("built ") && l.contains(" cached, "))
+        .unwrap_or_else(|| panic!("no summary in {all}"));
+    let num = |word: &str| -> usize {
+        let before = &line[..line.find(word).unwrap()];
+        before
+            .trim_end()
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (num(" cached"), num(" built ("))
+}
+
+#[test]
+fn add_host_adds_lines_to_run_steps_hosts_not_to_the_image_and_keys_the_step() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let ctx = tempfile::tempdir().unwrap();
+    write_file(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox:1.35\nRUN cat /etc/hosts > /seen\n",
+    );
+    let out_dir = tempfile::tempdir().unwrap();
+    let dest = out_dir.path().join("root");
+    let output = format!("type=local,dest={}", dest.display());
+    let out = build(
+        &env,
+        ctx.path(),
+        &[
+            "--add-host",
+            "db:10.0.0.5",
+            "--add-host",
+            "v6=[::1]",
+            "--add-host",
+            "six:::2",
+            "-o",
+            &output,
+        ],
+    );
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let seen = std::fs::read_to_string(dest.join("seen")).unwrap();
+    let lines: Vec<&str> = seen.lines().collect();
+    let tail = &lines[lines.len() - 3..];
+    assert_eq!(tail, ["10.0.0.5\tdb", "::1\tv6", "::2\tsix"], "{seen}");
+    // The image's own /etc/hosts (if any) is not the step's.
+    let image_hosts = std::fs::read_to_string(dest.join("etc/hosts")).unwrap_or_default();
+    assert!(!image_hosts.contains("10.0.0.5"), "{image_hosts}");
+
+    // The same hosts: cached; other hosts or none: the RUN step runs again (BuildKit keeps
+    // extra hosts in the exec op).
+    let again = |hosts: &[&str]| {
+        let mut args = Vec::new();
+        for h in hosts {
+            args.extend(["--add-host", *h]);
+        }
+        let out = build(&env, ctx.path(), &args);
+        assert!(out.status.success(), "{}", text(&out).1);
+        cached_and_built(&out)
+    };
+    assert_eq!(again(&["db:10.0.0.5", "v6=[::1]", "six:::2"]), (1, 0));
+    assert_eq!(again(&["db:10.0.0.6"]), (0, 1));
+    assert_eq!(again(&["db:10.0.0.6"]), (1, 0));
+    assert_eq!(again(&[]), (0, 1));
+    assert_eq!(again(&[]), (1, 0));
+}
+
+#[test]
+fn add_host_refuses_a_bad_address_at_the_flag() {
+    let env = TestEnv::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write_file(ctx.path(), "Dockerfile", "FROM scratch\n");
+    for (bad, why) in [
+        ("db", "expected NAME:IP"),
+        ("db:10.0.0", "invalid IP address `10.0.0`"),
+        ("db=not-an-ip", "invalid IP address `not-an-ip`"),
+        (":10.0.0.1", "invalid host name ``"),
+        ("db:host-gateway", "`host-gateway` is not supported"),
+    ] {
+        let out = build(&env, ctx.path(), &["--add-host", bad]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(
+            stderr.contains(&format!("invalid value '{bad}' for '--add-host <NAME:IP>'")),
+            "{stderr}"
+        );
+        assert!(stderr.contains(why), "{bad}: {stderr}");
     }
 }

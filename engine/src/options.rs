@@ -71,6 +71,10 @@ pub struct PrepareOptions {
     /// `--add-host` entries (name, IP address) for RUN steps' `/etc/hosts`; part of RUN
     /// steps' cache keys, as BuildKit keeps them in the exec op.
     pub extra_hosts: Vec<(String, String)>,
+    /// `--shm-size`: bytes of RUN steps' `/dev/shm` (part of their keys, as in BuildKit).
+    pub shm_size: Option<u64>,
+    /// `--ulimit`s of RUN steps (part of their keys, as in BuildKit).
+    pub ulimits: Vec<rbuild_executor::sandbox::Ulimit>,
 }
 
 impl PrepareOptions {
@@ -89,6 +93,8 @@ impl PrepareOptions {
             no_cache: false,
             source_date_epoch: None,
             extra_hosts: Vec::new(),
+            shm_size: None,
+            ulimits: Vec::new(),
         }
     }
 }

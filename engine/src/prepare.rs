@@ -121,7 +121,7 @@ fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<
             if let Some(epoch) = options.source_date_epoch {
                 reproducible::key_epoch(&mut planned.plan, epoch);
             }
-            key_extra_hosts(&mut planned.plan, &options.extra_hosts);
+            key_run_settings(&mut planned.plan, options);
             let order = graph::stage_order(&planned.plan).map_err(|cycle| {
                 miette::miette!(
                     code = "rbuild::plan::cycle",
@@ -252,26 +252,43 @@ fn stat_cache_path(store: &Store, context: &Path) -> PathBuf {
     store.layout().context_stat_cache(&key[..32])
 }
 
-/// The cache-key input naming a RUN step's `--add-host` entries.
-const EXTRA_HOSTS_INPUT: &str = "extra-hosts";
-
-/// Make the `--add-host` entries part of every RUN step's cache key (BuildKit keeps them in
-/// the exec op, so a step run with other hosts is another step). Nothing is added without
-/// entries: keys stay those of a build without the flag.
-fn key_extra_hosts(plan: &mut rbuild_solver::op::Plan, hosts: &[(String, String)]) {
-    if hosts.is_empty() {
+/// Make the RUN settings of the command line part of every RUN step's cache key, as BuildKit
+/// keeps them in the exec op (a step run with other hosts or limits is another step):
+/// `--add-host` (`extra-hosts`), `--shm-size` (`shm-size`), `--ulimit` (`ulimits`). A setting
+/// left at its default adds nothing, so keys stay those of a build without the flag.
+fn key_run_settings(plan: &mut rbuild_solver::op::Plan, options: &PrepareOptions) {
+    let mut inputs = Vec::new();
+    if !options.extra_hosts.is_empty() {
+        let value = options
+            .extra_hosts
+            .iter()
+            .map(|(name, ip)| format!("{name}={ip}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        inputs.push(("extra-hosts", value));
+    }
+    if let Some(size) = options.shm_size {
+        inputs.push(("shm-size", size.to_string()));
+    }
+    if !options.ulimits.is_empty() {
+        let limit = |v: Option<u64>| v.map_or_else(|| "-1".to_string(), |n| n.to_string());
+        let value = options
+            .ulimits
+            .iter()
+            .map(|u| format!("{}={}:{}", u.name, limit(u.soft), limit(u.hard)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        inputs.push(("ulimits", value));
+    }
+    if inputs.is_empty() {
         return;
     }
-    let value: String = hosts
-        .iter()
-        .map(|(name, ip)| format!("{name}={ip}\n"))
-        .collect();
     for stage in &mut plan.stages {
         for step in &mut stage.steps {
             if matches!(step.op, rbuild_solver::op::Op::Run(_)) {
-                step.key
-                    .inputs
-                    .insert(EXTRA_HOSTS_INPUT.to_string(), value.clone());
+                for (name, value) in &inputs {
+                    step.key.inputs.insert(name.to_string(), value.clone());
+                }
             }
         }
     }

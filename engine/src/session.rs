@@ -356,6 +356,8 @@ impl Pass<'_> {
                 source_date_epoch: self.epoch,
                 network: options.network,
                 extra_hosts: options.prepare.extra_hosts.clone(),
+                shm_size: options.prepare.shm_size,
+                ulimits: options.prepare.ulimits.clone(),
                 secrets: options.secrets.clone(),
                 memory: options.memory,
                 pids: options.pids_limit,

@@ -184,6 +184,10 @@ pub struct RunStep<'a> {
     pub hostname: String,
     /// Extra `/etc/hosts` entries (`--add-host`), as (name, IP address), after the host's.
     pub extra_hosts: Vec<(String, String)>,
+    /// Size of `/dev/shm` in bytes (`--shm-size`; default 64 MiB).
+    pub shm_size: Option<u64>,
+    /// `--ulimit`s, set before the command starts.
+    pub ulimits: Vec<crate::sandbox::Ulimit>,
     pub network: Network,
     /// `Insecure` (`RUN --security=insecure`): every capability and device, no seccomp.
     pub security: Security,
@@ -216,6 +220,8 @@ impl<'a> RunStep<'a> {
             user: String::new(),
             hostname: "rbuild".into(),
             extra_hosts: Vec::new(),
+            shm_size: None,
+            ulimits: Vec::new(),
             network: Network::Host,
             security: Security::Sandbox,
             mounts: Vec::new(),
@@ -645,6 +651,8 @@ impl Executor {
             tty: matches!(step.stdio, Stdio3::Terminal(_)),
             readonly_rootfs: step.readonly_rootfs,
             scratch,
+            shm_size: step.shm_size,
+            ulimits: step.ulimits.clone(),
         };
         let stdio = match &mut step.stdio {
             Stdio3::Capture(cb) => Stdio3::Capture(&mut **cb),

@@ -117,6 +117,16 @@ pub struct BuildArgs {
     #[arg(long = "add-host", value_name = "NAME:IP", value_parser = parse_add_host)]
     pub add_hosts: Vec<(String, String)>,
 
+    /// Size of RUN steps' `/dev/shm` (e.g. `128m`, `1g`; default 64m).
+    #[arg(long, value_name = "SIZE", value_parser = parse_shm_size)]
+    pub shm_size: Option<u64>,
+
+    /// A resource limit of RUN steps (`NAME=SOFT[:HARD]`, e.g. `nofile=1024:4096`; -1 is
+    /// unlimited; may be repeated): core, cpu, data, fsize, locks, memlock, msgqueue, nice,
+    /// nofile, nproc, rss, rtprio, rttime, sigpending, stack.
+    #[arg(long, value_name = "NAME=SOFT[:HARD]", value_parser = rbuild_executor::sandbox::Ulimit::parse)]
+    pub ulimit: Vec<rbuild_executor::sandbox::Ulimit>,
+
     /// Accepted for docker compatibility and ignored: rbuild keeps no intermediate containers.
     #[arg(long, hide_short_help = true)]
     pub rm: bool,
@@ -286,6 +296,17 @@ fn parse_add_host(raw: &str) -> Result<(String, String), String> {
     Ok((name.to_string(), parsed.to_string()))
 }
 
+/// `--shm-size`: the store's size grammar with docker's binary units (`64m`, `1g`); above 0.
+fn parse_shm_size(text: &str) -> Result<u64, String> {
+    use rbuild_store::size::{Base, parse};
+    let bytes = parse(text, Base::Binary)
+        .map_err(|e| format!("{e} (e.g. `128m`, `1g`; k, m, g are powers of 1024)"))?;
+    if bytes == 0 {
+        return Err("the size of /dev/shm must be above 0".into());
+    }
+    Ok(bytes)
+}
+
 /// `SOURCE_DATE_EPOCH` from `--build-arg` or the environment.
 pub(crate) fn source_date_epoch(args: &BuildArgs) -> miette::Result<Option<i64>> {
     let from_arg = build_args(args)?.remove("SOURCE_DATE_EPOCH");
@@ -382,6 +403,8 @@ pub fn prepare_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<
         no_cache: args.no_cache,
         source_date_epoch: epoch,
         extra_hosts: args.add_hosts.clone(),
+        shm_size: args.shm_size,
+        ulimits: args.ulimit.clone(),
     };
     options.set_platforms(platforms(&args.platform)?);
     Ok(options)

@@ -194,3 +194,86 @@ fn add_host_refuses_a_bad_address_at_the_flag() {
         assert!(stderr.contains(why), "{bad}: {stderr}");
     }
 }
+
+#[test]
+fn shm_size_and_ulimits_apply_to_run_steps_and_key_them() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let ctx = tempfile::tempdir().unwrap();
+    write_file(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox:1.35\nRUN df -k /dev/shm | tail -1 | awk '{print $2}' > /shm; \
+         ulimit -Sn > /nofile; ulimit -Hn >> /nofile; ulimit -c > /core\n",
+    );
+    let run = |args: &[&str]| -> (String, String, String, (usize, usize)) {
+        let out_dir = tempfile::tempdir().unwrap();
+        let dest = out_dir.path().join("root");
+        let output = format!("type=local,dest={}", dest.display());
+        let mut all = args.to_vec();
+        all.extend(["-o", &output]);
+        let out = build(&env, ctx.path(), &all);
+        assert!(out.status.success(), "{}", text(&out).1);
+        let read = |f: &str| std::fs::read_to_string(dest.join(f)).unwrap();
+        (
+            read("shm"),
+            read("nofile"),
+            read("core"),
+            cached_and_built(&out),
+        )
+    };
+    let (shm, nofile, core, counts) = run(&[
+        "--shm-size",
+        "128m",
+        "--ulimit",
+        "nofile=1000:2000",
+        "--ulimit",
+        "core=-1",
+    ]);
+    assert_eq!(shm, "131072\n");
+    assert_eq!(nofile, "1000\n2000\n");
+    assert_eq!(core, "unlimited\n");
+    assert_eq!(counts, (0, 1));
+    // Docker's defaults without the flags: a 64 MiB /dev/shm; and another step (key).
+    let (shm, _, _, counts) = run(&[]);
+    assert_eq!(shm, "65536\n");
+    assert_eq!(counts, (0, 1));
+    // A single value is both limits; other limits are another step.
+    let (_, nofile, _, counts) = run(&["--ulimit", "nofile=512"]);
+    assert_eq!(nofile, "512\n512\n");
+    assert_eq!(counts, (0, 1));
+    let (_, _, _, counts) = run(&["--ulimit", "nofile=512"]);
+    assert_eq!(counts, (1, 0));
+}
+
+#[test]
+fn bad_shm_size_and_ulimit_values_are_usage_errors_at_the_flag() {
+    let env = TestEnv::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write_file(ctx.path(), "Dockerfile", "FROM scratch\n");
+    for (flag, bad, why) in [
+        (
+            "--ulimit",
+            "nofle=1",
+            "unknown ulimit `nofle`; known: core,",
+        ),
+        ("--ulimit", "nofile", "expected NAME=SOFT[:HARD]"),
+        (
+            "--ulimit",
+            "nofile=10:5",
+            "soft limit of `nofile=10:5` is above its hard",
+        ),
+        ("--ulimit", "nofile=x", "invalid limit `x`"),
+        ("--shm-size", "12x", "e.g. `128m`"),
+        ("--shm-size", "0", "must be above 0"),
+    ] {
+        let out = build(&env, ctx.path(), &[flag, bad]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(
+            stderr.contains(&format!("invalid value '{bad}' for '{flag}")),
+            "{stderr}"
+        );
+        assert!(stderr.contains(why), "{bad}: {stderr}");
+    }
+}

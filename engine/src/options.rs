@@ -75,6 +75,8 @@ pub struct PrepareOptions {
     pub shm_size: Option<u64>,
     /// `--ulimit`s of RUN steps (part of their keys, as in BuildKit).
     pub ulimits: Vec<rbuild_executor::sandbox::Ulimit>,
+    /// `--no-cache-filter`: names of stages whose steps ignore the cache.
+    pub no_cache_filter: Vec<String>,
 }
 
 impl PrepareOptions {
@@ -95,6 +97,7 @@ impl PrepareOptions {
             extra_hosts: Vec::new(),
             shm_size: None,
             ulimits: Vec::new(),
+            no_cache_filter: Vec::new(),
         }
     }
 }

@@ -122,6 +122,7 @@ fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<
                 reproducible::key_epoch(&mut planned.plan, epoch);
             }
             key_run_settings(&mut planned.plan, options);
+            no_cache_filter(&mut planned.plan, &options.no_cache_filter)?;
             let order = graph::stage_order(&planned.plan).map_err(|cycle| {
                 miette::miette!(
                     code = "rbuild::plan::cycle",
@@ -292,4 +293,39 @@ fn key_run_settings(plan: &mut rbuild_solver::op::Plan, options: &PrepareOptions
             }
         }
     }
+}
+
+/// `--no-cache-filter STAGE`: the named stages' steps ignore the cache (BuildKit's
+/// `no-cache` filter). A name no stage has is an error that suggests the closest one.
+fn no_cache_filter(plan: &mut rbuild_solver::op::Plan, names: &[String]) -> miette::Result<()> {
+    for name in names {
+        let wanted = name.to_ascii_lowercase();
+        match plan
+            .stages
+            .iter_mut()
+            .find(|s| s.name.as_deref() == Some(wanted.as_str()))
+        {
+            Some(stage) => stage.no_cache = true,
+            None => {
+                let known: Vec<&str> = plan
+                    .stages
+                    .iter()
+                    .filter_map(|s| s.name.as_deref())
+                    .collect();
+                let help = match rbuild_parser::diagnostics::suggest(name, &known) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None if known.is_empty() => {
+                        "the Dockerfile names no stages (`FROM image AS name`)".into()
+                    }
+                    None => format!("stages: {}", known.join(", ")),
+                };
+                return Err(miette::miette!(
+                    code = "rbuild::usage::no_cache_filter",
+                    help = help,
+                    "`--no-cache-filter {name}`: no stage is named `{name}`"
+                ));
+            }
+        }
+    }
+    Ok(())
 }

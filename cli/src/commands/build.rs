@@ -37,6 +37,11 @@ pub struct BuildArgs {
     #[arg(long)]
     pub no_cache: bool,
 
+    /// Do not use the build cache for these stages' steps (names after `FROM ... AS`; a
+    /// comma list, or the flag repeated).
+    #[arg(long, value_name = "STAGE[,STAGE]", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+
     /// How to show progress: a live view on a terminal, one line per event, or JSON events.
     #[arg(long, value_enum, default_value_t = Progress::Auto, value_name = "MODE")]
     pub progress: Progress,
@@ -405,6 +410,7 @@ pub fn prepare_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<
         extra_hosts: args.add_hosts.clone(),
         shm_size: args.shm_size,
         ulimits: args.ulimit.clone(),
+        no_cache_filter: args.no_cache_filter.clone(),
     };
     options.set_platforms(platforms(&args.platform)?);
     Ok(options)

@@ -277,3 +277,54 @@ fn bad_shm_size_and_ulimit_values_are_usage_errors_at_the_flag() {
         assert!(stderr.contains(why), "{bad}: {stderr}");
     }
 }
+
+#[test]
+fn no_cache_filter_runs_the_named_stages_steps_only() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let ctx = tempfile::tempdir().unwrap();
+    write_file(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox:1.35 AS Builder\nRUN echo a > /a\nFROM busybox:1.35 AS other\n\
+         RUN echo o > /o\nFROM busybox:1.35 AS final\nCOPY --from=builder /a /a\n\
+         COPY --from=other /o /o\nRUN echo b\n",
+    );
+    let out = build(&env, ctx.path(), &[]);
+    assert_eq!(cached_and_built(&out), (0, 5), "{}", text(&out).1);
+    let out = build(&env, ctx.path(), &["--no-cache-filter", "builder"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(cached_and_built(&out), (4, 1), "{stderr}");
+    assert!(
+        stderr.contains("missed: --no-cache-filter names the stage `builder`"),
+        "{stderr}"
+    );
+    // A comma list and the flag repeated.
+    let out = build(&env, ctx.path(), &["--no-cache-filter", "builder,other"]);
+    assert_eq!(cached_and_built(&out), (3, 2), "{}", text(&out).1);
+    let out = build(
+        &env,
+        ctx.path(),
+        &["--no-cache-filter", "final", "--no-cache-filter", "other"],
+    );
+    assert_eq!(cached_and_built(&out), (1, 4), "{}", text(&out).1);
+}
+
+#[test]
+fn no_cache_filter_with_an_unknown_stage_suggests_one() {
+    let env = TestEnv::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write_file(
+        ctx.path(),
+        "Dockerfile",
+        "FROM scratch AS builder\nFROM scratch AS final\n",
+    );
+    let out = build(&env, ctx.path(), &["--no-cache-filter", "biulder"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`--no-cache-filter biulder`: no stage is named `biulder`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("did you mean `builder`?"), "{stderr}");
+}

@@ -42,7 +42,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "STAGE[,STAGE]", value_delimiter = ',')]
     pub no_cache_filter: Vec<String>,
 
-    /// How to show progress: a live view on a terminal, one line per event, or JSON events.
+    /// How to show progress: a live view on a terminal, one line per event, JSON events
+    /// (`rawjson` is docker's name for them), or `quiet` (as `-q`).
     #[arg(long, value_enum, default_value_t = Progress::Auto, value_name = "MODE")]
     pub progress: Progress,
 
@@ -154,7 +155,18 @@ pub enum Progress {
     Auto,
     Tty,
     Plain,
+    /// One JSON event a line (docker's `rawjson`).
+    #[value(alias = "rawjson")]
     Json,
+    /// No progress; print only the image ID (as `-q`).
+    Quiet,
+}
+
+impl BuildArgs {
+    /// `-q` or `--progress quiet`.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet || self.progress == Progress::Quiet
+    }
 }
 
 /// Registry flags of `rbuild build` (also accepted by `explain` and `plan`, which honour
@@ -419,7 +431,7 @@ pub fn prepare_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<
 /// Every flag of `rbuild build`, checked (a typo fails before anything runs).
 pub fn build_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<BuildOptions> {
     let tags = rbuild_engine::finish::parse_tags(&args.tags)?;
-    let outputs = rbuild_engine::output::parse_all(&args.output, args.quiet)?;
+    let outputs = rbuild_engine::output::parse_all(&args.output, args.is_quiet())?;
     rbuild_engine::registry::push::check(args.registry.push, &tags)?;
     let cache_to = rbuild_engine::registry::spec::parse_all("--cache-to", &args.registry.cache_to)?;
     let compression: rbuild_registry::Compression = args.registry.compression.parse()?;
@@ -470,10 +482,10 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     }
     let cancel = CancelToken::new();
     crate::interrupt::cancel_on_interrupt(&cancel);
-    let view = BuildView::new(args.progress, args.quiet);
+    let view = BuildView::new(args.progress, args.is_quiet());
     let result = rbuild_engine::build(&options, &view, &cancel)?;
     let target = &result.target;
-    if args.quiet {
+    if args.is_quiet() {
         println!("{}", target.id());
         return Ok(0);
     }

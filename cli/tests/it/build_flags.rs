@@ -328,3 +328,47 @@ fn no_cache_filter_with_an_unknown_stage_suggests_one() {
     );
     assert!(stderr.contains("did you mean `builder`?"), "{stderr}");
 }
+
+#[test]
+fn progress_quiet_is_dash_q_and_rawjson_is_json() {
+    let env = TestEnv::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write_file(ctx.path(), "Dockerfile", "FROM scratch\nLABEL a=b\n");
+    let run = |args: &[&str]| {
+        let out = env
+            .rbuild()
+            .arg("build")
+            .args(args)
+            .arg(ctx.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out).1);
+        text(&out)
+    };
+    // Only the image ID on stdout, nothing on stderr, as `-q`.
+    for quiet in [&["--progress", "quiet"][..], &["-q"]] {
+        let (stdout, stderr) = run(quiet);
+        assert!(
+            stdout.starts_with("sha256:") && stdout.lines().count() == 1,
+            "{stdout}"
+        );
+        assert!(stderr.is_empty(), "{stderr}");
+    }
+
+    let (stdout, stderr) = run(&["--progress=rawjson"]);
+    assert!(stdout.is_empty(), "{stdout}");
+    let events: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds.len(), events.len(), "{stderr}");
+    assert_eq!(kinds.last(), Some(&"summary"), "{stderr}");
+    let (_, json) = run(&["--progress", "json"]);
+    let json_kinds: Vec<String> = json
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["event"].to_string())
+        .collect();
+    let raw_kinds: Vec<String> = events.iter().map(|e| e["event"].to_string()).collect();
+    assert_eq!(raw_kinds, json_kinds);
+}

@@ -36,6 +36,7 @@ pub fn commit(
     solved: &Solved,
     epoch: Option<i64>,
     labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
 ) -> miette::Result<ImageRecord> {
     let plan = &build.planned.plan;
     let now = jiff::Timestamp::now().as_second();
@@ -76,7 +77,7 @@ pub fn commit(
     }
     prepared
         .store
-        .commit_image(&config, &layers)
+        .commit_image_annotated(&config, &layers, annotations)
         .map_err(Report::new)
 }
 

@@ -172,7 +172,11 @@ pub fn build(
         Target::Index(
             session
                 .store
-                .commit_index(&images)
+                .commit_index_annotated(
+                    &images,
+                    &options.annotations.index,
+                    &options.annotations.manifest_descriptor,
+                )
                 .map_err(miette::Report::new)?,
         )
     } else {
@@ -415,7 +419,14 @@ impl Pass<'_> {
             &solved,
             &note,
         )?;
-        let image = finish::commit(session, build, &solved, self.epoch, &self.options.labels)?;
+        let image = finish::commit(
+            session,
+            build,
+            &solved,
+            self.epoch,
+            &self.options.labels,
+            &self.options.annotations.manifest,
+        )?;
         Ok((image, solved))
     }
 }

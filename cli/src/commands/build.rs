@@ -118,6 +118,12 @@ pub struct BuildArgs {
     #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     pub labels: Vec<(String, String)>,
 
+    /// Add an annotation (BuildKit's syntax, repeatable): `KEY=VALUE` or `manifest:KEY=VALUE`
+    /// on the image manifest; for a multi-platform build also `index:KEY=VALUE` (the index)
+    /// and `manifest-descriptor:KEY=VALUE` (each manifest's entry in the index).
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+    pub annotations: Vec<String>,
+
     /// Add a line to RUN steps' `/etc/hosts` (`NAME:IP` or `NAME=IP`; may be repeated); not
     /// part of the image, part of RUN steps' cache keys (as in BuildKit).
     #[arg(long = "add-host", value_name = "NAME:IP", value_parser = parse_add_host)]
@@ -451,8 +457,12 @@ pub fn build_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<Bu
         }
     };
     let allow = rbuild_engine::entitlements::Allowed::parse(&args.allow)?;
+    let prepare = prepare_options(global, args)?;
+    let annotations =
+        rbuild_engine::Annotations::parse(&args.annotations, prepare.is_multi_platform())?;
     Ok(BuildOptions {
-        prepare: prepare_options(global, args)?,
+        prepare,
+        annotations,
         tags,
         outputs,
         iidfile: args.iidfile.clone(),

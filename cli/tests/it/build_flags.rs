@@ -372,3 +372,125 @@ fn progress_quiet_is_dash_q_and_rawjson_is_json() {
     let raw_kinds: Vec<String> = events.iter().map(|e| e["event"].to_string()).collect();
     assert_eq!(raw_kinds, json_kinds);
 }
+
+/// A JSON blob of the store by digest.
+fn blob(env: &TestEnv, digest: &str) -> Value {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    let bytes = std::fs::read(env.root().join("blobs/sha256").join(hex)).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// The descriptor index.json gives `name` (its full name in the layout).
+fn tagged(env: &TestEnv, name: &str) -> Value {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(env.root().join("index.json")).unwrap()).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["annotations"]["org.opencontainers.image.ref.name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {index}"))
+        .clone()
+}
+
+#[test]
+fn annotations_go_on_the_manifest_and_for_several_platforms_on_the_index() {
+    let env = TestEnv::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write_file(ctx.path(), "Dockerfile", "FROM scratch\nLABEL a=b\n");
+    let out = build(
+        &env,
+        ctx.path(),
+        &[
+            "--annotation",
+            "org.opencontainers.image.title=T",
+            "--annotation",
+            "manifest:m=1",
+            "-t",
+            "one:1",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let d = tagged(&env, "docker.io/library/one:1");
+    let manifest = blob(&env, d["digest"].as_str().unwrap());
+    assert_eq!(
+        manifest["annotations"],
+        serde_json::json!({"org.opencontainers.image.title": "T", "m": "1"})
+    );
+
+    let out = build(
+        &env,
+        ctx.path(),
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--annotation",
+            "m=1",
+            "--annotation",
+            "index:i=2",
+            "--annotation",
+            "manifest-descriptor:d=3",
+            "-t",
+            "two:1",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let d = tagged(&env, "docker.io/library/two:1");
+    let index = blob(&env, d["digest"].as_str().unwrap());
+    assert_eq!(
+        index["annotations"],
+        serde_json::json!({"i": "2"}),
+        "{index}"
+    );
+    let children = index["manifests"].as_array().unwrap();
+    assert_eq!(children.len(), 2, "{index}");
+    for child in children {
+        assert_eq!(
+            child["annotations"],
+            serde_json::json!({"d": "3"}),
+            "{index}"
+        );
+        let manifest = blob(&env, child["digest"].as_str().unwrap());
+        assert_eq!(manifest["annotations"], serde_json::json!({"m": "1"}));
+    }
+
+    // Without the flag, no annotations at all.
+    let out = build(&env, ctx.path(), &["-t", "none:1"]);
+    assert!(out.status.success(), "{}", text(&out).1);
+    let d = tagged(&env, "docker.io/library/none:1");
+    assert!(
+        blob(&env, d["digest"].as_str().unwrap())
+            .get("annotations")
+            .is_none()
+    );
+}
+
+#[test]
+fn bad_annotations_are_refused_before_building() {
+    let env = TestEnv::new();
+    let ctx = tempfile::tempdir().unwrap();
+    write_file(ctx.path(), "Dockerfile", "FROM scratch\n");
+    for (bad, why) in [
+        ("novalue", "expected KEY=VALUE"),
+        (
+            "index:k=v",
+            "`index` annotations need a multi-platform build",
+        ),
+        (
+            "manifest-descriptor:k=v",
+            "`manifest-descriptor` annotations need a",
+        ),
+        ("manifest[linux/amd64]:k=v", "platform selectors"),
+        ("index-descriptor:k=v", "unknown type `index-descriptor`"),
+        ("manifest:=v", "the key is empty"),
+    ] {
+        let out = build(&env, ctx.path(), &["--annotation", bad]);
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {stderr}");
+        assert!(
+            stderr.contains(&format!("invalid `--annotation {bad}`")),
+            "{stderr}"
+        );
+        assert!(stderr.contains(why), "{bad}: {stderr}");
+    }
+}

@@ -117,6 +117,7 @@ impl ProgressReporter {
             && std::env::var_os("CI").is_none();
         let mode = match progress {
             _ if quiet => Mode::Quiet,
+            Progress::Quiet => Mode::Quiet,
             Progress::Plain => Mode::Plain,
             Progress::Json => Mode::Json,
             Progress::Tty => Mode::Tty(Live::new()),

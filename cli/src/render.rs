@@ -36,7 +36,7 @@ impl BuildView {
         BuildView {
             progress,
             quiet,
-            transfers: !quiet && progress != Progress::Json,
+            transfers: !quiet && !matches!(progress, Progress::Json | Progress::Quiet),
             first: OnceLock::new(),
             second: OnceLock::new(),
             in_second: std::sync::atomic::AtomicBool::new(false),

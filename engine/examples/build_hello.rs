@@ -7,8 +7,8 @@
 //!
 //! `examples/hello` is `FROM busybox:1.35`, and this build never pulls, so the store must hold
 //! that image. Either run `./scripts/demo` first (it imports busybox from Debian's
-//! busybox-static into the default store, which is what STORE_ROOT defaults to: `$RBUILD_ROOT`,
-//! else `rbuild_store::default_root()`), or pass the shared test image
+//! busybox-static into its own store, `.demo-store/`: pass that as STORE_ROOT, which defaults
+//! to `$RBUILD_ROOT`, else `rbuild_store::default_root()`), or pass the shared test image
 //! `../shared/images/busybox-1.35.oci.tar` as BUSYBOX_OCI_TAR and it is loaded into the store
 //! first. The image is tagged `hello:latest`; run it with `rbuild --root STORE_ROOT run --rm
 //! hello`. `engine/tests/build_hello.rs` runs [`build_hello`] against a temporary store.

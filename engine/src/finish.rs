@@ -35,10 +35,18 @@ pub fn commit(
     build: &PlatformBuild,
     solved: &Solved,
     epoch: Option<i64>,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
 ) -> miette::Result<ImageRecord> {
     let plan = &build.planned.plan;
     let now = jiff::Timestamp::now().as_second();
-    let config = image::assemble(&build.planned, solved, plan.target, epoch, now);
+    let mut config = image::assemble(&build.planned, solved, plan.target, epoch, now);
+    if !labels.is_empty() {
+        // `docker build --label`: over the Dockerfile's LABELs, in the final image only.
+        let container = config.config.get_or_insert_with(Default::default);
+        let merged = container.labels.get_or_insert_with(BTreeMap::new);
+        merged.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
     // Base layers keep their stored descriptors (possibly compressed); built layers are stored
     // uncompressed, so their blob digest is their diff_id.
     let mut known: BTreeMap<&Digest, &Layer> = BTreeMap::new();
@@ -69,7 +77,7 @@ pub fn commit(
     }
     prepared
         .store
-        .commit_image(&config, &layers)
+        .commit_image_annotated(&config, &layers, annotations)
         .map_err(Report::new)
 }
 

@@ -53,7 +53,7 @@ pub mod report;
 pub mod reproducible;
 mod session;
 
-pub use options::{BuildOptions, DockerfileSource, PrepareOptions, PullPolicy};
+pub use options::{Annotations, BuildOptions, DockerfileSource, PrepareOptions, PullPolicy};
 pub use prepare::{PlatformBuild, Session, cache_dir};
 pub use report::{Notice, Reporter, Silent, Transfer};
 pub use session::{BuildResult, StepOutcome, StepReport, Timings, build};

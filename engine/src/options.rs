@@ -68,6 +68,15 @@ pub struct PrepareOptions {
     /// `SOURCE_DATE_EPOCH`: part of every file-changing step's cache key, and the image's
     /// timestamps.
     pub source_date_epoch: Option<i64>,
+    /// `--add-host` entries (name, IP address) for RUN steps' `/etc/hosts`; part of RUN
+    /// steps' cache keys, as BuildKit keeps them in the exec op.
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--shm-size`: bytes of RUN steps' `/dev/shm` (part of their keys, as in BuildKit).
+    pub shm_size: Option<u64>,
+    /// `--ulimit`s of RUN steps (part of their keys, as in BuildKit).
+    pub ulimits: Vec<rbuild_executor::sandbox::Ulimit>,
+    /// `--no-cache-filter`: names of stages whose steps ignore the cache.
+    pub no_cache_filter: Vec<String>,
 }
 
 impl PrepareOptions {
@@ -85,6 +94,10 @@ impl PrepareOptions {
             cache_from: Vec::new(),
             no_cache: false,
             source_date_epoch: None,
+            extra_hosts: Vec::new(),
+            shm_size: None,
+            ulimits: Vec::new(),
+            no_cache_filter: Vec::new(),
         }
     }
 }
@@ -122,6 +135,11 @@ pub struct BuildOptions {
     pub metadata_file: Option<PathBuf>,
     /// Secrets for `RUN --mount=type=secret`, by id.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// `--annotation`s: on each platform's manifest, and for a multi-platform build on the
+    /// index and on the manifests' descriptors in it.
+    pub annotations: Annotations,
+    /// `--label`s: set on the final image, over the Dockerfile's `LABEL`s of the same key.
+    pub labels: BTreeMap<String, String>,
     /// Network of RUN steps that do not choose one.
     pub network: Network,
     /// Entitlements RUN steps may ask for.
@@ -164,6 +182,8 @@ impl From<PrepareOptions> for BuildOptions {
             iidfile: None,
             metadata_file: None,
             secrets: BTreeMap::new(),
+            labels: BTreeMap::new(),
+            annotations: Annotations::default(),
             network: Network::Default,
             allow: Allowed::default(),
             memory: None,
@@ -177,5 +197,81 @@ impl From<PrepareOptions> for BuildOptions {
             cache_to: Vec::new(),
             compression: Compression::Gzip,
         }
+    }
+}
+
+/// `--annotation`s by where BuildKit puts them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Annotations {
+    /// `KEY=VALUE` or `manifest:KEY=VALUE`: each image manifest.
+    pub manifest: BTreeMap<String, String>,
+    /// `index:KEY=VALUE`: the image index (multi-platform builds).
+    pub index: BTreeMap<String, String>,
+    /// `manifest-descriptor:KEY=VALUE`: each manifest's descriptor in the index.
+    pub manifest_descriptor: BTreeMap<String, String>,
+}
+
+impl Annotations {
+    /// Parse BuildKit's `--annotation [TYPE:]KEY=VALUE` (TYPE `manifest`, the default,
+    /// `index` or `manifest-descriptor`). A platform selector (`manifest[linux/amd64]:`) and
+    /// `index-descriptor` (no exporter here writes one) are refused, as are index types for a
+    /// single-platform build (which makes no index).
+    pub fn parse(values: &[String], multi_platform: bool) -> miette::Result<Annotations> {
+        let mut out = Annotations::default();
+        for raw in values {
+            let usage = |problem: String| {
+                miette::miette!(
+                    code = "rbuild::usage::annotation",
+                    help = "write `--annotation KEY=VALUE`, `manifest:KEY=VALUE`, or for a \
+                            multi-platform build `index:KEY=VALUE` or \
+                            `manifest-descriptor:KEY=VALUE`",
+                    "invalid `--annotation {raw}`: {problem}"
+                )
+            };
+            let Some((left, value)) = raw.split_once('=') else {
+                return Err(usage("expected KEY=VALUE".into()));
+            };
+            let (kind, key) = match left.split_once(':') {
+                Some((kind, key))
+                    if [
+                        "manifest",
+                        "index",
+                        "manifest-descriptor",
+                        "index-descriptor",
+                    ]
+                    .contains(&kind)
+                        || kind.contains('[') =>
+                {
+                    (kind, key)
+                }
+                _ => ("manifest", left),
+            };
+            if key.is_empty() {
+                return Err(usage("the key is empty".into()));
+            }
+            let map = match kind {
+                "manifest" => &mut out.manifest,
+                "index" | "manifest-descriptor" if !multi_platform => {
+                    return Err(usage(format!(
+                        "`{kind}` annotations need a multi-platform build (one platform makes \
+                         no index)"
+                    )));
+                }
+                "index" => &mut out.index,
+                "manifest-descriptor" => &mut out.manifest_descriptor,
+                other if other.contains('[') => {
+                    return Err(usage(format!(
+                        "platform selectors (`{other}`) are not supported"
+                    )));
+                }
+                other => {
+                    return Err(usage(format!(
+                        "unknown type `{other}` (manifest, index, manifest-descriptor)"
+                    )));
+                }
+            };
+            map.insert(key.to_string(), value.to_string());
+        }
+        Ok(out)
     }
 }

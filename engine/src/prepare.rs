@@ -121,6 +121,8 @@ fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<
             if let Some(epoch) = options.source_date_epoch {
                 reproducible::key_epoch(&mut planned.plan, epoch);
             }
+            key_run_settings(&mut planned.plan, options);
+            no_cache_filter(&mut planned.plan, &options.no_cache_filter)?;
             let order = graph::stage_order(&planned.plan).map_err(|cycle| {
                 miette::miette!(
                     code = "rbuild::plan::cycle",
@@ -249,4 +251,81 @@ fn stat_cache_path(store: &Store, context: &Path) -> PathBuf {
     let abs = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
     let key = blake3::hash(abs.as_os_str().as_encoded_bytes()).to_hex();
     store.layout().context_stat_cache(&key[..32])
+}
+
+/// Make the RUN settings of the command line part of every RUN step's cache key, as BuildKit
+/// keeps them in the exec op (a step run with other hosts or limits is another step):
+/// `--add-host` (`extra-hosts`), `--shm-size` (`shm-size`), `--ulimit` (`ulimits`). A setting
+/// left at its default adds nothing, so keys stay those of a build without the flag.
+fn key_run_settings(plan: &mut rbuild_solver::op::Plan, options: &PrepareOptions) {
+    let mut inputs = Vec::new();
+    if !options.extra_hosts.is_empty() {
+        let value = options
+            .extra_hosts
+            .iter()
+            .map(|(name, ip)| format!("{name}={ip}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        inputs.push(("extra-hosts", value));
+    }
+    if let Some(size) = options.shm_size {
+        inputs.push(("shm-size", size.to_string()));
+    }
+    if !options.ulimits.is_empty() {
+        let limit = |v: Option<u64>| v.map_or_else(|| "-1".to_string(), |n| n.to_string());
+        let value = options
+            .ulimits
+            .iter()
+            .map(|u| format!("{}={}:{}", u.name, limit(u.soft), limit(u.hard)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        inputs.push(("ulimits", value));
+    }
+    if inputs.is_empty() {
+        return;
+    }
+    for stage in &mut plan.stages {
+        for step in &mut stage.steps {
+            if matches!(step.op, rbuild_solver::op::Op::Run(_)) {
+                for (name, value) in &inputs {
+                    step.key.inputs.insert(name.to_string(), value.clone());
+                }
+            }
+        }
+    }
+}
+
+/// `--no-cache-filter STAGE`: the named stages' steps ignore the cache (BuildKit's
+/// `no-cache` filter). A name no stage has is an error that suggests the closest one.
+fn no_cache_filter(plan: &mut rbuild_solver::op::Plan, names: &[String]) -> miette::Result<()> {
+    for name in names {
+        let wanted = name.to_ascii_lowercase();
+        match plan
+            .stages
+            .iter_mut()
+            .find(|s| s.name.as_deref() == Some(wanted.as_str()))
+        {
+            Some(stage) => stage.no_cache = true,
+            None => {
+                let known: Vec<&str> = plan
+                    .stages
+                    .iter()
+                    .filter_map(|s| s.name.as_deref())
+                    .collect();
+                let help = match rbuild_parser::diagnostics::suggest(name, &known) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None if known.is_empty() => {
+                        "the Dockerfile names no stages (`FROM image AS name`)".into()
+                    }
+                    None => format!("stages: {}", known.join(", ")),
+                };
+                return Err(miette::miette!(
+                    code = "rbuild::usage::no_cache_filter",
+                    help = help,
+                    "`--no-cache-filter {name}`: no stage is named `{name}`"
+                ));
+            }
+        }
+    }
+    Ok(())
 }

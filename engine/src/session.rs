@@ -172,7 +172,11 @@ pub fn build(
         Target::Index(
             session
                 .store
-                .commit_index(&images)
+                .commit_index_annotated(
+                    &images,
+                    &options.annotations.index,
+                    &options.annotations.manifest_descriptor,
+                )
                 .map_err(miette::Report::new)?,
         )
     } else {
@@ -355,6 +359,9 @@ impl Pass<'_> {
             WorkerOptions {
                 source_date_epoch: self.epoch,
                 network: options.network,
+                extra_hosts: options.prepare.extra_hosts.clone(),
+                shm_size: options.prepare.shm_size,
+                ulimits: options.prepare.ulimits.clone(),
                 secrets: options.secrets.clone(),
                 memory: options.memory,
                 pids: options.pids_limit,
@@ -412,7 +419,14 @@ impl Pass<'_> {
             &solved,
             &note,
         )?;
-        let image = finish::commit(session, build, &solved, self.epoch)?;
+        let image = finish::commit(
+            session,
+            build,
+            &solved,
+            self.epoch,
+            &self.options.labels,
+            &self.options.annotations.manifest,
+        )?;
         Ok((image, solved))
     }
 }

@@ -182,6 +182,12 @@ pub struct RunStep<'a> {
     /// `USER` value: `name`, `uid`, `name:group`, `uid:gid` (empty = root).
     pub user: String,
     pub hostname: String,
+    /// Extra `/etc/hosts` entries (`--add-host`), as (name, IP address), after the host's.
+    pub extra_hosts: Vec<(String, String)>,
+    /// Size of `/dev/shm` in bytes (`--shm-size`; default 64 MiB).
+    pub shm_size: Option<u64>,
+    /// `--ulimit`s, set before the command starts.
+    pub ulimits: Vec<crate::sandbox::Ulimit>,
     pub network: Network,
     /// `Insecure` (`RUN --security=insecure`): every capability and device, no seccomp.
     pub security: Security,
@@ -213,6 +219,9 @@ impl<'a> RunStep<'a> {
             cwd: "/".into(),
             user: String::new(),
             hostname: "rbuild".into(),
+            extra_hosts: Vec::new(),
+            shm_size: None,
+            ulimits: Vec::new(),
             network: Network::Host,
             security: Security::Sandbox,
             mounts: Vec::new(),
@@ -531,6 +540,9 @@ impl Executor {
             hosts.push('\n');
         }
         hosts.push_str(&format!("127.0.0.1\t{}\n", step.hostname));
+        for (name, ip) in &step.extra_hosts {
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
         std::fs::write(etc.join("hosts"), hosts).ctx("cannot write", &etc)?;
         let resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
         std::fs::write(etc.join("resolv.conf"), resolv).ctx("cannot write", &etc)?;
@@ -639,6 +651,8 @@ impl Executor {
             tty: matches!(step.stdio, Stdio3::Terminal(_)),
             readonly_rootfs: step.readonly_rootfs,
             scratch,
+            shm_size: step.shm_size,
+            ulimits: step.ulimits.clone(),
         };
         let stdio = match &mut step.stdio {
             Stdio3::Capture(cb) => Stdio3::Capture(&mut **cb),

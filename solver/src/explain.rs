@@ -22,6 +22,10 @@ pub const FILES_SHOWN: usize = 5;
 pub enum MissReason {
     /// `--no-cache` was given.
     NoCache,
+    /// `--no-cache-filter` names the step's stage.
+    NoCacheFilter {
+        stage: String,
+    },
     /// The cache has no earlier build of this step to compare with.
     NeverBuilt,
     /// The key matched an entry whose layer has since been pruned.
@@ -300,6 +304,9 @@ impl fmt::Display for MissReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             MissReason::NoCache => write!(f, "--no-cache was given"),
+            MissReason::NoCacheFilter { stage } => {
+                write!(f, "--no-cache-filter names the stage `{stage}`")
+            }
             MissReason::NeverBuilt => write!(f, "no earlier build of this step is in the cache"),
             MissReason::LayerMissing { key } => write!(
                 f,

@@ -449,6 +449,7 @@ mod tests {
             steps,
             site: Site::default(),
             platform: Platform::host(),
+            no_cache: false,
         }
     }
 

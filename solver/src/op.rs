@@ -43,6 +43,9 @@ pub struct Stage {
     /// scope), the base stage's for `FROM stage`, else the build's target platform. Its base
     /// image is resolved for it, its RUN steps run for it, and it enters its steps' cache keys.
     pub platform: Platform,
+    /// Its steps ignore the cache (`--no-cache-filter`): they run, and their results are
+    /// stored as usual.
+    pub no_cache: bool,
 }
 
 impl Stage {

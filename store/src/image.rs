@@ -250,6 +250,16 @@ impl Store {
     /// Does not tag: call `tag` to name it. Crash-safe: layers, then config, then manifest,
     /// then index.json — a crash leaves only unreferenced blobs.
     pub fn commit_image(&self, config: &ImageConfig, layers: &[Layer]) -> Result<ImageRecord> {
+        self.commit_image_annotated(config, layers, &BTreeMap::new())
+    }
+
+    /// [`Store::commit_image`] with `annotations` on the manifest (none: the same manifest).
+    pub fn commit_image_annotated(
+        &self,
+        config: &ImageConfig,
+        layers: &[Layer],
+        annotations: &BTreeMap<String, String>,
+    ) -> Result<ImageRecord> {
         for l in layers {
             if !media::is_layer(&l.descriptor.media_type) {
                 return Err(Error::usage(
@@ -274,7 +284,7 @@ impl Store {
         config.rootfs.diff_ids = layers.iter().map(|l| l.diff_id.clone()).collect();
         let config_bytes = config.to_bytes()?;
         let config_info = self.put_blob(&config_bytes)?;
-        let manifest = Manifest::new_oci(
+        let mut manifest = Manifest::new_oci(
             Descriptor::new(
                 media::OCI_CONFIG,
                 config_info.digest.clone(),
@@ -282,6 +292,9 @@ impl Store {
             ),
             layers.iter().map(|l| l.descriptor.clone()).collect(),
         );
+        if !annotations.is_empty() {
+            manifest.annotations = Some(annotations.clone());
+        }
         let manifest_bytes = json::to_canonical_vec(&manifest)?;
         let manifest_info = self.put_blob(&manifest_bytes)?;
         self.list_untagged(

@@ -10,6 +10,8 @@
 //! entries present in the store, nested indexes flattened, attestation manifests (platform
 //! `unknown/unknown`, whose config is not an image config) left out.
 
+use std::collections::BTreeMap;
+
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
@@ -181,6 +183,17 @@ impl Store {
     /// an untagged image; the platform images' own untagged entries go (they are reachable
     /// from the index). Does not tag: see [`Store::tag_target`].
     pub fn commit_index(&self, images: &[(Platform, ImageRecord)]) -> Result<IndexRecord> {
+        self.commit_index_annotated(images, &BTreeMap::new(), &BTreeMap::new())
+    }
+
+    /// [`Store::commit_index`] with `annotations` on the index and `descriptor_annotations`
+    /// on each manifest's descriptor in it.
+    pub fn commit_index_annotated(
+        &self,
+        images: &[(Platform, ImageRecord)],
+        annotations: &BTreeMap<String, String>,
+        descriptor_annotations: &BTreeMap<String, String>,
+    ) -> Result<IndexRecord> {
         if images.is_empty() {
             return Err(Error::usage(
                 "an image index needs at least one image",
@@ -192,7 +205,13 @@ impl Store {
             self.hold_blob(&image.manifest_digest)?;
             let mut d = image.descriptor();
             d.platform = Some(platform.clone());
+            if !descriptor_annotations.is_empty() {
+                d.annotations = Some(descriptor_annotations.clone());
+            }
             index.manifests.push(d);
+        }
+        if !annotations.is_empty() {
+            index.annotations = Some(annotations.clone());
         }
         let bytes = json::to_canonical_vec(&index)?;
         let info = self.put_blob(&bytes)?;

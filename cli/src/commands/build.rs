@@ -37,7 +37,13 @@ pub struct BuildArgs {
     #[arg(long)]
     pub no_cache: bool,
 
-    /// How to show progress: a live view on a terminal, one line per event, or JSON events.
+    /// Do not use the build cache for these stages' steps (names after `FROM ... AS`; a
+    /// comma list, or the flag repeated).
+    #[arg(long, value_name = "STAGE[,STAGE]", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+
+    /// How to show progress: a live view on a terminal, one line per event, JSON events
+    /// (`rawjson` is docker's name for them), or `quiet` (as `-q`).
     #[arg(long, value_enum, default_value_t = Progress::Auto, value_name = "MODE")]
     pub progress: Progress,
 
@@ -107,6 +113,40 @@ pub struct BuildArgs {
     #[arg(long, value_name = "N", allow_hyphen_values = true, value_parser = crate::args::parse_pids_limit)]
     pub pids_limit: Option<rbuild_executor::sandbox::PidsLimit>,
 
+    /// Set a label on the image (`KEY=VALUE`; may be repeated); overrides a Dockerfile
+    /// `LABEL` of the same key, as `docker build --label` does.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+
+    /// Add an annotation (BuildKit's syntax, repeatable): `KEY=VALUE` or `manifest:KEY=VALUE`
+    /// on the image manifest; for a multi-platform build also `index:KEY=VALUE` (the index)
+    /// and `manifest-descriptor:KEY=VALUE` (each manifest's entry in the index).
+    #[arg(long = "annotation", value_name = "[TYPE:]KEY=VALUE")]
+    pub annotations: Vec<String>,
+
+    /// Add a line to RUN steps' `/etc/hosts` (`NAME:IP` or `NAME=IP`; may be repeated); not
+    /// part of the image, part of RUN steps' cache keys (as in BuildKit).
+    #[arg(long = "add-host", value_name = "NAME:IP", value_parser = parse_add_host)]
+    pub add_hosts: Vec<(String, String)>,
+
+    /// Size of RUN steps' `/dev/shm` (e.g. `128m`, `1g`; default 64m).
+    #[arg(long, value_name = "SIZE", value_parser = parse_shm_size)]
+    pub shm_size: Option<u64>,
+
+    /// A resource limit of RUN steps (`NAME=SOFT[:HARD]`, e.g. `nofile=1024:4096`; -1 is
+    /// unlimited; may be repeated): core, cpu, data, fsize, locks, memlock, msgqueue, nice,
+    /// nofile, nproc, rss, rtprio, rttime, sigpending, stack.
+    #[arg(long, value_name = "NAME=SOFT[:HARD]", value_parser = rbuild_executor::sandbox::Ulimit::parse)]
+    pub ulimit: Vec<rbuild_executor::sandbox::Ulimit>,
+
+    /// Accepted for docker compatibility and ignored: rbuild keeps no intermediate containers.
+    #[arg(long, hide_short_help = true)]
+    pub rm: bool,
+
+    /// Accepted for docker compatibility and ignored: rbuild keeps no intermediate containers.
+    #[arg(long, hide_short_help = true)]
+    pub force_rm: bool,
+
     #[command(flatten)]
     pub registry: RegistryArgs,
 
@@ -121,7 +161,18 @@ pub enum Progress {
     Auto,
     Tty,
     Plain,
+    /// One JSON event a line (docker's `rawjson`).
+    #[value(alias = "rawjson")]
     Json,
+    /// No progress; print only the image ID (as `-q`).
+    Quiet,
+}
+
+impl BuildArgs {
+    /// `-q` or `--progress quiet`.
+    pub fn is_quiet(&self) -> bool {
+        self.quiet || self.progress == Progress::Quiet
+    }
 }
 
 /// Registry flags of `rbuild build` (also accepted by `explain` and `plan`, which honour
@@ -232,6 +283,53 @@ fn secrets(args: &BuildArgs) -> miette::Result<BTreeMap<String, SecretSource>> {
     Ok(out)
 }
 
+/// One `--label KEY=VALUE` (clap's value parser: a bad one is a usage error at the flag).
+fn parse_label(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err("expected KEY=VALUE, e.g. `--label org.opencontainers.image.version=1.2`".into()),
+    }
+}
+
+/// One `--add-host NAME:IP` (docker also takes `NAME=IP`; with `:` the name ends at the first
+/// one, so `h:::1` is IPv6 `::1`). The IP is checked; the name has no blanks.
+fn parse_add_host(raw: &str) -> Result<(String, String), String> {
+    let (name, ip) = raw
+        .split_once('=')
+        .or_else(|| raw.split_once(':'))
+        .ok_or("expected NAME:IP (or NAME=IP), e.g. `--add-host db:10.0.0.5`")?;
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace() || c == '#') {
+        return Err(format!("invalid host name `{name}`"));
+    }
+    if ip == "host-gateway" {
+        return Err(
+            "`host-gateway` is not supported: RUN steps use the host's network, \
+                    so name 127.0.0.1 or the host's address"
+                .into(),
+        );
+    }
+    // docker accepts an IPv6 address in brackets.
+    let bare = ip
+        .strip_prefix('[')
+        .and_then(|i| i.strip_suffix(']'))
+        .unwrap_or(ip);
+    let parsed: std::net::IpAddr = bare
+        .parse()
+        .map_err(|_| format!("invalid IP address `{ip}`"))?;
+    Ok((name.to_string(), parsed.to_string()))
+}
+
+/// `--shm-size`: the store's size grammar with docker's binary units (`64m`, `1g`); above 0.
+fn parse_shm_size(text: &str) -> Result<u64, String> {
+    use rbuild_store::size::{Base, parse};
+    let bytes = parse(text, Base::Binary)
+        .map_err(|e| format!("{e} (e.g. `128m`, `1g`; k, m, g are powers of 1024)"))?;
+    if bytes == 0 {
+        return Err("the size of /dev/shm must be above 0".into());
+    }
+    Ok(bytes)
+}
+
 /// `SOURCE_DATE_EPOCH` from `--build-arg` or the environment.
 pub(crate) fn source_date_epoch(args: &BuildArgs) -> miette::Result<Option<i64>> {
     let from_arg = build_args(args)?.remove("SOURCE_DATE_EPOCH");
@@ -327,6 +425,10 @@ pub fn prepare_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<
         )?,
         no_cache: args.no_cache,
         source_date_epoch: epoch,
+        extra_hosts: args.add_hosts.clone(),
+        shm_size: args.shm_size,
+        ulimits: args.ulimit.clone(),
+        no_cache_filter: args.no_cache_filter.clone(),
     };
     options.set_platforms(platforms(&args.platform)?);
     Ok(options)
@@ -335,11 +437,13 @@ pub fn prepare_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<
 /// Every flag of `rbuild build`, checked (a typo fails before anything runs).
 pub fn build_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<BuildOptions> {
     let tags = rbuild_engine::finish::parse_tags(&args.tags)?;
-    let outputs = rbuild_engine::output::parse_all(&args.output, args.quiet)?;
+    let outputs = rbuild_engine::output::parse_all(&args.output, args.is_quiet())?;
     rbuild_engine::registry::push::check(args.registry.push, &tags)?;
     let cache_to = rbuild_engine::registry::spec::parse_all("--cache-to", &args.registry.cache_to)?;
     let compression: rbuild_registry::Compression = args.registry.compression.parse()?;
     let secrets = secrets(args)?;
+    // In order: a later `--label` of the same key wins, as in docker.
+    let labels = args.labels.iter().cloned().collect();
     source_date_epoch(args)?;
     let network = match args.network.as_str() {
         "default" | "host" => rbuild_solver::op::Network::Default,
@@ -353,13 +457,18 @@ pub fn build_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<Bu
         }
     };
     let allow = rbuild_engine::entitlements::Allowed::parse(&args.allow)?;
+    let prepare = prepare_options(global, args)?;
+    let annotations =
+        rbuild_engine::Annotations::parse(&args.annotations, prepare.is_multi_platform())?;
     Ok(BuildOptions {
-        prepare: prepare_options(global, args)?,
+        prepare,
+        annotations,
         tags,
         outputs,
         iidfile: args.iidfile.clone(),
         metadata_file: args.metadata_file.clone(),
         secrets,
+        labels,
         network,
         allow,
         memory: args.memory,
@@ -377,12 +486,16 @@ pub fn build_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<Bu
 
 pub fn run(global: &GlobalArgs, args: BuildArgs) -> miette::Result<u8> {
     let options = build_options(global, &args)?;
+    if args.rm || args.force_rm {
+        let flag = if args.force_rm { "--force-rm" } else { "--rm" };
+        eprintln!("note: {flag} is ignored: rbuild keeps no intermediate containers");
+    }
     let cancel = CancelToken::new();
     crate::interrupt::cancel_on_interrupt(&cancel);
-    let view = BuildView::new(args.progress, args.quiet);
+    let view = BuildView::new(args.progress, args.is_quiet());
     let result = rbuild_engine::build(&options, &view, &cancel)?;
     let target = &result.target;
-    if args.quiet {
+    if args.is_quiet() {
         println!("{}", target.id());
         return Ok(0);
     }

@@ -3,7 +3,9 @@
 //! Size is the content size, layers uncompressed, as docker counts it),
 //! or `--format '{{.Config.Cmd}}'` per image. A multi-platform image shows the host platform's
 //! image (`--platform P`: that platform's) under the index's ID and names, as docker with the
-//! containerd image store does.
+//! containerd image store does. After docker's keys, `OCILayoutNames` lists the full names
+//! the store's `index.json` gives the image (`org.opencontainers.image.ref.name`): the NAME of
+//! `skopeo inspect oci:$ROOT:NAME` (`docker.io/library/hello:latest`, not `hello`).
 
 use std::collections::BTreeMap;
 
@@ -52,6 +54,9 @@ struct Inspect {
     #[serde(rename = "RootFS")]
     root_fs: RootFs,
     metadata: Metadata,
+    /// rbuild's own: the image's names in the store's OCI layout (for `oci:$ROOT:NAME`).
+    #[serde(rename = "OCILayoutNames")]
+    oci_layout_names: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -182,6 +187,7 @@ fn build(
         metadata: Metadata {
             last_tag_time: last_tag.unwrap_or_else(|| "0001-01-01T00:00:00Z".to_string()),
         },
+        oci_layout_names: names.iter().map(|n| n.to_string()).collect(),
     }
 }
 

@@ -12,6 +12,7 @@ mod build_cache_local;
 mod build_conformance;
 mod build_copy;
 mod build_errors;
+mod build_flags;
 mod build_multiplatform;
 mod build_onbuild;
 mod build_outputs;

@@ -71,6 +71,57 @@ fn saved_image_is_read_by_skopeo_and_unpacked_identically_by_umoci() {
     }
 }
 
+/// `rbuild inspect` names the image as the store's OCI layout does (`OCILayoutNames`), and
+/// that is the NAME `skopeo inspect oci:$ROOT:NAME` takes (the short name is not).
+#[test]
+fn inspect_prints_the_oci_layout_name_skopeo_takes() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    env.rbuild()
+        .args(["tag", "busybox:1.35", "localhost:5000/me/bb:v1"])
+        .assert()
+        .success();
+    let out = env
+        .rbuild()
+        .args(["inspect", "localhost:5000/me/bb:v1"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<String> = serde_json::from_value(v[0]["OCILayoutNames"].clone()).unwrap();
+    assert_eq!(
+        names,
+        ["docker.io/library/busybox:1.35", "localhost:5000/me/bb:v1"]
+    );
+    for name in &names {
+        let live = run_ok(
+            tool("skopeo")
+                .arg("inspect")
+                .arg(format!("oci:{}:{name}", env.root().display())),
+        );
+        assert!(live.contains("sha256:0221852225c8"), "{live}");
+    }
+    // The familiar name is not a name of the layout.
+    let short = tool("skopeo")
+        .arg("inspect")
+        .arg(format!("oci:{}:busybox:1.35", env.root().display()))
+        .output()
+        .unwrap();
+    assert!(!short.status.success());
+    let first = text(
+        &env.rbuild()
+            .args([
+                "inspect",
+                "-f",
+                "{{index .OCILayoutNames 0}}",
+                "busybox:1.35",
+            ])
+            .output()
+            .unwrap(),
+    )
+    .0;
+    assert_eq!(first, "docker.io/library/busybox:1.35\n");
+}
+
 /// Archives written by skopeo from our store — OCI and docker-archive — load back, keeping
 /// the image ID; our docker-format save is readable by skopeo as a docker-archive.
 #[test]

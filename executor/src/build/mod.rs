@@ -31,6 +31,12 @@ use rootfs::FileRootfs;
 pub struct WorkerOptions {
     /// Clamp file times and fix whiteout times (reproducible builds).
     pub source_date_epoch: Option<i64>,
+    /// `--add-host` entries for every RUN step's `/etc/hosts`, as (name, IP address).
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--shm-size`: bytes of every RUN step's `/dev/shm`.
+    pub shm_size: Option<u64>,
+    /// `--ulimit`s of every RUN step.
+    pub ulimits: Vec<crate::sandbox::Ulimit>,
     /// `--network` for RUN steps that do not choose.
     pub network: rbuild_solver::op::Network,
     /// `--secret` values by id.

@@ -184,6 +184,9 @@ impl BuildWorker<'_> {
         spec.env = run.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         spec.cwd = run.workdir.clone();
         spec.user = run.user.clone();
+        spec.extra_hosts = self.options.extra_hosts.clone();
+        spec.shm_size = self.options.shm_size;
+        spec.ulimits = self.options.ulimits.clone();
         spec.network = match (run.network, self.options.network) {
             (Network::None, _) | (Network::Default, Network::None) => crate::sandbox::Network::None,
             _ => crate::sandbox::Network::Host,

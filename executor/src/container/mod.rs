@@ -632,6 +632,8 @@ impl Containers {
             tty,
             readonly_rootfs: false,
             scratch: self.dir.join(&record.id),
+            shm_size: None,
+            ulimits: Vec::new(),
         };
         let mut stdio = req.stdio;
         // Reborrowed for as long as the spec lives.

@@ -156,7 +156,7 @@ fn run(reporter: &mut Reporter) -> Result<i32, Failure> {
         sys::loopback_up().stage("bring up loopback")?;
     }
     let insecure = spec.security == Security::Insecure;
-    mount_dev(&root, &spec.scratch.join("devices"))?;
+    mount_dev(&root, &spec.scratch.join("devices"), spec.shm_size)?;
     if insecure {
         host_devices(&root)?;
     }
@@ -354,7 +354,7 @@ const DEVICES: [(&str, u32, u32); 6] = [
 
 /// A minimal `/dev`: a tmpfs with the standard character devices (each bind-mounted from a
 /// private tmpfs, so `/dev` itself can be `nodev`), a private devpts, shm and mqueue.
-fn mount_dev(root: &OwnedFd, scratch: &Path) -> Result<(), Failure> {
+fn mount_dev(root: &OwnedFd, scratch: &Path, shm_size: Option<u64>) -> Result<(), Failure> {
     let target = fsops::open_in_root(root, "dev", true).stage("find /dev")?;
     let tmpfs = fsops::new_mount(
         "tmpfs",
@@ -430,7 +430,13 @@ fn mount_dev(root: &OwnedFd, scratch: &Path) -> Result<(), Failure> {
     fsops::attach(&pts, &pts_target).stage("mount /dev/pts")?;
     let shm = fsops::new_mount(
         "tmpfs",
-        &[("mode", "1777".into()), ("size", "65536k".into())],
+        &[
+            ("mode", "1777".into()),
+            (
+                "size",
+                shm_size.map_or_else(|| "65536k".into(), |b| b.to_string()),
+            ),
+        ],
         MountAttrFlags::MOUNT_ATTR_NOSUID
             | MountAttrFlags::MOUNT_ATTR_NODEV
             | MountAttrFlags::MOUNT_ATTR_NOEXEC,

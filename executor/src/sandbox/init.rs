@@ -206,6 +206,10 @@ pub(super) fn command(
     if let Err(reason) = enter_cwd(&spec.cwd, id.uid, id.gid) {
         start_failed(reporter, reason);
     }
+    // `--ulimit`, while the capabilities still allow raising a hard limit (as runc).
+    if let Err(reason) = set_ulimits(&spec.ulimits) {
+        start_failed(reporter, reason);
+    }
     // The helper and init are shielded from the OOM killer (launch.rs); the step is not.
     let _ = std::fs::write("/proc/self/oom_score_adj", "0");
     if let Err(e) = confine(spec, filters, &id) {
@@ -242,6 +246,40 @@ pub(super) fn command(
         _ => err.to_string(),
     };
     start_failed(reporter, reason)
+}
+
+/// Apply `--ulimit`s with setrlimit (names checked when the flag was parsed).
+fn set_ulimits(ulimits: &[super::Ulimit]) -> Result<(), String> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    for u in ulimits {
+        let resource = match u.name.as_str() {
+            "core" => Resource::Core,
+            "cpu" => Resource::Cpu,
+            "data" => Resource::Data,
+            "fsize" => Resource::Fsize,
+            "locks" => Resource::Locks,
+            "memlock" => Resource::Memlock,
+            "msgqueue" => Resource::Msgqueue,
+            "nice" => Resource::Nice,
+            "nofile" => Resource::Nofile,
+            "nproc" => Resource::Nproc,
+            "rss" => Resource::Rss,
+            "rtprio" => Resource::Rtprio,
+            "rttime" => Resource::Rttime,
+            "sigpending" => Resource::Sigpending,
+            "stack" => Resource::Stack,
+            other => return Err(format!("unknown ulimit `{other}`")),
+        };
+        setrlimit(
+            resource,
+            Rlimit {
+                current: u.soft,
+                maximum: u.hard,
+            },
+        )
+        .map_err(|e| format!("cannot set ulimit {}: {e}", u.name))?;
+    }
+    Ok(())
 }
 
 /// Read a small regular file of the image (at most 4 MiB); `None` if missing or not regular.

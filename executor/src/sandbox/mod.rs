@@ -31,7 +31,10 @@ pub use cgroup::memory_hierarchy;
 pub use helper::main as helper_main;
 pub use launch::{CancelToken, Ended, Launch, Launched, Stdio3, Stream, launch};
 pub use pids::{DEFAULT_PIDS_LIMIT, MAX_PIDS_LIMIT, MIN_PIDS_LIMIT, PidsLimit};
-pub use spec::{MountSource, MountSpec, Network, RootfsSpec, SandboxSpec, Security, Status};
+pub use spec::{
+    MountSource, MountSpec, Network, RootfsSpec, SandboxSpec, Security, Status, ULIMIT_NAMES,
+    Ulimit,
+};
 pub use sys::is_root;
 
 /// The hidden first argument that turns the rbuild binary into the sandbox helper.

@@ -123,6 +123,88 @@ pub struct SandboxSpec {
     pub readonly_rootfs: bool,
     /// A private scratch directory on the host for the helper's intermediate mounts.
     pub scratch: PathBuf,
+    /// Size of `/dev/shm` in bytes (`--shm-size`); docker's 64 MiB when unset.
+    #[serde(default)]
+    pub shm_size: Option<u64>,
+    /// Resource limits set with setrlimit before the command starts (`--ulimit`).
+    #[serde(default)]
+    pub ulimits: Vec<Ulimit>,
+}
+
+/// One `--ulimit NAME=SOFT[:HARD]`, as docker's `units.ParseUlimit` reads it: the names of
+/// `ulimit(1)` without `RLIMIT_`, a missing hard limit is the soft one, `-1` is unlimited
+/// (`None` here).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: Option<u64>,
+    pub hard: Option<u64>,
+}
+
+/// The resource names `--ulimit` takes (docker's list).
+pub const ULIMIT_NAMES: &[&str] = &[
+    "core",
+    "cpu",
+    "data",
+    "fsize",
+    "locks",
+    "memlock",
+    "msgqueue",
+    "nice",
+    "nofile",
+    "nproc",
+    "rss",
+    "rtprio",
+    "rttime",
+    "sigpending",
+    "stack",
+];
+
+impl Ulimit {
+    /// Parse `NAME=SOFT[:HARD]`; an unknown name or a soft limit above the hard one is an
+    /// error (as docker).
+    pub fn parse(text: &str) -> Result<Ulimit, String> {
+        let (name, values) = text
+            .split_once('=')
+            .ok_or("expected NAME=SOFT[:HARD], e.g. `--ulimit nofile=1024:4096`")?;
+        if !ULIMIT_NAMES.contains(&name) {
+            return Err(format!(
+                "unknown ulimit `{name}`; known: {}",
+                ULIMIT_NAMES.join(", ")
+            ));
+        }
+        let limit = |v: &str| -> Result<Option<u64>, String> {
+            match v.trim().parse::<i64>() {
+                Ok(-1) => Ok(None),
+                Ok(n) if n >= 0 => Ok(Some(n as u64)),
+                _ => Err(format!(
+                    "invalid limit `{v}` (a number, or -1 for unlimited)"
+                )),
+            }
+        };
+        let (soft, hard) = match values.split_once(':') {
+            Some((s, h)) => (limit(s)?, limit(h)?),
+            None => {
+                let v = limit(values)?;
+                (v, v)
+            }
+        };
+        let above = match (soft, hard) {
+            (None, Some(_)) => true,
+            (Some(s), Some(h)) => s > h,
+            _ => false,
+        };
+        if above {
+            return Err(format!(
+                "the soft limit of `{text}` is above its hard limit"
+            ));
+        }
+        Ok(Ulimit {
+            name: name.to_string(),
+            soft,
+            hard,
+        })
+    }
 }
 
 /// One status record the sandbox sends back.

@@ -271,6 +271,7 @@ fn plan_stages(
                 steps: Vec::new(),
                 site,
                 platform: ctx.target_platform.clone(),
+                no_cache: false,
             });
             stage_images.push(StageImage {
                 config: ImageConfig::default(),
@@ -418,6 +419,7 @@ fn plan_stages(
             steps,
             site,
             platform,
+            no_cache: false,
         });
         states.push(Some(state));
     }

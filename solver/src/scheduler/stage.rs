@@ -119,8 +119,14 @@ impl StageRun<'_, '_> {
         let key = preimage.key();
         let site = self.site(step);
         let mut reasons = Vec::new();
+        let no_cache = opts.no_cache || self.stage.no_cache;
         let hit = if opts.no_cache {
             reasons.push(MissReason::NoCache);
+            None
+        } else if self.stage.no_cache {
+            reasons.push(MissReason::NoCacheFilter {
+                stage: self.stage.label(),
+            });
             None
         } else {
             match self.shared.cache.get(&key)? {
@@ -164,7 +170,7 @@ impl StageRun<'_, '_> {
                         }
                     }
                 };
-                if !opts.no_cache {
+                if !no_cache {
                     self.explain_miss(step, &site, &preimage, &mut reasons)?;
                 }
                 self.shared.reporter.event(Event::StepMiss {

@@ -119,6 +119,7 @@ fn stage(index: usize, cmds: &[&str]) -> Stage {
             .collect(),
         site: Site::default(),
         platform: Platform::host(),
+        no_cache: false,
     }
 }
 

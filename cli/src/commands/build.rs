@@ -201,14 +201,22 @@ pub struct RegistryArgs {
     #[arg(long, value_name = "gzip|zstd", default_value = "gzip")]
     pub compression: String,
 
-    /// Import build cache from a registry: `type=registry,ref=REGISTRY/REPO:TAG` (or just
-    /// the reference); may be repeated. An unreachable or missing cache is a warning.
-    #[arg(long = "cache-from", value_name = "type=registry,ref=REF")]
+    /// Import build cache: `type=registry,ref=REGISTRY/REPO:TAG` (or just the reference) or
+    /// `type=local,src=DIR` (an OCI layout directory); may be repeated. An unreachable or
+    /// missing cache is a warning.
+    #[arg(
+        long = "cache-from",
+        value_name = "type=registry,ref=REF|type=local,src=DIR"
+    )]
     pub cache_from: Vec<String>,
 
-    /// Export the build cache to a registry after the build:
-    /// `type=registry,ref=REF[,mode=min|max][,compression=gzip|zstd][,ignore-error=true]`.
-    #[arg(long = "cache-to", value_name = "type=registry,ref=REF[,mode=min|max]")]
+    /// Export the build cache after the build:
+    /// `type=registry,ref=REF` or `type=local,dest=DIR`, with
+    /// `[,mode=min|max][,compression=gzip|zstd][,ignore-error=true]`.
+    #[arg(
+        long = "cache-to",
+        value_name = "type=registry,ref=REF|type=local,dest=DIR"
+    )]
     pub cache_to: Vec<String>,
 }
 

@@ -62,37 +62,18 @@ pub fn import(
             local: &local,
             remote: &known,
         };
-        let report =
-            match cache_export::merge(cache, &imported.index, site_prefix, now, &availability) {
-                Ok(report) => report,
-                Err(err) => {
-                    warn(&format!(
-                        "warning: ignoring build cache from `{reference}`: {}",
-                        describe(&err)
-                    ));
-                    continue;
-                }
-            };
-        if !report.rejected.is_empty() {
-            let first = &report.rejected[0];
-            warn(&format!(
-                "warning: ignored {} entr{} of the build cache from `{reference}` that failed verification (key {}: {})",
-                report.rejected.len(),
-                if report.rejected.len() == 1 {
-                    "y"
-                } else {
-                    "ies"
-                },
-                first.key,
-                first.reason
-            ));
-        }
-        if report.bad_files > 0 {
-            warn(&format!(
-                "warning: ignored {} file list(s) of the build cache from `{reference}` whose digest does not match (explanations will lack those files)",
-                report.bad_files
-            ));
-        }
+        let shown = reference.to_string();
+        let Some(report) = merge_reporting(
+            cache,
+            &imported.index,
+            site_prefix,
+            now,
+            &availability,
+            &shown,
+            warn,
+        ) else {
+            continue;
+        };
         for layer in &imported.layers {
             session.layers.add_source(
                 &layer.diff_id,
@@ -322,6 +303,51 @@ fn same_registry_source<'a>(
         .filter(|s| s.reference.registry == target.registry)
 }
 
+/// Merge an imported cache document into `cache` (the trust rules of
+/// [`cache_export::merge`]), warning about a document that cannot be used and about entries or
+/// file lists that failed verification; `None` when nothing was merged. `shown` names the
+/// cache (a registry reference or a directory).
+fn merge_reporting(
+    cache: &CacheIndex,
+    index: &[u8],
+    site_prefix: &str,
+    now: i64,
+    availability: &LayerAvailability<'_>,
+    shown: &str,
+    warn: &dyn Fn(&str),
+) -> Option<cache_export::MergeReport> {
+    let report = match cache_export::merge(cache, index, site_prefix, now, availability) {
+        Ok(report) => report,
+        Err(err) => {
+            warn(&format!(
+                "warning: ignoring build cache from `{shown}`: {}",
+                describe(&err)
+            ));
+            return None;
+        }
+    };
+    if let Some(first) = report.rejected.first() {
+        warn(&format!(
+            "warning: ignored {} entr{} of the build cache from `{shown}` that failed verification (key {}: {})",
+            report.rejected.len(),
+            if report.rejected.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            },
+            first.key,
+            first.reason
+        ));
+    }
+    if report.bad_files > 0 {
+        warn(&format!(
+            "warning: ignored {} file list(s) of the build cache from `{shown}` whose digest does not match (explanations will lack those files)",
+            report.bad_files
+        ));
+    }
+    Some(report)
+}
+
 /// Import the `type=local` cache in `dir`. Every blob is verified before anything is merged
 /// (a corrupt directory is refused whole, as a warning); then the index is merged under the
 /// usual trust rules and the layers of the usable entries are copied into the store (each
@@ -352,31 +378,17 @@ fn import_local(
         local: &local,
         remote: &known,
     };
-    let report = match cache_export::merge(cache, &imported.index, site_prefix, now, &availability)
-    {
-        Ok(report) => report,
-        Err(err) => {
-            warn(&format!(
-                "warning: ignoring build cache from `{shown}`: {}",
-                describe(&err)
-            ));
-            return;
-        }
+    let Some(report) = merge_reporting(
+        cache,
+        &imported.index,
+        site_prefix,
+        now,
+        &availability,
+        &shown.to_string(),
+        warn,
+    ) else {
+        return;
     };
-    if !report.rejected.is_empty() {
-        let first = &report.rejected[0];
-        warn(&format!(
-            "warning: ignored {} entr{} of the build cache from `{shown}` that failed verification (key {}: {})",
-            report.rejected.len(),
-            if report.rejected.len() == 1 {
-                "y"
-            } else {
-                "ies"
-            },
-            first.key,
-            first.reason
-        ));
-    }
     let mut copied = 0;
     for (key, diff_id) in &report.usable {
         let Some(diff_id) = diff_id else { continue };

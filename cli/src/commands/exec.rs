@@ -9,8 +9,8 @@
 use std::io::IsTerminal;
 
 use clap::Args;
+use rbuild_executor::ExecError;
 use rbuild_executor::container::{Containers, ExecRequest};
-use rbuild_executor::{ExecError, Stdio3};
 
 use super::run_tty;
 use super::storeutil::open_store;
@@ -65,13 +65,7 @@ pub fn run(global: &GlobalArgs, args: ExecArgs) -> miette::Result<u8> {
     let mut relay = run_tty::Relay::default();
     let forward_stdin = args.interactive;
     let mut on_master = |master| relay.start(master, forward_stdin);
-    let stdio = if args.tty {
-        Stdio3::Terminal(&mut on_master)
-    } else if args.interactive {
-        Stdio3::Inherit
-    } else {
-        Stdio3::InheritOutput
-    };
+    let stdio = run_tty::stdio(args.tty, args.interactive, &mut on_master);
     let raw = (args.tty && args.interactive).then(run_tty::RawMode::enter);
     let result = containers.exec(
         &record,

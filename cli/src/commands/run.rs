@@ -37,7 +37,7 @@ use rbuild_executor::container::log::{DEFAULT_MAX_LOG, MIN_MAX_LOG};
 use rbuild_executor::container::supervise::{DetachedRun, start_detached};
 use rbuild_executor::container::volumes::ContainerMount;
 use rbuild_executor::container::{Containers, ImageDefaults, Overrides, resolve_process};
-use rbuild_executor::{ExecError, Executor, ExitStatus, Network, RunStep, Stdio3};
+use rbuild_executor::{ExecError, Executor, ExitStatus, Network, RunStep};
 use rbuild_store::refs::KIND_CONTAINER;
 
 use std::io::IsTerminal;
@@ -310,13 +310,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
     let mut relay = run_tty::Relay::default();
     let forward_stdin = args.interactive;
     let mut on_master = |master| relay.start(master, forward_stdin);
-    let stdio = if args.tty {
-        Stdio3::Terminal(&mut on_master)
-    } else if args.interactive {
-        Stdio3::Inherit
-    } else {
-        Stdio3::InheritOutput
-    };
+    let stdio = run_tty::stdio(args.tty, args.interactive, &mut on_master);
     let raw = (args.tty && args.interactive).then(run_tty::RawMode::enter);
     let mut step = RunStep::new(lowers, process.argv.clone(), stdio);
     step.env = process.env;

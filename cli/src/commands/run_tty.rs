@@ -13,6 +13,23 @@ use std::thread::JoinHandle;
 
 use rustix::termios::{OptionalActions, Termios, tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize};
 
+/// The container's standard streams for `-t` / `-i`: a pseudo-terminal whose master goes to
+/// `on_master`, the caller's own streams, or its output only (stdin empty, as docker without
+/// `-i`). One rule for `run` and `exec`.
+pub fn stdio<'a>(
+    tty: bool,
+    interactive: bool,
+    on_master: &'a mut dyn FnMut(std::os::fd::OwnedFd),
+) -> rbuild_executor::Stdio3<'a> {
+    if tty {
+        rbuild_executor::Stdio3::Terminal(on_master)
+    } else if interactive {
+        rbuild_executor::Stdio3::Inherit
+    } else {
+        rbuild_executor::Stdio3::InheritOutput
+    }
+}
+
 /// Restores the terminal's settings when dropped.
 pub struct RawMode {
     saved: Option<Termios>,

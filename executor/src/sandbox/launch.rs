@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -337,7 +337,25 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     if result.is_err() {
         kill(pid);
     }
-    let _ = child.wait();
+    let helper_status = child.wait().ok();
+    // Without CAP_SYS_RESOURCE (a container that drops it) the -1000 shield above cannot be
+    // set, and the OOM killer may take the helper or init instead of the command: the report
+    // is lost with them, but the cgroup still says what happened. That is the step killed by
+    // the OOM killer, not a sandbox fault.
+    let result = match result {
+        Err(_)
+            if helper_status.and_then(|s| s.signal()) == Some(libc::SIGKILL)
+                && cgroup.as_ref().is_some_and(|cg| cg.oom_killed()) =>
+        {
+            Ok(Launched {
+                ended: Ended::Status(Status::Signaled(libc::SIGKILL)),
+                tail: Vec::new(),
+                oom_killed: true,
+                pids_limit_hit: None,
+            })
+        }
+        other => other,
+    };
     if let Some(c) = opts.cancel {
         c.unregister(pid);
     }

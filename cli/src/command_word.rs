@@ -8,8 +8,9 @@
 //! 1. A command's name or alias (or `help`) is that command, even when a directory of that
 //!    name is here: `rbuild version` runs `version`. Build such a directory with
 //!    `rbuild build version` or `rbuild ./version`.
-//! 2. An option (`-t x .`) or a word that looks like a path (has a `/`, starts with `.` or `~`)
-//!    is the bare build form.
+//! 2. An option (`-t x .`), a word that looks like a path (has a `/`, starts with `.` or `~`)
+//!    or a git URL (`git@host:repo.git`, BuildKit's rules: `rbuild_solver::gitref`) is the
+//!    bare build form.
 //! 3. A word close to a command's name (one typo away: see [`suggest`]), or the
 //!    name of a docker command rbuild does not have (`ps`, `logs`, ...): when no such path
 //!    exists it is a usage error (exit 2) with "a similar subcommand exists"; when a directory
@@ -86,7 +87,11 @@ pub fn read(word: &str, commands: &[String], exists: impl Fn(&Path) -> bool) -> 
     {
         return Reading::Command;
     }
-    if word.starts_with(['-', '.', '~']) || word.contains('/') || word.is_empty() {
+    if word.starts_with(['-', '.', '~'])
+        || word.contains('/')
+        || word.is_empty()
+        || rbuild_solver::gitref::parse(word).is_ok_and(|g| g.is_some())
+    {
         return Reading::Context { warning: None };
     }
     let docker = DOCKER_ONLY.contains(&word);

@@ -105,7 +105,6 @@ pub fn expansion_limits() -> miette::Result<rbuild_parser::shell::Limits> {
 /// A Dockerfile's bytes from `path` (`None`: stdin), read with the size cap so an endless
 /// source (`/dev/zero`, a pipe that never closes its flood) stops at the cap.
 pub fn read_bytes(path: Option<&Path>) -> miette::Result<Vec<u8>> {
-    let cap = max_dockerfile_size()?;
     let shown = path.map_or_else(|| "<stdin>".to_string(), |p| p.display().to_string());
     let reader: Box<dyn Read> = match path {
         None => Box::new(std::io::stdin()),
@@ -128,6 +127,12 @@ pub fn read_bytes(path: Option<&Path>) -> miette::Result<Vec<u8>> {
             Box::new(file)
         }
     };
+    read_capped(reader, &shown)
+}
+
+/// Read a Dockerfile from `reader` with the size cap; `shown` names it in errors.
+pub fn read_capped(reader: impl Read, shown: &str) -> miette::Result<Vec<u8>> {
+    let cap = max_dockerfile_size()?;
     let mut bytes = Vec::new();
     reader.take(cap + 1).read_to_end(&mut bytes).map_err(|e| {
         miette::miette!(

@@ -45,6 +45,7 @@ pub mod entitlements;
 pub mod explain;
 pub mod finish;
 pub mod images;
+mod main_context;
 pub mod options;
 pub mod output;
 mod prepare;
@@ -53,7 +54,9 @@ pub mod report;
 pub mod reproducible;
 mod session;
 
-pub use options::{Annotations, BuildOptions, DockerfileSource, PrepareOptions, PullPolicy};
+pub use options::{
+    Annotations, BuildOptions, ContextSource, DockerfileSource, PrepareOptions, PullPolicy,
+};
 pub use prepare::{PlatformBuild, Session, cache_dir};
 pub use report::{Notice, Reporter, Silent, Transfer};
 pub use session::{BuildResult, StepOutcome, StepReport, Timings, build};

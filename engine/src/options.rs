@@ -37,10 +37,49 @@ pub enum DockerfileSource {
     /// `CONTEXT/Dockerfile`.
     #[default]
     InContext,
-    /// A file (relative paths are relative to the current directory).
+    /// A file (relative paths are relative to the current directory; for a context from
+    /// stdin or git, to the context's root).
     Path(PathBuf),
     /// Standard input.
     Stdin,
+}
+
+/// Where the build context comes from (the positional argument of `rbuild build`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContextSource {
+    /// A directory.
+    Dir(PathBuf),
+    /// `-`: standard input. A tar archive (plain, gzip, bzip2, xz or zstd) is the context and
+    /// holds the Dockerfile; anything else is the Dockerfile, and the build has no context.
+    Stdin,
+    /// A git repository URL (BuildKit's rules: `rbuild_solver::gitref`), checked out for the
+    /// build; its fragment may name the ref and a subdirectory (`#main:app`).
+    Git(String),
+}
+
+impl ContextSource {
+    /// Read the context argument as docker does: `-` is stdin, an existing directory is a
+    /// directory (even when it also reads as a git URL), then a git URL, else a directory
+    /// (which fails later, saying it is missing).
+    pub fn from_arg(word: &str) -> miette::Result<ContextSource> {
+        if word == "-" {
+            return Ok(ContextSource::Stdin);
+        }
+        if std::path::Path::new(word).is_dir() {
+            return Ok(ContextSource::Dir(word.into()));
+        }
+        match rbuild_solver::gitref::parse(word) {
+            Ok(Some(_)) => Ok(ContextSource::Git(word.to_string())),
+            Ok(None) => Ok(ContextSource::Dir(word.into())),
+            Err(message) => Err(miette::miette!(
+                code = "rbuild::usage::git_context",
+                help = "write `https://host/repo.git#REF:SUBDIR`, `git@host:repo.git#REF` or \
+                        `git://host/repo#REF`",
+                "invalid git URL `{}`: {message}",
+                rbuild_solver::inputs::redact(word)
+            )),
+        }
+    }
 }
 
 /// Everything needed to plan a build against a store.
@@ -48,8 +87,8 @@ pub enum DockerfileSource {
 pub struct PrepareOptions {
     /// The store root (`rbuild_store::default_root()` for the user's store).
     pub root: PathBuf,
-    /// The build context: the directory COPY and ADD read from.
-    pub context: PathBuf,
+    /// The build context: what COPY and ADD read from.
+    pub context: ContextSource,
     pub dockerfile: DockerfileSource,
     /// `--build-arg` values for ARG.
     pub build_args: BTreeMap<String, String>,
@@ -85,7 +124,7 @@ impl PrepareOptions {
     pub fn new(root: impl Into<PathBuf>, context: impl Into<PathBuf>) -> PrepareOptions {
         PrepareOptions {
             root: root.into(),
-            context: context.into(),
+            context: ContextSource::Dir(context.into()),
             dockerfile: DockerfileSource::InContext,
             build_args: BTreeMap::new(),
             target: None,

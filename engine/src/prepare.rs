@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use miette::{Report, WrapErr};
 use rbuild_solver::cache::CacheIndex;
@@ -17,7 +18,8 @@ use rbuild_store::{ImageRecord, Store};
 
 use crate::dockerfile::{self, DockerfileText};
 use crate::images::StoreImages;
-use crate::options::{DockerfileSource, PrepareOptions, PullPolicy};
+use crate::main_context;
+use crate::options::{PrepareOptions, PullPolicy};
 use crate::registry;
 use crate::report::{Notice, Reporter};
 use crate::reproducible;
@@ -27,6 +29,10 @@ pub struct Session {
     pub store: Store,
     pub dockerfile: DockerfileText,
     pub context_dir: PathBuf,
+    /// Names the Dockerfile across builds (step sites of explanations and imported caches).
+    site: String,
+    /// Owns `context_dir` when it is temporary (a context from stdin or git).
+    _context_temp: Option<Arc<tempfile::TempDir>>,
     /// One per target platform, in the order asked for: the Dockerfile planned for it, the
     /// stages it needs and their inputs. A single-platform build has one.
     pub platforms: Vec<PlatformBuild>,
@@ -71,24 +77,17 @@ impl Session {
 }
 
 fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<Session> {
-    let context_dir = options.context.clone();
-    if !context_dir.is_dir() {
-        return Err(miette::miette!(
-            code = "rbuild::build::no_context",
-            help = "pass the directory that holds the files COPY uses, usually `.`",
-            "the build context `{}` is not a directory",
-            context_dir.display()
-        ));
-    }
-    let dockerfile_path = match &options.dockerfile {
-        DockerfileSource::InContext => Some(context_dir.join("Dockerfile")),
-        DockerfileSource::Path(path) => Some(path.clone()),
-        DockerfileSource::Stdin => None,
-    };
-    let (text, bytes) = dockerfile::read(dockerfile_path.as_deref())?;
-    let parsed = dockerfile::parse(&text, &bytes, reporter)?;
-
     let store = Store::open(&options.root).map_err(Report::new)?;
+    let main = main_context::open(options, &store, reporter)?;
+    let context_dir = main.dir.clone();
+    let dockerfile_path = main.dockerfile_path.clone();
+    let (text, bytes) = (main.dockerfile.clone(), &main.bytes);
+    let parsed = dockerfile::parse(&text, bytes, reporter)?;
+    let site = match &main.site {
+        Some(site) => site.clone(),
+        None => site_prefix_of(text.path.as_deref(), &context_dir),
+    };
+
     let mut session = registry::Registry::new(&store);
     let puller = registry::pull::Puller {
         store: &store,
@@ -152,7 +151,7 @@ fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<
     drop(images);
     let cache = CacheIndex::open(cache_dir(&store)).map_err(Report::new)?;
     if !options.cache_from.is_empty() && !options.no_cache {
-        let prefix = site_prefix_of(text.path.as_deref(), &context_dir);
+        let prefix = site.clone();
         let warn = |line: &str| reporter.notice(Notice::Message(line));
         registry::cache::import(
             &mut session,
@@ -166,6 +165,9 @@ fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<
     let needs_context = plans
         .iter()
         .any(|(planned, order)| inputs::needs_context(&planned.plan, order));
+    if needs_context && !main.has_context {
+        return Err(no_context(&text, &plans));
+    }
     let context = if needs_context {
         let context = BuildContext::load(&context_dir, dockerfile_path.as_deref())
             .map_err(Report::new)
@@ -181,8 +183,12 @@ fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<
     } else {
         None
     };
-    let mut stat_cache =
-        StatCache::open(stat_cache_path(&store, &context_dir)).map_err(Report::new)?;
+    // A temporary context's stat cache is its own (and goes with it): its paths never recur.
+    let stat_path = match &main.temp {
+        Some(temp) => temp.path().join("stat-cache"),
+        None => stat_cache_path(&store, &context_dir),
+    };
+    let mut stat_cache = StatCache::open(stat_path).map_err(Report::new)?;
     let source = context::source(&text.name, text.text.clone());
     // `ADD <url>` downloads go through the registry transport (CA store, proxies, retries).
     let fetch = |url: &str, checksum: Option<&str>| {
@@ -191,12 +197,38 @@ fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<
             .map_err(|e| (e.to_string(), Some("fix `registries.toml`".to_string())))?;
         rbuild_executor::fetch::fetch_url(&store, client, url, checksum)
     };
+    // `ADD <git URL>`: checked out into the store's temporary area (see `rbuild_executor::git`).
+    let fetch_git = |url: &str, git: &rbuild_solver::gitref::GitRef| {
+        let options = rbuild_executor::git::CheckoutOptions {
+            keep_git_dir: git.keep_git_dir == Some(true),
+            mtime: git
+                .mtime
+                .unwrap_or(rbuild_solver::gitref::GitMtime::Checkout),
+        };
+        let checkout = rbuild_executor::git::checkout(&store.layout().tmp(), git, &options)
+            .map_err(<(String, Option<String>)>::from)?;
+        Ok(inputs::FetchedGit {
+            url: url.to_string(),
+            commit: checkout.commit,
+            key: checkout.key,
+            dir: checkout.root,
+            owner: Arc::new(checkout.dir),
+        })
+    };
     let all_inputs = {
         let refs: Vec<(&rbuild_solver::op::Plan, &StageOrder)> = plans
             .iter()
             .map(|(planned, order)| (&planned.plan, order))
             .collect();
-        inputs::prepare_all(&refs, context, &mut stat_cache, &cache, &source, &fetch)?
+        inputs::prepare_all(
+            &refs,
+            context,
+            &mut stat_cache,
+            &cache,
+            &source,
+            &fetch,
+            &fetch_git,
+        )?
     };
     // A stat cache that cannot be saved only costs re-hashing next time.
     let _ = stat_cache.save();
@@ -214,6 +246,8 @@ fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<
         store,
         dockerfile: text,
         context_dir,
+        site,
+        _context_temp: main.temp,
         platforms,
         multi_platform: options.is_multi_platform(),
         cache,
@@ -224,7 +258,42 @@ fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<
 
 /// Step sites (for explanations across builds) are keyed by the Dockerfile's absolute path.
 pub(crate) fn site_prefix(prepared: &Session) -> String {
-    site_prefix_of(prepared.dockerfile.path.as_deref(), &prepared.context_dir)
+    prepared.site.clone()
+}
+
+/// `rbuild build - < Dockerfile` has no context: the first needed step that reads it fails,
+/// pointed at, as docker refuses it.
+fn no_context(text: &DockerfileText, plans: &[(Planned, StageOrder)]) -> Report {
+    let step = plans.iter().find_map(|(planned, order)| {
+        order.order.iter().find_map(|&s| {
+            planned.plan.stages[s]
+                .steps
+                .iter()
+                .find(|step| inputs::reads_context(step))
+        })
+    });
+    let err = NoContext {
+        src: text.source(),
+        span: step.map(|s| (s.site.span.start, s.site.span.end - s.site.span.start).into()),
+    };
+    Report::new(err)
+}
+
+/// A step reads the build context, and the build has none.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[error("this build has no context: its Dockerfile came from stdin (`rbuild build -`)")]
+#[diagnostic(
+    code(rbuild::build::no_context),
+    help(
+        "pass a context directory and the Dockerfile with `-f - DIR` (or `-f - .`), or send \
+         a tar archive of the context on stdin"
+    )
+)]
+struct NoContext {
+    #[source_code]
+    src: rbuild_parser::diagnostics::CutSource<Arc<str>>,
+    #[label("this step reads the build context")]
+    span: Option<miette::SourceSpan>,
 }
 
 fn site_prefix_of(dockerfile: Option<&Path>, context_dir: &Path) -> String {

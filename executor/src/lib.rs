@@ -59,6 +59,7 @@ pub mod error;
 pub mod export;
 pub mod fetch;
 pub mod fsmeta;
+pub mod git;
 pub mod layer;
 pub mod lower;
 pub mod materialize;

@@ -45,6 +45,29 @@ pub struct FetchedUrl {
 pub type Fetch<'a> =
     dyn Fn(&str, Option<&str>) -> Result<FetchedUrl, (String, Option<String>)> + 'a;
 
+/// A git repository checked out for `ADD <git URL>`: a temporary directory in the store, removed
+/// when the last clone of this value is dropped. Keyed like BuildKit's git source: by the
+/// resolved commit (with the kept `.git`'s ref, the subdirectory and the options that change
+/// the tree), never by the checkout's bytes or times.
+#[derive(Debug, Clone)]
+pub struct FetchedGit {
+    /// The source as written in the Dockerfile.
+    pub url: String,
+    /// The commit the ref resolved to.
+    pub commit: String,
+    /// The cache-key text: `COMMIT[.git#REF][:SUBDIR][(skip-submodules)][(mtime=commit)]`.
+    pub key: String,
+    /// The checked-out tree (the subdirectory when one was asked for).
+    pub dir: PathBuf,
+    /// Owns the temporary directory holding `dir`.
+    pub owner: Arc<tempfile::TempDir>,
+}
+
+/// Resolves and checks out one git source (its text as written, and what it asks for), or
+/// fails with a message and a help line.
+pub type FetchGit<'a> =
+    dyn Fn(&str, &crate::gitref::GitRef) -> Result<FetchedGit, (String, Option<String>)> + 'a;
+
 /// An `ADD <url>` that could not be downloaded or did not match its checksum.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("cannot ADD `{url}`: {message}")]
@@ -67,6 +90,8 @@ pub struct StepInputs {
     pub copy: Option<ResolvedSources>,
     /// ADD URL sources, in source order.
     pub urls: Vec<FetchedUrl>,
+    /// ADD git sources, in source order.
+    pub git: Vec<FetchedGit>,
     /// RUN bind mounts from the context, by mount target.
     pub mounts: BTreeMap<String, ResolvedSources>,
 }
@@ -139,26 +164,33 @@ fn context_path(paths: &BTreeMap<PathBuf, PathBuf>, shown: &str) -> String {
 
 /// Whether any needed step reads the build context.
 pub fn needs_context(plan: &Plan, order: &StageOrder) -> bool {
-    order.order.iter().any(|&s| {
-        plan.stages[s].steps.iter().any(|step| match &step.op {
-            Op::Copy(c) => {
-                c.from == FileSource::Context
-                    && c.sources
-                        .iter()
-                        .any(|s| matches!(s, CopySource::Path { .. }))
-            }
-            Op::Run(r) => r.mounts.iter().any(|m| {
-                matches!(
-                    m,
-                    RunMount::Bind {
-                        from: FileSource::Context,
-                        ..
-                    }
-                )
-            }),
-            _ => false,
-        })
-    })
+    order
+        .order
+        .iter()
+        .any(|&s| plan.stages[s].steps.iter().any(reads_context))
+}
+
+/// Whether a step reads the build context: a COPY/ADD of context paths, or a RUN bind mount
+/// of it.
+pub fn reads_context(step: &crate::op::Step) -> bool {
+    match &step.op {
+        Op::Copy(c) => {
+            c.from == FileSource::Context
+                && c.sources
+                    .iter()
+                    .any(|s| matches!(s, CopySource::Path { .. }))
+        }
+        Op::Run(r) => r.mounts.iter().any(|m| {
+            matches!(
+                m,
+                RunMount::Bind {
+                    from: FileSource::Context,
+                    ..
+                }
+            )
+        }),
+        _ => false,
+    }
 }
 
 /// The ownership and mode a COPY gives its files, so keys follow the effective result:
@@ -200,6 +232,7 @@ pub fn prepare(
     cache: &CacheIndex,
     dockerfile: &context::Source,
     fetch: &Fetch<'_>,
+    fetch_git: &FetchGit<'_>,
 ) -> Result<Inputs, Report> {
     let mut all = prepare_all(
         &[(plan, order)],
@@ -208,6 +241,7 @@ pub fn prepare(
         cache,
         dockerfile,
         fetch,
+        fetch_git,
     )?;
     Ok(all.remove(0))
 }
@@ -221,8 +255,11 @@ pub fn prepare_all(
     cache: &CacheIndex,
     dockerfile: &context::Source,
     fetch: &Fetch<'_>,
+    fetch_git: &FetchGit<'_>,
 ) -> Result<Vec<Inputs>, Report> {
     let mut out = Vec::with_capacity(plans.len());
+    // One checkout per git source for every platform's plan.
+    let mut fetched_git: BTreeMap<String, FetchedGit> = BTreeMap::new();
     for (plan, order) in plans {
         out.push(prepare_plan(
             plan,
@@ -232,6 +269,14 @@ pub fn prepare_all(
             cache,
             dockerfile,
             fetch,
+            &mut |git, url| match fetched_git.get(url) {
+                Some(done) => Ok(done.clone()),
+                None => {
+                    let done = fetch_git(url, git)?;
+                    fetched_git.insert(url.to_string(), done.clone());
+                    Ok(done)
+                }
+            },
         )?);
     }
     let context = context.map(Arc::new);
@@ -241,6 +286,7 @@ pub fn prepare_all(
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn prepare_plan(
     plan: &Plan,
     order: &StageOrder,
@@ -249,6 +295,10 @@ fn prepare_plan(
     cache: &CacheIndex,
     dockerfile: &context::Source,
     fetch: &Fetch<'_>,
+    fetch_git: &mut dyn FnMut(
+        &crate::gitref::GitRef,
+        &str,
+    ) -> Result<FetchedGit, (String, Option<String>)>,
 ) -> Result<Inputs, Report> {
     let mut inputs = Inputs::default();
     for &s in &order.order {
@@ -324,6 +374,26 @@ fn prepare_plan(
                             );
                             step_inputs.urls.push(fetched);
                         }
+                        if let CopySource::Git { url, git, span } = src {
+                            let fetched = fetch_git(git, url).map_err(|(message, help)| {
+                                Report::new(FetchError {
+                                    url: redact(url),
+                                    message,
+                                    help,
+                                    src: dockerfile.clone(),
+                                    span: (span.start, span.end - span.start).into(),
+                                })
+                            })?;
+                            sets.insert(
+                                format!("git:{}", redact(url)),
+                                FilesInput {
+                                    digest: fetched.key.clone(),
+                                    count: 1,
+                                    bytes: 0,
+                                },
+                            );
+                            step_inputs.git.push(fetched);
+                        }
                     }
                 }
                 Op::Run(run) => {
@@ -368,6 +438,7 @@ fn prepare_plan(
             }
             if step_inputs.copy.is_some()
                 || !step_inputs.urls.is_empty()
+                || !step_inputs.git.is_empty()
                 || !step_inputs.mounts.is_empty()
             {
                 inputs.steps.insert(step.id, step_inputs);

@@ -14,6 +14,7 @@ pub mod cache_key;
 pub mod chmod;
 pub mod context;
 pub mod explain;
+pub mod gitref;
 pub mod graph;
 pub mod image;
 pub mod inputs;

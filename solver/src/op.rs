@@ -289,6 +289,13 @@ pub enum CopySource {
         url: String,
         span: Span,
     },
+    /// A git repository (`ADD https://host/repo.git#ref:subdir /dest`): its checkout's
+    /// contents are copied into the destination.
+    Git {
+        url: String,
+        git: crate::gitref::GitRef,
+        span: Span,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

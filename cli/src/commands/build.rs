@@ -150,9 +150,12 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
 
-    /// The build context: the directory whose files COPY and ADD can use.
-    #[arg(value_name = "CONTEXT")]
-    pub context: PathBuf,
+    /// The build context: the directory whose files COPY and ADD can use; `-` reads a tar
+    /// archive of it from stdin (or just a Dockerfile: then there is no context); a git URL
+    /// (`https://host/repo.git#REF:SUBDIR`, `git@host:repo.git`, `git://host/repo`) is
+    /// fetched and checked out.
+    #[arg(value_name = "CONTEXT|-|URL")]
+    pub context: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -421,7 +424,7 @@ pub fn prepare_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<
     };
     let mut options = PrepareOptions {
         root: store_root(global),
-        context: args.context.clone(),
+        context: rbuild_engine::ContextSource::from_arg(&args.context)?,
         dockerfile,
         build_args: build_args(args)?,
         target: args.target.clone(),

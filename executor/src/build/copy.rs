@@ -1,6 +1,6 @@
 //! COPY and ADD: from the build context (the sources the solver resolved before the build),
 //! from another stage or image (their snapshots, read through a merged view), here-documents
-//! and downloaded URLs; ADD extracts local tar archives (plain, gzip, bzip2, xz, zstd) with the
+//! downloaded URLs and git checkouts (`crate::git`); ADD extracts local tar archives (plain, gzip, bzip2, xz, zstd) with the
 //! store's in-root unpacker (or copies them as files when they are not archives). Destination
 //! rules are BuildKit's (fsutil `copy`): the destination is resolved in the image with every
 //! symlink followed, the last one and dangling ones too; a trailing `/` or an existing
@@ -22,6 +22,7 @@ use rbuild_solver::context::{BuildContext, EntryKind, RootKind};
 use rbuild_solver::inputs::StepInputs;
 use rbuild_solver::op::{CopyOp, CopySource};
 use rbuild_store::layer::path::RelPath;
+use rbuild_store::layer::tar::looks_like_tar;
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
 use super::dest::{self, Attrs, Dest, rel_path};
@@ -308,6 +309,38 @@ pub fn copy(root: &Dest, op: &CopyOp, inputs: &CopyInputs<'_>) -> Result<(), Ste
                     extract: (op.unpack == Some(true)).then(|| dest_rel.clone()),
                     merge: false,
                 });
+            }
+            CopySource::Git { url, .. } => {
+                let fetched = inputs
+                    .step
+                    .and_then(|s| s.git.iter().find(|f| &f.url == url))
+                    .ok_or_else(|| StepError::Invalid {
+                        message: format!(
+                            "internal error: `{}` was not checked out before the build",
+                            rbuild_solver::inputs::redact(url)
+                        ),
+                    })?;
+                // The checkout's contents merge into the destination, owned by root (or
+                // `--chown`), with the checkout's modes and mtimes — BuildKit's copy of the
+                // git source's `/`.
+                let view = LowerView::new(std::slice::from_ref(&fetched.dir));
+                let root_owned =
+                    |mode: u32, is_dir: bool, _owner: (u32, u32), mtime: Option<i64>| {
+                        attrs_for(mode, is_dir, (0, 0), mtime)
+                    };
+                walk_view(
+                    &view,
+                    Path::new(""),
+                    &dest_rel,
+                    "",
+                    &op.excludes,
+                    &mut |rel_dest, e, kind| {
+                        items.push(match rel_dest {
+                            None => merge_item(Some(e.meta.mtime)),
+                            Some(dest) => view_item(dest, e, kind, &root_owned),
+                        });
+                    },
+                )?;
             }
             CopySource::Path { .. } => {}
         }
@@ -1021,31 +1054,6 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
-}
-
-/// A tar header: `ustar` magic at offset 257, or a valid old-style checksum.
-fn looks_like_tar(block: &[u8]) -> bool {
-    if block.len() < 512 {
-        return false;
-    }
-    if &block[257..262] == b"ustar" {
-        return true;
-    }
-    let stored = std::str::from_utf8(&block[148..156])
-        .ok()
-        .and_then(|s| u32::from_str_radix(s.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok());
-    let sum: u32 = block[..512]
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u32::from(b)
-            }
-        })
-        .sum();
-    stored == Some(sum) && block[0] != 0
 }
 
 fn decompressor(

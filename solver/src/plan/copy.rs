@@ -42,7 +42,39 @@ fn common(
     for word in sources {
         let value = expand::word(&state.vars, word, escape, &mut used)?;
         let span = word.span.start..word.span.end;
-        if value.starts_with("http://") || value.starts_with("https://") {
+        // BuildKit's order: a git URL first (a malformed one is an error even for COPY), then
+        // an http(s) download, then a path. `github.com/...` stays a path here, as in BuildKit.
+        let git = crate::gitref::parse(&value).map_err(|message| {
+            PlanError::invalid(
+                word.span,
+                format!(
+                    "invalid git URL `{}`: {message}",
+                    crate::inputs::redact(&value)
+                ),
+                "this git URL",
+                Some(
+                    "write `https://host/repo.git#REF:SUBDIR`, `git@host:repo.git#REF` or \
+                     `git://host/repo#REF` (query keys: ref, tag, branch, subdir, checksum, \
+                     keep-git-dir, submodules, mtime)"
+                        .into(),
+                ),
+            )
+        })?;
+        if let Some(git) = git.filter(|g| !g.github_shorthand) {
+            if !allow_urls {
+                return Err(PlanError::invalid(
+                    word.span,
+                    format!("source can't be a git ref for {name}"),
+                    "a git URL",
+                    Some("use ADD to copy a git repository".into()),
+                ));
+            }
+            out.push(CopySource::Git {
+                url: value,
+                git,
+                span,
+            });
+        } else if value.starts_with("http://") || value.starts_with("https://") {
             if !allow_urls {
                 return Err(PlanError::invalid(
                     word.span,
@@ -51,24 +83,8 @@ fn common(
                     Some("use ADD to download files".into()),
                 ));
             }
-            if is_git_url(&value) {
-                return Err(PlanError::invalid(
-                    word.span,
-                    "ADD from a git repository is not supported by rbuild",
-                    "a git source",
-                    Some("clone the repository in a RUN step or into the build context".into()),
-                ));
-            }
             out.push(CopySource::Url { url: value, span });
         } else {
-            if value.starts_with("git@") {
-                return Err(PlanError::invalid(
-                    word.span,
-                    "ADD from a git repository is not supported by rbuild",
-                    "a git source",
-                    Some("clone the repository in a RUN step or into the build context".into()),
-                ));
-            }
             out.push(CopySource::Path { path: value, span });
         }
     }
@@ -165,11 +181,6 @@ fn expand_flag(
     expand::word(&state.vars, &Word::new(raw, span), ctx.escape, used)
 }
 
-fn is_git_url(url: &str) -> bool {
-    let path = url.split(['?', '#']).next().unwrap_or(url);
-    path.ends_with(".git") || url.contains(".git#")
-}
-
 /// BuildKit's pathRelativeToWorkingDir: absolute paths are cleaned, `.`/empty mean the
 /// working directory itself, and a trailing `/` is kept because it means "into".
 pub fn relative_to_workdir(workdir: &str, dest: &str) -> String {
@@ -210,7 +221,7 @@ fn canonical(kind: &str, c: &Common, extra: &[String]) -> String {
         .iter()
         .map(|s| match s {
             CopySource::Path { path, .. } => path.clone(),
-            CopySource::Url { url, .. } => url.clone(),
+            CopySource::Url { url, .. } | CopySource::Git { url, .. } => url.clone(),
             CopySource::Heredoc { name, content, .. } => {
                 format!("<<{name}:{}", blake3::hash(content).to_hex())
             }
@@ -235,7 +246,9 @@ fn history(kind: &str, c: &Common, parents: bool) -> String {
     for s in &c.sources {
         match s {
             CopySource::Path { path, .. } => text.push_str(&format!(" {path}")),
-            CopySource::Url { url, .. } => text.push_str(&format!(" {url}")),
+            CopySource::Url { url, .. } | CopySource::Git { url, .. } => {
+                text.push_str(&format!(" {}", crate::inputs::redact(url)))
+            }
             CopySource::Heredoc { .. } => {}
         }
     }
@@ -339,30 +352,40 @@ pub fn dispatch_add(
         &add.flags,
         true,
     )?;
+    let keep_flag = add.keep_git_dir.as_ref().map(|f| f.value.unwrap_or(true));
     let checksum = match &add.checksum {
         Some(flag) => {
             let value = expand_flag(ctx, state, &flag.raw, flag.span, &mut c.used)?;
-            let urls = c
+            let downloads = c
                 .sources
                 .iter()
-                .filter(|s| matches!(s, CopySource::Url { .. }))
+                .filter(|s| matches!(s, CopySource::Url { .. } | CopySource::Git { .. }))
                 .count();
-            if c.sources.len() != 1 || urls != 1 {
+            if c.sources.len() != 1 || downloads != 1 {
                 return Err(PlanError::invalid(
                     flag.span,
-                    "--checksum needs exactly one http(s) source",
+                    "--checksum needs exactly one http(s) or git source",
                     "checksum of what?",
                     Some("use `ADD --checksum=sha256:<hex> https://... <dest>`".into()),
                 ));
             }
-            let valid = value
-                .strip_prefix("sha256:")
-                .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+            let git = matches!(c.sources[0], CopySource::Git { .. });
+            let valid = if git {
+                !value.is_empty() && value.bytes().all(|b| b.is_ascii_hexdigit())
+            } else {
+                value
+                    .strip_prefix("sha256:")
+                    .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            };
             if !valid {
                 return Err(PlanError::invalid(
                     flag.span,
                     format!("invalid checksum `{value}`"),
-                    "expected sha256:<64 hex digits>",
+                    if git {
+                        "expected the commit's hex digits"
+                    } else {
+                        "expected sha256:<64 hex digits>"
+                    },
                     None,
                 ));
             }
@@ -370,10 +393,39 @@ pub fn dispatch_add(
         }
         None => None,
     };
-    let keep_git_dir = add
-        .keep_git_dir
-        .as_ref()
-        .is_some_and(|f| f.value.unwrap_or(true));
+    // Per git source: `--keep-git-dir` and `--checksum` merged with the URL's own query, as
+    // BuildKit does (a disagreement is an error), so the source says what it fetches.
+    for source in &mut c.sources {
+        let CopySource::Git { git, span, .. } = source else {
+            continue;
+        };
+        let at = Span::new(span.start, span.end);
+        if let (Some(flag), Some(query)) = (keep_flag, git.keep_git_dir)
+            && flag != query
+        {
+            return Err(PlanError::invalid(
+                at,
+                "inconsistent keep-git-dir configuration",
+                "the URL's keep-git-dir differs from --keep-git-dir",
+                Some("give keep-git-dir once, as the flag or in the URL".into()),
+            ));
+        }
+        git.keep_git_dir = Some(git.keep_git_dir.or(keep_flag).unwrap_or(false));
+        if let Some(sum) = &checksum {
+            if let Some(own) = &git.checksum
+                && own != sum
+            {
+                return Err(PlanError::invalid(
+                    at,
+                    format!("checksum mismatch `{sum}` != `{own}`"),
+                    "the URL's checksum differs from --checksum",
+                    None,
+                ));
+            }
+            git.checksum = Some(sum.clone());
+        }
+    }
+    let keep_git_dir = keep_flag.unwrap_or(false);
     let unpack = add.unpack.as_ref().and_then(|f| f.value);
     let mut extra = Vec::new();
     if let Some(sum) = &checksum {
@@ -381,6 +433,9 @@ pub fn dispatch_add(
     }
     if let Some(u) = unpack {
         extra.push(format!("--unpack={u}"));
+    }
+    if let Some(keep) = keep_flag {
+        extra.push(format!("--keep-git-dir={keep}"));
     }
     step.key.canonical = canonical("ADD", &c, &extra);
     step.key.vars = c.used.clone();
@@ -417,12 +472,5 @@ mod tests {
         assert_eq!(relative_to_workdir("/app", "/abs/"), "/abs/");
         assert_eq!(relative_to_workdir("/", "a/../b"), "/b");
         assert_eq!(relative_to_workdir("/a/b", ".."), "/a/");
-    }
-
-    #[test]
-    fn git_urls() {
-        assert!(is_git_url("https://github.com/moby/buildkit.git"));
-        assert!(is_git_url("https://github.com/moby/buildkit.git#v0.10.1"));
-        assert!(!is_git_url("https://example.com/file.tar.gz"));
     }
 }

@@ -564,6 +564,32 @@ fn parse_pax_time(v: &[u8]) -> std::result::Result<(i64, u32), String> {
     }
 }
 
+/// Whether `block` (a stream's first 512 bytes) starts a tar archive: `ustar` magic at offset
+/// 257, or a valid old-style header checksum.
+pub fn looks_like_tar(block: &[u8]) -> bool {
+    if block.len() < 512 {
+        return false;
+    }
+    if &block[257..262] == b"ustar" {
+        return true;
+    }
+    let stored = std::str::from_utf8(&block[148..156])
+        .ok()
+        .and_then(|s| u32::from_str_radix(s.trim_matches(|c: char| c == '\0' || c == ' '), 8).ok());
+    let sum: u32 = block[..512]
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(b)
+            }
+        })
+        .sum();
+    stored == Some(sum) && block[0] != 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -677,17 +677,14 @@ impl Runner<'_> {
                 if size > self.limits.max_size {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(GitError::new(
-                        format!(
-                            "the repository is larger than {} bytes",
-                            self.limits.max_size
-                        ),
-                        Some("raise RBUILD_MAX_GIT_SIZE=<bytes> if this is expected"),
-                    ));
+                    return Err(too_large(self.limits.max_size));
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
         };
+        if rbuild_store::fsutil::dir_size(&self.scratch) > self.limits.max_size {
+            return Err(too_large(self.limits.max_size));
+        }
         let stdout = read_capped(&out_path, 1 << 20);
         let stderr = read_capped(&err_path, 64 << 10);
         let _ = fs::remove_file(&out_path);
@@ -704,6 +701,13 @@ impl Runner<'_> {
         }
         Ok(stdout)
     }
+}
+
+fn too_large(max: u64) -> GitError {
+    GitError::new(
+        format!("the repository is larger than {max} bytes"),
+        Some("raise RBUILD_MAX_GIT_SIZE=<bytes> if this is expected"),
+    )
 }
 
 fn read_capped(path: &Path, cap: u64) -> String {

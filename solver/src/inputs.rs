@@ -258,8 +258,8 @@ pub fn prepare_all(
     fetch_git: &FetchGit<'_>,
 ) -> Result<Vec<Inputs>, Report> {
     let mut out = Vec::with_capacity(plans.len());
-    // One checkout per git source for every platform's plan.
-    let mut fetched_git: BTreeMap<String, FetchedGit> = BTreeMap::new();
+    // One checkout per git source (URL and options) for every platform's plan.
+    let mut fetched_git: Vec<(crate::gitref::GitRef, FetchedGit)> = Vec::new();
     for (plan, order) in plans {
         out.push(prepare_plan(
             plan,
@@ -269,11 +269,11 @@ pub fn prepare_all(
             cache,
             dockerfile,
             fetch,
-            &mut |git, url| match fetched_git.get(url) {
-                Some(done) => Ok(done.clone()),
+            &mut |git, url| match fetched_git.iter().find(|(g, _)| g == git) {
+                Some((_, done)) => Ok(done.clone()),
                 None => {
                     let done = fetch_git(url, git)?;
-                    fetched_git.insert(url.to_string(), done.clone());
+                    fetched_git.push((git.clone(), done.clone()));
                     Ok(done)
                 }
             },

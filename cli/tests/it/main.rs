@@ -13,6 +13,7 @@ mod build_conformance;
 mod build_copy;
 mod build_errors;
 mod build_flags;
+mod build_gitctx;
 mod build_multiplatform;
 mod build_onbuild;
 mod build_outputs;

@@ -25,7 +25,8 @@ pub struct Cli {
 const BARE_FORM_HELP: &str = "\
 The bare form: the first word is a command when it names one, even beside a directory of that
 name (`rbuild build DIR` or `rbuild ./DIR` builds such a directory). Otherwise it starts a build
-when it is an option or a path (`-t x .`, `./app`) or names an existing file or directory. A word
+when it is an option, a path (`-t x .`, `./app`) or a git URL (`git@host:repo.git`), or names an
+existing file or directory. A word
 close to a command's name (`imgaes`), or a docker command rbuild does not have (`ps`), is an
 error (exit 2) with a suggestion; when a directory of that name exists it is built, with a
 warning.";

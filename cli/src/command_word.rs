@@ -218,7 +218,17 @@ mod tests {
 
     #[test]
     fn options_and_paths_are_the_bare_build_form() {
-        for word in ["-t", "--file", ".", "./imgaes", "ctx/app", "~/x", "..", "-"] {
+        for word in [
+            "-t",
+            "--file",
+            ".",
+            "./imgaes",
+            "ctx/app",
+            "~/x",
+            "..",
+            "-",
+            "git@host:org/repo.git#main",
+        ] {
             assert_eq!(
                 read_with(word, &[]),
                 Reading::Context { warning: None },

@@ -10,6 +10,9 @@
 //!   push, cache export, reproducibility check) around [`PrepareOptions`] (store root,
 //!   context, Dockerfile, build args, target, platform, pull policy, cache import, no-cache,
 //!   `SOURCE_DATE_EPOCH`). `BuildOptions::new(root, context)` gives `rbuild build`'s defaults.
+//!   The context is a [`ContextSource`]: a directory, `-` (stdin: a tar of the context, or a
+//!   Dockerfile and no context) or a git URL ([`ContextSource::from_arg`] reads docker's
+//!   argument).
 //! - [`build`]`(&BuildOptions, &dyn Reporter, &CancelToken) -> `[`BuildResult`]: prepare,
 //!   check entitlements, solve with the executor, commit, (verify,) write outputs, tag, write
 //!   the id/metadata files, push and export the cache. [`BuildResult`] holds the target (an
@@ -30,7 +33,7 @@
 //!   [`entitlements::Allowed`] (`--allow`), [`dockerfile`] (reading with the size cap,
 //!   expansion limits), [`cache_dir`].
 //!
-//! Module map: `options` → `prepare` (`dockerfile`, `images`, `registry::pull`,
+//! Module map: `options` → `prepare` (`main_context`, `dockerfile`, `images`, `registry::pull`,
 //! `registry::cache` import) → `session` (`entitlements`, `explain`, solve with
 //! `registry::layers`, `finish`, `reproducible`, `output`, `registry::push`/`cache` export).
 //!

@@ -48,6 +48,7 @@
 //! processes; [`step`] builds a step's rootfs ([`stubs`], [`materialize`], [`lower`]);
 //! [`diff`] and [`layer`] turn its changes into a layer; [`build`] is the solver's `Worker`
 //! (RUN, COPY/ADD, WORKDIR); [`export`] writes a final rootfs out; [`fetch`] downloads ADD URLs;
+//! [`git`] checks out git sources (a git context, `ADD <git URL>`);
 //! [`emulation`] says whether a platform's RUN steps can run here (natively or under a
 //! binfmt_misc emulator).
 

@@ -68,6 +68,9 @@ pub struct FetchedGit {
 pub type FetchGit<'a> =
     dyn Fn(&str, &crate::gitref::GitRef) -> Result<FetchedGit, (String, Option<String>)> + 'a;
 
+/// What a [`FetchGit`] returns.
+type GitFetched = Result<FetchedGit, (String, Option<String>)>;
+
 /// An `ADD <url>` that could not be downloaded or did not match its checksum.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("cannot ADD `{url}`: {message}")]
@@ -269,7 +272,7 @@ pub fn prepare_all(
             cache,
             dockerfile,
             fetch,
-            &mut |git, url| match fetched_git.iter().find(|(g, _)| g == git) {
+            &mut |url, git| match fetched_git.iter().find(|(g, _)| g == git) {
                 Some((_, done)) => Ok(done.clone()),
                 None => {
                     let done = fetch_git(url, git)?;
@@ -295,10 +298,7 @@ fn prepare_plan(
     cache: &CacheIndex,
     dockerfile: &context::Source,
     fetch: &Fetch<'_>,
-    fetch_git: &mut dyn FnMut(
-        &crate::gitref::GitRef,
-        &str,
-    ) -> Result<FetchedGit, (String, Option<String>)>,
+    fetch_git: &mut dyn FnMut(&str, &crate::gitref::GitRef) -> GitFetched,
 ) -> Result<Inputs, Report> {
     let mut inputs = Inputs::default();
     for &s in &order.order {
@@ -375,7 +375,7 @@ fn prepare_plan(
                             step_inputs.urls.push(fetched);
                         }
                         if let CopySource::Git { url, git, span } = src {
-                            let fetched = fetch_git(git, url).map_err(|(message, help)| {
+                            let fetched = fetch_git(url, git).map_err(|(message, help)| {
                                 Report::new(FetchError {
                                     url: redact(url),
                                     message,

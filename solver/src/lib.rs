@@ -6,7 +6,8 @@
 //! → `context` + `inputs` (what steps read, hashed once) → `cache_key` (keys only from its
 //! explicit encoding) → `scheduler` (lookups in `cache`, misses to the worker, events to a
 //! `reporter`) → `image` (final config). `explain` names why a key missed; `cache_export` moves
-//! the index between machines.
+//! the index between machines; `gitref` reads git URLs (a git context, `ADD <git URL>`) with
+//! BuildKit's rules.
 
 pub mod cache;
 pub mod cache_export;

@@ -421,7 +421,7 @@ fn git_sources_are_refused_where_buildkit_refuses_them() {
 }
 
 #[test]
-fn git_fetches_are_bounded_in_size_and_refuse_local_files() {
+fn git_fetches_are_bounded_in_size() {
     let env = TestEnv::new();
     let server = GitServer::start(Protocol::Git);
     let mut cmd = env.rbuild();
@@ -434,6 +434,76 @@ fn git_fetches_are_bounded_in_size_and_refuse_local_files() {
     assert!(stderr.contains("RBUILD_MAX_GIT_SIZE"), "{stderr}");
     let tmp = env.root().join("tmp");
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+}
+
+#[test]
+fn git_submodules_are_checked_out_and_local_ones_refused() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let server = GitServer::start(Protocol::Git);
+    let base = server.base.path();
+    let sub_work = base.join("sub-work");
+    std::fs::create_dir(&sub_work).unwrap();
+    run_ok(git(base).args(["init", "-q", "--bare", "-b", "main", "sub.git"]));
+    run_ok(git(&sub_work).args(["init", "-q", "-b", "main"]));
+    write_file(&sub_work, "lib.txt", "from the submodule\n");
+    run_ok(git(&sub_work).args(["add", "-A"]));
+    run_ok(git(&sub_work).args(["commit", "-qm", "lib"]));
+    run_ok(
+        git(&sub_work)
+            .arg("push")
+            .arg("-q")
+            .arg(base.join("sub.git"))
+            .arg("main"),
+    );
+    // `main`: a submodule served by the same server.
+    let sub_url = format!("git://127.0.0.1:{}/sub.git", server.port);
+    run_ok(git(&server.work).args(["submodule", "add", "-q", &sub_url, "lib"]));
+    run_ok(git(&server.work).args(["commit", "-qm", "submodule"]));
+    // `evil`: a submodule at a path on the machine that builds (a `file://` transport).
+    run_ok(git(&server.work).args(["checkout", "-q", "-b", "evil"]));
+    let local = base.join("sub.git");
+    run_ok(
+        git(&server.work)
+            .args(["-c", "protocol.file.allow=always", "submodule", "add", "-q"])
+            .arg(&local)
+            .arg("evil"),
+    );
+    run_ok(git(&server.work).args(["commit", "-qm", "local submodule"]));
+    run_ok(
+        git(&server.work)
+            .arg("push")
+            .arg("-q")
+            .arg(base.join("repo.git"))
+            .args(["main", "evil"]),
+    );
+    let out_dir = tempfile::tempdir().unwrap();
+    let output = format!("type=local,dest={}", out_dir.path().display());
+    ok(&build(
+        &env,
+        &["-o", &output, &server.url(Protocol::Git, "#main")],
+        None,
+    ));
+    assert_eq!(
+        read(out_dir.path(), "ctx/lib/lib.txt"),
+        "from the submodule\n"
+    );
+    // `?submodules=false` leaves the submodule's directory empty.
+    let out_dir = tempfile::tempdir().unwrap();
+    let output = format!("type=local,dest={}", out_dir.path().display());
+    let url = server.url(Protocol::Git, "?branch=main&submodules=false");
+    ok(&build(&env, &["-o", &output, &url], None));
+    assert!(!out_dir.path().join("ctx/lib/lib.txt").exists());
+    // A submodule on the local disk is not fetched.
+    let out = build(&env, &[&server.url(Protocol::Git, "#evil")], None);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("git submodule"), "{stderr}");
+    assert!(stderr.contains("'file' not allowed"), "{stderr}");
+    assert_eq!(
+        std::fs::read_dir(env.root().join("tmp")).unwrap().count(),
+        0
+    );
 }
 
 #[test]

@@ -32,7 +32,8 @@
 //!
 //! Module map: `options` → `prepare` (`dockerfile`, `images`, `registry::pull`,
 //! `registry::cache` import) → `session` (`entitlements`, `explain`, solve with
-//! `registry::layers`, `finish`, `reproducible`, `output`, `registry::push`/`cache` export).
+//! `registry::layers`, `finish` (with `registry::inline`), `reproducible`, `output`,
+//! `registry::push`/`cache` export).
 //!
 //! [`StepExplanation`]: rbuild_solver::explain::StepExplanation
 

@@ -419,6 +419,14 @@ impl Pass<'_> {
             &solved,
             &note,
         )?;
+        let inline_note = |text: &str| match session.label(build) {
+            Some(platform) => reporter.line(&format!("[{platform}] {text}")),
+            None => reporter.line(text),
+        };
+        let inline = options
+            .cache_to
+            .iter()
+            .any(|s| matches!(s.location, registry::spec::CacheLocation::Inline));
         let image = finish::commit(
             session,
             build,
@@ -426,6 +434,7 @@ impl Pass<'_> {
             self.epoch,
             &self.options.labels,
             &self.options.annotations.manifest,
+            inline.then_some(&inline_note as &dyn Fn(&str)),
         )?;
         Ok((image, solved))
     }

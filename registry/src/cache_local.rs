@@ -301,6 +301,7 @@ pub fn import_cache_local(dir: &Path) -> Result<ImportedCache> {
         index,
         layers,
         digest: descriptor.digest.clone(),
+        inline: false,
     })
 }
 

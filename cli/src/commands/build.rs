@@ -202,20 +202,24 @@ pub struct RegistryArgs {
     pub compression: String,
 
     /// Import build cache: `type=registry,ref=REGISTRY/REPO:TAG` (or just the reference) or
-    /// `type=local,src=DIR` (an OCI layout directory); may be repeated. An unreachable or
-    /// missing cache is a warning.
+    /// `type=local,src=DIR` (an OCI layout directory); may be repeated. A reference to an
+    /// image built with `--cache-to type=inline` reads the cache inside it (rbuild's own,
+    /// `dev.rbuild.cache.v1`; BuildKit's `moby.buildkit.cache.v0` cannot be used). An
+    /// unreachable or missing cache is a warning.
     #[arg(
         long = "cache-from",
-        value_name = "type=registry,ref=REF|type=local,src=DIR"
+        value_name = "type=registry,ref=REF|REF|type=local,src=DIR"
     )]
     pub cache_from: Vec<String>,
 
     /// Export the build cache after the build:
     /// `type=registry,ref=REF` or `type=local,dest=DIR`, with
-    /// `[,mode=min|max][,compression=gzip|zstd][,ignore-error=true]`.
+    /// `[,mode=min|max][,compression=gzip|zstd][,ignore-error=true]`; or `type=inline`
+    /// (mode=min only): embed it in the built image's config, in rbuild's format
+    /// (`dev.rbuild.cache.v1`, which BuildKit does not read), for `--cache-from IMAGE`.
     #[arg(
         long = "cache-to",
-        value_name = "type=registry,ref=REF|type=local,dest=DIR"
+        value_name = "type=registry,ref=REF|type=local,dest=DIR|type=inline"
     )]
     pub cache_to: Vec<String>,
 }

@@ -233,11 +233,18 @@ fn unknown_cache_type_names_the_types() {
         ("--cache-from", "type=gha,scope=x"),
         ("--cache-to", "type=s3,bucket=x"),
         ("--cache-from", "./not a reference"),
+        ("--cache-from", "/var/cache/ci"),
+        ("--cache-from", "type=local"),
+        ("--cache-from", "type=registry"),
+        ("--cache-from", "type=inline"),
+        ("--cache-to", "type=inline,mode=max"),
     ] {
         let (ok, stderr) = build(&env, ctx.path(), &[flag, value]);
         assert!(!ok, "{stderr}");
         assert!(
-            stderr.contains("`registry`") && stderr.contains("`local`"),
+            stderr.contains("`registry`")
+                && stderr.contains("`local`")
+                && stderr.contains("`inline`"),
             "{flag} {value}: {stderr}"
         );
     }

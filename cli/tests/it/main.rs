@@ -8,6 +8,7 @@
 mod support;
 
 mod build_cache;
+mod build_cache_inline;
 mod build_cache_local;
 mod build_conformance;
 mod build_copy;

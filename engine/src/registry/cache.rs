@@ -13,7 +13,9 @@ use std::collections::BTreeSet;
 
 use miette::Report;
 use rbuild_registry::cache::{ImportedCache, export_cache, import_caches};
-use rbuild_registry::cache_local::{export_cache_local, import_cache_local, layer_path};
+use rbuild_registry::cache_local::{
+    export_cache_local, import_cache_local, layer_path, lock_for_import,
+};
 use rbuild_registry::{Compression, LocalLayer, PushOptions, RemoteRef};
 use rbuild_solver::cache::CacheIndex;
 use rbuild_solver::cache_export::{self, LayerAvailability};
@@ -425,7 +427,8 @@ fn merge_reporting(
 /// Import the `type=local` cache in `dir`. Every blob is verified before anything is merged
 /// (a corrupt directory is refused whole, as a warning); then the index is merged under the
 /// usual trust rules and the layers of the usable entries are copied into the store (each
-/// decompressed and verified against the diff_id its entry claims), rooted by their keys.
+/// decompressed and verified against the diff_id its entry claims), rooted by their keys. All
+/// of it under the directory's shared lock, so no export prunes it meanwhile.
 fn import_local(
     store: &Store,
     cache: &CacheIndex,
@@ -435,7 +438,9 @@ fn import_local(
     warn: &dyn Fn(&str),
 ) {
     let shown = dir.display();
-    let imported = match import_cache_local(dir) {
+    // Shared with other importers, exclusive of exports: held until the last layer is copied.
+    let imported = lock_for_import(dir).and_then(|lock| Ok((lock, import_cache_local(dir)?)));
+    let (_lock, imported) = match imported {
         Ok(imported) => imported,
         Err(err) => {
             warn(&format!(

@@ -213,4 +213,22 @@ mod tests {
             .insert(INLINE_CACHE_KEY.into(), serde_json::json!({"a": 1}));
         assert!(extract(&config).unwrap_err().contains("not a string"));
     }
+
+    /// An image config BuildKit made with `--export-cache type=inline` (recorded, see
+    /// `testdata/buildkit-inline-cache/`) parses, and its cache is reported as BuildKit's.
+    #[test]
+    fn buildkit_inline_cache_is_recognised() {
+        let bytes = include_bytes!("../../testdata/buildkit-inline-cache/config.json");
+        let config = ImageConfig::parse(bytes, MAX_INLINE_CONFIG_BYTES, "config").unwrap();
+        assert!(config.extra[BUILDKIT_INLINE_CACHE_KEY].is_string());
+        let err = extract(&config).unwrap_err();
+        assert!(err.contains("BuildKit's inline cache"), "{err}");
+        // Ours replaces it, and the rest of the config is untouched.
+        let mut ours = config.clone();
+        embed(&mut ours, Some(b"{}")).unwrap();
+        assert_eq!(extract(&ours).unwrap(), b"{}");
+        assert!(!ours.extra.contains_key(BUILDKIT_INLINE_CACHE_KEY));
+        assert_eq!(ours.rootfs, config.rootfs);
+        assert_eq!(ours.history, config.history);
+    }
 }

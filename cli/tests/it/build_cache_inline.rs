@@ -4,7 +4,7 @@
 //! embedding is deterministic (`--verify-reproducible`, the same image ID from two roots); a
 //! tampered inline cache (bad base64, bad JSON, layers the image lacks, an oversized document,
 //! BuildKit's format) is refused with a warning and the build runs; a multi-platform image
-//! carries one cache per platform.
+//! carries one cache per platform; other stages' steps are not inline (`min` mode).
 
 use std::path::Path;
 
@@ -367,4 +367,44 @@ fn multi_platform_inline_cache_round_trips() {
         "{stderr}"
     );
     assert_eq!(stderr.matches(" CACHED").count(), 4, "{stderr}");
+}
+
+/// Only the final image's chain can be inline (BuildKit's `min`): the entries of a builder
+/// stage, whose layers are not in the image, are left out, so an importing root runs that
+/// stage again, while the `COPY --from` of its (same) files and the rest hit.
+#[test]
+fn inline_cache_leaves_out_other_stages() {
+    let reg = RealRegistry::start();
+    reg.seed_busybox("base/busybox:1", None);
+    let base = format!("{}/base/busybox:1", reg.host());
+    let dockerfile = format!(
+        "FROM {base} AS tool\nRUN echo tool > /tool\n\
+         FROM {base}\nCOPY --from=tool /tool /tool\nCOPY a.txt /a.txt\n"
+    );
+    let image = format!("{}/app:stages", reg.host());
+    let ctx = context(&dockerfile, &[("a.txt", "alpha\n")]);
+    let a = fresh_env();
+    let stderr = build_ok(
+        &a,
+        ctx.path(),
+        &["-t", &image, "--push", "--cache-to", "type=inline"],
+    );
+    assert!(stderr.contains("inline build cache: 2 entries"), "{stderr}");
+    let doc = inline_doc(&a, &image);
+    for e in doc["entries"].as_array().unwrap() {
+        assert!(
+            e["preimage"]["instruction"]
+                .as_str()
+                .unwrap()
+                .starts_with("COPY"),
+            "{e}"
+        );
+    }
+    let b = fresh_env();
+    let stderr = build_ok(&b, ctx.path(), &["--cache-from", &image]);
+    assert!(
+        stderr.contains("RUN echo tool > /tool\n") && stderr.contains("missed"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches(" CACHED").count(), 2, "{stderr}");
 }

@@ -371,7 +371,8 @@ fn multi_platform_inline_cache_round_trips() {
 
 /// Only the final image's chain can be inline (BuildKit's `min`): the entries of a builder
 /// stage, whose layers are not in the image, are left out, so an importing root runs that
-/// stage again, while the `COPY --from` of its (same) files and the rest hit.
+/// stage again, while the `COPY --from` of its files — the same, under one
+/// `SOURCE_DATE_EPOCH` — and the rest hit.
 #[test]
 fn inline_cache_leaves_out_other_stages() {
     let reg = RealRegistry::start();
@@ -384,10 +385,15 @@ fn inline_cache_leaves_out_other_stages() {
     let image = format!("{}/app:stages", reg.host());
     let ctx = context(&dockerfile, &[("a.txt", "alpha\n")]);
     let a = fresh_env();
+    let epoch = ["--build-arg", "SOURCE_DATE_EPOCH=1700000000"];
     let stderr = build_ok(
         &a,
         ctx.path(),
-        &["-t", &image, "--push", "--cache-to", "type=inline"],
+        &[
+            &epoch[..],
+            &["-t", &image, "--push", "--cache-to", "type=inline"],
+        ]
+        .concat(),
     );
     assert!(stderr.contains("inline build cache: 2 entries"), "{stderr}");
     let doc = inline_doc(&a, &image);
@@ -400,8 +406,14 @@ fn inline_cache_leaves_out_other_stages() {
             "{e}"
         );
     }
+    // A later second: without the epoch the tool's file would have another mtime.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let b = fresh_env();
-    let stderr = build_ok(&b, ctx.path(), &["--cache-from", &image]);
+    let stderr = build_ok(
+        &b,
+        ctx.path(),
+        &[&epoch[..], &["--cache-from", &image]].concat(),
+    );
     assert!(
         stderr.contains("RUN echo tool > /tool\n") && stderr.contains("missed"),
         "{stderr}"

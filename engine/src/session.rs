@@ -99,6 +99,7 @@ pub fn build(
     let epoch = prepare.source_date_epoch;
     let session = Session::prepare(&prepare, reporter)?;
     entitlements::check(&session, options.allow)?;
+    crate::ssh::check(&session, &options.ssh)?;
     emulation::check(&session)?;
     // No output may land in the store: refused before anything is built.
     output::check_outside_store(
@@ -363,6 +364,7 @@ impl Pass<'_> {
                 shm_size: options.prepare.shm_size,
                 ulimits: options.prepare.ulimits.clone(),
                 secrets: options.secrets.clone(),
+                ssh: options.ssh.clone(),
                 memory: options.memory,
                 pids: options.pids_limit,
                 backend: options.backend,

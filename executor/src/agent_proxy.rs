@@ -1,0 +1,210 @@
+//! The socket a RUN step's ssh mount shows (`RUN --mount=type=ssh`): a listening Unix socket of
+//! our own that forwards every connection to the caller's agent, as BuildKit's session does,
+//! and like it read-only: a step may list keys and have data signed, nothing else (the
+//! messages are read whole and filtered, not copied as bytes).
+//! The caller's socket is never bound into the step (its owner and mode are not ours to
+//! change): the proxy's socket gets the mount's owner and mode, lives in a private directory
+//! of the host's temporary directory (a socket path must fit in 108 bytes), and is removed with
+//! the proxy when the step ends. Nothing of it is in the step's rootfs: the mount point comes
+//! from the stub layer like any other mount's.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+/// A forwarding socket, serving until dropped.
+pub(crate) struct AgentProxy {
+    dir: tempfile::TempDir,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+/// The socket's file name inside the proxy's directory.
+pub(crate) const SOCKET_NAME: &str = "ssh_auth_sock";
+
+impl AgentProxy {
+    /// Listen on a new socket owned by `uid:gid` with `mode` that forwards to `upstream`.
+    pub(crate) fn start(upstream: &Path, uid: u32, gid: u32, mode: u32) -> io::Result<AgentProxy> {
+        // Fail now, with the path in the message, rather than in the step.
+        UnixStream::connect(upstream).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot connect to the ssh agent `{}`: {e}",
+                    upstream.display()
+                ),
+            )
+        })?;
+        let dir = tempfile::Builder::new()
+            .prefix(".rbuild-ssh-")
+            .tempdir_in(std::env::temp_dir())?;
+        // Others may pass through (the step's user need not be root), not list it.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))?;
+        let path = dir.path().join(SOCKET_NAME);
+        let listener = UnixListener::bind(&path)?;
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o777))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let upstream = upstream.to_path_buf();
+        let stopping = stop.clone();
+        let accept = std::thread::Builder::new()
+            .name("ssh-agent-proxy".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    if stopping.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let upstream = upstream.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("ssh-agent-conn".into())
+                        .spawn(move || forward(conn, &upstream));
+                }
+            })?;
+        Ok(AgentProxy {
+            dir,
+            stop,
+            accept: Some(accept),
+        })
+    }
+
+    /// The directory holding the socket ([`SOCKET_NAME`]).
+    pub(crate) fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join(SOCKET_NAME)
+    }
+}
+
+impl Drop for AgentProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = UnixStream::connect(self.socket());
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The agent requests a step may make: list keys (11) and sign (13). As BuildKit's read-only
+/// agent, anything else (adding, removing, locking keys, extensions) is answered with a
+/// failure and never reaches the caller's agent.
+const ALLOWED: [u8; 2] = [11, 13];
+/// `SSH_AGENT_FAILURE`.
+const FAILURE: u8 = 5;
+/// The largest message either side may send (OpenSSH's agent limit).
+const MAX_MESSAGE: u32 = 256 * 1024;
+
+/// Serve one step connection: each request read whole, passed on when it is allowed, and the
+/// agent's one answer passed back, until the step closes the connection.
+fn forward(mut conn: UnixStream, upstream: &Path) {
+    let Ok(mut agent) = UnixStream::connect(upstream) else {
+        return;
+    };
+    while let Ok(Some(request)) = read_message(&mut conn) {
+        let answer = if request.first().is_some_and(|t| ALLOWED.contains(t)) {
+            if write_message(&mut agent, &request).is_err() {
+                return;
+            }
+            match read_message(&mut agent) {
+                Ok(Some(answer)) => answer,
+                _ => return,
+            }
+        } else {
+            vec![FAILURE]
+        };
+        if write_message(&mut conn, &answer).is_err() {
+            return;
+        }
+    }
+}
+
+/// One length-prefixed agent message; `None` at a clean end of stream.
+pub(crate) fn read_message(from: &mut impl io::Read) -> io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match from.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len);
+    if len == 0 || len > MAX_MESSAGE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("an ssh agent message of {len} bytes"),
+        ));
+    }
+    let mut body = vec![0u8; len as usize];
+    from.read_exact(&mut body)?;
+    Ok(Some(body))
+}
+
+pub(crate) fn write_message(to: &mut impl io::Write, body: &[u8]) -> io::Result<()> {
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(body);
+    to.write_all(&frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listing request through the proxy reaches the upstream agent and its answer comes
+    /// back; a request to add a key is refused without reaching it; the socket has the asked
+    /// mode; dropping the proxy removes it.
+    #[test]
+    fn forwards_reading_requests_only_and_cleans_up() {
+        let t = tempfile::tempdir().unwrap();
+        let up = t.path().join("agent");
+        let listener = UnixListener::bind(&up).unwrap();
+        let server = std::thread::spawn(move || {
+            // The proxy's own probe, then the forwarded connection.
+            let _probe = listener.accept().unwrap();
+            let (mut c, _) = listener.accept().unwrap();
+            let mut seen = Vec::new();
+            while let Some(m) = read_message(&mut c).unwrap() {
+                seen.push(m[0]);
+                write_message(&mut c, &[12, 0, 0, 0, 0]).unwrap();
+            }
+            seen
+        });
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let proxy = AgentProxy::start(&up, uid, gid, 0o640).unwrap();
+        let sock = proxy.socket();
+        let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        let mut c = UnixStream::connect(&sock).unwrap();
+        // SSH_AGENTC_ADD_IDENTITY (17): refused here.
+        write_message(&mut c, &[17, 1, 2, 3]).unwrap();
+        assert_eq!(read_message(&mut c).unwrap().unwrap(), [FAILURE]);
+        // SSH_AGENTC_REQUEST_IDENTITIES (11): the agent's answer.
+        write_message(&mut c, &[11]).unwrap();
+        assert_eq!(read_message(&mut c).unwrap().unwrap(), [12, 0, 0, 0, 0]);
+        drop(c);
+        assert_eq!(server.join().unwrap(), [11]);
+        let dir = proxy.dir().to_path_buf();
+        drop(proxy);
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_dead_agent_is_an_error_naming_it() {
+        let t = tempfile::tempdir().unwrap();
+        let err = AgentProxy::start(&t.path().join("none"), 0, 0, 0o600)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("cannot connect to the ssh agent"),
+            "{err}"
+        );
+    }
+}

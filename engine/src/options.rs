@@ -138,8 +138,8 @@ pub struct BuildOptions {
     pub metadata_file: Option<PathBuf>,
     /// Secrets for `RUN --mount=type=secret`, by id.
     pub secrets: BTreeMap<String, SecretSource>,
-    /// `--ssh` agent sockets by id, for `RUN --mount=type=ssh` ([`crate::ssh::parse`]).
-    pub ssh: BTreeMap<String, PathBuf>,
+    /// `--ssh` agents by id, for `RUN --mount=type=ssh` ([`crate::ssh::parse`]).
+    pub ssh: BTreeMap<String, crate::ssh::SshSource>,
     /// `--annotation`s: on each platform's manifest, and for a multi-platform build on the
     /// index and on the manifests' descriptors in it.
     pub annotations: Annotations,

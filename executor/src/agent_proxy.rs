@@ -1,7 +1,8 @@
 //! The socket a RUN step's ssh mount shows (`RUN --mount=type=ssh`): a listening Unix socket of
 //! our own that forwards every connection to the caller's agent, as BuildKit's session does,
 //! and like it read-only: a step may list keys and have data signed, nothing else (the
-//! messages are read whole and filtered, not copied as bytes).
+//! messages are read whole and filtered, not copied as bytes). [`AgentSocket::serve`] is the
+//! socket server itself (the engine serves `--ssh ID=KEY` files through it too).
 //! The caller's socket is never bound into the step (its owner and mode are not ours to
 //! change): the proxy's socket gets the mount's owner and mode, lives in a private directory
 //! of the host's temporary directory (a socket path must fit in 108 bytes), and is removed with
@@ -16,29 +17,28 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-/// A forwarding socket, serving until dropped.
-pub(crate) struct AgentProxy {
+/// A listening agent socket, serving until dropped.
+pub struct AgentSocket {
     dir: tempfile::TempDir,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
 }
 
-/// The socket's file name inside the proxy's directory.
-pub(crate) const SOCKET_NAME: &str = "ssh_auth_sock";
+/// The socket's file name inside its directory.
+pub const SOCKET_NAME: &str = "ssh_auth_sock";
 
-impl AgentProxy {
-    /// Listen on a new socket owned by `uid:gid` with `mode` that forwards to `upstream`.
-    pub(crate) fn start(upstream: &Path, uid: u32, gid: u32, mode: u32) -> io::Result<AgentProxy> {
-        // Fail now, with the path in the message, rather than in the step.
-        UnixStream::connect(upstream).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot connect to the ssh agent `{}`: {e}",
-                    upstream.display()
-                ),
-            )
-        })?;
+/// Answers the requests of one connection, in order: each request message (type byte first,
+/// without the length) gives the answer message; an error closes the connection.
+pub type Session = Box<dyn FnMut(Vec<u8>) -> io::Result<Vec<u8>> + Send>;
+
+/// Makes the [`Session`] of each new connection.
+pub type OpenSession = Arc<dyn Fn() -> io::Result<Session> + Send + Sync>;
+
+impl AgentSocket {
+    /// Listen on a new socket owned by `uid:gid` with `mode`, in a new private directory of
+    /// the host's temporary directory; every connection is served by a session from `open`
+    /// on a thread of its own.
+    pub fn serve(uid: u32, gid: u32, mode: u32, open: OpenSession) -> io::Result<AgentSocket> {
         let dir = tempfile::Builder::new()
             .prefix(".rbuild-ssh-")
             .tempdir_in(std::env::temp_dir())?;
@@ -49,40 +49,65 @@ impl AgentProxy {
         std::os::unix::fs::chown(&path, Some(uid), Some(gid))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o777))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let upstream = upstream.to_path_buf();
         let stopping = stop.clone();
         let accept = std::thread::Builder::new()
-            .name("ssh-agent-proxy".into())
+            .name("ssh-agent-socket".into())
             .spawn(move || {
                 for conn in listener.incoming() {
                     if stopping.load(Ordering::SeqCst) {
                         break;
                     }
                     let Ok(conn) = conn else { continue };
-                    let upstream = upstream.clone();
+                    let open = open.clone();
                     let _ = std::thread::Builder::new()
                         .name("ssh-agent-conn".into())
-                        .spawn(move || forward(conn, &upstream));
+                        .spawn(move || {
+                            if let Ok(session) = open() {
+                                serve_connection(conn, session);
+                            }
+                        });
                 }
             })?;
-        Ok(AgentProxy {
+        Ok(AgentSocket {
             dir,
             stop,
             accept: Some(accept),
         })
     }
 
+    /// A socket that forwards to the agent at `upstream` (which must answer now) what a
+    /// step may ask of it, as BuildKit's read-only agent.
+    pub fn forward(upstream: &Path, uid: u32, gid: u32, mode: u32) -> io::Result<AgentSocket> {
+        // Fail now, with the path in the message, rather than in the step.
+        UnixStream::connect(upstream).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot connect to the ssh agent `{}`: {e}",
+                    upstream.display()
+                ),
+            )
+        })?;
+        let upstream = upstream.to_path_buf();
+        let open: OpenSession = Arc::new(move || {
+            let agent = UnixStream::connect(&upstream)?;
+            Ok(read_only(agent))
+        });
+        AgentSocket::serve(uid, gid, mode, open)
+    }
+
     /// The directory holding the socket ([`SOCKET_NAME`]).
-    pub(crate) fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &Path {
         self.dir.path()
     }
 
-    fn socket(&self) -> PathBuf {
+    /// The socket's path.
+    pub fn socket(&self) -> PathBuf {
         self.dir.path().join(SOCKET_NAME)
     }
 }
 
-impl Drop for AgentProxy {
+impl Drop for AgentSocket {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the accept loop so it sees the flag.
@@ -93,41 +118,39 @@ impl Drop for AgentProxy {
     }
 }
 
-/// The agent requests a step may make: list keys (11) and sign (13). As BuildKit's read-only
-/// agent, anything else (adding, removing, locking keys, extensions) is answered with a
-/// failure and never reaches the caller's agent.
-const ALLOWED: [u8; 2] = [11, 13];
-/// `SSH_AGENT_FAILURE`.
-const FAILURE: u8 = 5;
-/// The largest message either side may send (OpenSSH's agent limit).
-const MAX_MESSAGE: u32 = 256 * 1024;
-
-/// Serve one step connection: each request read whole, passed on when it is allowed, and the
-/// agent's one answer passed back, until the step closes the connection.
-fn forward(mut conn: UnixStream, upstream: &Path) {
-    let Ok(mut agent) = UnixStream::connect(upstream) else {
-        return;
-    };
+/// Read whole requests and write the session's answers until the peer closes.
+fn serve_connection(mut conn: UnixStream, mut session: Session) {
     while let Ok(Some(request)) = read_message(&mut conn) {
-        let answer = if request.first().is_some_and(|t| ALLOWED.contains(t)) {
-            if write_message(&mut agent, &request).is_err() {
-                return;
-            }
-            match read_message(&mut agent) {
-                Ok(Some(answer)) => answer,
-                _ => return,
-            }
-        } else {
-            vec![FAILURE]
-        };
+        let Ok(answer) = session(request) else { return };
         if write_message(&mut conn, &answer).is_err() {
             return;
         }
     }
 }
 
+/// The agent requests a step may make: list keys (11) and sign (13). As BuildKit's read-only
+/// agent, anything else (adding, removing, locking keys, extensions) is answered with a
+/// failure and never reaches the caller's agent.
+const ALLOWED: [u8; 2] = [11, 13];
+/// `SSH_AGENT_FAILURE`.
+pub const FAILURE: u8 = 5;
+/// The largest message either side may send (OpenSSH's agent limit).
+const MAX_MESSAGE: u32 = 256 * 1024;
+
+/// A session passing allowed requests to `agent` and its answers back; others fail here.
+fn read_only(mut agent: UnixStream) -> Session {
+    Box::new(move |request: Vec<u8>| {
+        if !request.first().is_some_and(|t| ALLOWED.contains(t)) {
+            return Ok(vec![FAILURE]);
+        }
+        write_message(&mut agent, &request)?;
+        read_message(&mut agent)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "the agent closed"))
+    })
+}
+
 /// One length-prefixed agent message; `None` at a clean end of stream.
-pub(crate) fn read_message(from: &mut impl io::Read) -> io::Result<Option<Vec<u8>>> {
+pub fn read_message(from: &mut impl io::Read) -> io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match from.read_exact(&mut len) {
         Ok(()) => {}
@@ -146,7 +169,7 @@ pub(crate) fn read_message(from: &mut impl io::Read) -> io::Result<Option<Vec<u8
     Ok(Some(body))
 }
 
-pub(crate) fn write_message(to: &mut impl io::Write, body: &[u8]) -> io::Result<()> {
+pub fn write_message(to: &mut impl io::Write, body: &[u8]) -> io::Result<()> {
     let mut frame = Vec::with_capacity(body.len() + 4);
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
     frame.extend_from_slice(body);
@@ -178,7 +201,7 @@ mod tests {
         });
         let uid = rustix::process::getuid().as_raw();
         let gid = rustix::process::getgid().as_raw();
-        let proxy = AgentProxy::start(&up, uid, gid, 0o640).unwrap();
+        let proxy = AgentSocket::forward(&up, uid, gid, 0o640).unwrap();
         let sock = proxy.socket();
         let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
@@ -199,7 +222,7 @@ mod tests {
     #[test]
     fn a_dead_agent_is_an_error_naming_it() {
         let t = tempfile::tempdir().unwrap();
-        let err = AgentProxy::start(&t.path().join("none"), 0, 0, 0o600)
+        let err = AgentSocket::forward(&t.path().join("none"), 0, 0, 0o600)
             .err()
             .unwrap();
         assert!(

@@ -51,7 +51,7 @@
 //! [`emulation`] says whether a platform's RUN steps can run here (natively or under a
 //! binfmt_misc emulator).
 
-mod agent_proxy;
+pub mod agent_proxy;
 pub mod build;
 pub mod container;
 pub mod diff;

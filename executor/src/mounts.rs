@@ -247,7 +247,7 @@ pub(crate) struct Prepared {
     /// Cache locks held for the step's duration.
     pub guards: Vec<File>,
     /// Agent sockets of ssh mounts, served for the step's duration.
-    pub agents: Vec<crate::agent_proxy::AgentProxy>,
+    pub agents: Vec<crate::agent_proxy::AgentSocket>,
 }
 
 /// Prepare `mounts` for a step whose private directory is `step_dir`.
@@ -739,7 +739,7 @@ fn prepare_ssh(s: &SshMount, out: &mut Prepared) -> Result<()> {
         }
         return Ok(());
     };
-    let proxy = crate::agent_proxy::AgentProxy::start(agent, s.uid, s.gid, s.mode)
+    let proxy = crate::agent_proxy::AgentSocket::forward(agent, s.uid, s.gid, s.mode)
         .map_err(|e| mount_err(&s.target, format!("ssh `{}`: {e}", s.id)))?;
     out.mounts.push(PreparedMount {
         target: s.target.clone(),

@@ -80,8 +80,9 @@ pub struct BuildArgs {
     pub build_context: Vec<String>,
 
     /// An ssh agent for `RUN --mount=type=ssh`: `default` or `ID` forward $SSH_AUTH_SOCK,
-    /// `ID=SOCKET` another agent's socket; never stored in the image or the cache.
-    #[arg(long, value_name = "default|ID[=SOCKET]")]
+    /// `ID=SOCKET` another agent's socket, `ID=KEY[,KEY]` key files served by an agent of
+    /// rbuild's; never stored in the image or the cache.
+    #[arg(long, value_name = "default|ID[=SOCKET|KEY[,KEY]]")]
     pub ssh: Vec<String>,
 
     /// Network for RUN steps that do not choose one: `default`/`host` or `none`.

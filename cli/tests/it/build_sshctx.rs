@@ -279,15 +279,56 @@ fn ssh_mounts_without_an_agent_are_skipped_or_refused_when_required() {
     let agent = Agent::start(keys.path(), "agent.sock");
     let out = build_with(&env, ctx.path(), &["--ssh", "default"], Some(&agent.socket));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out).1);
-    // A key file instead of a socket is a usage error that says what to do.
-    let key = keygen(keys.path(), "file");
-    let as_file = format!("deploy={}", key.display());
+    // A key with a passphrase cannot be served: a usage error that says what to do.
+    let locked = keys.path().join("locked");
+    run_ok(
+        tool("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "secret", "-f"])
+            .arg(&locked),
+    );
+    let as_file = format!("deploy={}", locked.display());
     let out = build(&env, ctx.path(), &["--ssh", &as_file]);
     let (_, stderr) = text(&out);
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("is not an agent socket") && stderr.contains("ssh-add"),
+        stderr.contains("passphrase") && stderr.contains("ssh-add"),
         "{stderr}"
+    );
+}
+
+/// `--ssh ID=KEY,KEY`: key files are served by an agent of rbuild's for the build, as buildx
+/// does; the step lists both keys with the real `ssh-add`.
+#[test]
+fn key_files_are_served_to_the_step() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let keys = tempfile::tempdir().unwrap();
+    let one = keygen(keys.path(), "k1");
+    let two = keygen(keys.path(), "k2");
+    let ctx = tempfile::tempdir().unwrap();
+    copy_ssh_add(&ctx.path().join("tools"));
+    write_file(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox:1.35\n\
+         RUN --mount=type=ssh,id=deploy,required --mount=type=bind,source=tools,target=/tools \\\n  \
+         /tools/ld.so --library-path /tools /tools/ssh-add -l > /keys.txt\n",
+    );
+    let out_dir = tempfile::tempdir().unwrap();
+    let dest = format!("type=local,dest={}", out_dir.path().display());
+    let arg = format!("deploy={},{}", one.display(), two.display());
+    let out = build(&env, ctx.path(), &["--ssh", &arg, "-o", &dest]);
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let listed = std::fs::read_to_string(out_dir.path().join("keys.txt")).unwrap();
+    for key in [&one, &two] {
+        let expected = run_ok(tool("ssh-keygen").arg("-lf").arg(key.with_extension("pub")));
+        let fingerprint = expected.split_whitespace().nth(1).unwrap();
+        assert!(listed.contains(fingerprint), "{listed}\n{expected}");
+    }
+    assert!(
+        listed.contains("rbuild-test-k1") && listed.contains("rbuild-test-k2"),
+        "{listed}"
     );
 }
 

@@ -18,7 +18,11 @@
 //!   BuildKit does) and made into a one-layer image of its files, owned 0:0 as buildx sends
 //!   them, with an empty config for the platform (as BuildKit's empty image: `WorkingDir /`).
 //!   The layer is deterministic (`executor::layer`), so unchanged files give the same image
-//!   and the same keys; a changed mtime gives another layer.
+//!   and the same keys; a changed mtime gives another layer. Its history entry is the one
+//!   BuildKit's exporter adds (`local source for NAME`); BuildKit appends it after the
+//!   stage's own entries, here it comes first, in layer order. Files and config match
+//!   BuildKit's for COPY --from, a bind mount from and FROM of such a context (compared by
+//!   hand: `conform-build` cannot pass named contexts).
 //!
 //! Git and HTTP URLs, `target:` and `input:` contexts are refused with a help line.
 
@@ -34,8 +38,8 @@ use rbuild_solver::op::Platform;
 use rbuild_solver::plan::ResolvedImage;
 use rbuild_store::manifest::parse_document;
 use rbuild_store::{
-    ContainerConfig, Descriptor, Digest, Document, ImageConfig, ImageRecord, Layer, Reference,
-    Store, media,
+    ContainerConfig, Descriptor, Digest, Document, History, ImageConfig, ImageRecord, Layer,
+    Reference, Store, media,
 };
 
 use crate::images::{SourceError, StoreImages, resolved_image};
@@ -220,7 +224,7 @@ pub(crate) fn resolve(
                 resolved_image(shown, &record)
             })
         }
-        NamedContext::Dir(dir) => dir_image(store, dir, platform).map(|record| {
+        NamedContext::Dir(dir) => dir_image(store, &name, dir, platform).map(|record| {
             images.remember(&record);
             resolved_image(shown, &record)
         }),
@@ -253,7 +257,12 @@ fn store_err(e: impl std::fmt::Display) -> SourceError {
 }
 
 /// A directory context as a one-layer image: every entry its `.dockerignore` keeps, 0:0.
-fn dir_image(store: &Store, dir: &Path, platform: &Platform) -> Result<ImageRecord, SourceError> {
+fn dir_image(
+    store: &Store,
+    name: &str,
+    dir: &Path,
+    platform: &Platform,
+) -> Result<ImageRecord, SourceError> {
     let context = BuildContext::load(dir, None).map_err(|e| {
         (
             format!("cannot read `{}`: {e}", dir.display()),
@@ -309,9 +318,16 @@ fn dir_image(store: &Store, dir: &Path, platform: &Platform) -> Result<ImageReco
             diff_id: info.digest,
         });
     }
-    store
-        .commit_image(&empty_config(platform), &layers)
-        .map_err(store_err)
+    let mut config = empty_config(platform);
+    if !layers.is_empty() {
+        // The layer's history entry, as BuildKit's exporter writes one for a layer without.
+        config.history.push(History {
+            created_by: Some(format!("local source for {name}")),
+            comment: Some("buildkit.exporter.image.v0".into()),
+            ..History::default()
+        });
+    }
+    store.commit_image(&config, &layers).map_err(store_err)
 }
 
 /// The largest `index.json` or manifest read from a layout.

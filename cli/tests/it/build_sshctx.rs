@@ -500,3 +500,72 @@ fn an_oci_layout_context_is_read_by_tag() {
     assert!(stderr.contains("has no image tagged `9.9`"), "{stderr}");
     assert!(stderr.contains("1.35"), "{stderr}");
 }
+
+/// Copy `src` into `dest` with the modes the recordings were made with (files 0644,
+/// directories 0755), whatever the checkout gave them.
+fn copy_tree(src: &Path, dest: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in walkdir::WalkDir::new(src) {
+        let entry = entry.unwrap();
+        let to = dest.join(entry.path().strip_prefix(src).unwrap());
+        let mode = if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+            0o755
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+            0o644
+        };
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
+/// The named-context cases of `testdata/conformance/named-context` build to the files and
+/// config BuildKit built (recorded by hand: see its README): a directory context with its own
+/// `.dockerignore` for COPY --from, a bind mount from it, FROM it, and replacing a stage.
+#[test]
+fn named_contexts_match_buildkit() {
+    let env = TestEnv::new();
+    load_busybox(&env);
+    let cases = crate::support::testdata().join("conformance/named-context");
+    let work = tempfile::tempdir().unwrap();
+    let extra = work.path().join("extra");
+    copy_tree(&cases.join("extra"), &extra);
+    let arg = format!("extra={}", extra.display());
+    let store = || rbuild_store::Store::open(env.root()).unwrap();
+    for name in ["copy-mount", "from-dir"] {
+        let ctx = work.path().join(name);
+        copy_tree(&cases.join(name), &ctx);
+        let tag = format!("named/{name}:test");
+        let out = build(&env, &ctx, &["--build-context", &arg, "-t", &tag]);
+        let (_, stderr) = text(&out);
+        assert!(out.status.success(), "{name}: {stderr}");
+        let recorded: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(cases.join("expected").join(format!("{name}.json"))).unwrap(),
+        )
+        .unwrap();
+        let want: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(recorded["files"].clone()).unwrap();
+        let image = store().resolve_image(&tag).unwrap();
+        let got = rbuild_store::layer::flatten_image(&store(), &image)
+            .unwrap()
+            .to_conformance_map();
+        assert_eq!(got, want, "{name}: files");
+        let config = rbuild_store::testing::conformance_config_fields(
+            &image.config.config.clone().unwrap_or_default(),
+        );
+        assert_eq!(config, recorded["config"], "{name}: config");
+        // Every layer has its history entry.
+        let layered = image
+            .config
+            .history
+            .iter()
+            .filter(|h| !h.empty_layer)
+            .count();
+        assert_eq!(
+            layered,
+            image.layers.len(),
+            "{name}: {:?}",
+            image.config.history
+        );
+    }
+}

@@ -14,15 +14,20 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 /// A listening agent socket, serving until dropped.
 pub struct AgentSocket {
     dir: tempfile::TempDir,
     stop: Arc<AtomicBool>,
+    /// The listening socket, shut down to end the accept loop.
+    waker: UnixListener,
     accept: Option<JoinHandle<()>>,
 }
+
+/// Connections served at once by one socket; more are closed at once.
+const MAX_CONNECTIONS: usize = 64;
 
 /// The socket's file name inside its directory.
 pub const SOCKET_NAME: &str = "ssh_auth_sock";
@@ -50,27 +55,48 @@ impl AgentSocket {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o777))?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let waker = listener.try_clone()?;
+        let open_conns = Arc::new(AtomicUsize::new(0));
         let accept = std::thread::Builder::new()
             .name("ssh-agent-socket".into())
             .spawn(move || {
-                for conn in listener.incoming() {
+                loop {
+                    let accepted = listener.accept();
                     if stopping.load(Ordering::SeqCst) {
                         break;
                     }
-                    let Ok(conn) = conn else { continue };
+                    let conn = match accepted {
+                        Ok((conn, _)) => conn,
+                        Err(_) => {
+                            // Out of descriptors or the like: do not spin.
+                            std::thread::sleep(std::time::Duration::from_millis(20));
+                            continue;
+                        }
+                    };
+                    // A step cannot make rbuild hold more than this many connections.
+                    if open_conns.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTIONS {
+                        open_conns.fetch_sub(1, Ordering::SeqCst);
+                        continue;
+                    }
                     let open = open.clone();
-                    let _ = std::thread::Builder::new()
+                    let count = open_conns.clone();
+                    let spawned = std::thread::Builder::new()
                         .name("ssh-agent-conn".into())
                         .spawn(move || {
                             if let Ok(session) = open() {
                                 serve_connection(conn, session);
                             }
+                            count.fetch_sub(1, Ordering::SeqCst);
                         });
+                    if spawned.is_err() {
+                        open_conns.fetch_sub(1, Ordering::SeqCst);
+                    }
                 }
             })?;
         Ok(AgentSocket {
             dir,
             stop,
+            waker,
             accept: Some(accept),
         })
     }
@@ -110,8 +136,11 @@ impl AgentSocket {
 impl Drop for AgentSocket {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        // Wake the accept loop so it sees the flag.
-        let _ = UnixStream::connect(self.socket());
+        // Wake the accept loop so it sees the flag: shutting the listener down fails its
+        // accept (connecting is the fallback, should that not).
+        if rustix::net::shutdown(&self.waker, rustix::net::Shutdown::Both).is_err() {
+            let _ = UnixStream::connect(self.socket());
+        }
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
@@ -217,6 +246,37 @@ mod tests {
         let dir = proxy.dir().to_path_buf();
         drop(proxy);
         assert!(!dir.exists());
+    }
+
+    /// Dropping a socket ends its accept loop even when its file is gone (nothing can
+    /// connect to wake it), and a step cannot hold more than [`MAX_CONNECTIONS`].
+    #[test]
+    fn drop_returns_and_connections_are_capped() {
+        let open: OpenSession =
+            Arc::new(|| Ok(Box::new(|_request: Vec<u8>| Ok(vec![FAILURE])) as Session));
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        let socket = AgentSocket::serve(uid, gid, 0o600, open).unwrap();
+        let path = socket.socket();
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            let mut c = UnixStream::connect(&path).unwrap();
+            write_message(&mut c, &[11]).unwrap();
+            assert_eq!(read_message(&mut c).unwrap().unwrap(), [FAILURE]);
+            held.push(c);
+        }
+        let mut extra = UnixStream::connect(&path).unwrap();
+        let _ = write_message(&mut extra, &[11]);
+        assert!(matches!(read_message(&mut extra), Ok(None) | Err(_)));
+        std::fs::remove_file(&path).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(socket);
+            tx.send(()).unwrap();
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("dropping the socket hung");
+        drop(held);
     }
 
     #[test]

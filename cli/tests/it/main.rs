@@ -21,6 +21,7 @@ mod build_progress_tty;
 mod build_seed;
 mod build_snapshot_identity;
 mod build_snapshotter;
+mod build_sshctx;
 mod cli;
 mod cli_everyday;
 mod container_commit;

@@ -29,7 +29,8 @@ pub fn parse_tags(tags: &[String]) -> miette::Result<Vec<Reference>> {
 }
 
 /// Commit the target stage's image of one platform's build (not tagged yet); `epoch` is
-/// `SOURCE_DATE_EPOCH`.
+/// `SOURCE_DATE_EPOCH`. `inline_cache` (`--cache-to type=inline`) embeds the build cache in
+/// the config, reporting through it (`registry::inline`).
 pub fn commit(
     prepared: &Session,
     build: &PlatformBuild,
@@ -37,6 +38,7 @@ pub fn commit(
     epoch: Option<i64>,
     labels: &BTreeMap<String, String>,
     annotations: &BTreeMap<String, String>,
+    inline_cache: Option<&dyn Fn(&str)>,
 ) -> miette::Result<ImageRecord> {
     let plan = &build.planned.plan;
     let now = jiff::Timestamp::now().as_second();
@@ -47,6 +49,14 @@ pub fn commit(
         let merged = container.labels.get_or_insert_with(BTreeMap::new);
         merged.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     }
+    crate::registry::inline::apply(
+        &prepared.cache,
+        plan,
+        solved,
+        epoch,
+        &mut config,
+        inline_cache,
+    )?;
     // Base layers keep their stored descriptors (possibly compressed); built layers are stored
     // uncompressed, so their blob digest is their diff_id.
     let mut known: BTreeMap<&Digest, &Layer> = BTreeMap::new();

@@ -1,6 +1,7 @@
 //! Base images for a build: resolved from the store (pulled first when missing, or when
 //! `--pull` finds that the registry's tag moved), held against GC for the build, and
-//! remembered so the final manifest can reuse their layer descriptors.
+//! remembered so the final manifest can reuse their layer descriptors. A name given with
+//! `--build-context` resolves to that context first (`named_context`).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -31,6 +32,8 @@ pub struct StoreImages<'a> {
     puller: Option<&'a dyn ImagePuller>,
     /// `--pull`: re-check the tags of stored images against the registry.
     refresh: bool,
+    /// `--build-context`s: names that resolve to them before any stage or image.
+    contexts: crate::named_context::Contexts,
 }
 
 impl<'a> StoreImages<'a> {
@@ -41,7 +44,30 @@ impl<'a> StoreImages<'a> {
             resolved: Mutex::new(BTreeMap::new()),
             puller,
             refresh: false,
+            contexts: crate::named_context::Contexts::default(),
         }
+    }
+
+    /// Resolve the names of `contexts` to them (`--build-context`).
+    pub fn with_contexts(
+        mut self,
+        contexts: &BTreeMap<String, crate::named_context::NamedContext>,
+    ) -> StoreImages<'a> {
+        self.contexts = crate::named_context::Contexts::new(contexts);
+        self
+    }
+
+    pub(crate) fn store(&self) -> &'a Store {
+        self.store
+    }
+
+    /// Use `record` as a base of this build: held against GC, its layers known to the build.
+    pub(crate) fn remember(&self, record: &ImageRecord) {
+        let _ = self.store.hold_blob(&record.manifest_digest);
+        self.seen
+            .lock()
+            .expect("images lock")
+            .insert(record.manifest_digest.clone(), record.clone());
     }
 
     /// Re-resolve the tags of stored images against the registry (`build --pull`).
@@ -144,6 +170,26 @@ impl ImageSource for StoreImages<'_> {
         reference: &str,
         platform: &Platform,
     ) -> Result<ResolvedImage, (String, Option<String>)> {
+        if let Some(resolved) =
+            crate::named_context::resolve(self, &self.contexts, reference, platform)
+        {
+            return resolved;
+        }
+        self.resolve_stored(reference, platform)
+    }
+
+    fn replaces_stage(&self, name: &str) -> bool {
+        self.contexts.names(name)
+    }
+}
+
+impl StoreImages<'_> {
+    /// `reference` from the store (pulled first when needed), never a named context.
+    pub(crate) fn resolve_stored(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ResolvedImage, (String, Option<String>)> {
         let parsed = Reference::parse(reference).map_err(|e| {
             (
                 format!("`{reference}` is not a valid image reference"),
@@ -166,18 +212,20 @@ impl ImageSource for StoreImages<'_> {
             ));
         }
         // Keep its blobs (and snapshots) from a concurrent prune while this build uses them.
-        let _ = self.store.hold_blob(&record.manifest_digest);
-        let base = ImageBase {
-            reference: parsed.to_string(),
+        self.remember(&record);
+        Ok(resolved_image(parsed.to_string(), &record))
+    }
+}
+
+/// What the planner knows of a stored image used under `reference`.
+pub(crate) fn resolved_image(reference: String, record: &ImageRecord) -> ResolvedImage {
+    ResolvedImage {
+        base: ImageBase {
+            reference,
             manifest_digest: record.manifest_digest.clone(),
             config_digest: record.config_digest.clone(),
             diff_ids: record.layers.iter().map(|l| l.diff_id.clone()).collect(),
-        };
-        let config = record.config.clone();
-        self.seen
-            .lock()
-            .expect("images lock")
-            .insert(base.manifest_digest.clone(), record);
-        Ok(ResolvedImage { base, config })
+        },
+        config: record.config.clone(),
     }
 }

@@ -30,12 +30,13 @@
 //!   transfer progress; [`Silent`] reports nothing.
 //! - Building blocks the cli shares: [`output`] (`-o` parsing, the atomic file writer every
 //!   command uses, one module per exporter), [`registry::spec`] (`--cache-from/--cache-to`),
-//!   [`entitlements::Allowed`] (`--allow`), [`dockerfile`] (reading with the size cap,
-//!   expansion limits), [`cache_dir`].
+//!   [`entitlements::Allowed`] (`--allow`), [`ssh::parse`] (`--ssh`), [`dockerfile`] (reading
+//!   with the size cap, expansion limits), [`cache_dir`].
 //!
-//! Module map: `options` → `prepare` (`main_context`, `dockerfile`, `images`, `registry::pull`,
-//! `registry::cache` import) → `session` (`entitlements`, `explain`, solve with
-//! `registry::layers`, `finish`, `reproducible`, `output`, `registry::push`/`cache` export).
+//! Module map: `options` → `prepare` (`main_context`, `dockerfile`, `images` with
+//! `named_context` (`--build-context`), `registry::pull`, `registry::cache` import) →
+//! `session` (`entitlements`, `ssh`, `explain`, solve with `registry::layers`, `finish` (with
+//! `registry::inline`), `reproducible`, `output`, `registry::push`/`cache` export).
 //!
 //! [`StepExplanation`]: rbuild_solver::explain::StepExplanation
 
@@ -49,6 +50,7 @@ pub mod explain;
 pub mod finish;
 pub mod images;
 mod main_context;
+pub mod named_context;
 pub mod options;
 pub mod output;
 mod prepare;
@@ -56,6 +58,7 @@ pub mod registry;
 pub mod report;
 pub mod reproducible;
 mod session;
+pub mod ssh;
 
 pub use options::{
     Annotations, BuildOptions, ContextSource, DockerfileSource, PrepareOptions, PullPolicy,

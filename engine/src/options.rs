@@ -116,6 +116,8 @@ pub struct PrepareOptions {
     pub ulimits: Vec<rbuild_executor::sandbox::Ulimit>,
     /// `--no-cache-filter`: names of stages whose steps ignore the cache.
     pub no_cache_filter: Vec<String>,
+    /// `--build-context`s by normalised name ([`crate::named_context::parse`]).
+    pub named_contexts: BTreeMap<String, crate::named_context::NamedContext>,
 }
 
 impl PrepareOptions {
@@ -137,6 +139,7 @@ impl PrepareOptions {
             shm_size: None,
             ulimits: Vec::new(),
             no_cache_filter: Vec::new(),
+            named_contexts: BTreeMap::new(),
         }
     }
 }
@@ -174,6 +177,8 @@ pub struct BuildOptions {
     pub metadata_file: Option<PathBuf>,
     /// Secrets for `RUN --mount=type=secret`, by id.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh` agents by id, for `RUN --mount=type=ssh` ([`crate::ssh::parse`]).
+    pub ssh: BTreeMap<String, crate::ssh::SshSource>,
     /// `--annotation`s: on each platform's manifest, and for a multi-platform build on the
     /// index and on the manifests' descriptors in it.
     pub annotations: Annotations,
@@ -221,6 +226,7 @@ impl From<PrepareOptions> for BuildOptions {
             iidfile: None,
             metadata_file: None,
             secrets: BTreeMap::new(),
+            ssh: BTreeMap::new(),
             labels: BTreeMap::new(),
             annotations: Annotations::default(),
             network: Network::Default,

@@ -97,7 +97,8 @@ fn prepare(options: &PrepareOptions, reporter: &dyn Reporter) -> miette::Result<
     let images = match options.pull {
         PullPolicy::Never => StoreImages::new(&store, None),
         policy => StoreImages::new(&store, Some(&puller)).refreshing(policy == PullPolicy::Always),
-    };
+    }
+    .with_contexts(&options.named_contexts);
     // One plan per target platform, from the one parse (the platform only changes the
     // automatic ARGs, the bases resolved and the keys).
     let targets: Vec<Option<Platform>> = if options.platforms.is_empty() {

@@ -99,6 +99,9 @@ pub fn build(
     let epoch = prepare.source_date_epoch;
     let session = Session::prepare(&prepare, reporter)?;
     entitlements::check(&session, options.allow)?;
+    crate::ssh::check(&session, &options.ssh)?;
+    // Key files are served for as long as the build runs.
+    let agents = crate::ssh::Agents::start(&options.ssh)?;
     emulation::check(&session)?;
     // No output may land in the store: refused before anything is built.
     output::check_outside_store(
@@ -131,6 +134,7 @@ pub fn build(
     let prepared_at = Instant::now();
     let mut pass = Pass {
         options,
+        ssh: &agents.sockets,
         epoch,
         no_cache: prepare.no_cache,
         cancel,
@@ -253,6 +257,8 @@ type PlatformImages = Vec<(Platform, ImageRecord)>;
 /// What one solve needs besides the session.
 struct Pass<'a> {
     options: &'a BuildOptions,
+    /// The socket of each `--ssh` id (key files served by [`crate::ssh::Agents`]).
+    ssh: &'a std::collections::BTreeMap<String, std::path::PathBuf>,
     epoch: Option<i64>,
     no_cache: bool,
     /// The caller's token: cancelled only from outside (the solver cancels its own copy on
@@ -363,6 +369,7 @@ impl Pass<'_> {
                 shm_size: options.prepare.shm_size,
                 ulimits: options.prepare.ulimits.clone(),
                 secrets: options.secrets.clone(),
+                ssh: self.ssh.clone(),
                 memory: options.memory,
                 pids: options.pids_limit,
                 backend: options.backend,
@@ -419,6 +426,14 @@ impl Pass<'_> {
             &solved,
             &note,
         )?;
+        let inline_note = |text: &str| match session.label(build) {
+            Some(platform) => reporter.line(&format!("[{platform}] {text}")),
+            None => reporter.line(text),
+        };
+        let inline = options
+            .cache_to
+            .iter()
+            .any(|s| matches!(s.location, registry::spec::CacheLocation::Inline));
         let image = finish::commit(
             session,
             build,
@@ -426,6 +441,7 @@ impl Pass<'_> {
             self.epoch,
             &self.options.labels,
             &self.options.annotations.manifest,
+            inline.then_some(&inline_note as &dyn Fn(&str)),
         )?;
         Ok((image, solved))
     }

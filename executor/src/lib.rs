@@ -52,6 +52,7 @@
 //! [`emulation`] says whether a platform's RUN steps can run here (natively or under a
 //! binfmt_misc emulator).
 
+pub mod agent_proxy;
 pub mod build;
 pub mod container;
 pub mod diff;
@@ -77,7 +78,7 @@ pub use error::{ExecError, Result};
 pub use layer::{LayerInfo, LayerOptions, write_layer};
 pub use mounts::{
     BindMount, BindSource, CacheMount, CacheSeed, HostMount, InlineFile, RunMount, SecretMount,
-    SecretValue, Sharing, TmpfsMount,
+    SecretValue, Sharing, SshMount, TmpfsMount,
 };
 pub use sandbox::{CancelToken, Network, Security, Stdio3, Stream};
 pub use snapshot::Snapshots;

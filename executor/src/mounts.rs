@@ -1,4 +1,4 @@
-//! RUN mounts (`RUN --mount=type=cache|bind|tmpfs|secret`), as the solver hands them over
+//! RUN mounts (`RUN --mount=type=cache|bind|tmpfs|secret|ssh`), as the solver hands them over
 //! (already parsed and defaulted), and their preparation for the sandbox. Nothing mounted here
 //! can end up in the step's layer: mounts cover the rootfs, and their mount points come from the
 //! stub layer (see `stubs`).
@@ -18,6 +18,9 @@
 //! - `secret`: from a file or bytes, written into a private tmpfs inside the helper's mount
 //!   namespace (never on disk), 0400 by default; or exposed as an environment variable.
 //! - Files made for the step (a heredoc script), bound read-only from the step's directory.
+//! - `ssh`: a socket of our own forwarding to the caller's agent ([`crate::agent_proxy`]),
+//!   with the mount's owner and mode, bound at the target for the step's duration; skipped
+//!   when the build was not given the id, unless `required`.
 
 use std::fs::File;
 use std::io::Read;
@@ -178,6 +181,19 @@ impl SecretMount {
     }
 }
 
+/// `--mount=type=ssh`.
+#[derive(Clone, Debug)]
+pub struct SshMount {
+    pub id: String,
+    /// The agent socket to forward; `None` when the build was not given this id.
+    pub agent: Option<PathBuf>,
+    pub target: String,
+    pub required: bool,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
 /// A file the build makes for the step: a heredoc script that starts with a shebang (BuildKit
 /// mounts it at `/dev/pipes/<name>` and runs it). It is written into the step's own directory
 /// and bound read-only at `target`; unlike a secret's tmpfs, that mount allows executing it.
@@ -205,6 +221,7 @@ pub enum RunMount {
     Bind(BindMount),
     Tmpfs(TmpfsMount),
     Secret(SecretMount),
+    Ssh(SshMount),
     File(InlineFile),
     /// Containers only: never made from a Dockerfile.
     Host(HostMount),
@@ -229,6 +246,8 @@ pub(crate) struct Prepared {
     pub env: Vec<String>,
     /// Cache locks held for the step's duration.
     pub guards: Vec<File>,
+    /// Agent sockets of ssh mounts, served for the step's duration.
+    pub agents: Vec<crate::agent_proxy::AgentSocket>,
 }
 
 /// Prepare `mounts` for a step whose private directory is `step_dir`.
@@ -249,6 +268,7 @@ pub(crate) fn prepare(root: &Path, step_dir: &Path, mounts: &[RunMount]) -> Resu
                 },
             }),
             RunMount::Secret(s) => prepare_secret(s, &mut out)?,
+            RunMount::Ssh(s) => prepare_ssh(s, &mut out)?,
             RunMount::File(f) => prepare_file(&scratch, f, &mut out)?,
             RunMount::Host(h) => {
                 let meta = std::fs::metadata(&h.source).ctx("cannot use", &h.source)?;
@@ -703,6 +723,34 @@ fn prepare_secret(s: &SecretMount, out: &mut Prepared) -> Result<()> {
             },
         });
     }
+    Ok(())
+}
+
+fn prepare_ssh(s: &SshMount, out: &mut Prepared) -> Result<()> {
+    let Some(agent) = &s.agent else {
+        if s.required {
+            return Err(mount_err(
+                &s.target,
+                format!(
+                    "no ssh agent `{}` was given to the build (pass `--ssh {}=SOCKET`)",
+                    s.id, s.id
+                ),
+            ));
+        }
+        return Ok(());
+    };
+    let proxy = crate::agent_proxy::AgentSocket::forward(agent, s.uid, s.gid, s.mode)
+        .map_err(|e| mount_err(&s.target, format!("ssh `{}`: {e}", s.id)))?;
+    out.mounts.push(PreparedMount {
+        target: s.target.clone(),
+        dir: false,
+        readonly: false,
+        source: MountSource::Bind {
+            root: proxy.dir().to_path_buf(),
+            subpath: crate::agent_proxy::SOCKET_NAME.into(),
+        },
+    });
+    out.agents.push(proxy);
     Ok(())
 }
 

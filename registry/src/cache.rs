@@ -7,6 +7,9 @@
 //! `rbuild.cache.index` document); each layer descriptor carries the annotation
 //! `dev.rbuild.diff_id`. What a build does with an imported cache (trust rules, lazy layer
 //! fetches) is the solver's `cache_export` and the build session's business.
+//!
+//! [`import_caches`] also reads an image given as a cache reference: its inline cache
+//! ([`crate::cache_inline`], one per platform image of an index).
 
 use serde_json::json;
 
@@ -41,8 +44,11 @@ pub struct CacheLayer {
 pub struct ImportedCache {
     pub index: Vec<u8>,
     pub layers: Vec<CacheLayer>,
-    /// Digest of the cache manifest.
+    /// Digest of the cache manifest (of the image, for an inline cache).
     pub digest: Digest,
+    /// The cache was embedded in an image (`--cache-to type=inline`): its layers are the
+    /// image's, and its entries may name no others.
+    pub inline: bool,
 }
 
 /// The result of an export.
@@ -160,12 +166,25 @@ pub(crate) fn cache_layers(
 pub fn import_cache(client: &Client, reference: &RemoteRef) -> Result<ImportedCache> {
     let display = reference.to_string();
     let (repo, fetched) = crate::pull::resolve(client, reference)?;
-    let bad = |reason: String| RegistryError::Manifest {
-        reference: display.clone(),
-        reason,
-    };
     let Document::Manifest(m) = &fetched.manifest else {
-        return Err(bad("a build cache is a manifest, not an index".into()));
+        return Err(RegistryError::Manifest {
+            reference: display,
+            reason: "a build cache is a manifest, not an index".into(),
+        });
+    };
+    from_artifact(&repo, m, &fetched.digest, &display)
+}
+
+/// The cache artifact manifest `m`: its layers and its index (fetched, verified).
+fn from_artifact(
+    repo: &Repo<'_>,
+    m: &crate::manifest::Manifest,
+    digest: &Digest,
+    display: &str,
+) -> Result<ImportedCache> {
+    let bad = |reason: String| RegistryError::Manifest {
+        reference: display.to_string(),
+        reason,
     };
     let layers = cache_layers(m, &bad)?;
     let mut index = Vec::with_capacity(m.config.size as usize);
@@ -173,6 +192,25 @@ pub fn import_cache(client: &Client, reference: &RemoteRef) -> Result<ImportedCa
     Ok(ImportedCache {
         index,
         layers,
-        digest: fetched.digest,
+        digest: digest.clone(),
+        inline: false,
+    })
+}
+
+/// Read whatever `reference` names as a build cache: a cache artifact (as [`import_cache`]),
+/// or an image carrying an inline cache — for an index, every platform image's, each its own
+/// outcome (the error names the platform). The outer error: nothing could be read.
+pub fn import_caches(client: &Client, reference: &RemoteRef) -> Result<Vec<Result<ImportedCache>>> {
+    let display = reference.to_string();
+    let (repo, fetched) = crate::pull::resolve(client, reference)?;
+    Ok(match &fetched.manifest {
+        Document::Manifest(m) if crate::pull::is_image(m) => vec![crate::cache_inline::from_image(
+            &repo,
+            m,
+            &fetched.digest,
+            &display,
+        )],
+        Document::Manifest(m) => vec![from_artifact(&repo, m, &fetched.digest, &display)],
+        Document::Index(_) => crate::cache_inline::from_index(&repo, &fetched, &display)?,
     })
 }

@@ -11,7 +11,12 @@
 //!   (what BuildKit does for its local cache);
 //! - import trusts nothing in the directory: the manifest, the index and every layer blob are
 //!   hashed and compared with their digests (and sizes) before anything is returned, so a
-//!   corrupt or hostile directory is refused whole.
+//!   corrupt or hostile directory is refused whole;
+//! - several processes may share the directory (two CI jobs on one runner): an export holds an
+//!   exclusive lock on the directory itself (`rbuild_store::lock::exclusive_dir`) from its
+//!   first blob to its last deletion, so one export can never prune the blobs another just
+//!   wrote, and an importer holds a shared one ([`lock_for_import`]) while it reads, so it
+//!   never sees a half-pruned cache. The last export to take the lock wins, whole.
 //!
 //! Layers are compressed as for a push (`PushOptions::compression`, a remembered compression is
 //! reused when the directory still holds its blob).
@@ -97,6 +102,8 @@ pub fn export_cache_local(
 ) -> Result<ExportedCache> {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).map_err(io("create directory", &blobs))?;
+    // Held until the pruning is done: another export waits, and so do importers.
+    let _lock = rbuild_store::lock::exclusive_dir(dir)?;
     for sub in [dir.join("blobs"), blobs.clone()] {
         // Pruning deletes files in here: it must be the layout's own directory.
         if !std::fs::symlink_metadata(&sub).is_ok_and(|m| m.is_dir()) {
@@ -252,6 +259,12 @@ pub fn layer_path(dir: &Path, layer: &CacheLayer) -> Result<PathBuf> {
     blob_path(dir, &layer.blob.digest)
 }
 
+/// Take the shared lock of the cache directory `dir` (no export runs while it is held). Hold
+/// it from [`import_cache_local`] until the last layer was read from the directory.
+pub fn lock_for_import(dir: &Path) -> Result<rbuild_store::lock::LockGuard> {
+    Ok(rbuild_store::lock::shared_dir(dir)?)
+}
+
 /// Read the cache in the OCI layout `dir`, verifying every blob it names (manifest, index
 /// and layers) against its digest and size. Nothing is returned from a directory that fails.
 pub fn import_cache_local(dir: &Path) -> Result<ImportedCache> {
@@ -301,6 +314,7 @@ pub fn import_cache_local(dir: &Path) -> Result<ImportedCache> {
         index,
         layers,
         digest: descriptor.digest.clone(),
+        inline: false,
     })
 }
 

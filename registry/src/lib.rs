@@ -25,6 +25,9 @@
 //!   [`cache::import_cache`]`(&client, &RemoteRef) -> Result<ImportedCache>`, then
 //!   [`pull::fetch_blob`]`(&client, &store, &RemoteRef, &Descriptor, &progress)` for each
 //!   layer the build actually needs — `--cache-to/--cache-from type=registry`.
+//!   [`cache::import_caches`] reads a reference that may also name an image carrying an inline
+//!   cache ([`cache_inline`]: `embed`/`extract` of `dev.rbuild.cache.v1`, one per platform
+//!   image of an index); [`cache_local`] is the same cache in an OCI layout directory.
 //! - [`auth::credentials::store_login`] / [`auth::credentials::remove_login`] and
 //!   [`Client::check_login`] — `rbuild login` / `logout`.
 //!
@@ -35,6 +38,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod cache_inline;
 pub mod cache_local;
 pub mod client;
 pub mod compress;

@@ -148,7 +148,7 @@ pub fn select_platform(
 }
 
 /// Check that an image manifest is a runnable container image rbuild can unpack.
-fn check_image(display: &str, m: &Manifest) -> Result<()> {
+pub(crate) fn check_image(display: &str, m: &Manifest) -> Result<()> {
     let bad = |reason: String| RegistryError::Manifest {
         reference: display.to_string(),
         reason,
@@ -333,7 +333,7 @@ fn check_config_size(display: &str, image: &Manifest) -> Result<()> {
 /// Whether a manifest is a container image (its config is an image config) rather than an
 /// artifact. BuildKit's attestation manifests have an image config media type too: their
 /// index entry tells them apart ([`rbuild_store::target::is_attestation`]).
-fn is_image(m: &Manifest) -> bool {
+pub(crate) fn is_image(m: &Manifest) -> bool {
     rbuild_store::media::is_image_config(&m.config.media_type)
 }
 
@@ -365,7 +365,7 @@ fn check_artifact(display: &str, m: &Manifest) -> Result<()> {
 /// Fetch every manifest below the index `top` (breadth first, nested indexes at most one
 /// level below `top`, cycles refused, at most [`MAX_INDEX_MANIFESTS`]), checking each image
 /// as [`pull_image`] does. Returns them in walk order with their entries' platforms.
-fn fetch_tree(
+pub(crate) fn fetch_tree(
     repo: &Repo<'_>,
     top: &FetchedManifest,
     display: &str,

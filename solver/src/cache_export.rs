@@ -1,6 +1,7 @@
-//! The build cache as a portable document — the config blob of a registry cache artifact: the
-//! entries one build used, the file-record lists their preimages name (so `explain` works on
-//! the importing machine), and where each step sits in its Dockerfile. [`merge`] brings such a
+//! The build cache as a portable document — the config blob of a registry cache artifact (or,
+//! base64-encoded, the inline cache in an image config): the entries one build used, the
+//! file-record lists their preimages name (so `explain` works on the importing machine), and
+//! where each step sits in its Dockerfile. [`merge`] brings such a
 //! document into a local [`CacheIndex`], trusting only what it can recompute.
 //!
 //! Format `rbuild.cache.index` version 1 (JSON, keys sorted, entries sorted by key):

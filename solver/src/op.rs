@@ -233,6 +233,21 @@ pub enum RunMount {
         uid: u32,
         gid: u32,
     },
+    /// `--mount=type=ssh`: the agent forwarded with `--ssh ID=...` as a socket at `target`.
+    /// Only the mount's settings enter the key, never the agent or its keys.
+    Ssh {
+        /// `default` unless the mount names another.
+        id: String,
+        /// BuildKit's default: `/run/buildkit/ssh_agent.N`, N counting the RUN's ssh mounts.
+        target: String,
+        /// Fail when the build was not given this id (otherwise the mount is skipped).
+        required: bool,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        /// The `--mount=...` flag in the Dockerfile, for errors.
+        span: Span,
+    },
     /// A file the planner materialises for the step (heredoc scripts with a shebang).
     InlineFile {
         target: String,

@@ -1,7 +1,9 @@
 //! Inter-process locks on the store: `LOCK` (held shared by every step that makes content
 //! reachable — blob install, index.json update, ref update — and exclusively by garbage
 //! collection, mark and sweep, and `fsck --repair`) and `index.lock` (serialises
-//! read-modify-write of `index.json`).
+//! read-modify-write of `index.json`). [`shared_dir`] / [`exclusive_dir`] lock a directory
+//! itself (no lock file added to it), for directories several processes share, such as a
+//! `type=local` build cache.
 //! Each acquisition opens its own file description, so threads of one process exclude each
 //! other too (flock locks belong to the open file description, not the process).
 
@@ -40,6 +42,32 @@ pub fn exclusive(path: &Path) -> Result<LockGuard> {
     Ok(LockGuard { _file: file })
 }
 
+fn open_dir(dir: &Path) -> Result<File> {
+    let file = File::open(dir).ctx("open directory", dir)?;
+    if !file.metadata().ctx("stat", dir)?.is_dir() {
+        return Err(crate::Error::io(
+            "lock",
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        ));
+    }
+    Ok(file)
+}
+
+/// Block until a shared lock on the directory `dir` is held.
+pub fn shared_dir(dir: &Path) -> Result<LockGuard> {
+    let file = open_dir(dir)?;
+    file.lock_shared().ctx("lock (shared)", dir)?;
+    Ok(LockGuard { _file: file })
+}
+
+/// Block until an exclusive lock on the directory `dir` is held.
+pub fn exclusive_dir(dir: &Path) -> Result<LockGuard> {
+    let file = open_dir(dir)?;
+    file.lock().ctx("lock (exclusive)", dir)?;
+    Ok(LockGuard { _file: file })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,5 +85,24 @@ mod tests {
         );
         drop((s1, s2));
         assert!(f.try_lock().is_ok());
+    }
+
+    #[test]
+    fn directory_locks_exclude_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = exclusive_dir(dir.path()).unwrap();
+        let f = File::open(dir.path()).unwrap();
+        assert!(
+            f.try_lock_shared().is_err(),
+            "shared must wait for exclusive"
+        );
+        drop(held);
+        let s = shared_dir(dir.path()).unwrap();
+        assert!(f.try_lock_shared().is_ok());
+        assert!(File::open(dir.path()).unwrap().try_lock().is_err());
+        drop(s);
+        let file = dir.path().join("f");
+        std::fs::write(&file, "").unwrap();
+        assert!(shared_dir(&file).is_err(), "a file is not a directory");
     }
 }

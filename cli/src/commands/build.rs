@@ -70,6 +70,21 @@ pub struct BuildArgs {
     #[arg(long, value_name = "id=NAME,src=FILE|env=VAR")]
     pub secret: Vec<String>,
 
+    /// A named context for `FROM NAME`, `COPY --from=NAME` and `RUN --mount from=NAME`
+    /// (it replaces a stage or image of that name): a directory, `docker-image://REF` or
+    /// `oci-layout://DIR[:TAG]`.
+    #[arg(
+        long,
+        value_name = "NAME=DIR|docker-image://REF|oci-layout://DIR[:TAG]"
+    )]
+    pub build_context: Vec<String>,
+
+    /// An ssh agent for `RUN --mount=type=ssh`: `default` or `ID` forward $SSH_AUTH_SOCK,
+    /// `ID=SOCKET` another agent's socket, `ID=KEY[,KEY]` key files served by an agent of
+    /// rbuild's; never stored in the image or the cache.
+    #[arg(long, value_name = "default|ID[=SOCKET|KEY[,KEY]]")]
+    pub ssh: Vec<String>,
+
     /// Network for RUN steps that do not choose one: `default`/`host` or `none`.
     #[arg(long, value_name = "MODE", default_value = "default")]
     pub network: String,
@@ -205,20 +220,24 @@ pub struct RegistryArgs {
     pub compression: String,
 
     /// Import build cache: `type=registry,ref=REGISTRY/REPO:TAG` (or just the reference) or
-    /// `type=local,src=DIR` (an OCI layout directory); may be repeated. An unreachable or
-    /// missing cache is a warning.
+    /// `type=local,src=DIR` (an OCI layout directory); may be repeated. A reference to an
+    /// image built with `--cache-to type=inline` reads the cache inside it (rbuild's own,
+    /// `dev.rbuild.cache.v1`; BuildKit's `moby.buildkit.cache.v0` cannot be used). An
+    /// unreachable or missing cache is a warning.
     #[arg(
         long = "cache-from",
-        value_name = "type=registry,ref=REF|type=local,src=DIR"
+        value_name = "type=registry,ref=REF|REF|type=local,src=DIR"
     )]
     pub cache_from: Vec<String>,
 
     /// Export the build cache after the build:
     /// `type=registry,ref=REF` or `type=local,dest=DIR`, with
-    /// `[,mode=min|max][,compression=gzip|zstd][,ignore-error=true]`.
+    /// `[,mode=min|max][,compression=gzip|zstd][,ignore-error=true]`; or `type=inline`
+    /// (mode=min only): embed it in the built image's config, in rbuild's format
+    /// (`dev.rbuild.cache.v1`, which BuildKit does not read), for `--cache-from IMAGE`.
     #[arg(
         long = "cache-to",
-        value_name = "type=registry,ref=REF|type=local,dest=DIR"
+        value_name = "type=registry,ref=REF|type=local,dest=DIR|type=inline"
     )]
     pub cache_to: Vec<String>,
 }
@@ -440,6 +459,7 @@ pub fn prepare_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<
         shm_size: args.shm_size,
         ulimits: args.ulimit.clone(),
         no_cache_filter: args.no_cache_filter.clone(),
+        named_contexts: rbuild_engine::named_context::parse(&args.build_context)?,
     };
     options.set_platforms(platforms(&args.platform)?);
     Ok(options)
@@ -453,6 +473,7 @@ pub fn build_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<Bu
     let cache_to = rbuild_engine::registry::spec::parse_all("--cache-to", &args.registry.cache_to)?;
     let compression: rbuild_registry::Compression = args.registry.compression.parse()?;
     let secrets = secrets(args)?;
+    let ssh = rbuild_engine::ssh::parse(&args.ssh, std::env::var_os("SSH_AUTH_SOCK").as_deref())?;
     // In order: a later `--label` of the same key wins, as in docker.
     let labels = args.labels.iter().cloned().collect();
     source_date_epoch(args)?;
@@ -479,6 +500,7 @@ pub fn build_options(global: &GlobalArgs, args: &BuildArgs) -> miette::Result<Bu
         iidfile: args.iidfile.clone(),
         metadata_file: args.metadata_file.clone(),
         secrets,
+        ssh,
         labels,
         network,
         allow,

@@ -1,8 +1,9 @@
 //! The `type=local` build cache (an OCI image layout directory, BuildKit's local cache):
 //! exported from one store root and imported into another, every file-changing step hits and
 //! the images are equal; a second export prunes the blobs no longer referenced; a corrupt
-//! directory is refused whole without touching the store; a missing one is a warning; an
-//! unknown cache type is an error naming the types that exist.
+//! directory is refused whole without touching the store; a missing one is a warning; two
+//! exports to one directory at once leave one cache whole; an unknown cache type is an error
+//! naming the types that exist.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -233,12 +234,121 @@ fn unknown_cache_type_names_the_types() {
         ("--cache-from", "type=gha,scope=x"),
         ("--cache-to", "type=s3,bucket=x"),
         ("--cache-from", "./not a reference"),
+        ("--cache-from", "/var/cache/ci"),
+        ("--cache-from", "type=local"),
+        ("--cache-from", "type=registry"),
+        ("--cache-from", "type=inline"),
+        ("--cache-to", "type=inline,mode=max"),
     ] {
         let (ok, stderr) = build(&env, ctx.path(), &[flag, value]);
         assert!(!ok, "{stderr}");
         assert!(
-            stderr.contains("`registry`") && stderr.contains("`local`"),
+            stderr.contains("`registry`")
+                && stderr.contains("`local`")
+                && stderr.contains("`inline`"),
             "{flag} {value}: {stderr}"
         );
     }
+}
+
+/// `len` bytes that do not compress (xorshift from `seed`), so compressing them takes a while.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Two builds exporting to one directory at the same moment (two CI jobs on one runner), in
+/// two real processes, round after round: both succeed and the directory always holds one of
+/// the two caches whole — every blob it names present and verified, no blob left over — which
+/// a third root then imports and hits.
+#[test]
+fn concurrent_local_cache_exports_leave_one_cache_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cache_to = format!("type=local,dest={},mode=max", cache.display());
+    let dockerfile = "FROM busybox:1.35\nCOPY big /big\nCOPY a.txt /a.txt\n";
+    let envs = [TestEnv::new(), TestEnv::new()];
+    let ctxs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    for (env, ctx) in envs.iter().zip(&ctxs) {
+        load_busybox(env);
+        write(ctx.path(), "Dockerfile", dockerfile);
+    }
+    for round in 0..3u64 {
+        for (i, ctx) in ctxs.iter().enumerate() {
+            // New content each round: each export compresses and writes a big new blob.
+            std::fs::write(
+                ctx.path().join("big"),
+                noise(round * 2 + i as u64 + 1, 24 << 20),
+            )
+            .unwrap();
+            write(ctx.path(), "a.txt", &format!("{round} {i}\n"));
+        }
+        let children: Vec<_> = envs
+            .iter()
+            .zip(&ctxs)
+            .map(|(env, ctx)| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_rbuild"))
+                    .env_remove("RBUILD_ROOT")
+                    .env("NO_COLOR", "1")
+                    .arg("--root")
+                    .arg(env.root())
+                    .args(["build", "--progress", "plain", "-t", "app"])
+                    .args(["--cache-to", &cache_to])
+                    .arg(ctx.path())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let imported = rbuild_registry::cache_local::import_cache_local(&cache)
+            .unwrap_or_else(|e| panic!("round {round}: the directory is inconsistent: {e}"));
+        assert_eq!(
+            names(&cache.join("blobs/sha256")),
+            referenced(&cache),
+            "round {round}: blobs left over"
+        );
+        let layers: BTreeSet<String> = imported
+            .layers
+            .iter()
+            .map(|l| l.diff_id.to_string())
+            .collect();
+        let built = |env: &TestEnv| -> BTreeSet<String> {
+            let store = rbuild_store::Store::open(env.root()).unwrap();
+            let image = store.resolve_image("app").unwrap();
+            image.layers[image.layers.len() - 2..]
+                .iter()
+                .map(|l| l.diff_id.to_string())
+                .collect()
+        };
+        assert!(
+            layers == built(&envs[0]) || layers == built(&envs[1]),
+            "round {round}: the cache is neither build's: {layers:?}"
+        );
+    }
+    // The last cache imports into an empty root: every file-changing step hits.
+    let c = TestEnv::new();
+    load_busybox(&c);
+    let from = format!("type=local,src={}", cache.display());
+    let winner = ctxs
+        .iter()
+        .map(|ctx| build_ok(&c, ctx.path(), &["--cache-from", &from]))
+        .find(|stderr| stderr.matches(" CACHED").count() == 2);
+    assert!(winner.is_some(), "neither context hits the cache");
 }

@@ -8,6 +8,7 @@
 mod support;
 
 mod build_cache;
+mod build_cache_inline;
 mod build_cache_local;
 mod build_conformance;
 mod build_copy;
@@ -21,6 +22,7 @@ mod build_progress_tty;
 mod build_seed;
 mod build_snapshot_identity;
 mod build_snapshotter;
+mod build_sshctx;
 mod cli;
 mod cli_everyday;
 mod container_commit;

@@ -5,12 +5,17 @@
 //! record lists and layers, uploading only blobs the registry lacks. `type=local` caches (an
 //! OCI layout directory) take the same paths: the export differs only in where blobs and the
 //! manifest go; the import verifies the whole directory first and copies the usable layers in.
+//! An image named as a `--cache-from` reference is read for its inline cache (one per platform
+//! image of an index): its layers are the image's, and entries naming others are ignored with
+//! a warning. Writing an inline cache is `super::inline`'s, at commit.
 
 use std::collections::BTreeSet;
 
 use miette::Report;
-use rbuild_registry::cache::{export_cache, import_cache};
-use rbuild_registry::cache_local::{export_cache_local, import_cache_local, layer_path};
+use rbuild_registry::cache::{ImportedCache, export_cache, import_caches};
+use rbuild_registry::cache_local::{
+    export_cache_local, import_cache_local, layer_path, lock_for_import,
+};
 use rbuild_registry::{Compression, LocalLayer, PushOptions, RemoteRef};
 use rbuild_solver::cache::CacheIndex;
 use rbuild_solver::cache_export::{self, LayerAvailability};
@@ -41,9 +46,11 @@ pub fn import(
                 import_local(store, cache, dir, site_prefix, now, warn);
                 continue;
             }
+            // Refused by the spec parser: an inline cache is read from its image's reference.
+            CacheLocation::Inline => continue,
         };
         let imported = match session.client() {
-            Ok(client) => import_cache(client, reference).map_err(|e| describe(&e)),
+            Ok(client) => import_caches(client, reference).map_err(|e| describe(&e)),
             Err(err) => Err(err.to_string()),
         };
         let imported = match imported {
@@ -55,54 +62,118 @@ pub fn import(
                 continue;
             }
         };
-        let remote: BTreeSet<&Digest> = imported.layers.iter().map(|l| &l.diff_id).collect();
-        let local = |d: &Digest| store.has_blob(d);
-        let known = |d: &Digest| remote.contains(d) || session.layers.has_source(d);
-        let availability = LayerAvailability {
-            local: &local,
-            remote: &known,
-        };
-        let shown = reference.to_string();
-        let Some(report) = merge_reporting(
-            cache,
-            &imported.index,
-            site_prefix,
-            now,
-            &availability,
-            &shown,
-            warn,
-        ) else {
-            continue;
-        };
-        for layer in &imported.layers {
-            session.layers.add_source(
-                &layer.diff_id,
-                Source {
-                    reference: reference.clone(),
-                    blob: layer.blob.clone(),
-                },
-            );
-        }
-        for (key, diff_id) in &report.usable {
-            let Some(diff_id) = diff_id else { continue };
-            if store.has_blob(diff_id) {
-                // The layer is already here (built or fetched before): root it for this key.
-                let _ = store.set_ref(
-                    rbuild_store::refs::KIND_CACHE,
-                    &key.0,
-                    std::slice::from_ref(diff_id),
-                );
-            } else {
-                session.layers.add_key(diff_id, &key.0);
+        for one in imported {
+            match one {
+                Ok(imported) => import_one(
+                    session,
+                    store,
+                    cache,
+                    reference,
+                    &imported,
+                    site_prefix,
+                    now,
+                    warn,
+                ),
+                Err(err) => warn(&format!(
+                    "warning: cannot import build cache from `{reference}`, building without it: {}",
+                    describe(&err)
+                )),
             }
         }
+    }
+}
+
+/// Merge one imported registry cache (an artifact, or one image's inline cache) and make its
+/// layers fetchable.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the import's context, passed through from `import`"
+)]
+fn import_one(
+    session: &mut Registry,
+    store: &Store,
+    cache: &CacheIndex,
+    reference: &RemoteRef,
+    imported: &ImportedCache,
+    site_prefix: &str,
+    now: i64,
+    warn: &dyn Fn(&str),
+) {
+    let remote: BTreeSet<&Digest> = imported.layers.iter().map(|l| &l.diff_id).collect();
+    // An inline cache describes its image: an entry naming a layer the image lacks is not
+    // from that image's build (tampered), whatever this store or other caches hold.
+    let local = |d: &Digest| (!imported.inline || remote.contains(d)) && store.has_blob(d);
+    let known =
+        |d: &Digest| remote.contains(d) || (!imported.inline && session.layers.has_source(d));
+    let availability = LayerAvailability {
+        local: &local,
+        remote: &known,
+    };
+    let shown = reference.to_string();
+    let Some(report) = merge_reporting(
+        cache,
+        &imported.index,
+        site_prefix,
+        now,
+        &availability,
+        &shown,
+        warn,
+    ) else {
+        return;
+    };
+    if imported.inline && report.no_layer > 0 {
         warn(&format!(
-            "imported build cache from `{reference}`: {} entries ({} new), {} layers available",
-            report.present + report.imported,
-            report.imported,
-            imported.layers.len()
+            "warning: ignored {} entr{} of the inline build cache of `{shown}` naming layers the image does not have",
+            report.no_layer,
+            if report.no_layer == 1 { "y" } else { "ies" }
         ));
     }
+    // An image's other layers (its base's) are no cache results: fetching them as such would
+    // download the base a second time.
+    let used: BTreeSet<&Digest> = report
+        .usable
+        .iter()
+        .filter_map(|(_, d)| d.as_ref())
+        .collect();
+    let mut available = 0;
+    for layer in &imported.layers {
+        if imported.inline && !used.contains(&layer.diff_id) {
+            continue;
+        }
+        available += 1;
+        session.layers.add_source(
+            &layer.diff_id,
+            Source {
+                reference: reference.clone(),
+                blob: layer.blob.clone(),
+            },
+        );
+    }
+    for (key, diff_id) in &report.usable {
+        let Some(diff_id) = diff_id else { continue };
+        if store.has_blob(diff_id) {
+            // The layer is already here (built or fetched before): root it for this key.
+            let _ = store.set_ref(
+                rbuild_store::refs::KIND_CACHE,
+                &key.0,
+                std::slice::from_ref(diff_id),
+            );
+        } else {
+            session.layers.add_key(diff_id, &key.0);
+        }
+    }
+    warn(&format!(
+        "imported {}build cache from `{reference}`{}: {} entries ({} new), {} layers available",
+        if imported.inline { "inline " } else { "" },
+        if imported.inline {
+            format!(" (image {})", imported.digest)
+        } else {
+            String::new()
+        },
+        report.present + report.imported,
+        report.imported,
+        available
+    ));
 }
 
 /// The steps an export covers: (site suffix, key) of every keyed step of the chosen stages,
@@ -122,7 +193,8 @@ fn exported_steps(
     out
 }
 
-fn platform_steps(
+/// The steps of one platform's build an export in `mode` covers (see [`exported_steps`]).
+pub(crate) fn platform_steps(
     plan: &Plan,
     solved: &Solved,
     mode: CacheMode,
@@ -202,6 +274,10 @@ fn export_one(
     reporter: &dyn Reporter,
 ) -> miette::Result<()> {
     let note = |text: &str| reporter.line(text);
+    if let CacheLocation::Inline = spec.location {
+        // Embedded in each platform's image config when it was committed (`inline`).
+        return Ok(());
+    }
     if let CacheLocation::Local(dir) = &spec.location {
         // The export prunes blobs in DIR: never the store's own layout.
         crate::output::file::outside_store(dir, input.store.root(), false)?;
@@ -210,7 +286,7 @@ fn export_one(
     let doc = cache_export::export(input.cache, &steps).map_err(Report::new)?;
     let target = match &spec.location {
         CacheLocation::Registry(reference) => Some(reference),
-        CacheLocation::Local(_) => None,
+        CacheLocation::Local(_) | CacheLocation::Inline => None,
     };
     let mut layers = Vec::new();
     let mut mount_from = BTreeSet::new();
@@ -351,7 +427,8 @@ fn merge_reporting(
 /// Import the `type=local` cache in `dir`. Every blob is verified before anything is merged
 /// (a corrupt directory is refused whole, as a warning); then the index is merged under the
 /// usual trust rules and the layers of the usable entries are copied into the store (each
-/// decompressed and verified against the diff_id its entry claims), rooted by their keys.
+/// decompressed and verified against the diff_id its entry claims), rooted by their keys. All
+/// of it under the directory's shared lock, so no export prunes it meanwhile.
 fn import_local(
     store: &Store,
     cache: &CacheIndex,
@@ -361,7 +438,9 @@ fn import_local(
     warn: &dyn Fn(&str),
 ) {
     let shown = dir.display();
-    let imported = match import_cache_local(dir) {
+    // Shared with other importers, exclusive of exports: held until the last layer is copied.
+    let imported = lock_for_import(dir).and_then(|lock| Ok((lock, import_cache_local(dir)?)));
+    let (_lock, imported) = match imported {
         Ok(imported) => imported,
         Err(err) => {
             warn(&format!(

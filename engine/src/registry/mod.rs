@@ -2,6 +2,7 @@
 //! pulls of base images, the registry build cache (import, layer fetch, export) and pushes.
 
 pub mod cache;
+pub mod inline;
 pub mod layers;
 pub mod pull;
 pub mod push;

@@ -41,6 +41,8 @@ pub struct WorkerOptions {
     pub network: rbuild_solver::op::Network,
     /// `--secret` values by id.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// `--ssh` agents by id: the socket each ssh mount of that id forwards to.
+    pub ssh: BTreeMap<String, PathBuf>,
     /// `--memory`: limit (bytes, memory + swap) for every RUN step.
     pub memory: Option<u64>,
     /// `--pids-limit`: cap on the tasks of every RUN step.

@@ -148,6 +148,23 @@ impl BuildWorker<'_> {
                 secret.gid = *gid;
                 mounts::RunMount::Secret(secret)
             }
+            RunMount::Ssh {
+                id,
+                target,
+                required,
+                mode,
+                uid,
+                gid,
+                span: _,
+            } => mounts::RunMount::Ssh(mounts::SshMount {
+                id: id.clone(),
+                agent: self.options.ssh.get(id).cloned(),
+                target: target.clone(),
+                required: *required,
+                mode: *mode,
+                uid: *uid,
+                gid: *gid,
+            }),
             RunMount::InlineFile {
                 target,
                 content,

@@ -58,6 +58,13 @@ pub trait ImageSource {
         reference: &str,
         platform: &Platform,
     ) -> Result<ResolvedImage, (String, Option<String>)>;
+
+    /// Whether a named build context (`--build-context NAME=...`) replaces the stage called
+    /// `name`: BuildKit then builds no such stage, and `FROM name`, `--from=name` and
+    /// `from=name` resolve through [`ImageSource::resolve`] to the context instead.
+    fn replaces_stage(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +184,12 @@ pub fn plan(
             })?,
     };
 
+    // A stage a named context replaces is matched by no reference: they resolve to the
+    // context (it is still built when it is the target).
+    let names: Vec<Option<String>> = names
+        .into_iter()
+        .map(|n| n.filter(|n| !images.replaces_stage(n)))
+        .collect();
     let ctx = Ctx {
         src,
         lines: &lines,

@@ -1,6 +1,7 @@
 //! RUN: the final argv (shell form wrapped in SHELL, here-documents turned into a script or a
 //! reconstructed shell command as BuildKit does), the process environment, and `--mount`s
-//! re-parsed after variable expansion.
+//! re-parsed after variable expansion. An ssh mount gets BuildKit's defaults (id `default`,
+//! target `/run/buildkit/ssh_agent.N`, mode 0600) and `SSH_AUTH_SOCK` names the first one.
 
 use std::collections::BTreeMap;
 
@@ -75,7 +76,11 @@ pub fn dispatch(
     };
 
     for mount in &run.mounts {
-        mounts.push(convert_mount(ctx, state, stage, mount, step)?);
+        let ssh_index = mounts
+            .iter()
+            .filter(|m| matches!(m, RunMount::Ssh { .. }))
+            .count();
+        mounts.push(convert_mount(ctx, state, stage, mount, ssh_index, step)?);
     }
     let network = match run.network.as_ref().and_then(|f| f.value) {
         None | Some(NetworkMode::Default) => Network::Default,
@@ -88,6 +93,13 @@ pub fn dispatch(
     };
 
     let mut env = state.run_env();
+    // As BuildKit: the first ssh mount is the agent, unless the environment names one.
+    if let Some(RunMount::Ssh { target, .. }) =
+        mounts.iter().find(|m| matches!(m, RunMount::Ssh { .. }))
+        && !env.iter().any(|(k, _)| k == "SSH_AUTH_SOCK")
+    {
+        env.push(("SSH_AUTH_SOCK".to_string(), target.clone()));
+    }
     // Proxy build args reach RUN without an ARG line but stay out of keys and history.
     for name in PROXY_ARGS {
         if let Some(value) = ctx.opts.build_args.get(*name)
@@ -225,6 +237,19 @@ fn mount_key(mount: &RunMount) -> (String, String) {
                 env.as_deref().unwrap_or("")
             ),
         ),
+        // The id and settings, as BuildKit's exec op holds them; never the agent.
+        RunMount::Ssh {
+            id,
+            target,
+            required,
+            mode,
+            uid,
+            gid,
+            span: _,
+        } => (
+            format!("mount:{target}"),
+            format!("ssh id={id} required={required} mode={mode:o} uid={uid} gid={gid}"),
+        ),
         RunMount::InlineFile {
             target,
             content,
@@ -253,6 +278,7 @@ fn convert_mount(
     state: &StageState,
     stage: usize,
     mount: &Mount,
+    ssh_index: usize,
     step: &mut Step,
 ) -> Result<RunMount, PlanError> {
     let mut used = BTreeMap::new();
@@ -365,15 +391,28 @@ fn convert_mount(
             }
         }
         MountType::Ssh => {
-            return Err(PlanError::invalid(
-                span,
-                "RUN --mount=type=ssh is not supported by rbuild",
-                "ssh agent forwarding",
-                Some(
-                    "use `--mount=type=secret` for keys, or fetch in a stage with network access"
-                        .into(),
-                ),
-            ));
+            if m.source.is_some() {
+                return Err(PlanError::invalid(
+                    span,
+                    "an ssh mount does not take a source",
+                    "source= in an ssh mount",
+                    Some("name the agent with `id=NAME` (given with `--ssh NAME=...`)".into()),
+                ));
+            }
+            // BuildKit keeps a target as written: a relative one is relative to `/`.
+            let target = match &target {
+                Some(t) => absolute("/", t),
+                None => format!("/run/buildkit/ssh_agent.{ssh_index}"),
+            };
+            RunMount::Ssh {
+                id: m.id.clone().unwrap_or_else(|| "default".into()),
+                target,
+                required: m.required,
+                mode: m.mode.unwrap_or(0o600),
+                uid: m.uid.unwrap_or(0),
+                gid: m.gid.unwrap_or(0),
+                span: span.start..span.end,
+            }
         }
     })
 }

@@ -15,8 +15,8 @@
 //! flattened into a plain directory (`materialize`) and bind-mounted. Mount points the image
 //! lacks come from the stub layer (`stubs`).
 //!
-//! Not done: rootless operation. A non-root caller gets an error naming what it would need
-//! (newuidmap/newgidmap, `/etc/subuid`); user namespaces are not implemented.
+//! Rootless, the process runs as root of rbuild's user namespace (`sandbox::userns`); a
+//! non-root process that has not entered it gets an error naming what is missing.
 
 use std::fs::File;
 use std::io::Write;
@@ -432,6 +432,7 @@ impl Executor {
     /// Fail early, with what is missing, when this process cannot create sandboxes.
     pub fn check_privileges(&self) -> Result<()> {
         if sandbox::is_root() {
+            // The host's root, or root of rbuild's user namespace (rootless).
             Ok(())
         } else {
             Err(ExecError::NotRoot {
@@ -761,28 +762,16 @@ fn step_owner(name: &std::ffi::OsStr) -> Option<u32> {
     rest.split_once('-')?.0.parse().ok()
 }
 
-/// What is missing for rootless operation, said plainly.
+/// Why a non-root process that is not in rbuild's user namespace cannot run a sandbox.
 fn rootless_report() -> String {
     let uid = rustix::process::geteuid().as_raw();
-    let user = std::env::var("USER").unwrap_or_else(|_| uid.to_string());
-    let has = |p: &str| Path::new(p).exists();
-    let tools = if has("/usr/bin/newuidmap") && has("/usr/bin/newgidmap") {
-        "newuidmap/newgidmap are installed"
-    } else {
-        "newuidmap/newgidmap (package `uidmap`) are not installed"
-    };
-    let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
-    let ranges = if subuid.lines().any(|l| {
-        l.split(':').next() == Some(user.as_str()) || l.split(':').next() == Some(&uid.to_string())
-    }) {
-        format!("`/etc/subuid` has a range for `{user}`")
-    } else {
-        format!("`/etc/subuid` has no range for `{user}`")
-    };
-    format!(
-        "rbuild runs as uid {uid}, and rootless sandboxes (a user namespace mapped through \
-         newuidmap/newgidmap) are not implemented; for reference, {tools} and {ranges}"
-    )
+    match sandbox::userns::plan() {
+        Ok(_) => format!(
+            "this process (uid {uid}) has not entered rbuild's user namespace \
+             (`rbuild_executor::sandbox::userns::enter`, which the rbuild binary calls first)"
+        ),
+        Err(e) => e.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -35,9 +35,10 @@ use crate::fsutil;
 pub const FORMAT_VERSION: u32 = 1;
 
 /// The default store root: `/var/lib/rbuild` for root, `$XDG_DATA_HOME/rbuild` (or
-/// `~/.local/share/rbuild`) otherwise. `--root` and `RBUILD_ROOT` override it in the CLI.
+/// `~/.local/share/rbuild`) otherwise — also rootless, as root of a user namespace
+/// ([`crate::userns`]). `--root` and `RBUILD_ROOT` override it in the CLI.
 pub fn default_root() -> PathBuf {
-    if rustix::process::geteuid().is_root() {
+    if rustix::process::geteuid().is_root() && !crate::userns::rootless() {
         return PathBuf::from("/var/lib/rbuild");
     }
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {

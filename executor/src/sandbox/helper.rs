@@ -17,7 +17,9 @@
 //! bind-mounted one by one into `/dev` (a `nodev` tmpfs), and `/dev/pts`; a node the step
 //! creates anywhere cannot be opened, whatever the device cgroup says. `--security=insecure`
 //! leaves the mounts as they are, with a writable `/sys`, and adds the host devices BuildKit
-//! gives such steps (fuse, kvm, tun, the loop devices, ...).
+//! gives such steps (fuse, kvm, tun, the loop devices, ...). Rootless (in rbuild's user
+//! namespace, see `userns`) no node can be made: the host's nodes are bind-mounted instead, and
+//! `/sys` is the host's bound read-only (a fresh sysfs needs a network namespace of our own).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -364,45 +366,52 @@ fn mount_dev(root: &OwnedFd, scratch: &Path, shm_size: Option<u64>) -> Result<()
     .stage("mount /dev")?;
     fsops::attach(&tmpfs, &target).stage("mount /dev")?;
     let dev = fsops::open_in_root(root, "dev", true).stage("open /dev")?;
-    // The nodes themselves live in a small tmpfs of the helper's (never visible in the step).
-    std::fs::create_dir_all(scratch).stage("scratch")?;
-    let nodes_fs = fsops::new_mount(
-        "tmpfs",
-        &[("mode", "755".into()), ("size", "64k".into())],
-        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC,
-    )
-    .stage("create /dev nodes")?;
-    fsops::attach(&nodes_fs, fsops::open_dir(scratch).stage("scratch")?)
+    // The nodes themselves live in a small tmpfs of the helper's (never visible in the step);
+    // rootless, where no device node can be made, they are the host's.
+    let nodes = if rbuild_store::userns::rootless() {
+        None
+    } else {
+        std::fs::create_dir_all(scratch).stage("scratch")?;
+        let nodes_fs = fsops::new_mount(
+            "tmpfs",
+            &[("mode", "755".into()), ("size", "64k".into())],
+            MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+        )
         .stage("create /dev nodes")?;
-    let nodes = rustix::fs::open(scratch, OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .stage("create /dev nodes")?;
+        fsops::attach(&nodes_fs, fsops::open_dir(scratch).stage("scratch")?)
+            .stage("create /dev nodes")?;
+        Some(
+            rustix::fs::open(scratch, OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .stage("create /dev nodes")?,
+        )
+    };
     for (name, major, minor) in DEVICES {
-        rustix::fs::mknodat(
-            &nodes,
-            name,
-            FileType::CharacterDevice,
-            Mode::from_raw_mode(0o666),
-            rustix::fs::makedev(major, minor),
-        )
-        .stage("create /dev nodes")?;
-        let node = rustix::fs::openat(
-            &nodes,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .stage("create /dev nodes")?;
-        let bind = fsops::clone_tree(&node, false).stage("bind /dev nodes")?;
-        rustix::fs::openat(
-            &dev,
-            name,
-            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::from_raw_mode(0o666),
-        )
-        .stage("bind /dev nodes")?;
-        let at =
-            fsops::open_in_root(root, &format!("dev/{name}"), true).stage("bind /dev nodes")?;
-        fsops::attach(&bind, &at).stage("bind /dev nodes")?;
+        let node = match &nodes {
+            Some(nodes) => {
+                rustix::fs::mknodat(
+                    nodes,
+                    name,
+                    FileType::CharacterDevice,
+                    Mode::from_raw_mode(0o666),
+                    rustix::fs::makedev(major, minor),
+                )
+                .stage("create /dev nodes")?;
+                rustix::fs::openat(
+                    nodes,
+                    name,
+                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .stage("create /dev nodes")?
+            }
+            None => host_node(
+                name,
+                FileType::CharacterDevice,
+                rustix::fs::makedev(major, minor),
+            )
+            .stage("bind the host's /dev nodes")?,
+        };
+        bind_node(root, &dev, name, &node, 0o666).stage("bind /dev nodes")?;
     }
     for dir in ["pts", "shm", "mqueue"] {
         rustix::fs::mkdirat(&dev, dir, Mode::from_raw_mode(0o755)).stage("create /dev dirs")?;
@@ -490,6 +499,11 @@ fn host_devices(root: &OwnedFd) -> Result<(), Failure> {
                 Err(e) => return Err(e).stage("create host devices"),
             }
         }
+        if rbuild_store::userns::rootless() {
+            let node = host_node(&name, kind, st.st_rdev).stage("bind host devices")?;
+            bind_node(root, &dev, &name, &node, st.st_mode & 0o7777).stage("bind host devices")?;
+            continue;
+        }
         rustix::fs::mknodat(
             &dev,
             name.as_str(),
@@ -500,6 +514,41 @@ fn host_devices(root: &OwnedFd) -> Result<(), Failure> {
         .stage("create host devices")?;
     }
     Ok(())
+}
+
+/// The host's `/dev/NAME`, opened `O_PATH`, checked to be the device `kind` `rdev`.
+fn host_node(name: &str, kind: FileType, rdev: u64) -> std::io::Result<OwnedFd> {
+    let node = rustix::fs::open(
+        format!("/dev/{name}").as_str(),
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&node)?;
+    if FileType::from_raw_mode(st.st_mode) != kind || st.st_rdev != rdev {
+        return Err(std::io::Error::other(format!(
+            "the host's `/dev/{name}` is not the expected device"
+        )));
+    }
+    Ok(node)
+}
+
+/// Bind-mount the device node `node` at `/dev/NAME` of the rootfs (an empty file made first).
+fn bind_node(
+    root: &OwnedFd,
+    dev: &OwnedFd,
+    name: &str,
+    node: &OwnedFd,
+    mode: u32,
+) -> std::io::Result<()> {
+    let bind = fsops::clone_tree(node, false)?;
+    rustix::fs::openat(
+        dev,
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::from_raw_mode(mode),
+    )?;
+    let at = fsops::open_in_root(root, &format!("dev/{name}"), true)?;
+    fsops::attach(&bind, &at)
 }
 
 /// Make every mount of the sandbox `nodev`, then give device access back to the standard

@@ -168,6 +168,11 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     let cgroup = match super::cgroup::MemoryCgroup::create(opts.memory) {
         _ if enter_pid.is_some() => None,
         Ok(Some(cgroup)) => Some(cgroup),
+        Ok(None) if opts.memory.is_some() && rbuild_store::userns::rootless() => {
+            return Err(ExecError::sandbox(rootless_memory(
+                "no memory controller is mounted",
+            )));
+        }
         Ok(None) if opts.memory.is_some() => {
             return Err(ExecError::sandbox(
                 "a memory limit needs a writable memory cgroup (cgroup v1 `memory` or a \
@@ -176,6 +181,9 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
             ));
         }
         Ok(None) => None,
+        Err(e) if opts.memory.is_some() && rbuild_store::userns::rootless() => {
+            return Err(ExecError::sandbox(rootless_memory(&e.to_string())));
+        }
         Err(e) if opts.memory.is_some() => {
             return Err(ExecError::sandbox(format!(
                 "cannot create a memory cgroup: {e}"
@@ -220,6 +228,10 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     let devices = match spec.security {
         _ if enter_pid.is_some() => None,
         Security::Insecure => None,
+        // Rootless: the kernel lets no device node be created (CAP_MKNOD counts only in the
+        // initial namespace) or opened on a user namespace's mounts, which are all `nodev`;
+        // a device filter could not be attached anyway.
+        Security::Sandbox if rbuild_store::userns::rootless() => None,
         Security::Sandbox => match DeviceCgroup::create(cgroup.as_ref().and_then(|c| c.v2_dir())) {
             Ok(Some(devices)) => Some(devices),
             Ok(None) => {
@@ -364,6 +376,15 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
         launched.pids_limit_hit = pids.as_ref().filter(|p| p.hit_limit()).map(|p| p.limit());
         launched
     })
+}
+
+/// Why a rootless sandbox cannot have a memory limit.
+fn rootless_memory(why: &str) -> String {
+    format!(
+        "rootless, a memory limit (-m) needs a cgroup delegated to you (the `memory` controller \
+         in a cgroup v2 subtree you own), and none is writable here ({why}); build without -m, \
+         or run rbuild as root"
+    )
 }
 
 fn supervise(

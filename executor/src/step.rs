@@ -11,7 +11,8 @@
 //! upper stays self-describing. Lower dirs are passed one by one with `fsconfig(lowerdir+)` (no
 //! length limit, Linux ≥ 6.8); older kernels get the classic mount(2) with short symlinked names
 //! (`RBUILD_OVERLAY_LEGACY=1` forces it; both are tested with 120 layers). Backend `copy` (chosen
-//! automatically when the overlay mount fails, e.g. inside an overlay): the snapshots are
+//! automatically when the overlay mount fails, e.g. inside an overlay — said once, in the step's
+//! warnings; `RBUILD_REFUSE_OVERLAY=1` makes the sandbox's mount fail to test this): the snapshots are
 //! flattened into a plain directory (`materialize`) and bind-mounted. Mount points the image
 //! lacks come from the stub layer (`stubs`).
 //!
@@ -245,7 +246,8 @@ pub struct RunOutcome {
     pub status: ExitStatus,
     /// The last lines of output (captured mode), for error reports.
     pub tail: Vec<String>,
-    /// Mounts that were skipped and similar notes.
+    /// Mounts that were skipped and similar notes, and what this process says once: the
+    /// fallback to the copy backend, a pids limit that cannot be applied.
     pub warnings: Vec<String>,
     pub rootfs: StepRootfs,
 }
@@ -390,6 +392,8 @@ pub struct Executor {
     auto: bool,
     legacy_overlay: bool,
     snapshots: Snapshots,
+    /// Notes of the sandbox already passed on in a step's warnings (each is said once).
+    said: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 const OVERLAY_STAGE: &str = "mount overlay rootfs";
@@ -414,6 +418,7 @@ impl Executor {
             auto,
             legacy_overlay: options.legacy_overlay,
             snapshots: Snapshots::open(root)?,
+            said: Default::default(),
         };
         exec.remove_stale_steps();
         Ok(exec)
@@ -459,12 +464,16 @@ impl Executor {
                 Ok(outcome)
             }
             Err(overlay_error) if self.auto && backend == Backend::Overlay => {
-                tracing::warn!(
-                    "overlay mounts are not available ({overlay_error}); using copied root filesystems"
-                );
+                // Said once: every later step of this executor uses the copy backend.
                 self.backend.store(2, Ordering::SeqCst);
                 match self.run_with(&mut step, Backend::Copy)? {
-                    Ok(outcome) => Ok(outcome),
+                    Ok(mut outcome) => {
+                        outcome.warnings.push(format!(
+                            "overlay mounts are not available ({overlay_error}); using \
+                             copied root filesystems (the copy snapshotter) from now on"
+                        ));
+                        Ok(outcome)
+                    }
                     Err(e) => Err(ExecError::sandbox(e)),
                 }
             }
@@ -528,7 +537,7 @@ impl Executor {
             });
         }
         let (placed, plan) = stubs::plan(&view, &needs, backend == Backend::Overlay)?;
-        let warnings = plan.warnings.clone();
+        let mut warnings = plan.warnings.clone();
 
         // Private copies of the host's name-resolution files: the step may write them, the
         // host never sees it, and the layer never contains them.
@@ -708,6 +717,16 @@ impl Executor {
                 });
             }
         };
+        {
+            let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+            warnings.extend(
+                launched
+                    .notes
+                    .iter()
+                    .filter(|n| said.insert((*n).clone()))
+                    .cloned(),
+            );
+        }
         let status = if launched.oom_killed && !status.success() {
             ExitStatus::OutOfMemory {
                 code: status.code(),

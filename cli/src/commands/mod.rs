@@ -78,10 +78,13 @@ pub fn run(cli: Cli) -> miette::Result<u8> {
 
 /// Whether `command` reads or writes the store (or runs a sandbox), and so runs in rbuild's
 /// user namespace when rbuild is not root.
+/// `exec` joins the user namespace of the container it enters instead (`Containers::exec`).
 fn uses_store(command: &Command) -> bool {
     !matches!(
         command,
-        Command::Parse(_)
+        Command::Exec(_)
+            | Command::Container(container::ContainerCommand::Exec(_))
+            | Command::Parse(_)
             | Command::Check(_)
             | Command::Login(_)
             | Command::Logout(_)

@@ -249,7 +249,12 @@ fn enter(reporter: &mut Reporter, spec: &SandboxSpec, init_pid: i32) -> Result<i
         .iter()
         .map(|(name, _)| open(name))
         .collect::<Result<Vec<_>, _>>()?;
-    for (fd, (_, kind)) in fds.iter().zip(namespaces) {
+    for (fd, (name, kind)) in fds.iter().zip(namespaces) {
+        // One the helper is in already (the host's network) needs no joining — and rootless,
+        // could not be joined: it belongs to the host's user namespace.
+        if same_namespace(fd, name) {
+            continue;
+        }
         move_into_link_name_space(fd.as_fd(), Some(kind)).stage("enter the container")?;
     }
     rustix::process::fchdir(&root).stage("enter the container's root")?;
@@ -289,6 +294,17 @@ fn enter(reporter: &mut Reporter, spec: &SandboxSpec, init_pid: i32) -> Result<i
     }
 }
 
+/// Whether the namespace `fd` (of kind `name`, `ns/net`) is this process's own.
+fn same_namespace(fd: &OwnedFd, name: &str) -> bool {
+    let (Ok(theirs), Ok(ours)) = (
+        rustix::fs::fstat(fd),
+        rustix::fs::stat(format!("/proc/self/{name}").as_str()),
+    ) else {
+        return false;
+    };
+    (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+}
+
 /// Wait for the init process; report if it died without saying how the command ended.
 fn wait_init(reporter: &mut Reporter, pid: i32) -> Result<i32, Failure> {
     let pid = rustix::process::Pid::from_raw(pid).expect("fork returned a positive pid");
@@ -320,6 +336,15 @@ fn mount_rootfs(spec: &SandboxSpec) -> Result<OwnedFd, Failure> {
             links,
             legacy,
         } => {
+            // A hidden switch that makes this mount fail as a kernel without overlay (or
+            // without it in a user namespace) would: it keeps the automatic fallback to the
+            // copy backend tested on hosts where overlay works.
+            if std::env::var_os("RBUILD_REFUSE_OVERLAY").is_some_and(|v| v == "1") {
+                return Err(Failure {
+                    stage: "mount overlay rootfs",
+                    message: "refused (RBUILD_REFUSE_OVERLAY=1)".into(),
+                });
+            }
             match fsops::overlay(lowers, Some((upper, work)), target, links, *legacy)
                 .stage("mount overlay rootfs")?
             {

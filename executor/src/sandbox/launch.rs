@@ -142,6 +142,9 @@ pub struct Launched {
     pub oom_killed: bool,
     /// A fork or clone failed at this cap on the sandbox's tasks.
     pub pids_limit_hit: Option<u64>,
+    /// Something the user should hear (once: the caller keeps track), such as a limit that
+    /// cannot be applied here.
+    pub notes: Vec<String>,
 }
 
 /// Lines of output kept for error reports.
@@ -157,6 +160,7 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
             tail: Vec::new(),
             oom_killed: false,
             pids_limit_hit: None,
+            notes: Vec::new(),
         });
     }
     // Entering a running container (`rbuild exec`): its own cgroups are joined instead.
@@ -194,6 +198,7 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
             None
         }
     };
+    let mut notes = Vec::new();
     // A pids cgroup: a fork bomb stops at the cap, not at the host's limit.
     let pids = match opts.pids.value() {
         _ if enter_pid.is_some() => None,
@@ -201,13 +206,15 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
         Some(limit) => match PidsCgroup::create(limit, cgroup.as_ref().and_then(|c| c.v2_dir())) {
             Ok(Some(pids)) => Some(pids),
             Ok(None) | Err(_) if opts.pids == PidsLimit::Default => {
-                static WARNED: std::sync::Once = std::sync::Once::new();
-                WARNED.call_once(|| {
-                    tracing::warn!(
-                        "no writable pids cgroup: RUN steps run without the default limit of \
-                         {limit} processes"
-                    )
-                });
+                notes.push(format!(
+                    "no writable pids cgroup{}: sandboxes run without the default limit of \
+                     {limit} processes",
+                    if rbuild_store::userns::rootless() {
+                        " (rootless, none is delegated)"
+                    } else {
+                        ""
+                    }
+                ));
                 None
             }
             Ok(None) => {
@@ -324,6 +331,12 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
                 spec.drop_mknod = !devices;
                 Ok(())
             }
+            // Rootless, the container has cgroups of its own only where they were delegated;
+            // the groups it shares with rbuild cannot be written, and need not be.
+            Err(e) if rbuild_store::userns::rootless() => {
+                tracing::debug!(error = %e, "rootless exec: the container's cgroups not joined");
+                Ok(())
+            }
             Err(e) => Err(ExecError::sandbox(format!(
                 "cannot move the command into the container's cgroups: {e}"
             ))),
@@ -364,6 +377,7 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
                 tail: Vec::new(),
                 oom_killed: true,
                 pids_limit_hit: None,
+                notes: Vec::new(),
             })
         }
         other => other,
@@ -374,6 +388,7 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     result.map(|mut launched| {
         launched.oom_killed = cgroup.as_ref().is_some_and(|cg| cg.oom_killed());
         launched.pids_limit_hit = pids.as_ref().filter(|p| p.hit_limit()).map(|p| p.limit());
+        launched.notes = notes;
         launched
     })
 }
@@ -496,6 +511,7 @@ fn supervise(
         tail: tail.into_iter().collect(),
         oom_killed: false,
         pids_limit_hit: None,
+        notes: Vec::new(),
     })
 }
 

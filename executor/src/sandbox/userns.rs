@@ -12,6 +12,9 @@
 //! parent. Everything is checked first: a missing tool or range is a [`RootlessError`] naming
 //! the user, the file and the fix, before any work.
 //!
+//! `rbuild exec` [`join`]s the user namespace of the container it enters instead (a detached
+//! container outlives the rbuild that started it, and its namespaces belong to that one's).
+//!
 //! [`enter`] must be called while the process is single-threaded (the kernel refuses
 //! `unshare(CLONE_NEWUSER)` otherwise): the cli calls it after parsing its arguments and before
 //! running the command. Whether a process is rootless is read back from its uid map
@@ -287,6 +290,38 @@ fn enter_with(plan: &Plan) -> Result<(), RootlessError> {
             "see the message",
         )
     })
+}
+
+/// Join the user namespace of process `pid` (a detached container's init, for `rbuild exec`)
+/// instead of entering a new one, unless this process runs as root already: the container's
+/// other namespaces belong to it, and only a member may enter them. Allowed because the
+/// namespace's owner is this user. Call while single-threaded.
+pub fn join(pid: i32) -> Result<(), RootlessError> {
+    if rustix::process::geteuid().is_root() {
+        return Ok(());
+    }
+    let fail = |e: std::io::Error| RootlessError::Enter {
+        message: format!("cannot join the user namespace of the container's process {pid}: {e}"),
+        help: "the container must have been started by you, rootless (`rbuild run -d`)".into(),
+    };
+    let ns = rustix::fs::open(
+        format!("/proc/{pid}/ns/user").as_str(),
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| fail(e.into()))?;
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&ns),
+        Some(rustix::thread::LinkNameSpaceType::User),
+    )
+    .map_err(|e| fail(e.into()))?;
+    if !rustix::process::getuid().is_root() {
+        return Err(fail(std::io::Error::other(
+            "your uid is not root in that namespace",
+        )));
+    }
+    let _ = rustix::thread::set_thread_groups(&[]);
+    Ok(())
 }
 
 /// A private mount namespace: rbuild mounts step overlays in its own process too.

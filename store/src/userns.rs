@@ -20,6 +20,21 @@ pub fn opaque_xattr() -> &'static str {
     }
 }
 
+/// Whether this process is rootless with one id only (`--userns=single`: only the caller's
+/// uid, as 0): layers are unpacked with every owner 0, and no other owner can be set.
+pub fn single_id() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|map| maps_root_elsewhere(&map) && mapped_count(&map) == 1)
+        .unwrap_or(false)
+}
+
+/// How many ids a `uid_map` maps.
+fn mapped_count(map: &str) -> u64 {
+    map.lines()
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Whether this process is in a user namespace whose uid 0 is not the host's root.
 pub fn rootless() -> bool {
     std::fs::read_to_string("/proc/self/uid_map")
@@ -63,6 +78,8 @@ mod tests {
         assert!(maps_root_elsewhere(""));
         // A namespace that maps root to root (a privileged container's) is not rootless.
         assert!(!maps_root_elsewhere("0 0 65536\n"));
+        assert_eq!(mapped_count("0 1000 1\n"), 1);
+        assert_eq!(mapped_count("0 1000 1\n1 100000 65536\n"), 65537);
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn facts(global: &GlobalArgs) -> miette::Result<Value> {
     // Rootless: enter rbuild's user namespace as every store command does; when that is not
     // possible, say why instead of failing.
     let euid = rustix::process::geteuid().as_raw();
-    let rootless = match rbuild_executor::sandbox::userns::enter() {
+    let rootless = match rbuild_executor::sandbox::userns::enter(global.userns_mode()) {
         Ok(()) if euid == 0 && !rbuild_store::userns::rootless() => Value::Null,
         Ok(()) => json!({
             "Uid": euid,

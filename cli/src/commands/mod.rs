@@ -38,7 +38,7 @@ pub fn run(cli: Cli) -> miette::Result<u8> {
     // Rootless: every command that touches the store runs as root of rbuild's user namespace,
     // entered now, while the process is single-threaded (`info` reports instead of failing).
     if uses_store(&cli.command) {
-        rbuild_executor::sandbox::userns::enter()?;
+        rbuild_executor::sandbox::userns::enter(global.userns_mode())?;
     }
     match cli.command {
         Command::Build(args) => build::run(global, args),

@@ -609,3 +609,69 @@ fn rootless_without_a_range_fails_before_any_work() {
         "{out}"
     );
 }
+
+/// `--userns=single` needs no range: only the user's own id, as 0. Builds and containers work
+/// with every file owned by 0, in a store of its own; any other owner fails, clearly.
+#[test]
+fn rootless_single_id_without_a_range() {
+    let user = User::without_range();
+    let single = |args: &[&str]| {
+        let mut all = vec!["--userns=single"];
+        all.extend_from_slice(args);
+        user.ok(&all)
+    };
+    single(&["load", "-i", busybox_archive().to_str().unwrap()]);
+    assert!(user.home().join("data/rbuild-single").is_dir());
+    assert!(
+        !user.store().exists(),
+        "never the store a mapped rbuild uses"
+    );
+    assert_eq!(
+        single(&[
+            "run",
+            "--rm",
+            "busybox:1.35",
+            "sh",
+            "-c",
+            "id -u; stat -c %u /bin/busybox"
+        ]),
+        "0\n0\n"
+    );
+    let ctx = user.dir("ctx");
+    write_file(&ctx, "Dockerfile", "FROM busybox:1.35\nRUN echo ok > /ok\n");
+    single(&["build", "-q", "-t", "single:1", ctx.to_str().unwrap()]);
+    assert_eq!(single(&["run", "--rm", "single:1", "cat", "/ok"]), "ok\n");
+
+    write_file(
+        &ctx,
+        "Dockerfile",
+        "FROM busybox:1.35\nCOPY --chown=1000:1000 Dockerfile /x\n",
+    );
+    let out = user
+        .rbuild()
+        .args(["--userns=single", "build"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    let stderr = text(&out).1;
+    assert!(
+        stderr.contains("an owner is outside the ids rbuild's user namespace maps"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--userns=single"), "{stderr}");
+
+    write_file(&ctx, "Dockerfile", "FROM busybox:1.35\nRUN chown 5 /tmp\n");
+    let out = user
+        .rbuild()
+        .args(["--userns=single", "build"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("Invalid argument"),
+        "{:?}",
+        text(&out)
+    );
+}

@@ -450,13 +450,14 @@ fn mount_dev(root: &OwnedFd, scratch: &Path, shm_size: Option<u64>) -> Result<()
     ] {
         rustix::fs::symlinkat(target, &dev, link).stage("create /dev links")?;
     }
+    // The tty group (5), unless only one id is mapped (`--userns=single`).
+    let mut pts_options = vec![("ptmxmode", "0666".into()), ("mode", "0620".into())];
+    if !rbuild_store::userns::single_id() {
+        pts_options.push(("gid", "5".into()));
+    }
     let pts = fsops::new_mount(
         "devpts",
-        &[
-            ("ptmxmode", "0666".into()),
-            ("mode", "0620".into()),
-            ("gid", "5".into()),
-        ],
+        &pts_options,
         MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC,
     )
     .stage("mount /dev/pts")?;

@@ -15,6 +15,10 @@
 //! `rbuild exec` [`join`]s the user namespace of the container it enters instead (a detached
 //! container outlives the rbuild that started it, and its namespaces belong to that one's).
 //!
+//! `--userns=single` ([`Mode::Single`]) maps the caller alone, needing neither; layers are then
+//! unpacked with every owner 0 and its default store is `rbuild-single` (never shared with
+//! a mapped one), and any other owner (`COPY --chown`, `chown` in a RUN) fails.
+//!
 //! [`enter`] must be called while the process is single-threaded (the kernel refuses
 //! `unshare(CLONE_NEWUSER)` otherwise): the cli calls it after parsing its arguments and before
 //! running the command. Whether a process is rootless is read back from its uid map
@@ -61,7 +65,8 @@ pub enum RootlessError {
         help(
             "as root, give `{user}` 65536 subordinate ids: `usermod --add-subuids \
              100000-165535 --add-subgids 100000-165535 {user}` (pick a range no other user \
-             has)"
+             has); or run with `--userns=single` (only your own id: every file owned by root \
+             inside, no other owner possible)"
         )
     )]
     NoRange {
@@ -101,14 +106,47 @@ impl Plan {
     }
 }
 
+/// Which ids rbuild's user namespace maps.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// 0 is the caller, 1.. its subordinate ranges (newuidmap/newgidmap).
+    #[default]
+    Subordinate,
+    /// Only the caller, as 0 (`--userns=single`): no tools or ranges needed; every file is
+    /// owned by 0 inside, and setting any other owner fails.
+    Single,
+}
+
 /// Enter rbuild's user namespace (and a mount namespace of its own) unless the process already
 /// runs as root — of the host, or of a namespace. Call while single-threaded.
-pub fn enter() -> Result<(), RootlessError> {
+pub fn enter(mode: Mode) -> Result<(), RootlessError> {
     if rustix::process::geteuid().is_root() {
         return Ok(());
     }
-    let plan = plan()?;
-    enter_with(&plan)
+    match mode {
+        Mode::Subordinate => enter_with(&plan()?),
+        Mode::Single => enter_single(),
+    }
+}
+
+/// `--userns=single`: map the caller alone, written by this process itself (allowed for its
+/// own ids once `setgroups` is denied).
+fn enter_single() -> Result<(), RootlessError> {
+    let fail = |what: &str, e: std::io::Error| RootlessError::Enter {
+        message: format!("{what}: {e}"),
+        help: "unprivileged user namespaces must be allowed (`sysctl user.max_user_namespaces` \
+               above 0), or run rbuild as root"
+            .into(),
+    };
+    let uid = rustix::process::getuid().as_raw();
+    let gid = rustix::process::getgid().as_raw();
+    sys::unshare(rustix::thread::UnshareFlags::NEWUSER)
+        .map_err(|e| fail("the kernel refused a new user namespace", e))?;
+    std::fs::write("/proc/self/setgroups", "deny")
+        .and_then(|()| std::fs::write("/proc/self/uid_map", format!("0 {uid} 1")))
+        .and_then(|()| std::fs::write("/proc/self/gid_map", format!("0 {gid} 1")))
+        .map_err(|e| fail("cannot map your id", e))?;
+    own_mount_namespace().map_err(|e| fail("cannot create a mount namespace", e))
 }
 
 /// Check everything entering needs, reading `/etc/passwd`, `/etc/subuid`, `/etc/subgid` and

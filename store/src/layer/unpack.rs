@@ -168,6 +168,7 @@ fn unpack_impl(
         seen: HashMap::new(),
         dir_times: Vec::new(),
         euid_root: rustix::process::geteuid().is_root(),
+        single_id: crate::userns::single_id(),
         below,
         reshaped: false,
     };
@@ -196,6 +197,8 @@ struct Unpacker<'a> {
     seen: HashMap<Vec<u8>, bool>,
     dir_times: Vec<(RelPath, Timestamps)>,
     euid_root: bool,
+    /// Rootless with one id (`--userns=single`): image owners become 0.
+    single_id: bool,
     /// The chain below, for [`unpack_over`].
     below: Option<&'a dyn LowerLayers>,
     /// Set when an entry replaced something or made a symlink (resolutions may change).
@@ -545,6 +548,10 @@ impl Unpacker<'_> {
             .map_err(|_| self.fail(p, "own", format!("uid {} is out of range", entry.uid)))?;
         let gid = u32::try_from(entry.gid)
             .map_err(|_| self.fail(p, "own", format!("gid {} is out of range", entry.gid)))?;
+        if self.single_id {
+            // `--userns=single`: the one id there is owns everything.
+            return Ok((0, 0));
+        }
         Ok((uid, gid))
     }
 

@@ -53,6 +53,19 @@ pub struct GlobalArgs {
     )]
     pub snapshotter: Option<Snapshotter>,
 
+    /// Rootless only (a non-root caller): `subordinate` maps container ids 1.. to your ranges
+    /// in /etc/subuid and /etc/subgid (through newuidmap/newgidmap); `single` maps only your own
+    /// id, as root: every file is owned by root inside, another owner fails, and the store
+    /// defaults to $XDG_DATA_HOME/rbuild-single.
+    #[arg(
+        long,
+        global = true,
+        env = "RBUILD_USERNS",
+        value_enum,
+        value_name = "MODE"
+    )]
+    pub userns: Option<Userns>,
+
     /// When to colour output.
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
@@ -77,6 +90,23 @@ impl GlobalArgs {
                 Some(Snapshotter::Copy) => rbuild_executor::Backend::Copy,
             },
             ..rbuild_executor::ExecutorOptions::default()
+        }
+    }
+}
+
+/// `--userns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Userns {
+    Subordinate,
+    Single,
+}
+
+impl GlobalArgs {
+    /// The rootless user namespace these options ask for.
+    pub fn userns_mode(&self) -> rbuild_executor::sandbox::userns::Mode {
+        match self.userns {
+            Some(Userns::Single) => rbuild_executor::sandbox::userns::Mode::Single,
+            None | Some(Userns::Subordinate) => rbuild_executor::sandbox::userns::Mode::Subordinate,
         }
     }
 }
@@ -161,7 +191,7 @@ pub enum Command {
 }
 
 /// Global options that take a value, so the bare-form detection can skip over them.
-const GLOBAL_OPTS_WITH_VALUE: &[&str] = &["--root", "--color", "--snapshotter"];
+const GLOBAL_OPTS_WITH_VALUE: &[&str] = &["--root", "--color", "--snapshotter", "--userns"];
 
 /// The command line after the bare-form rule, and a warning to print first.
 #[derive(Debug)]

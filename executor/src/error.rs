@@ -82,11 +82,11 @@ pub enum ExecError {
     ContainerMount { target: String, message: String },
 
     /// rbuild is not running with the privileges the sandbox needs.
-    #[error("running a sandbox needs root: {missing}")]
+    #[error("running a sandbox needs root or rbuild's user namespace: {missing}")]
     #[diagnostic(
         code(rbuild::exec::privileges),
         help(
-            "run rbuild as root (sudo); rootless builds need a user namespace mapping that is not implemented yet"
+            "run rbuild as root, or rootless with newuidmap/newgidmap (package `uidmap`) and a range in /etc/subuid and /etc/subgid"
         )
     )]
     NotRoot { missing: String },

@@ -11,12 +11,13 @@
 //! upper stays self-describing. Lower dirs are passed one by one with `fsconfig(lowerdir+)` (no
 //! length limit, Linux ≥ 6.8); older kernels get the classic mount(2) with short symlinked names
 //! (`RBUILD_OVERLAY_LEGACY=1` forces it; both are tested with 120 layers). Backend `copy` (chosen
-//! automatically when the overlay mount fails, e.g. inside an overlay): the snapshots are
+//! automatically when the overlay mount fails, e.g. inside an overlay — said once, in the step's
+//! warnings; `RBUILD_REFUSE_OVERLAY=1` makes the sandbox's mount fail to test this): the snapshots are
 //! flattened into a plain directory (`materialize`) and bind-mounted. Mount points the image
 //! lacks come from the stub layer (`stubs`).
 //!
-//! Not done: rootless operation. A non-root caller gets an error naming what it would need
-//! (newuidmap/newgidmap, `/etc/subuid`); user namespaces are not implemented.
+//! Rootless, the process runs as root of rbuild's user namespace (`sandbox::userns`); a
+//! non-root process that has not entered it gets an error naming what is missing.
 
 use std::fs::File;
 use std::io::Write;
@@ -245,7 +246,8 @@ pub struct RunOutcome {
     pub status: ExitStatus,
     /// The last lines of output (captured mode), for error reports.
     pub tail: Vec<String>,
-    /// Mounts that were skipped and similar notes.
+    /// Mounts that were skipped and similar notes, and what this process says once: the
+    /// fallback to the copy backend, a pids limit that cannot be applied.
     pub warnings: Vec<String>,
     pub rootfs: StepRootfs,
 }
@@ -390,6 +392,8 @@ pub struct Executor {
     auto: bool,
     legacy_overlay: bool,
     snapshots: Snapshots,
+    /// Notes of the sandbox already passed on in a step's warnings (each is said once).
+    said: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 const OVERLAY_STAGE: &str = "mount overlay rootfs";
@@ -414,6 +418,7 @@ impl Executor {
             auto,
             legacy_overlay: options.legacy_overlay,
             snapshots: Snapshots::open(root)?,
+            said: Default::default(),
         };
         exec.remove_stale_steps();
         Ok(exec)
@@ -432,6 +437,7 @@ impl Executor {
     /// Fail early, with what is missing, when this process cannot create sandboxes.
     pub fn check_privileges(&self) -> Result<()> {
         if sandbox::is_root() {
+            // The host's root, or root of rbuild's user namespace (rootless).
             Ok(())
         } else {
             Err(ExecError::NotRoot {
@@ -458,12 +464,16 @@ impl Executor {
                 Ok(outcome)
             }
             Err(overlay_error) if self.auto && backend == Backend::Overlay => {
-                tracing::warn!(
-                    "overlay mounts are not available ({overlay_error}); using copied root filesystems"
-                );
+                // Said once: every later step of this executor uses the copy backend.
                 self.backend.store(2, Ordering::SeqCst);
                 match self.run_with(&mut step, Backend::Copy)? {
-                    Ok(outcome) => Ok(outcome),
+                    Ok(mut outcome) => {
+                        outcome.warnings.push(format!(
+                            "overlay mounts are not available ({overlay_error}); using \
+                             copied root filesystems (the copy snapshotter) from now on"
+                        ));
+                        Ok(outcome)
+                    }
                     Err(e) => Err(ExecError::sandbox(e)),
                 }
             }
@@ -527,7 +537,7 @@ impl Executor {
             });
         }
         let (placed, plan) = stubs::plan(&view, &needs, backend == Backend::Overlay)?;
-        let warnings = plan.warnings.clone();
+        let mut warnings = plan.warnings.clone();
 
         // Private copies of the host's name-resolution files: the step may write them, the
         // host never sees it, and the layer never contains them.
@@ -707,6 +717,16 @@ impl Executor {
                 });
             }
         };
+        {
+            let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+            warnings.extend(
+                launched
+                    .notes
+                    .iter()
+                    .filter(|n| said.insert((*n).clone()))
+                    .cloned(),
+            );
+        }
         let status = if launched.oom_killed && !status.success() {
             ExitStatus::OutOfMemory {
                 code: status.code(),
@@ -761,28 +781,16 @@ fn step_owner(name: &std::ffi::OsStr) -> Option<u32> {
     rest.split_once('-')?.0.parse().ok()
 }
 
-/// What is missing for rootless operation, said plainly.
+/// Why a non-root process that is not in rbuild's user namespace cannot run a sandbox.
 fn rootless_report() -> String {
     let uid = rustix::process::geteuid().as_raw();
-    let user = std::env::var("USER").unwrap_or_else(|_| uid.to_string());
-    let has = |p: &str| Path::new(p).exists();
-    let tools = if has("/usr/bin/newuidmap") && has("/usr/bin/newgidmap") {
-        "newuidmap/newgidmap are installed"
-    } else {
-        "newuidmap/newgidmap (package `uidmap`) are not installed"
-    };
-    let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
-    let ranges = if subuid.lines().any(|l| {
-        l.split(':').next() == Some(user.as_str()) || l.split(':').next() == Some(&uid.to_string())
-    }) {
-        format!("`/etc/subuid` has a range for `{user}`")
-    } else {
-        format!("`/etc/subuid` has no range for `{user}`")
-    };
-    format!(
-        "rbuild runs as uid {uid}, and rootless sandboxes (a user namespace mapped through \
-         newuidmap/newgidmap) are not implemented; for reference, {tools} and {ranges}"
-    )
+    match sandbox::userns::plan() {
+        Ok(_) => format!(
+            "this process (uid {uid}) has not entered rbuild's user namespace \
+             (`rbuild_executor::sandbox::userns::enter`, which the rbuild binary calls first)"
+        ),
+        Err(e) => e.to_string(),
+    }
 }
 
 #[cfg(test)]

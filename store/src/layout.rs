@@ -35,16 +35,24 @@ use crate::fsutil;
 pub const FORMAT_VERSION: u32 = 1;
 
 /// The default store root: `/var/lib/rbuild` for root, `$XDG_DATA_HOME/rbuild` (or
-/// `~/.local/share/rbuild`) otherwise. `--root` and `RBUILD_ROOT` override it in the CLI.
+/// `~/.local/share/rbuild`) otherwise — also rootless, as root of a user namespace
+/// ([`crate::userns`]); `rbuild-single` instead of `rbuild` with `--userns=single`. `--root`
+/// and `RBUILD_ROOT` override it in the CLI.
 pub fn default_root() -> PathBuf {
-    if rustix::process::geteuid().is_root() {
+    if rustix::process::geteuid().is_root() && !crate::userns::rootless() {
         return PathBuf::from("/var/lib/rbuild");
     }
+    // `--userns=single` squashes owners: its store must never be one a mapped rbuild uses.
+    let name = if crate::userns::single_id() {
+        "rbuild-single"
+    } else {
+        "rbuild"
+    };
     if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|x| !x.is_empty()) {
-        return PathBuf::from(x).join("rbuild");
+        return PathBuf::from(x).join(name);
     }
     if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
-        return PathBuf::from(home).join(".local/share/rbuild");
+        return PathBuf::from(home).join(".local/share").join(name);
     }
     PathBuf::from("/var/lib/rbuild")
 }

@@ -111,6 +111,7 @@ pub mod size;
 pub mod store;
 pub mod target;
 pub mod testing;
+pub mod userns;
 
 pub use blob::{BlobInfo, BlobWriter, PendingBlob};
 pub use class::{ErrorClass, Failure};

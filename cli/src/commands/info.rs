@@ -1,6 +1,7 @@
 //! `rbuild info`: this host and store as rbuild sees them, shaped like `docker info`: the store
 //! (root, disk use, format, image and container counts), the snapshotter, the cgroup hierarchy
-//! sandboxes use, whether rbuild runs as root, which platforms RUN steps can run for (natively
+//! sandboxes use, whether rbuild runs as root or rootless (in its user namespace, with how many
+//! ids, or why it cannot), which platforms RUN steps can run for (natively
 //! or under a registered binfmt_misc emulator: `rbuild_executor::emulation`, the same check a
 //! build makes), and the `registries.toml` in use. Everything is read from the host when the
 //! command runs; `--format json` prints one object.
@@ -50,6 +51,23 @@ pub fn run(global: &GlobalArgs, args: InfoArgs) -> miette::Result<u8> {
 }
 
 fn facts(global: &GlobalArgs) -> miette::Result<Value> {
+    // Rootless: enter rbuild's user namespace as every store command does; when that is not
+    // possible, say why instead of failing.
+    let euid = rustix::process::geteuid().as_raw();
+    let rootless = match rbuild_executor::sandbox::userns::enter(global.userns_mode()) {
+        Ok(()) if euid == 0 && !rbuild_store::userns::rootless() => Value::Null,
+        Ok(()) => json!({
+            "Uid": euid,
+            "Uids": mapped_ids(),
+            "Ready": true,
+            "Problem": null,
+        }),
+        Err(e) => {
+            use miette::Diagnostic;
+            let help = e.help().map(|h| format!(" ({h})")).unwrap_or_default();
+            json!({"Uid": euid, "Uids": 0, "Ready": false, "Problem": format!("{e}{help}")})
+        }
+    };
     let store = open_store(global)?;
     let root = store.root().to_path_buf();
     let images = store.list_images()?.len();
@@ -94,7 +112,6 @@ fn facts(global: &GlobalArgs) -> miette::Result<Value> {
 
     let registries = rbuild_registry::config::RegistriesConfig::path_in_use(Some(&root))
         .map(|p| p.display().to_string());
-    let euid = rustix::process::geteuid().as_raw();
 
     Ok(json!({
         "Store": {
@@ -106,11 +123,21 @@ fn facts(global: &GlobalArgs) -> miette::Result<Value> {
         },
         "Snapshotter": {"Name": snapshotter, "Why": why},
         "Cgroup": cgroup,
-        "Rootless": euid != 0,
+        "Rootless": !rootless.is_null(),
+        "RootlessDetail": rootless,
         "Uid": euid,
         "Platforms": emulators,
         "RegistriesConfig": registries,
     }))
+}
+
+/// How many uids this process's user namespace maps (its `uid_map` counts).
+fn mapped_ids() -> u64 {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        .sum()
 }
 
 /// Whether `/proc/filesystems` lists `name`.
@@ -175,13 +202,23 @@ fn text(v: &Value) -> String {
             None => "none usable (no memory controller: --memory is refused)".to_string(),
         },
     );
+    let rl = &v["RootlessDetail"];
     row(
         0,
         "Rootless",
-        if v["Rootless"] == true {
-            format!("yes (uid {}: RUN steps and containers need root)", v["Uid"])
-        } else {
+        if v["Rootless"] != true {
             "no".to_string()
+        } else if rl["Ready"] == true {
+            format!(
+                "yes (uid {} is root of rbuild's user namespace, {} container ids mapped)",
+                rl["Uid"], rl["Uids"]
+            )
+        } else {
+            format!(
+                "yes (uid {}), and it cannot work: {}",
+                rl["Uid"],
+                s(&rl["Problem"])
+            )
         },
     );
     row(0, "Platforms", String::new());

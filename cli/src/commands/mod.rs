@@ -35,6 +35,11 @@ use crate::args::{Cli, Command};
 
 pub fn run(cli: Cli) -> miette::Result<u8> {
     let global = &cli.global;
+    // Rootless: every command that touches the store runs as root of rbuild's user namespace,
+    // entered now, while the process is single-threaded (`info` reports instead of failing).
+    if uses_store(&cli.command) {
+        rbuild_executor::sandbox::userns::enter(global.userns_mode())?;
+    }
     match cli.command {
         Command::Build(args) => build::run(global, args),
         Command::Parse(args) => parse::run(global, args),
@@ -69,4 +74,21 @@ pub fn run(cli: Cli) -> miette::Result<u8> {
         Command::System(cmd) => system::run(global, cmd),
         Command::Store(cmd) => system::run_store(global, cmd),
     }
+}
+
+/// Whether `command` reads or writes the store (or runs a sandbox), and so runs in rbuild's
+/// user namespace when rbuild is not root.
+/// `exec` joins the user namespace of the container it enters instead (`Containers::exec`).
+fn uses_store(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Exec(_)
+            | Command::Container(container::ContainerCommand::Exec(_))
+            | Command::Parse(_)
+            | Command::Check(_)
+            | Command::Login(_)
+            | Command::Logout(_)
+            | Command::Version(_)
+            | Command::Info(_)
+    )
 }

@@ -345,6 +345,9 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
     match result {
         Ok(outcome) => {
             let status = outcome.status.clone();
+            for warning in &outcome.warnings {
+                eprintln!("warning: {warning}");
+            }
             drop(outcome);
             let note = matches!(
                 status,

@@ -29,7 +29,7 @@ fn case_args(dir: &Path, name: &str) -> Vec<String> {
 /// became a small file holding its target. Restore both (`u+w`, and a file without a trailing
 /// newline that names an existing sibling becomes that symlink again) so the context matches
 /// the one BuildKit built from.
-fn prepare_context(src: &Path, dest: &Path) {
+pub(crate) fn prepare_context(src: &Path, dest: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dest).unwrap();
     for entry in std::fs::read_dir(src).unwrap() {
@@ -66,7 +66,7 @@ fn prepare_context(src: &Path, dest: &Path) {
 /// the umask of the checkout: directories 0755, files 0755 when their owner may execute them
 /// and 0644 otherwise; symlinks stay symlinks. `testdata/conformance/record.sh` normalises the
 /// same way before BuildKit builds the case.
-fn prepare_own_context(src: &Path, dest: &Path) {
+pub(crate) fn prepare_own_context(src: &Path, dest: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(dest).unwrap();
     std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -110,19 +110,52 @@ fn diff_files(got: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -
     out
 }
 
-/// Build every case folder of `cases_dir` (context prepared by `prepare`) and compare it
-/// with `cases_dir/expected/CASE.json`; panics listing every case that differs.
-fn check_cases(cases_dir: &Path, prepare: fn(&Path, &Path), min_cases: usize) {
-    let shared = shared_dir();
-    let env = TestEnv::new();
-    let out = env
-        .rbuild()
-        .args(["load", "-i"])
-        .arg(shared.join("images/busybox-1.35.oci.tar"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "load failed: {:?}", text(&out));
+/// What one build of a case gave: the flattened image's files (conformance format) and its
+/// compared config fields.
+pub(crate) type Built = (BTreeMap<String, String>, Value);
 
+/// Builds one case: `(tag, args, context)` to what it gave, or why it failed.
+pub(crate) type BuildCase<'a> = dyn FnMut(&str, &[String], &Path) -> Result<Built, String> + 'a;
+
+/// Build every case folder of `cases_dir` (context prepared by `prepare`) with rbuild as root
+/// and compare it with `cases_dir/expected/CASE.json`; panics listing every case that differs.
+fn check_cases(cases_dir: &Path, prepare: fn(&Path, &Path), min_cases: usize) {
+    let env = TestEnv::new();
+    support::load_busybox(&env);
+    check_cases_with(cases_dir, prepare, min_cases, &mut |tag, args, context| {
+        let out = env
+            .rbuild()
+            .args(["build", "--progress", "plain", "-t", tag])
+            .args(args)
+            .arg(context)
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return Err(format!("build failed\n{}", text(&out).1));
+        }
+        Ok(flattened(env.root(), tag))
+    });
+}
+
+/// The files and compared config fields of image `tag` in the store at `root`.
+pub(crate) fn flattened(root: &Path, tag: &str) -> Built {
+    let store = rbuild_store::Store::open(root).unwrap();
+    let image = store.resolve_image(tag).unwrap();
+    let files = rbuild_store::layer::flatten_image(&store, &image)
+        .unwrap()
+        .to_conformance_map();
+    (files, config_fields(&image.config))
+}
+
+/// Build every case folder of `cases_dir` with `build(tag, args, context)` (contexts
+/// prepared by `prepare` in a directory readable by everyone) and compare each result with
+/// `cases_dir/expected/CASE.json`; panics listing every case that differs.
+pub(crate) fn check_cases_with(
+    cases_dir: &Path,
+    prepare: fn(&Path, &Path),
+    min_cases: usize,
+    build: &mut BuildCase<'_>,
+) {
     let mut cases: Vec<String> = std::fs::read_dir(cases_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -132,6 +165,10 @@ fn check_cases(cases_dir: &Path, prepare: fn(&Path, &Path), min_cases: usize) {
     assert!(cases.len() >= min_cases, "too few cases: {cases:?}");
 
     let contexts = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(contexts.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
     let mut failures = Vec::new();
     for name in &cases {
         let context = contexts.path().join(name);
@@ -146,30 +183,19 @@ fn check_cases(cases_dir: &Path, prepare: fn(&Path, &Path), min_cases: usize) {
         };
         let expected: Value = serde_json::from_str(&recorded).unwrap();
         let tag = format!("conformance/{name}:test");
-        let out = env
-            .rbuild()
-            .args(["build", "--progress", "plain", "-t", &tag])
-            .args(case_args(cases_dir, name))
-            .arg(&context)
-            .output()
-            .unwrap();
-        if !out.status.success() {
-            let (_, stderr) = text(&out);
-            failures.push(format!("{name}: build failed\n{stderr}"));
-            continue;
-        }
+        let (got_files, got_config) = match build(&tag, &case_args(cases_dir, name), &context) {
+            Ok(built) => built,
+            Err(e) => {
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
         let want_files: BTreeMap<String, String> =
             serde_json::from_value(expected["files"].clone()).unwrap();
-        let store = rbuild_store::Store::open(env.root()).unwrap();
-        let image = store.resolve_image(&tag).unwrap();
-        let got_files = rbuild_store::layer::flatten_image(&store, &image)
-            .unwrap()
-            .to_conformance_map();
         let file_diffs = diff_files(&got_files, &want_files);
         if !file_diffs.is_empty() {
             failures.push(format!("{name}: files differ\n{}", file_diffs.join("\n")));
         }
-        let got_config = config_fields(&image.config);
         if got_config != expected["config"] {
             failures.push(format!(
                 "{name}: config differs\n  got  {got_config}\n  want {}",

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::support::{TestEnv, load_busybox, run_ok, text, tool, write_file};
 
 /// Docker's default capability set, as /proc/self/status shows it.
-const DOCKER_CAPS: &str = "00000000a80425fb";
+pub(crate) const DOCKER_CAPS: &str = "00000000a80425fb";
 
 /// A loop device over a file holding a canary; detached on drop.
 struct Loop {
@@ -119,13 +119,13 @@ fn host_devices_cannot_be_opened_from_run_or_rbuild_run() {
     assert!(lo.untouched());
 }
 
-const STATUS_SCRIPT: &str = "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|Seccomp|NoNewPrivs):' /proc/self/status; \
+pub(crate) const STATUS_SCRIPT: &str = "grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|Seccomp|NoNewPrivs):' /proc/self/status; \
      unshare -U true 2>/dev/null && echo unshared || echo no-unshare; \
      chroot / true && echo chroot-ok; \
      echo oom_score_adj=$(cat /proc/self/oom_score_adj)";
 
 /// The lines of the status script, tab-separated as the kernel prints them.
-fn expected_status(caps: &str, seccomp: u8, unshare: &str) -> Vec<String> {
+pub(crate) fn expected_status(caps: &str, seccomp: u8, unshare: &str) -> Vec<String> {
     vec![
         "CapInh:\t0000000000000000".into(),
         format!("CapPrm:\t{caps}"),

@@ -46,6 +46,7 @@ mod registry_build;
 mod registry_login;
 mod registry_multiplatform;
 mod registry_pull_push;
+mod rootless;
 mod store_commands;
 mod store_crash;
 mod store_hostile;

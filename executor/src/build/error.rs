@@ -112,6 +112,26 @@ impl StepError {
             .unwrap_or("step")
             .to_string();
         let (code, message, label, help) = match self {
+            // Rootless, an owner the user namespace does not map is EINVAL.
+            StepError::Io { action, path, source }
+                if source.raw_os_error() == Some(libc::EINVAL)
+                    && rbuild_store::userns::rootless() =>
+            {
+                (
+                    "rbuild::build::io",
+                    format!(
+                        "{what} failed: cannot {action} `{path}`: an owner is outside the ids \
+                         rbuild's user namespace maps ({source})"
+                    ),
+                    "while running this".to_string(),
+                    Some(
+                        "rootless, container ids are 0 and your ranges in /etc/subuid and \
+                         /etc/subgid; with `--userns=single` only 0 exists, so `--chown` to \
+                         another id cannot work: drop it, or build with subordinate ids"
+                            .to_string(),
+                    ),
+                )
+            }
             StepError::Io { action, path, source } => (
                 "rbuild::build::io",
                 format!("{what} failed: cannot {action} `{path}`: {source}"),

@@ -220,6 +220,9 @@ impl BuildWorker<'_> {
             .exec
             .run(spec)
             .map_err(|e| StepError::Exec(e).at(step))?;
+        for warning in &outcome.warnings {
+            (req.log)(format!("warning: {warning}\n").as_bytes());
+        }
         if !outcome.status.success() {
             let tail: Vec<&String> = outcome.tail.iter().rev().take(TAIL).rev().collect();
             let mut help = String::new();

@@ -567,7 +567,8 @@ impl Containers {
     }
 
     /// Run a command in running container `record` (`rbuild exec`): in its namespaces, root
-    /// and cgroups, with the container's seccomp profile and capabilities; the container's
+    /// and cgroups (rootless: in its user namespace, joined first — so call this while
+    /// single-threaded), with the container's seccomp profile and capabilities; the container's
     /// env, working directory and user unless `req` overrides them. Errors: not running, the
     /// command cannot start, the container cannot be entered.
     pub fn exec(
@@ -595,6 +596,8 @@ impl Containers {
             .pid
             .and_then(procs::init_pid)
             .ok_or_else(not_running)?;
+        // Rootless: the container's namespaces belong to the user namespace its rbuild made.
+        crate::sandbox::userns::join(init_pid).map_err(|e| ExecError::sandbox(e.to_string()))?;
         let mut env = record.env.clone();
         for e in &req.env {
             let (key, value) = match e.split_once('=') {

@@ -159,12 +159,22 @@ pub enum Overlay {
     Mounted,
 }
 
-/// Mount options that keep an upper directory self-describing for the overlay differ.
-const OVERLAY_OPTIONS: [(&str, &str); 3] = [
-    ("redirect_dir", "off"),
-    ("metacopy", "off"),
-    ("index", "off"),
-];
+/// Mount options that keep an upper directory self-describing for the overlay differ. Rootless
+/// (in a user namespace) `userxattr` is added: overlayfs then keeps its markers in
+/// `user.overlay.*` (`rbuild_store::userns::opaque_xattr`), and refuses `redirect_dir=off`
+/// (which follows redirects) for `nofollow` — neither creates one.
+fn overlay_options() -> [(&'static str, &'static str); 3] {
+    let redirect = if rbuild_store::userns::rootless() {
+        "nofollow"
+    } else {
+        "off"
+    };
+    [
+        ("redirect_dir", redirect),
+        ("metacopy", "off"),
+        ("index", "off"),
+    ]
+}
 
 /// Build an overlay of `lowers` (topmost first) with an optional upper/work pair. Uses
 /// `lowerdir+` (Linux ≥ 6.8, no length limit); when that is unavailable or `legacy` is set,
@@ -198,8 +208,12 @@ fn overlay_new_api(lowers: &[PathBuf], upper_work: Option<(&Path, &Path)>) -> io
         fsconfig_set_string(&fs, "upperdir", upper).map_err(|e| with_log(&fs, e, "upperdir"))?;
         fsconfig_set_string(&fs, "workdir", work).map_err(|e| with_log(&fs, e, "workdir"))?;
     }
-    for (k, v) in OVERLAY_OPTIONS {
+    for (k, v) in overlay_options() {
         fsconfig_set_string(&fs, k, v).map_err(|e| with_log(&fs, e, k))?;
+    }
+    if rbuild_store::userns::rootless() {
+        rustix::mount::fsconfig_set_flag(&fs, "userxattr")
+            .map_err(|e| with_log(&fs, e, "userxattr"))?;
     }
     fsconfig_create(&fs).map_err(|e| with_log(&fs, e, "overlay"))?;
     Ok(fsmount(
@@ -240,8 +254,11 @@ fn overlay_legacy(
             work.display()
         ));
     }
-    for (k, v) in OVERLAY_OPTIONS {
+    for (k, v) in overlay_options() {
         data.push_str(&format!(",{k}={v}"));
+    }
+    if rbuild_store::userns::rootless() {
+        data.push_str(",userxattr");
     }
     // Relative lower names are resolved against the current directory at mount time.
     let previous = std::env::current_dir()?;

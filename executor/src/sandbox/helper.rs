@@ -17,7 +17,9 @@
 //! bind-mounted one by one into `/dev` (a `nodev` tmpfs), and `/dev/pts`; a node the step
 //! creates anywhere cannot be opened, whatever the device cgroup says. `--security=insecure`
 //! leaves the mounts as they are, with a writable `/sys`, and adds the host devices BuildKit
-//! gives such steps (fuse, kvm, tun, the loop devices, ...).
+//! gives such steps (fuse, kvm, tun, the loop devices, ...). Rootless (in rbuild's user
+//! namespace, see `userns`) no node can be made: the host's nodes are bind-mounted instead, and
+//! `/sys` is the host's bound read-only (a fresh sysfs needs a network namespace of our own).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -247,7 +249,12 @@ fn enter(reporter: &mut Reporter, spec: &SandboxSpec, init_pid: i32) -> Result<i
         .iter()
         .map(|(name, _)| open(name))
         .collect::<Result<Vec<_>, _>>()?;
-    for (fd, (_, kind)) in fds.iter().zip(namespaces) {
+    for (fd, (name, kind)) in fds.iter().zip(namespaces) {
+        // One the helper is in already (the host's network) needs no joining — and rootless,
+        // could not be joined: it belongs to the host's user namespace.
+        if same_namespace(fd, name) {
+            continue;
+        }
         move_into_link_name_space(fd.as_fd(), Some(kind)).stage("enter the container")?;
     }
     rustix::process::fchdir(&root).stage("enter the container's root")?;
@@ -287,6 +294,17 @@ fn enter(reporter: &mut Reporter, spec: &SandboxSpec, init_pid: i32) -> Result<i
     }
 }
 
+/// Whether the namespace `fd` (of kind `name`, `ns/net`) is this process's own.
+fn same_namespace(fd: &OwnedFd, name: &str) -> bool {
+    let (Ok(theirs), Ok(ours)) = (
+        rustix::fs::fstat(fd),
+        rustix::fs::stat(format!("/proc/self/{name}").as_str()),
+    ) else {
+        return false;
+    };
+    (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+}
+
 /// Wait for the init process; report if it died without saying how the command ended.
 fn wait_init(reporter: &mut Reporter, pid: i32) -> Result<i32, Failure> {
     let pid = rustix::process::Pid::from_raw(pid).expect("fork returned a positive pid");
@@ -318,6 +336,15 @@ fn mount_rootfs(spec: &SandboxSpec) -> Result<OwnedFd, Failure> {
             links,
             legacy,
         } => {
+            // A hidden switch that makes this mount fail as a kernel without overlay (or
+            // without it in a user namespace) would: it keeps the automatic fallback to the
+            // copy backend tested on hosts where overlay works.
+            if std::env::var_os("RBUILD_REFUSE_OVERLAY").is_some_and(|v| v == "1") {
+                return Err(Failure {
+                    stage: "mount overlay rootfs",
+                    message: "refused (RBUILD_REFUSE_OVERLAY=1)".into(),
+                });
+            }
             match fsops::overlay(lowers, Some((upper, work)), target, links, *legacy)
                 .stage("mount overlay rootfs")?
             {
@@ -364,45 +391,52 @@ fn mount_dev(root: &OwnedFd, scratch: &Path, shm_size: Option<u64>) -> Result<()
     .stage("mount /dev")?;
     fsops::attach(&tmpfs, &target).stage("mount /dev")?;
     let dev = fsops::open_in_root(root, "dev", true).stage("open /dev")?;
-    // The nodes themselves live in a small tmpfs of the helper's (never visible in the step).
-    std::fs::create_dir_all(scratch).stage("scratch")?;
-    let nodes_fs = fsops::new_mount(
-        "tmpfs",
-        &[("mode", "755".into()), ("size", "64k".into())],
-        MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC,
-    )
-    .stage("create /dev nodes")?;
-    fsops::attach(&nodes_fs, fsops::open_dir(scratch).stage("scratch")?)
+    // The nodes themselves live in a small tmpfs of the helper's (never visible in the step);
+    // rootless, where no device node can be made, they are the host's.
+    let nodes = if rbuild_store::userns::rootless() {
+        None
+    } else {
+        std::fs::create_dir_all(scratch).stage("scratch")?;
+        let nodes_fs = fsops::new_mount(
+            "tmpfs",
+            &[("mode", "755".into()), ("size", "64k".into())],
+            MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC,
+        )
         .stage("create /dev nodes")?;
-    let nodes = rustix::fs::open(scratch, OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .stage("create /dev nodes")?;
+        fsops::attach(&nodes_fs, fsops::open_dir(scratch).stage("scratch")?)
+            .stage("create /dev nodes")?;
+        Some(
+            rustix::fs::open(scratch, OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .stage("create /dev nodes")?,
+        )
+    };
     for (name, major, minor) in DEVICES {
-        rustix::fs::mknodat(
-            &nodes,
-            name,
-            FileType::CharacterDevice,
-            Mode::from_raw_mode(0o666),
-            rustix::fs::makedev(major, minor),
-        )
-        .stage("create /dev nodes")?;
-        let node = rustix::fs::openat(
-            &nodes,
-            name,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .stage("create /dev nodes")?;
-        let bind = fsops::clone_tree(&node, false).stage("bind /dev nodes")?;
-        rustix::fs::openat(
-            &dev,
-            name,
-            OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-            Mode::from_raw_mode(0o666),
-        )
-        .stage("bind /dev nodes")?;
-        let at =
-            fsops::open_in_root(root, &format!("dev/{name}"), true).stage("bind /dev nodes")?;
-        fsops::attach(&bind, &at).stage("bind /dev nodes")?;
+        let node = match &nodes {
+            Some(nodes) => {
+                rustix::fs::mknodat(
+                    nodes,
+                    name,
+                    FileType::CharacterDevice,
+                    Mode::from_raw_mode(0o666),
+                    rustix::fs::makedev(major, minor),
+                )
+                .stage("create /dev nodes")?;
+                rustix::fs::openat(
+                    nodes,
+                    name,
+                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .stage("create /dev nodes")?
+            }
+            None => host_node(
+                name,
+                FileType::CharacterDevice,
+                rustix::fs::makedev(major, minor),
+            )
+            .stage("bind the host's /dev nodes")?,
+        };
+        bind_node(root, &dev, name, &node, 0o666).stage("bind /dev nodes")?;
     }
     for dir in ["pts", "shm", "mqueue"] {
         rustix::fs::mkdirat(&dev, dir, Mode::from_raw_mode(0o755)).stage("create /dev dirs")?;
@@ -416,13 +450,14 @@ fn mount_dev(root: &OwnedFd, scratch: &Path, shm_size: Option<u64>) -> Result<()
     ] {
         rustix::fs::symlinkat(target, &dev, link).stage("create /dev links")?;
     }
+    // The tty group (5), unless only one id is mapped (`--userns=single`).
+    let mut pts_options = vec![("ptmxmode", "0666".into()), ("mode", "0620".into())];
+    if !rbuild_store::userns::single_id() {
+        pts_options.push(("gid", "5".into()));
+    }
     let pts = fsops::new_mount(
         "devpts",
-        &[
-            ("ptmxmode", "0666".into()),
-            ("mode", "0620".into()),
-            ("gid", "5".into()),
-        ],
+        &pts_options,
         MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NOEXEC,
     )
     .stage("mount /dev/pts")?;
@@ -490,6 +525,11 @@ fn host_devices(root: &OwnedFd) -> Result<(), Failure> {
                 Err(e) => return Err(e).stage("create host devices"),
             }
         }
+        if rbuild_store::userns::rootless() {
+            let node = host_node(&name, kind, st.st_rdev).stage("bind host devices")?;
+            bind_node(root, &dev, &name, &node, st.st_mode & 0o7777).stage("bind host devices")?;
+            continue;
+        }
         rustix::fs::mknodat(
             &dev,
             name.as_str(),
@@ -500,6 +540,41 @@ fn host_devices(root: &OwnedFd) -> Result<(), Failure> {
         .stage("create host devices")?;
     }
     Ok(())
+}
+
+/// The host's `/dev/NAME`, opened `O_PATH`, checked to be the device `kind` `rdev`.
+fn host_node(name: &str, kind: FileType, rdev: u64) -> std::io::Result<OwnedFd> {
+    let node = rustix::fs::open(
+        format!("/dev/{name}").as_str(),
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&node)?;
+    if FileType::from_raw_mode(st.st_mode) != kind || st.st_rdev != rdev {
+        return Err(std::io::Error::other(format!(
+            "the host's `/dev/{name}` is not the expected device"
+        )));
+    }
+    Ok(node)
+}
+
+/// Bind-mount the device node `node` at `/dev/NAME` of the rootfs (an empty file made first).
+fn bind_node(
+    root: &OwnedFd,
+    dev: &OwnedFd,
+    name: &str,
+    node: &OwnedFd,
+    mode: u32,
+) -> std::io::Result<()> {
+    let bind = fsops::clone_tree(node, false)?;
+    rustix::fs::openat(
+        dev,
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::from_raw_mode(mode),
+    )?;
+    let at = fsops::open_in_root(root, &format!("dev/{name}"), true)?;
+    fsops::attach(&bind, &at)
 }
 
 /// Make every mount of the sandbox `nodev`, then give device access back to the standard

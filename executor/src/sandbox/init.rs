@@ -400,7 +400,10 @@ fn drop_privileges(id: &user::Identity) -> std::io::Result<()> {
         .iter()
         .map(|g| rustix::process::Gid::from_raw(*g))
         .collect();
-    rustix::thread::set_thread_groups(&groups)?;
+    // With one id mapped (`--userns=single`) setgroups is denied, and there are no others.
+    if !rbuild_store::userns::single_id() {
+        rustix::thread::set_thread_groups(&groups)?;
+    }
     let gid = rustix::process::Gid::from_raw(id.gid);
     rustix::thread::set_thread_res_gid(gid, gid, gid)?;
     let uid = rustix::process::Uid::from_raw(id.uid);

@@ -142,6 +142,9 @@ pub struct Launched {
     pub oom_killed: bool,
     /// A fork or clone failed at this cap on the sandbox's tasks.
     pub pids_limit_hit: Option<u64>,
+    /// Something the user should hear (once: the caller keeps track), such as a limit that
+    /// cannot be applied here.
+    pub notes: Vec<String>,
 }
 
 /// Lines of output kept for error reports.
@@ -157,6 +160,7 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
             tail: Vec::new(),
             oom_killed: false,
             pids_limit_hit: None,
+            notes: Vec::new(),
         });
     }
     // Entering a running container (`rbuild exec`): its own cgroups are joined instead.
@@ -168,6 +172,11 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     let cgroup = match super::cgroup::MemoryCgroup::create(opts.memory) {
         _ if enter_pid.is_some() => None,
         Ok(Some(cgroup)) => Some(cgroup),
+        Ok(None) if opts.memory.is_some() && rbuild_store::userns::rootless() => {
+            return Err(ExecError::sandbox(rootless_memory(
+                "no memory controller is mounted",
+            )));
+        }
         Ok(None) if opts.memory.is_some() => {
             return Err(ExecError::sandbox(
                 "a memory limit needs a writable memory cgroup (cgroup v1 `memory` or a \
@@ -176,6 +185,9 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
             ));
         }
         Ok(None) => None,
+        Err(e) if opts.memory.is_some() && rbuild_store::userns::rootless() => {
+            return Err(ExecError::sandbox(rootless_memory(&e.to_string())));
+        }
         Err(e) if opts.memory.is_some() => {
             return Err(ExecError::sandbox(format!(
                 "cannot create a memory cgroup: {e}"
@@ -186,6 +198,7 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
             None
         }
     };
+    let mut notes = Vec::new();
     // A pids cgroup: a fork bomb stops at the cap, not at the host's limit.
     let pids = match opts.pids.value() {
         _ if enter_pid.is_some() => None,
@@ -193,13 +206,15 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
         Some(limit) => match PidsCgroup::create(limit, cgroup.as_ref().and_then(|c| c.v2_dir())) {
             Ok(Some(pids)) => Some(pids),
             Ok(None) | Err(_) if opts.pids == PidsLimit::Default => {
-                static WARNED: std::sync::Once = std::sync::Once::new();
-                WARNED.call_once(|| {
-                    tracing::warn!(
-                        "no writable pids cgroup: RUN steps run without the default limit of \
-                         {limit} processes"
-                    )
-                });
+                notes.push(format!(
+                    "no writable pids cgroup{}: sandboxes run without the default limit of \
+                     {limit} processes",
+                    if rbuild_store::userns::rootless() {
+                        " (rootless, none is delegated)"
+                    } else {
+                        ""
+                    }
+                ));
                 None
             }
             Ok(None) => {
@@ -220,6 +235,10 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     let devices = match spec.security {
         _ if enter_pid.is_some() => None,
         Security::Insecure => None,
+        // Rootless: the kernel lets no device node be created (CAP_MKNOD counts only in the
+        // initial namespace) or opened on a user namespace's mounts, which are all `nodev`;
+        // a device filter could not be attached anyway.
+        Security::Sandbox if rbuild_store::userns::rootless() => None,
         Security::Sandbox => match DeviceCgroup::create(cgroup.as_ref().and_then(|c| c.v2_dir())) {
             Ok(Some(devices)) => Some(devices),
             Ok(None) => {
@@ -312,6 +331,12 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
                 spec.drop_mknod = !devices;
                 Ok(())
             }
+            // Rootless, the container has cgroups of its own only where they were delegated;
+            // the groups it shares with rbuild cannot be written, and need not be.
+            Err(e) if rbuild_store::userns::rootless() => {
+                tracing::debug!(error = %e, "rootless exec: the container's cgroups not joined");
+                Ok(())
+            }
             Err(e) => Err(ExecError::sandbox(format!(
                 "cannot move the command into the container's cgroups: {e}"
             ))),
@@ -352,6 +377,7 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
                 tail: Vec::new(),
                 oom_killed: true,
                 pids_limit_hit: None,
+                notes: Vec::new(),
             })
         }
         other => other,
@@ -362,8 +388,18 @@ pub fn launch(mut opts: Launch<'_>) -> Result<Launched> {
     result.map(|mut launched| {
         launched.oom_killed = cgroup.as_ref().is_some_and(|cg| cg.oom_killed());
         launched.pids_limit_hit = pids.as_ref().filter(|p| p.hit_limit()).map(|p| p.limit());
+        launched.notes = notes;
         launched
     })
+}
+
+/// Why a rootless sandbox cannot have a memory limit.
+fn rootless_memory(why: &str) -> String {
+    format!(
+        "rootless, a memory limit (-m) needs a cgroup delegated to you (the `memory` controller \
+         in a cgroup v2 subtree you own), and none is writable here ({why}); build without -m, \
+         or run rbuild as root"
+    )
 }
 
 fn supervise(
@@ -475,6 +511,7 @@ fn supervise(
         tail: tail.into_iter().collect(),
         oom_killed: false,
         pids_limit_hit: None,
+        notes: Vec::new(),
     })
 }
 

@@ -15,6 +15,14 @@
 //! helper enters a running container (`rbuild exec`) instead of building a sandbox. The
 //! binary's `main` must call [`helper_main`] first thing when its first argument is
 //! [`HELPER_ARG`].
+//!
+//! Rootless (`userns`): a non-root caller's rbuild enters a user namespace of its own first,
+//! and the sandbox is built inside it. What the kernel does differently there is handled where
+//! it matters: overlays get `userxattr` (`fsops`), `/dev` binds the host's standard nodes
+//! instead of creating them and `/sys` is the host's bound read-only (`helper`), no device
+//! cgroup is needed — no device node can be created or opened in a user namespace's mounts,
+//! which are all `nodev` — and memory and pids cgroups are used only where delegated
+//! (`launch`). Seccomp and the capability set apply as they do for root.
 
 mod cgroup;
 mod devices;
@@ -26,6 +34,7 @@ mod pids;
 mod seccomp;
 mod spec;
 mod sys;
+pub mod userns;
 
 pub use cgroup::memory_hierarchy;
 pub use helper::main as helper_main;
@@ -40,9 +49,12 @@ pub use sys::is_root;
 /// The hidden first argument that turns the rbuild binary into the sandbox helper.
 pub const HELPER_ARG: &str = "__rbuild-sandbox";
 
-/// Run the helper if this process was started as one (call first thing in `main`).
+/// Run the helper (or the rootless id mapper, [`userns::IDMAP_ARG`]) if this process was
+/// started as one (call first thing in `main`).
 pub fn maybe_run_helper() {
-    if std::env::args_os().nth(1).is_some_and(|a| a == HELPER_ARG) {
-        helper_main();
+    match std::env::args_os().nth(1) {
+        Some(a) if a == HELPER_ARG => helper_main(),
+        Some(a) if a == userns::IDMAP_ARG => userns::idmap_main(),
+        _ => {}
     }
 }

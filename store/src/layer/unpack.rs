@@ -2,7 +2,8 @@
 //! (`RootDir`). Three modes: `Merged` applies onto an existing rootfs (whiteouts delete,
 //! opaque markers clear lower content, an entry replacing a path removes it first);
 //! `OverlayLower` unpacks one layer alone as an overlayfs lowerdir (whiteouts become 0:0
-//! character devices, opaque markers the `trusted.overlay.opaque=y` xattr); `Plain` extracts
+//! character devices, opaque markers the `trusted.overlay.opaque=y` xattr, `user.overlay.opaque`
+//! when rootless: `crate::userns`); `Plain` extracts
 //! an archive with no whiteout semantics (ADD; optional base directory and owner override).
 //! In `Merged`, `.wh..wh..opq` clears lower children wherever it sits in the layer, and entries
 //! of the same layer are never hidden by it. `tar::Archive::unpack` is never used.
@@ -167,6 +168,7 @@ fn unpack_impl(
         seen: HashMap::new(),
         dir_times: Vec::new(),
         euid_root: rustix::process::geteuid().is_root(),
+        single_id: crate::userns::single_id(),
         below,
         reshaped: false,
     };
@@ -195,6 +197,8 @@ struct Unpacker<'a> {
     seen: HashMap<Vec<u8>, bool>,
     dir_times: Vec<(RelPath, Timestamps)>,
     euid_root: bool,
+    /// Rootless with one id (`--userns=single`): image owners become 0.
+    single_id: bool,
     /// The chain below, for [`unpack_over`].
     below: Option<&'a dyn LowerLayers>,
     /// Set when an entry replaced something or made a symlink (resolutions may change).
@@ -217,6 +221,23 @@ fn is_overlay_xattr(name: &[u8]) -> bool {
 }
 
 impl Unpacker<'_> {
+    /// A chown that failed; rootless, an owner outside the user namespace's mapped ids
+    /// (EINVAL) is said as such.
+    fn chown_failed(&self, path: &RelPath, uid: u32, gid: u32, e: Errno) -> Error {
+        if e == Errno::INVAL && crate::userns::rootless() {
+            return self.fail(
+                path,
+                "chown",
+                format!(
+                    "owner {uid}:{gid} is outside the ids rbuild's user namespace maps (rootless: \
+                     container ids come from the ranges in /etc/subuid and /etc/subgid, or only \
+                     0 with --userns=single)"
+                ),
+            );
+        }
+        self.fail(path, "chown", e)
+    }
+
     fn fail(&self, path: &RelPath, what: &str, e: impl std::fmt::Display) -> Error {
         Error::layer(
             self.name,
@@ -261,7 +282,7 @@ impl Unpacker<'_> {
                             .map_err(|e| self.fail(&d, "create directory", e))?;
                         rustix::fs::fsetxattr(
                             &fd,
-                            "trusted.overlay.opaque",
+                            crate::userns::opaque_xattr(),
                             b"y",
                             XattrFlags::empty(),
                         )
@@ -419,8 +440,13 @@ impl Unpacker<'_> {
             .root
             .dir(d, false)
             .map_err(|e| self.fail(d, "open directory", e))?;
-        rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
-            .map_err(|e| self.fail(d, "mark opaque", e))
+        rustix::fs::fsetxattr(
+            &fd,
+            crate::userns::opaque_xattr(),
+            b"y",
+            XattrFlags::empty(),
+        )
+        .map_err(|e| self.fail(d, "mark opaque", e))
     }
 
     fn full(&self, p: &RelPath) -> RelPath {
@@ -522,6 +548,10 @@ impl Unpacker<'_> {
             .map_err(|_| self.fail(p, "own", format!("uid {} is out of range", entry.uid)))?;
         let gid = u32::try_from(entry.gid)
             .map_err(|_| self.fail(p, "own", format!("gid {} is out of range", entry.gid)))?;
+        if self.single_id {
+            // `--userns=single`: the one id there is owns everything.
+            return Ok((0, 0));
+        }
         Ok((uid, gid))
     }
 
@@ -616,8 +646,13 @@ impl Unpacker<'_> {
                 )
                 .map_err(|e| self.fail(p, "open directory", e))?;
                 if over_whiteout {
-                    rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
-                        .map_err(|e| self.fail(p, "mark opaque", e))?;
+                    rustix::fs::fsetxattr(
+                        &fd,
+                        crate::userns::opaque_xattr(),
+                        b"y",
+                        XattrFlags::empty(),
+                    )
+                    .map_err(|e| self.fail(p, "mark opaque", e))?;
                 }
                 self.set_meta_fd(fd.as_fd(), entry, p, true)?;
                 self.dir_times
@@ -748,7 +783,7 @@ impl Unpacker<'_> {
             Some(rustix::fs::Gid::from_raw(gid)),
         ) && self.euid_root
         {
-            return Err(self.fail(p, "chown", e));
+            return Err(self.chown_failed(p, uid, gid, e));
         }
         rustix::fs::fchmod(fd, Mode::from_raw_mode(entry.mode))
             .map_err(|e| self.fail(p, "chmod", e))?;
@@ -794,7 +829,7 @@ impl Unpacker<'_> {
             AtFlags::SYMLINK_NOFOLLOW,
         ) && self.euid_root
         {
-            return Err(self.fail(p, "chown", e));
+            return Err(self.chown_failed(p, uid, gid, e));
         }
         if !symlink {
             // We just created this node and nothing else writes the tree: it is not a symlink.

@@ -38,8 +38,7 @@ use rbuild_solver::op::Platform;
 use rbuild_solver::plan::ResolvedImage;
 use rbuild_store::manifest::parse_document;
 use rbuild_store::{
-    ContainerConfig, Descriptor, Digest, Document, History, ImageConfig, ImageRecord, Layer,
-    Reference, Store, media,
+    Descriptor, Digest, Document, History, ImageRecord, Layer, Reference, Store, media,
 };
 
 use crate::images::{SourceError, StoreImages, resolved_image};
@@ -211,7 +210,7 @@ pub(crate) fn resolve(
     let shown = format!("context:{name}");
     let made = match context {
         NamedContext::Image(r) if r == "scratch" => store
-            .commit_image(&empty_config(platform), &[])
+            .commit_image(&rbuild_solver::plan::scratch_config(platform), &[])
             .map_err(|e| (e.to_string(), None))
             .map(|record| {
                 images.remember(&record);
@@ -236,20 +235,6 @@ pub(crate) fn resolve(
         .expect("contexts lock")
         .insert(memo, made.clone());
     Some(made)
-}
-
-/// BuildKit's empty image for `platform`: no layers, `WorkingDir /` (the planner adds PATH).
-fn empty_config(platform: &Platform) -> ImageConfig {
-    ImageConfig {
-        architecture: platform.architecture.clone(),
-        os: platform.os.clone(),
-        variant: platform.variant.clone(),
-        config: Some(ContainerConfig {
-            working_dir: Some("/".into()),
-            ..ContainerConfig::default()
-        }),
-        ..ImageConfig::default()
-    }
 }
 
 fn store_err(e: impl std::fmt::Display) -> SourceError {
@@ -318,7 +303,7 @@ fn dir_image(
             diff_id: info.digest,
         });
     }
-    let mut config = empty_config(platform);
+    let mut config = rbuild_solver::plan::scratch_config(platform);
     if !layers.is_empty() {
         // The layer's history entry, as BuildKit's exporter writes one for a layer without.
         config.history.push(History {

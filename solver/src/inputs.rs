@@ -351,19 +351,25 @@ fn prepare_plan(
                         sets.insert("context".to_string(), set);
                         step_inputs.copy = Some(resolved);
                     }
+                    // A failed download or checkout, reported at its source word.
+                    let fetch_error = |url: &str, span: &crate::op::Span| {
+                        let src = dockerfile.clone();
+                        let url = redact(url);
+                        let span = (span.start, span.end - span.start).into();
+                        move |(message, help): (String, Option<String>)| {
+                            Report::new(FetchError {
+                                url,
+                                message,
+                                help,
+                                src,
+                                span,
+                            })
+                        }
+                    };
                     for src in &copy.sources {
                         if let CopySource::Url { url, span } = src {
-                            let fetched = fetch(url, copy.checksum.as_deref()).map_err(
-                                |(message, help)| {
-                                    Report::new(FetchError {
-                                        url: redact(url),
-                                        message,
-                                        help,
-                                        src: dockerfile.clone(),
-                                        span: (span.start, span.end - span.start).into(),
-                                    })
-                                },
-                            )?;
+                            let fetched = fetch(url, copy.checksum.as_deref())
+                                .map_err(fetch_error(url, span))?;
                             sets.insert(
                                 format!("url:{url}"),
                                 FilesInput {
@@ -375,15 +381,7 @@ fn prepare_plan(
                             step_inputs.urls.push(fetched);
                         }
                         if let CopySource::Git { url, git, span } = src {
-                            let fetched = fetch_git(url, git).map_err(|(message, help)| {
-                                Report::new(FetchError {
-                                    url: redact(url),
-                                    message,
-                                    help,
-                                    src: dockerfile.clone(),
-                                    span: (span.start, span.end - span.start).into(),
-                                })
-                            })?;
+                            let fetched = fetch_git(url, git).map_err(fetch_error(url, span))?;
                             sets.insert(
                                 format!("git:{}", redact(url)),
                                 FilesInput {

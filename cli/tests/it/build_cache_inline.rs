@@ -6,8 +6,6 @@
 //! BuildKit's format) is refused with a warning and the build runs; a multi-platform image
 //! carries one cache per platform; other stages' steps are not inline (`min` mode).
 
-use std::path::Path;
-
 use crate::support::real_registry::RealRegistry;
 use crate::support::{TestEnv, load_busybox, text, write_file as write};
 
@@ -21,25 +19,6 @@ fn context(dockerfile: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
         write(dir.path(), name, content);
     }
     dir
-}
-
-/// Run `rbuild build --progress plain ARGS CONTEXT`; returns (success, stderr).
-fn build(env: &TestEnv, ctx: &Path, args: &[&str]) -> (bool, String) {
-    let out = env
-        .rbuild()
-        .args(["build", "--progress", "plain"])
-        .args(args)
-        .arg(ctx)
-        .output()
-        .unwrap();
-    let (_, stderr) = text(&out);
-    (out.status.success(), stderr)
-}
-
-fn build_ok(env: &TestEnv, ctx: &Path, args: &[&str]) -> String {
-    let (ok, stderr) = build(env, ctx, args);
-    assert!(ok, "build failed:\n{stderr}");
-    stderr
 }
 
 fn record(env: &TestEnv, name: &str) -> rbuild_store::ImageRecord {
@@ -87,8 +66,7 @@ fn inline_cache_round_trips_between_empty_stores() {
 
     let a = fresh_env();
     let ctx = context(&dockerfile, &[("a.txt", "alpha\n")]);
-    let stderr = build_ok(
-        &a,
+    let stderr = a.build_plain_ok(
         ctx.path(),
         &["-t", &image, "--push", "--cache-to", "type=inline"],
     );
@@ -116,8 +94,7 @@ fn inline_cache_round_trips_between_empty_stores() {
 
     let b = fresh_env();
     let ctx_b = context(&dockerfile, &[("a.txt", "alpha\n")]);
-    let stderr = build_ok(
-        &b,
+    let stderr = b.build_plain_ok(
         ctx_b.path(),
         &[
             "-t",
@@ -259,8 +236,7 @@ fn hostile_inline_caches_are_refused_with_a_warning() {
     let image = format!("{}/app:good", reg.host());
     let a = fresh_env();
     let ctx = context(&dockerfile, &[("a.txt", "alpha\n")]);
-    build_ok(
-        &a,
+    a.build_plain_ok(
         ctx.path(),
         &["-t", &image, "--push", "--cache-to", "type=inline"],
     );
@@ -311,7 +287,7 @@ fn hostile_inline_caches_are_refused_with_a_warning() {
         ("none", "carries no inline build cache", 0),
     ] {
         let env = fresh_env();
-        let stderr = build_ok(&env, ctx.path(), &["--cache-from", &tag(name)]);
+        let stderr = env.build_plain_ok(ctx.path(), &["--cache-from", &tag(name)]);
         assert!(
             stderr.contains("warning:") && stderr.contains(needle),
             "{name}: {stderr}"
@@ -335,8 +311,7 @@ fn multi_platform_inline_cache_round_trips() {
     let platforms = "linux/amd64,linux/arm64";
     let a = fresh_env();
     let ctx = context(dockerfile, &files);
-    let stderr = build_ok(
-        &a,
+    let stderr = a.build_plain_ok(
         ctx.path(),
         &[
             "--platform",
@@ -356,8 +331,7 @@ fn multi_platform_inline_cache_round_trips() {
         "{stderr}"
     );
     let b = fresh_env();
-    let stderr = build_ok(
-        &b,
+    let stderr = b.build_plain_ok(
         ctx.path(),
         &["--platform", platforms, "--cache-from", &image],
     );
@@ -386,8 +360,7 @@ fn inline_cache_leaves_out_other_stages() {
     let ctx = context(&dockerfile, &[("a.txt", "alpha\n")]);
     let a = fresh_env();
     let epoch = ["--build-arg", "SOURCE_DATE_EPOCH=1700000000"];
-    let stderr = build_ok(
-        &a,
+    let stderr = a.build_plain_ok(
         ctx.path(),
         &[
             &epoch[..],
@@ -409,8 +382,7 @@ fn inline_cache_leaves_out_other_stages() {
     // A later second: without the epoch the tool's file would have another mtime.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let b = fresh_env();
-    let stderr = build_ok(
-        &b,
+    let stderr = b.build_plain_ok(
         ctx.path(),
         &[&epoch[..], &["--cache-from", &image]].concat(),
     );

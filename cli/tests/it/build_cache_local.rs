@@ -20,25 +20,6 @@ fn context(a_txt: &str) -> tempfile::TempDir {
     dir
 }
 
-/// Run `rbuild build --progress plain ARGS CONTEXT`; returns (success, stderr).
-fn build(env: &TestEnv, ctx: &Path, args: &[&str]) -> (bool, String) {
-    let out = env
-        .rbuild()
-        .args(["build", "--progress", "plain"])
-        .args(args)
-        .arg(ctx)
-        .output()
-        .unwrap();
-    let (_, stderr) = text(&out);
-    (out.status.success(), stderr)
-}
-
-fn build_ok(env: &TestEnv, ctx: &Path, args: &[&str]) -> String {
-    let (ok, stderr) = build(env, ctx, args);
-    assert!(ok, "build failed:\n{stderr}");
-    stderr
-}
-
 /// (manifest digest, image ID) of a stored image: equal digests mean equal layers and files.
 fn image(env: &TestEnv, name: &str) -> (String, String) {
     let store = rbuild_store::Store::open(env.root()).unwrap();
@@ -90,8 +71,7 @@ fn local_cache_round_trips_between_store_roots_and_prunes() {
     load_busybox(&a);
     let ctx_a = context("alpha\n");
     // A missing directory is a warning, as an unreachable registry cache.
-    let stderr = build_ok(
-        &a,
+    let stderr = a.build_plain_ok(
         ctx_a.path(),
         &[
             "-t",
@@ -122,18 +102,14 @@ fn local_cache_round_trips_between_store_roots_and_prunes() {
     let b = TestEnv::new();
     load_busybox(&b);
     let ctx_b = context("alpha\n");
-    let stderr = build_ok(
-        &b,
-        ctx_b.path(),
-        &["-t", "app", "--cache-from", &cache_from],
-    );
+    let stderr = b.build_plain_ok(ctx_b.path(), &["-t", "app", "--cache-from", &cache_from]);
     assert_eq!(stderr.matches(" CACHED").count(), 3, "{stderr}");
     assert!(stderr.contains("3 entries (3 new)"), "{stderr}");
     assert_eq!(image(&b, "app"), image(&a, "app"));
 
     // A change exports a new cache: the old COPY a.txt layer is pruned, nothing else left over.
     let ctx_a2 = context("changed\n");
-    let stderr = build_ok(&a, ctx_a2.path(), &["-t", "app", "--cache-to", &cache_to]);
+    let stderr = a.build_plain_ok(ctx_a2.path(), &["-t", "app", "--cache-to", &cache_to]);
     assert!(stderr.contains("3 entries, 3 layers;"), "{stderr}");
     let second = names(&blobs);
     assert_eq!(second, referenced(&cache), "unreferenced blobs pruned");
@@ -142,7 +118,7 @@ fn local_cache_round_trips_between_store_roots_and_prunes() {
     // The old a.txt layer, the old index and the old manifest.
     assert_eq!(gone.len(), 3, "{gone:?}");
     // Exporting the same cache again writes nothing new.
-    let stderr = build_ok(&a, ctx_a2.path(), &["-t", "app", "--cache-to", &cache_to]);
+    let stderr = a.build_plain_ok(ctx_a2.path(), &["-t", "app", "--cache-to", &cache_to]);
     assert!(
         stderr.contains("0 blobs written, 4 already there"),
         "{stderr}"
@@ -158,8 +134,7 @@ fn corrupt_local_cache_is_refused_without_touching_the_store() {
     let a = TestEnv::new();
     load_busybox(&a);
     let ctx = context("alpha\n");
-    build_ok(
-        &a,
+    a.build_plain_ok(
         ctx.path(),
         &["--cache-to", &format!("type=local,dest={cache_s},mode=max")],
     );
@@ -201,7 +176,7 @@ fn corrupt_local_cache_is_refused_without_touching_the_store() {
     assert_eq!(names(&c.root().join("blobs/sha256")), blobs_before);
     assert!(names(&c.root().join("refs/cache")).is_empty());
     // Building with it runs every step (nothing was imported).
-    let stderr = build_ok(&c, ctx.path(), &["--cache-from", &from]);
+    let stderr = c.build_plain_ok(ctx.path(), &["--cache-from", &from]);
     assert_eq!(stderr.matches(" CACHED").count(), 0, "{stderr}");
 }
 
@@ -214,7 +189,7 @@ fn local_cache_export_into_the_store_is_refused() {
     let ctx = context("alpha\n");
     let blobs_before = names(&env.root().join("blobs/sha256"));
     let dest = format!("type=local,dest={}", env.root().display());
-    let (ok, stderr) = build(&env, ctx.path(), &["--cache-to", &dest]);
+    let (ok, stderr) = env.build_plain(ctx.path(), &["--cache-to", &dest]);
     assert!(!ok, "{stderr}");
     assert!(stderr.contains("refusing to write to"), "{stderr}");
     let blobs_after = names(&env.root().join("blobs/sha256"));
@@ -240,7 +215,7 @@ fn unknown_cache_type_names_the_types() {
         ("--cache-from", "type=inline"),
         ("--cache-to", "type=inline,mode=max"),
     ] {
-        let (ok, stderr) = build(&env, ctx.path(), &[flag, value]);
+        let (ok, stderr) = env.build_plain(ctx.path(), &[flag, value]);
         assert!(!ok, "{stderr}");
         assert!(
             stderr.contains("`registry`")
@@ -348,7 +323,7 @@ fn concurrent_local_cache_exports_leave_one_cache_whole() {
     let from = format!("type=local,src={}", cache.display());
     let winner = ctxs
         .iter()
-        .map(|ctx| build_ok(&c, ctx.path(), &["--cache-from", &from]))
+        .map(|ctx| c.build_plain_ok(ctx.path(), &["--cache-from", &from]))
         .find(|stderr| stderr.matches(" CACHED").count() == 2);
     assert!(winner.is_some(), "neither context hits the cache");
 }

@@ -4,7 +4,6 @@
 //! tampered cache index and an unreachable cache registry.
 
 use crate::support::{self, TestEnv, text, write_file as write};
-use std::path::Path;
 
 use crate::support::real_registry::RealRegistry;
 
@@ -16,25 +15,6 @@ fn context(dockerfile: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
         write(dir.path(), name, content);
     }
     dir
-}
-
-/// Run `rbuild build --progress plain ARGS CONTEXT`; returns (success, stdout, stderr).
-fn build(env: &TestEnv, ctx: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = env
-        .rbuild()
-        .args(["build", "--progress", "plain"])
-        .args(args)
-        .arg(ctx)
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&out);
-    (out.status.success(), stdout, stderr)
-}
-
-fn build_ok(env: &TestEnv, ctx: &Path, args: &[&str]) -> String {
-    let (ok, _, stderr) = build(env, ctx, args);
-    assert!(ok, "build failed:\n{stderr}");
-    stderr
 }
 
 /// (manifest digest, image ID, layer count) of a stored image.
@@ -71,7 +51,7 @@ fn from_pulls_through_the_docker_io_mirror_and_rebuilds_offline() {
     mirror_config(&env, &reg);
     let ctx = context("FROM nginx:x\nRUN echo hi > /hi\n", &[]);
     // `--pull=never` stays offline even with the mirror up: the base is not stored.
-    let (ok, _, stderr) = build(&env, ctx.path(), &["--pull=never", "-t", "app"]);
+    let (ok, stderr) = env.build_plain(ctx.path(), &["--pull=never", "-t", "app"]);
     assert!(!ok, "{stderr}");
     assert!(
         stderr.contains("image `nginx:x` is not in the store")
@@ -79,7 +59,7 @@ fn from_pulls_through_the_docker_io_mirror_and_rebuilds_offline() {
             && !stderr.contains("Pulling"),
         "{stderr}"
     );
-    let stderr = build_ok(&env, ctx.path(), &["-t", "app"]);
+    let stderr = env.build_plain_ok(ctx.path(), &["-t", "app"]);
     assert!(
         stderr.contains("Pulling from library/nginx") && stderr.contains("Pull complete"),
         "{stderr}"
@@ -88,11 +68,11 @@ fn from_pulls_through_the_docker_io_mirror_and_rebuilds_offline() {
     assert_eq!(layers, 2);
 
     drop(reg);
-    let stderr = build_ok(&env, ctx.path(), &["-t", "app"]);
+    let stderr = env.build_plain_ok(ctx.path(), &["-t", "app"]);
     assert!(!stderr.contains("Pulling"), "{stderr}");
     assert_eq!(stderr.matches(" CACHED").count(), 1, "{stderr}");
 
-    let (ok, _, stderr) = build(&env, ctx.path(), &["--pull", "-t", "app"]);
+    let (ok, stderr) = env.build_plain(ctx.path(), &["--pull", "-t", "app"]);
     assert!(!ok, "{stderr}");
     assert!(
         stderr.contains("cannot check `nginx:x`") && stderr.contains("FROM nginx:x"),
@@ -111,14 +91,14 @@ fn push_and_pull_follow_a_moved_tag() {
     let base = format!("{}/base:1", reg.host());
     let app = context(&format!("FROM {base}\nCOPY f /f\n"), &[("f", "app\n")]);
     let a = TestEnv::new();
-    let stderr = build_ok(&a, app.path(), &["-t", "app"]);
+    let stderr = a.build_plain_ok(app.path(), &["-t", "app"]);
     assert!(stderr.contains("Pulling from base"), "{stderr}");
     assert_eq!(image(&a, "app").2, 2);
 
     // Another machine rebuilds the base and pushes it under the same tag.
     let b = TestEnv::new();
     let v2 = context(&format!("FROM {base}\nCOPY v2 /v2\n"), &[("v2", "two\n")]);
-    let stderr = build_ok(&b, v2.path(), &["-t", &base, "--push"]);
+    let stderr = b.build_plain_ok(v2.path(), &["-t", &base, "--push"]);
     let pushed = stderr
         .lines()
         .find_map(|l| l.strip_prefix(&format!("pushed {base}: digest: ")))
@@ -134,13 +114,13 @@ fn push_and_pull_follow_a_moved_tag() {
     assert!(stdout.contains(&format!("Digest: {pushed}")), "{stdout}");
     assert_eq!(image(&c, &base).1, image(&b, &base).1);
 
-    let stderr = build_ok(&a, app.path(), &["-t", "app"]);
+    let stderr = a.build_plain_ok(app.path(), &["-t", "app"]);
     assert!(!stderr.contains("Pulling"), "{stderr}");
     assert_eq!(image(&a, "app").2, 2);
-    let stderr = build_ok(&a, app.path(), &["-t", "app", "--pull"]);
+    let stderr = a.build_plain_ok(app.path(), &["-t", "app", "--pull"]);
     assert!(stderr.contains("Pulling from base"), "{stderr}");
     assert_eq!(image(&a, "app").2, 3);
-    let stderr = build_ok(&a, app.path(), &["-t", "app", "--pull"]);
+    let stderr = a.build_plain_ok(app.path(), &["-t", "app", "--pull"]);
     assert!(!stderr.contains("Pulling"), "{stderr}");
     assert_eq!(stderr.matches(" CACHED").count(), 1, "{stderr}");
 
@@ -153,7 +133,7 @@ fn push_and_pull_follow_a_moved_tag() {
         ),
         &[],
     );
-    let (ok, _, stderr) = build(&a, missing.path(), &[]);
+    let (ok, stderr) = a.build_plain(missing.path(), &[]);
     assert!(!ok);
     assert!(
         stderr.contains("cannot pull") && stderr.contains("MANIFEST_UNKNOWN"),
@@ -179,8 +159,7 @@ fn registry_cache_is_shared_between_store_roots() {
 
     let a = TestEnv::new();
     let ctx_a = context(&dockerfile, &[("a.txt", "alpha\n")]);
-    let stderr = build_ok(
-        &a,
+    let stderr = a.build_plain_ok(
         ctx_a.path(),
         &[
             "-t",
@@ -202,17 +181,17 @@ fn registry_cache_is_shared_between_store_roots() {
         "{stderr}"
     );
     // Exporting again uploads nothing new.
-    let stderr = build_ok(&a, ctx_a.path(), &["-t", "app", "--cache-to", &cache_to]);
+    let stderr = a.build_plain_ok(ctx_a.path(), &["-t", "app", "--cache-to", &cache_to]);
     assert!(stderr.contains("0 blobs uploaded"), "{stderr}");
 
     let b = TestEnv::new();
     let ctx_b = context(&dockerfile, &[("a.txt", "alpha\n")]);
-    let stderr = build_ok(&b, ctx_b.path(), &["-t", "app", "--cache-from", &cache_ref]);
+    let stderr = b.build_plain_ok(ctx_b.path(), &["-t", "app", "--cache-from", &cache_ref]);
     assert_eq!(stderr.matches(" CACHED").count(), 3, "{stderr}");
     assert_eq!(stderr.matches("fetched cache layer").count(), 2, "{stderr}");
     assert_eq!(image(&b, "app"), image(&a, "app"));
     // The fetched layers are local now: a rebuild downloads nothing.
-    let stderr = build_ok(&b, ctx_b.path(), &["-t", "app", "--cache-from", &cache_ref]);
+    let stderr = b.build_plain_ok(ctx_b.path(), &["-t", "app", "--cache-from", &cache_ref]);
     assert_eq!(stderr.matches(" CACHED").count(), 3, "{stderr}");
     assert!(!stderr.contains("fetched cache layer"), "{stderr}");
 
@@ -241,7 +220,7 @@ fn registry_cache_is_shared_between_store_roots() {
     let tampered = format!("{}/app:tampered", reg.host());
     tamper_cache(&a, &cache_ref, &tampered);
     let d = TestEnv::new();
-    let stderr = build_ok(&d, ctx_b.path(), &["-t", "app", "--cache-from", &tampered]);
+    let stderr = d.build_plain_ok(ctx_b.path(), &["-t", "app", "--cache-from", &tampered]);
     assert!(
         stderr.contains("ignored 1 entry of the build cache")
             && stderr.contains("does not match its preimage"),
@@ -307,7 +286,7 @@ fn unreachable_cache_registry_is_a_warning() {
     write(env.root(), "registries.toml", "[network]\nretries = 1\n");
     let ctx = context("FROM scratch\nCOPY a.txt /a.txt\n", &[("a.txt", "a\n")]);
     let cache = format!("type=registry,ref=127.0.0.1:{port}/app:cache");
-    let stderr = build_ok(&env, ctx.path(), &["--cache-from", &cache]);
+    let stderr = env.build_plain_ok(ctx.path(), &["--cache-from", &cache]);
     assert!(
         stderr.contains("warning: cannot import build cache") && stderr.contains("cannot reach"),
         "{stderr}"

@@ -39,6 +39,7 @@ use rbuild_store::ImageConfig;
 pub use error::PlanError;
 use expand::Vars;
 use state::StageState;
+pub use state::scratch_config;
 
 use crate::op::{Base, ImageBase, Plan, Platform, Site, Stage, Step, StepId};
 

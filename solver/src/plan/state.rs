@@ -45,17 +45,7 @@ impl StageState {
     /// `FROM scratch`: an empty config for the target platform, PATH and WorkingDir `/` set as
     /// BuildKit's empty image has them.
     pub fn scratch(platform: &Platform) -> StageState {
-        let config = ImageConfig {
-            architecture: platform.architecture.clone(),
-            os: platform.os.clone(),
-            variant: platform.variant.clone(),
-            config: Some(ContainerConfig {
-                working_dir: Some("/".into()),
-                ..ContainerConfig::default()
-            }),
-            ..ImageConfig::default()
-        };
-        StageState::new(config)
+        StageState::new(scratch_config(platform))
     }
 
     /// `FROM image`: its config, without its ONBUILD triggers (they run once, in this stage).
@@ -130,5 +120,20 @@ impl StageState {
 
     pub fn finished_config(&self) -> ImageConfig {
         self.config.clone()
+    }
+}
+
+/// BuildKit's empty image for `platform` (`FROM scratch`, a named context's directory image):
+/// no layers, `WorkingDir /`; the planner adds PATH.
+pub fn scratch_config(platform: &Platform) -> ImageConfig {
+    ImageConfig {
+        architecture: platform.architecture.clone(),
+        os: platform.os.clone(),
+        variant: platform.variant.clone(),
+        config: Some(ContainerConfig {
+            working_dir: Some("/".into()),
+            ..ContainerConfig::default()
+        }),
+        ..ImageConfig::default()
     }
 }

@@ -73,6 +73,26 @@ impl TestEnv {
         cmd.arg("--root").arg(self.root.path());
         cmd
     }
+
+    /// `rbuild build --progress plain ARGS CTX`: (success, stderr — the plain progress).
+    pub fn build_plain(&self, ctx: &Path, args: &[&str]) -> (bool, String) {
+        let out = self
+            .rbuild()
+            .args(["build", "--progress", "plain"])
+            .args(args)
+            .arg(ctx)
+            .output()
+            .unwrap();
+        let (_, stderr) = text(&out);
+        (out.status.success(), stderr)
+    }
+
+    /// [`TestEnv::build_plain`] that must succeed; returns its stderr.
+    pub fn build_plain_ok(&self, ctx: &Path, args: &[&str]) -> String {
+        let (ok, stderr) = self.build_plain(ctx, args);
+        assert!(ok, "build failed:\n{stderr}");
+        stderr
+    }
 }
 
 /// The `rbuild` binary with colours off and no inherited store location.

@@ -2,6 +2,8 @@
 //! executes; layers of imported registry caches count as present) and, for every
 //! file-changing step of the needed stages, whether it hits the cache and why not.
 //! `rbuild explain` and `build --explain`/`--fail-on-cache-miss` render them.
+//! [`Session::remote_bases`] says which base layers are only in a registry and which missed
+//! steps would fetch them.
 
 use rbuild_solver::explain::StepExplanation;
 use rbuild_solver::graph::{self, StepGraph};
@@ -37,6 +39,72 @@ impl Session {
     pub fn plan(&self) -> StepGraph {
         let build = self.first();
         graph::step_graph(&build.planned.plan, &build.order)
+    }
+}
+
+/// A base image of the build with layers that are only in a registry
+/// (`rbuild_store::remote`), and the missed steps that would read them (and so fetch them).
+#[derive(Debug, Clone)]
+pub struct RemoteBase {
+    /// The stage whose base it is, and the reference as written (normalised).
+    pub stage: String,
+    pub reference: String,
+    /// Remote layers of all, their compressed bytes, and where they are.
+    pub remote: usize,
+    pub layers: usize,
+    pub bytes: u64,
+    pub source: String,
+    /// Missed steps that run on the base (RUN, COPY without `--link`, WORKDIR): empty when
+    /// the build would not download the base at all.
+    pub readers: Vec<String>,
+}
+
+impl Session {
+    /// The bases with remote layers, per stage the target needs, and which steps (among
+    /// those `explanations` say would run) read them.
+    pub fn remote_bases(&self, explanations: &[StepExplanation]) -> Vec<RemoteBase> {
+        let mut out = Vec::new();
+        for build in &self.platforms {
+            let plan = &build.planned.plan;
+            for &s in &build.order.order {
+                let stage = &plan.stages[s];
+                let rbuild_solver::op::Base::Image(base) = &stage.base else {
+                    continue;
+                };
+                let Some(record) = self.bases.get(&base.manifest_digest) else {
+                    continue;
+                };
+                let remote = self.store.remote_layers(record);
+                let Some((_, first)) = remote.first() else {
+                    continue;
+                };
+                let label = stage.label();
+                // Once a step runs on the base, every later step runs on it too.
+                let mut reading = false;
+                let mut readers = Vec::new();
+                for step in stage.steps.iter().filter(|s| s.op.changes_files()) {
+                    let missed = explanations
+                        .iter()
+                        .any(|e| e.stage == label && e.line == step.site.line && !e.cached);
+                    if missed && !step.op.is_independent() {
+                        reading = true;
+                    }
+                    if reading && missed {
+                        readers.push(step.display.clone());
+                    }
+                }
+                out.push(RemoteBase {
+                    stage: label,
+                    reference: base.reference.clone(),
+                    remote: remote.len(),
+                    layers: record.layers.len(),
+                    bytes: remote.iter().map(|(l, _)| l.descriptor.size).sum(),
+                    source: first.source.clone(),
+                    readers,
+                });
+            }
+        }
+        out
     }
 }
 

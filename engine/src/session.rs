@@ -195,6 +195,20 @@ pub fn build(
         epoch,
         cancelled: &stop,
     };
+    if options
+        .outputs
+        .iter()
+        .any(|o| o.kind != output::spec::OutputType::Image)
+    {
+        // Files and archives hold the layers: remote base layers are fetched first.
+        let progress = reporter.transfer(crate::report::Transfer::Pull);
+        registry::remote_layers::fetch_target(
+            &session.registry,
+            &session.store,
+            &target,
+            &*progress,
+        )?;
+    }
     let mut written = Vec::new();
     let mut rootfs = RootfsCache::default();
     for spec in &options.outputs {
@@ -377,12 +391,14 @@ impl Pass<'_> {
             solve_cancel,
         )?;
         let note = |text: &str| reporter.line(text);
+        let base_progress = reporter.transfer(crate::report::Transfer::Pull);
         let worker = registry::layers::CacheAwareWorker::new(
             &worker,
             &session.registry,
             &session.store,
             &note,
-        );
+        )
+        .with_bases(&session.bases, &*base_progress);
         let cache = &session.cache;
         let files_diff =
             |_set: &str, old: &str, new: &str| build.inputs.files_diff(cache, old, new);

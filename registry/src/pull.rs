@@ -276,6 +276,22 @@ pub fn pull_image(
     pull_resolved(&repo, top, store, reference, platform, progress)
 }
 
+/// Pull an image's manifest and config only: its layers are recorded in the store as
+/// remote ([`PullTarget::record_remote_layers`], where `reference`'s repository serves them)
+/// and fetched when something reads them. What a build uses for a base whose filesystem no
+/// step reads. An image with an uncompressed layer is pulled whole (a push would compress
+/// that layer, which needs its bytes).
+pub fn pull_image_lazy(
+    client: &Client,
+    store: &dyn PullTarget,
+    reference: &RemoteRef,
+    platform: &Platform,
+    progress: &dyn Progress,
+) -> Result<PulledImage> {
+    let (repo, top) = resolve(client, reference)?;
+    pull_selected(&repo, top, store, reference, platform, progress, true)
+}
+
 /// [`pull_image`] once `reference` resolved to `top` at `repo`.
 fn pull_resolved(
     repo: &Repo<'_>,
@@ -284,6 +300,20 @@ fn pull_resolved(
     reference: &RemoteRef,
     platform: &Platform,
     progress: &dyn Progress,
+) -> Result<PulledImage> {
+    pull_selected(repo, top, store, reference, platform, progress, false)
+}
+
+/// Select the platform's manifest of `top` and store it with its config and (unless
+/// `lazy`) its layers.
+fn pull_selected(
+    repo: &Repo<'_>,
+    top: FetchedManifest,
+    store: &dyn PullTarget,
+    reference: &RemoteRef,
+    platform: &Platform,
+    progress: &dyn Progress,
+    lazy: bool,
 ) -> Result<PulledImage> {
     let display = reference.to_string();
     let (manifest, index) = select_platform(repo, &top, platform, &display)?;
@@ -295,12 +325,30 @@ fn pull_resolved(
     };
     check_image(&display, image)?;
     check_config_size(&display, image)?;
+    let lazy = lazy
+        && image.layers.iter().all(|l| {
+            matches!(
+                rbuild_store::media::layer_compression(&l.media_type),
+                Some(rbuild_store::Compression::Gzip | rbuild_store::Compression::Zstd)
+            )
+        });
     let mut blobs = vec![image.config.clone()];
-    blobs.extend(image.layers.iter().cloned());
+    if !lazy {
+        blobs.extend(image.layers.iter().cloned());
+    }
     let ingests = download_blobs(repo, store, &blobs, progress)?;
     let downloaded = ingests.len();
     for ingest in ingests {
         ingest.commit()?;
+    }
+    if lazy {
+        let absent: Vec<Descriptor> = image
+            .layers
+            .iter()
+            .filter(|l| !store.has_blob(&l.digest))
+            .cloned()
+            .collect();
+        store.record_remote_layers(reference, &absent)?;
     }
     store.record_image(
         &reference.name(),

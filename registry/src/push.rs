@@ -1,6 +1,10 @@
 //! Pushing: compress uncompressed local layers on all cores (remembering the compressed
 //! digests), upload config and layers in parallel (skipping blobs the registry has and
 //! mounting from sibling repositories), then PUT the manifest — always blobs before manifest.
+//! A remote layer (an image built on a base whose layers were never downloaded, see
+//! `rbuild_store::remote`) is mounted from the base's repository when it is on the same
+//! registry, else copied registry to registry: a streaming GET from the source feeds the
+//! upload, verified as it streams, never through the local disk.
 //! Compression is gzip via gzp in parallel blocks, or multithreaded zstd, at pinned levels so
 //! the same layer always gives the same digest; compressed digests are remembered per
 //! (diff_id, compression) by the store side (`store_impl`).
@@ -95,9 +99,20 @@ fn push_layer(
 ) -> Result<(Digest, u64, String)> {
     if !is_uncompressed(&layer.media_type) {
         let digest = layer.digest.clone();
-        let open = || source.open_blob(&digest);
+        let remote = source.remote_blob(&digest);
+        let mut mount_from = opts.mount_from.clone();
+        if let Some(from) = &remote
+            && same_registry(repo, from)
+        {
+            // The base's own repository on this registry: a mount, no bytes moved.
+            mount_from.insert(0, from.repository.clone());
+        }
+        let open = || match &remote {
+            Some(from) => open_remote(repo.client, from, &digest, layer.size),
+            None => source.open_blob(&digest),
+        };
         progress.blob_start(&digest, layer.size);
-        let outcome = repo.push_blob(&digest, layer.size, &open, &opts.mount_from)?;
+        let outcome = repo.push_blob(&digest, layer.size, &open, &mount_from)?;
         progress.blob_done(&digest, tally.count(outcome));
         return Ok((digest, layer.size, layer.media_type.clone()));
     }
@@ -146,6 +161,24 @@ fn push_layer(
         staged.size,
         comp.media_type().to_string(),
     ))
+}
+
+/// Whether `from` is on the registry `repo` pushes to (so a mount can work).
+fn same_registry(repo: &Repo<'_>, from: &RemoteRef) -> bool {
+    repo.client.config().push_endpoint(&from.registry).host == repo.host()
+}
+
+/// A remote layer's bytes, streamed from its registry for a registry-to-registry copy: one
+/// GET feeding the upload, verified while it streams (a blob whose digest is wrong fails the
+/// upload before it completes), never written to the local disk.
+fn open_remote(
+    client: &Client,
+    from: &RemoteRef,
+    digest: &Digest,
+    size: u64,
+) -> Result<Box<dyn std::io::Read + Send>> {
+    let ep = client.config().push_endpoint(&from.registry);
+    Repo::new(client, ep, &from.repository).open_blob(digest, size)
 }
 
 fn short(digest: &str) -> &str {

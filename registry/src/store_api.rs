@@ -4,10 +4,11 @@
 
 use std::io::{Read, Write};
 
-use rbuild_store::Digest;
+use rbuild_store::{Descriptor, Digest};
 
 use crate::error::Result;
 use crate::manifest::FetchedManifest;
+use crate::remote::RemoteRef;
 
 /// A blob being written into the store. `Write` appends; dropping without `commit` discards.
 pub trait Ingest: Write + Send {
@@ -31,6 +32,16 @@ pub trait PullTarget: Sync {
         manifest: &FetchedManifest,
         index: Option<&FetchedManifest>,
     ) -> Result<()>;
+    /// Record that `layers` (blobs not downloaded) can be fetched from `repository`: a pull
+    /// of the manifest and config alone ([`crate::pull::pull_image_lazy`]). Called before
+    /// `record_image`, which then accepts the image without those blobs.
+    fn record_remote_layers(&self, repository: &RemoteRef, layers: &[Descriptor]) -> Result<()> {
+        let _ = (repository, layers);
+        Err(crate::error::RegistryError::io(
+            "recording remote layers",
+            std::io::Error::other("this pull target keeps no remote layers"),
+        ))
+    }
     /// Record a multi-platform image pulled whole (`pull --all-platforms`) once every blob of
     /// every manifest is committed: store the manifests (nested indexes included) and the
     /// index, exactly as served, and name the index (`name:tag`, or the digest pin `name@digest`
@@ -95,6 +106,13 @@ pub trait PushSource: Sync {
     /// A previous compression of this diff_id with this compression (`gzip`/`zstd`):
     /// `(digest, size)` of the compressed blob.
     fn compressed_digest(&self, diff_id: &Digest, compression: &str) -> Option<(Digest, u64)>;
+    /// Where a blob that is not stored here lives (a remote layer of a base image resolved
+    /// without its layers): the repository to mount or copy it from. `None` when it is
+    /// stored (or unknown).
+    fn remote_blob(&self, digest: &Digest) -> Option<RemoteRef> {
+        let _ = digest;
+        None
+    }
     /// Remember a compression result so the next push does not recompress.
     fn remember_compressed(
         &self,

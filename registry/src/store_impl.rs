@@ -101,12 +101,21 @@ impl PullTarget for Store {
             let record = self
                 .image_for_platform(&desc.digest, Some(&desc.media_type), &Platform::host())
                 .map_err(store_err)?;
-            if let Some(digest) = record
-                .blobs()
+            if let Some(digest) = [&record.manifest_digest, &record.config_digest]
                 .into_iter()
                 .find(|d| !Store::has_blob(self, d))
+                .or_else(|| {
+                    record
+                        .layers
+                        .iter()
+                        .map(|l| &l.descriptor)
+                        .find(|d| !self.has_layer_or_remote(d))
+                        .map(|d| &d.digest)
+                })
             {
-                return Err(store_err(rbuild_store::Error::MissingBlob { digest }));
+                return Err(store_err(rbuild_store::Error::MissingBlob {
+                    digest: digest.clone(),
+                }));
             }
             remember_repo_digest(self, &record.manifest_digest, name, &i.digest);
             return Ok(());
@@ -121,6 +130,15 @@ impl PullTarget for Store {
         let resolved = index.map_or(&manifest.digest, |i| &i.digest);
         remember_repo_digest(self, &record.manifest_digest, name, resolved);
         Ok(())
+    }
+
+    fn record_remote_layers(
+        &self,
+        repository: &RemoteRef,
+        layers: &[StoreDescriptor],
+    ) -> Result<()> {
+        let name = Reference::parse_name_only(&repository.name()).map_err(store_err)?;
+        Store::record_remote_layers(self, &name, layers).map_err(store_err)
     }
 
     fn record_index(
@@ -226,6 +244,14 @@ impl PushSource for Store {
     fn open_blob(&self, d: &Digest) -> Result<Box<dyn Read + Send>> {
         let file = Store::open_blob(self, d).map_err(store_err)?;
         Ok(Box::new(std::io::BufReader::with_capacity(1 << 20, file)))
+    }
+
+    fn remote_blob(&self, d: &Digest) -> Option<RemoteRef> {
+        let record = Store::remote_blob(self, d)?;
+        record
+            .repository()
+            .ok()
+            .map(|r| RemoteRef::from_reference(&r))
     }
 
     fn compressed_digest(&self, diff_id: &Digest, compression: &str) -> Option<(Digest, u64)> {
@@ -372,10 +398,16 @@ fn local_index(
                 "declared as a manifest but is an index",
             )));
         };
+        // A remote layer (`rbuild_store::remote`) is pushed from its registry.
         let absent: Vec<&Digest> = std::iter::once(&manifest.config)
-            .chain(&manifest.layers)
+            .filter(|d| !Store::has_blob(store, &d.digest))
+            .chain(
+                manifest
+                    .layers
+                    .iter()
+                    .filter(|d| !store.has_layer_or_remote(d)),
+            )
             .map(|d| &d.digest)
-            .filter(|d| !Store::has_blob(store, d))
             .collect();
         if let Some(blob) = absent.first() {
             missing.push(format!("{} (blob `{blob}`)", label()));
@@ -438,4 +470,66 @@ pub fn mount_candidates(store: &Store, local: &Digest, target: &RemoteRef) -> Ve
 /// A `RemoteRef` from a store reference.
 pub fn remote_ref(reference: &Reference) -> Result<RemoteRef> {
     Ok(RemoteRef::from_reference(reference))
+}
+
+/// Fetch the remote layers among `layers` (`rbuild_store::remote`: listed by an image but
+/// never downloaded) into the store, in parallel, each verified by digest as a pull does;
+/// what every reader of a layer calls first (`run`, `save`, rootfs exports, a build step that
+/// runs on a base). Stored layers and layers without a remote record are left alone (a reader
+/// then fails with the store's own error). Returns how many were fetched.
+pub fn fetch_remote_layers(
+    client: &crate::Client,
+    store: &Store,
+    layers: &[rbuild_store::Layer],
+    progress: &dyn crate::Progress,
+) -> Result<usize> {
+    let mut todo: Vec<(StoreDescriptor, RemoteRef)> = Vec::new();
+    for layer in layers {
+        let d = &layer.descriptor;
+        if todo.iter().any(|(t, _)| t.digest == d.digest) {
+            continue;
+        }
+        if let Some(from) = PushSource::remote_blob(store, &d.digest) {
+            todo.push((d.clone(), from));
+        }
+    }
+    if todo.is_empty() {
+        return Ok(0);
+    }
+    let workers = client
+        .config()
+        .network
+        .parallel
+        .clamp(1, 16)
+        .min(todo.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let fetched = std::sync::atomic::AtomicUsize::new(0);
+    let first_error: std::sync::Mutex<Option<RegistryError>> = std::sync::Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    if first_error.lock().expect("lock").is_some() {
+                        return;
+                    }
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((d, from)) = todo.get(i) else { return };
+                    match crate::pull::fetch_blob(client, store, from, d, progress) {
+                        Ok(true) => {
+                            fetched.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            first_error.lock().expect("lock").get_or_insert(e);
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("lock") {
+        return Err(e);
+    }
+    Ok(fetched.into_inner())
 }

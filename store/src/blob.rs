@@ -290,9 +290,7 @@ impl Store {
             Ok(_) => Err(Error::corrupt(format!(
                 "blob {digest} is not a regular file"
             ))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::MissingBlob {
-                digest: digest.clone(),
-            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(self.missing(digest)),
             Err(e) => Err(e).ctx("stat", self.blob_path(digest)),
         }
     }
@@ -305,9 +303,7 @@ impl Store {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => Error::MissingBlob {
-                    digest: digest.clone(),
-                },
+                io::ErrorKind::NotFound => self.missing(digest),
                 _ => Error::io("open blob", &path, e),
             })
     }

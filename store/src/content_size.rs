@@ -12,7 +12,8 @@
 //! (its blob digest is its diff_id) needs no entry: its size is the blob's. Any other layer is
 //! decompressed once, the first time its size is asked for, and hashed while counted: a size
 //! is recorded only when the stream's digest is the diff_id, so a damaged blob is an error, not
-//! a wrong size. The file is a cache: a missing or damaged one is rebuilt, and a failed write
+//! a wrong size. A remote layer (`remote.rs`) is not counted until it is fetched: sizes
+//! say what the store holds. The file is a cache: a missing or damaged one is rebuilt, and a failed write
 //! (a read-only store) only means the work is done again next time.
 
 use std::collections::BTreeMap;
@@ -42,6 +43,14 @@ impl Store {
         let mut learned = false;
         for layer in layers {
             if sizes.contains_key(&layer.diff_id) {
+                continue;
+            }
+            if !self.has_blob(&layer.descriptor.digest)
+                && self.remote_blob(&layer.descriptor.digest).is_some()
+                && !cached.contains_key(&layer.diff_id)
+            {
+                // A remote layer (`remote.rs`) holds nothing here; its content size is
+                // learned when it is fetched.
                 continue;
             }
             let size = if layer.descriptor.digest == layer.diff_id {

@@ -26,6 +26,7 @@ impl Error {
             | Error::Corrupt { .. }
             | Error::NewerFormat { .. }
             | Error::MissingBlob { .. }
+            | Error::RemoteBlob { .. }
             | Error::Usage { .. } => Store,
             Error::InvalidDigest { .. }
             | Error::InvalidPlatform { .. }
@@ -189,6 +190,17 @@ pub enum Error {
     )]
     MissingBlob { digest: Digest },
 
+    /// A layer of a stored image that was never downloaded: it is in a registry (see
+    /// `remote.rs`) and the reader did not fetch it first.
+    #[error("layer {digest} is not stored here: it is in `{source_repo}`")]
+    #[diagnostic(
+        code(rbuild::store::remote_layer),
+        help(
+            "fetch it with `rbuild pull` of the image, or use a command that fetches remote layers (`run`, `save`, `build -o`)"
+        )
+    )]
+    RemoteBlob { digest: Digest, source_repo: String },
+
     /// Bad arguments to a library call (a programming or usage error caught at runtime).
     #[error("{message}")]
     #[diagnostic(code(rbuild::store::usage), help("{help}"))]
@@ -254,7 +266,7 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(
             self,
-            Error::ImageNotFound { .. } | Error::MissingBlob { .. }
+            Error::ImageNotFound { .. } | Error::MissingBlob { .. } | Error::RemoteBlob { .. }
         )
     }
 }

@@ -1,5 +1,6 @@
 //! `store fsck`: verify the store's consistency — layout files, index.json, every image's
-//! manifest, config and layers present with the recorded sizes (and, with `full`, every blob
+//! manifest, config and layers present with the recorded sizes (a layer that is missing but
+//! recorded as remote with the same size is counted, not a problem; and, with `full`, every blob
 //! re-hashed against its name), refs readable; report leftovers of crashed processes. With
 //! `repair`, corrupt blobs move to `quarantine/` and leftovers are removed.
 
@@ -36,6 +37,8 @@ pub struct FsckReport {
     pub repaired: Vec<String>,
     pub images_checked: usize,
     pub blobs_checked: usize,
+    /// Layers referenced but only in a registry (`remote.rs`): counted, not a problem.
+    pub remote_layers: usize,
 }
 
 impl FsckReport {
@@ -239,6 +242,11 @@ impl Store {
                     }
                 }
                 for l in &m.layers {
+                    // A remote layer (never downloaded, `remote.rs`) is not corruption.
+                    if !self.has_blob(&l.digest) && self.has_layer_or_remote(l) {
+                        r.remote_layers += 1;
+                        continue;
+                    }
                     self.check_size(&l.digest, l.size, "layer", r);
                 }
             }

@@ -214,6 +214,8 @@ impl Store {
         if !report.blobs.is_empty() {
             fsutil::fsync_dir(&blobs)?;
         }
+        // Remote layer records of images that are gone (or of layers since fetched).
+        self.prune_remote_blobs(&live.blobs)?;
 
         // `snapshots/<hex>` (keyed by one layer's diff_id) are from earlier versions: they are
         // not valid views of any chain, so they always go; `snapshots/v2/<hex>` are by chain.

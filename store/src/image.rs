@@ -267,6 +267,10 @@ impl Store {
                     "layers are application/vnd.oci.image.layer.v1.tar[+gzip|+zstd]",
                 ));
             }
+            if !self.has_blob(&l.descriptor.digest) && self.has_layer_or_remote(&l.descriptor) {
+                // A remote layer (of a base resolved without its layers): nothing to hold.
+                continue;
+            }
             let size = self.blob_size(&l.descriptor.digest)?;
             if size != l.descriptor.size {
                 return Err(Error::usage(
@@ -415,10 +419,20 @@ impl Store {
         self.list_with_names(items, targets)
     }
 
+    /// Manifest and config must be stored; each layer stored or remote (`remote.rs`).
     fn check_image_blobs(&self, record: &ImageRecord) -> Result<()> {
-        for digest in record.blobs() {
-            if !self.has_blob(&digest) {
-                return Err(Error::MissingBlob { digest });
+        for digest in [&record.manifest_digest, &record.config_digest] {
+            if !self.has_blob(digest) {
+                return Err(Error::MissingBlob {
+                    digest: digest.clone(),
+                });
+            }
+        }
+        for l in &record.layers {
+            if !self.has_layer_or_remote(&l.descriptor) {
+                return Err(Error::MissingBlob {
+                    digest: l.descriptor.digest.clone(),
+                });
             }
         }
         Ok(())

@@ -10,6 +10,7 @@
 //! | `refs/<kind>/<name>` | other crates | GC roots (`refs`) |
 //! | `repo-digests.json` | store | registry names of images (`repo_digests`) |
 //! | `content-sizes.json` | store | uncompressed layer sizes by diff_id (`content_size`) |
+//! | `remote-layers.json` | store | where layers never downloaded can be fetched (`remote`) |
 //! | `leases/<pid>-<start>-<n>.lease` | store | what a live process wrote or uses |
 //! | `snapshots/v2/<chain id hex>` | executor | each layer as an overlay lowerdir on its chain |
 //! | `cache/_index-v1`, `cache/context/<key>` | solver, cli | cache index, context stat caches |
@@ -69,6 +70,7 @@ pub const OWNED_ENTRIES: &[&str] = &[
     "refs",
     "repo-digests.json",
     "content-sizes.json",
+    "remote-layers.json",
     "leases",
     "snapshots",
     "cache",

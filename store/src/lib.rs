@@ -44,6 +44,10 @@
 //!   [`layer::flatten_image_spooled`] keeps file contents in a [`layer::Spool`] for rootfs
 //!   exports); [`layer::diff_trees`] (path-by-path differences of two trees);
 //!   [`layer::RootDir`] (in-root resolution for other rootfs operations).
+//! - Remote layers ([`remote`]): layers an image lists but the store never downloaded (a
+//!   build's base resolved by manifest and config), with where to fetch them:
+//!   [`Store::record_remote_layers`], [`Store::remote_blob`], [`Store::remote_layers`],
+//!   [`Store::has_layer_or_remote`]; reading one is [`Error::RemoteBlob`].
 //! - GC roots: [`Store::set_ref`]`(kind, name, &[Digest])`, [`Store::remove_ref`],
 //!   [`Store::get_ref`], [`Store::list_refs`], [`Store::touch_ref`] (kinds
 //!   [`refs::KIND_CACHE`], [`refs::KIND_CONTAINER`]); [`Store::hold_blob`],
@@ -79,7 +83,8 @@
 //! the diff_id-keyed `snapshots/<hex>` directories of earlier versions (never valid views).
 //! `cache/` is the solver's own (its index at [`layout::Layout::cache_index`], stat caches at
 //! [`layout::Layout::context_stat_cache`]) and never touched; `refs/cache/<key>` refs keep the
-//! blobs of its entries. GC runs under the exclusive `LOCK`; every
+//! blobs of its entries. Remote layer records of blobs no live image references are dropped.
+//! GC runs under the exclusive `LOCK`; every
 //! step that makes content reachable holds it shared.
 
 pub mod archive;
@@ -106,6 +111,7 @@ pub mod media;
 pub mod platform;
 pub mod reference;
 pub mod refs;
+pub mod remote;
 pub mod repo_digests;
 pub mod size;
 pub mod store;

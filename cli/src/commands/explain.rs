@@ -35,6 +35,24 @@ pub fn run(global: &GlobalArgs, args: ExplainArgs) -> miette::Result<u8> {
         &explanations,
         args.format == ExplainFormat::Json,
     );
+    if args.format == ExplainFormat::Pretty {
+        for base in session.remote_bases(&explanations) {
+            println!(
+                "[{}] base {}: {} of {} layers remote ({}) in {}",
+                base.stage,
+                base.reference,
+                base.remote,
+                base.layers,
+                rbuild_store::size::human(base.bytes),
+                base.source
+            );
+            if base.readers.is_empty() {
+                println!("  no step reads the base: it is not downloaded");
+            } else {
+                println!("  fetched before `{}` (it reads the base)", base.readers[0]);
+            }
+        }
+    }
     Ok(if args.build.fail_on_cache_miss && missed > 0 {
         crate::exit::CACHE_MISS
     } else {

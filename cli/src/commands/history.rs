@@ -2,7 +2,9 @@
 //! (IMAGE CREATED CREATED BY SIZE COMMENT, `<missing>` below the top row), with
 //! `--no-trunc`, `-q`, `-H=false` and `--format json|TEMPLATE`. A multi-platform image shows
 //! the host platform's image, or `--platform P`'s. SIZE is each layer's content uncompressed,
-//! as docker shows it (`rbuild_store::content_size`), whether its blob is compressed or not.
+//! as docker shows it (`rbuild_store::content_size`), whether its blob is compressed or not;
+//! a remote layer (of a base never downloaded, `rbuild_store::remote`) shows `remote` as its
+//! size and, in JSON, the repository it is in as `Remote`.
 
 use clap::{ArgAction, Args};
 use serde_json::{Value, json};
@@ -53,6 +55,8 @@ struct Row {
     comment: String,
     step: String,
     key: String,
+    /// The repository a remote layer is in (empty when stored).
+    remote: String,
 }
 
 pub fn run(global: &GlobalArgs, args: HistoryArgs) -> miette::Result<u8> {
@@ -61,6 +65,12 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> miette::Result<u8> {
     let img = pick_image(&store.resolve_target(&args.image)?, platform.as_ref())?;
     let sizes = store.content_sizes(&img.layers)?;
     let content = |l: &rbuild_store::Layer| sizes.get(&l.diff_id).copied().unwrap_or(0);
+    let remote = |l: &rbuild_store::Layer| {
+        store
+            .remote_blob(&l.descriptor.digest)
+            .map(|r| r.source)
+            .unwrap_or_default()
+    };
     let mut rows = Vec::new();
     let mut layers = img.layers.iter();
     if img.config.history.is_empty() {
@@ -74,15 +84,13 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> miette::Result<u8> {
                 comment: String::new(),
                 step: String::new(),
                 key: String::new(),
+                remote: remote(l),
             });
         }
     }
     for h in &img.config.history {
-        let size = if h.empty_layer {
-            0
-        } else {
-            layers.next().map(content).unwrap_or(0)
-        };
+        let layer = if h.empty_layer { None } else { layers.next() };
+        let size = layer.map(content).unwrap_or(0);
         rows.push(Row {
             id: String::new(),
             created: h.created.as_deref().and_then(|c| c.parse().ok()),
@@ -92,6 +100,7 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> miette::Result<u8> {
             comment: h.comment.clone().unwrap_or_default(),
             step: extra_str(h, rbuild_solver::image::HISTORY_STEP),
             key: extra_str(h, rbuild_solver::image::HISTORY_CACHE_KEY),
+            remote: layer.map(remote).unwrap_or_default(),
         });
     }
     rows.reverse();
@@ -114,7 +123,9 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> miette::Result<u8> {
         }
     };
     let size = |r: &Row| {
-        if args.human {
+        if !r.remote.is_empty() && args.human {
+            "remote".to_string()
+        } else if args.human {
             human_size(r.size)
         } else {
             r.size.to_string()
@@ -141,6 +152,7 @@ pub fn run(global: &GlobalArgs, args: HistoryArgs) -> miette::Result<u8> {
                 "Size": size(r),
                 "Step": r.step,
                 "CacheKey": r.key,
+                "Remote": r.remote,
             });
             if format == "json" {
                 out.push_str(&serde_json::to_string(&v).unwrap_or_default());

@@ -219,6 +219,12 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> miette::Result<u8> {
         let _ = store.remove_ref(KIND_CONTAINER, id);
     })?;
 
+    // Layers of an image built on a base that was never downloaded come now.
+    rbuild_engine::registry::remote_layers::ensure_local(
+        &store,
+        &rbuild_store::Target::Image(image.clone()),
+        &super::pull::TransferProgress::new(false, false),
+    )?;
     let lowers = exec.snapshots().ensure_chain(&store, &image.layers)?;
     let cfg = image.config.config.clone().unwrap_or_default();
     let defaults = ImageDefaults {

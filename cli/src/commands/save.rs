@@ -79,6 +79,11 @@ pub fn run(global: &GlobalArgs, args: SaveArgs) -> miette::Result<u8> {
             names: chosen,
         });
     }
+    // An archive holds every layer: those of a base that was never downloaded come now.
+    let progress = super::pull::TransferProgress::new(false, false);
+    for item in &items {
+        rbuild_engine::registry::remote_layers::ensure_local(&store, &item.target, &progress)?;
+    }
     match &args.output {
         Some(path) => {
             // Like `docker save` and `cp`, no fsync: the rename only makes a complete file

@@ -43,6 +43,7 @@ mod parser_conformance;
 mod parser_fixtures;
 mod parser_lint;
 mod registry_build;
+mod registry_lazybase;
 mod registry_login;
 mod registry_multiplatform;
 mod registry_pull_push;

@@ -315,6 +315,11 @@ pub struct CacheAwareWorker<'a> {
     session: &'a Registry,
     store: &'a Store,
     note: &'a (dyn Fn(&str) + Sync),
+    /// Layers of the build's base images by diff_id: those a step reads are fetched first
+    /// when they are remote (`remote_layers`).
+    bases: BTreeMap<Digest, rbuild_store::Layer>,
+    /// Where base-layer downloads report.
+    progress: Option<&'a dyn rbuild_registry::Progress>,
 }
 
 impl<'a> CacheAwareWorker<'a> {
@@ -329,7 +334,21 @@ impl<'a> CacheAwareWorker<'a> {
             session,
             store,
             note,
+            bases: BTreeMap::new(),
+            progress: None,
         }
+    }
+
+    /// Fetch the remote layers of `bases` that a step is about to read, reporting to
+    /// `progress`.
+    pub fn with_bases(
+        mut self,
+        bases: &BTreeMap<Digest, rbuild_store::ImageRecord>,
+        progress: &'a dyn rbuild_registry::Progress,
+    ) -> CacheAwareWorker<'a> {
+        self.bases = super::remote_layers::base_layers(bases);
+        self.progress = Some(progress);
+        self
     }
 }
 
@@ -343,6 +362,17 @@ impl Worker for CacheAwareWorker<'_> {
             .wrap_err_with(|| {
                 format!("cannot prepare the layers `{}` runs on", req.step.display)
             })?;
+        if let Some(progress) = self.progress {
+            // A base resolved without its layers: the step reads them, so they come now.
+            let base: Vec<rbuild_store::Layer> = needed
+                .iter()
+                .filter_map(|d| self.bases.get(d).cloned())
+                .collect();
+            super::remote_layers::fetch_layers(self.session, self.store, &base, progress)
+                .wrap_err_with(|| {
+                    format!("cannot prepare the layers `{}` runs on", req.step.display)
+                })?;
+        }
         self.inner.execute(req)
     }
 

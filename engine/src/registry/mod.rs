@@ -1,11 +1,13 @@
 //! The registry side of a build: a lazily connected client shared by the build, automatic
-//! pulls of base images, the registry build cache (import, layer fetch, export) and pushes.
+//! pulls of base images (manifest and config; their layers when something reads them,
+//! `remote_layers`), the registry build cache (import, layer fetch, export) and pushes.
 
 pub mod cache;
 pub mod inline;
 pub mod layers;
 pub mod pull;
 pub mod push;
+pub mod remote_layers;
 pub mod spec;
 
 use std::sync::OnceLock;

@@ -1,10 +1,13 @@
 //! Automatic pulls while planning: `FROM`, `COPY --from=IMAGE` and `RUN --mount from=IMAGE`
 //! name an image the store lacks (or `--pull` finds that its tag moved), so it is pulled for
 //! the build's platform with `rbuild pull`'s progress (through the reporter), and failures become errors under the
-//! reference in the Dockerfile, with the registry's own words.
+//! reference in the Dockerfile, with the registry's own words. Only the manifest and config
+//! are pulled (`pull_image_lazy`): the layers stay remote until a step reads them
+//! (`remote_layers`), so a build that never reads its base never downloads it.
 
+use rbuild_registry::RegistryError;
+use rbuild_registry::pull::pull_image_lazy;
 use rbuild_registry::store_impl::remote_ref;
-use rbuild_registry::{RegistryError, pull_image};
 use rbuild_solver::op::Platform;
 use rbuild_store::{Digest, ImageRecord, Reference, Store};
 
@@ -55,15 +58,15 @@ impl ImagePuller for Puller<'_> {
             remote.reference(),
             remote.repository
         ));
-        let pulled = pull_image(client, self.store, &remote, &spec, &*progress)
+        let pulled = pull_image_lazy(client, self.store, &remote, &spec, &*progress)
             .map_err(|e| failure("pull", reference, &e))?;
         progress.note(&format!("Digest: {}", pulled.digest));
         progress.note(&format!(
-            "Status: {} for {}",
+            "Status: {} for {} (layers are fetched when a step reads them)",
             if pulled.downloaded == 0 {
                 "Image is up to date"
             } else {
-                "Downloaded newer image"
+                "Resolved manifest and config"
             },
             reference.familiar()
         ));

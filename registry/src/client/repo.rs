@@ -346,6 +346,41 @@ impl<'c> Repo<'c> {
         })
     }
 
+    /// Open a blob for streaming (a registry-to-registry copy, never through the disk): one
+    /// GET whose body is read through [`VerifyingReader`], which checks size and digest as it
+    /// goes and fails the read that would complete a blob whose digest is wrong, so a
+    /// consumer never sees the whole of a bad blob.
+    pub fn open_blob(&self, digest: &Digest, size: u64) -> Result<Box<dyn Read + Send>> {
+        let what = format!("copy blob `{digest}` from `{}`", self.name);
+        let req = Req {
+            method: Method::GET,
+            url: self.url(&format!("blobs/{digest}")),
+            headers: Vec::new(),
+            body: None,
+            what: &what,
+        };
+        let resp = self.client.execute(&self.ep, &self.pull_scope(), &req)?;
+        if resp.status() != StatusCode::OK {
+            return Err(status_error(&self.ep, &what, resp));
+        }
+        if let Some(h) = header(&resp, "docker-content-digest").filter(|h| h.starts_with("sha256:"))
+            && *digest != h
+        {
+            return Err(RegistryError::DigestMismatch {
+                registry: self.ep.host.clone(),
+                expected: digest.to_string(),
+                actual: h,
+            });
+        }
+        Ok(Box::new(VerifyingReader {
+            inner: Box::new(resp.into_body().into_reader()),
+            hasher: Hasher::new(),
+            digest: digest.clone(),
+            size,
+            registry: self.ep.host.clone(),
+        }))
+    }
+
     /// Upload a blob unless the registry has it: HEAD, then a cross-repository mount from
     /// each of `mount_from` (201 = mounted, 202 = continue with the opened session), then a
     /// monolithic PUT (or chunked PATCHes when `chunk_size` is set or the registry refuses a
@@ -664,6 +699,69 @@ fn describe_io(e: &std::io::Error) -> String {
     {
         Some(u) => describe_ureq(u),
         None => e.to_string(),
+    }
+}
+
+/// A blob body checked while it streams: never more than `size` bytes, and the read that
+/// brings the count to `size` returns its bytes only if the whole blob hashes to `digest`
+/// (else an error, so an upload fed from it fails before it completes). A body that ends
+/// early is an error too.
+pub struct VerifyingReader {
+    inner: Box<dyn Read + Send>,
+    hasher: Hasher,
+    digest: Digest,
+    size: u64,
+    registry: String,
+}
+
+impl VerifyingReader {
+    fn fail(&self, err: RegistryError) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string())
+    }
+}
+
+impl Read for VerifyingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.size - self.hasher.len();
+        if left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        // Ask for one byte more than is left, to notice a body longer than the blob.
+        let want = buf
+            .len()
+            .min(usize::try_from(left + 1).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(self.fail(RegistryError::SizeMismatch {
+                registry: self.registry.clone(),
+                digest: self.digest.to_string(),
+                expected: self.size,
+                actual: self.hasher.len(),
+            }));
+        }
+        if n as u64 > left {
+            return Err(self.fail(RegistryError::SizeMismatch {
+                registry: self.registry.clone(),
+                digest: self.digest.to_string(),
+                expected: self.size,
+                actual: self.hasher.len() + n as u64,
+            }));
+        }
+        self.hasher.update(&buf[..n]);
+        if self.hasher.len() == self.size {
+            // The last bytes: verify before handing them over. Afterwards the hasher is
+            // fresh and `size` 0, so later reads return end of file.
+            let actual = std::mem::replace(&mut self.hasher, Hasher::new()).finish();
+            self.size = 0;
+            if actual != self.digest {
+                return Err(self.fail(RegistryError::DigestMismatch {
+                    registry: self.registry.clone(),
+                    expected: self.digest.to_string(),
+                    actual: actual.to_string(),
+                }));
+            }
+        }
+        Ok(n)
     }
 }
 

@@ -272,6 +272,11 @@ fn lazybase_copies_between_registries_and_refuses_a_bad_blob() {
     let (ok, log) = build(&env, ctx.path(), &["-t", &bad, "--push"]);
     assert!(!ok, "{log}");
     assert!(log.contains(&layers[0]) && log.contains("digest"), "{log}");
+    // The source's fault, said as such: not a network failure, not retried.
+    assert!(
+        !log.contains("cannot reach") && !log.contains("attempts"),
+        "{log}"
+    );
     assert_eq!(remote_digest(&bad), None, "a tag was pushed:\n{log}");
     assert!(!blob_path(&env, &layers[0]).exists());
 }

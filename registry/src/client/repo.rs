@@ -715,8 +715,10 @@ pub struct VerifyingReader {
 }
 
 impl VerifyingReader {
+    /// The error a read fails with: it carries `err` itself, so the transport reports the
+    /// blob's fault as such (never as a network failure to retry; `transport::body_failure`).
     fn fail(&self, err: RegistryError) -> std::io::Error {
-        std::io::Error::new(std::io::ErrorKind::InvalidData, err.to_string())
+        std::io::Error::new(std::io::ErrorKind::InvalidData, err)
     }
 }
 

@@ -581,9 +581,10 @@ impl Client {
                     help: "this is a bug in rbuild".into(),
                 })
             })?;
-            let resp = match self.agent.run(request) {
+            let resp = match self.agent.run(request).map_err(body_failure) {
                 Ok(r) => r,
-                Err(e) => {
+                Err(Ok(failure)) => return Err(SendError::Fatal(failure)),
+                Err(Err(e)) => {
                     let mut reason = describe_ureq(&e);
                     let fatal = match failure_kind(&e) {
                         FailureKind::Tls => {
@@ -668,6 +669,27 @@ impl Client {
         } else {
             Err(status_error(ep, &what, resp))
         }
+    }
+}
+
+/// A request body that refused to be read because its bytes are wrong (a streamed blob whose
+/// size or digest is not what it claims: `repo::VerifyingReader`) fails the request with that
+/// error: the source is at fault, so it is neither a network problem nor worth a retry.
+fn body_failure(e: ureq::Error) -> std::result::Result<RegistryError, ureq::Error> {
+    match e {
+        ureq::Error::Io(io) if io.get_ref().is_some_and(|i| i.is::<RegistryError>()) => {
+            match io
+                .into_inner()
+                .map(|inner| inner.downcast::<RegistryError>())
+            {
+                Some(Ok(failure)) => Ok(*failure),
+                Some(Err(inner)) => Err(ureq::Error::Io(std::io::Error::other(inner))),
+                None => Err(ureq::Error::Io(std::io::Error::other(
+                    "request body failed",
+                ))),
+            }
+        }
+        other => Err(other),
     }
 }
 

@@ -3,7 +3,8 @@
 //! mounting from sibling repositories), then PUT the manifest — always blobs before manifest.
 //! A remote layer (an image built on a base whose layers were never downloaded, see
 //! `rbuild_store::remote`) is mounted from the base's repository when it is on the same
-//! registry, else copied registry to registry: a streaming GET from the source feeds the
+//! registry (the mount asked first, without a HEAD: one request per base layer), else copied
+//! registry to registry: a streaming GET from the source feeds the
 //! upload, verified as it streams, never through the local disk.
 //! Compression is gzip via gzp in parallel blocks, or multithreaded zstd, at pinned levels so
 //! the same layer always gives the same digest; compressed digests are remembered per
@@ -100,19 +101,23 @@ fn push_layer(
     if !is_uncompressed(&layer.media_type) {
         let digest = layer.digest.clone();
         let remote = source.remote_blob(&digest);
-        let mut mount_from = opts.mount_from.clone();
-        if let Some(from) = &remote
-            && same_registry(repo, from)
-        {
-            // The base's own repository on this registry: a mount, no bytes moved.
-            mount_from.insert(0, from.repository.clone());
-        }
         let open = || match &remote {
             Some(from) => open_remote(repo.client, from, &digest, layer.size),
             None => source.open_blob(&digest),
         };
         progress.blob_start(&digest, layer.size);
-        let outcome = repo.push_blob(&digest, layer.size, &open, &mount_from)?;
+        let outcome = match &remote {
+            // The base's own repository on this registry: mounted straight away, one request
+            // and no bytes moved (the registry answers 201 whether it mounted the blob or
+            // already had it here, so no HEAD first); refused, the usual push below.
+            Some(from)
+                if same_registry(repo, from)
+                    && repo.mount_only(&digest, std::slice::from_ref(&from.repository))? =>
+            {
+                BlobPush::Mounted
+            }
+            _ => repo.push_blob(&digest, layer.size, &open, &opts.mount_from)?,
+        };
         progress.blob_done(&digest, tally.count(outcome));
         return Ok((digest, layer.size, layer.media_type.clone()));
     }

@@ -851,3 +851,141 @@ fn all_platforms_of_a_single_image_pulls_it() {
         .count();
     assert_eq!(manifest_gets, 1);
 }
+
+/// The push side of an image built on a base whose layer was never downloaded: the layer is
+/// remote in `t/base` on the registry pushed to, the config is local.
+struct LazyBuilt {
+    config: Vec<u8>,
+    layer: String,
+    base: RemoteRef,
+}
+
+impl rbuild_registry::PushSource for LazyBuilt {
+    fn open_blob(
+        &self,
+        digest: &rbuild_registry::Digest,
+    ) -> Result<Box<dyn std::io::Read + Send>, RegistryError> {
+        assert_eq!(
+            digest.as_str(),
+            sha256_digest(&self.config),
+            "only the config is local"
+        );
+        Ok(Box::new(std::io::Cursor::new(self.config.clone())))
+    }
+    fn compressed_digest(
+        &self,
+        _: &rbuild_registry::Digest,
+        _: &str,
+    ) -> Option<(rbuild_registry::Digest, u64)> {
+        None
+    }
+    fn remote_blob(&self, digest: &rbuild_registry::Digest) -> Option<RemoteRef> {
+        (digest.as_str() == self.layer).then(|| self.base.clone())
+    }
+    fn remember_compressed(
+        &self,
+        _: &rbuild_registry::Digest,
+        _: &str,
+        _: &rbuild_registry::Digest,
+        _: u64,
+    ) -> Result<(), RegistryError> {
+        Ok(())
+    }
+}
+
+/// Push the lazily built image to `t/app` on a fake registry whose answer to the mount of the
+/// base layer is `mount`; the config is there already (HEAD 200). Returns the push and every
+/// request it made.
+fn push_lazy(mount: u16) -> (rbuild_registry::PushedImage, Vec<Seen>) {
+    let img = Image::new();
+    let layer = sha256_digest(&img.layer);
+    let config_path = format!("/v2/t/app/blobs/{}", sha256_digest(&img.config));
+    let layer_path = format!("/v2/t/app/blobs/{layer}");
+    let server = FakeHttp::start(move |req, _| {
+        let p = req.path.as_str();
+        match req.method.as_str() {
+            "POST" if p.starts_with("/v2/t/app/blobs/uploads/?mount=") => match mount {
+                202 => reply(202, &[("Location", "/v2/t/app/blobs/uploads/s1")], ""),
+                status => reply(status, &[], ""),
+            },
+            "DELETE" if p == "/v2/t/app/blobs/uploads/s1" => reply(204, &[], ""),
+            "HEAD" if p == config_path || p == layer_path => {
+                reply(200, &[("Content-Length", "10")], "")
+            }
+            "PUT" if p == "/v2/t/app/manifests/1" => reply(201, &[], ""),
+            _ => reply(404, &[], ""),
+        }
+    });
+    let host = format!("127.0.0.1:{}", server.port);
+    let source = LazyBuilt {
+        config: img.config.clone(),
+        layer: layer.clone(),
+        base: RemoteRef::parse(&format!("{host}/t/base")).unwrap(),
+    };
+    let local = rbuild_registry::LocalImage {
+        manifest: img.manifest.clone(),
+        manifest_media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        layers: vec![rbuild_registry::LocalLayer {
+            diff_id: rbuild_registry::Digest::parse(&layer).unwrap(),
+            digest: rbuild_registry::Digest::parse(&layer).unwrap(),
+            size: img.layer.len() as u64,
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+        }],
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = rbuild_registry::PushOptions {
+        compression: rbuild_registry::Compression::Gzip,
+        compress_threads: 1,
+        mount_from: Vec::new(),
+        tmp_dir: tmp.path().to_path_buf(),
+    };
+    let target = RemoteRef::parse(&format!("{host}/t/app:1")).unwrap();
+    let pushed = rbuild_registry::push_image(
+        &client(1, 5.0, vec![]),
+        &source,
+        &local,
+        &target,
+        &opts,
+        &NoProgress,
+    )
+    .unwrap();
+    (pushed, server.requests())
+}
+
+/// A base layer that lives in a repository of the registry pushed to costs one request: the
+/// cross-repository mount, asked straight away (no HEAD first: a registry answers 201 whether
+/// it mounted the blob or had it already). Refused, the push goes on as usual (the opened
+/// upload session cancelled, then HEAD, which finds it here).
+#[test]
+fn remote_base_layer_is_mounted_in_one_request() {
+    let (pushed, seen) = push_lazy(201);
+    let layer = sha256_digest(&Image::new().layer);
+    let about_layer: Vec<String> = seen
+        .iter()
+        .filter(|r| r.path.contains(&layer))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(about_layer.len(), 1, "{about_layer:?}");
+    assert!(
+        about_layer[0].starts_with("POST /v2/t/app/blobs/uploads/?mount=")
+            && about_layer[0].ends_with("&from=t%2Fbase"),
+        "{about_layer:?}"
+    );
+    // The mount, the config's HEAD, the manifest: nothing else.
+    assert_eq!(
+        seen.len(),
+        3,
+        "{:?}",
+        seen.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    assert_eq!((pushed.mounted, pushed.skipped, pushed.uploaded), (1, 1, 0));
+
+    let (pushed, seen) = push_lazy(202);
+    let calls: Vec<String> = seen
+        .iter()
+        .filter(|r| r.path.contains(&layer) || r.path.ends_with("/s1"))
+        .map(|r| r.method.clone())
+        .collect();
+    assert_eq!(calls, ["POST", "DELETE", "HEAD"]);
+    assert_eq!((pushed.mounted, pushed.skipped, pushed.uploaded), (0, 2, 0));
+}

@@ -11,7 +11,8 @@
 //!
 //! Hooks for the other crates: the executor stages a snapshot with
 //! [`Store::create_snapshot_staging`]`(chain_id)` (which leases the chain id) and publishes it
-//! with [`Store::commit_snapshot`] (syncfs, rename; a concurrent duplicate is discarded). Each
+//! with [`Store::commit_snapshot`] (`fsutil::sync_tree`: each entry fsynced, or syncfs for a
+//! large tree; rename; a concurrent duplicate is discarded). Each
 //! cache entry becomes a root through `set_ref("cache", key, &[diff_id, chain id of its
 //! snapshot])` (the solver's `Worker::keep_layer`, implemented by the executor), and its use is
 //! marked with `touch_ref`; `rbuild run` registers a container with `set_ref("container", id,
@@ -458,13 +459,7 @@ impl Store {
     /// used. The staging directory must be on the store's filesystem.
     pub fn commit_snapshot(&self, staging: &std::path::Path, chain_id: &Digest) -> Result<PathBuf> {
         let target = self.snapshot_path(chain_id);
-        let fd = rustix::fs::open(
-            staging,
-            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
-            rustix::fs::Mode::empty(),
-        )
-        .ctx("open", staging)?;
-        rustix::fs::syncfs(&fd).ctx("sync the filesystem of", staging)?;
+        fsutil::sync_tree(staging)?;
         let _g = self.lock_shared()?;
         self.record_in_lease(Held::Snapshot, chain_id)?;
         match rustix::fs::renameat_with(

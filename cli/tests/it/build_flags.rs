@@ -17,6 +17,18 @@ fn build(env: &TestEnv, context: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// `FLAG BAD` is a usage error (exit 2): clap's "invalid value 'BAD' for 'NAMED…" and `why`.
+fn assert_refused(env: &TestEnv, ctx: &Path, flag: &str, bad: &str, named: &str, why: &str) {
+    let out = build(env, ctx, &[flag, bad]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+    assert!(
+        stderr.contains(&format!("invalid value '{bad}' for '{named}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains(why), "{bad}: {stderr}");
+}
+
 /// The image config of `name` as `rbuild inspect` shows it (docker's shape).
 fn inspect(env: &TestEnv, name: &str) -> Value {
     let out = env.rbuild().args(["inspect", name]).output().unwrap();
@@ -184,14 +196,14 @@ fn add_host_refuses_a_bad_address_at_the_flag() {
         (":10.0.0.1", "invalid host name ``"),
         ("db:host-gateway", "`host-gateway` is not supported"),
     ] {
-        let out = build(&env, ctx.path(), &["--add-host", bad]);
-        let (_, stderr) = text(&out);
-        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
-        assert!(
-            stderr.contains(&format!("invalid value '{bad}' for '--add-host <NAME:IP>'")),
-            "{stderr}"
+        assert_refused(
+            &env,
+            ctx.path(),
+            "--add-host",
+            bad,
+            "--add-host <NAME:IP>'",
+            why,
         );
-        assert!(stderr.contains(why), "{bad}: {stderr}");
     }
 }
 
@@ -267,14 +279,7 @@ fn bad_shm_size_and_ulimit_values_are_usage_errors_at_the_flag() {
         ("--shm-size", "12x", "e.g. `128m`"),
         ("--shm-size", "0", "must be above 0"),
     ] {
-        let out = build(&env, ctx.path(), &[flag, bad]);
-        let (_, stderr) = text(&out);
-        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
-        assert!(
-            stderr.contains(&format!("invalid value '{bad}' for '{flag}")),
-            "{stderr}"
-        );
-        assert!(stderr.contains(why), "{bad}: {stderr}");
+        assert_refused(&env, ctx.path(), flag, bad, flag, why);
     }
 }
 
